@@ -1,0 +1,4 @@
+//! Command line of `hostward`. (Being written.)
+pub fn main() -> std::process::ExitCode {
+    std::process::ExitCode::SUCCESS
+}

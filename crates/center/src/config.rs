@@ -1,0 +1,223 @@
+//! Center configuration: `hostward.toml`, overridden by `HOSTWARD_*` environment variables,
+//! overridden by command-line flags. clap handles flags and env; the file fills what they leave.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Settings of `hostward serve` (and `hostward up`). Every field is optional here so that the
+/// file, env and flags can be layered; [`Config::resolve`] applies defaults.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML config file. Keys are the long flag names with `_` for `-`, e.g. `heartbeat_secs = 30`.
+    #[arg(long, env = "HOSTWARD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for the CA, the server certificate and the SQLite database.
+    #[arg(long, env = "HOSTWARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `sqlite://PATH` or `postgres://USER:PASS@HOST/DB`. Default: SQLite in the data dir.
+    #[arg(long, env = "HOSTWARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Address of the console/API HTTPS listener.
+    #[arg(long, env = "HOSTWARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address of the agent gateway (HTTPS/WSS, client certificate required).
+    #[arg(long, env = "HOSTWARD_GATEWAY_LISTEN")]
+    pub gateway_listen: Option<SocketAddr>,
+    /// URL agents and browsers use to reach the console/API, e.g. `https://hostward.example:8443`.
+    #[arg(long, env = "HOSTWARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// URL agents use to reach the gateway, e.g. `wss://hostward.example:10180/agent/v1`.
+    #[arg(long, env = "HOSTWARD_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
+    /// Extra DNS names or IP addresses for the server certificate (repeatable).
+    #[arg(long = "server-name", env = "HOSTWARD_SERVER_NAMES", value_delimiter = ',')]
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    /// Agent heartbeat interval in seconds; an agent is offline after 3 missed heartbeats.
+    #[arg(long, env = "HOSTWARD_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// The agent binary served at /download/hostward-agent. Default: `hostward-agent` beside this binary.
+    #[arg(long, env = "HOSTWARD_AGENT_BINARY")]
+    pub agent_binary: Option<PathBuf>,
+    /// Console session lifetime in seconds.
+    #[arg(long, env = "HOSTWARD_SESSION_TTL_SECS")]
+    pub session_ttl_secs: Option<u64>,
+    /// Failed logins before an account is locked.
+    #[arg(long, env = "HOSTWARD_LOGIN_MAX_FAILURES")]
+    pub login_max_failures: Option<u32>,
+    /// How long a locked account stays locked, in seconds.
+    #[arg(long, env = "HOSTWARD_LOCKOUT_SECS")]
+    pub lockout_secs: Option<u64>,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `hostward_center=debug`.
+    #[arg(long, env = "HOSTWARD_LOG")]
+    pub log: Option<String>,
+}
+
+/// Resolved configuration with every default applied.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub gateway_listen: SocketAddr,
+    pub public_url: String,
+    pub gateway_url: String,
+    pub server_names: Vec<String>,
+    pub heartbeat_secs: u64,
+    pub agent_binary: PathBuf,
+    pub session_ttl_secs: u64,
+    pub login_max_failures: u32,
+    pub lockout_secs: u64,
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    /// toml's message names the key and shows the line and column.
+    #[error("invalid config file {path}: {err}")]
+    Parse { path: PathBuf, err: toml::de::Error },
+    #[error("invalid setting {key}: {msg}")]
+    Invalid { key: &'static str, msg: String },
+}
+
+impl ServeArgs {
+    /// Fills fields the flags/env left empty from the config file, if one was given.
+    pub fn with_file(self) -> Result<ServeArgs, ConfigError> {
+        let Some(path) = self.config.clone() else { return Ok(self) };
+        let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read { path: path.clone(), err })?;
+        let file: ServeArgs = toml::from_str(&text).map_err(|err| ConfigError::Parse { path: path.clone(), err })?;
+        Ok(self.or(file))
+    }
+
+    fn or(self, file: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            config: self.config,
+            data_dir: self.data_dir.or(file.data_dir),
+            database_url: self.database_url.or(file.database_url),
+            listen: self.listen.or(file.listen),
+            gateway_listen: self.gateway_listen.or(file.gateway_listen),
+            public_url: self.public_url.or(file.public_url),
+            gateway_url: self.gateway_url.or(file.gateway_url),
+            server_names: if self.server_names.is_empty() { file.server_names } else { self.server_names },
+            heartbeat_secs: self.heartbeat_secs.or(file.heartbeat_secs),
+            agent_binary: self.agent_binary.or(file.agent_binary),
+            session_ttl_secs: self.session_ttl_secs.or(file.session_ttl_secs),
+            login_max_failures: self.login_max_failures.or(file.login_max_failures),
+            lockout_secs: self.lockout_secs.or(file.lockout_secs),
+            log: self.log.or(file.log),
+        }
+    }
+
+    pub fn resolve(self, default_data_dir: &Path) -> Result<Config, ConfigError> {
+        let a = self.with_file()?;
+        let data_dir = a.data_dir.unwrap_or_else(|| default_data_dir.to_path_buf());
+        let listen = a.listen.unwrap_or_else(|| "0.0.0.0:8443".parse().unwrap());
+        let gateway_listen = a.gateway_listen.unwrap_or_else(|| "0.0.0.0:10180".parse().unwrap());
+        let host = default_host(&a.server_names);
+        let public_url = a.public_url.unwrap_or_else(|| format!("https://{}:{}", host, listen.port()));
+        if !public_url.starts_with("https://") {
+            return Err(ConfigError::Invalid { key: "public_url", msg: format!("{public_url:?} must start with https://") });
+        }
+        let gateway_url = a
+            .gateway_url
+            .unwrap_or_else(|| format!("wss://{}:{}{}", url_host(&public_url), gateway_listen.port(), hostward_proto::AGENT_WS_PATH));
+        if !gateway_url.starts_with("wss://") {
+            return Err(ConfigError::Invalid { key: "gateway_url", msg: format!("{gateway_url:?} must start with wss://") });
+        }
+        let heartbeat_secs = a.heartbeat_secs.unwrap_or(30);
+        if !(1..=3600).contains(&heartbeat_secs) {
+            return Err(ConfigError::Invalid { key: "heartbeat_secs", msg: format!("{heartbeat_secs} is outside 1..=3600") });
+        }
+        let mut server_names = a.server_names;
+        for n in ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), url_host(&public_url), url_host(&gateway_url)] {
+            if !server_names.contains(&n) {
+                server_names.push(n);
+            }
+        }
+        let agent_binary = a.agent_binary.unwrap_or_else(|| {
+            std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("hostward-agent"))).unwrap_or_default()
+        });
+        Ok(Config {
+            database_url: a.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("hostward.db").display())),
+            data_dir,
+            listen,
+            gateway_listen,
+            public_url,
+            gateway_url,
+            server_names,
+            heartbeat_secs,
+            agent_binary,
+            session_ttl_secs: a.session_ttl_secs.unwrap_or(12 * 3600),
+            login_max_failures: a.login_max_failures.unwrap_or(5),
+            lockout_secs: a.lockout_secs.unwrap_or(900),
+            log: a.log.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn default_host(names: &[String]) -> String {
+    names.first().cloned().unwrap_or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()))
+}
+
+/// Host part of an http(s)/ws(s) URL, without brackets for IPv6.
+pub fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6).to_string();
+    }
+    authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_config_file_names_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostward.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:8443\"\nheartbeat_secs = \"often\"\n").unwrap();
+        let err = ServeArgs { config: Some(path), ..Default::default() }.resolve(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("heartbeat_secs"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostward.toml");
+        std::fs::write(&path, "heartbeat_sec = 5\n").unwrap();
+        let err = ServeArgs { config: Some(path), ..Default::default() }.resolve(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("heartbeat_sec"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostward.toml");
+        std::fs::write(&path, "heartbeat_secs = 5\nlisten = \"127.0.0.1:9443\"\n").unwrap();
+        let cfg = ServeArgs { config: Some(path), heartbeat_secs: Some(2), public_url: Some("https://10.0.0.5:9443".into()), ..Default::default() }
+            .resolve(dir.path())
+            .unwrap();
+        assert_eq!(cfg.heartbeat_secs, 2);
+        assert_eq!(cfg.listen.port(), 9443);
+        assert_eq!(cfg.gateway_url, "wss://10.0.0.5:10180/agent/v1");
+        assert!(cfg.server_names.contains(&"10.0.0.5".to_string()));
+        assert!(cfg.database_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn url_host_handles_ports_and_ipv6() {
+        assert_eq!(url_host("https://a.example:8443/x"), "a.example");
+        assert_eq!(url_host("wss://[::1]:10180/agent/v1"), "::1");
+        assert_eq!(url_host("https://b"), "b");
+    }
+}

@@ -1,0 +1,1 @@
+//! install.sh and agent download. (Being written.)

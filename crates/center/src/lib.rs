@@ -1,0 +1,19 @@
+//! The Hostward protection center. `main.rs` only calls [`cli::main`]; see ARCHITECTURE.md for
+//! the map of these modules and the invariants they keep.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod gateway;
+pub mod install;
+pub mod metrics;
+pub mod quickstart;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod tls;
+
+pub use state::AppState;

@@ -1,0 +1,1 @@
+//! Users, memberships, console sessions, API tokens. (Being written.)

@@ -1,0 +1,246 @@
+//! Storage: every SQL statement of the center lives under this module.
+//!
+//! One code path serves SQLite and PostgreSQL through the sqlx `Any` driver. To stay portable:
+//! placeholders are `$1, $2, …` (both backends accept them), ids are TEXT, times are Unix
+//! seconds in BIGINT, flags are 0/1 BIGINT, JSON is TEXT, and each backend has its own migration
+//! folder because only DDL differs (identity columns).
+
+mod audit;
+mod auth;
+mod enrollment;
+mod projects;
+mod records;
+mod servers;
+mod tasks;
+
+pub use audit::*;
+pub use auth::*;
+pub use enrollment::*;
+pub use projects::*;
+pub use records::*;
+pub use servers::*;
+pub use tasks::*;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    BadUrl(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
+
+impl Store {
+    /// Connects and brings the schema up to date. `url` is `sqlite://PATH` (created if missing) or
+    /// `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::BadUrl(url.to_string()));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        opts = match backend {
+            // One writer at a time is SQLite's model anyway; a few readers keep pages responsive.
+            Backend::Sqlite => opts.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => opts.max_connections(16),
+        };
+        let pool = opts.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            pool.execute("PRAGMA journal_mode = WAL;").await?;
+        }
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let list = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrations = list
+            .iter()
+            .map(|(version, desc, sql)| {
+                Migration::new(*version, Cow::Borrowed(*desc), MigrationType::Simple, AssertSqlSafe(*sql).into_sql_str(), false)
+            })
+            .collect();
+        Migrator::with_migrations(migrations).run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Round-trip time of a trivial query, for `/metrics` and health checks.
+    pub async fn ping(&self) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(start.elapsed())
+    }
+}
+
+use sqlx::SqlSafeStr as _;
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A bind value for dynamically built statements (filters, batches).
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+    OptInt(Option<i64>),
+}
+
+/// Builds SQL with `$N` placeholders, which both backends accept. (sqlx's QueryBuilder would emit
+/// `?` for the Any driver, which PostgreSQL rejects.)
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql { text: text.to_string(), binds: Vec::new() }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub fn bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        self.text.push_str(&format!("${}", self.binds.len()));
+        self
+    }
+
+    pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+                Bind::OptInt(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+/// Reads a column that is NULL-able BIGINT.
+pub(crate) fn opt_i64(row: &AnyRow, col: &str) -> Option<i64> {
+    use sqlx::Row;
+    row.try_get::<Option<i64>, _>(col).ok().flatten()
+}
+
+/// Reads a 0/1 flag column.
+pub(crate) fn flag(row: &AnyRow, col: &str) -> bool {
+    use sqlx::Row;
+    row.try_get::<i64, _>(col).map(|v| v != 0).unwrap_or(false)
+}
+
+#[cfg(test)]
+pub(crate) mod testdb {
+    //! Storage tests run against both backends: SQLite in a temp dir always, PostgreSQL when
+    //! `HOSTWARD_TEST_POSTGRES_URL` points at a server where we may create databases (CI sets it).
+    use super::*;
+
+    pub struct TestDb {
+        pub store: Store,
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        TestDb { store: Store::connect(&url).await.unwrap(), _dir: Some(dir) }
+    }
+
+    /// A fresh database on the test PostgreSQL server, or None when none is configured.
+    pub async fn postgres() -> Option<TestDb> {
+        let admin_url = std::env::var("HOSTWARD_TEST_POSTGRES_URL").ok()?;
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&admin_url).await.expect("connect to HOSTWARD_TEST_POSTGRES_URL");
+        let name = format!("hw_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        let (base, _) = admin_url.rsplit_once('/').expect("postgres URL has a database path");
+        let url = format!("{base}/{name}");
+        Some(TestDb { store: Store::connect(&url).await.unwrap(), _dir: None })
+    }
+
+    /// Both backends that are available: SQLite always, PostgreSQL when configured. In CI
+    /// (`CI=true`) a missing PostgreSQL is an error, so the suite cannot silently skip it.
+    pub async fn all() -> Vec<(&'static str, TestDb)> {
+        let mut v = vec![("sqlite", sqlite().await)];
+        match postgres().await {
+            Some(db) => v.push(("postgres", db)),
+            None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but HOSTWARD_TEST_POSTGRES_URL is not set")
+            }
+            None => eprintln!("HOSTWARD_TEST_POSTGRES_URL not set: storage test ran on SQLite only"),
+        }
+        v
+    }
+}

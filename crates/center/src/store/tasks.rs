@@ -1,0 +1,212 @@
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Bind, Result, Sql, Store, new_id, now, opt_i64};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskRow {
+    pub id: String,
+    pub project_id: String,
+    pub server_id: String,
+    pub kind: String,
+    pub params: serde_json::Value,
+    /// queued, delivered, running, done, failed, expired
+    pub state: String,
+    pub output: serde_json::Value,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+const TASK_COLUMNS: &str = "id, project_id, server_id, kind, params, state, output, created_by, created_at, updated_at, expires_at";
+
+fn task(row: &AnyRow) -> Result<TaskRow> {
+    let params: String = row.try_get("params")?;
+    let output: String = row.try_get("output")?;
+    Ok(TaskRow {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        server_id: row.try_get("server_id")?,
+        kind: row.try_get("kind")?,
+        params: serde_json::from_str(&params).unwrap_or_default(),
+        state: row.try_get("state")?,
+        output: serde_json::from_str(&output).unwrap_or_default(),
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        expires_at: opt_i64(row, "expires_at"),
+    })
+}
+
+/// One task per server. `targets` are (project_id, server_id) pairs the caller may act on.
+#[derive(Debug, Clone)]
+pub struct NewTasks<'a> {
+    pub targets: &'a [(String, String)],
+    pub kind: &'a str,
+    pub params: &'a serde_json::Value,
+    pub created_by: &'a str,
+    pub expires_at: Option<i64>,
+}
+
+impl Store {
+    /// Queues one task per target in batched inserts inside one transaction.
+    pub async fn create_tasks(&self, new: &NewTasks<'_>) -> Result<Vec<TaskRow>> {
+        let t = now();
+        let params = new.params.to_string();
+        let ids: Vec<String> = new.targets.iter().map(|_| new_id()).collect();
+        let mut tx = self.pool().begin().await?;
+        for (chunk_ids, chunk) in ids.chunks(400).zip(new.targets.chunks(400)) {
+            let mut sql = Sql::new(&format!("INSERT INTO tasks ({TASK_COLUMNS}) VALUES "));
+            for (i, (id, (project_id, server_id))) in chunk_ids.iter().zip(chunk).enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                for (j, b) in [
+                    Bind::Text(id.clone()),
+                    Bind::Text(project_id.clone()),
+                    Bind::Text(server_id.clone()),
+                    Bind::Text(new.kind.to_string()),
+                    Bind::Text(params.clone()),
+                    Bind::Text("queued".into()),
+                    Bind::Text("null".into()),
+                    Bind::Text(new.created_by.to_string()),
+                    Bind::Int(t),
+                    Bind::Int(t),
+                    Bind::OptInt(new.expires_at),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if j > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(b);
+                }
+                sql.push(")");
+            }
+            sql.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(t) = self.task(id).await? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(task).transpose()
+    }
+
+    /// Tasks of one server, newest first.
+    pub async fn list_tasks(&self, server_id: &str, limit: i64) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE server_id = $1 ORDER BY created_at DESC, id LIMIT $2"
+        )))
+        .bind(server_id.to_string())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(task).collect()
+    }
+
+    /// Queued tasks of a server, oldest first, after expiring the ones whose time has passed.
+    pub async fn take_queued_tasks(&self, server_id: &str) -> Result<Vec<TaskRow>> {
+        let t = now();
+        sqlx::query(
+            "UPDATE tasks SET state = 'expired', updated_at = $1 \
+             WHERE server_id = $2 AND state = 'queued' AND expires_at IS NOT NULL AND expires_at < $1",
+        )
+        .bind(t)
+        .bind(server_id.to_string())
+        .execute(self.pool())
+        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE server_id = $1 AND state = 'queued' ORDER BY created_at, id"
+        )))
+        .bind(server_id.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(task).collect()
+    }
+
+    /// Marks tasks delivered once they are written to the agent's socket.
+    pub async fn mark_delivered(&self, ids: &[String]) -> Result<()> {
+        let t = now();
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new("UPDATE tasks SET state = 'delivered', updated_at = ");
+            sql.bind(Bind::Int(t));
+            sql.push(" WHERE state = 'queued' AND id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(Bind::Text(id.clone()));
+            }
+            sql.push(")");
+            sql.query().execute(self.pool()).await?;
+        }
+        Ok(())
+    }
+
+    /// Server ids (of `among`) that have queued tasks: what a replica must deliver.
+    pub async fn servers_with_queued_tasks(&self, among: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in among.chunks(500) {
+            let mut sql = Sql::new("SELECT DISTINCT server_id FROM tasks WHERE state = 'queued' AND server_id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(Bind::Text(id.clone()));
+            }
+            sql.push(")");
+            for r in sql.query().fetch_all(self.pool()).await? {
+                out.push(r.try_get("server_id")?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewServer, testdb};
+    use hostward_proto::{Message, TaskState, TaskUpdate};
+
+    #[tokio::test]
+    async fn tasks_queue_deliver_and_finish() {
+        for (backend, db) in testdb::all().await {
+            let s = &db.store;
+            let p = s.ensure_project("default").await.unwrap();
+            let srv = s.create_server(&NewServer { project_id: p.id.clone(), name: "h".into(), ..Default::default() }).await.unwrap();
+            let targets = vec![(p.id.clone(), srv.id.clone())];
+            let params = serde_json::json!({});
+            let new = NewTasks { targets: &targets, kind: "ping", params: &params, created_by: "alice", expires_at: None };
+            let created = s.create_tasks(&new).await.unwrap();
+            let expired = s
+                .create_tasks(&NewTasks { expires_at: Some(1), ..new.clone() })
+                .await
+                .unwrap();
+            let queued = s.take_queued_tasks(&srv.id).await.unwrap();
+            assert_eq!(queued.len(), 1, "{backend}: the expired one is not handed out");
+            assert_eq!(s.task(&expired[0].id).await.unwrap().unwrap().state, "expired", "{backend}");
+            assert_eq!(s.servers_with_queued_tasks(&[srv.id.clone()]).await.unwrap(), vec![srv.id.clone()]);
+            s.mark_delivered(&[created[0].id.clone()]).await.unwrap();
+            assert!(s.take_queued_tasks(&srv.id).await.unwrap().is_empty(), "{backend}");
+            let done = Message::TaskUpdate(TaskUpdate { task_id: created[0].id.clone(), state: TaskState::Done, output: serde_json::json!({"pong": true}) });
+            s.store_records(&srv.id, &[(1, done)]).await.unwrap();
+            let late = Message::TaskUpdate(TaskUpdate { task_id: created[0].id.clone(), state: TaskState::Running, output: serde_json::Value::Null });
+            s.store_records(&srv.id, &[(2, late)]).await.unwrap();
+            let t = s.task(&created[0].id).await.unwrap().unwrap();
+            assert_eq!((t.state.as_str(), t.output["pong"].as_bool()), ("done", Some(true)), "{backend}");
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Wire types shared by the Hostward agent and center.
+//!
+//! One WebSocket per agent carries JSON text frames, each an [`Envelope`]:
+//! `{"v":1,"seq":7,"kind":"event","body":{...}}`. `kind` selects the body type through a
+//! serde-tagged enum, so an unknown kind is a decode error the receiver answers with an
+//! `error` frame instead of crashing. This crate does no I/O.
+//!
+//! Durability: records the agent must not lose (`event`, `task_update`) carry a per-agent
+//! sequence number that only grows. The center writes a record and the agent's highest seq in
+//! one transaction, then answers `ack` with that seq; the agent deletes records only up to an
+//! ack. A record whose seq is not above the stored one is a duplicate and is dropped, which
+//! makes redelivery after a reconnect exactly-once. `hello`, `heartbeat` and `bye` are
+//! not durable and carry seq 0.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the frame format. The center refuses a `hello` with another major version
+/// (`version_unsupported`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts, in bytes. Bigger frames close the session.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// Path of the agent WebSocket on the gateway port.
+pub const AGENT_WS_PATH: &str = "/agent/v1";
+
+/// Largest tolerated difference between agent and center clocks, in seconds.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    /// Sequence number of a durable record, 0 for control frames.
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(flatten)]
+    pub msg: Message,
+}
+
+impl Envelope {
+    pub fn control(msg: Message) -> Self {
+        Envelope { v: PROTOCOL_VERSION, seq: 0, msg }
+    }
+
+    pub fn record(seq: u64, msg: Message) -> Self {
+        Envelope { v: PROTOCOL_VERSION, seq, msg }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("envelope serialises")
+    }
+
+    /// Decodes a frame. The error names what was wrong, for the `error` frame and the log.
+    pub fn from_json(text: &str) -> Result<Envelope, DecodeError> {
+        if text.len() > MAX_FRAME_BYTES {
+            return Err(DecodeError::TooLarge(text.len()));
+        }
+        let env: Envelope = serde_json::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("unknown variant") {
+                DecodeError::UnknownKind(msg)
+            } else {
+                DecodeError::Malformed(msg)
+            }
+        })?;
+        if env.v != PROTOCOL_VERSION {
+            return Err(DecodeError::Version(env.v));
+        }
+        Ok(env)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    TooLarge(usize),
+    UnknownKind(String),
+    Malformed(String),
+    Version(u32),
+}
+
+impl DecodeError {
+    /// Stable label, used as the `reason` of the rejected-frames metric and the error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge(_) => "oversized",
+            DecodeError::UnknownKind(_) => "unknown_kind",
+            DecodeError::Malformed(_) => "malformed",
+            DecodeError::Version(_) => "version_unsupported",
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::TooLarge(n) => {
+                write!(f, "frame of {n} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+            }
+            DecodeError::UnknownKind(m) => write!(f, "unknown frame kind: {m}"),
+            DecodeError::Malformed(m) => write!(f, "malformed frame: {m}"),
+            DecodeError::Version(v) => {
+                write!(f, "protocol version {v} unsupported (center speaks {PROTOCOL_VERSION})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum Message {
+    // agent -> center
+    Hello(Hello),
+    Heartbeat(Heartbeat),
+    Event(Event),
+    TaskUpdate(TaskUpdate),
+    /// Graceful shutdown: the center records `offline` / `agent_stopped`.
+    Bye(Bye),
+    // center -> agent
+    Config(AgentConfig),
+    Task(Task),
+    Ack(Ack),
+    // both ways
+    Error(ErrorFrame),
+}
+
+impl Message {
+    /// Whether this message is a durable record (carries a seq and awaits an ack).
+    pub fn is_record(&self) -> bool {
+        matches!(self, Message::Event(_) | Message::TaskUpdate(_))
+    }
+}
+
+/// Facts about the host, sent in `hello` and shown in the console.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub hostname: String,
+    /// `ID` from os-release, e.g. `debian`.
+    pub os_id: String,
+    /// `VERSION_ID` from os-release, e.g. `12`.
+    pub os_version: String,
+    /// `PRETTY_NAME` from os-release.
+    pub os_name: String,
+    pub kernel: String,
+    pub arch: String,
+    /// Addresses of the host's interfaces, loopback excluded.
+    pub ips: Vec<String>,
+    /// Boot time, Unix seconds.
+    pub boot_time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub agent_version: String,
+    pub protocol: u32,
+    /// Agent's clock, Unix seconds, for the skew check.
+    pub now: i64,
+    pub facts: HostFacts,
+    /// Version of the last config the agent applied, 0 if none.
+    #[serde(default)]
+    pub config_version: i64,
+    /// Highest seq the agent has ever assigned; lets the center spot a reset outbox.
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub now: i64,
+    pub rss_bytes: u64,
+    /// CPU used since the previous heartbeat, percent of one core.
+    pub cpu_percent: f64,
+    /// Records waiting in the outbox.
+    pub outbox_depth: u64,
+    /// Records dropped because the outbox was full, since the agent started.
+    pub outbox_dropped: u64,
+}
+
+/// A security or lifecycle event from the agent. Detectors of later issues add event types;
+/// the envelope stays the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unix seconds when the agent observed it.
+    pub ts: i64,
+    /// Stable code, e.g. `agent.started`, `custom`.
+    pub event_type: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Queued,
+    Delivered,
+    Running,
+    Done,
+    Failed,
+    Expired,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Delivered => "delivered",
+            TaskState::Running => "running",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+            TaskState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskState> {
+        Some(match s {
+            "queued" => TaskState::Queued,
+            "delivered" => TaskState::Delivered,
+            "running" => TaskState::Running,
+            "done" => TaskState::Done,
+            "failed" => TaskState::Failed,
+            "expired" => TaskState::Expired,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Expired)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUpdate {
+    pub task_id: String,
+    /// `running`, `done` or `failed`.
+    pub state: TaskState,
+    #[serde(default)]
+    pub output: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bye {
+    pub reason: String,
+}
+
+/// Configuration pushed by the center; the agent applies a version once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    pub version: i64,
+    pub heartbeat_secs: u64,
+    /// Protection switched off by a user: the agent stays connected but runs no detectors.
+    pub protection_enabled: bool,
+}
+
+/// Work the center asks of an agent. `kind` names the handler; unknown kinds fail the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub kind: String,
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Unix seconds after which the agent must not start it.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Highest seq the center has stored durably.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// Stable code: `malformed`, `unknown_kind`, `oversized`, `version_unsupported`,
+    /// `clock_skew`, `revoked`, `out_of_order`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Body of `POST /api/v1/enroll` (center port 8443, server-authenticated TLS only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub token: String,
+    /// PEM certificate signing request made from the agent's own key.
+    pub csr_pem: String,
+    pub facts: HostFacts,
+    /// Random id of this install run, so install reports and the enrollment meet on one server.
+    #[serde(default)]
+    pub install_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub agent_id: String,
+    pub server_id: String,
+    pub cert_pem: String,
+    /// `wss://host:port/agent/v1` the agent should connect to.
+    pub gateway_url: String,
+}
+
+/// Body of `POST /api/v1/enroll/report`: progress and failures of an install, so the console can
+/// show `installing` and `install_failed` with the cause before an agent ever connects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallReport {
+    pub token: String,
+    pub install_id: String,
+    pub hostname: String,
+    /// `installing` or `failed`.
+    pub status: String,
+    /// Stable cause code when failed: `not_root`, `unsupported_os`, `unsupported_arch`,
+    /// `no_systemd`, `disk_full`, `ca_mismatch`, `download_failed`, `enroll_failed`.
+    #[serde(default)]
+    pub cause: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_with_kind_and_body() {
+        let env = Envelope::record(
+            7,
+            Message::Event(Event { ts: 1, event_type: "custom".into(), data: serde_json::json!({"n": 1}) }),
+        );
+        let text = env.to_json();
+        assert!(text.contains(r#""kind":"event""#), "{text}");
+        assert!(text.contains(r#""seq":7"#), "{text}");
+        assert_eq!(Envelope::from_json(&text).unwrap(), env);
+    }
+
+    #[test]
+    fn unknown_kind_is_a_named_error() {
+        let err = Envelope::from_json(r#"{"v":1,"seq":0,"kind":"launch_missiles","body":{}}"#).unwrap_err();
+        assert_eq!(err.code(), "unknown_kind");
+        assert!(err.to_string().contains("launch_missiles"), "{err}");
+    }
+
+    #[test]
+    fn malformed_and_wrong_types_are_rejected() {
+        assert_eq!(Envelope::from_json("{not json").unwrap_err().code(), "malformed");
+        let wrong = r#"{"v":1,"seq":1,"kind":"ack","body":{"seq":"seven"}}"#;
+        assert_eq!(Envelope::from_json(wrong).unwrap_err().code(), "malformed");
+    }
+
+    #[test]
+    fn oversized_and_foreign_versions_are_rejected() {
+        let big = "x".repeat(MAX_FRAME_BYTES + 1);
+        assert_eq!(Envelope::from_json(&big).unwrap_err().code(), "oversized");
+        let v2 = r#"{"v":2,"seq":0,"kind":"ack","body":{"seq":1}}"#;
+        assert_eq!(Envelope::from_json(v2).unwrap_err().code(), "version_unsupported");
+    }
+
+    #[test]
+    fn records_are_exactly_events_and_task_updates() {
+        assert!(Message::Event(Event { ts: 0, event_type: "x".into(), data: Default::default() }).is_record());
+        assert!(!Message::Ack(Ack { seq: 1 }).is_record());
+    }
+}
