@@ -1,1 +1,44 @@
-//! (Being written.)
+//! Prometheus metrics. Names are constants here so the gateway, jobs and tests agree.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::AppState;
+
+pub const AGENTS_ONLINE: &str = "hostward_agents_online";
+pub const FRAMES_IN: &str = "hostward_gateway_frames_in_total";
+pub const FRAMES_OUT: &str = "hostward_gateway_frames_out_total";
+pub const FRAMES_REJECTED: &str = "hostward_gateway_frames_rejected_total";
+pub const CONNECTIONS_REJECTED: &str = "hostward_gateway_connections_rejected_total";
+pub const OUTBOX_DEPTH: &str = "hostward_agent_outbox_depth";
+pub const OUTBOX_DROPPED: &str = "hostward_agent_outbox_dropped";
+pub const DB_LATENCY: &str = "hostward_db_latency_seconds";
+pub const RECORDS_STORED: &str = "hostward_records_stored_total";
+
+/// The process-wide recorder. Installed once; later calls (tests with several centers in one
+/// process) share it.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, in which case ours just records nothing.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// `GET /metrics`: aggregate figures only, no tenant data.
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    metrics::gauge!(AGENTS_ONLINE).set(state.gateway.online_count() as f64);
+    if let Ok(d) = state.store.ping().await {
+        metrics::gauge!(DB_LATENCY).set(d.as_secs_f64());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}

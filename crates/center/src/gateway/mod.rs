@@ -1,40 +1,327 @@
 //! Agent gateway on port 10180: one WSS session per agent, client certificate required.
+//!
+//! `listener` accepts TLS connections and checks the certificate against the database before
+//! upgrading; `session` runs one agent's frames. This module keeps what the sessions of this
+//! replica share: the registry of live sessions, last-seen times waiting to be flushed, agents
+//! that dropped without saying goodbye, and the background jobs that act on them.
 
-use std::sync::Arc;
+mod listener;
+mod session;
+
+pub use listener::serve;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hostward_proto::Heartbeat;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::metrics as m;
+use crate::status::{self, StopHint};
+use crate::store::{Store, TaskRow, now};
+
+/// What the rest of the center can ask of a live session.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Tasks(Vec<TaskRow>),
+    ConfigChanged,
+    Close { code: &'static str, message: String },
+}
+
+struct SessionHandle {
+    conn_id: u64,
+    agent_id: String,
+    tx: mpsc::Sender<Control>,
+}
 
 /// Handle the API uses to reach live agent sessions on this replica. Cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
-    #[allow(dead_code)]
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    #[allow(dead_code)]
     store: Store,
-    #[allow(dead_code)]
     config: Arc<Config>,
+    next_conn: AtomicU64,
+    /// Live sessions by server id.
+    sessions: Mutex<HashMap<String, SessionHandle>>,
+    /// Last heartbeat per server, waiting to be flushed to the database in one batch.
+    seen: Mutex<HashMap<String, (i64, Heartbeat)>>,
+    /// Latest heartbeat figures of live sessions, for aggregate metrics.
+    reported: Mutex<HashMap<String, Heartbeat>>,
+    /// Servers whose connection dropped without `bye`: server id -> last frame time. They go
+    /// offline with `heartbeat_timeout` unless they reconnect within three heartbeats.
+    dangling: Mutex<HashMap<String, i64>>,
+    /// Tasks written to a socket but not yet marked delivered in the database.
+    delivered: Mutex<Vec<String>>,
+    /// Tasks handed to a session and not yet marked delivered, so polling does not resend them.
+    in_flight: Mutex<HashSet<String>>,
 }
 
 impl Gateway {
     pub fn new(store: Store, config: Arc<Config>) -> Gateway {
-        Gateway { inner: Arc::new(Inner { store, config }) }
+        Gateway {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                next_conn: AtomicU64::new(1),
+                sessions: Mutex::default(),
+                seen: Mutex::default(),
+                reported: Mutex::default(),
+                dangling: Mutex::default(),
+                delivered: Mutex::default(),
+                in_flight: Mutex::default(),
+            }),
+        }
+    }
+
+    fn heartbeat_secs(&self) -> i64 {
+        self.inner.config.heartbeat_secs as i64
     }
 
     /// Closes the agent's live session on this replica at once (other replicas poll).
-    pub fn revoke(&self, _agent_id: &str) {}
+    pub fn revoke(&self, agent_id: &str) {
+        let sessions = self.inner.sessions.lock().unwrap();
+        for h in sessions.values().filter(|h| h.agent_id == agent_id) {
+            let _ = h.tx.try_send(Control::Close { code: "revoked", message: "agent revoked".into() });
+        }
+    }
 
-    /// Wakes delivery of queued tasks for these servers.
-    pub fn tasks_queued(&self, _server_ids: &[String]) {}
+    /// Delivers queued tasks of these servers to the ones connected here.
+    pub fn tasks_queued(&self, server_ids: &[String]) {
+        let local: Vec<String> = {
+            let sessions = self.inner.sessions.lock().unwrap();
+            server_ids.iter().filter(|id| sessions.contains_key(*id)).cloned().collect()
+        };
+        if local.is_empty() {
+            return;
+        }
+        let gw = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gw.dispatch(&local).await {
+                tracing::error!(error = %e, "task dispatch failed; the poller will retry");
+            }
+        });
+    }
+
+    async fn dispatch(&self, server_ids: &[String]) -> crate::store::Result<()> {
+        let tasks = self.inner.store.queued_tasks_for(server_ids).await?;
+        let mut by_server: HashMap<String, Vec<TaskRow>> = HashMap::new();
+        {
+            let mut in_flight = self.inner.in_flight.lock().unwrap();
+            for t in tasks {
+                if in_flight.insert(t.id.clone()) {
+                    by_server.entry(t.server_id.clone()).or_default().push(t);
+                }
+            }
+        }
+        let sessions = self.inner.sessions.lock().unwrap();
+        let mut in_flight = self.inner.in_flight.lock().unwrap();
+        for (server_id, tasks) in by_server {
+            let sent = sessions.get(&server_id).is_some_and(|h| h.tx.try_send(Control::Tasks(tasks.clone())).is_ok());
+            if !sent {
+                // Still queued in the database; the poller or the next connect delivers them.
+                for t in &tasks {
+                    in_flight.remove(&t.id);
+                }
+            }
+        }
+        Ok(())
+    }
 
     /// The server's config (e.g. protection switch) changed: push it to its agent.
-    pub fn config_changed(&self, _server_id: &str) {}
+    pub fn config_changed(&self, server_id: &str) {
+        if let Some(h) = self.inner.sessions.lock().unwrap().get(server_id) {
+            let _ = h.tx.try_send(Control::ConfigChanged);
+        }
+    }
 
     /// Agents with a live session on this replica.
     pub fn online_count(&self) -> usize {
-        0
+        self.inner.sessions.lock().unwrap().len()
+    }
+
+    fn register(&self, server_id: &str, agent_id: &str, tx: mpsc::Sender<Control>) -> u64 {
+        let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        self.inner.dangling.lock().unwrap().remove(server_id);
+        let old = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap()
+            .insert(server_id.to_string(), SessionHandle { conn_id, agent_id: agent_id.to_string(), tx });
+        if let Some(old) = old {
+            // The agent reconnected before its old connection was noticed dead.
+            let _ = old.tx.try_send(Control::Close { code: "replaced", message: "a newer session replaced this one".into() });
+        }
+        conn_id
+    }
+
+    /// Removes the session if it is still the registered one. `dropped` sessions wait in the
+    /// dangling set for the heartbeat timeout.
+    fn unregister(&self, server_id: &str, conn_id: u64, dropped_at: Option<i64>) {
+        let mut sessions = self.inner.sessions.lock().unwrap();
+        if sessions.get(server_id).is_some_and(|h| h.conn_id == conn_id) {
+            sessions.remove(server_id);
+            self.inner.reported.lock().unwrap().remove(server_id);
+            if let Some(t) = dropped_at {
+                self.inner.dangling.lock().unwrap().insert(server_id.to_string(), t);
+            }
+        }
+    }
+
+    fn saw(&self, server_id: &str, hb: Heartbeat) {
+        self.inner.seen.lock().unwrap().insert(server_id.to_string(), (now(), hb.clone()));
+        self.inner.reported.lock().unwrap().insert(server_id.to_string(), hb);
+    }
+
+    fn delivered(&self, ids: impl IntoIterator<Item = String>) {
+        self.inner.delivered.lock().unwrap().extend(ids);
+    }
+
+    /// Starts the background jobs: last-seen flush, dangling and stale sweeps, task and
+    /// revocation polling. They run until the process ends.
+    pub fn spawn_jobs(&self) {
+        let hb = self.heartbeat_secs();
+        // Flushing often enough that the database-level sweep never mistakes a live agent.
+        let flush = Duration::from_secs(hb.clamp(1, 5) as u64);
+        let gw = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(flush);
+            loop {
+                tick.tick().await;
+                gw.flush().await;
+            }
+        });
+        let gw = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut last_revoke_check = now() - 2;
+            let mut n: u64 = 0;
+            loop {
+                tick.tick().await;
+                n += 1;
+                gw.sweep_dangling().await;
+                last_revoke_check = gw.poll_revocations(last_revoke_check).await;
+                if n % 2 == 0 {
+                    gw.poll_tasks().await;
+                }
+                if n % 20 == 0 {
+                    gw.sweep_stale().await;
+                    if let Err(e) = gw.inner.store.expire_due_tasks().await {
+                        tracing::error!(error = %e, "expiring tasks failed");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn flush(&self) {
+        let seen: Vec<(String, i64, String)> = self
+            .inner
+            .seen
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(id, (ts, hb))| (id, ts, serde_json::to_string(&hb).expect("heartbeat serialises")))
+            .collect();
+        if !seen.is_empty()
+            && let Err(e) = self.inner.store.flush_last_seen(&seen).await
+        {
+            tracing::error!(error = %e, n = seen.len(), "flushing last-seen times failed");
+        }
+        let delivered: Vec<String> = std::mem::take(&mut *self.inner.delivered.lock().unwrap());
+        if !delivered.is_empty() {
+            match self.inner.store.mark_delivered(&delivered).await {
+                Ok(()) => {
+                    let mut in_flight = self.inner.in_flight.lock().unwrap();
+                    for id in &delivered {
+                        in_flight.remove(id);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "marking tasks delivered failed; retrying");
+                    self.inner.delivered.lock().unwrap().extend(delivered);
+                }
+            }
+        }
+        let (depth, dropped) = self
+            .inner
+            .reported
+            .lock()
+            .unwrap()
+            .values()
+            .fold((0u64, 0u64), |(d, x), hb| (d + hb.outbox_depth, x + hb.outbox_dropped));
+        metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
+        metrics::gauge!(m::OUTBOX_DROPPED).set(dropped as f64);
+        metrics::gauge!(m::AGENTS_ONLINE).set(self.online_count() as f64);
+    }
+
+    async fn sweep_dangling(&self) {
+        let cutoff = now() - 3 * self.heartbeat_secs();
+        let due: Vec<String> = {
+            let mut dangling = self.inner.dangling.lock().unwrap();
+            let due: Vec<String> = dangling.iter().filter(|(_, t)| **t <= cutoff).map(|(id, _)| id.clone()).collect();
+            for id in &due {
+                dangling.remove(id);
+            }
+            due
+        };
+        for id in due {
+            if self.inner.sessions.lock().unwrap().contains_key(&id) {
+                continue;
+            }
+            match self.inner.store.set_agent_status(&id, status::OFFLINE, status::offline::HEARTBEAT_TIMEOUT, StopHint::None).await {
+                Ok(true) => tracing::info!(server_id = %id, reason = "heartbeat_timeout", "agent offline"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(server_id = %id, error = %e, "marking agent offline failed"),
+            }
+        }
+    }
+
+    /// Agents marked online in the database whose last-seen time stopped moving: a replica that
+    /// held them died. Ours are skipped: their sessions and the dangling set cover them.
+    async fn sweep_stale(&self) {
+        let hb = self.heartbeat_secs();
+        let cutoff = now() - (3 * hb + 2 * hb.clamp(1, 5) + 5);
+        let stale = match self.inner.store.stale_online_servers(cutoff).await {
+            Ok(s) => s,
+            Err(e) => return tracing::error!(error = %e, "stale sweep failed"),
+        };
+        for id in stale {
+            let ours = self.inner.sessions.lock().unwrap().contains_key(&id) || self.inner.dangling.lock().unwrap().contains_key(&id);
+            if !ours {
+                let _ = self.inner.store.set_agent_status(&id, status::OFFLINE, status::offline::HEARTBEAT_TIMEOUT, StopHint::None).await;
+                tracing::info!(server_id = %id, reason = "heartbeat_timeout", "agent offline (no replica holds it)");
+            }
+        }
+    }
+
+    async fn poll_revocations(&self, since: i64) -> i64 {
+        let checked_at = now();
+        match self.inner.store.revoked_agents_since(since).await {
+            Ok(ids) => {
+                for id in ids {
+                    self.revoke(&id);
+                }
+                // Overlap by two seconds: revocation times have one-second resolution.
+                checked_at - 2
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "revocation poll failed");
+                since
+            }
+        }
+    }
+
+    async fn poll_tasks(&self) {
+        match self.inner.store.queued_server_ids().await {
+            Ok(ids) => self.tasks_queued(&ids),
+            Err(e) => tracing::error!(error = %e, "task poll failed"),
+        }
     }
 }

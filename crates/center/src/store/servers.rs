@@ -526,6 +526,17 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
+    /// An agent whose outbox restarted below the stored seq (state dir restored from an old
+    /// backup) would otherwise have every new record dropped as a duplicate.
+    pub async fn reset_last_seq(&self, server_id: &str, seq: i64) -> Result<()> {
+        sqlx::query("UPDATE servers SET last_seq = $1 WHERE id = $2 AND last_seq > $1")
+            .bind(seq)
+            .bind(server_id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn status_history(&self, server_id: &str, limit: i64) -> Result<Vec<StatusChange>> {
         let rows = sqlx::query(
             "SELECT ts, dimension, status, reason FROM status_history WHERE server_id = $1 ORDER BY id DESC LIMIT $2",

@@ -87,13 +87,23 @@ impl Store {
             sql.query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(t) = self.task(id).await? {
-                out.push(t);
-            }
-        }
-        Ok(out)
+        Ok(ids
+            .into_iter()
+            .zip(new.targets)
+            .map(|(id, (project_id, server_id))| TaskRow {
+                id,
+                project_id: project_id.clone(),
+                server_id: server_id.clone(),
+                kind: new.kind.to_string(),
+                params: new.params.clone(),
+                state: "queued".into(),
+                output: serde_json::Value::Null,
+                created_by: new.created_by.to_string(),
+                created_at: t,
+                updated_at: t,
+                expires_at: new.expires_at,
+            })
+            .collect())
     }
 
     pub async fn task(&self, id: &str) -> Result<Option<TaskRow>> {
@@ -116,24 +126,37 @@ impl Store {
         rows.iter().map(task).collect()
     }
 
-    /// Queued tasks of a server, oldest first, after expiring the ones whose time has passed.
-    pub async fn take_queued_tasks(&self, server_id: &str) -> Result<Vec<TaskRow>> {
+    /// Expires queued or delivered tasks whose time has passed.
+    pub async fn expire_due_tasks(&self) -> Result<u64> {
         let t = now();
-        sqlx::query(
+        let r = sqlx::query(
             "UPDATE tasks SET state = 'expired', updated_at = $1 \
-             WHERE server_id = $2 AND state = 'queued' AND expires_at IS NOT NULL AND expires_at < $1",
+             WHERE state IN ('queued', 'delivered') AND expires_at IS NOT NULL AND expires_at < $1",
         )
         .bind(t)
-        .bind(server_id.to_string())
         .execute(self.pool())
         .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE server_id = $1 AND state = 'queued' ORDER BY created_at, id"
-        )))
-        .bind(server_id.to_string())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(task).collect()
+        Ok(r.rows_affected())
+    }
+
+    /// Queued tasks of these servers, oldest first, in chunked queries (a broadcast may name
+    /// every server).
+    pub async fn queued_tasks_for(&self, server_ids: &[String]) -> Result<Vec<TaskRow>> {
+        let mut out = Vec::new();
+        for chunk in server_ids.chunks(500) {
+            let mut sql = Sql::new(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'queued' AND server_id IN ("));
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(Bind::Text(id.clone()));
+            }
+            sql.push(") ORDER BY created_at, id");
+            for r in sql.query().fetch_all(self.pool()).await? {
+                out.push(task(&r)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Marks tasks delivered once they are written to the agent's socket.
@@ -155,23 +178,10 @@ impl Store {
         Ok(())
     }
 
-    /// Server ids (of `among`) that have queued tasks: what a replica must deliver.
-    pub async fn servers_with_queued_tasks(&self, among: &[String]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for chunk in among.chunks(500) {
-            let mut sql = Sql::new("SELECT DISTINCT server_id FROM tasks WHERE state = 'queued' AND server_id IN (");
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(Bind::Text(id.clone()));
-            }
-            sql.push(")");
-            for r in sql.query().fetch_all(self.pool()).await? {
-                out.push(r.try_get("server_id")?);
-            }
-        }
-        Ok(out)
+    /// Servers that have queued tasks; a replica intersects this with the agents it holds.
+    pub async fn queued_server_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT server_id FROM tasks WHERE state = 'queued'").fetch_all(self.pool()).await?;
+        rows.iter().map(|r| Ok(r.try_get("server_id")?)).collect()
     }
 }
 
@@ -195,12 +205,13 @@ mod tests {
                 .create_tasks(&NewTasks { expires_at: Some(1), ..new.clone() })
                 .await
                 .unwrap();
-            let queued = s.take_queued_tasks(&srv.id).await.unwrap();
+            assert_eq!(s.expire_due_tasks().await.unwrap(), 1, "{backend}");
+            let queued = s.queued_tasks_for(&[srv.id.clone()]).await.unwrap();
             assert_eq!(queued.len(), 1, "{backend}: the expired one is not handed out");
             assert_eq!(s.task(&expired[0].id).await.unwrap().unwrap().state, "expired", "{backend}");
-            assert_eq!(s.servers_with_queued_tasks(&[srv.id.clone()]).await.unwrap(), vec![srv.id.clone()]);
+            assert_eq!(s.queued_server_ids().await.unwrap(), vec![srv.id.clone()]);
             s.mark_delivered(&[created[0].id.clone()]).await.unwrap();
-            assert!(s.take_queued_tasks(&srv.id).await.unwrap().is_empty(), "{backend}");
+            assert!(s.queued_tasks_for(&[srv.id.clone()]).await.unwrap().is_empty(), "{backend}");
             let done = Message::TaskUpdate(TaskUpdate { task_id: created[0].id.clone(), state: TaskState::Done, output: serde_json::json!({"pong": true}) });
             s.store_records(&srv.id, &[(1, done)]).await.unwrap();
             let late = Message::TaskUpdate(TaskUpdate { task_id: created[0].id.clone(), state: TaskState::Running, output: serde_json::Value::Null });

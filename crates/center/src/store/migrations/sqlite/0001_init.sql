@@ -129,6 +129,7 @@ CREATE TABLE tasks (
     expires_at BIGINT
 );
 CREATE INDEX tasks_server_state ON tasks(server_id, state);
+CREATE INDEX tasks_state ON tasks(state);
 
 CREATE TABLE audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

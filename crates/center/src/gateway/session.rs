@@ -1,0 +1,254 @@
+//! One agent's session: hello, config, then frames both ways until bye, timeout, revocation
+//! or a dropped connection.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use hostward_proto::{AgentConfig, DecodeError, Envelope, ErrorFrame, Message, Task};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::Control;
+use super::listener::Peer;
+use crate::AppState;
+use crate::metrics as m;
+use crate::status::{self, StopHint};
+use crate::store::{Server, now};
+
+/// Rejected frames after which a session is closed: a confused or hostile agent.
+const MAX_REJECTED: u32 = 10;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Sink = futures_util::stream::SplitSink<WebSocket, WsMessage>;
+
+async fn send(sink: &mut Sink, env: &Envelope) -> Result<(), axum::Error> {
+    metrics::counter!(m::FRAMES_OUT).increment(1);
+    sink.send(WsMessage::Text(env.to_json().into())).await
+}
+
+async fn send_error(sink: &mut Sink, code: &str, message: &str) {
+    let frame = Envelope::control(Message::Error(ErrorFrame { code: code.into(), message: message.into() }));
+    let _ = send(sink, &frame).await;
+}
+
+async fn close(sink: &mut Sink, code: &'static str, message: &str) {
+    send_error(sink, code, message).await;
+    // 4000-4999 are application close codes; the reason repeats the error code.
+    let _ = sink.send(WsMessage::Close(Some(CloseFrame { code: 4000, reason: code.into() }))).await;
+    let _ = sink.close().await;
+}
+
+fn reject(e: &DecodeError) {
+    metrics::counter!(m::FRAMES_REJECTED, "reason" => e.code()).increment(1);
+}
+
+/// How a session ended, which decides the offline reason.
+enum End {
+    /// `bye`: the agent stopped on purpose.
+    Bye(StopHint),
+    /// The center closed it for a reason that is already, or now, the offline reason.
+    Closed { reason: &'static str },
+    /// The connection dropped or was closed without `bye`: maybe a network blip. The agent gets
+    /// three heartbeats to come back before it counts as offline.
+    Dropped,
+    /// A newer session of the same agent took over.
+    Replaced,
+}
+
+pub(super) async fn run(state: AppState, server: Server, peer: Peer, socket: WebSocket) {
+    let span = tracing::info_span!("agent", agent_id = %peer.identity.agent_id, server_id = %server.id, peer = %peer.addr);
+    session(state, server, peer, socket).instrument(span).await
+}
+
+async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let gw = state.gateway.clone();
+    let agent_id = peer.identity.agent_id.clone();
+
+    // The first frame must be hello.
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(WsMessage::Text(t)))) => {
+            metrics::counter!(m::FRAMES_IN).increment(1);
+            match Envelope::from_json(t.as_str()) {
+                Ok(Envelope { msg: Message::Hello(h), .. }) => h,
+                Ok(_) => {
+                    metrics::counter!(m::FRAMES_REJECTED, "reason" => "no_hello").increment(1);
+                    return close(&mut sink, "no_hello", "the first frame must be hello").await;
+                }
+                Err(e) => {
+                    reject(&e);
+                    return close(&mut sink, e.code(), &e.to_string()).await;
+                }
+            }
+        }
+        _ => return,
+    };
+    if hello.protocol != hostward_proto::PROTOCOL_VERSION {
+        let msg = format!("agent protocol {} unsupported; center speaks {}", hello.protocol, hostward_proto::PROTOCOL_VERSION);
+        set_offline(&state, &server.id, status::offline::VERSION_UNSUPPORTED, StopHint::None).await;
+        return close(&mut sink, "version_unsupported", &msg).await;
+    }
+    let skew = hello.now - now();
+    if skew.abs() > hostward_proto::MAX_CLOCK_SKEW_SECS {
+        let msg = format!("agent clock is {skew} s off the center's; fix NTP on the server");
+        set_offline(&state, &server.id, status::offline::CLOCK_SKEW, StopHint::None).await;
+        return close(&mut sink, "clock_skew", &msg).await;
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Control>(64);
+    let conn_id = gw.register(&server.id, &agent_id, tx);
+    let server = match state.store.agent_hello(&server.id, &hello.facts, &hello.agent_version).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "storing hello failed");
+            gw.unregister(&server.id, conn_id, None);
+            return close(&mut sink, "unavailable", "center database unavailable").await;
+        }
+    };
+    if (hello.last_seq as i64) < server.last_seq {
+        tracing::warn!(agent_last_seq = hello.last_seq, stored = server.last_seq, "agent outbox restarted below the stored seq");
+        let _ = state.store.reset_last_seq(&server.id, hello.last_seq as i64).await;
+    }
+    tracing::info!(version = %hello.agent_version, "agent online");
+    if send(&mut sink, &config_frame(&state, &server)).await.is_err() {
+        gw.unregister(&server.id, conn_id, Some(now()));
+        return;
+    }
+    gw.tasks_queued(std::slice::from_ref(&server.id));
+
+    let hb = Duration::from_secs(state.config.heartbeat_secs);
+    let mut last_frame = Instant::now();
+    let mut last_frame_unix = now();
+    let mut rejected = 0u32;
+    let mut check = tokio::time::interval(hb);
+    let end = loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        metrics::counter!(m::FRAMES_IN).increment(1);
+                        metrics::counter!(m::FRAMES_REJECTED, "reason" => "binary").increment(1);
+                        send_error(&mut sink, "malformed", "binary frames are not part of the protocol").await;
+                        rejected += 1;
+                        if rejected >= MAX_REJECTED { close(&mut sink, "too_many_errors", "too many rejected frames").await; break End::Dropped; }
+                        continue;
+                    }
+                    Some(Ok(WsMessage::Close(_))) | None => break End::Dropped,
+                    Some(Ok(_)) => { last_frame = Instant::now(); continue; } // ping/pong
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("too long") || text.contains("Space limit") {
+                            metrics::counter!(m::FRAMES_REJECTED, "reason" => "oversized").increment(1);
+                            tracing::warn!(error = %text, "oversized frame; closing");
+                        }
+                        break End::Dropped;
+                    }
+                };
+                metrics::counter!(m::FRAMES_IN).increment(1);
+                last_frame = Instant::now();
+                last_frame_unix = now();
+                let env = match Envelope::from_json(text.as_str()) {
+                    Ok(env) => env,
+                    Err(e) => {
+                        reject(&e);
+                        tracing::warn!(code = e.code(), error = %e, "rejected a frame");
+                        send_error(&mut sink, e.code(), &e.to_string()).await;
+                        rejected += 1;
+                        if rejected >= MAX_REJECTED { close(&mut sink, "too_many_errors", "too many rejected frames").await; break End::Dropped; }
+                        continue;
+                    }
+                };
+                match env.msg {
+                    Message::Heartbeat(h) => gw.saw(&server.id, h),
+                    Message::Bye(b) => {
+                        let hint = if b.reason == "system_shutdown" { StopHint::SystemShutdown } else { StopHint::None };
+                        break End::Bye(hint);
+                    }
+                    msg @ (Message::Event(_) | Message::TaskUpdate(_)) => {
+                        if env.seq == 0 {
+                            metrics::counter!(m::FRAMES_REJECTED, "reason" => "no_seq").increment(1);
+                            send_error(&mut sink, "malformed", "records need a seq above 0").await;
+                            continue;
+                        }
+                        match state.store.store_records(&server.id, &[(env.seq, msg)]).await {
+                            Ok(high) => {
+                                metrics::counter!(m::RECORDS_STORED).increment(1);
+                                let ack = Envelope::control(Message::Ack(hostward_proto::Ack { seq: high }));
+                                if send(&mut sink, &ack).await.is_err() { break End::Dropped; }
+                            }
+                            // No ack: the agent keeps the record and sends it again.
+                            Err(e) => tracing::error!(error = %e, seq = env.seq, "storing a record failed"),
+                        }
+                    }
+                    other => {
+                        metrics::counter!(m::FRAMES_REJECTED, "reason" => "unexpected_kind").increment(1);
+                        let kind = serde_json::to_value(&other).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string)).unwrap_or_default();
+                        send_error(&mut sink, "unexpected_kind", &format!("agents do not send {kind} frames")).await;
+                    }
+                }
+            }
+            ctl = rx.recv() => match ctl {
+                Some(Control::Tasks(tasks)) => {
+                    let mut ok = Vec::with_capacity(tasks.len());
+                    for t in tasks {
+                        let frame = Envelope::control(Message::Task(Task { id: t.id.clone(), kind: t.kind, params: t.params, expires_at: t.expires_at }));
+                        if send(&mut sink, &frame).await.is_err() { break; }
+                        ok.push(t.id);
+                    }
+                    gw.delivered(ok);
+                }
+                Some(Control::ConfigChanged) => {
+                    if let Ok(Some(s)) = state.store.server(&server.id).await
+                        && send(&mut sink, &config_frame(&state, &s)).await.is_err() {
+                        break End::Dropped;
+                    }
+                }
+                Some(Control::Close { code: "replaced", message }) => {
+                    close(&mut sink, "replaced", &message).await;
+                    break End::Replaced;
+                }
+                Some(Control::Close { code, message }) => {
+                    close(&mut sink, code, &message).await;
+                    break End::Closed { reason: if code == "revoked" { status::offline::REVOKED } else { status::offline::AGENT_STOPPED } };
+                }
+                None => break End::Replaced,
+            },
+            _ = check.tick() => {
+                if last_frame.elapsed() > hb * 3 {
+                    close(&mut sink, "heartbeat_timeout", "no frame for three heartbeat intervals").await;
+                    break End::Closed { reason: status::offline::HEARTBEAT_TIMEOUT };
+                }
+            }
+        }
+    };
+
+    match end {
+        End::Bye(hint) => {
+            gw.unregister(&server.id, conn_id, None);
+            set_offline(&state, &server.id, status::offline::AGENT_STOPPED, hint).await;
+        }
+        End::Closed { reason } => {
+            gw.unregister(&server.id, conn_id, None);
+            set_offline(&state, &server.id, reason, StopHint::None).await;
+        }
+        End::Dropped => gw.unregister(&server.id, conn_id, Some(last_frame_unix)),
+        End::Replaced => gw.unregister(&server.id, conn_id, None),
+    }
+}
+
+fn config_frame(state: &AppState, server: &Server) -> Envelope {
+    Envelope::control(Message::Config(AgentConfig {
+        version: server.config_version,
+        heartbeat_secs: state.config.heartbeat_secs,
+        protection_enabled: server.protection_wanted,
+    }))
+}
+
+async fn set_offline(state: &AppState, server_id: &str, reason: &str, hint: StopHint) {
+    match state.store.set_agent_status(server_id, status::OFFLINE, reason, hint).await {
+        Ok(_) => tracing::info!(reason, "agent offline"),
+        Err(e) => tracing::error!(error = %e, reason, "marking agent offline failed"),
+    }
+}
