@@ -35,7 +35,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HOSTWARD_GATEWAY_URL")]
     pub gateway_url: Option<String>,
     /// Extra DNS names or IP addresses for the server certificate (repeatable).
-    #[arg(long = "server-name", env = "HOSTWARD_SERVER_NAMES", value_delimiter = ',')]
+    #[arg(
+        long = "server-name",
+        env = "HOSTWARD_SERVER_NAMES",
+        value_delimiter = ','
+    )]
     #[serde(default)]
     pub server_names: Vec<String>,
     /// Agent heartbeat interval in seconds; an agent is offline after 3 missed heartbeats.
@@ -90,9 +94,17 @@ pub enum ConfigError {
 impl ServeArgs {
     /// Fills fields the flags/env left empty from the config file, if one was given.
     pub fn with_file(self) -> Result<ServeArgs, ConfigError> {
-        let Some(path) = self.config.clone() else { return Ok(self) };
-        let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read { path: path.clone(), err })?;
-        let file: ServeArgs = toml::from_str(&text).map_err(|err| ConfigError::Parse { path: path.clone(), err })?;
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read {
+            path: path.clone(),
+            err,
+        })?;
+        let file: ServeArgs = toml::from_str(&text).map_err(|err| ConfigError::Parse {
+            path: path.clone(),
+            err,
+        })?;
         Ok(self.or(file))
     }
 
@@ -105,7 +117,11 @@ impl ServeArgs {
             gateway_listen: self.gateway_listen.or(file.gateway_listen),
             public_url: self.public_url.or(file.public_url),
             gateway_url: self.gateway_url.or(file.gateway_url),
-            server_names: if self.server_names.is_empty() { file.server_names } else { self.server_names },
+            server_names: if self.server_names.is_empty() {
+                file.server_names
+            } else {
+                self.server_names
+            },
             heartbeat_secs: self.heartbeat_secs.or(file.heartbeat_secs),
             agent_binary: self.agent_binary.or(file.agent_binary),
             session_ttl_secs: self.session_ttl_secs.or(file.session_ttl_secs),
@@ -119,33 +135,62 @@ impl ServeArgs {
         let a = self.with_file()?;
         let data_dir = a.data_dir.unwrap_or_else(|| default_data_dir.to_path_buf());
         let listen = a.listen.unwrap_or_else(|| "0.0.0.0:8443".parse().unwrap());
-        let gateway_listen = a.gateway_listen.unwrap_or_else(|| "0.0.0.0:10180".parse().unwrap());
+        let gateway_listen = a
+            .gateway_listen
+            .unwrap_or_else(|| "0.0.0.0:10180".parse().unwrap());
         let host = default_host(&a.server_names);
-        let public_url = a.public_url.unwrap_or_else(|| format!("https://{}:{}", host, listen.port()));
+        let public_url = a
+            .public_url
+            .unwrap_or_else(|| format!("https://{}:{}", host, listen.port()));
         if !public_url.starts_with("https://") {
-            return Err(ConfigError::Invalid { key: "public_url", msg: format!("{public_url:?} must start with https://") });
+            return Err(ConfigError::Invalid {
+                key: "public_url",
+                msg: format!("{public_url:?} must start with https://"),
+            });
         }
-        let gateway_url = a
-            .gateway_url
-            .unwrap_or_else(|| format!("wss://{}:{}{}", url_host(&public_url), gateway_listen.port(), hostward_proto::AGENT_WS_PATH));
+        let gateway_url = a.gateway_url.unwrap_or_else(|| {
+            format!(
+                "wss://{}:{}{}",
+                url_host(&public_url),
+                gateway_listen.port(),
+                hostward_proto::AGENT_WS_PATH
+            )
+        });
         if !gateway_url.starts_with("wss://") {
-            return Err(ConfigError::Invalid { key: "gateway_url", msg: format!("{gateway_url:?} must start with wss://") });
+            return Err(ConfigError::Invalid {
+                key: "gateway_url",
+                msg: format!("{gateway_url:?} must start with wss://"),
+            });
         }
         let heartbeat_secs = a.heartbeat_secs.unwrap_or(30);
         if !(1..=3600).contains(&heartbeat_secs) {
-            return Err(ConfigError::Invalid { key: "heartbeat_secs", msg: format!("{heartbeat_secs} is outside 1..=3600") });
+            return Err(ConfigError::Invalid {
+                key: "heartbeat_secs",
+                msg: format!("{heartbeat_secs} is outside 1..=3600"),
+            });
         }
         let mut server_names = a.server_names;
-        for n in ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), url_host(&public_url), url_host(&gateway_url)] {
+        for n in [
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+            url_host(&public_url),
+            url_host(&gateway_url),
+        ] {
             if !server_names.contains(&n) {
                 server_names.push(n);
             }
         }
         let agent_binary = a.agent_binary.unwrap_or_else(|| {
-            std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("hostward-agent"))).unwrap_or_default()
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("hostward-agent")))
+                .unwrap_or_default()
         });
         Ok(Config {
-            database_url: a.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("hostward.db").display())),
+            database_url: a
+                .database_url
+                .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("hostward.db").display())),
             data_dir,
             listen,
             gateway_listen,
@@ -163,7 +208,12 @@ impl ServeArgs {
 }
 
 fn default_host(names: &[String]) -> String {
-    names.first().cloned().unwrap_or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()))
+    names.first().cloned().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+    })
 }
 
 /// Host part of an http(s)/ws(s) URL, without brackets for IPv6.
@@ -173,7 +223,11 @@ pub fn url_host(url: &str) -> String {
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next().unwrap_or(v6).to_string();
     }
-    authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority).to_string()
+    authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -184,8 +238,18 @@ mod tests {
     fn bad_config_file_names_key_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hostward.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:8443\"\nheartbeat_secs = \"often\"\n").unwrap();
-        let err = ServeArgs { config: Some(path), ..Default::default() }.resolve(dir.path()).unwrap_err().to_string();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:8443\"\nheartbeat_secs = \"often\"\n",
+        )
+        .unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("heartbeat_secs"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }
@@ -195,7 +259,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hostward.toml");
         std::fs::write(&path, "heartbeat_sec = 5\n").unwrap();
-        let err = ServeArgs { config: Some(path), ..Default::default() }.resolve(dir.path()).unwrap_err().to_string();
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("heartbeat_sec"), "{err}");
     }
 
@@ -204,9 +274,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hostward.toml");
         std::fs::write(&path, "heartbeat_secs = 5\nlisten = \"127.0.0.1:9443\"\n").unwrap();
-        let cfg = ServeArgs { config: Some(path), heartbeat_secs: Some(2), public_url: Some("https://10.0.0.5:9443".into()), ..Default::default() }
-            .resolve(dir.path())
-            .unwrap();
+        let cfg = ServeArgs {
+            config: Some(path),
+            heartbeat_secs: Some(2),
+            public_url: Some("https://10.0.0.5:9443".into()),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap();
         assert_eq!(cfg.heartbeat_secs, 2);
         assert_eq!(cfg.listen.port(), 9443);
         assert_eq!(cfg.gateway_url, "wss://10.0.0.5:10180/agent/v1");

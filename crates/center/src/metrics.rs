@@ -40,5 +40,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(d) = state.store.ping().await {
         metrics::gauge!(DB_LATENCY).set(d.as_secs_f64());
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

@@ -1,1 +1,151 @@
-//! (Being written.)
+//! Builds the center from its configuration and runs both listeners and the background jobs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::state::AppState;
+use crate::store::{DEFAULT_PROJECT, Store};
+use crate::{api, console, install, metrics, tls};
+
+/// A started center.
+pub struct Running {
+    pub state: AppState,
+    pub api_addr: SocketAddr,
+    pub gateway_addr: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+}
+
+impl Running {
+    /// Stops accepting console/API connections and lets requests in flight finish.
+    pub fn shutdown(&self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    }
+}
+
+/// Opens the store (running migrations), loads or creates the certificates, and ensures the
+/// default project exists.
+pub async fn open(cfg: &Config) -> anyhow::Result<(Store, crate::state::CenterPki)> {
+    let pki = tls::load_or_create(&cfg.data_dir, &cfg.server_names)?;
+    let store = Store::connect(&cfg.database_url)
+        .await
+        .context("opening the database")?;
+    store.ensure_project(DEFAULT_PROJECT).await?;
+    Ok((store, pki))
+}
+
+/// The state the handlers see, without listeners: what admin CLI commands act through, so they
+/// pass the same checks as the API.
+pub async fn state(cfg: Config) -> anyhow::Result<AppState> {
+    hostward_pki::install_default_provider();
+    let (store, pki) = open(&cfg).await?;
+    let config = Arc::new(cfg);
+    let gateway = Gateway::new(store.clone(), config.clone());
+    Ok(AppState {
+        store,
+        config,
+        pki: Arc::new(pki),
+        gateway,
+        metrics: metrics::handle(),
+    })
+}
+
+/// Binds both listeners and starts serving in the background.
+pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    raise_fd_limit();
+    let state = state(cfg).await?;
+    let config = state.config.clone();
+    let gateway = state.gateway.clone();
+
+    let install = install::InstallSettings {
+        center_url: config.public_url.clone(),
+        spki_pin: state.pki.spki_pin.clone(),
+        agent_binary: config.agent_binary.clone(),
+    };
+    let app = Router::new()
+        .merge(api::router())
+        .merge(console::router())
+        .merge(install::router(install))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::render))
+        .with_state(state.clone());
+
+    let api_listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
+    api_listener.set_nonblocking(true)?;
+    let api_addr = api_listener.local_addr()?;
+    let tls_config = hostward_pki::server_config(&state.pki.chain_pem, &state.pki.server_key_pem)?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(
+        api_listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config)),
+    )?
+    .handle(handle.clone());
+    tokio::spawn(async move {
+        if let Err(e) = server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+        {
+            tracing::error!(error = %e, "console/API listener failed");
+        }
+    });
+
+    let gw_listener = tokio::net::TcpListener::bind(config.gateway_listen)
+        .await
+        .with_context(|| format!("binding {}", config.gateway_listen))?;
+    let gateway_addr = gw_listener.local_addr()?;
+    let gw_state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::gateway::serve(gw_state, gw_listener).await {
+            tracing::error!(error = %e, "agent gateway failed");
+        }
+    });
+    gateway.spawn_jobs();
+    spawn_housekeeping(state.clone());
+    tracing::info!(console = %config.public_url, %api_addr, %gateway_addr, gateway_url = %config.gateway_url, "center started");
+    Ok(Running {
+        state,
+        api_addr,
+        gateway_addr,
+        handle,
+    })
+}
+
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.store.purge_expired_sessions().await {
+                tracing::error!(error = %e, "purging expired sessions failed");
+            }
+        }
+    });
+}
+
+/// One file descriptor per agent connection: lift the soft limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "could not raise the open-files limit");
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -23,7 +23,11 @@ pub mod offline {
 pub const PROTECTION_ENABLED: &str = "enabled";
 pub const PROTECTION_DISABLED: &str = "disabled";
 pub const PROTECTION_INTERRUPTED: &str = "interrupted";
-pub const PROTECTION_STATUSES: &[&str] = &[PROTECTION_ENABLED, PROTECTION_DISABLED, PROTECTION_INTERRUPTED];
+pub const PROTECTION_STATUSES: &[&str] = &[
+    PROTECTION_ENABLED,
+    PROTECTION_DISABLED,
+    PROTECTION_INTERRUPTED,
+];
 
 pub const RISK_PENDING: &str = "pending";
 pub const RISK_RISKY: &str = "risky";
@@ -38,7 +42,12 @@ pub enum StopHint {
 }
 
 /// Protection status and cause for a server, from its agent status and the user's switch.
-pub fn protection_for(agent_status: &str, agent_reason: &str, wanted: bool, hint: StopHint) -> (&'static str, &'static str) {
+pub fn protection_for(
+    agent_status: &str,
+    agent_reason: &str,
+    wanted: bool,
+    hint: StopHint,
+) -> (&'static str, &'static str) {
     if !wanted {
         return (PROTECTION_DISABLED, "");
     }
@@ -58,20 +67,47 @@ mod tests {
 
     #[test]
     fn switch_off_wins_over_everything() {
-        assert_eq!(protection_for(ONLINE, "", false, StopHint::None), (PROTECTION_DISABLED, ""));
-        assert_eq!(protection_for(OFFLINE, offline::REVOKED, false, StopHint::None), (PROTECTION_DISABLED, ""));
+        assert_eq!(
+            protection_for(ONLINE, "", false, StopHint::None),
+            (PROTECTION_DISABLED, "")
+        );
+        assert_eq!(
+            protection_for(OFFLINE, offline::REVOKED, false, StopHint::None),
+            (PROTECTION_DISABLED, "")
+        );
     }
 
     #[test]
     fn online_agent_protects() {
-        assert_eq!(protection_for(ONLINE, "", true, StopHint::None), (PROTECTION_ENABLED, ""));
+        assert_eq!(
+            protection_for(ONLINE, "", true, StopHint::None),
+            (PROTECTION_ENABLED, "")
+        );
     }
 
     #[test]
     fn interruption_causes() {
-        assert_eq!(protection_for(OFFLINE, offline::HEARTBEAT_TIMEOUT, true, StopHint::None).1, "agent_offline");
-        assert_eq!(protection_for(OFFLINE, offline::REVOKED, true, StopHint::None).1, "agent_uninstalled");
-        assert_eq!(protection_for(OFFLINE, offline::AGENT_STOPPED, true, StopHint::SystemShutdown).1, "server_shutdown");
-        assert_eq!(protection_for(NOT_INSTALLED, "", true, StopHint::None).1, "agent_not_installed");
+        assert_eq!(
+            protection_for(OFFLINE, offline::HEARTBEAT_TIMEOUT, true, StopHint::None).1,
+            "agent_offline"
+        );
+        assert_eq!(
+            protection_for(OFFLINE, offline::REVOKED, true, StopHint::None).1,
+            "agent_uninstalled"
+        );
+        assert_eq!(
+            protection_for(
+                OFFLINE,
+                offline::AGENT_STOPPED,
+                true,
+                StopHint::SystemShutdown
+            )
+            .1,
+            "server_shutdown"
+        );
+        assert_eq!(
+            protection_for(NOT_INSTALLED, "", true, StopHint::None).1,
+            "agent_not_installed"
+        );
     }
 }

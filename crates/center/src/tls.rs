@@ -35,24 +35,35 @@ fn read(path: &Path) -> anyhow::Result<String> {
 /// Loads the CA and server certificate from `data_dir`, creating what is missing. The server
 /// certificate is reissued when the configured names change.
 pub fn load_or_create(data_dir: &Path, names: &[String]) -> anyhow::Result<CenterPki> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
     let (ca_crt, ca_key) = (data_dir.join("ca.crt"), data_dir.join("ca.key"));
     let ca = if ca_crt.exists() && ca_key.exists() {
         Ca::load(&read(&ca_crt)?, &read(&ca_key)?).context("loading the CA")?
     } else {
-        let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-        let (ca, files) = Ca::generate(&format!("Hostward CA {host}")).context("creating the CA")?;
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let (ca, files) =
+            Ca::generate(&format!("Hostward CA {host}")).context("creating the CA")?;
         write_file(&ca_key, files.key_pem.as_bytes(), 0o600)?;
         write_file(&ca_crt, files.cert_pem.as_bytes(), 0o644)?;
         tracing::info!(fingerprint = %ca.fingerprint(), "created a new certificate authority");
         ca
     };
-    let (srv_crt, srv_key, srv_names) = (data_dir.join("server.crt"), data_dir.join("server.key"), data_dir.join("server.names"));
+    let (srv_crt, srv_key, srv_names) = (
+        data_dir.join("server.crt"),
+        data_dir.join("server.key"),
+        data_dir.join("server.names"),
+    );
     let wanted = names.join("\n");
     let current = std::fs::read_to_string(&srv_names).unwrap_or_default();
     if !(srv_crt.exists() && srv_key.exists()) || current != wanted {
-        let issued = ca.issue_server_cert(names).context("issuing the server certificate")?;
+        let issued = ca
+            .issue_server_cert(names)
+            .context("issuing the server certificate")?;
         write_file(&srv_key, issued.key_pem.as_bytes(), 0o600)?;
         write_file(&srv_crt, issued.cert_pem.as_bytes(), 0o644)?;
         write_file(&srv_names, wanted.as_bytes(), 0o644)?;
@@ -79,14 +90,24 @@ mod tests {
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         let first = load_or_create(dir.path(), &names).unwrap();
         for key in ["ca.key", "server.key"] {
-            let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{key}");
         }
         let again = load_or_create(dir.path(), &names).unwrap();
         assert_eq!(first.ca_fingerprint, again.ca_fingerprint);
         assert_eq!(first.spki_pin, again.spki_pin);
         let renamed = load_or_create(dir.path(), &["hostward.example".to_string()]).unwrap();
-        assert_eq!(first.ca_fingerprint, renamed.ca_fingerprint, "CA survives a rename");
-        assert_ne!(first.chain_pem, renamed.chain_pem, "server certificate reissued for new names");
+        assert_eq!(
+            first.ca_fingerprint, renamed.ca_fingerprint,
+            "CA survives a rename"
+        );
+        assert_ne!(
+            first.chain_pem, renamed.chain_pem,
+            "server certificate reissued for new names"
+        );
     }
 }

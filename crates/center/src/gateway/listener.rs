@@ -23,9 +23,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the gateway on `listener` until the process ends.
 pub async fn serve(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
-    let tls = hostward_pki::gateway_server_config(&state.pki.chain_pem, &state.pki.server_key_pem, state.pki.ca.cert_pem())?;
+    let tls = hostward_pki::gateway_server_config(
+        &state.pki.chain_pem,
+        &state.pki.server_key_pem,
+        state.pki.ca.cert_pem(),
+    )?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let app = Router::new().route(hostward_proto::AGENT_WS_PATH, get(upgrade)).with_state(state);
+    let app = Router::new()
+        .route(hostward_proto::AGENT_WS_PATH, get(upgrade))
+        .with_state(state);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -43,7 +49,12 @@ pub async fn serve(state: AppState, listener: TcpListener) -> anyhow::Result<()>
     }
 }
 
-async fn connection(acceptor: TlsAcceptor, app: Router, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+async fn connection(
+    acceptor: TlsAcceptor,
+    app: Router,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -67,7 +78,10 @@ async fn connection(acceptor: TlsAcceptor, app: Router, tcp: tokio::net::TcpStre
         metrics::counter!(m::CONNECTIONS_REJECTED, "reason" => "no_identity").increment(1);
         return;
     };
-    let svc = hyper_util::service::TowerToHyperService::new(app.layer(Extension(Peer { identity, addr: peer })));
+    let svc = hyper_util::service::TowerToHyperService::new(app.layer(Extension(Peer {
+        identity,
+        addr: peer,
+    })));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
@@ -90,13 +104,31 @@ fn refuse(status: StatusCode, code: &'static str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn upgrade(State(state): State<AppState>, Extension(peer): Extension<Peer>, ws: WebSocketUpgrade) -> Response {
-    let server = match state.store.server_by_agent_id(&peer.identity.agent_id).await {
+async fn upgrade(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let server = match state
+        .store
+        .server_by_agent_id(&peer.identity.agent_id)
+        .await
+    {
         Ok(Some(s)) => s,
-        Ok(None) => return refuse(StatusCode::FORBIDDEN, "unknown_agent", "no server is enrolled with this agent id"),
+        Ok(None) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "unknown_agent",
+                "no server is enrolled with this agent id",
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "gateway lookup failed");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "center database unavailable");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "center database unavailable",
+            );
         }
     };
     if server.revoked_at.is_some() {
@@ -105,7 +137,11 @@ async fn upgrade(State(state): State<AppState>, Extension(peer): Extension<Peer>
     }
     if server.cert_serial.as_deref() != Some(peer.identity.serial_hex.as_str()) {
         tracing::warn!(agent_id = %peer.identity.agent_id, peer = %peer.addr, "certificate serial does not match the enrolled one");
-        return refuse(StatusCode::FORBIDDEN, "certificate_mismatch", "certificate is not the one issued to this agent");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "certificate_mismatch",
+            "certificate is not the one issued to this agent",
+        );
     }
     let max = hostward_proto::MAX_FRAME_BYTES;
     ws.max_message_size(max)

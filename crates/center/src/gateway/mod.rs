@@ -87,7 +87,10 @@ impl Gateway {
     pub fn revoke(&self, agent_id: &str) {
         let sessions = self.inner.sessions.lock().unwrap();
         for h in sessions.values().filter(|h| h.agent_id == agent_id) {
-            let _ = h.tx.try_send(Control::Close { code: "revoked", message: "agent revoked".into() });
+            let _ = h.tx.try_send(Control::Close {
+                code: "revoked",
+                message: "agent revoked".into(),
+            });
         }
     }
 
@@ -95,7 +98,11 @@ impl Gateway {
     pub fn tasks_queued(&self, server_ids: &[String]) {
         let local: Vec<String> = {
             let sessions = self.inner.sessions.lock().unwrap();
-            server_ids.iter().filter(|id| sessions.contains_key(*id)).cloned().collect()
+            server_ids
+                .iter()
+                .filter(|id| sessions.contains_key(*id))
+                .cloned()
+                .collect()
         };
         if local.is_empty() {
             return;
@@ -122,7 +129,9 @@ impl Gateway {
         let sessions = self.inner.sessions.lock().unwrap();
         let mut in_flight = self.inner.in_flight.lock().unwrap();
         for (server_id, tasks) in by_server {
-            let sent = sessions.get(&server_id).is_some_and(|h| h.tx.try_send(Control::Tasks(tasks.clone())).is_ok());
+            let sent = sessions
+                .get(&server_id)
+                .is_some_and(|h| h.tx.try_send(Control::Tasks(tasks.clone())).is_ok());
             if !sent {
                 // Still queued in the database; the poller or the next connect delivers them.
                 for t in &tasks {
@@ -148,15 +157,20 @@ impl Gateway {
     fn register(&self, server_id: &str, agent_id: &str, tx: mpsc::Sender<Control>) -> u64 {
         let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         self.inner.dangling.lock().unwrap().remove(server_id);
-        let old = self
-            .inner
-            .sessions
-            .lock()
-            .unwrap()
-            .insert(server_id.to_string(), SessionHandle { conn_id, agent_id: agent_id.to_string(), tx });
+        let old = self.inner.sessions.lock().unwrap().insert(
+            server_id.to_string(),
+            SessionHandle {
+                conn_id,
+                agent_id: agent_id.to_string(),
+                tx,
+            },
+        );
         if let Some(old) = old {
             // The agent reconnected before its old connection was noticed dead.
-            let _ = old.tx.try_send(Control::Close { code: "replaced", message: "a newer session replaced this one".into() });
+            let _ = old.tx.try_send(Control::Close {
+                code: "replaced",
+                message: "a newer session replaced this one".into(),
+            });
         }
         conn_id
     }
@@ -165,18 +179,33 @@ impl Gateway {
     /// dangling set for the heartbeat timeout.
     fn unregister(&self, server_id: &str, conn_id: u64, dropped_at: Option<i64>) {
         let mut sessions = self.inner.sessions.lock().unwrap();
-        if sessions.get(server_id).is_some_and(|h| h.conn_id == conn_id) {
+        if sessions
+            .get(server_id)
+            .is_some_and(|h| h.conn_id == conn_id)
+        {
             sessions.remove(server_id);
             self.inner.reported.lock().unwrap().remove(server_id);
             if let Some(t) = dropped_at {
-                self.inner.dangling.lock().unwrap().insert(server_id.to_string(), t);
+                self.inner
+                    .dangling
+                    .lock()
+                    .unwrap()
+                    .insert(server_id.to_string(), t);
             }
         }
     }
 
     fn saw(&self, server_id: &str, hb: Heartbeat) {
-        self.inner.seen.lock().unwrap().insert(server_id.to_string(), (now(), hb.clone()));
-        self.inner.reported.lock().unwrap().insert(server_id.to_string(), hb);
+        self.inner
+            .seen
+            .lock()
+            .unwrap()
+            .insert(server_id.to_string(), (now(), hb.clone()));
+        self.inner
+            .reported
+            .lock()
+            .unwrap()
+            .insert(server_id.to_string(), hb);
     }
 
     fn delivered(&self, ids: impl IntoIterator<Item = String>) {
@@ -227,7 +256,13 @@ impl Gateway {
             .lock()
             .unwrap()
             .drain()
-            .map(|(id, (ts, hb))| (id, ts, serde_json::to_string(&hb).expect("heartbeat serialises")))
+            .map(|(id, (ts, hb))| {
+                (
+                    id,
+                    ts,
+                    serde_json::to_string(&hb).expect("heartbeat serialises"),
+                )
+            })
             .collect();
         if !seen.is_empty()
             && let Err(e) = self.inner.store.flush_last_seen(&seen).await
@@ -255,7 +290,9 @@ impl Gateway {
             .lock()
             .unwrap()
             .values()
-            .fold((0u64, 0u64), |(d, x), hb| (d + hb.outbox_depth, x + hb.outbox_dropped));
+            .fold((0u64, 0u64), |(d, x), hb| {
+                (d + hb.outbox_depth, x + hb.outbox_dropped)
+            });
         metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
         metrics::gauge!(m::OUTBOX_DROPPED).set(dropped as f64);
         metrics::gauge!(m::AGENTS_ONLINE).set(self.online_count() as f64);
@@ -265,7 +302,11 @@ impl Gateway {
         let cutoff = now() - 3 * self.heartbeat_secs();
         let due: Vec<String> = {
             let mut dangling = self.inner.dangling.lock().unwrap();
-            let due: Vec<String> = dangling.iter().filter(|(_, t)| **t <= cutoff).map(|(id, _)| id.clone()).collect();
+            let due: Vec<String> = dangling
+                .iter()
+                .filter(|(_, t)| **t <= cutoff)
+                .map(|(id, _)| id.clone())
+                .collect();
             for id in &due {
                 dangling.remove(id);
             }
@@ -275,10 +316,24 @@ impl Gateway {
             if self.inner.sessions.lock().unwrap().contains_key(&id) {
                 continue;
             }
-            match self.inner.store.set_agent_status(&id, status::OFFLINE, status::offline::HEARTBEAT_TIMEOUT, StopHint::None).await {
-                Ok(true) => tracing::info!(server_id = %id, reason = "heartbeat_timeout", "agent offline"),
+            match self
+                .inner
+                .store
+                .set_agent_status(
+                    &id,
+                    status::OFFLINE,
+                    status::offline::HEARTBEAT_TIMEOUT,
+                    StopHint::None,
+                )
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(server_id = %id, reason = "heartbeat_timeout", "agent offline")
+                }
                 Ok(false) => {}
-                Err(e) => tracing::error!(server_id = %id, error = %e, "marking agent offline failed"),
+                Err(e) => {
+                    tracing::error!(server_id = %id, error = %e, "marking agent offline failed")
+                }
             }
         }
     }
@@ -293,9 +348,19 @@ impl Gateway {
             Err(e) => return tracing::error!(error = %e, "stale sweep failed"),
         };
         for id in stale {
-            let ours = self.inner.sessions.lock().unwrap().contains_key(&id) || self.inner.dangling.lock().unwrap().contains_key(&id);
+            let ours = self.inner.sessions.lock().unwrap().contains_key(&id)
+                || self.inner.dangling.lock().unwrap().contains_key(&id);
             if !ours {
-                let _ = self.inner.store.set_agent_status(&id, status::OFFLINE, status::offline::HEARTBEAT_TIMEOUT, StopHint::None).await;
+                let _ = self
+                    .inner
+                    .store
+                    .set_agent_status(
+                        &id,
+                        status::OFFLINE,
+                        status::offline::HEARTBEAT_TIMEOUT,
+                        StopHint::None,
+                    )
+                    .await;
                 tracing::info!(server_id = %id, reason = "heartbeat_timeout", "agent offline (no replica holds it)");
             }
         }

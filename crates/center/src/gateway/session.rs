@@ -28,14 +28,22 @@ async fn send(sink: &mut Sink, env: &Envelope) -> Result<(), axum::Error> {
 }
 
 async fn send_error(sink: &mut Sink, code: &str, message: &str) {
-    let frame = Envelope::control(Message::Error(ErrorFrame { code: code.into(), message: message.into() }));
+    let frame = Envelope::control(Message::Error(ErrorFrame {
+        code: code.into(),
+        message: message.into(),
+    }));
     let _ = send(sink, &frame).await;
 }
 
 async fn close(sink: &mut Sink, code: &'static str, message: &str) {
     send_error(sink, code, message).await;
     // 4000-4999 are application close codes; the reason repeats the error code.
-    let _ = sink.send(WsMessage::Close(Some(CloseFrame { code: 4000, reason: code.into() }))).await;
+    let _ = sink
+        .send(WsMessage::Close(Some(CloseFrame {
+            code: 4000,
+            reason: code.into(),
+        })))
+        .await;
     let _ = sink.close().await;
 }
 
@@ -71,7 +79,10 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
         Ok(Some(Ok(WsMessage::Text(t)))) => {
             metrics::counter!(m::FRAMES_IN).increment(1);
             match Envelope::from_json(t.as_str()) {
-                Ok(Envelope { msg: Message::Hello(h), .. }) => h,
+                Ok(Envelope {
+                    msg: Message::Hello(h),
+                    ..
+                }) => h,
                 Ok(_) => {
                     metrics::counter!(m::FRAMES_REJECTED, "reason" => "no_hello").increment(1);
                     return close(&mut sink, "no_hello", "the first frame must be hello").await;
@@ -85,20 +96,40 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
         _ => return,
     };
     if hello.protocol != hostward_proto::PROTOCOL_VERSION {
-        let msg = format!("agent protocol {} unsupported; center speaks {}", hello.protocol, hostward_proto::PROTOCOL_VERSION);
-        set_offline(&state, &server.id, status::offline::VERSION_UNSUPPORTED, StopHint::None).await;
+        let msg = format!(
+            "agent protocol {} unsupported; center speaks {}",
+            hello.protocol,
+            hostward_proto::PROTOCOL_VERSION
+        );
+        set_offline(
+            &state,
+            &server.id,
+            status::offline::VERSION_UNSUPPORTED,
+            StopHint::None,
+        )
+        .await;
         return close(&mut sink, "version_unsupported", &msg).await;
     }
     let skew = hello.now - now();
     if skew.abs() > hostward_proto::MAX_CLOCK_SKEW_SECS {
         let msg = format!("agent clock is {skew} s off the center's; fix NTP on the server");
-        set_offline(&state, &server.id, status::offline::CLOCK_SKEW, StopHint::None).await;
+        set_offline(
+            &state,
+            &server.id,
+            status::offline::CLOCK_SKEW,
+            StopHint::None,
+        )
+        .await;
         return close(&mut sink, "clock_skew", &msg).await;
     }
 
     let (tx, mut rx) = mpsc::channel::<Control>(64);
     let conn_id = gw.register(&server.id, &agent_id, tx);
-    let server = match state.store.agent_hello(&server.id, &hello.facts, &hello.agent_version).await {
+    let server = match state
+        .store
+        .agent_hello(&server.id, &hello.facts, &hello.agent_version)
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "storing hello failed");
@@ -107,11 +138,21 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
         }
     };
     if (hello.last_seq as i64) < server.last_seq {
-        tracing::warn!(agent_last_seq = hello.last_seq, stored = server.last_seq, "agent outbox restarted below the stored seq");
-        let _ = state.store.reset_last_seq(&server.id, hello.last_seq as i64).await;
+        tracing::warn!(
+            agent_last_seq = hello.last_seq,
+            stored = server.last_seq,
+            "agent outbox restarted below the stored seq"
+        );
+        let _ = state
+            .store
+            .reset_last_seq(&server.id, hello.last_seq as i64)
+            .await;
     }
     tracing::info!(version = %hello.agent_version, "agent online");
-    if send(&mut sink, &config_frame(&state, &server)).await.is_err() {
+    if send(&mut sink, &config_frame(&state, &server))
+        .await
+        .is_err()
+    {
         gw.unregister(&server.id, conn_id, Some(now()));
         return;
     }
@@ -247,7 +288,11 @@ fn config_frame(state: &AppState, server: &Server) -> Envelope {
 }
 
 async fn set_offline(state: &AppState, server_id: &str, reason: &str, hint: StopHint) {
-    match state.store.set_agent_status(server_id, status::OFFLINE, reason, hint).await {
+    match state
+        .store
+        .set_agent_status(server_id, status::OFFLINE, reason, hint)
+        .await
+    {
         Ok(_) => tracing::info!(reason, "agent offline"),
         Err(e) => tracing::error!(error = %e, reason, "marking agent offline failed"),
     }

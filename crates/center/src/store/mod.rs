@@ -56,8 +56,10 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
 
 impl Store {
     /// Connects and brings the schema up to date. `url` is `sqlite://PATH` (created if missing) or
@@ -107,10 +109,18 @@ impl Store {
         let migrations = list
             .iter()
             .map(|(version, desc, sql)| {
-                Migration::new(*version, Cow::Borrowed(*desc), MigrationType::Simple, AssertSqlSafe(*sql).into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*desc),
+                    MigrationType::Simple,
+                    AssertSqlSafe(*sql).into_sql_str(),
+                    false,
+                )
             })
             .collect();
-        Migrator::with_migrations(migrations).run(&self.pool).await?;
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -162,7 +172,10 @@ pub(crate) struct Sql {
 
 impl Sql {
     pub fn new(text: &str) -> Sql {
-        Sql { text: text.to_string(), binds: Vec::new() }
+        Sql {
+            text: text.to_string(),
+            binds: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {
@@ -215,19 +228,32 @@ pub(crate) mod testdb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        TestDb { store: Store::connect(&url).await.unwrap(), _dir: Some(dir) }
+        TestDb {
+            store: Store::connect(&url).await.unwrap(),
+            _dir: Some(dir),
+        }
     }
 
     /// A fresh database on the test PostgreSQL server, or None when none is configured.
     pub async fn postgres() -> Option<TestDb> {
         let admin_url = std::env::var("HOSTWARD_TEST_POSTGRES_URL").ok()?;
         sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect(&admin_url).await.expect("connect to HOSTWARD_TEST_POSTGRES_URL");
+        let admin = sqlx::AnyPool::connect(&admin_url)
+            .await
+            .expect("connect to HOSTWARD_TEST_POSTGRES_URL");
         let name = format!("hw_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-        let (base, _) = admin_url.rsplit_once('/').expect("postgres URL has a database path");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("postgres URL has a database path");
         let url = format!("{base}/{name}");
-        Some(TestDb { store: Store::connect(&url).await.unwrap(), _dir: None })
+        Some(TestDb {
+            store: Store::connect(&url).await.unwrap(),
+            _dir: None,
+        })
     }
 
     /// Both backends that are available: SQLite always, PostgreSQL when configured. In CI
@@ -239,7 +265,9 @@ pub(crate) mod testdb {
             None if std::env::var("CI").is_ok_and(|v| v == "true") => {
                 panic!("CI=true but HOSTWARD_TEST_POSTGRES_URL is not set")
             }
-            None => eprintln!("HOSTWARD_TEST_POSTGRES_URL not set: storage test ran on SQLite only"),
+            None => {
+                eprintln!("HOSTWARD_TEST_POSTGRES_URL not set: storage test ran on SQLite only")
+            }
         }
         v
     }

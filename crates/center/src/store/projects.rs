@@ -14,7 +14,11 @@ pub struct Project {
 }
 
 fn project(row: &AnyRow) -> Result<Project> {
-    Ok(Project { id: row.try_get("id")?, name: row.try_get("name")?, created_at: row.try_get("created_at")? })
+    Ok(Project {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 impl Store {
@@ -29,7 +33,9 @@ impl Store {
             .bind(now())
             .execute(self.pool())
             .await?;
-        self.project_by_name(name).await?.ok_or(super::StoreError::NotFound("project"))
+        self.project_by_name(name)
+            .await?
+            .ok_or(super::StoreError::NotFound("project"))
     }
 
     pub async fn project_by_name(&self, name: &str) -> Result<Option<Project>> {
@@ -49,7 +55,9 @@ impl Store {
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM projects ORDER BY name").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT id, name, created_at FROM projects ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(project).collect()
     }
 }
@@ -64,7 +72,11 @@ mod tests {
             let a = db.store.ensure_project("default").await.unwrap();
             let b = db.store.ensure_project("default").await.unwrap();
             assert_eq!(a, b, "{backend}");
-            assert_eq!(db.store.list_projects().await.unwrap().len(), 1, "{backend}");
+            assert_eq!(
+                db.store.list_projects().await.unwrap().len(),
+                1,
+                "{backend}"
+            );
         }
     }
 }

@@ -103,14 +103,15 @@ impl Store {
     }
 
     pub async fn count_events(&self, server_id: &str) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM events WHERE server_id = $1")
-            .bind(server_id.to_string())
-            .fetch_one(self.pool())
-            .await?
-            .try_get("n")?)
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM events WHERE server_id = $1")
+                .bind(server_id.to_string())
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -119,7 +120,11 @@ mod tests {
     use hostward_proto::Event;
 
     fn ev(n: i64) -> Message {
-        Message::Event(Event { ts: n, event_type: "custom".into(), data: serde_json::json!({ "n": n }) })
+        Message::Event(Event {
+            ts: n,
+            event_type: "custom".into(),
+            data: serde_json::json!({ "n": n }),
+        })
     }
 
     #[tokio::test]
@@ -127,14 +132,35 @@ mod tests {
         for (backend, db) in testdb::all().await {
             let s = &db.store;
             let p = s.ensure_project("default").await.unwrap();
-            let srv = s.create_server(&NewServer { project_id: p.id, name: "h".into(), ..Default::default() }).await.unwrap();
+            let srv = s
+                .create_server(&NewServer {
+                    project_id: p.id,
+                    name: "h".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             let first: Vec<_> = (1..=5).map(|i| (i as u64, ev(i))).collect();
-            assert_eq!(s.store_records(&srv.id, &first).await.unwrap(), 5, "{backend}");
+            assert_eq!(
+                s.store_records(&srv.id, &first).await.unwrap(),
+                5,
+                "{backend}"
+            );
             // The ack was lost: the agent sends 3..=8 again.
             let again: Vec<_> = (3..=8).map(|i| (i as u64, ev(i))).collect();
-            assert_eq!(s.store_records(&srv.id, &again).await.unwrap(), 8, "{backend}");
+            assert_eq!(
+                s.store_records(&srv.id, &again).await.unwrap(),
+                8,
+                "{backend}"
+            );
             assert_eq!(s.count_events(&srv.id).await.unwrap(), 8, "{backend}");
-            let seqs: Vec<i64> = s.list_events(&srv.id, 100).await.unwrap().iter().map(|e| e.seq).collect();
+            let seqs: Vec<i64> = s
+                .list_events(&srv.id, 100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect();
             assert_eq!(seqs, vec![8, 7, 6, 5, 4, 3, 2, 1], "{backend}");
         }
     }

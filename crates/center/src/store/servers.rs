@@ -55,7 +55,11 @@ fn server(row: &AnyRow) -> Result<Server> {
         name: row.try_get("name")?,
         region: row.try_get("region")?,
         hostname: row.try_get("hostname")?,
-        ip_addresses: ips.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        ip_addresses: ips
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         facts: json_col(row, "facts_json")?,
         agent_id: row.try_get("agent_id")?,
         agent_version: row.try_get("agent_version")?,
@@ -129,7 +133,14 @@ fn ips_text(ips: &[String]) -> String {
     ips.join(" ")
 }
 
-async fn history(tx: &mut Transaction<'static, Any>, server_id: &str, ts: i64, dimension: &str, status: &str, reason: &str) -> Result<()> {
+async fn history(
+    tx: &mut Transaction<'static, Any>,
+    server_id: &str,
+    ts: i64,
+    dimension: &str,
+    status: &str,
+    reason: &str,
+) -> Result<()> {
     sqlx::query("INSERT INTO status_history (server_id, ts, dimension, status, reason) VALUES ($1, $2, $3, $4, $5)")
         .bind(server_id.to_string())
         .bind(ts)
@@ -142,11 +153,13 @@ async fn history(tx: &mut Transaction<'static, Any>, server_id: &str, ts: i64, d
 }
 
 async fn server_tx(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Server> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1")))
-        .bind(id.to_string())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::NotFound("server"))?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound("server"))?;
     server(&row)
 }
 
@@ -163,7 +176,8 @@ async fn apply_status(
     let current = server_tx(tx, id).await?;
     let t = now();
     let wanted = wanted.unwrap_or(current.protection_wanted);
-    let agent_changed = current.agent_status != agent_status || current.agent_reason != agent_reason;
+    let agent_changed =
+        current.agent_status != agent_status || current.agent_reason != agent_reason;
     if agent_changed {
         sqlx::query("UPDATE servers SET agent_status = $1, agent_reason = $2, agent_changed_at = $3 WHERE id = $4")
             .bind(agent_status.to_string())
@@ -217,18 +231,22 @@ impl Store {
     }
 
     pub async fn server(&self, id: &str) -> Result<Option<Server>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1")))
-            .bind(id.to_string())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(server).transpose()
     }
 
     pub async fn server_by_agent_id(&self, agent_id: &str) -> Result<Option<Server>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {SERVER_COLUMNS} FROM servers WHERE agent_id = $1")))
-            .bind(agent_id.to_string())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE agent_id = $1"
+        )))
+        .bind(agent_id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(server).transpose()
     }
 
@@ -260,7 +278,13 @@ impl Store {
         }
         if let Some(q) = f.q.as_deref().filter(|q| !q.is_empty()) {
             // LIKE metacharacters in the search text are taken literally.
-            let pat = format!("%{}%", q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let pat = format!(
+                "%{}%",
+                q.to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
             for (i, col) in ["name", "hostname", "ip_addresses"].iter().enumerate() {
                 wh.push(if i == 0 { " AND (" } else { " OR " });
                 wh.push(&format!("LOWER({col}) LIKE "));
@@ -288,7 +312,10 @@ impl Store {
     }
 
     pub async fn delete_server(&self, id: &str) -> Result<()> {
-        let r = sqlx::query("DELETE FROM servers WHERE id = $1").bind(id.to_string()).execute(self.pool()).await?;
+        let r = sqlx::query("DELETE FROM servers WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound("server"));
         }
@@ -359,13 +386,15 @@ impl Store {
     pub async fn enroll(&self, e: &Enrollment) -> Result<Server> {
         let mut tx = self.pool().begin().await?;
         let existing: Option<String> = match &e.install_id {
-            Some(iid) => sqlx::query("SELECT id FROM servers WHERE install_id = $1 AND project_id = $2")
-                .bind(iid.clone())
-                .bind(e.project_id.clone())
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get("id"))
-                .transpose()?,
+            Some(iid) => {
+                sqlx::query("SELECT id FROM servers WHERE install_id = $1 AND project_id = $2")
+                    .bind(iid.clone())
+                    .bind(e.project_id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get("id"))
+                    .transpose()?
+            }
             None => None,
         };
         let t = now();
@@ -374,7 +403,8 @@ impl Store {
             Some(id) => id,
             None => {
                 let id = new_id();
-                let (prot, cause) = status::protection_for(status::INSTALLING, "", true, StopHint::None);
+                let (prot, cause) =
+                    status::protection_for(status::INSTALLING, "", true, StopHint::None);
                 sqlx::query(
                     "INSERT INTO servers (id, project_id, name, region, install_id, agent_status, agent_changed_at, \
                      protection_status, protection_reason, protection_changed_at, risk_changed_at, created_at) \
@@ -416,7 +446,13 @@ impl Store {
 
     /// Sets the agent status (and the protection status that follows) if it changed; writes
     /// history. Returns whether the agent status changed.
-    pub async fn set_agent_status(&self, server_id: &str, agent_status: &str, reason: &str, hint: StopHint) -> Result<bool> {
+    pub async fn set_agent_status(
+        &self,
+        server_id: &str,
+        agent_status: &str,
+        reason: &str,
+        hint: StopHint,
+    ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         let changed = apply_status(&mut tx, server_id, agent_status, reason, None, hint).await?;
         tx.commit().await?;
@@ -433,8 +469,15 @@ impl Store {
                 .bind(server_id.to_string())
                 .execute(&mut *tx)
                 .await?;
-            apply_status(&mut tx, server_id, &current.agent_status, &current.agent_reason, Some(enabled), StopHint::None)
-                .await?;
+            apply_status(
+                &mut tx,
+                server_id,
+                &current.agent_status,
+                &current.agent_reason,
+                Some(enabled),
+                StopHint::None,
+            )
+            .await?;
         }
         let s = server_tx(&mut tx, server_id).await?;
         tx.commit().await?;
@@ -442,7 +485,12 @@ impl Store {
     }
 
     /// Facts from an agent's hello; marks it online.
-    pub async fn agent_hello(&self, server_id: &str, facts: &hostward_proto::HostFacts, agent_version: &str) -> Result<Server> {
+    pub async fn agent_hello(
+        &self,
+        server_id: &str,
+        facts: &hostward_proto::HostFacts,
+        agent_version: &str,
+    ) -> Result<Server> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "UPDATE servers SET hostname = $1, ip_addresses = $2, facts_json = $3, agent_version = $4, last_seen_at = $5 \
@@ -492,15 +540,25 @@ impl Store {
     /// Revokes the server's agent: its certificate is no longer accepted.
     pub async fn revoke_agent(&self, server_id: &str) -> Result<Server> {
         let mut tx = self.pool().begin().await?;
-        let r = sqlx::query("UPDATE servers SET revoked_at = $1 WHERE id = $2 AND agent_id IS NOT NULL")
-            .bind(now())
-            .bind(server_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE servers SET revoked_at = $1 WHERE id = $2 AND agent_id IS NOT NULL",
+        )
+        .bind(now())
+        .bind(server_id.to_string())
+        .execute(&mut *tx)
+        .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound("server with an agent"));
         }
-        apply_status(&mut tx, server_id, status::OFFLINE, status::offline::REVOKED, None, StopHint::None).await?;
+        apply_status(
+            &mut tx,
+            server_id,
+            status::OFFLINE,
+            status::offline::REVOKED,
+            None,
+            StopHint::None,
+        )
+        .await?;
         let s = server_tx(&mut tx, server_id).await?;
         tx.commit().await?;
         Ok(s)
@@ -559,8 +617,13 @@ impl Store {
 
     /// Counts of servers by agent status, for `/metrics` and the console header.
     pub async fn count_by_agent_status(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT agent_status, COUNT(*) AS n FROM servers GROUP BY agent_status").fetch_all(self.pool()).await?;
-        rows.iter().map(|r| Ok((r.try_get("agent_status")?, r.try_get("n")?))).collect()
+        let rows =
+            sqlx::query("SELECT agent_status, COUNT(*) AS n FROM servers GROUP BY agent_status")
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("agent_status")?, r.try_get("n")?)))
+            .collect()
     }
 }
 
@@ -570,7 +633,11 @@ mod tests {
     use crate::store::testdb;
 
     fn facts(host: &str) -> hostward_proto::HostFacts {
-        hostward_proto::HostFacts { hostname: host.into(), ips: vec!["10.1.2.3".into()], ..Default::default() }
+        hostward_proto::HostFacts {
+            hostname: host.into(),
+            ips: vec!["10.1.2.3".into()],
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
@@ -578,7 +645,10 @@ mod tests {
         for (backend, db) in testdb::all().await {
             let s = &db.store;
             let p = s.ensure_project("default").await.unwrap();
-            let srv = s.install_report(&p.id, "eu", "inst-1", "web-1", None).await.unwrap();
+            let srv = s
+                .install_report(&p.id, "eu", "inst-1", "web-1", None)
+                .await
+                .unwrap();
             assert_eq!(srv.agent_status, "installing", "{backend}");
             let e = Enrollment {
                 project_id: p.id.clone(),
@@ -590,19 +660,60 @@ mod tests {
                 facts: facts("web-1"),
             };
             let enrolled = s.enroll(&e).await.unwrap();
-            assert_eq!(enrolled.id, srv.id, "{backend}: enrollment reuses the install's server");
-            let online = s.agent_hello(&srv.id, &facts("web-1"), "0.1.0").await.unwrap();
-            assert_eq!((online.agent_status.as_str(), online.protection_status.as_str()), ("online", "enabled"), "{backend}");
-            assert!(s.set_agent_status(&srv.id, "offline", "heartbeat_timeout", StopHint::None).await.unwrap());
-            assert!(!s.set_agent_status(&srv.id, "offline", "heartbeat_timeout", StopHint::None).await.unwrap(), "{backend}: no-op");
+            assert_eq!(
+                enrolled.id, srv.id,
+                "{backend}: enrollment reuses the install's server"
+            );
+            let online = s
+                .agent_hello(&srv.id, &facts("web-1"), "0.1.0")
+                .await
+                .unwrap();
+            assert_eq!(
+                (
+                    online.agent_status.as_str(),
+                    online.protection_status.as_str()
+                ),
+                ("online", "enabled"),
+                "{backend}"
+            );
+            assert!(
+                s.set_agent_status(&srv.id, "offline", "heartbeat_timeout", StopHint::None)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !s.set_agent_status(&srv.id, "offline", "heartbeat_timeout", StopHint::None)
+                    .await
+                    .unwrap(),
+                "{backend}: no-op"
+            );
             let off = s.server(&srv.id).await.unwrap().unwrap();
-            assert_eq!((off.protection_status.as_str(), off.protection_reason.as_str()), ("interrupted", "agent_offline"));
+            assert_eq!(
+                (
+                    off.protection_status.as_str(),
+                    off.protection_reason.as_str()
+                ),
+                ("interrupted", "agent_offline")
+            );
             let revoked = s.revoke_agent(&srv.id).await.unwrap();
             assert_eq!(revoked.agent_reason, "revoked", "{backend}");
-            assert_eq!(s.revoked_agents_since(0).await.unwrap(), vec!["agent-1".to_string()], "{backend}");
+            assert_eq!(
+                s.revoked_agents_since(0).await.unwrap(),
+                vec!["agent-1".to_string()],
+                "{backend}"
+            );
             let hist = s.status_history(&srv.id, 100).await.unwrap();
-            let agent: Vec<_> = hist.iter().rev().filter(|h| h.dimension == "agent").map(|h| h.status.as_str()).collect();
-            assert_eq!(agent, ["installing", "online", "offline", "offline"], "{backend}");
+            let agent: Vec<_> = hist
+                .iter()
+                .rev()
+                .filter(|h| h.dimension == "agent")
+                .map(|h| h.status.as_str())
+                .collect();
+            assert_eq!(
+                agent,
+                ["installing", "online", "offline", "offline"],
+                "{backend}"
+            );
         }
     }
 
@@ -614,11 +725,27 @@ mod tests {
             let b = s.ensure_project("b").await.unwrap();
             for i in 0..5 {
                 let region = if i % 2 == 0 { "eu" } else { "us" };
-                let n = NewServer { project_id: a.id.clone(), name: format!("web-{i}"), region: region.into(), ip_addresses: vec![format!("10.0.0.{i}")] };
+                let n = NewServer {
+                    project_id: a.id.clone(),
+                    name: format!("web-{i}"),
+                    region: region.into(),
+                    ip_addresses: vec![format!("10.0.0.{i}")],
+                };
                 s.create_server(&n).await.unwrap();
             }
-            s.create_server(&NewServer { project_id: b.id.clone(), name: "db-1".into(), ..Default::default() }).await.unwrap();
-            let mut f = ServerFilter { visible_projects: vec![a.id.clone()], page: 1, per_page: 2, ..Default::default() };
+            s.create_server(&NewServer {
+                project_id: b.id.clone(),
+                name: "db-1".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let mut f = ServerFilter {
+                visible_projects: vec![a.id.clone()],
+                page: 1,
+                per_page: 2,
+                ..Default::default()
+            };
             let (items, total) = s.list_servers(&f).await.unwrap();
             assert_eq!((items.len(), total), (2, 5), "{backend}");
             f.region = Some("eu".into());
@@ -628,9 +755,17 @@ mod tests {
             let (items, total) = s.list_servers(&f).await.unwrap();
             assert_eq!((total, items[0].name.as_str()), (1, "web-4"), "{backend}");
             f.q = Some("db".into());
-            assert_eq!(s.list_servers(&f).await.unwrap().1, 0, "{backend}: project b is out of scope");
+            assert_eq!(
+                s.list_servers(&f).await.unwrap().1,
+                0,
+                "{backend}: project b is out of scope"
+            );
             f.q = Some("%".into());
-            assert_eq!(s.list_servers(&f).await.unwrap().1, 0, "{backend}: % is literal");
+            assert_eq!(
+                s.list_servers(&f).await.unwrap().1,
+                0,
+                "{backend}: % is literal"
+            );
         }
     }
 
@@ -641,7 +776,14 @@ mod tests {
             let p = s.ensure_project("default").await.unwrap();
             let mut seen = Vec::new();
             for i in 0..1200 {
-                let srv = s.create_server(&NewServer { project_id: p.id.clone(), name: format!("h{i}"), ..Default::default() }).await.unwrap();
+                let srv = s
+                    .create_server(&NewServer {
+                        project_id: p.id.clone(),
+                        name: format!("h{i}"),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
                 seen.push((srv.id, 1000 + i, format!("{{\"rss_bytes\":{i}}}")));
             }
             s.flush_last_seen(&seen).await.unwrap();

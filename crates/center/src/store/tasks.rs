@@ -107,10 +107,12 @@ impl Store {
     }
 
     pub async fn task(&self, id: &str) -> Result<Option<TaskRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")))
-            .bind(id.to_string())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(task).transpose()
     }
 
@@ -144,7 +146,9 @@ impl Store {
     pub async fn queued_tasks_for(&self, server_ids: &[String]) -> Result<Vec<TaskRow>> {
         let mut out = Vec::new();
         for chunk in server_ids.chunks(500) {
-            let mut sql = Sql::new(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'queued' AND server_id IN ("));
+            let mut sql = Sql::new(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'queued' AND server_id IN ("
+            ));
             for (i, id) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
@@ -180,7 +184,9 @@ impl Store {
 
     /// Servers that have queued tasks; a replica intersects this with the agents it holds.
     pub async fn queued_server_ids(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT server_id FROM tasks WHERE state = 'queued'").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT DISTINCT server_id FROM tasks WHERE state = 'queued'")
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(|r| Ok(r.try_get("server_id")?)).collect()
     }
 }
@@ -196,28 +202,70 @@ mod tests {
         for (backend, db) in testdb::all().await {
             let s = &db.store;
             let p = s.ensure_project("default").await.unwrap();
-            let srv = s.create_server(&NewServer { project_id: p.id.clone(), name: "h".into(), ..Default::default() }).await.unwrap();
+            let srv = s
+                .create_server(&NewServer {
+                    project_id: p.id.clone(),
+                    name: "h".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             let targets = vec![(p.id.clone(), srv.id.clone())];
             let params = serde_json::json!({});
-            let new = NewTasks { targets: &targets, kind: "ping", params: &params, created_by: "alice", expires_at: None };
+            let new = NewTasks {
+                targets: &targets,
+                kind: "ping",
+                params: &params,
+                created_by: "alice",
+                expires_at: None,
+            };
             let created = s.create_tasks(&new).await.unwrap();
             let expired = s
-                .create_tasks(&NewTasks { expires_at: Some(1), ..new.clone() })
+                .create_tasks(&NewTasks {
+                    expires_at: Some(1),
+                    ..new.clone()
+                })
                 .await
                 .unwrap();
             assert_eq!(s.expire_due_tasks().await.unwrap(), 1, "{backend}");
             let queued = s.queued_tasks_for(&[srv.id.clone()]).await.unwrap();
-            assert_eq!(queued.len(), 1, "{backend}: the expired one is not handed out");
-            assert_eq!(s.task(&expired[0].id).await.unwrap().unwrap().state, "expired", "{backend}");
+            assert_eq!(
+                queued.len(),
+                1,
+                "{backend}: the expired one is not handed out"
+            );
+            assert_eq!(
+                s.task(&expired[0].id).await.unwrap().unwrap().state,
+                "expired",
+                "{backend}"
+            );
             assert_eq!(s.queued_server_ids().await.unwrap(), vec![srv.id.clone()]);
             s.mark_delivered(&[created[0].id.clone()]).await.unwrap();
-            assert!(s.queued_tasks_for(&[srv.id.clone()]).await.unwrap().is_empty(), "{backend}");
-            let done = Message::TaskUpdate(TaskUpdate { task_id: created[0].id.clone(), state: TaskState::Done, output: serde_json::json!({"pong": true}) });
+            assert!(
+                s.queued_tasks_for(&[srv.id.clone()])
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{backend}"
+            );
+            let done = Message::TaskUpdate(TaskUpdate {
+                task_id: created[0].id.clone(),
+                state: TaskState::Done,
+                output: serde_json::json!({"pong": true}),
+            });
             s.store_records(&srv.id, &[(1, done)]).await.unwrap();
-            let late = Message::TaskUpdate(TaskUpdate { task_id: created[0].id.clone(), state: TaskState::Running, output: serde_json::Value::Null });
+            let late = Message::TaskUpdate(TaskUpdate {
+                task_id: created[0].id.clone(),
+                state: TaskState::Running,
+                output: serde_json::Value::Null,
+            });
             s.store_records(&srv.id, &[(2, late)]).await.unwrap();
             let t = s.task(&created[0].id).await.unwrap().unwrap();
-            assert_eq!((t.state.as_str(), t.output["pong"].as_bool()), ("done", Some(true)), "{backend}");
+            assert_eq!(
+                (t.state.as_str(), t.output["pong"].as_bool()),
+                ("done", Some(true)),
+                "{backend}"
+            );
         }
     }
 }

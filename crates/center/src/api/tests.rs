@@ -1,0 +1,712 @@
+//! Handler-level tests: the router on a real store, driven with `oneshot`.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use super::testutil::{PASSWORD, app, app_with};
+use crate::auth::Role;
+use crate::store::NewServer;
+
+#[tokio::test]
+async fn other_projects_are_invisible_and_roles_are_enforced() {
+    let t = app().await;
+    let s = &t.state.store;
+    let a = s.ensure_project("a").await.unwrap();
+    let b = s.ensure_project("b").await.unwrap();
+    let srv_a = s
+        .create_server(&NewServer {
+            project_id: a.id.clone(),
+            name: "web-a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let srv_b = s
+        .create_server(&NewServer {
+            project_id: b.id.clone(),
+            name: "web-b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let viewer = t.user("vic", &[(&b.id, Role::Viewer)]).await;
+    let tok = t.token(&viewer).await;
+
+    let (st, body) = t.get(&format!("/api/v1/servers/{}", srv_a.id), &tok).await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "{body}"
+    );
+    let (st, body) = t
+        .get(&format!("/api/v1/servers/{}/tasks", srv_a.id), &tok)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+
+    let (st, body) = t.get("/api/v1/servers", &tok).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let names: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web-b"]);
+    assert_eq!(body["total"], 1);
+    let (_, body) = t
+        .get(&format!("/api/v1/servers?project={}", a.id), &tok)
+        .await;
+    assert_eq!(
+        body["total"], 0,
+        "filtering on a foreign project shows nothing"
+    );
+
+    let (st, body) = t.get(&format!("/api/v1/servers/{}", srv_b.id), &tok).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "web-b");
+    assert!(
+        body["history"].as_array().is_some_and(|h| !h.is_empty()),
+        "{body}"
+    );
+
+    // Seeing is not acting.
+    let uri = format!("/api/v1/servers/{}/protection", srv_b.id);
+    let (st, body) = t
+        .send(Method::PUT, &uri, &tok, r#"{"enabled":false}"#)
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{body}"
+    );
+    let uri = format!("/api/v1/servers/{}/protection", srv_a.id);
+    assert_eq!(
+        t.send(Method::PUT, &uri, &tok, r#"{"enabled":false}"#)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (_, body) = t.get("/api/v1/projects", &tok).await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["items"][0]["role"], "viewer");
+}
+
+#[tokio::test]
+async fn bad_bodies_and_queries_are_400_naming_the_field() {
+    let t = app().await;
+    let p = t.state.store.ensure_project("default").await.unwrap();
+    let op = t.user("oscar", &[(&p.id, Role::Operator)]).await;
+    let tok = t.token(&op).await;
+
+    let (st, body) = t
+        .send(Method::POST, "/api/v1/servers", &tok, r#"{"name": 1}"#)
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("name"),
+        "{body}"
+    );
+
+    let (st, body) = t
+        .send(
+            Method::POST,
+            "/api/v1/servers",
+            &tok,
+            r#"{"name": "x", "ip_addresses": ["10.0.0.1", "nope"]}"#,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ip_addresses[1]"),
+        "{body}"
+    );
+
+    let (st, body) = t
+        .send(Method::POST, "/api/v1/servers", &tok, "{not json")
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body")),
+        "{body}"
+    );
+
+    let (st, body) = t.get("/api/v1/servers?per_page=lots", &tok).await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("per_page"),
+        "{body}"
+    );
+    let (st, body) = t.get("/api/v1/servers?status=sleeping", &tok).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("status"),
+        "{body}"
+    );
+
+    let (st, body) = t
+        .send(
+            Method::POST,
+            "/api/v1/servers",
+            &tok,
+            r#"{"name": "web-1", "region": "eu"}"#,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["agent_status"], "not_installed");
+    let (st, body) = t
+        .send(
+            Method::POST,
+            "/api/v1/tasks",
+            &tok,
+            r#"{"all": true, "kind": "reboot"}"#,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("kind"),
+        "{body}"
+    );
+    let (st, body) = t
+        .send(
+            Method::POST,
+            "/api/v1/tasks",
+            &tok,
+            r#"{"all": true, "kind": "ping"}"#,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    let task_id = body["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        t.get(&format!("/api/v1/tasks/{task_id}"), &tok).await.1["state"],
+        "queued"
+    );
+
+    let audit = t
+        .state
+        .store
+        .list_audit(Some(std::slice::from_ref(&p.id)), 10)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["task.create", "server.create"]);
+    assert_eq!(audit[0].username, "oscar");
+    assert_eq!(audit[0].source_ip, "192.0.2.10");
+}
+
+#[tokio::test]
+async fn session_cookie_needs_csrf_header_for_unsafe_methods() {
+    let t = app().await;
+    let p = t.state.store.ensure_project("default").await.unwrap();
+    t.user("olga", &[(&p.id, Role::Operator)]).await;
+
+    let (st, _, _) = t.call(Method::GET, "/api/v1/me", &[], None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    let login = json!({"username": "olga", "password": PASSWORD}).to_string();
+    let (st, body, headers) = t
+        .call(Method::POST, "/api/v1/session", &[], Some(&login))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let set_cookie = headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set_cookie.starts_with("__Host-hostward_session=") && set_cookie.contains("HttpOnly"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let csrf = body["csrf_token"].as_str().unwrap().to_string();
+
+    let (st, me, _) = t
+        .call(Method::GET, "/api/v1/me", &[("cookie", &cookie)], None)
+        .await;
+    assert_eq!(
+        (st, me["username"].as_str()),
+        (StatusCode::OK, Some("olga")),
+        "{me}"
+    );
+
+    let create = r#"{"name": "web-1"}"#;
+    let (st, body, _) = t
+        .call(
+            Method::POST,
+            "/api/v1/servers",
+            &[("cookie", &cookie)],
+            Some(create),
+        )
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("csrf_failed")),
+        "{body}"
+    );
+    let (st, _, _) = t
+        .call(
+            Method::POST,
+            "/api/v1/servers",
+            &[("cookie", &cookie), ("x-csrf-token", "wrong")],
+            Some(create),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, body, _) = t
+        .call(
+            Method::POST,
+            "/api/v1/servers",
+            &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+            Some(create),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+
+    let (st, _, headers) = t
+        .call(
+            Method::DELETE,
+            "/api/v1/session",
+            &[("cookie", &cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert!(
+        headers
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (st, _, _) = t
+        .call(Method::GET, "/api/v1/me", &[("cookie", &cookie)], None)
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "the session is gone after logout"
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_account() {
+    let t = app_with(|c| {
+        c.login_max_failures = 2;
+        c.lockout_secs = 600;
+    })
+    .await;
+    t.user("lena", &[]).await;
+    let bad = json!({"username": "lena", "password": "not the password"}).to_string();
+    let (st, body, _) = t
+        .call(Method::POST, "/api/v1/session", &[], Some(&bad))
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_credentials"))
+    );
+    let (st, body, _) = t
+        .call(Method::POST, "/api/v1/session", &[], Some(&bad))
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("locked"))
+    );
+    let good = json!({"username": "lena", "password": PASSWORD}).to_string();
+    let (st, _, _) = t
+        .call(Method::POST, "/api/v1/session", &[], Some(&good))
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked even with the right password"
+    );
+    let ghost = json!({"username": "nobody", "password": PASSWORD}).to_string();
+    let (st, body, _) = t
+        .call(Method::POST, "/api/v1/session", &[], Some(&ghost))
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_credentials"))
+    );
+    let audit = t.state.store.list_audit(None, 10).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "auth.locked"));
+    assert!(
+        audit
+            .iter()
+            .all(|a| !a.detail.contains(PASSWORD) && !a.target.contains(PASSWORD))
+    );
+}
+
+#[tokio::test]
+async fn enrollment_with_token_checks_and_cidrs() {
+    let t = app().await;
+    let p = t.state.store.ensure_project("default").await.unwrap();
+    let admin = t.user("ada", &[(&p.id, Role::Admin)]).await;
+    let tok = t.token(&admin).await;
+    let body =
+        json!({"name": "lab", "region": "eu", "allowed_cidrs": ["192.0.2.0/24"]}).to_string();
+    let (st, created) = t
+        .send(Method::POST, "/api/v1/enrollment-tokens", &tok, &body)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("hwe_"));
+    assert!(
+        created["install_command"]
+            .as_str()
+            .unwrap()
+            .contains(&secret)
+    );
+    let (_, list) = t.get("/api/v1/enrollment-tokens", &tok).await;
+    assert!(
+        !list.to_string().contains(&secret),
+        "the secret is shown once"
+    );
+
+    let (_, csr) = hostward_pki::agent_key_and_csr("web-9").unwrap();
+    let facts = hostward_proto::HostFacts {
+        hostname: "web-9".into(),
+        ips: vec!["192.0.2.9".into()],
+        ..Default::default()
+    };
+    let req = |token: &str| {
+        serde_json::to_string(&hostward_proto::EnrollRequest {
+            token: token.into(),
+            csr_pem: csr.clone(),
+            facts: facts.clone(),
+            install_id: Some("i-1".into()),
+        })
+        .unwrap()
+    };
+    let inside: std::net::SocketAddr = "192.0.2.77:5000".parse().unwrap();
+    let outside: std::net::SocketAddr = "198.51.100.1:5000".parse().unwrap();
+
+    let (st, body, _) = t
+        .call_from(
+            outside,
+            Method::POST,
+            "/api/v1/enroll",
+            &[],
+            Some(&req(&secret)),
+        )
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("cidr_not_allowed")),
+        "{body}"
+    );
+    let (st, body, _) = t
+        .call_from(
+            inside,
+            Method::POST,
+            "/api/v1/enroll",
+            &[],
+            Some(&req("hwe_guess")),
+        )
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+        "{body}"
+    );
+    let bad_csr = json!({"token": secret, "csr_pem": "garbage", "facts": facts}).to_string();
+    let (st, body, _) = t
+        .call_from(inside, Method::POST, "/api/v1/enroll", &[], Some(&bad_csr))
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_csr")),
+        "{body}"
+    );
+
+    let report =
+        json!({"token": secret, "install_id": "i-1", "hostname": "web-9", "status": "installing"})
+            .to_string();
+    let (st, body, _) = t
+        .call_from(
+            inside,
+            Method::POST,
+            "/api/v1/enroll/report",
+            &[],
+            Some(&report),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+
+    let (st, body, _) = t
+        .call_from(
+            inside,
+            Method::POST,
+            "/api/v1/enroll",
+            &[],
+            Some(&req(&secret)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let resp: hostward_proto::EnrollResponse = serde_json::from_value(body).unwrap();
+    assert_eq!(resp.gateway_url, t.state.config.gateway_url);
+    assert!(resp.cert_pem.contains("BEGIN CERTIFICATE"));
+    let srv = t
+        .state
+        .store
+        .server(&resp.server_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (srv.agent_id.as_deref(), srv.region.as_str()),
+        (Some(resp.agent_id.as_str()), "eu")
+    );
+
+    let id = created["id"].as_str().unwrap();
+    let (st, _, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/enrollment-tokens/{id}"),
+            &[("authorization", &format!("Bearer {tok}"))],
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, body, _) = t
+        .call_from(
+            inside,
+            Method::POST,
+            "/api/v1/enroll",
+            &[],
+            Some(&req(&secret)),
+        )
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_revoked")),
+        "{body}"
+    );
+    assert_eq!(
+        t.state
+            .store
+            .enrollment_token(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .uses,
+        1
+    );
+
+    // Revoking the agent through the API.
+    let (st, body) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/servers/{}/revoke", srv.id),
+            &tok,
+            "{}",
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["agent_reason"], "revoked");
+}
+
+#[tokio::test]
+async fn users_roles_and_api_tokens() {
+    let t = app().await;
+    let a = t.state.store.ensure_project("a").await.unwrap();
+    let b = t.state.store.ensure_project("b").await.unwrap();
+    let root = t.superadmin("root").await;
+    let root_tok = t.token(&root).await;
+    let admin_a = t.user("anna", &[(&a.id, Role::Admin)]).await;
+    let anna = t.token(&admin_a).await;
+
+    let body = json!({"username": "bob", "password": "short"}).to_string();
+    let (st, e) = t
+        .send(Method::POST, "/api/v1/users", &root_tok, &body)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("password"),
+        "{e}"
+    );
+    let body =
+        json!({"username": "bob", "password": PASSWORD, "project_id": b.id, "role": "viewer"})
+            .to_string();
+    assert_eq!(
+        t.send(Method::POST, "/api/v1/users", &anna, &body).await.0,
+        StatusCode::FORBIDDEN,
+        "only superadmins create users"
+    );
+    let (st, bob) = t
+        .send(Method::POST, "/api/v1/users", &root_tok, &body)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{bob}");
+    let bob_id = bob["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        t.send(Method::POST, "/api/v1/users", &root_tok, &body)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+
+    // Anna administers a, not b: she can add bob to a but not touch his role in b.
+    let uri = format!("/api/v1/users/{bob_id}/roles");
+    let (st, e) = t
+        .send(
+            Method::PUT,
+            &uri,
+            &anna,
+            &json!({"project_id": b.id, "role": "admin"}).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{e}");
+    let (st, e) = t
+        .send(
+            Method::PUT,
+            &uri,
+            &anna,
+            &json!({"project_id": a.id, "role": "superuser"}).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("role"),
+        "{e}"
+    );
+    let (st, _) = t
+        .send(
+            Method::PUT,
+            &uri,
+            &anna,
+            &json!({"project_id": a.id, "role": "operator"}).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, users) = t.get("/api/v1/users", &anna).await;
+    let bob_seen = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "bob")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        bob_seen["roles"].as_array().unwrap().len(),
+        1,
+        "anna sees only roles in her projects: {bob_seen}"
+    );
+    // Bob is also in b, so anna may not reset his password.
+    let pw = json!({"password": "another long password"}).to_string();
+    assert_eq!(
+        t.send(
+            Method::PUT,
+            &format!("/api/v1/users/{bob_id}/password"),
+            &anna,
+            &pw
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.send(
+            Method::PUT,
+            &format!("/api/v1/users/{bob_id}/password"),
+            &root_tok,
+            &pw
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+
+    // Own API tokens.
+    let (st, created) = t
+        .send(
+            Method::POST,
+            "/api/v1/api-tokens",
+            &anna,
+            r#"{"name": "ci"}"#,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("hwa_"));
+    assert_eq!(t.get("/api/v1/me", &secret).await.1["username"], "anna");
+    let id = created["id"].as_str().unwrap();
+    let (st, _, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/api-tokens/{id}"),
+            &[("authorization", &format!("Bearer {root_tok}"))],
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "another user's token");
+    let (st, _, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/api-tokens/{id}"),
+            &[("authorization", &format!("Bearer {anna}"))],
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        t.get("/api/v1/me", &secret).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (st, _, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/users/{bob_id}"),
+            &[("authorization", &format!("Bearer {root_tok}"))],
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn openapi_document_lists_the_routes() {
+    let t = app().await;
+    let (st, doc, _) = t.call(Method::GET, "/api/v1/openapi.json", &[], None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for path in [
+        "/api/v1/servers",
+        "/api/v1/servers/{id}",
+        "/api/v1/enroll",
+        "/api/v1/tasks",
+        "/api/v1/users/{id}/roles",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+}

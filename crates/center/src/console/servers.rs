@@ -1,0 +1,497 @@
+//! Server list and server detail, the protection switch and agent revocation.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+
+use super::{
+    ConsoleError, Nav, Opt, PageResult, Post, Role, Session, Ts, fmt_bytes, fmt_utc, html,
+    project_names, see_other,
+};
+use crate::AppState;
+use crate::api::servers::{self as ops, ServerQuery, SetProtection};
+use crate::status;
+use crate::store::Server;
+
+pub const PER_PAGE: u32 = 50;
+
+/// One server as the list and the detail page show it. Every string here may come from an agent
+/// and is escaped by the templates.
+pub(crate) struct ServerView {
+    pub id: String,
+    pub name: String,
+    pub hostname: String,
+    pub ips: Vec<String>,
+    pub region: String,
+    pub os: String,
+    pub agent_status: String,
+    pub agent_label: String,
+    pub agent_reason: String,
+    pub protection_status: String,
+    pub protection_reason: String,
+    pub risk_status: String,
+    pub last_seen: Option<Ts>,
+    pub agent_version: String,
+}
+
+fn fact<'a>(s: &'a Server, key: &str) -> &'a str {
+    s.facts.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+impl ServerView {
+    pub fn new(s: &Server) -> ServerView {
+        let os = match (fact(s, "os_name"), fact(s, "os_id"), fact(s, "os_version")) {
+            ("", "", _) => String::new(),
+            ("", id, ver) => format!("{id} {ver}").trim().to_string(),
+            (name, _, _) => name.to_string(),
+        };
+        ServerView {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            hostname: s.hostname.clone(),
+            ips: s.ip_addresses.clone(),
+            region: s.region.clone(),
+            os,
+            agent_status: s.agent_status.clone(),
+            agent_label: s.agent_status.replace('_', " "),
+            agent_reason: s.agent_reason.clone(),
+            protection_status: s.protection_status.clone(),
+            protection_reason: s.protection_reason.clone(),
+            risk_status: s.risk_status.clone(),
+            last_seen: Ts::opt(s.last_seen_at),
+            agent_version: s.agent_version.clone(),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` percent-encoding for query values.
+pub(crate) fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The list's query parameters; unknown values are kept as typed (they simply match nothing).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListQuery {
+    pub status: String,
+    pub protection: String,
+    pub risk: String,
+    pub region: String,
+    pub project: String,
+    pub q: String,
+    pub page: u32,
+}
+
+impl ListQuery {
+    fn from_map(m: &HashMap<String, String>) -> ListQuery {
+        let g = |k: &str| m.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+        ListQuery {
+            status: g("status"),
+            protection: g("protection"),
+            risk: g("risk"),
+            region: g("region"),
+            project: g("project"),
+            q: g("q"),
+            page: m
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .filter(|p| *p >= 1)
+                .unwrap_or(1),
+        }
+    }
+
+    /// `/servers?…` with these parameters, empty ones left out.
+    pub fn url(&self) -> String {
+        let page = self.page.to_string();
+        let pairs = [
+            ("q", self.q.as_str()),
+            ("status", &self.status),
+            ("protection", &self.protection),
+            ("risk", &self.risk),
+            ("region", &self.region),
+            ("project", &self.project),
+            ("page", if self.page > 1 { &page } else { "" }),
+        ];
+        let qs: Vec<String> = pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", enc(v)))
+            .collect();
+        if qs.is_empty() {
+            "/servers".to_string()
+        } else {
+            format!("/servers?{}", qs.join("&"))
+        }
+    }
+
+    /// The API query; filter values outside the known sets are dropped rather than refused.
+    fn api(&self) -> ServerQuery {
+        let o = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        let known =
+            |s: &str, set: &[&str]| Some(s.to_string()).filter(|s| set.contains(&s.as_str()));
+        ServerQuery {
+            status: known(&self.status, status::AGENT_STATUSES),
+            protection: known(&self.protection, status::PROTECTION_STATUSES),
+            risk: known(&self.risk, status::RISK_STATUSES),
+            project: o(&self.project),
+            region: o(&self.region),
+            q: o(&self.q),
+            page: Some(self.page.max(1)),
+            per_page: Some(PER_PAGE),
+        }
+    }
+}
+
+pub(crate) struct CountView {
+    pub status: &'static str,
+    pub label: String,
+    pub n: i64,
+    pub href: String,
+    pub active: bool,
+}
+
+/// The part of the list page that htmx refreshes every 10 s.
+pub(crate) struct ServerList {
+    pub counts: Vec<CountView>,
+    pub rows: Vec<ServerView>,
+    pub total: i64,
+    pub first: i64,
+    pub last: i64,
+    pub prev_url: Option<String>,
+    pub next_url: Option<String>,
+    pub refresh_url: String,
+    pub rendered_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "servers.html")]
+pub(crate) struct ServersPage {
+    pub nav: Nav,
+    pub q: String,
+    pub region: String,
+    pub status_opts: Vec<Opt>,
+    pub protection_opts: Vec<Opt>,
+    pub risk_opts: Vec<Opt>,
+    pub project_opts: Vec<Opt>,
+    pub list: ServerList,
+}
+
+#[derive(Template)]
+#[template(path = "servers_list.html")]
+pub(crate) struct ServersPartial {
+    pub list: ServerList,
+}
+
+fn opts(values: &[&str], selected: &str) -> Vec<Opt> {
+    values
+        .iter()
+        .map(|v| Opt {
+            value: v.to_string(),
+            label: v.replace('_', " "),
+            selected: *v == selected,
+        })
+        .collect()
+}
+
+pub(crate) async fn build_list(
+    state: &AppState,
+    p: &super::Principal,
+    q: &ListQuery,
+) -> Result<ServerList, ConsoleError> {
+    let found = ops::list(state, p, q.api()).await?;
+    let (items, total) = (found.items, found.total);
+    let mut counts = Vec::new();
+    for st in status::AGENT_STATUSES {
+        let cq = ListQuery {
+            status: st.to_string(),
+            page: 1,
+            ..q.clone()
+        };
+        let n = ops::list(
+            state,
+            p,
+            ServerQuery {
+                per_page: Some(1),
+                ..cq.api()
+            },
+        )
+        .await?
+        .total;
+        counts.push(CountView {
+            status: st,
+            label: st.replace('_', " "),
+            n,
+            href: cq.url(),
+            active: q.status == *st,
+        });
+    }
+    let per = i64::from(PER_PAGE);
+    let page = i64::from(q.page);
+    let first = if items.is_empty() {
+        0
+    } else {
+        (page - 1) * per + 1
+    };
+    let last = if items.is_empty() {
+        0
+    } else {
+        first + items.len() as i64 - 1
+    };
+    let prev_url = (q.page > 1).then(|| {
+        ListQuery {
+            page: q.page - 1,
+            ..q.clone()
+        }
+        .url()
+    });
+    let next_url = (page * per < total).then(|| {
+        ListQuery {
+            page: q.page + 1,
+            ..q.clone()
+        }
+        .url()
+    });
+    let now = crate::store::now();
+    Ok(ServerList {
+        counts,
+        rows: items.iter().map(ServerView::new).collect(),
+        total,
+        first,
+        last,
+        prev_url,
+        next_url,
+        refresh_url: q.url(),
+        rendered_at: fmt_utc(now)[11..].to_string(),
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Session(p): Session,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> PageResult {
+    let q = ListQuery::from_map(&params);
+    let list = build_list(&state, &p, &q).await?;
+    if headers.get("hx-request").is_some() {
+        return html(&ServersPartial { list });
+    }
+    let projects = project_names(&state, &p).await?;
+    let project_opts = projects
+        .iter()
+        .map(|(id, name)| Opt {
+            value: id.clone(),
+            label: name.clone(),
+            selected: *id == q.project,
+        })
+        .collect();
+    html(&ServersPage {
+        nav: Nav::new(&p, "servers"),
+        status_opts: opts(status::AGENT_STATUSES, &q.status),
+        protection_opts: opts(status::PROTECTION_STATUSES, &q.protection),
+        risk_opts: opts(status::RISK_STATUSES, &q.risk),
+        project_opts,
+        q: q.q.clone(),
+        region: q.region.clone(),
+        list,
+    })
+}
+
+pub(crate) struct HistoryView {
+    pub at: Ts,
+    pub dimension: String,
+    pub status: String,
+    pub reason: String,
+}
+
+pub(crate) struct TaskView {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub created: Ts,
+    pub updated: Ts,
+    pub created_by: String,
+}
+
+#[derive(Template)]
+#[template(path = "server.html")]
+pub(crate) struct ServerPage {
+    pub nav: Nav,
+    pub s: ServerView,
+    pub flash: Option<String>,
+    pub project_name: String,
+    pub agent_changed: Ts,
+    pub protection_changed: Ts,
+    pub risk_changed: Ts,
+    pub can_operate: bool,
+    pub can_admin: bool,
+    pub has_agent: bool,
+    pub revoked: bool,
+    pub revoked_at: Option<Ts>,
+    pub protection_wanted: bool,
+    pub kernel: String,
+    pub arch: String,
+    pub boot_time: Option<Ts>,
+    pub agent_id: String,
+    pub hb_rss: String,
+    pub hb_cpu: String,
+    pub hb_outbox: String,
+    pub config_version: i64,
+    pub history: Vec<HistoryView>,
+    pub tasks: Vec<TaskView>,
+}
+
+fn allowed(p: &super::Principal, project_id: &str, role: Role) -> bool {
+    p.require(project_id, role).is_ok()
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> PageResult {
+    let ops::ServerDetail { server: s, history } = ops::detail(&state, &p, &id).await?;
+    let tasks = crate::api::tasks::list_for_server(&state, &p, &s.id)
+        .await?
+        .items;
+    let project_name = state
+        .store
+        .project(&s.project_id)
+        .await?
+        .map(|pr| pr.name)
+        .unwrap_or_else(|| s.project_id.clone());
+    let hb = &s.heartbeat;
+    let hb_u64 = |k: &str| hb.get(k).and_then(|v| v.as_u64());
+    let flash = match params.get("done").map(String::as_str) {
+        Some("protection") => Some(
+            "Protection switch saved; the agent gets the new configuration at once.".to_string(),
+        ),
+        Some("revoked") => Some("The agent was revoked.".to_string()),
+        _ => None,
+    };
+    let page = ServerPage {
+        nav: Nav::new(&p, "servers"),
+        flash,
+        project_name,
+        agent_changed: Ts::at(s.agent_changed_at),
+        protection_changed: Ts::at(s.protection_changed_at),
+        risk_changed: Ts::at(s.risk_changed_at),
+        can_operate: allowed(&p, &s.project_id, Role::Operator),
+        can_admin: allowed(&p, &s.project_id, Role::Admin),
+        has_agent: s.agent_id.is_some(),
+        revoked: s.revoked_at.is_some(),
+        revoked_at: Ts::opt(s.revoked_at),
+        protection_wanted: s.protection_wanted,
+        kernel: fact(&s, "kernel").to_string(),
+        arch: fact(&s, "arch").to_string(),
+        boot_time: Ts::opt(s.facts.get("boot_time").and_then(|v| v.as_i64())),
+        agent_id: s.agent_id.clone().unwrap_or_default(),
+        hb_rss: hb_u64("rss_bytes")
+            .map(fmt_bytes)
+            .unwrap_or_else(|| "–".into()),
+        hb_cpu: hb
+            .get("cpu_percent")
+            .and_then(|v| v.as_f64())
+            .map(|c| format!("{c:.1} %"))
+            .unwrap_or_else(|| "–".into()),
+        hb_outbox: match (hb_u64("outbox_depth"), hb_u64("outbox_dropped")) {
+            (Some(d), Some(x)) if x > 0 => format!("{d} queued, {x} dropped"),
+            (Some(d), _) => format!("{d} queued"),
+            _ => "–".into(),
+        },
+        config_version: s.config_version,
+        history: history
+            .into_iter()
+            .map(|h| HistoryView {
+                at: Ts::at(h.ts),
+                dimension: h.dimension,
+                status: h.status,
+                reason: h.reason,
+            })
+            .collect(),
+        tasks: tasks
+            .into_iter()
+            .take(20)
+            .map(|t| TaskView {
+                id: t.id,
+                kind: t.kind,
+                state: t.state,
+                created: Ts::at(t.created_at),
+                updated: Ts::at(t.updated_at),
+                created_by: t.created_by,
+            })
+            .collect(),
+        s: ServerView::new(&s),
+    };
+    html(&page)
+}
+
+pub async fn protection(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Post { p, f }: Post,
+) -> PageResult {
+    let enabled = match f.get("enabled") {
+        "true" | "on" | "1" => true,
+        "false" | "off" | "0" => false,
+        _ => {
+            return Err(ConsoleError::bad_request(
+                "Field enabled must be true or false.",
+            ));
+        }
+    };
+    let s = ops::set_protection(&state, &p, &id, SetProtection { enabled }).await?;
+    Ok(see_other(&format!("/servers/{}?done=protection", s.id)))
+}
+
+#[derive(Template)]
+#[template(path = "revoke.html")]
+struct RevokePage {
+    nav: Nav,
+    id: String,
+    name: String,
+    hostname: String,
+}
+
+pub async fn revoke_confirm(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Path(id): Path<String>,
+) -> PageResult {
+    let s = ops::visible_server(&state, &p, &id, Role::Admin).await?;
+    if s.agent_id.is_none() || s.revoked_at.is_some() {
+        return Ok(see_other(&format!("/servers/{}", s.id)));
+    }
+    html(&RevokePage {
+        nav: Nav::new(&p, "servers"),
+        id: s.id,
+        name: s.name,
+        hostname: s.hostname,
+    })
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Post { p, f }: Post,
+) -> PageResult {
+    if f.get("confirm") != "yes" {
+        // Authorize before even showing the way to the confirmation page.
+        let s = ops::visible_server(&state, &p, &id, Role::Admin).await?;
+        return Ok(see_other(&format!("/servers/{}/revoke", s.id)));
+    }
+    let s = ops::revoke(&state, &p, &id).await?;
+    Ok(see_other(&format!("/servers/{}?done=revoked", s.id)))
+}
