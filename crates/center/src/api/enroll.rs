@@ -17,15 +17,17 @@ use crate::AppState;
 use crate::auth::secret;
 use crate::store::{AuditEntry, Enrollment, EnrollmentToken, now};
 
-/// Requests per source address per window on the enrollment routes.
+/// Failed token checks per source address per window before the address is refused. Only
+/// failures count: a fleet rollout with a valid token from one NAT address is never throttled,
+/// while guessing tokens is.
 pub const RATE_LIMIT: u32 = 30;
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Cap on tracked addresses, so a spray of sources cannot grow the map without bound.
 const RATE_MAP_MAX: usize = 10_000;
 const MAX_CSR_BYTES: usize = 16 * 1024;
 
-/// Fixed-window counter per source address, in memory: each replica limits on its own, which
-/// is enough to blunt token guessing.
+/// Fixed-window counter of failures per source address, in memory: each replica limits on its
+/// own, which is enough to blunt token guessing.
 struct RateLimiter {
     map: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
@@ -35,7 +37,15 @@ static LIMITER: std::sync::LazyLock<RateLimiter> = std::sync::LazyLock::new(|| R
 });
 
 impl RateLimiter {
+    /// Whether `ip` may try again (fewer than [`RATE_LIMIT`] failures in the window).
     fn allow(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&ip)
+            .is_none_or(|(start, n)| now.duration_since(*start) >= RATE_WINDOW || *n < RATE_LIMIT)
+    }
+
+    fn failed(&self, ip: IpAddr) {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= RATE_MAP_MAX {
@@ -46,8 +56,23 @@ impl RateLimiter {
             *entry = (now, 0);
         }
         entry.1 += 1;
-        entry.1 <= RATE_LIMIT
     }
+}
+
+/// Checks the token behind the rate limit, counting failures against the source address.
+async fn checked_token(
+    state: &AppState,
+    secret_text: &str,
+    ip: Option<IpAddr>,
+) -> Result<EnrollmentToken, ApiError> {
+    rate_limit(ip)?;
+    let r = check_token(state, secret_text, ip).await;
+    if let (Err(e), Some(ip)) = (&r, ip)
+        && e.status != StatusCode::INTERNAL_SERVER_ERROR
+    {
+        LIMITER.failed(ip);
+    }
+    r
 }
 
 fn rate_limit(ip: Option<IpAddr>) -> Result<(), ApiError> {
@@ -58,7 +83,7 @@ fn rate_limit(ip: Option<IpAddr>) -> Result<(), ApiError> {
         Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            "too many enrollment requests from this address; retry in a minute",
+            "too many failed enrollment attempts from this address; retry in a minute",
         ))
     }
 }
@@ -153,8 +178,7 @@ pub async fn enroll(
     req: EnrollRequest,
     ip: Option<IpAddr>,
 ) -> Result<EnrollResponse, ApiError> {
-    rate_limit(ip)?;
-    let t = check_token(state, &req.token, ip).await?;
+    let t = checked_token(state, &req.token, ip).await?;
     short("csr_pem", &req.csr_pem, MAX_CSR_BYTES)?;
     short("facts.hostname", &req.facts.hostname, 255)?;
     if let Some(iid) = &req.install_id {
@@ -210,8 +234,7 @@ pub async fn report(
     r: InstallReport,
     ip: Option<IpAddr>,
 ) -> Result<(), ApiError> {
-    rate_limit(ip)?;
-    let t = check_token(state, &r.token, ip).await?;
+    let t = checked_token(state, &r.token, ip).await?;
     if r.install_id.trim().is_empty() {
         return Err(ApiError::invalid_body("install_id: must not be empty"));
     }
@@ -288,13 +311,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_allows_a_burst_then_refuses() {
+    fn limiter_refuses_after_repeated_failures_only() {
         let l = RateLimiter {
             map: Mutex::new(HashMap::new()),
         };
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..RATE_LIMIT * 3 {
+            assert!(l.allow(ip), "successes alone never limit");
+        }
         for _ in 0..RATE_LIMIT {
             assert!(l.allow(ip));
+            l.failed(ip);
         }
         assert!(!l.allow(ip));
         assert!(

@@ -241,6 +241,7 @@ impl Gateway {
                 }
                 if n % 20 == 0 {
                     gw.sweep_stale().await;
+                    gw.close_deleted().await;
                     if let Err(e) = gw.inner.store.expire_due_tasks().await {
                         tracing::error!(error = %e, "expiring tasks failed");
                     }
@@ -363,6 +364,32 @@ impl Gateway {
                     .await;
                 tracing::info!(server_id = %id, reason = "heartbeat_timeout", "agent offline (no replica holds it)");
             }
+        }
+    }
+
+    /// Closes sessions whose server was deleted, here or through another replica.
+    async fn close_deleted(&self) {
+        let local: Vec<String> = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        match self.inner.store.missing_servers(&local).await {
+            Ok(gone) => {
+                let sessions = self.inner.sessions.lock().unwrap();
+                for id in gone {
+                    if let Some(h) = sessions.get(&id) {
+                        let _ = h.tx.try_send(Control::Close {
+                            code: "revoked",
+                            message: "server deleted".into(),
+                        });
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "deleted-server check failed"),
         }
     }
 

@@ -294,6 +294,8 @@ async fn set_offline(state: &AppState, server_id: &str, reason: &str, hint: Stop
         .await
     {
         Ok(_) => tracing::info!(reason, "agent offline"),
+        // The server was deleted: nothing left to mark.
+        Err(crate::store::StoreError::NotFound(_)) => {}
         Err(e) => tracing::error!(error = %e, reason, "marking agent offline failed"),
     }
 }

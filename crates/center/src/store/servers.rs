@@ -573,6 +573,29 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("agent_id")?)).collect()
     }
 
+    /// Which of these server ids no longer exist (deleted, possibly through another replica).
+    pub async fn missing_servers(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut present = std::collections::HashSet::new();
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new("SELECT id FROM servers WHERE id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(Bind::Text(id.clone()));
+            }
+            sql.push(")");
+            for r in sql.query().fetch_all(self.pool()).await? {
+                present.insert(r.try_get::<String, _>("id")?);
+            }
+        }
+        Ok(ids
+            .iter()
+            .filter(|id| !present.contains(*id))
+            .cloned()
+            .collect())
+    }
+
     /// Servers marked online whose last-seen time is older than `cutoff`: their replica died or
     /// lost them without noticing.
     pub async fn stale_online_servers(&self, cutoff: i64) -> Result<Vec<String>> {
