@@ -1,1 +1,9 @@
+//! The Hostward agent. The binary (`main.rs`) only calls [`cli::main`]; `hostward-sim` and the
+//! end-to-end tests use [`link`] and [`enroll`] directly. See ARCHITECTURE.md.
 
+pub mod cli;
+pub mod config;
+pub mod enroll;
+pub mod facts;
+pub mod link;
+pub mod tasks;

@@ -14,8 +14,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -84,7 +84,9 @@ pub struct CertAndKey {
 impl std::fmt::Debug for CertAndKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("CertAndKey").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        f.debug_struct("CertAndKey")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,11 +112,18 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = named(name);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.serial_number = Some(random_serial());
         validity(&mut params, CA_DAYS);
         let cert = params.self_signed(&key)?;
-        let files = CertAndKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
+        let files = CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
         let ca = Ca::load(&files.cert_pem, &files.key_pem)?;
         Ok((ca, files))
     }
@@ -122,7 +131,10 @@ impl Ca {
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Ca> {
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
-        Ok(Ca { cert_pem: cert_pem.to_string(), issuer })
+        Ok(Ca {
+            cert_pem: cert_pem.to_string(),
+            issuer,
+        })
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -145,13 +157,17 @@ impl Ca {
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, SERVER_DAYS);
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(CertAndKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// Signs an agent's CSR. Only the CSR's public key is used: subject, names and usages come
     /// from the CA, so an agent cannot ask for a server certificate or another agent's identity.
     pub fn sign_agent_csr(&self, csr_pem: &str, agent_id: &str) -> Result<IssuedCert> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::BadCsr(e.to_string()))?;
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::BadCsr(e.to_string()))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = named(agent_id);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -163,7 +179,11 @@ impl Ca {
         validity(&mut params, AGENT_DAYS);
         let not_after = params.not_after.unix_timestamp();
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
-        Ok(IssuedCert { cert_pem: cert.pem(), serial_hex, not_after })
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            serial_hex,
+            not_after,
+        })
     }
 }
 
@@ -179,27 +199,44 @@ pub fn agent_key_and_csr(hostname: &str) -> Result<(String, String)> {
 fn first_cert(pem: &str, what: &'static str) -> Result<CertificateDer<'static>> {
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
-        .ok_or_else(|| PkiError::Pem { what, detail: "no CERTIFICATE block".into() })?
-        .map_err(|e| PkiError::Pem { what, detail: e.to_string() })
+        .ok_or_else(|| PkiError::Pem {
+            what,
+            detail: "no CERTIFICATE block".into(),
+        })?
+        .map_err(|e| PkiError::Pem {
+            what,
+            detail: e.to_string(),
+        })
 }
 
 fn all_certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::Pem { what, detail: e.to_string() })?;
+        .map_err(|e| PkiError::Pem {
+            what,
+            detail: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(PkiError::Pem { what, detail: "no CERTIFICATE block".into() });
+        return Err(PkiError::Pem {
+            what,
+            detail: "no CERTIFICATE block".into(),
+        });
     }
     Ok(certs)
 }
 
 fn private_key(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| PkiError::Pem { what, detail: e.to_string() })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| PkiError::Pem {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 /// SHA-256 of the first certificate in `pem` (over its DER), lower-case hex.
 pub fn fingerprint_sha256(pem: &str) -> Result<String> {
-    Ok(hex::encode(Sha256::digest(first_cert(pem, "certificate")?.as_ref())))
+    Ok(hex::encode(Sha256::digest(
+        first_cert(pem, "certificate")?.as_ref(),
+    )))
 }
 
 /// Normalises a fingerprint typed by a person: accepts `AB:CD:…`, upper case, or a `sha256:` prefix.
@@ -219,8 +256,11 @@ pub fn normalize_fingerprint(input: &str) -> Option<[u8; 32]> {
 /// Chromium's `--ignore-certificate-errors-spki-list` (without the prefix) take.
 pub fn spki_sha256_base64(cert_pem: &str) -> Result<String> {
     let der = first_cert(cert_pem, "certificate")?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| PkiError::Pem { what: "certificate", detail: e.to_string() })?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| PkiError::Pem {
+            what: "certificate",
+            detail: e.to_string(),
+        })?;
     let digest = Sha256::digest(cert.public_key().raw);
     Ok(base64_std(&digest))
 }
@@ -241,11 +281,24 @@ pub struct PeerIdentity {
 /// Reads the agent id and serial from a DER certificate the TLS layer has already verified.
 pub fn peer_identity(der: &[u8]) -> Option<PeerIdentity> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let serial = cert.raw_serial();
     // Strip a DER sign byte so the hex matches what rcgen reported at issue time.
-    let serial = if serial.len() > 1 && serial[0] == 0 { &serial[1..] } else { serial };
-    Some(PeerIdentity { agent_id: cn, serial_hex: hex::encode(serial) })
+    let serial = if serial.len() > 1 && serial[0] == 0 {
+        &serial[1..]
+    } else {
+        serial
+    };
+    Some(PeerIdentity {
+        agent_id: cn,
+        serial_hex: hex::encode(serial),
+    })
 }
 
 /// Server side of the console/API port: TLS 1.3, no client certificate.
@@ -255,7 +308,10 @@ pub fn server_config(chain_pem: &str, key_pem: &str) -> Result<ServerConfig> {
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(all_certs(chain_pem, "server certificate chain")?, private_key(key_pem, "server key")?)?;
+        .with_single_cert(
+            all_certs(chain_pem, "server certificate chain")?,
+            private_key(key_pem, "server key")?,
+        )?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -270,7 +326,10 @@ pub fn gateway_server_config(chain_pem: &str, key_pem: &str, ca_pem: &str) -> Re
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(all_certs(chain_pem, "server certificate chain")?, private_key(key_pem, "server key")?)?;
+        .with_single_cert(
+            all_certs(chain_pem, "server certificate chain")?,
+            private_key(key_pem, "server key")?,
+        )?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -296,7 +355,11 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Clien
 /// Client config for the first contact: trusts the server only if its chain contains a CA whose
 /// SHA-256 equals the pin, and the server certificate verifies against that CA.
 pub fn pinned_client_config(pin: [u8; 32]) -> Result<(ClientConfig, Arc<PinnedCaVerifier>)> {
-    let verifier = Arc::new(PinnedCaVerifier { pin, provider: provider(), matched: Mutex::new(None) });
+    let verifier = Arc::new(PinnedCaVerifier {
+        pin,
+        provider: provider(),
+        matched: Mutex::new(None),
+    });
     let cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -348,16 +411,23 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .iter()
             .find(|c| Sha256::digest(c.as_ref())[..] == self.pin[..])
             .ok_or_else(|| {
-                let seen: Vec<String> = intermediates.iter().map(|c| hex::encode(Sha256::digest(c.as_ref()))).collect();
-                rustls::Error::General(format!("{CA_MISMATCH}: server chain has {seen:?}, expected {}", hex::encode(self.pin)))
+                let seen: Vec<String> = intermediates
+                    .iter()
+                    .map(|c| hex::encode(Sha256::digest(c.as_ref())))
+                    .collect();
+                rustls::Error::General(format!(
+                    "{CA_MISMATCH}: server chain has {seen:?}, expected {}",
+                    hex::encode(self.pin)
+                ))
             })?
             .clone()
             .into_owned();
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone())?;
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
         *self.matched.lock().unwrap() = Some(ca);
         Ok(ServerCertVerified::assertion())
@@ -369,7 +439,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -378,11 +453,18 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -404,7 +486,10 @@ mod tests {
     #[test]
     fn garbage_csr_is_rejected_with_a_message() {
         let (ca, _) = Ca::generate("Test CA").unwrap();
-        let err = ca.sign_agent_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "x");
+        let err = ca.sign_agent_csr(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+            "x",
+        );
         assert!(matches!(err, Err(PkiError::BadCsr(_))));
     }
 
@@ -434,7 +519,9 @@ mod tests {
     #[test]
     fn configs_build_for_tls13() {
         let (ca, _) = Ca::generate("Test CA").unwrap();
-        let server = ca.issue_server_cert(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let server = ca
+            .issue_server_cert(&["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
         let chain = format!("{}{}", server.cert_pem, ca.cert_pem());
         server_config(&chain, &server.key_pem).unwrap();
         gateway_server_config(&chain, &server.key_pem, ca.cert_pem()).unwrap();

@@ -39,11 +39,19 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn control(msg: Message) -> Self {
-        Envelope { v: PROTOCOL_VERSION, seq: 0, msg }
+        Envelope {
+            v: PROTOCOL_VERSION,
+            seq: 0,
+            msg,
+        }
     }
 
     pub fn record(seq: u64, msg: Message) -> Self {
-        Envelope { v: PROTOCOL_VERSION, seq, msg }
+        Envelope {
+            v: PROTOCOL_VERSION,
+            seq,
+            msg,
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -94,12 +102,18 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DecodeError::TooLarge(n) => {
-                write!(f, "frame of {n} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+                write!(
+                    f,
+                    "frame of {n} bytes exceeds the {MAX_FRAME_BYTES}-byte limit"
+                )
             }
             DecodeError::UnknownKind(m) => write!(f, "unknown frame kind: {m}"),
             DecodeError::Malformed(m) => write!(f, "malformed frame: {m}"),
             DecodeError::Version(v) => {
-                write!(f, "protocol version {v} unsupported (center speaks {PROTOCOL_VERSION})")
+                write!(
+                    f,
+                    "protocol version {v} unsupported (center speaks {PROTOCOL_VERSION})"
+                )
             }
         }
     }
@@ -225,7 +239,10 @@ impl TaskState {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Expired)
+        matches!(
+            self,
+            TaskState::Done | TaskState::Failed | TaskState::Expired
+        )
     }
 }
 
@@ -324,7 +341,11 @@ mod tests {
     fn envelope_round_trips_with_kind_and_body() {
         let env = Envelope::record(
             7,
-            Message::Event(Event { ts: 1, event_type: "custom".into(), data: serde_json::json!({"n": 1}) }),
+            Message::Event(Event {
+                ts: 1,
+                event_type: "custom".into(),
+                data: serde_json::json!({"n": 1}),
+            }),
         );
         let text = env.to_json();
         assert!(text.contains(r#""kind":"event""#), "{text}");
@@ -334,14 +355,18 @@ mod tests {
 
     #[test]
     fn unknown_kind_is_a_named_error() {
-        let err = Envelope::from_json(r#"{"v":1,"seq":0,"kind":"launch_missiles","body":{}}"#).unwrap_err();
+        let err = Envelope::from_json(r#"{"v":1,"seq":0,"kind":"launch_missiles","body":{}}"#)
+            .unwrap_err();
         assert_eq!(err.code(), "unknown_kind");
         assert!(err.to_string().contains("launch_missiles"), "{err}");
     }
 
     #[test]
     fn malformed_and_wrong_types_are_rejected() {
-        assert_eq!(Envelope::from_json("{not json").unwrap_err().code(), "malformed");
+        assert_eq!(
+            Envelope::from_json("{not json").unwrap_err().code(),
+            "malformed"
+        );
         let wrong = r#"{"v":1,"seq":1,"kind":"ack","body":{"seq":"seven"}}"#;
         assert_eq!(Envelope::from_json(wrong).unwrap_err().code(), "malformed");
     }
@@ -351,12 +376,22 @@ mod tests {
         let big = "x".repeat(MAX_FRAME_BYTES + 1);
         assert_eq!(Envelope::from_json(&big).unwrap_err().code(), "oversized");
         let v2 = r#"{"v":2,"seq":0,"kind":"ack","body":{"seq":1}}"#;
-        assert_eq!(Envelope::from_json(v2).unwrap_err().code(), "version_unsupported");
+        assert_eq!(
+            Envelope::from_json(v2).unwrap_err().code(),
+            "version_unsupported"
+        );
     }
 
     #[test]
     fn records_are_exactly_events_and_task_updates() {
-        assert!(Message::Event(Event { ts: 0, event_type: "x".into(), data: Default::default() }).is_record());
+        assert!(
+            Message::Event(Event {
+                ts: 0,
+                event_type: "x".into(),
+                data: Default::default()
+            })
+            .is_record()
+        );
         assert!(!Message::Ack(Ack { seq: 1 }).is_record());
     }
 }

@@ -1,1 +1,661 @@
-fn main() {}
+//! hostward-sim: N agents in one process, each with its own key and real certificate, speaking
+//! the real protocol through the agent's own link code. Prints a JSON status line every 5 s and,
+//! per task, when the first and the last agent received it (broadcast latency).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use futures_util::StreamExt as _;
+use hostward_agent::enroll::{self, CenterUrl, EnrollError};
+use hostward_agent::link::{self, GatewayAddr, Incoming, WsStream};
+use hostward_proto::{
+    EnrollRequest, Envelope, Heartbeat, HostFacts, Message, TaskState, TaskUpdate,
+};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, watch};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hostward-sim",
+    version,
+    about = "Simulates N Hostward agents against a center, with real certificates and the real protocol."
+)]
+struct Args {
+    /// URL of the center's console/API port, e.g. https://center.example:8443.
+    #[arg(long, value_name = "URL")]
+    center: String,
+    /// Enrollment token used to enroll the simulated agents (never logged).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HOSTWARD_ENROLL_TOKEN",
+        hide_env_values = true
+    )]
+    token: String,
+    /// SHA-256 fingerprint of the center's CA certificate.
+    #[arg(long = "ca-sha256", value_name = "HEX")]
+    ca_sha256: String,
+    /// Number of agents to simulate.
+    #[arg(long, value_name = "N")]
+    agents: usize,
+    /// New sessions opened per second.
+    #[arg(long, value_name = "N", default_value_t = 500.0)]
+    ramp_per_sec: f64,
+    /// Seed for host names, jitter and back-off, so runs are repeatable.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Heartbeat period per agent, in seconds; 0 follows the center's config.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    heartbeat_secs: u64,
+    /// Where enrolled identities are cached, so reruns reuse them instead of enrolling again.
+    #[arg(long, value_name = "DIR", default_value = "./hostward-sim-state")]
+    state_dir: PathBuf,
+    /// Stop after this many seconds (agents say bye); 0 runs until Ctrl-C.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    duration_secs: u64,
+    /// Enrollments in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    enroll_concurrency: usize,
+    /// Log level for the JSON logs on stderr.
+    #[arg(long, value_name = "FILTER", default_value = "warn")]
+    log_level: String,
+}
+
+/// A cached identity: what one simulated agent needs to connect again.
+#[derive(Serialize, Deserialize)]
+struct SimIdentity {
+    agent_id: String,
+    server_id: String,
+    gateway_url: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+#[derive(Default)]
+struct Stats {
+    connected: AtomicU64,
+    connecting: AtomicU64,
+    /// Agents waiting to retry after a failed connect or a lost session.
+    failed: AtomicU64,
+    connect_errors: AtomicU64,
+    refused: AtomicU64,
+    tasks_received: AtomicU64,
+    heartbeats_sent: AtomicU64,
+    tasks: Mutex<HashMap<String, TaskStat>>,
+}
+
+struct TaskStat {
+    kind: String,
+    received_by: u64,
+    first_ms: u64,
+    last_ms: u64,
+    dirty: bool,
+}
+
+impl Stats {
+    fn task_received(&self, id: &str, kind: &str) {
+        self.tasks_received.fetch_add(1, Ordering::Relaxed);
+        let now = link::unix_now_ms();
+        let mut tasks = self.tasks.lock().unwrap();
+        let t = tasks.entry(id.to_string()).or_insert_with(|| TaskStat {
+            kind: kind.to_string(),
+            received_by: 0,
+            first_ms: now,
+            last_ms: now,
+            dirty: true,
+        });
+        t.received_by += 1;
+        t.last_ms = now;
+        t.dirty = true;
+    }
+
+    fn print(&self, started: std::time::Instant, all_tasks: bool) {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        println!(
+            "{}",
+            serde_json::json!({
+                "elapsed_secs": started.elapsed().as_secs(),
+                "connected": g(&self.connected),
+                "connecting": g(&self.connecting),
+                "failed": g(&self.failed),
+                "connect_errors": g(&self.connect_errors),
+                "refused": g(&self.refused),
+                "tasks_received": g(&self.tasks_received),
+                "heartbeats_sent": g(&self.heartbeats_sent),
+            })
+        );
+        let mut tasks = self.tasks.lock().unwrap();
+        for (id, t) in tasks.iter_mut().filter(|(_, t)| t.dirty || all_tasks) {
+            t.dirty = false;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "task_id": id,
+                    "task_kind": t.kind,
+                    "received_by": t.received_by,
+                    "first_unix_ms": t.first_ms,
+                    "last_unix_ms": t.last_ms,
+                })
+            );
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    hostward_pki::install_default_provider();
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    anyhow::ensure!(args.agents > 0, "--agents must be at least 1");
+    anyhow::ensure!(args.ramp_per_sec > 0.0, "--ramp-per-sec must be positive");
+    raise_nofile(args.agents);
+    let identities = enroll_all(&args).await?;
+    let stats = Arc::new(Stats::default());
+    let started = std::time::Instant::now();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let printer = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                stats.print(started, false);
+            }
+        })
+    };
+
+    let ca_pem = Arc::new(std::fs::read_to_string(
+        args.state_dir.join(enroll::CA_FILE),
+    )?);
+    let heartbeat = (args.heartbeat_secs > 0).then(|| Duration::from_secs(args.heartbeat_secs));
+    let mut agents = tokio::task::JoinSet::new();
+    let spawner = {
+        let stats = stats.clone();
+        let stop_rx = stop_rx.clone();
+        let seed = args.seed;
+        async move {
+            let mut ramp = tokio::time::interval(Duration::from_secs_f64(1.0 / args.ramp_per_sec));
+            ramp.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for (i, id) in identities.into_iter().enumerate() {
+                ramp.tick().await;
+                if *stop_rx.borrow() {
+                    break;
+                }
+                let agent = SimAgent {
+                    index: i,
+                    seed,
+                    identity: id,
+                    ca_pem: ca_pem.clone(),
+                    heartbeat,
+                    rng: StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64),
+                    stats: stats.clone(),
+                };
+                agents.spawn(agent.run(stop_rx.clone()));
+            }
+            agents
+        }
+    };
+
+    let deadline = async {
+        if args.duration_secs > 0 {
+            tokio::time::sleep(Duration::from_secs(args.duration_secs)).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(spawner, deadline, ctrl_c);
+    let mut agents = tokio::select! {
+        a = &mut spawner => Some(a),
+        _ = &mut deadline => None,
+        _ = &mut ctrl_c => None,
+    };
+    if agents.is_some() {
+        tokio::select! {
+            _ = &mut deadline => {}
+            _ = &mut ctrl_c => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    let agents = match agents.take() {
+        Some(a) => a,
+        None => spawner.await,
+    };
+    // Sessions say bye; give them a bounded time to do so.
+    let _ = tokio::time::timeout(Duration::from_secs(10), agents.join_all()).await;
+    printer.abort();
+    stats.print(started, true);
+    Ok(())
+}
+
+fn raise_nofile(agents: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard
+                && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+            {
+                tracing::warn!(error = %e, "could not raise the open-files limit");
+            }
+            if (hard as usize) < agents + 64 {
+                tracing::warn!(
+                    hard,
+                    agents,
+                    "open-files hard limit is below the agent count; some sessions will fail"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the open-files limit"),
+    }
+}
+
+/// Enrolls the agents not yet in the cache, `enroll_concurrency` at a time.
+async fn enroll_all(args: &Args) -> Result<Vec<SimIdentity>> {
+    let pin = hostward_pki::normalize_fingerprint(&args.ca_sha256).with_context(|| {
+        format!(
+            "--ca-sha256 {:?} is not a SHA-256 fingerprint",
+            args.ca_sha256
+        )
+    })?;
+    let center = CenterUrl::parse(&args.center)?;
+    let agents_dir = args.state_dir.join("agents");
+    let ca_path = args.state_dir.join(enroll::CA_FILE);
+    // Identities from another center (another CA) are useless: start over.
+    let cached_ca_ok = std::fs::read_to_string(&ca_path)
+        .ok()
+        .and_then(|pem| hostward_pki::fingerprint_sha256(&pem).ok())
+        .is_some_and(|fp| fp == hex_of(&pin));
+    if !cached_ca_ok && agents_dir.exists() {
+        std::fs::remove_dir_all(&agents_dir)
+            .with_context(|| format!("clearing {}", agents_dir.display()))?;
+    }
+    std::fs::create_dir_all(&agents_dir)
+        .with_context(|| format!("creating {}", agents_dir.display()))?;
+
+    let mut identities: Vec<Option<SimIdentity>> = (0..args.agents)
+        .map(|i| load_identity(&agents_dir, i))
+        .collect();
+    let missing: Vec<usize> = identities
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| id.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("hostward-sim: reusing {} cached identities", args.agents);
+        return Ok(identities.into_iter().flatten().collect());
+    }
+
+    let ca_pem = match enroll::first_contact(&center, pin).await {
+        Ok(pem) => pem,
+        Err(e) => bail!("{e}"),
+    };
+    enroll::write_atomic(&ca_path, ca_pem.as_bytes(), 0o644)?;
+    let client = enroll::http_client(&ca_pem)?;
+    eprintln!(
+        "hostward-sim: enrolling {} agents ({} cached)",
+        missing.len(),
+        args.agents - missing.len()
+    );
+
+    let limit = Arc::new(Semaphore::new(args.enroll_concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for i in missing {
+        let permit = limit.clone().acquire_owned().await.expect("semaphore open");
+        let (client, center, token, dir, seed) = (
+            client.clone(),
+            center.clone(),
+            args.token.clone(),
+            agents_dir.clone(),
+            args.seed,
+        );
+        set.spawn(async move {
+            let _permit = permit;
+            let r = enroll_one(&client, &center, &token, seed, i).await;
+            if let Ok(id) = &r {
+                let path = identity_path(&dir, i);
+                let text = serde_json::to_string(id).expect("identity serialises");
+                if let Err(e) = enroll::write_atomic(&path, text.as_bytes(), 0o600) {
+                    return (i, Err(EnrollError::Other(e)));
+                }
+            }
+            (i, r)
+        });
+    }
+    let mut failures = 0usize;
+    let mut first_error = None;
+    while let Some(joined) = set.join_next().await {
+        let (i, r) = joined.context("enrollment task panicked")?;
+        match r {
+            Ok(id) => identities[i] = Some(id),
+            Err(e) => {
+                failures += 1;
+                if let EnrollError::Refused { code, .. } = &e
+                    && enroll::is_token_error(code)
+                {
+                    set.abort_all();
+                    bail!("{e}");
+                }
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let ready: Vec<SimIdentity> = identities.into_iter().flatten().collect();
+    if failures > 0 {
+        eprintln!(
+            "hostward-sim: {failures} enrollments failed (first: {}); continuing with {}",
+            first_error.unwrap_or_default(),
+            ready.len()
+        );
+    }
+    if ready.is_empty() {
+        bail!("no agent could be enrolled");
+    }
+    Ok(ready)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn identity_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("{i:06}.json"))
+}
+
+fn load_identity(dir: &Path, i: usize) -> Option<SimIdentity> {
+    serde_json::from_str(&std::fs::read_to_string(identity_path(dir, i)).ok()?).ok()
+}
+
+fn sim_facts(seed: u64, i: usize) -> HostFacts {
+    HostFacts {
+        hostname: format!("sim-{seed}-{i:06}"),
+        os_id: "debian".into(),
+        os_version: "12".into(),
+        os_name: "Debian GNU/Linux 12 (simulated)".into(),
+        kernel: "6.1.0-sim".into(),
+        arch: "x86_64".into(),
+        ips: vec![format!(
+            "10.{}.{}.{}",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255
+        )],
+        boot_time: link::unix_now() - 86_400,
+    }
+}
+
+async fn enroll_one(
+    client: &enroll::HttpClient,
+    center: &CenterUrl,
+    token: &str,
+    seed: u64,
+    i: usize,
+) -> Result<SimIdentity, EnrollError> {
+    let facts = sim_facts(seed, i);
+    let (key_pem, csr_pem) =
+        hostward_pki::agent_key_and_csr(&facts.hostname).map_err(anyhow::Error::from)?;
+    let req = EnrollRequest {
+        token: token.to_string(),
+        csr_pem,
+        facts,
+        install_id: None,
+    };
+    let resp = enroll::post_enroll(client, center, &req).await?;
+    link::parse_gateway_url(&resp.gateway_url)?;
+    Ok(SimIdentity {
+        agent_id: resp.agent_id,
+        server_id: resp.server_id,
+        gateway_url: resp.gateway_url,
+        cert_pem: resp.cert_pem,
+        key_pem,
+    })
+}
+
+struct SimAgent {
+    index: usize,
+    seed: u64,
+    identity: SimIdentity,
+    ca_pem: Arc<String>,
+    heartbeat: Option<Duration>,
+    rng: StdRng,
+    stats: Arc<Stats>,
+}
+
+enum End {
+    Stopped,
+    Lost { configured: bool },
+}
+
+impl SimAgent {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let gw = match link::parse_gateway_url(&self.identity.gateway_url) {
+            Ok(gw) => gw,
+            Err(e) => {
+                tracing::error!(agent = self.index, error = %e, "bad gateway URL");
+                return;
+            }
+        };
+        let tls = match hostward_pki::client_config(
+            &self.ca_pem,
+            Some((&self.identity.cert_pem, &self.identity.key_pem)),
+        ) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(agent = self.index, error = %e, "bad cached identity");
+                return;
+            }
+        };
+        let mut attempt = 0u32;
+        let mut seq: u64 = 0;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let s = &self.stats;
+            s.connecting.fetch_add(1, Ordering::Relaxed);
+            let connected = tokio::select! {
+                r = link::connect(&gw, tls.clone()) => r,
+                _ = link::stopped(&mut stop) => { s.connecting.fetch_sub(1, Ordering::Relaxed); return; }
+            };
+            s.connecting.fetch_sub(1, Ordering::Relaxed);
+            match connected {
+                Ok(mut ws) => {
+                    s.connected.fetch_add(1, Ordering::Relaxed);
+                    let end = self.session(&mut ws, &gw, &mut stop, &mut seq).await;
+                    self.stats.connected.fetch_sub(1, Ordering::Relaxed);
+                    match end {
+                        End::Stopped => return,
+                        End::Lost { configured } if configured => attempt = 0,
+                        End::Lost { .. } => {}
+                    }
+                }
+                Err(e) => {
+                    s.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    if matches!(e, link::ConnectError::Refused { .. }) {
+                        s.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::warn!(agent = self.index, error = %e, "connect failed");
+                }
+            }
+            let ceiling = link::backoff::ceiling(attempt, link::backoff::BASE, link::backoff::CAP);
+            let delay = ceiling.mul_f64(self.rng.random::<f64>());
+            attempt = attempt.saturating_add(1);
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = link::stopped(&mut stop) => {}
+            }
+            self.stats.failed.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn next_heartbeat(&mut self, period: Duration, first: bool) -> tokio::time::Instant {
+        // The first beat lands anywhere in the period so a ramped fleet does not beat in step;
+        // later ones keep ±10 % jitter.
+        let factor = if first {
+            self.rng.random::<f64>()
+        } else {
+            self.rng.random_range(0.9..1.1)
+        };
+        tokio::time::Instant::now() + period.mul_f64(factor)
+    }
+
+    async fn session(
+        &mut self,
+        ws: &mut WsStream,
+        gw: &GatewayAddr,
+        stop: &mut watch::Receiver<bool>,
+        seq: &mut u64,
+    ) -> End {
+        // Seqs from the clock (µs): strictly above anything an earlier run of this identity sent,
+        // without keeping an outbox per simulated agent.
+        *seq = (*seq).max(link::unix_now_ms() * 1000);
+        let facts = sim_facts(self.seed, self.index);
+        if link::send(ws, &link::hello(facts, 0, *seq)).await.is_err() {
+            return End::Lost { configured: false };
+        }
+        let mut configured = false;
+        let mut period = self.heartbeat.unwrap_or(link::DEFAULT_HEARTBEAT);
+        let mut next_hb = self.next_heartbeat(period, true);
+        loop {
+            tokio::select! {
+                _ = link::stopped(stop) => {
+                    link::goodbye(ws, "agent_stopped").await;
+                    return End::Stopped;
+                }
+                msg = ws.next() => {
+                    let Some(Ok(msg)) = msg else { return End::Lost { configured } };
+                    match link::decode(msg) {
+                        Incoming::Frame(env) => match env.msg {
+                            Message::Config(c) => {
+                                configured = true;
+                                if self.heartbeat.is_none() && c.heartbeat_secs > 0 && Duration::from_secs(c.heartbeat_secs) != period {
+                                    period = Duration::from_secs(c.heartbeat_secs);
+                                    next_hb = self.next_heartbeat(period, true);
+                                }
+                            }
+                            Message::Task(t) => {
+                                self.stats.task_received(&t.id, &t.kind);
+                                *seq = (*seq + 1).max(link::unix_now_ms() * 1000);
+                                let update = Message::TaskUpdate(TaskUpdate {
+                                    task_id: t.id,
+                                    state: TaskState::Done,
+                                    output: serde_json::json!({ "simulated": true, "pong": true }),
+                                });
+                                if link::send(ws, &Envelope::record(*seq, update)).await.is_err() {
+                                    return End::Lost { configured };
+                                }
+                            }
+                            Message::Error(e) => tracing::warn!(agent = self.index, code = %e.code, message = %e.message, "center error"),
+                            _ => {}
+                        },
+                        Incoming::Bad(e) => tracing::warn!(agent = self.index, error = %e, "undecodable frame"),
+                        Incoming::Closed(reason) => {
+                            tracing::warn!(agent = self.index, gateway = %gw.url, reason, "center closed the session");
+                            return End::Lost { configured };
+                        }
+                        Incoming::Ignore => {}
+                    }
+                }
+                _ = tokio::time::sleep_until(next_hb) => {
+                    let hb = Envelope::control(Message::Heartbeat(Heartbeat { now: link::unix_now(), ..Heartbeat::default() }));
+                    if link::send(ws, &hb).await.is_err() {
+                        return End::Lost { configured };
+                    }
+                    self.stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                    next_hb = self.next_heartbeat(period, false);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_stats_track_first_and_last_receipt() {
+        let s = Stats::default();
+        s.task_received("t1", "ping");
+        std::thread::sleep(Duration::from_millis(5));
+        s.task_received("t1", "ping");
+        s.task_received("t2", "collect_facts");
+        let tasks = s.tasks.lock().unwrap();
+        let t1 = &tasks["t1"];
+        assert_eq!((t1.kind.as_str(), t1.received_by), ("ping", 2));
+        assert!(t1.last_ms >= t1.first_ms + 5);
+        assert_eq!(s.tasks_received.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn facts_are_distinct_and_repeatable() {
+        assert_eq!(sim_facts(1, 7).hostname, "sim-1-000007");
+        assert_ne!(sim_facts(1, 7).ips, sim_facts(1, 8).ips);
+        assert_eq!(sim_facts(1, 70_000).ips, vec!["10.1.17.112".to_string()]);
+    }
+
+    #[test]
+    fn cached_identities_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_identity(dir.path(), 3).is_none());
+        let id = SimIdentity {
+            agent_id: "a".into(),
+            server_id: "s".into(),
+            gateway_url: "wss://h:1/agent/v1".into(),
+            cert_pem: "c".into(),
+            key_pem: "k".into(),
+        };
+        std::fs::write(
+            identity_path(dir.path(), 3),
+            serde_json::to_string(&id).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(load_identity(dir.path(), 3).unwrap().agent_id, "a");
+    }
+
+    #[test]
+    fn cli_has_help_for_every_flag() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+        for arg in Args::command().get_arguments() {
+            if arg.get_id() != "help" && arg.get_id() != "version" {
+                assert!(arg.get_help().is_some(), "--{} lacks help", arg.get_id());
+            }
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Command line of `hostward-agent`. `main.rs` only calls [`main`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hostward_proto::{Event, Message};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::enroll::{self, EnrollError, EnrollOptions};
+use crate::link::{self, outbox::Outbox};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hostward-agent",
+    version,
+    about = "Hostward agent: protects this server and reports to a Hostward center.",
+    long_about = "Hostward agent: protects this server and reports to a Hostward center.\n\n\
+                  The agent never listens on a port; it only connects out to its center.\n\
+                  Enroll once with `enroll`, then run the daemon with `run` (normally via systemd)."
+)]
+pub struct Cli {
+    /// Log level or tracing filter (e.g. `debug`, `hostward_agent=trace`). Overrides RUST_LOG
+    /// and the config file's log_level. Logs are JSON lines on stderr.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Enroll this server with a center: verify the center's CA, get a certificate, write the state dir.
+    Enroll(EnrollArgs),
+    /// Run the agent daemon: connect to the center, send heartbeats and records, run tasks.
+    Run(RunArgs),
+    /// Queue events in the outbox for the running daemon to deliver (integration point for external detectors).
+    Emit(EmitArgs),
+    /// Print this agent's identity and outbox state as JSON.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EnrollArgs {
+    /// URL of the center's console/API port, e.g. https://center.example:8443.
+    #[arg(long, value_name = "URL")]
+    pub center: String,
+    /// Enrollment token from the console. A secret: never logged, sent only to the pinned center.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HOSTWARD_ENROLL_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: String,
+    /// SHA-256 fingerprint of the center's CA certificate (`hostward ca fingerprint`); hex, colons allowed.
+    #[arg(long = "ca-sha256", value_name = "HEX")]
+    pub ca_sha256: String,
+    /// State directory for identity, keys and outbox [default: the config's state_dir, else /var/lib/hostward-agent].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Config file to read; written with the state dir if it does not exist yet.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Id of this install run, so the center can tie install reports to it [default: random].
+    #[arg(long, value_name = "ID")]
+    pub install_id: Option<String>,
+    /// Skip the operating-system and architecture checks.
+    #[arg(long)]
+    pub allow_unsupported: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Config file [default: /etc/hostward/agent.toml when it exists, else built-in defaults].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State directory; overrides the config's state_dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EmitArgs {
+    /// Event type code, e.g. `custom` or `detector.file_changed`.
+    #[arg(long, value_name = "TYPE")]
+    pub event_type: String,
+    /// Event data as a JSON value.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    pub data: String,
+    /// Number of events to queue.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub count: u64,
+    /// State directory; overrides the config's state_dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Config file [default: /etc/hostward/agent.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// State directory; overrides the config's state_dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Config file [default: /etc/hostward/agent.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+pub fn main() -> ExitCode {
+    hostward_pki::install_default_provider();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    // One core is plenty for an agent; a current-thread runtime keeps threads and RSS down.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+/// Flag, then RUST_LOG, then the config file.
+fn init_logging(flag: Option<&str>, config_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match flag {
+        Some(f) => EnvFilter::try_new(f),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(config_level)),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("warning: bad log filter ({e}); using info");
+        EnvFilter::new("info")
+    });
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn state_dir(flag: Option<PathBuf>, cfg: &Config) -> PathBuf {
+    flag.unwrap_or_else(|| cfg.state_dir.clone())
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let log_flag = cli.log_level.as_deref();
+    match cli.command {
+        Command::Enroll(a) => {
+            // The config may not exist yet: enroll is what writes it.
+            let cfg = match &a.config {
+                Some(p) if p.exists() => Config::load(p)?,
+                _ => Config::default(),
+            };
+            init_logging(log_flag, &cfg.log_level);
+            let dir = state_dir(a.state_dir.clone(), &cfg);
+            cmd_enroll(a, dir)
+        }
+        Command::Run(a) => {
+            let cfg = Config::resolve(a.config.as_deref())?;
+            init_logging(log_flag, &cfg.log_level);
+            let dir = state_dir(a.state_dir, &cfg);
+            runtime()?.block_on(cmd_run(dir, cfg.outbox_max_records))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Emit(a) => {
+            let cfg = Config::resolve(a.config.as_deref())?;
+            init_logging(log_flag, &cfg.log_level);
+            let dir = state_dir(a.state_dir.clone(), &cfg);
+            runtime()?.block_on(cmd_emit(a, dir, cfg.outbox_max_records))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(a) => {
+            let cfg = Config::resolve(a.config.as_deref())?;
+            init_logging(log_flag, &cfg.log_level);
+            let dir = state_dir(a.state_dir, &cfg);
+            runtime()?.block_on(cmd_status(dir, cfg.outbox_max_records))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cmd_enroll(a: EnrollArgs, dir: PathBuf) -> Result<ExitCode> {
+    let opts = EnrollOptions {
+        center: a.center,
+        token: a.token,
+        ca_sha256: a.ca_sha256,
+        state_dir: dir.clone(),
+        install_id: a.install_id,
+        allow_unsupported: a.allow_unsupported,
+        facts_root: PathBuf::from("/"),
+    };
+    match runtime()?.block_on(enroll::enroll(&opts)) {
+        Ok(id) => {
+            if let Some(path) = a.config.as_deref().filter(|p| !p.exists()) {
+                write_config(path, &dir)?;
+            }
+            let out = serde_json::json!({
+                "enrolled": true,
+                "agent_id": id.agent_id,
+                "server_id": id.server_id,
+                "state_dir": dir,
+            });
+            println!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            match &e {
+                EnrollError::CaMismatch(msg) => eprintln!("error: {msg}"),
+                EnrollError::Preflight { cause, detail } => {
+                    eprintln!("error: preflight check failed ({cause}): {detail}")
+                }
+                EnrollError::Refused { code, message, .. } => {
+                    eprintln!("error: enrollment refused: {code}: {message}")
+                }
+                EnrollError::Other(err) => eprintln!("error: enrollment failed: {err:#}"),
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn write_config(path: &Path, state_dir: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let cfg = Config {
+        state_dir: state_dir.to_path_buf(),
+        ..Config::default()
+    };
+    enroll::write_atomic(path, cfg.to_toml().as_bytes(), 0o644)
+}
+
+async fn open_outbox(dir: &Path, max_records: u64) -> Result<Outbox> {
+    anyhow::ensure!(
+        dir.is_dir(),
+        "state directory {} does not exist (is this agent enrolled? run `hostward-agent enroll` first)",
+        dir.display()
+    );
+    Outbox::open(&dir.join(link::outbox::FILE_NAME), max_records).await
+}
+
+async fn cmd_run(dir: PathBuf, max_records: u64) -> Result<()> {
+    let creds = enroll::Credentials::load(&dir)?;
+    let outbox = open_outbox(&dir, max_records).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        agent_id = %creds.identity.agent_id,
+        state_dir = %dir.display(),
+        "agent starting"
+    );
+    link::Daemon::new(creds, outbox).run(stop_rx).await
+}
+
+async fn cmd_emit(a: EmitArgs, dir: PathBuf, max_records: u64) -> Result<()> {
+    let data: serde_json::Value = serde_json::from_str(&a.data)
+        .map_err(|e| anyhow::anyhow!("--data is not valid JSON: {e}"))?;
+    anyhow::ensure!(
+        !a.event_type.trim().is_empty(),
+        "--event-type must not be empty"
+    );
+    let outbox = open_outbox(&dir, max_records).await?;
+    let (mut queued, mut dropped) = (0u64, 0u64);
+    let (mut first, mut last) = (None, None);
+    for _ in 0..a.count {
+        let msg = Message::Event(Event {
+            ts: link::unix_now(),
+            event_type: a.event_type.clone(),
+            data: data.clone(),
+        });
+        match outbox.push(&msg).await? {
+            Some(seq) => {
+                queued += 1;
+                first.get_or_insert(seq);
+                last = Some(seq);
+            }
+            None => dropped += 1,
+        }
+    }
+    outbox.close().await;
+    if dropped > 0 {
+        tracing::warn!(dropped, "outbox full: events dropped");
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "queued": queued, "dropped": dropped, "first_seq": first, "last_seq": last })
+    );
+    Ok(())
+}
+
+async fn cmd_status(dir: PathBuf, max_records: u64) -> Result<()> {
+    let path = dir.join(enroll::IDENTITY_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (is this agent enrolled?)", path.display()))?;
+    let identity: enroll::Identity =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let outbox = open_outbox(&dir, max_records).await?;
+    let out = serde_json::json!({
+        "agent_id": identity.agent_id,
+        "server_id": identity.server_id,
+        "center_url": identity.center_url,
+        "gateway_url": identity.gateway_url,
+        "state_dir": dir,
+        "outbox": {
+            "depth": outbox.depth().await?,
+            "dropped": outbox.dropped().await?,
+            "last_seq": outbox.last_seq().await?,
+            "max_records": max_records,
+        },
+    });
+    outbox.close().await;
+    println!("{out}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent_and_every_flag_has_help() {
+        Cli::command().debug_assert();
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} lacks help", sub.get_name());
+            for arg in sub.get_arguments() {
+                if arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{} lacks help",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "hostward-agent",
+            "--log-level",
+            "debug",
+            "enroll",
+            "--center",
+            "https://c:8443",
+            "--token",
+            "t",
+            "--ca-sha256",
+            "ab",
+            "--allow-unsupported",
+        ])
+        .unwrap();
+        let Command::Enroll(a) = cli.command else {
+            panic!()
+        };
+        assert!(a.allow_unsupported);
+        assert_eq!(cli.log_level.as_deref(), Some("debug"));
+        let cli = Cli::try_parse_from([
+            "hostward-agent",
+            "emit",
+            "--event-type",
+            "custom",
+            "--count",
+            "3",
+        ])
+        .unwrap();
+        let Command::Emit(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!((a.count, a.data.as_str()), (3, "{}"));
+    }
+
+    #[test]
+    fn written_config_is_loadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("etc/agent.toml");
+        write_config(&p, Path::new("/srv/state")).unwrap();
+        assert_eq!(
+            Config::load(&p).unwrap().state_dir,
+            PathBuf::from("/srv/state")
+        );
+    }
+}
