@@ -1,1 +1,2076 @@
+//! Harness of the Hostward end-to-end tests: real `hostward` and `hostward-agent` processes,
+//! a fresh PostgreSQL database per test when asked, and headless Chromium through chromedriver.
+//!
+//! Every test builds a [`TestEnv`] and runs its body through [`TestEnv::run`]. The env owns one
+//! temp dir under which every center, agent and browser profile lives, and knows every log file,
+//! so a failing test (an `Err` or a panic) prints the tails of all of them. Children are killed
+//! when their handle drops (SIGTERM to the process group, then SIGKILL), and also when the test
+//! process dies (parent-death signal). Ports, dirs and databases are unique per test, so tests
+//! run in parallel.
+//!
+//! The binaries are taken from the cargo target dir the test binary runs from
+//! (`target/debug/deps/..` -> `target/debug`), else `$CARGO_TARGET_DIR/debug`, else
+//! `<workspace>/target/debug`; `HOSTWARD_BIN_DIR` overrides. Build them first:
+//! `cargo build --workspace --bins`.
+//!
+//! Environment:
+//! - `HOSTWARD_TEST_POSTGRES_URL`: a PostgreSQL server where we may `CREATE DATABASE`. Missing:
+//!   PostgreSQL tests are skipped with a message, or fail when `CI=true`.
+//! - `HOSTWARD_E2E_KEEP=1`: keep the temp dirs (and databases) of the tests for inspection;
+//!   `HOSTWARD_E2E_KEEP_FAILED=1`: only those of failing tests.
+//! - `HOSTWARD_E2E_TEST_TIMEOUT_SECS`: limit of one test body (default 600).
+//! - `HOSTWARD_E2E_CHROMIUM`, `HOSTWARD_E2E_CHROMEDRIVER`: browser paths (default Debian's).
 
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use anyhow::{Context, Result, anyhow, bail, ensure};
+use futures_util::{SinkExt as _, StreamExt as _};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+/// The superadmin every [`Center`] gets at start (not `admin`: `serve` may bootstrap that one
+/// itself with a random one-time password).
+pub const ADMIN_USER: &str = "e2e-admin";
+pub const ADMIN_PASSWORD: &str = "e2e-admin-password-0123";
+
+/// How long a center may take to answer `/healthz` after spawn (debug build, loaded CI box).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a CLI command may run.
+const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// This machine's host name, as the agent reports it.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// Installs ring as rustls' process default; every client here uses `hostward_pki` configs anyway.
+pub fn init() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        hostward_pki::install_default_provider();
+        sqlx::any::install_default_drivers();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binaries
+
+/// Directory holding `hostward` and `hostward-agent`.
+pub fn bin_dir() -> Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(d) = std::env::var("HOSTWARD_BIN_DIR") {
+        candidates.push(d.into());
+    }
+    // target/debug/deps/<test binary> -> target/debug
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(profile_dir) = exe.parent().and_then(Path::parent)
+    {
+        candidates.push(profile_dir.to_path_buf());
+    }
+    if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
+        candidates.push(Path::new(&d).join("debug"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    for c in &candidates {
+        if c.join("hostward").is_file() && c.join("hostward-agent").is_file() {
+            return Ok(c.clone());
+        }
+    }
+    bail!(
+        "the hostward and hostward-agent binaries were not found in any of {candidates:?}; \
+         build them first with `cargo build --workspace --bins` (same CARGO_TARGET_DIR as the tests)"
+    )
+}
+
+pub fn bin(name: &str) -> Result<PathBuf> {
+    Ok(bin_dir()?.join(name))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+/// A TCP port on 127.0.0.1 that was free a moment ago. Taken at random below the kernel's
+/// ephemeral range (so outgoing connections do not grab it) and never twice in one process.
+pub fn free_port() -> u16 {
+    static TAKEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let taken = TAKEN.get_or_init(Mutex::default);
+    loop {
+        let port: u16 = rand::random_range(20000..32000);
+        if !taken.lock().unwrap().insert(port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting
+
+/// Polls `f` every `poll` until it returns `Ok`, for at most `timeout`. An `Err` means "not yet"
+/// and should say what was seen; the last one is in the timeout error.
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut f: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let start = Instant::now();
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let last = match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if start.elapsed() >= timeout {
+            bail!(
+                "timed out after {:.1}s ({tries} tries) waiting for {what}; last seen: {last:#}",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test environment and diagnostics
+
+/// One test's world: a temp dir, the log files to show on failure, databases to drop.
+pub struct TestEnv {
+    pub name: String,
+    root: Option<tempfile::TempDir>,
+    root_path: PathBuf,
+    logs: Mutex<Vec<(String, PathBuf)>>,
+    databases: Mutex<Vec<PgDatabase>>,
+    counter: AtomicU32,
+    reported: std::sync::atomic::AtomicBool,
+}
+
+impl TestEnv {
+    pub fn new(name: &str) -> TestEnv {
+        init();
+        let root = tempfile::Builder::new()
+            .prefix(&format!("hw-e2e-{name}-"))
+            .tempdir()
+            .expect("creating the test temp dir");
+        let root_path = root.path().to_path_buf();
+        TestEnv {
+            name: name.to_string(),
+            root: Some(root),
+            root_path,
+            logs: Mutex::default(),
+            databases: Mutex::default(),
+            counter: AtomicU32::new(0),
+            reported: Default::default(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root_path
+    }
+
+    /// A new, unique directory under the test's root: `<root>/<prefix>-<n>`.
+    pub fn subdir(&self, prefix: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let p = self.root_path.join(format!("{prefix}-{n}"));
+        std::fs::create_dir_all(&p).expect("creating a test subdir");
+        p
+    }
+
+    /// Registers a log file to print when the test fails.
+    pub fn add_log(&self, label: &str, path: &Path) {
+        let mut logs = self.logs.lock().unwrap();
+        if !logs.iter().any(|(_, p)| p == path) {
+            logs.push((label.to_string(), path.to_path_buf()));
+        }
+    }
+
+    /// Runs the test body. On error, prints the tails of every registered log, then returns it.
+    /// Databases created for the test are dropped afterwards (unless `HOSTWARD_E2E_KEEP`).
+    pub async fn run<F: Future<Output = Result<()>>>(&self, body: F) -> Result<()> {
+        let limit = std::env::var("HOSTWARD_E2E_TEST_TIMEOUT_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600);
+        let result = match tokio::time::timeout(secs(limit), body).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!(
+                "the test did not finish within {limit} s (HOSTWARD_E2E_TEST_TIMEOUT_SECS)"
+            )),
+        };
+        if let Err(e) = &result {
+            eprintln!("\n=== {} FAILED: {e:#}", self.name);
+            self.print_diagnostics();
+        }
+        if !keep() {
+            let dbs: Vec<PgDatabase> = std::mem::take(&mut *self.databases.lock().unwrap());
+            for db in dbs {
+                if let Err(e) = db.drop_database().await {
+                    eprintln!("note: dropping test database {} failed: {e:#}", db.name);
+                }
+            }
+        }
+        result
+    }
+
+    /// Prints the last lines of every registered log to stderr (captured by the test runner and
+    /// shown for failing tests).
+    pub fn print_diagnostics(&self) {
+        if self.reported.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let logs = self.logs.lock().unwrap().clone();
+        for (label, path) in logs {
+            let text = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            eprintln!("\n----- {label}: {} (last 60 lines) -----", path.display());
+            eprintln!("{}", tail(&text, 60));
+        }
+        eprintln!(
+            "----- end of logs; test dir {} -----",
+            self.root_path.display()
+        );
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("\n=== {} PANICKED", self.name);
+            self.print_diagnostics();
+        }
+        // `reported` is set once a failure was reported (an Err from `run`, or a panic).
+        let failed = self.reported.load(Ordering::SeqCst);
+        let keep_failed = failed && std::env::var_os("HOSTWARD_E2E_KEEP_FAILED").is_some();
+        if (keep() || keep_failed)
+            && let Some(root) = self.root.take()
+        {
+            let p = root.keep();
+            eprintln!("kept test dir {}", p.display());
+        }
+    }
+}
+
+fn keep() -> bool {
+    std::env::var("HOSTWARD_E2E_KEEP").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The last `n` lines of `text`, each cut at 2000 characters.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..]
+        .iter()
+        .map(|l| {
+            if l.len() > 2000 {
+                format!("{}…", &l[..l.floor_char_boundary(2000)])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process in its own process group, stdout and stderr appended to files.
+pub struct Proc {
+    pub label: String,
+    child: Child,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    /// Length of the stderr file when this process started (the file is shared by restarts).
+    stderr_start: u64,
+    stdout_start: u64,
+    status: Option<ExitStatus>,
+}
+
+fn append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn read_from(path: &Path, offset: u64) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let _ = f.seek(SeekFrom::Start(offset));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Names of `HOSTWARD_*` variables of the test's own environment, which must not leak into the
+/// processes under test (they read `HOSTWARD_CONFIG`, `HOSTWARD_DATA_DIR`, …).
+fn hostward_env() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("HOSTWARD_"))
+        .collect()
+}
+
+/// A command for a process under test, with a clean `HOSTWARD_*` environment.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for k in hostward_env() {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// Makes a command die with the test process and run in its own process group.
+fn detach(cmd: &mut Command) {
+    cmd.process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdin closed and its output appended to `<dir>/<stem>.stdout.log` and
+    /// `<dir>/<stem>.stderr.log`; registers both with `env` for diagnostics.
+    pub fn spawn(
+        env: &TestEnv,
+        label: &str,
+        mut cmd: Command,
+        dir: &Path,
+        stem: &str,
+    ) -> Result<Proc> {
+        let stdout_path = dir.join(format!("{stem}.stdout.log"));
+        let stderr_path = dir.join(format!("{stem}.stderr.log"));
+        let stdout_start = file_len(&stdout_path);
+        let stderr_start = file_len(&stderr_path);
+        cmd.stdin(Stdio::null())
+            .stdout(append(&stdout_path)?)
+            .stderr(append(&stderr_path)?);
+        detach(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {label}: {cmd:?}"))?;
+        env.add_log(&format!("{label} stderr"), &stderr_path);
+        env.add_log(&format!("{label} stdout"), &stdout_path);
+        Ok(Proc {
+            label: label.to_string(),
+            child,
+            stdout_path,
+            stderr_path,
+            stderr_start,
+            stdout_start,
+            status: None,
+        })
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// The exit status if the process has ended (reaps it).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    pub fn signal(&mut self, sig: Signal) -> Result<()> {
+        if self.exited().is_some() {
+            bail!("{} already exited ({:?})", self.label, self.status);
+        }
+        kill(self.pid(), sig).with_context(|| format!("sending {sig} to {}", self.label))
+    }
+
+    /// Waits for the process to end.
+    pub async fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.exited() {
+                return Ok(s);
+            }
+            if start.elapsed() > timeout {
+                bail!("{} did not exit within {timeout:?}", self.label);
+            }
+            tokio::time::sleep(millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub async fn kill9(&mut self) -> Result<ExitStatus> {
+        self.signal(Signal::SIGKILL)?;
+        self.wait(secs(10)).await
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub async fn term(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.signal(Signal::SIGTERM)?;
+        self.wait(timeout).await
+    }
+
+    /// Everything this process wrote on stderr (not earlier runs sharing the file).
+    pub fn stderr(&self) -> String {
+        read_from(&self.stderr_path, self.stderr_start)
+    }
+
+    pub fn stdout(&self) -> String {
+        read_from(&self.stdout_path, self.stdout_start)
+    }
+
+    /// Blocking stop used by Drop: SIGTERM to the group, up to 5 s, then SIGKILL to the group.
+    fn stop_now(&mut self) {
+        let pgid = self.pid();
+        if self.exited().is_none() {
+            let _ = killpg(pgid, Signal::SIGTERM);
+            let start = Instant::now();
+            while self.exited().is_none() && start.elapsed() < secs(5) {
+                std::thread::sleep(millis(25));
+            }
+        }
+        // Whatever is left in the group (e.g. the agent `hostward up` started).
+        let _ = killpg(pgid, Signal::SIGKILL);
+        if self.status.is_none() {
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Output of a finished command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub command: String,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// stdout and stderr together, for message checks.
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    pub fn ok(self) -> Result<Output> {
+        if !self.success() {
+            bail!(
+                "`{}` failed ({:?}):\nstdout: {}\nstderr: {}",
+                self.command,
+                self.code,
+                tail(&self.stdout, 30),
+                tail(&self.stderr, 30)
+            );
+        }
+        Ok(self)
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` exited {:?}\nstdout: {}\nstderr: {}",
+            self.command,
+            self.code,
+            tail(&self.stdout, 30),
+            tail(&self.stderr, 30)
+        )
+    }
+}
+
+/// Runs a short-lived command to completion with optional stdin.
+pub async fn run_cmd(program: &Path, args: &[String], stdin: Option<&str>) -> Result<Output> {
+    run_cmd_timeout(program, args, stdin, CLI_TIMEOUT).await
+}
+
+/// As [`run_cmd`], killing the command after `timeout`.
+pub async fn run_cmd_timeout(
+    program: &Path,
+    args: &[String],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Output> {
+    use tokio::io::AsyncWriteExt as _;
+    let command = format!(
+        "{} {}",
+        program.file_name().unwrap_or_default().to_string_lossy(),
+        args.join(" ")
+    );
+    let mut cmd = tokio::process::Command::new(program);
+    for k in hostward_env() {
+        cmd.env_remove(k);
+    }
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning `{command}`"))?;
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(input.as_bytes())
+            .await
+            .with_context(|| format!("writing stdin of `{command}`"))?;
+        drop(pipe);
+    }
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| anyhow!("`{command}` did not finish within {timeout:?}"))??;
+    Ok(Output {
+        command,
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// `HOSTWARD_TEST_POSTGRES_URL`, or None (with a message) when unset outside CI; an error in CI.
+pub fn pg_admin_url() -> Result<Option<String>> {
+    match std::env::var("HOSTWARD_TEST_POSTGRES_URL") {
+        Ok(u) if !u.trim().is_empty() => Ok(Some(u)),
+        _ if is_ci() => bail!(
+            "CI=true but HOSTWARD_TEST_POSTGRES_URL is not set: the PostgreSQL tests cannot be skipped in CI"
+        ),
+        _ => {
+            eprintln!("SKIPPED (PostgreSQL part): HOSTWARD_TEST_POSTGRES_URL is not set");
+            Ok(None)
+        }
+    }
+}
+
+/// A database created for one test.
+#[derive(Debug, Clone)]
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl PgDatabase {
+    pub async fn create(env: &TestEnv, admin_url: &str) -> Result<PgDatabase> {
+        init();
+        let name = format!("hw_e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
+        let admin = sqlx::AnyPool::connect(admin_url)
+            .await
+            .with_context(|| "connecting to HOSTWARD_TEST_POSTGRES_URL".to_string())?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .with_context(|| format!("CREATE DATABASE {name}"))?;
+        admin.close().await;
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (admin_url, String::new()),
+        };
+        let (prefix, _) = base
+            .rsplit_once('/')
+            .ok_or_else(|| anyhow!("HOSTWARD_TEST_POSTGRES_URL has no database path"))?;
+        let db = PgDatabase {
+            url: format!("{prefix}/{name}{query}"),
+            name,
+            admin_url: admin_url.to_string(),
+        };
+        env.databases.lock().unwrap().push(db.clone());
+        Ok(db)
+    }
+
+    async fn drop_database(&self) -> Result<()> {
+        let admin = sqlx::AnyPool::connect(&self.admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&admin)
+        .await?;
+        admin.close().await;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Center
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct CenterOpts {
+    pub heartbeat_secs: u64,
+    /// Extra `serve` flags.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for CenterOpts {
+    fn default() -> Self {
+        CenterOpts {
+            heartbeat_secs: 1,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running (or stopped) `hostward serve` with a superadmin `admin` and an API token for it.
+pub struct Center {
+    pub label: String,
+    pub backend: Backend,
+    /// Holds the data dir and the logs.
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub port: u16,
+    pub gateway_port: u16,
+    pub ca_pem: String,
+    pub http: reqwest::Client,
+    /// API token of the superadmin `admin`.
+    pub admin_token: String,
+    opts: CenterOpts,
+    proc: Option<Proc>,
+}
+
+/// HTTPS client trusting only `ca_pem`.
+pub fn https_client(ca_pem: &str, cookies: bool) -> Result<reqwest::Client> {
+    init();
+    let tls = hostward_pki::client_config(ca_pem, None)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .cookie_store(cookies)
+        .timeout(secs(30))
+        .connect_timeout(secs(5))
+        .build()
+        .context("building the HTTPS client")
+}
+
+impl Center {
+    /// Starts a center on a fresh data dir (and a fresh database for PostgreSQL), waits for
+    /// `/healthz`, and creates the superadmin and its API token through the CLI.
+    pub async fn start(env: &TestEnv, backend: Backend, opts: CenterOpts) -> Result<Center> {
+        let dir = env.subdir("center");
+        let data_dir = dir.join("data");
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", data_dir.join("hostward.db").display()),
+            Backend::Postgres => {
+                let admin = pg_admin_url()?.ok_or_else(|| {
+                    anyhow!("a PostgreSQL center needs HOSTWARD_TEST_POSTGRES_URL")
+                })?;
+                PgDatabase::create(env, &admin).await?.url
+            }
+        };
+        let label = format!("center[{}]", dir.file_name().unwrap().to_string_lossy());
+        let mut center = Center {
+            label,
+            backend,
+            dir,
+            data_dir,
+            database_url,
+            port: 0,
+            gateway_port: 0,
+            ca_pem: String::new(),
+            http: reqwest::Client::new(),
+            admin_token: String::new(),
+            opts,
+            proc: None,
+        };
+        // A port taken between our check and the center's bind is retried with new ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            center.port = free_port();
+            center.gateway_port = free_port();
+            match center.spawn_and_wait(env).await {
+                Ok(()) => break,
+                Err(e)
+                    if attempt < 3
+                        && center
+                            .stderr()
+                            .to_lowercase()
+                            .contains("address already in use") =>
+                {
+                    eprintln!("{}: port clash, retrying: {e:#}", center.label);
+                    center.proc = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        center
+            .cli(&["project", "add", "default"], None)
+            .await?
+            .ok()?;
+        center
+            .cli(
+                &[
+                    "user",
+                    "add",
+                    ADMIN_USER,
+                    "--superadmin",
+                    "--password-stdin",
+                ],
+                Some(ADMIN_PASSWORD),
+            )
+            .await?
+            .ok()?;
+        let out = center
+            .cli(
+                &["api-token", "create", "--user", ADMIN_USER, "--name", "e2e"],
+                None,
+            )
+            .await?
+            .ok()?;
+        center.admin_token =
+            last_line(&out.stdout).ok_or_else(|| anyhow!("`api-token create` printed nothing"))?;
+        Ok(center)
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!(
+            "wss://127.0.0.1:{}{}",
+            self.gateway_port,
+            hostward_proto::AGENT_WS_PATH
+        )
+    }
+
+    /// Flags every command of the CLI takes to find the data.
+    fn data_args(&self) -> Vec<String> {
+        vec![
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--database-url".into(),
+            self.database_url.clone(),
+        ]
+    }
+
+    fn serve_command(&self) -> Result<Command> {
+        let mut cmd = command(bin("hostward")?);
+        cmd.arg("serve")
+            .args(self.data_args())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--gateway-listen")
+            .arg(format!("127.0.0.1:{}", self.gateway_port))
+            .arg("--public-url")
+            .arg(self.url())
+            .arg("--heartbeat-secs")
+            .arg(self.opts.heartbeat_secs.to_string())
+            .arg("--agent-binary")
+            .arg(bin("hostward-agent")?)
+            .args(&self.opts.extra_args)
+            .env("HOSTWARD_LOG", "info");
+        Ok(cmd)
+    }
+
+    async fn spawn_and_wait(&mut self, env: &TestEnv) -> Result<()> {
+        let cmd = self.serve_command()?;
+        self.proc = Some(Proc::spawn(env, &self.label, cmd, &self.dir, "center")?);
+        self.wait_healthy().await
+    }
+
+    async fn wait_healthy(&mut self) -> Result<()> {
+        let start = Instant::now();
+        let ca_path = self.data_dir.join("ca.crt");
+        loop {
+            if let Some(p) = self.proc.as_mut()
+                && let Some(status) = p.exited()
+            {
+                bail!(
+                    "{} exited during start-up ({status}):\n{}",
+                    self.label,
+                    tail(&p.stderr(), 40)
+                );
+            }
+            if start.elapsed() > START_TIMEOUT {
+                bail!(
+                    "{} did not answer GET /healthz with 200 within {START_TIMEOUT:?}",
+                    self.label
+                );
+            }
+            if self.ca_pem.is_empty()
+                && let Ok(pem) = std::fs::read_to_string(&ca_path)
+                && pem.contains("END CERTIFICATE")
+            {
+                self.http = https_client(&pem, false)?;
+                self.ca_pem = pem;
+            }
+            if !self.ca_pem.is_empty()
+                && let Ok(r) = self
+                    .http
+                    .get(format!("{}/healthz", self.url()))
+                    .send()
+                    .await
+                && r.status().as_u16() == 200
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(millis(100)).await;
+        }
+    }
+
+    /// Stops the center with SIGTERM and waits for it to exit.
+    pub async fn stop(&mut self) -> Result<ExitStatus> {
+        let p = self
+            .proc
+            .as_mut()
+            .ok_or_else(|| anyhow!("{} is not running", self.label))?;
+        let status = p.term(secs(30)).await?;
+        self.proc = None;
+        Ok(status)
+    }
+
+    /// Starts the center again on the same data, database and ports.
+    pub async fn restart(&mut self, env: &TestEnv) -> Result<()> {
+        if self.proc.as_mut().is_some_and(|p| p.exited().is_none()) {
+            bail!("{} is still running", self.label);
+        }
+        self.spawn_and_wait(env).await
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(|p| p.exited().is_none())
+    }
+
+    /// The center's stderr (all runs).
+    pub fn stderr(&self) -> String {
+        read_from(&self.dir.join("center.stderr.log"), 0)
+    }
+
+    /// `hostward ARGS… --data-dir D --database-url URL`.
+    pub async fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(self.data_args());
+        run_cmd(&bin("hostward")?, &all, stdin).await
+    }
+
+    /// `--json` output of a CLI command, parsed.
+    pub async fn cli_json(&self, args: &[&str]) -> Result<Value> {
+        let out = self.cli(args, None).await?.ok()?;
+        serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("`{}` did not print JSON: {}", out.command, out.stdout))
+    }
+
+    /// Adds a user with a password (and optional project/role flags).
+    pub async fn add_user(&self, name: &str, password: &str, extra: &[&str]) -> Result<()> {
+        let mut args = vec!["user", "add", name];
+        args.extend_from_slice(extra);
+        args.push("--password-stdin");
+        self.cli(&args, Some(password)).await?.ok()?;
+        Ok(())
+    }
+
+    /// `hostward project add NAME` -> the project id.
+    pub async fn add_project(&self, name: &str) -> Result<String> {
+        let out = self.cli(&["project", "add", name], None).await?.ok()?;
+        last_line(&out.stdout).ok_or_else(|| anyhow!("`project add` printed nothing"))
+    }
+
+    /// A new API token for `user`.
+    pub async fn api_token(&self, user: &str) -> Result<String> {
+        let out = self
+            .cli(&["api-token", "create", "--user", user], None)
+            .await?
+            .ok()?;
+        last_line(&out.stdout).ok_or_else(|| anyhow!("`api-token create` printed nothing"))
+    }
+
+    /// `hostward token create … --json`.
+    pub async fn create_token(&self, extra: &[&str]) -> Result<EnrollToken> {
+        let mut args = vec!["token", "create"];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        let v = self.cli_json(&args).await?;
+        serde_json::from_value(v.clone())
+            .with_context(|| format!("`token create --json` printed {v}"))
+    }
+
+    /// SHA-256 of the CA, as agents pin it.
+    pub fn ca_fingerprint(&self) -> Result<String> {
+        Ok(hostward_pki::fingerprint_sha256(&self.ca_pem)?)
+    }
+
+    /// PEM of the certificate the console/API port actually serves (read from a handshake: the
+    /// admin CLI may rewrite `server.crt` on disk while the center keeps serving the old one).
+    pub async fn server_cert_pem(&self) -> Result<String> {
+        use base64::Engine as _;
+        let cfg = hostward_pki::client_config(&self.ca_pem, None)?;
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("IP server name");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .context("TLS handshake with the console port")?;
+        let der = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or_else(|| anyhow!("no server certificate"))?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let body: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        Ok(format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            body.join("\n")
+        ))
+    }
+
+    /// API client with the superadmin's token.
+    pub fn api(&self) -> Api {
+        self.api_as(&self.admin_token)
+    }
+
+    pub fn api_as(&self, token: &str) -> Api {
+        Api {
+            base: self.url(),
+            client: self.http.clone(),
+            token: Some(token.to_string()),
+        }
+    }
+
+    /// API client without credentials.
+    pub fn anonymous(&self) -> Api {
+        Api {
+            base: self.url(),
+            client: self.http.clone(),
+            token: None,
+        }
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .await?;
+        ensure!(
+            r.status().as_u16() == 200,
+            "GET /metrics answered {}",
+            r.status()
+        );
+        Ok(r.text().await?)
+    }
+
+    /// A SQL connection to the center's database (read-only use in tests).
+    pub async fn db(&self) -> Result<sqlx::AnyPool> {
+        init();
+        let url = self.database_url.clone();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .with_context(|| format!("connecting to {url}"))
+    }
+
+    /// One integer from a query such as `SELECT COUNT(*) AS n …`, with text binds.
+    pub async fn query_i64(&self, sql: &str, binds: &[&str]) -> Result<i64> {
+        use sqlx::Row as _;
+        let pool = self.db().await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+        for b in binds {
+            q = q.bind(b.to_string());
+        }
+        let row = q
+            .fetch_one(&pool)
+            .await
+            .with_context(|| format!("query {sql}"))?;
+        let v: i64 = row.try_get(0)?;
+        pool.close().await;
+        Ok(v)
+    }
+
+    /// Logs in through the console form with a fresh cookie jar.
+    pub async fn console_login(&self, username: &str, password: &str) -> Result<Console> {
+        let console = Console {
+            base: self.url(),
+            client: https_client(&self.ca_pem, true)?,
+        };
+        let page = console.get("/login").await?;
+        ensure!(
+            page.status == 200,
+            "GET /login answered {}: {}",
+            page.status,
+            tail(&page.body, 20)
+        );
+        let mut fields = hidden_inputs(&page.body);
+        fields.retain(|(k, _)| k != "username" && k != "password");
+        fields.push(("username".into(), username.into()));
+        fields.push(("password".into(), password.into()));
+        let r = console.post_form("/login", &fields).await?;
+        ensure!(
+            r.status < 400 && !r.body.contains("id=\"login-error\""),
+            "console login as {username} failed: {} {}",
+            r.status,
+            tail(&r.body, 20)
+        );
+        Ok(console)
+    }
+}
+
+/// The answer of `hostward token create --json`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EnrollToken {
+    pub id: String,
+    pub secret: String,
+    pub install_command: String,
+    pub ca_sha256: String,
+}
+
+fn last_line(s: &str) -> Option<String> {
+    s.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+// ---------------------------------------------------------------------------------------------
+// API client
+
+/// An HTTP answer: status, raw body, and the body as JSON (`Null` when it is not JSON).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub what: String,
+    pub status: u16,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    /// `error.code` of an error body.
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn error_message(&self) -> &str {
+        self.json["error"]["message"].as_str().unwrap_or("")
+    }
+
+    /// Fails unless the status is `want`.
+    pub fn expect(self, want: u16) -> Result<Resp> {
+        ensure!(
+            self.status == want,
+            "{} answered {} (wanted {want}): {}",
+            self.what,
+            self.status,
+            truncate(&self.text, 1500)
+        );
+        Ok(self)
+    }
+
+    pub fn expect_success(self) -> Result<Resp> {
+        ensure!(
+            (200..300).contains(&self.status),
+            "{} answered {}: {}",
+            self.what,
+            self.status,
+            truncate(&self.text, 1500)
+        );
+        Ok(self)
+    }
+}
+
+pub fn truncate(s: &str, n: usize) -> String {
+    if s.len() > n {
+        format!("{}…", &s[..s.floor_char_boundary(n)])
+    } else {
+        s.to_string()
+    }
+}
+
+/// REST client for `/api/v1`, with a bearer token.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub token: Option<String>,
+}
+
+impl Api {
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Resp> {
+        let m = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.client.request(m, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let what = format!("{method} {path}");
+        let r = req.send().await.with_context(|| what.clone())?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Resp {
+            what,
+            status,
+            text,
+            json,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Resp> {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Resp> {
+        self.send("POST", path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Result<Resp> {
+        self.send("PUT", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Resp> {
+        self.send("DELETE", path, None).await
+    }
+
+    /// All servers the caller sees (`GET /api/v1/servers?per_page=100`).
+    pub async fn servers(&self) -> Result<Vec<Value>> {
+        let r = self
+            .get("/api/v1/servers?per_page=100")
+            .await?
+            .expect(200)?;
+        let items = r.json["items"]
+            .as_array()
+            .ok_or_else(|| anyhow!("GET /api/v1/servers: no items array: {}", r.text))?;
+        Ok(items.clone())
+    }
+
+    /// `GET /api/v1/servers/{id}` -> the `server` object.
+    pub async fn server(&self, id: &str) -> Result<Value> {
+        let r = self
+            .get(&format!("/api/v1/servers/{id}"))
+            .await?
+            .expect(200)?;
+        Ok(server_of(&r.json).clone())
+    }
+
+    /// `GET /api/v1/servers/{id}`, whole body (server + history).
+    pub async fn server_detail(&self, id: &str) -> Result<Value> {
+        Ok(self
+            .get(&format!("/api/v1/servers/{id}"))
+            .await?
+            .expect(200)?
+            .json)
+    }
+
+    /// Waits until server `id` satisfies `pred`; the timeout error shows its last status.
+    pub async fn wait_server(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        wait_until(what, timeout, millis(200), || async {
+            let s = self.server(id).await?;
+            if pred(&s) {
+                Ok(s)
+            } else {
+                Err(anyhow!("{}", status_line(&s)))
+            }
+        })
+        .await
+    }
+
+    /// Waits until server `id` has this agent status (and reason, when given).
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let what = format!(
+            "server {id} to be {status}{}",
+            reason.map(|r| format!("/{r}")).unwrap_or_default()
+        );
+        self.wait_server(id, &what, timeout, |s| {
+            s["agent_status"] == status && reason.is_none_or(|r| s["agent_reason"] == r)
+        })
+        .await
+    }
+}
+
+/// The server object of a detail answer, which may be `{server:{…}, history}` or the server itself.
+pub fn server_of(v: &Value) -> &Value {
+    if v["server"].is_object() {
+        &v["server"]
+    } else {
+        v
+    }
+}
+
+/// `name: agent_status/agent_reason protection_status risk_status` for messages.
+pub fn status_line(s: &Value) -> String {
+    format!(
+        "{} ({}): agent {}/{} protection {}/{} risk {} last_seen {}",
+        s["name"].as_str().unwrap_or("?"),
+        s["id"].as_str().unwrap_or("?"),
+        s["agent_status"].as_str().unwrap_or("?"),
+        s["agent_reason"].as_str().unwrap_or(""),
+        s["protection_status"].as_str().unwrap_or("?"),
+        s["protection_reason"].as_str().unwrap_or(""),
+        s["risk_status"].as_str().unwrap_or("?"),
+        s["last_seen_at"]
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console over plain HTTP (reqwest with a cookie jar)
+
+/// A logged-in (or not) console session: reqwest with a cookie store.
+pub struct Console {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub status: u16,
+    pub url: String,
+    pub body: String,
+}
+
+impl Console {
+    pub async fn get(&self, path: &str) -> Result<Page> {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = r.status().as_u16();
+        let url = r.url().to_string();
+        Ok(Page {
+            status,
+            url,
+            body: r.text().await.unwrap_or_default(),
+        })
+    }
+
+    /// Posts a urlencoded form exactly as given (no CSRF field added).
+    pub async fn post_form(&self, path: &str, fields: &[(String, String)]) -> Result<Page> {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .form(fields)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = r.status().as_u16();
+        let url = r.url().to_string();
+        Ok(Page {
+            status,
+            url,
+            body: r.text().await.unwrap_or_default(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML helpers (enough for our own server-rendered pages)
+
+/// Decodes the few entities askama escapes.
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Attributes of one start tag's text (`<input a="b" c>`), names lower-cased, values unescaped.
+pub fn tag_attrs(tag: &str) -> Vec<(String, String)> {
+    let inner = tag.trim().trim_start_matches('<').trim_end_matches('>');
+    let s = inner.strip_suffix('/').unwrap_or(inner);
+    let b = s.as_bytes();
+    let ws = |c: u8| c.is_ascii_whitespace();
+    let mut i = b.iter().position(|c| ws(*c)).unwrap_or(b.len());
+    let mut out = Vec::new();
+    loop {
+        while i < b.len() && ws(b[i]) {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let name_start = i;
+        while i < b.len() && b[i] != b'=' && !ws(b[i]) {
+            i += 1;
+        }
+        let name = s[name_start..i].to_ascii_lowercase();
+        let mut j = i;
+        while j < b.len() && ws(b[j]) {
+            j += 1;
+        }
+        if j < b.len() && b[j] == b'=' {
+            j += 1;
+            while j < b.len() && ws(b[j]) {
+                j += 1;
+            }
+            let value;
+            if j < b.len() && (b[j] == b'"' || b[j] == b'\'') {
+                let q = b[j];
+                let mut k = j + 1;
+                while k < b.len() && b[k] != q {
+                    k += 1;
+                }
+                value = &s[j + 1..k];
+                i = (k + 1).min(b.len());
+            } else {
+                let mut k = j;
+                while k < b.len() && !ws(b[k]) {
+                    k += 1;
+                }
+                value = &s[j..k];
+                i = k;
+            }
+            out.push((name, html_unescape(value)));
+        } else {
+            out.push((name, String::new()));
+        }
+    }
+    out
+}
+
+/// Every start tag `<name …>` in `html`, as raw text.
+pub fn tags<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
+    let open = format!("<{name}");
+    let mut out = Vec::new();
+    let lower = html.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find(&open) {
+        let start = from + pos;
+        let after = lower
+            .as_bytes()
+            .get(start + open.len())
+            .copied()
+            .unwrap_or(b'>');
+        if !(after == b' '
+            || after == b'>'
+            || after == b'/'
+            || after == b'\n'
+            || after == b'\t'
+            || after == b'\r')
+        {
+            from = start + open.len();
+            continue;
+        }
+        let end = html[start..]
+            .find('>')
+            .map(|e| start + e + 1)
+            .unwrap_or(html.len());
+        out.push(&html[start..end]);
+        from = end;
+    }
+    out
+}
+
+pub fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `(name, value)` of every `<input type="hidden">` in `html`.
+pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    tags(html, "input")
+        .into_iter()
+        .map(tag_attrs)
+        .filter(|a| attr(a, "type").is_some_and(|t| t.eq_ignore_ascii_case("hidden")))
+        .filter_map(|a| {
+            Some((
+                attr(&a, "name")?.to_string(),
+                attr(&a, "value").unwrap_or("").to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The `<form …>…</form>` whose start tag contains `needle` (e.g. `action="/tokens"`).
+pub fn form_html<'a>(html: &'a str, needle: &str) -> Option<&'a str> {
+    let mut from = 0;
+    while let Some(pos) = html[from..].find("<form") {
+        let start = from + pos;
+        let tag_end = html[start..].find('>').map(|e| start + e)?;
+        let end = html[start..]
+            .find("</form>")
+            .map(|e| start + e + 7)
+            .unwrap_or(html.len());
+        if html[start..tag_end].contains(needle) {
+            return Some(&html[start..end]);
+        }
+        from = tag_end;
+    }
+    None
+}
+
+/// Text content of a fragment: tags removed, entities decoded, whitespace collapsed.
+pub fn strip_tags(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    html_unescape(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `(data-server-id, row html)` of every `<tr data-server-id=…>` row in `html`.
+pub fn server_rows(html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = html[from..].find("<tr") {
+        let start = from + pos;
+        let Some(tag_end) = html[start..].find('>').map(|e| start + e + 1) else {
+            break;
+        };
+        let attrs = tag_attrs(&html[start..tag_end]);
+        let end = html[tag_end..]
+            .find("</tr>")
+            .map(|e| tag_end + e + 5)
+            .unwrap_or(html.len());
+        if let Some(id) = attr(&attrs, "data-server-id") {
+            out.push((id.to_string(), html[start..end].to_string()));
+        }
+        from = tag_end;
+    }
+    out
+}
+
+/// Text of the first element in `fragment` whose class list contains `class`.
+pub fn class_text(fragment: &str, class: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(pos) = fragment[from..].find('<') {
+        let start = from + pos;
+        let tag_end = fragment[start..].find('>').map(|e| start + e + 1)?;
+        let tag = &fragment[start..tag_end];
+        from = tag_end;
+        if tag.starts_with("</") {
+            continue;
+        }
+        let attrs = tag_attrs(tag);
+        if attr(&attrs, "class").is_some_and(|c| c.split_whitespace().any(|c| c == class)) {
+            let name: String = tag[1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            let close = format!("</{name}>");
+            let end = fragment[tag_end..]
+                .find(&close)
+                .map(|e| tag_end + e)
+                .unwrap_or(fragment.len());
+            return Some(strip_tags(&fragment[tag_end..end]));
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent
+
+/// An agent: a state dir, enrolled or not, and maybe a running `hostward-agent run`.
+pub struct Agent {
+    pub label: String,
+    pub dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub agent_id: String,
+    pub server_id: String,
+    proc: Option<Proc>,
+}
+
+impl Agent {
+    /// A fresh, not yet enrolled agent dir.
+    pub fn new(env: &TestEnv, label: &str) -> Agent {
+        let dir = env.subdir(&format!("agent-{label}"));
+        Agent {
+            label: format!("agent[{label}]"),
+            state_dir: dir.join("state"),
+            dir,
+            agent_id: String::new(),
+            server_id: String::new(),
+            proc: None,
+        }
+    }
+
+    /// `hostward-agent enroll` against `center_url` with any token and fingerprint; returns the
+    /// output whatever the exit code (negative tests look at it).
+    pub async fn try_enroll(
+        &self,
+        center_url: &str,
+        token: &str,
+        ca_sha256: &str,
+    ) -> Result<Output> {
+        let args: Vec<String> = [
+            "enroll",
+            "--center",
+            center_url,
+            "--token",
+            token,
+            "--ca-sha256",
+            ca_sha256,
+            "--state-dir",
+            &self.state_dir.display().to_string(),
+            "--allow-unsupported",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = run_cmd(&bin("hostward-agent")?, &args, None).await?;
+        let log = self.dir.join("enroll.log");
+        let _ = std::fs::write(&log, out.to_string());
+        Ok(out)
+    }
+
+    /// Enrolls with `token` at `center` and reads the new identity.
+    pub async fn enroll(&mut self, env: &TestEnv, center: &Center, token: &str) -> Result<()> {
+        env.add_log(
+            &format!("{} enroll", self.label),
+            &self.dir.join("enroll.log"),
+        );
+        self.try_enroll(&center.url(), token, &center.ca_fingerprint()?)
+            .await?
+            .ok()?;
+        let id = self.identity()?;
+        self.agent_id = id["agent_id"].as_str().unwrap_or_default().to_string();
+        self.server_id = id["server_id"].as_str().unwrap_or_default().to_string();
+        ensure!(
+            !self.agent_id.is_empty() && !self.server_id.is_empty(),
+            "identity.json lacks ids: {id}"
+        );
+        Ok(())
+    }
+
+    /// A new agent, enrolled with a fresh token of the default project, and running.
+    pub async fn start(env: &TestEnv, center: &Center, label: &str) -> Result<Agent> {
+        let token = center.create_token(&["--name", label]).await?;
+        let mut agent = Agent::new(env, label);
+        agent.enroll(env, center, &token.secret).await?;
+        agent.run(env)?;
+        Ok(agent)
+    }
+
+    pub fn identity(&self) -> Result<Value> {
+        let p = self.state_dir.join("identity.json");
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    pub fn cert_pem(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.state_dir.join("agent.crt"))?)
+    }
+
+    pub fn key_pem(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.state_dir.join("agent.key"))?)
+    }
+
+    /// Starts `hostward-agent run`. Its stderr goes to `<dir>/agent.stderr.log` (appended).
+    pub fn run(&mut self, env: &TestEnv) -> Result<()> {
+        if self.is_running() {
+            bail!("{} is already running", self.label);
+        }
+        let mut cmd = command(bin("hostward-agent")?);
+        cmd.arg("run")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .env("RUST_LOG", "info");
+        self.proc = Some(Proc::spawn(env, &self.label, cmd, &self.dir, "agent")?);
+        Ok(())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(|p| p.exited().is_none())
+    }
+
+    pub fn proc(&mut self) -> Result<&mut Proc> {
+        self.proc
+            .as_mut()
+            .ok_or_else(|| anyhow!("{} was never started", self.label))
+    }
+
+    pub async fn kill9(&mut self) -> Result<()> {
+        self.proc()?.kill9().await?;
+        Ok(())
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub async fn term(&mut self) -> Result<ExitStatus> {
+        self.proc()?.term(secs(30)).await
+    }
+
+    /// stderr of the current (or last) run only.
+    pub fn stderr(&self) -> String {
+        self.proc.as_ref().map(Proc::stderr).unwrap_or_default()
+    }
+
+    /// stderr of every run.
+    pub fn all_stderr(&self) -> String {
+        read_from(&self.dir.join("agent.stderr.log"), 0)
+    }
+
+    /// Waits until the current run's stderr contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> Result<String> {
+        wait_until(
+            &format!("{} to log {needle:?}", self.label),
+            timeout,
+            millis(50),
+            || async {
+                let log = self.stderr();
+                if log.contains(needle) {
+                    Ok(log)
+                } else {
+                    Err(anyhow!("{}", tail(&log, 5)))
+                }
+            },
+        )
+        .await
+    }
+
+    pub fn state_args(&self) -> Vec<String> {
+        vec!["--state-dir".into(), self.state_dir.display().to_string()]
+    }
+
+    /// `hostward-agent emit --event-type T --count N`.
+    pub async fn emit(&self, event_type: &str, count: u32) -> Result<Output> {
+        let mut args: Vec<String> = vec!["emit".into()];
+        args.extend(self.state_args());
+        args.extend([
+            "--event-type".into(),
+            event_type.into(),
+            "--count".into(),
+            count.to_string(),
+        ]);
+        run_cmd(&bin("hostward-agent")?, &args, None).await?.ok()
+    }
+
+    /// `hostward-agent status` JSON.
+    pub async fn status(&self) -> Result<Value> {
+        let mut args: Vec<String> = vec!["status".into()];
+        args.extend(self.state_args());
+        let out = run_cmd(&bin("hostward-agent")?, &args, None).await?.ok()?;
+        serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("agent status is not JSON: {}", out.stdout))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw gateway sessions (mutual TLS + WebSocket), for bad-input tests
+
+pub type GatewayStream =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// What came back from the gateway.
+#[derive(Debug)]
+pub enum Frame {
+    /// A text frame, parsed as JSON when it is JSON.
+    Text(String, Value),
+    Close(Option<(u16, String)>),
+    /// The stream ended or failed without a close frame.
+    Ended(String),
+    Timeout,
+}
+
+/// Opens a WSS session on the gateway presenting `client` (cert PEM, key PEM) or no certificate;
+/// the server is verified against `ca_pem`. Fails when TLS or the upgrade fails.
+pub async fn gateway_connect(
+    port: u16,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+) -> Result<GatewayStream> {
+    init();
+    let cfg = hostward_pki::client_config(ca_pem, client)?;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .context("TCP connect to the gateway")?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("IP server name");
+    let tls = tokio::time::timeout(secs(10), connector.connect(name, tcp))
+        .await
+        .map_err(|_| anyhow!("TLS handshake timed out"))?
+        .context("TLS handshake")?;
+    let url = format!("wss://127.0.0.1:{port}{}", hostward_proto::AGENT_WS_PATH);
+    let (ws, _) = tokio::time::timeout(secs(10), tokio_tungstenite::client_async(url, tls))
+        .await
+        .map_err(|_| anyhow!("WebSocket upgrade timed out"))?
+        .context("WebSocket upgrade")?;
+    Ok(ws)
+}
+
+pub async fn ws_send(ws: &mut GatewayStream, text: String) -> Result<()> {
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await
+        .context("sending a frame")
+}
+
+/// Next text or close frame (pings are skipped), within `timeout`.
+pub async fn ws_recv(ws: &mut GatewayStream, timeout: Duration) -> Frame {
+    use tokio_tungstenite::tungstenite::Message as M;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Err(_) => return Frame::Timeout,
+            Ok(None) => return Frame::Ended("stream ended".into()),
+            Ok(Some(Err(e))) => return Frame::Ended(e.to_string()),
+            Ok(Some(Ok(M::Text(t)))) => {
+                let s = t.to_string();
+                let v = serde_json::from_str(&s).unwrap_or(Value::Null);
+                return Frame::Text(s, v);
+            }
+            Ok(Some(Ok(M::Close(c)))) => {
+                return Frame::Close(c.map(|c| (u16::from(c.code), c.reason.to_string())));
+            }
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// Receives frames until one of `kind` arrives (others are skipped), within `timeout`.
+pub async fn ws_recv_kind(ws: &mut GatewayStream, kind: &str, timeout: Duration) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ws_recv(ws, left).await {
+            Frame::Text(_, v) if v["kind"] == kind => return Ok(v),
+            Frame::Text(t, _) => seen.push(truncate(&t, 300)),
+            other => bail!("waiting for a {kind:?} frame: got {other:?} after {seen:?}"),
+        }
+    }
+}
+
+/// A `hello` for a raw session, with this host's plausible facts.
+pub fn hello_frame() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "e2e".into());
+    hostward_proto::Envelope::control(hostward_proto::Message::Hello(hostward_proto::Hello {
+        agent_version: "0.1.0".into(),
+        protocol: hostward_proto::PROTOCOL_VERSION,
+        now,
+        facts: hostward_proto::HostFacts {
+            hostname,
+            os_id: "debian".into(),
+            os_version: "12".into(),
+            os_name: "Debian GNU/Linux 12 (bookworm)".into(),
+            kernel: "6.1.0".into(),
+            arch: "x86_64".into(),
+            ips: vec![],
+            boot_time: now - 1000,
+        },
+        config_version: 0,
+        last_seq: 0,
+    }))
+    .to_json()
+}
+
+pub fn event_frame(seq: u64, event_type: &str, data: Value) -> String {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    hostward_proto::Envelope::record(
+        seq,
+        hostward_proto::Message::Event(hostward_proto::Event {
+            ts,
+            event_type: event_type.into(),
+            data,
+        }),
+    )
+    .to_json()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+/// Sum of the samples of `name` whose labels include every `(key, value)` of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_text, value) = if let Some(r) = rest.strip_prefix('{') {
+            let Some((l, v)) = r.split_once('}') else {
+                continue;
+            };
+            (l, v)
+        } else if rest.starts_with(' ') {
+            ("", rest)
+        } else {
+            continue;
+        };
+        if !labels
+            .iter()
+            .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+        {
+            continue;
+        }
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser (chromedriver + headless Chromium)
+
+pub fn chromium_path() -> PathBuf {
+    std::env::var_os("HOSTWARD_E2E_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into())
+}
+
+pub fn chromedriver_path() -> PathBuf {
+    std::env::var_os("HOSTWARD_E2E_CHROMEDRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromedriver".into())
+}
+
+/// Whether the browser tests can run: true when both binaries exist; outside CI a missing
+/// browser skips the test with a message, in CI it is an error.
+pub fn browser_available() -> Result<bool> {
+    let (c, d) = (chromium_path(), chromedriver_path());
+    if c.exists() && d.exists() {
+        return Ok(true);
+    }
+    if is_ci() {
+        bail!(
+            "CI=true but {} or {} is missing (apt-get install chromium chromium-driver)",
+            c.display(),
+            d.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED: {} or {} is missing (apt-get install chromium chromium-driver)",
+        c.display(),
+        d.display()
+    );
+    Ok(false)
+}
+
+/// chromedriver on a free port with one headless Chromium session.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    _driver: Proc,
+}
+
+impl Browser {
+    /// Starts chromedriver and a session whose Chromium trusts the key with SPKI hash
+    /// `spki_b64` (base64 SHA-256, as `hostward_pki::spki_sha256_base64` gives it).
+    pub async fn start(env: &TestEnv, spki_b64: &str) -> Result<Browser> {
+        let dir = env.subdir("browser");
+        let port = free_port();
+        let mut cmd = command(chromedriver_path());
+        cmd.arg(format!("--port={port}")).arg(format!(
+            "--log-path={}",
+            dir.join("chromedriver.log").display()
+        ));
+        env.add_log("chromedriver", &dir.join("chromedriver.log"));
+        let driver = Proc::spawn(env, "chromedriver", cmd, &dir, "chromedriver")?;
+        let status_url = format!("http://127.0.0.1:{port}/status");
+        let plain = reqwest::Client::builder().timeout(secs(5)).build()?;
+        wait_until("chromedriver /status", secs(30), millis(100), || async {
+            let r = plain.get(&status_url).send().await?;
+            ensure!(r.status().is_success(), "status {}", r.status());
+            Ok(())
+        })
+        .await?;
+        let profile = dir.join("profile");
+        std::fs::create_dir_all(&profile)?;
+        let args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--window-size=1280,900".into(),
+            format!("--user-data-dir={}", profile.display()),
+            format!("--ignore-certificate-errors-spki-list={spki_b64}"),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": chromium_path(), "args": args }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = tokio::time::timeout(
+            secs(60),
+            fantoccini::ClientBuilder::new(connector)
+                .capabilities(caps)
+                .connect(&format!("http://127.0.0.1:{port}")),
+        )
+        .await
+        .map_err(|_| anyhow!("starting a Chromium session timed out"))?
+        .context("starting a Chromium session through chromedriver")?;
+        Ok(Browser {
+            client,
+            _driver: driver,
+        })
+    }
+
+    /// Ends the session (closes Chromium); chromedriver stops on drop.
+    pub async fn close(self) -> Result<()> {
+        let _ = tokio::time::timeout(secs(15), self.client.close()).await;
+        Ok(())
+    }
+
+    /// Saves a screenshot into the test dir (for debugging failures).
+    pub async fn screenshot(&self, env: &TestEnv, name: &str) -> Option<PathBuf> {
+        let png = self.client.screenshot().await.ok()?;
+        let p = env.root().join(format!("{name}.png"));
+        std::fs::write(&p, png).ok()?;
+        Some(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hidden_inputs_and_rows() {
+        let html = r#"<form method="post" action="/login"><input type="hidden" name="login_csrf" value="a&amp;b">
+            <input name="username"><INPUT type='hidden' name=x value=y/></form>
+            <table id="servers"><tr><th>h</th></tr>
+            <tr data-server-id="s1" class="row"><td class="agent-status"><span class="badge online">online</span></td>
+            <td class="protection-status">enabled</td></tr></table>"#;
+        assert_eq!(
+            hidden_inputs(html),
+            vec![
+                ("login_csrf".into(), "a&b".into()),
+                ("x".into(), "y".into())
+            ]
+        );
+        let rows = server_rows(html);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, "s1");
+        assert_eq!(
+            class_text(&rows[0].1, "agent-status").as_deref(),
+            Some("online")
+        );
+        assert_eq!(
+            class_text(&rows[0].1, "protection-status").as_deref(),
+            Some("enabled")
+        );
+        assert!(form_html(html, "action=\"/login\"").is_some());
+    }
+
+    #[test]
+    fn reads_prometheus_samples() {
+        let text = "# TYPE x counter\nhostward_gateway_frames_rejected_total{reason=\"malformed\"} 2\n\
+                    hostward_gateway_frames_rejected_total{reason=\"oversized\"} 1\nhostward_agents_online 3\n";
+        assert_eq!(
+            metric(
+                text,
+                "hostward_gateway_frames_rejected_total",
+                &[("reason", "malformed")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            metric(text, "hostward_gateway_frames_rejected_total", &[]),
+            Some(3.0)
+        );
+        assert_eq!(metric(text, "hostward_agents_online", &[]), Some(3.0));
+        assert_eq!(metric(text, "hostward_agents", &[]), None);
+    }
+}

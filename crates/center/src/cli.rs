@@ -82,7 +82,11 @@ impl DbArgs {
             database_url: self.database_url.clone(),
             ..Default::default()
         };
-        server::state(args.resolve(&PathBuf::from(DEFAULT_DATA_DIR))?).await
+        server::state(
+            args.resolve(&PathBuf::from(DEFAULT_DATA_DIR))?,
+            server::Mode::Admin,
+        )
+        .await
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -29,22 +30,58 @@ impl Running {
     }
 }
 
-/// Opens the store (running migrations), loads or creates the certificates, and ensures the
-/// default project exists.
-pub async fn open(cfg: &Config) -> anyhow::Result<(Store, crate::state::CenterPki)> {
-    let pki = tls::load_or_create(&cfg.data_dir, &cfg.server_names)?;
+/// Who builds the state: the serving center, or an admin command beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    Admin,
+}
+
+/// Where a running center told agents and browsers to reach it; admin commands print install
+/// commands with these, not with whatever their own flags would default to.
+#[derive(Debug, Serialize, Deserialize)]
+struct Endpoints {
+    public_url: String,
+    gateway_url: String,
+}
+
+const ENDPOINTS_FILE: &str = "endpoints.json";
+
+/// The state the handlers see, without listeners. Admin CLI commands act through it, so they
+/// pass the same checks as the API.
+pub async fn state(mut cfg: Config, mode: Mode) -> anyhow::Result<AppState> {
+    hostward_pki::install_default_provider();
+    let reissue = match mode {
+        Mode::Serve => tls::Reissue::OnNameChange,
+        Mode::Admin => tls::Reissue::Never,
+    };
+    let pki = tls::load_or_create(&cfg.data_dir, &cfg.server_names, reissue)?;
+    let endpoints_path = cfg.data_dir.join(ENDPOINTS_FILE);
+    match mode {
+        Mode::Serve => {
+            let e = Endpoints {
+                public_url: cfg.public_url.clone(),
+                gateway_url: cfg.gateway_url.clone(),
+            };
+            tls::write_file(
+                &endpoints_path,
+                serde_json::to_string_pretty(&e)?.as_bytes(),
+                0o644,
+            )?;
+        }
+        Mode::Admin => {
+            if let Ok(text) = std::fs::read_to_string(&endpoints_path) {
+                let e: Endpoints = serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", endpoints_path.display()))?;
+                cfg.public_url = e.public_url;
+                cfg.gateway_url = e.gateway_url;
+            }
+        }
+    }
     let store = Store::connect(&cfg.database_url)
         .await
         .context("opening the database")?;
     store.ensure_project(DEFAULT_PROJECT).await?;
-    Ok((store, pki))
-}
-
-/// The state the handlers see, without listeners: what admin CLI commands act through, so they
-/// pass the same checks as the API.
-pub async fn state(cfg: Config) -> anyhow::Result<AppState> {
-    hostward_pki::install_default_provider();
-    let (store, pki) = open(&cfg).await?;
     let config = Arc::new(cfg);
     let gateway = Gateway::new(store.clone(), config.clone());
     Ok(AppState {
@@ -59,7 +96,7 @@ pub async fn state(cfg: Config) -> anyhow::Result<AppState> {
 /// Binds both listeners and starts serving in the background.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     raise_fd_limit();
-    let state = state(cfg).await?;
+    let state = state(cfg, Mode::Serve).await?;
     let config = state.config.clone();
     let gateway = state.gateway.clone();
 

@@ -32,9 +32,21 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Loads the CA and server certificate from `data_dir`, creating what is missing. The server
-/// certificate is reissued when the configured names change.
-pub fn load_or_create(data_dir: &Path, names: &[String]) -> anyhow::Result<CenterPki> {
+/// Whether a changed list of server names may replace the server certificate. Only `serve`
+/// may: an admin command replacing it would leave the running center serving a key that no
+/// longer matches the pin in the install commands it prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reissue {
+    OnNameChange,
+    Never,
+}
+
+/// Loads the CA and server certificate from `data_dir`, creating what is missing.
+pub fn load_or_create(
+    data_dir: &Path,
+    names: &[String],
+    reissue: Reissue,
+) -> anyhow::Result<CenterPki> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
@@ -60,7 +72,8 @@ pub fn load_or_create(data_dir: &Path, names: &[String]) -> anyhow::Result<Cente
     );
     let wanted = names.join("\n");
     let current = std::fs::read_to_string(&srv_names).unwrap_or_default();
-    if !(srv_crt.exists() && srv_key.exists()) || current != wanted {
+    let present = srv_crt.exists() && srv_key.exists();
+    if !present || (reissue == Reissue::OnNameChange && current != wanted) {
         let issued = ca
             .issue_server_cert(names)
             .context("issuing the server certificate")?;
@@ -88,7 +101,7 @@ mod tests {
     fn keys_are_private_and_reloaded_not_regenerated() {
         let dir = tempfile::tempdir().unwrap();
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        let first = load_or_create(dir.path(), &names).unwrap();
+        let first = load_or_create(dir.path(), &names, Reissue::OnNameChange).unwrap();
         for key in ["ca.key", "server.key"] {
             let mode = std::fs::metadata(dir.path().join(key))
                 .unwrap()
@@ -97,10 +110,16 @@ mod tests {
                 & 0o777;
             assert_eq!(mode, 0o600, "{key}");
         }
-        let again = load_or_create(dir.path(), &names).unwrap();
+        let again = load_or_create(dir.path(), &names, Reissue::OnNameChange).unwrap();
         assert_eq!(first.ca_fingerprint, again.ca_fingerprint);
         assert_eq!(first.spki_pin, again.spki_pin);
-        let renamed = load_or_create(dir.path(), &["hostward.example".to_string()]).unwrap();
+        let other = ["hostward.example".to_string()];
+        let kept = load_or_create(dir.path(), &other, Reissue::Never).unwrap();
+        assert_eq!(
+            first.chain_pem, kept.chain_pem,
+            "admin commands never replace the served certificate"
+        );
+        let renamed = load_or_create(dir.path(), &other, Reissue::OnNameChange).unwrap();
         assert_eq!(
             first.ca_fingerprint, renamed.ca_fingerprint,
             "CA survives a rename"

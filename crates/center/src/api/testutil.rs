@@ -38,7 +38,12 @@ pub async fn app_with(tweak: impl FnOnce(&mut crate::config::Config)) -> TestApp
     let mut config = args.resolve(dir.path()).unwrap();
     tweak(&mut config);
     let config = Arc::new(config);
-    let pki = crate::tls::load_or_create(dir.path(), &config.server_names).unwrap();
+    let pki = crate::tls::load_or_create(
+        dir.path(),
+        &config.server_names,
+        crate::tls::Reissue::OnNameChange,
+    )
+    .unwrap();
     let state = AppState {
         store: db.store.clone(),
         config: config.clone(),

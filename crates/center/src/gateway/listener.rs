@@ -143,7 +143,10 @@ async fn upgrade(
             "certificate is not the one issued to this agent",
         );
     }
-    let max = hostward_proto::MAX_FRAME_BYTES;
+    // The transport reads frames a few times over the protocol limit so that an oversized frame
+    // gets an `oversized` error frame from the decoder and the session survives; only beyond
+    // this does the socket give up mid-frame.
+    let max = 4 * hostward_proto::MAX_FRAME_BYTES;
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| session::run(state, server, peer, socket))

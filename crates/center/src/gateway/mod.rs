@@ -301,19 +301,19 @@ impl Gateway {
 
     async fn sweep_dangling(&self) {
         let cutoff = now() - 3 * self.heartbeat_secs();
-        let due: Vec<String> = {
+        let due: Vec<(String, i64)> = {
             let mut dangling = self.inner.dangling.lock().unwrap();
-            let due: Vec<String> = dangling
+            let due: Vec<(String, i64)> = dangling
                 .iter()
                 .filter(|(_, t)| **t <= cutoff)
-                .map(|(id, _)| id.clone())
+                .map(|(id, t)| (id.clone(), *t))
                 .collect();
-            for id in &due {
+            for (id, _) in &due {
                 dangling.remove(id);
             }
             due
         };
-        for id in due {
+        for (id, last) in due {
             if self.inner.sessions.lock().unwrap().contains_key(&id) {
                 continue;
             }
@@ -331,9 +331,15 @@ impl Gateway {
                 Ok(true) => {
                     tracing::info!(server_id = %id, reason = "heartbeat_timeout", "agent offline")
                 }
-                Ok(false) => {}
+                Ok(false) | Err(crate::store::StoreError::NotFound(_)) => {}
                 Err(e) => {
-                    tracing::error!(server_id = %id, error = %e, "marking agent offline failed")
+                    tracing::error!(server_id = %id, error = %e, "marking agent offline failed; will retry");
+                    self.inner
+                        .dangling
+                        .lock()
+                        .unwrap()
+                        .entry(id)
+                        .or_insert(last);
                 }
             }
         }

@@ -183,6 +183,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                         if text.contains("too long") || text.contains("Space limit") {
                             metrics::counter!(m::FRAMES_REJECTED, "reason" => "oversized").increment(1);
                             tracing::warn!(error = %text, "oversized frame; closing");
+                            close(&mut sink, "oversized", "frame exceeds the transport limit").await;
                         }
                         break End::Dropped;
                     }

@@ -227,7 +227,7 @@ impl Store {
         max_failures: i64,
         lock_until: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)

@@ -132,6 +132,17 @@ impl Store {
         &self.pool
     }
 
+    /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads and then writes fails with
+    /// SQLITE_BUSY_SNAPSHOT when another connection wrote in between, and busy_timeout cannot
+    /// help with that.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Round-trip time of a trivial query, for `/metrics` and health checks.
     pub async fn ping(&self) -> Result<Duration> {
         let start = std::time::Instant::now();

@@ -20,7 +20,7 @@ impl Store {
     /// now stored, which the gateway acks. Records at or below the stored seq are duplicates of
     /// an earlier delivery and are skipped. One transaction: records and seq move together.
     pub async fn store_records(&self, server_id: &str, records: &[(u64, Message)]) -> Result<u64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let last: i64 = sqlx::query("SELECT last_seq FROM servers WHERE id = $1")
             .bind(server_id.to_string())
             .fetch_optional(&mut *tx)

@@ -207,7 +207,7 @@ impl Store {
         let id = new_id();
         let t = now();
         let (prot, cause) = status::protection_for(status::NOT_INSTALLED, "", true, StopHint::None);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO servers (id, project_id, name, region, ip_addresses, agent_status, agent_changed_at, \
              protection_status, protection_reason, protection_changed_at, risk_changed_at, created_at) \
@@ -336,7 +336,7 @@ impl Store {
             Some(c) => (status::INSTALL_FAILED, c),
             None => (status::INSTALLING, ""),
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let existing: Option<String> = sqlx::query("SELECT id FROM servers WHERE install_id = $1")
             .bind(install_id.to_string())
             .fetch_optional(&mut *tx)
@@ -384,7 +384,7 @@ impl Store {
     /// Stores a new agent identity: on the server its install reports created, else on a new one.
     /// The server stays `installing` until the agent's first hello.
     pub async fn enroll(&self, e: &Enrollment) -> Result<Server> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let existing: Option<String> = match &e.install_id {
             Some(iid) => {
                 sqlx::query("SELECT id FROM servers WHERE install_id = $1 AND project_id = $2")
@@ -453,7 +453,7 @@ impl Store {
         reason: &str,
         hint: StopHint,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let changed = apply_status(&mut tx, server_id, agent_status, reason, None, hint).await?;
         tx.commit().await?;
         Ok(changed)
@@ -461,7 +461,7 @@ impl Store {
 
     /// The user's protection switch. Bumps the config version so the agent gets a new config.
     pub async fn set_protection_wanted(&self, server_id: &str, enabled: bool) -> Result<Server> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let current = server_tx(&mut tx, server_id).await?;
         if current.protection_wanted != enabled {
             sqlx::query("UPDATE servers SET protection_wanted = $1, config_version = config_version + 1 WHERE id = $2")
@@ -491,7 +491,7 @@ impl Store {
         facts: &hostward_proto::HostFacts,
         agent_version: &str,
     ) -> Result<Server> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE servers SET hostname = $1, ip_addresses = $2, facts_json = $3, agent_version = $4, last_seen_at = $5 \
              WHERE id = $6",
@@ -539,7 +539,7 @@ impl Store {
 
     /// Revokes the server's agent: its certificate is no longer accepted.
     pub async fn revoke_agent(&self, server_id: &str) -> Result<Server> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE servers SET revoked_at = $1 WHERE id = $2 AND agent_id IS NOT NULL",
         )

@@ -56,7 +56,7 @@ impl Store {
         let t = now();
         let params = new.params.to_string();
         let ids: Vec<String> = new.targets.iter().map(|_| new_id()).collect();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         for (chunk_ids, chunk) in ids.chunks(400).zip(new.targets.chunks(400)) {
             let mut sql = Sql::new(&format!("INSERT INTO tasks ({TASK_COLUMNS}) VALUES "));
             for (i, (id, (project_id, server_id))) in chunk_ids.iter().zip(chunk).enumerate() {

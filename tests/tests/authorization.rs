@@ -1,0 +1,606 @@
+//! Must hold #5: a viewer of project B (and, stronger, an admin of B) can neither read nor change
+//! anything of project A, through any endpoint of the route table that takes an id or a project,
+//! nor through the console. Objects of A answer 404 (as if absent); where an endpoint refuses by
+//! role before looking at the object, the answer must be identical for a nonexistent id, so it
+//! leaks nothing. Afterwards, A is verified unchanged.
+
+use hostward_e2e::*;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "authz-test-password-42";
+const NOWHERE: &str = "00000000-0000-4000-8000-000000000000";
+
+/// Ids of project A's objects.
+struct A {
+    project: String,
+    server: String,
+    task: String,
+    token: String,
+    alice: String,
+    alice_token: String,
+    alice_api_token_id: String,
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// One attempt on A's object and the same attempt on an object that does not exist.
+struct Probe {
+    method: &'static str,
+    path: String,
+    /// The same request aimed at nothing.
+    control: String,
+    body: Option<Value>,
+}
+
+fn probe(method: &'static str, path: String, control: String, body: Option<Value>) -> Probe {
+    Probe {
+        method,
+        path,
+        control,
+        body,
+    }
+}
+
+fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
+    let (s, t, k, u) = (&a.server, &a.task, &a.token, &a.alice);
+    let n = NOWHERE;
+    let p = &a.project;
+    vec![
+        probe("GET", format!("/api/v1/servers/{s}"), format!("/api/v1/servers/{n}"), None),
+        probe("DELETE", format!("/api/v1/servers/{s}"), format!("/api/v1/servers/{n}"), None),
+        probe("PUT", format!("/api/v1/servers/{s}/protection"), format!("/api/v1/servers/{n}/protection"), Some(json!({"enabled": false}))),
+        probe("POST", format!("/api/v1/servers/{s}/revoke"), format!("/api/v1/servers/{n}/revoke"), None),
+        probe("GET", format!("/api/v1/servers/{s}/tasks"), format!("/api/v1/servers/{n}/tasks"), None),
+        probe("POST", format!("/api/v1/servers/{s}/tasks"), format!("/api/v1/servers/{n}/tasks"), Some(json!({"kind": "ping"}))),
+        probe("GET", format!("/api/v1/tasks/{t}"), format!("/api/v1/tasks/{n}"), None),
+        probe("DELETE", format!("/api/v1/enrollment-tokens/{k}"), format!("/api/v1/enrollment-tokens/{n}"), None),
+        probe("DELETE", format!("/api/v1/users/{u}"), format!("/api/v1/users/{n}"), None),
+        probe("PUT", format!("/api/v1/users/{u}/password"), format!("/api/v1/users/{n}/password"), Some(json!({"password": "hijacked-password-123"}))),
+        probe("PUT", format!("/api/v1/users/{u}/roles"), format!("/api/v1/users/{n}/roles"), Some(json!({"project_id": p, "role": "admin"}))),
+        probe("DELETE", format!("/api/v1/api-tokens/{}", a.alice_api_token_id), format!("/api/v1/api-tokens/{n}"), None),
+    ]
+    .into_iter()
+    .chain([
+        // Bodies that name A's objects or project.
+        Probe {
+            method: "POST",
+            path: "/api/v1/tasks".into(),
+            control: "/api/v1/tasks".into(),
+            body: Some(json!({"server_ids": [s], "kind": "ping"})),
+        },
+        Probe {
+            method: "POST",
+            path: "/api/v1/tasks".into(),
+            control: "/api/v1/tasks".into(),
+            body: Some(json!({"all": true, "project_id": p, "kind": "ping"})),
+        },
+        Probe {
+            method: "POST",
+            path: "/api/v1/servers".into(),
+            control: "/api/v1/servers".into(),
+            body: Some(json!({"project_id": p, "name": "planted"})),
+        },
+        Probe {
+            method: "POST",
+            path: "/api/v1/enrollment-tokens".into(),
+            control: "/api/v1/enrollment-tokens".into(),
+            body: Some(json!({"project_id": p, "name": "planted"})),
+        },
+        Probe {
+            method: "POST",
+            path: "/api/v1/users".into(),
+            control: "/api/v1/users".into(),
+            body: Some(json!({"username": "planted", "password": "planted-password-123", "project_id": p, "role": "admin"})),
+        },
+        // Promoting oneself into A.
+        Probe {
+            method: "PUT",
+            path: format!("/api/v1/users/{bob_id}/roles"),
+            control: format!("/api/v1/users/{bob_id}/roles"),
+            body: Some(json!({"project_id": p, "role": "admin"})),
+        },
+    ])
+    .collect()
+}
+
+/// Replaces A's project id in a control body by a nonexistent one, and A's server id too.
+fn control_body(body: &Option<Value>, a: &A) -> Option<Value> {
+    body.as_ref().map(|b| {
+        let text = b
+            .to_string()
+            .replace(&a.project, NOWHERE)
+            .replace(&a.server, NOWHERE);
+        serde_json::from_str(&text).unwrap()
+    })
+}
+
+async fn check_api(who: &str, api: &Api, a: &A, bob_id: &str) -> Result<()> {
+    let mut failures = Vec::new();
+    for pr in probes(a, bob_id) {
+        let r = api.send(pr.method, &pr.path, pr.body.clone()).await?;
+        if r.status == 404 {
+            continue;
+        }
+        if r.status == 403 {
+            // Refused by role before the object was looked at: fine if nothing tells A's object
+            // apart from a missing one.
+            let c = api
+                .send(pr.method, &pr.control, control_body(&pr.body, a))
+                .await?;
+            if c.status == 403 && c.error_code() == r.error_code() {
+                continue;
+            }
+            failures.push(format!(
+                "{who}: {} {} answered 403 {} but the same request on nothing answered {} {}: the difference leaks A's object",
+                pr.method,
+                pr.path,
+                r.error_code(),
+                c.status,
+                c.error_code()
+            ));
+            continue;
+        }
+        failures.push(format!(
+            "{who}: {} {} body {:?} answered {} (want 404): {}",
+            pr.method,
+            pr.path,
+            pr.body,
+            r.status,
+            truncate(&r.text, 300)
+        ));
+    }
+
+    // Lists show nothing of A.
+    for path in [
+        format!("/api/v1/servers?project={}", a.project),
+        "/api/v1/servers?per_page=500".to_string(),
+    ] {
+        let r = api.get(&path).await?;
+        if r.status == 200 {
+            if ids(&r.json).contains(&a.server) {
+                failures.push(format!("{who}: GET {path} lists A's server"));
+            }
+        } else if r.status != 404 && r.status != 403 {
+            failures.push(format!("{who}: GET {path} answered {}", r.status));
+        }
+    }
+    let r = api.get("/api/v1/enrollment-tokens").await?;
+    if r.status == 200 && ids(&r.json).contains(&a.token) {
+        failures.push(format!(
+            "{who}: GET /api/v1/enrollment-tokens lists A's token"
+        ));
+    }
+    let r = api.get("/api/v1/users").await?;
+    if r.status == 200 && (ids(&r.json).contains(&a.alice) || r.text.contains(&a.project)) {
+        failures.push(format!(
+            "{who}: GET /api/v1/users shows A's user or project: {}",
+            truncate(&r.text, 500)
+        ));
+    }
+    let r = api.get("/api/v1/projects").await?;
+    if r.text.contains(&a.project) {
+        failures.push(format!(
+            "{who}: GET /api/v1/projects shows project A: {}",
+            truncate(&r.text, 300)
+        ));
+    }
+    let r = api.get(&format!("/api/v1/tasks/{}", a.task)).await?;
+    if r.text.contains(&a.server) {
+        failures.push(format!("{who}: task detail leaks A's server id"));
+    }
+    ensure!(
+        failures.is_empty(),
+        "authorization leaks:\n{}",
+        failures.join("\n")
+    );
+    Ok(())
+}
+
+async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) -> Result<()> {
+    let page = console.get(&format!("/servers/{}", a.server)).await?;
+    ensure!(
+        page.status == 404,
+        "{who}: console GET /servers/{{A's id}} answered {} (want 404)",
+        page.status
+    );
+    let list = console.get("/servers").await?;
+    ensure!(
+        list.status == 200,
+        "{who}: console /servers answered {}",
+        list.status
+    );
+    let rows: Vec<String> = server_rows(&list.body)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    ensure!(
+        !rows.contains(&a.server) && !list.body.contains(&a.server),
+        "{who}: console /servers shows A's server"
+    );
+    ensure!(
+        rows.contains(&own_server.to_string()),
+        "{who}: console /servers should list B's own server; rows {rows:?}"
+    );
+    let tokens = console.get("/tokens").await?;
+    ensure!(
+        !tokens.body.contains(&a.token),
+        "{who}: console /tokens shows A's token"
+    );
+
+    // Console writes on A's objects, with a valid CSRF token of this session.
+    let csrf = hidden_inputs(&list.body)
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v)
+        .ok_or_else(|| anyhow!("{who}: no csrf field on /servers"))?;
+    for (path, extra) in [
+        (
+            format!("/servers/{}/protection", a.server),
+            vec![("enabled".to_string(), "false".to_string())],
+        ),
+        (
+            format!("/servers/{}/revoke", a.server),
+            vec![("confirm".to_string(), "yes".to_string())],
+        ),
+        (format!("/tokens/{}/revoke", a.token), vec![]),
+    ] {
+        let mut fields = vec![("csrf".to_string(), csrf.clone())];
+        fields.extend(extra);
+        let r = console.post_form(&path, &fields).await?;
+        ensure!(
+            r.status == 404 || r.status == 403,
+            "{who}: console POST {path} answered {} (want 404)",
+            r.status
+        );
+        if r.status == 403 {
+            eprintln!("note: {who}: console POST {path} answered 403");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn project_b_cannot_touch_project_a() -> Result<()> {
+    let env = TestEnv::new("authorization");
+    env.run(async {
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let root = center.api();
+        let project_a = center.add_project("alpha").await?;
+        let project_b = center.add_project("beta").await?;
+
+        // Project A: an enrolled agent's server, a task on it, a token, a member with an API token.
+        let tok_a = center
+            .create_token(&["--project", "alpha", "--name", "alpha-token"])
+            .await?;
+        let mut agent_a = Agent::new(&env, "alpha");
+        agent_a.enroll(&env, &center, &tok_a.secret).await?;
+        agent_a.run(&env)?;
+        root.wait_status(&agent_a.server_id, "online", None, secs(30))
+            .await?;
+        let task = root
+            .post(
+                &format!("/api/v1/servers/{}/tasks", agent_a.server_id),
+                json!({"kind": "ping"}),
+            )
+            .await?
+            .expect(201)?;
+        let task_id = task.json["items"][0]["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("task create answered {}", task.text))?
+            .to_string();
+        center
+            .add_user(
+                "alice",
+                PASSWORD,
+                &["--project", "alpha", "--role", "viewer"],
+            )
+            .await?;
+        let alice_token = center.api_token("alice").await?;
+        let alice = center.api_as(&alice_token);
+        let mine = alice.get("/api/v1/api-tokens").await?.expect(200)?;
+        let alice_api_token_id = ids(&mine.json)
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("alice has no API tokens: {}", mine.text))?;
+        let users = root.get("/api/v1/users").await?.expect(200)?;
+        let find_user = |name: &str| -> Result<String> {
+            users.json["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|u| u["username"] == name)
+                .and_then(|u| u["id"].as_str())
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("no user {name} in {}", users.text))
+        };
+        let alice_id = find_user("alice")?;
+        let a = A {
+            project: project_a.clone(),
+            server: agent_a.server_id.clone(),
+            task: task_id,
+            token: tok_a.id.clone(),
+            alice: alice_id,
+            alice_token,
+            alice_api_token_id,
+        };
+
+        // Project B: a server, a viewer and an admin.
+        let out = center
+            .cli(
+                &[
+                    "server",
+                    "add",
+                    "beta-web",
+                    "--project",
+                    "beta",
+                    "--ip",
+                    "192.0.2.20",
+                ],
+                None,
+            )
+            .await?
+            .ok()?;
+        let server_b = out
+            .stdout
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        center
+            .add_user("bob", PASSWORD, &["--project", "beta", "--role", "viewer"])
+            .await?;
+        center
+            .add_user("carol", PASSWORD, &["--project", "beta", "--role", "admin"])
+            .await?;
+        let users = root.get("/api/v1/users").await?.expect(200)?;
+        let id_of = |name: &str| {
+            users.json["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|u| u["username"] == name)
+                .and_then(|u| u["id"].as_str())
+                .map(str::to_string)
+        };
+        let bob_id = id_of("bob").ok_or_else(|| anyhow!("no bob"))?;
+        let carol_id = id_of("carol").ok_or_else(|| anyhow!("no carol"))?;
+        let bob = center.api_as(&center.api_token("bob").await?);
+        let carol = center.api_as(&center.api_token("carol").await?);
+
+        // Positive controls: B's members do see B.
+        let r = bob.get(&format!("/api/v1/servers/{server_b}")).await?;
+        ensure!(
+            r.status == 200,
+            "bob should see B's server: {} {}",
+            r.status,
+            r.text
+        );
+        ensure!(
+            carol
+                .get("/api/v1/projects")
+                .await?
+                .text
+                .contains(&project_b),
+            "carol should see project B"
+        );
+
+        check_api("viewer of B", &bob, &a, &bob_id).await?;
+        check_api("admin of B", &carol, &a, &carol_id).await?;
+
+        let console = center.console_login("bob", PASSWORD).await?;
+        check_console("viewer of B", &console, &a, &server_b).await?;
+        let console = center.console_login("carol", PASSWORD).await?;
+        check_console("admin of B", &console, &a, &server_b).await?;
+
+        // A is untouched.
+        let s = root.server(&a.server).await?;
+        ensure!(
+            s["agent_id"] == agent_a.agent_id.as_str(),
+            "A's server lost its agent: {s}"
+        );
+        ensure!(s["revoked_at"].is_null(), "A's agent was revoked: {s}");
+        ensure!(
+            s["protection_wanted"] == true,
+            "A's protection was switched: {s}"
+        );
+        ensure!(
+            s["agent_status"] == "online",
+            "A's agent went {}",
+            status_line(&s)
+        );
+        let tasks = root
+            .get(&format!("/api/v1/servers/{}/tasks", a.server))
+            .await?
+            .expect(200)?;
+        ensure!(
+            ids(&tasks.json) == vec![a.task.clone()],
+            "A's tasks changed: {}",
+            tasks.text
+        );
+        let toks = root.get("/api/v1/enrollment-tokens").await?.expect(200)?;
+        let t = toks.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["id"] == a.token.as_str())
+            .cloned();
+        ensure!(
+            t.as_ref().is_some_and(|t| t["revoked_at"].is_null()),
+            "A's token was revoked or removed: {t:?}"
+        );
+        ensure!(
+            !toks.text.contains("planted"),
+            "a token was planted in A: {}",
+            toks.text
+        );
+        let servers = root.servers().await?;
+        ensure!(
+            !servers.iter().any(|s| s["name"] == "planted"),
+            "a server was planted"
+        );
+        let users = root.get("/api/v1/users").await?.expect(200)?;
+        ensure!(!users.text.contains("planted"), "a user was planted");
+        let alice_now = users.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| u["id"] == a.alice.as_str())
+            .cloned();
+        let roles = alice_now
+            .as_ref()
+            .map(|u| u["roles"].clone())
+            .unwrap_or_default();
+        ensure!(
+            roles.as_array().is_some_and(|r| r.len() == 1
+                && r[0]["project_id"] == a.project.as_str()
+                && r[0]["role"] == "viewer"),
+            "alice's roles changed: {roles}"
+        );
+        for (name, id) in [("bob", &bob_id), ("carol", &carol_id)] {
+            let u = users.json["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|u| u["id"] == id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            ensure!(
+                !u["roles"].to_string().contains(&a.project),
+                "{name} got a role in A: {u}"
+            );
+        }
+        center
+            .api_as(&a.alice_token)
+            .get("/api/v1/projects")
+            .await?
+            .expect(200)?;
+        let again = center.console_login("alice", PASSWORD).await;
+        ensure!(
+            again.is_ok(),
+            "alice's password was changed: {:?}",
+            again.err()
+        );
+
+        // Alice, A's viewer, reads A's objects by the very ids used above: they were right.
+        alice
+            .get(&format!("/api/v1/servers/{}", a.server))
+            .await?
+            .expect(200)?;
+        alice
+            .get(&format!("/api/v1/tasks/{}", a.task))
+            .await?
+            .expect(200)?;
+
+        route_controls(&root, &carol, &server_b, &bob_id).await
+    })
+    .await
+}
+
+/// The same routes and bodies, aimed by B's admin at B's own objects (and by the superadmin for
+/// the superadmin-only ones), do work: so every 404 above came from authorization, not from a
+/// mistyped route or body.
+async fn route_controls(root: &Api, carol: &Api, server_b: &str, bob_id: &str) -> Result<()> {
+    let ok = |r: Resp| -> Result<Resp> {
+        ensure!(
+            (200..300).contains(&r.status),
+            "control {} answered {}: {}",
+            r.what,
+            r.status,
+            truncate(&r.text, 300)
+        );
+        Ok(r)
+    };
+    ok(carol.get(&format!("/api/v1/servers/{server_b}")).await?)?;
+    ok(carol
+        .put(
+            &format!("/api/v1/servers/{server_b}/protection"),
+            json!({"enabled": false}),
+        )
+        .await?)?;
+    ok(carol
+        .get(&format!("/api/v1/servers/{server_b}/tasks"))
+        .await?)?;
+    let t = ok(carol
+        .post(
+            &format!("/api/v1/servers/{server_b}/tasks"),
+            json!({"kind": "ping"}),
+        )
+        .await?)?;
+    let task_b = t.json["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ok(carol.get(&format!("/api/v1/tasks/{task_b}")).await?)?;
+    ok(carol
+        .post(
+            "/api/v1/tasks",
+            json!({"server_ids": [server_b], "kind": "ping"}),
+        )
+        .await?)?;
+    // B's server has no agent: the route exists and says so.
+    let r = carol
+        .send("POST", &format!("/api/v1/servers/{server_b}/revoke"), None)
+        .await?;
+    ensure!(
+        r.status == 409,
+        "control revoke on an agentless server answered {}: {}",
+        r.status,
+        r.text
+    );
+    let tok = ok(carol
+        .post("/api/v1/enrollment-tokens", json!({"name": "b-token"}))
+        .await?)?;
+    let tok_b = tok.json["id"].as_str().unwrap_or_default().to_string();
+    ok(carol
+        .delete(&format!("/api/v1/enrollment-tokens/{tok_b}"))
+        .await?)?;
+    ok(carol
+        .put(
+            &format!("/api/v1/users/{bob_id}/roles"),
+            json!({"project_id": project_of(carol).await?, "role": "viewer"}),
+        )
+        .await?)?;
+    ok(carol
+        .put(
+            &format!("/api/v1/users/{bob_id}/password"),
+            json!({"password": PASSWORD}),
+        )
+        .await?)?;
+    let own = ok(carol
+        .post("/api/v1/api-tokens", json!({"name": "spare"}))
+        .await?)?;
+    let own_id = own.json["id"].as_str().unwrap_or_default().to_string();
+    ok(carol
+        .delete(&format!("/api/v1/api-tokens/{own_id}"))
+        .await?)?;
+    let temp = ok(root
+        .post(
+            "/api/v1/users",
+            json!({"username": "temp", "password": "temporary-password-1"}),
+        )
+        .await?)?;
+    let temp_id = temp.json["id"].as_str().unwrap_or_default().to_string();
+    ok(root.delete(&format!("/api/v1/users/{temp_id}")).await?)?;
+    ok(carol.delete(&format!("/api/v1/servers/{server_b}")).await?)?;
+    Ok(())
+}
+
+/// The only project the caller belongs to.
+async fn project_of(api: &Api) -> Result<String> {
+    let r = api.get("/api/v1/projects").await?.expect(200)?;
+    let list = r.json["items"]
+        .as_array()
+        .or(r.json.as_array())
+        .cloned()
+        .unwrap_or_default();
+    ensure!(list.len() == 1, "want one project: {}", r.text);
+    Ok(list[0]["id"].as_str().unwrap_or_default().to_string())
+}
