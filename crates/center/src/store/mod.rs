@@ -200,6 +200,19 @@ impl Sql {
         self
     }
 
+    /// Appends `(...)` with one placeholder per value, for `IN` lists.
+    pub fn bind_list(&mut self, values: &[String]) -> &mut Self {
+        self.text.push('(');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(Bind::Text(v.clone()));
+        }
+        self.text.push(')');
+        self
+    }
+
     pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
         let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
         for b in &self.binds {

@@ -252,17 +252,11 @@ impl Store {
 
     /// Servers matching the filter, newest first, and the total count without paging.
     pub async fn list_servers(&self, f: &ServerFilter) -> Result<(Vec<Server>, i64)> {
-        let mut wh = Sql::new(" FROM servers WHERE project_id IN (");
         if f.visible_projects.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        for (i, p) in f.visible_projects.iter().enumerate() {
-            if i > 0 {
-                wh.push(", ");
-            }
-            wh.bind(Bind::Text(p.clone()));
-        }
-        wh.push(")");
+        let mut wh = Sql::new(" FROM servers WHERE project_id IN ");
+        wh.bind_list(&f.visible_projects);
         let eq = [
             ("project_id", &f.project_id),
             ("agent_status", &f.agent_status),
@@ -577,14 +571,8 @@ impl Store {
     pub async fn missing_servers(&self, ids: &[String]) -> Result<Vec<String>> {
         let mut present = std::collections::HashSet::new();
         for chunk in ids.chunks(500) {
-            let mut sql = Sql::new("SELECT id FROM servers WHERE id IN (");
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(Bind::Text(id.clone()));
-            }
-            sql.push(")");
+            let mut sql = Sql::new("SELECT id FROM servers WHERE id IN ");
+            sql.bind_list(chunk);
             for r in sql.query().fetch_all(self.pool()).await? {
                 present.insert(r.try_get::<String, _>("id")?);
             }

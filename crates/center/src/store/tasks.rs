@@ -147,15 +147,10 @@ impl Store {
         let mut out = Vec::new();
         for chunk in server_ids.chunks(500) {
             let mut sql = Sql::new(&format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'queued' AND server_id IN ("
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'queued' AND server_id IN "
             ));
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(Bind::Text(id.clone()));
-            }
-            sql.push(") ORDER BY created_at, id");
+            sql.bind_list(chunk);
+            sql.push(" ORDER BY created_at, id");
             for r in sql.query().fetch_all(self.pool()).await? {
                 out.push(task(&r)?);
             }
@@ -169,14 +164,8 @@ impl Store {
         for chunk in ids.chunks(500) {
             let mut sql = Sql::new("UPDATE tasks SET state = 'delivered', updated_at = ");
             sql.bind(Bind::Int(t));
-            sql.push(" WHERE state = 'queued' AND id IN (");
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(Bind::Text(id.clone()));
-            }
-            sql.push(")");
+            sql.push(" WHERE state = 'queued' AND id IN ");
+            sql.bind_list(chunk);
             sql.query().execute(self.pool()).await?;
         }
         Ok(())
