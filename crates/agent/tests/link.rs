@@ -216,7 +216,8 @@ async fn fake_gateway(
 ) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let cfg = hostward_pki::gateway_server_config(&pki.chain, &pki.key, pki.ca.cert_pem()).unwrap();
+    let cfg =
+        hostward_pki::gateway_server_config(&pki.chain, &pki.key, pki.ca.cert_pem(), None).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {

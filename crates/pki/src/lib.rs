@@ -166,6 +166,23 @@ impl Ca {
     /// Signs an agent's CSR. Only the CSR's public key is used: subject, names and usages come
     /// from the CA, so an agent cannot ask for a server certificate or another agent's identity.
     pub fn sign_agent_csr(&self, csr_pem: &str, agent_id: &str) -> Result<IssuedCert> {
+        let now = time::OffsetDateTime::now_utc();
+        self.sign_agent_csr_valid(
+            csr_pem,
+            agent_id,
+            now - time::Duration::hours(1),
+            now + time::Duration::days(AGENT_DAYS),
+        )
+    }
+
+    /// [`Ca::sign_agent_csr`] with an explicit validity window (tests of expiry use a past one).
+    pub fn sign_agent_csr_valid(
+        &self,
+        csr_pem: &str,
+        agent_id: &str,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Result<IssuedCert> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::BadCsr(e.to_string()))?;
         let mut params = CertificateParams::default();
@@ -176,7 +193,8 @@ impl Ca {
         let serial_hex = hex::encode(serial.to_bytes());
         params.serial_number = Some(serial);
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, AGENT_DAYS);
+        params.not_before = not_before;
+        params.not_after = not_after;
         let not_after = params.not_after.unix_timestamp();
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         Ok(IssuedCert {
@@ -316,22 +334,128 @@ pub fn server_config(chain_pem: &str, key_pem: &str) -> Result<ServerConfig> {
     Ok(cfg)
 }
 
+/// Called when a certificate our CA really issued fails verification now (expired, or not yet
+/// valid because of the agent's clock), with the identity in it and rustls' reason.
+pub type OnStaleCert = Arc<dyn Fn(PeerIdentity, String) + Send + Sync>;
+
 /// Server side of the agent gateway: TLS 1.3, client certificate from our CA required.
-pub fn gateway_server_config(chain_pem: &str, key_pem: &str, ca_pem: &str) -> Result<ServerConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(first_cert(ca_pem, "CA certificate")?)?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|e| PkiError::Verifier(e.to_string()))?;
+pub fn gateway_server_config(
+    chain_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+    on_stale: Option<OnStaleCert>,
+) -> Result<ServerConfig> {
+    let verifier = ReportingClientVerifier::new(ca_pem, on_stale)?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(
             all_certs(chain_pem, "server certificate chain")?,
             private_key(key_pem, "server key")?,
         )?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// rustls' client verifier, plus a report of genuine certificates that fail only on time. A
+/// certificate counts as genuine only if it verifies against our CA at a moment inside its own
+/// validity window, so a forged certificate naming someone else's agent is never reported.
+pub struct ReportingClientVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    on_stale: Option<OnStaleCert>,
+}
+
+impl std::fmt::Debug for ReportingClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportingClientVerifier")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReportingClientVerifier {
+    pub fn new(ca_pem: &str, on_stale: Option<OnStaleCert>) -> Result<Self> {
+        let mut roots = RootCertStore::empty();
+        roots.add(first_cert(ca_pem, "CA certificate")?)?;
+        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| PkiError::Verifier(e.to_string()))?;
+        Ok(ReportingClientVerifier { inner, on_stale })
+    }
+
+    fn report_if_stale(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        err: &rustls::Error,
+    ) {
+        let Some(on_stale) = &self.on_stale else {
+            return;
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) else {
+            return;
+        };
+        let inside = cert.validity().not_before.timestamp().max(0) as u64 + 1;
+        let then = UnixTime::since_unix_epoch(std::time::Duration::from_secs(inside));
+        if self
+            .inner
+            .verify_client_cert(end_entity, intermediates, then)
+            .is_ok()
+            && let Some(id) = peer_identity(end_entity.as_ref())
+        {
+            on_stale(id, err.to_string());
+        }
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ReportingClientVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(|e| {
+                if matches!(
+                    e,
+                    rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::Expired
+                            | rustls::CertificateError::NotValidYet
+                            | rustls::CertificateError::ExpiredContext { .. }
+                            | rustls::CertificateError::NotValidYetContext { .. }
+                    )
+                ) {
+                    self.report_if_stale(end_entity, intermediates, e);
+                }
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Client side: trusts only `ca_pem`; presents `client` when given (the agent's identity).
@@ -484,6 +608,48 @@ mod tests {
     }
 
     #[test]
+    fn only_genuine_certificates_that_expired_are_reported() {
+        use rustls::server::danger::ClientCertVerifier;
+        let (ca, _) = Ca::generate("Test CA").unwrap();
+        let (other, _) = Ca::generate("Other CA").unwrap();
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let sink = reported.clone();
+        let v = ReportingClientVerifier::new(
+            ca.cert_pem(),
+            Some(Arc::new(move |id, why| {
+                sink.lock().unwrap().push((id, why))
+            })),
+        )
+        .unwrap();
+        let (_, csr) = agent_key_and_csr("h").unwrap();
+        let past = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+        let expired = ca
+            .sign_agent_csr_valid(&csr, "agent-old", past, past + time::Duration::days(1))
+            .unwrap();
+        let forged = other
+            .sign_agent_csr_valid(&csr, "agent-victim", past, past + time::Duration::days(1))
+            .unwrap();
+        let fresh = ca.sign_agent_csr(&csr, "agent-ok").unwrap();
+        let der = |pem: &str| first_cert(pem, "t").unwrap();
+        assert!(
+            v.verify_client_cert(&der(&fresh.cert_pem), &[], UnixTime::now())
+                .is_ok()
+        );
+        assert!(
+            v.verify_client_cert(&der(&expired.cert_pem), &[], UnixTime::now())
+                .is_err()
+        );
+        assert!(
+            v.verify_client_cert(&der(&forged.cert_pem), &[], UnixTime::now())
+                .is_err()
+        );
+        let got = reported.lock().unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0.agent_id, "agent-old");
+        assert_eq!(got[0].0.serial_hex, expired.serial_hex);
+    }
+
+    #[test]
     fn garbage_csr_is_rejected_with_a_message() {
         let (ca, _) = Ca::generate("Test CA").unwrap();
         let err = ca.sign_agent_csr(
@@ -524,7 +690,7 @@ mod tests {
             .unwrap();
         let chain = format!("{}{}", server.cert_pem, ca.cert_pem());
         server_config(&chain, &server.key_pem).unwrap();
-        gateway_server_config(&chain, &server.key_pem, ca.cert_pem()).unwrap();
+        gateway_server_config(&chain, &server.key_pem, ca.cert_pem(), None).unwrap();
         client_config(ca.cert_pem(), None).unwrap();
         assert!(spki_sha256_base64(&server.cert_pem).unwrap().ends_with('='));
     }

@@ -23,10 +23,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the gateway on `listener` until the process ends.
 pub async fn serve(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
+    let gw = state.gateway.clone();
+    let on_stale: hostward_pki::OnStaleCert =
+        Arc::new(move |id, why| gw.stale_certificate(id, why));
     let tls = hostward_pki::gateway_server_config(
         &state.pki.chain_pem,
         &state.pki.server_key_pem,
         state.pki.ca.cert_pem(),
+        Some(on_stale),
     )?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let app = Router::new()

@@ -149,6 +149,41 @@ impl Gateway {
         }
     }
 
+    /// A certificate our CA issued failed the handshake on time grounds (expired, or the agent's
+    /// clock is off): the agent cannot connect, so its server is offline with `tls_error`.
+    pub(crate) fn stale_certificate(&self, id: hostward_pki::PeerIdentity, why: String) {
+        let gw = self.clone();
+        tokio::spawn(async move {
+            let server = match gw.inner.store.server_by_agent_id(&id.agent_id).await {
+                Ok(Some(s)) => s,
+                _ => return,
+            };
+            let current = server.cert_serial.as_deref() == Some(id.serial_hex.as_str());
+            let connected = gw.inner.sessions.lock().unwrap().contains_key(&server.id);
+            if !current
+                || connected
+                || server.revoked_at.is_some()
+                || server.agent_status == status::ONLINE
+            {
+                return;
+            }
+            tracing::warn!(server_id = %server.id, agent_id = %id.agent_id, reason = %why, "agent certificate refused on time grounds");
+            if let Err(e) = gw
+                .inner
+                .store
+                .set_agent_status(
+                    &server.id,
+                    status::OFFLINE,
+                    status::offline::TLS_ERROR,
+                    StopHint::None,
+                )
+                .await
+            {
+                tracing::error!(error = %e, "marking agent offline (tls_error) failed");
+            }
+        });
+    }
+
     /// Agents with a live session on this replica.
     pub fn online_count(&self) -> usize {
         self.inner.sessions.lock().unwrap().len()
@@ -421,5 +456,60 @@ impl Gateway {
             Ok(ids) => self.tasks_queued(&ids),
             Err(e) => tracing::error!(error = %e, "task poll failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::testutil;
+    use crate::store::Enrollment;
+    use hostward_pki::PeerIdentity;
+
+    #[tokio::test]
+    async fn expired_certificate_of_the_enrolled_agent_marks_tls_error() {
+        let t = testutil::app().await;
+        let s = &t.state.store;
+        let p = s.ensure_project("default").await.unwrap();
+        let e = Enrollment {
+            project_id: p.id,
+            region: String::new(),
+            install_id: None,
+            agent_id: "agent-1".into(),
+            cert_serial: "0a0b".into(),
+            cert_not_after: 0,
+            facts: Default::default(),
+        };
+        let srv = s.enroll(&e).await.unwrap();
+        let gw = &t.state.gateway;
+        // An older certificate of the same agent (replaced at re-enrollment) changes nothing.
+        gw.stale_certificate(
+            PeerIdentity {
+                agent_id: "agent-1".into(),
+                serial_hex: "ffff".into(),
+            },
+            "expired".into(),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            s.server(&srv.id).await.unwrap().unwrap().agent_status,
+            "installing"
+        );
+        gw.stale_certificate(
+            PeerIdentity {
+                agent_id: "agent-1".into(),
+                serial_hex: "0a0b".into(),
+            },
+            "expired".into(),
+        );
+        let mut got = None;
+        for _ in 0..50 {
+            let now = s.server(&srv.id).await.unwrap().unwrap();
+            if now.agent_status == "offline" {
+                got = Some(now.agent_reason);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(got.as_deref(), Some("tls_error"));
     }
 }
