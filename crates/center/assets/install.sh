@@ -4,23 +4,17 @@
 # pins the CA fingerprint given on the command line before it sends the token.
 #
 #   curl -fsSk --pinnedpubkey 'sha256//...' https://center:8443/install.sh \
-#     | sudo sh -s -- --token TOKEN --ca-sha256 FINGERPRINT [--install-id ID] [--no-systemd]
+#     | sudo sh -s -- --token TOKEN --ca-sha256 FINGERPRINT [--install-id ID] [--no-systemd] [--root DIR]
 set -eu
 
 CENTER_URL='__CENTER_URL__'
 SPKI_PIN='__SPKI_PIN__'
 
-BIN=/usr/local/bin/hostward-agent
-CONFIG=/etc/hostward/agent.toml
-UNIT=/etc/systemd/system/hostward-agent.service
-STATE_DIR=/var/lib/hostward-agent
-LOG=/var/log/hostward-agent.log
-PIDFILE=/run/hostward-agent.pid
-
 TOKEN=''
 CA_SHA256=''
 INSTALL_ID=''
 USE_SYSTEMD=1
+ROOT=/
 
 say() { printf 'hostward: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -29,12 +23,15 @@ usage() {
     cat >&2 <<USAGE
 Installs the Hostward agent and enrolls this server with $CENTER_URL.
 
-Usage: sh install.sh --token TOKEN --ca-sha256 FINGERPRINT [--install-id ID] [--no-systemd]
+Usage: sh install.sh --token TOKEN --ca-sha256 FINGERPRINT [--install-id ID] [--no-systemd] [--root DIR]
 
   --token TOKEN        enrollment token from the console (a secret; never printed)
   --ca-sha256 HEX      SHA-256 fingerprint of the center's CA certificate
   --install-id ID      id of this install run, shown in the console (default: random)
   --no-systemd         do not install a systemd unit; start the agent with nohup instead
+                       (pid in ROOT/run/hostward-agent.pid, log in ROOT/var/log/hostward-agent.log)
+  --root DIR           install everything under DIR instead of / (binary, config, state,
+                       unit, log, pid file); the agent runs from there (default: /)
 USAGE
 }
 
@@ -51,6 +48,8 @@ while [ $# -gt 0 ]; do
         --install-id) need_value "$1" $#; INSTALL_ID=$2; shift 2 ;;
         --install-id=*) INSTALL_ID=${1#--install-id=}; shift ;;
         --no-systemd) USE_SYSTEMD=0; shift ;;
+        --root) need_value "$1" $#; ROOT=$2; shift 2 ;;
+        --root=*) ROOT=${1#--root=}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
@@ -59,6 +58,24 @@ done
 [ -n "$TOKEN" ] || die "--token is required (see --help)"
 [ -n "$CA_SHA256" ] || die "--ca-sha256 is required (see --help)"
 command -v curl >/dev/null 2>&1 || die "curl is required"
+
+# Every path below is under ROOT. It ends up in the config, the systemd unit and sed
+# expressions, so it is limited to characters that need no quoting in any of them.
+case "$ROOT" in
+    /*) ;;
+    *) die "--root must be an absolute path" ;;
+esac
+case "$ROOT" in
+    *[!A-Za-z0-9/._+-]*) die "--root may contain only letters, digits and / . _ + -" ;;
+esac
+while [ "${ROOT%/}" != "$ROOT" ]; do ROOT=${ROOT%/}; done
+# ROOT is now "" for / and has no trailing slash otherwise.
+BIN=$ROOT/usr/local/bin/hostward-agent
+CONFIG=$ROOT/etc/hostward/agent.toml
+UNIT=$ROOT/etc/systemd/system/hostward-agent.service
+STATE_DIR=$ROOT/var/lib/hostward-agent
+LOG=$ROOT/var/log/hostward-agent.log
+PIDFILE=$ROOT/run/hostward-agent.pid
 
 if [ -z "$INSTALL_ID" ]; then
     INSTALL_ID=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -91,6 +108,26 @@ fail() {
     die "$*"
 }
 
+# Free KiB for unprivileged users on the file system holding $1 (or its nearest existing parent).
+free_kib() {
+    d=$1
+    while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+    df -Pk "$d" 2>/dev/null | awk 'NR == 2 { print $4 }'
+}
+
+# Less than this (the agent's own minimum for its state dir) counts as a full disk: reported as
+# disk_full before anything is written, or when the download could not be written.
+MIN_FREE_KIB=65536
+check_space() {
+    free=$(free_kib "$1")
+    case "$free" in
+        ''|*[!0-9]*) return 0 ;;
+    esac
+    if [ "$free" -lt "$MIN_FREE_KIB" ]; then
+        fail disk_full "only $((free / 1024)) MiB free for $1; at least $((MIN_FREE_KIB / 1024)) MiB needed"
+    fi
+}
+
 # Preflight. The agent re-checks root, OS, architecture and disk space itself during enroll.
 if [ "$(id -u)" != 0 ]; then
     fail not_root "the installer must run as root (pipe it to 'sudo sh -s -- ...')"
@@ -103,13 +140,21 @@ esac
 if [ "$USE_SYSTEMD" = 1 ] && [ ! -d /run/systemd/system ]; then
     fail no_systemd "systemd is not running on this host; rerun with --no-systemd to start the agent without it"
 fi
+check_space "$(dirname "$BIN")"
 
 say "downloading the agent from $CENTER_URL"
 mkdir -p "$(dirname "$BIN")"
 TMP_BIN="$BIN.download.$$"
 trap 'rm -f "$TMP_BIN"' EXIT
-if ! curl_pinned -o "$TMP_BIN" "$CENTER_URL/download/hostward-agent"; then
-    fail download_failed "could not download the agent binary from $CENTER_URL/download/hostward-agent"
+if curl_pinned -o "$TMP_BIN" "$CENTER_URL/download/hostward-agent"; then
+    :
+else
+    rc=$?
+    # 23: curl could not write; with the partial file still there, a full disk shows.
+    if [ "$rc" = 23 ]; then
+        check_space "$(dirname "$BIN")"
+    fi
+    fail download_failed "could not download the agent binary from $CENTER_URL/download/hostward-agent (curl exit $rc)"
 fi
 chmod 0755 "$TMP_BIN"
 mv -f "$TMP_BIN" "$BIN"
@@ -128,13 +173,28 @@ if [ ! -f "$CONFIG" ]; then
 fi
 
 if [ "$USE_SYSTEMD" = 1 ]; then
+    mkdir -p "$(dirname "$UNIT")"
     if ! curl_pinned -o "$UNIT.tmp" "$CENTER_URL/download/hostward-agent.service"; then
         rm -f "$UNIT.tmp"
         fail download_failed "could not download the systemd unit from $CENTER_URL"
     fi
+    if [ -n "$ROOT" ]; then
+        # The unit names the default paths: point it at ROOT. systemd's StateDirectory= is
+        # always under /var/lib, and PrivateTmp= would hide a ROOT under /tmp from the agent.
+        sed -e "s#/usr/local/bin/hostward-agent#$BIN#g" \
+            -e "s#/etc/hostward/agent.toml#$CONFIG#g" \
+            -e "s#^ReadWritePaths=.*#ReadWritePaths=$STATE_DIR#" \
+            -e '/^StateDirectory/d' -e '/^PrivateTmp=/d' "$UNIT.tmp" >"$UNIT.tmp2"
+        mv -f "$UNIT.tmp2" "$UNIT.tmp"
+    fi
     mv -f "$UNIT.tmp" "$UNIT"
     systemctl daemon-reload
-    systemctl enable --now hostward-agent
+    if [ -n "$ROOT" ]; then
+        # Outside systemd's search path: enabling by path links the unit in.
+        systemctl enable --now "$UNIT"
+    else
+        systemctl enable --now hostward-agent
+    fi
     # A reinstall replaces the binary and identity: make a running agent pick them up.
     systemctl restart hostward-agent
     say "agent installed, enrolled and running (systemctl status hostward-agent)"
@@ -143,7 +203,8 @@ else
         kill "$(cat "$PIDFILE")" 2>/dev/null || true
         sleep 1
     fi
-    nohup "$BIN" run --config "$CONFIG" >>"$LOG" 2>&1 </dev/null &
+    mkdir -p "$(dirname "$LOG")" "$(dirname "$PIDFILE")"
+    nohup "$BIN" run --config "$CONFIG" --state-dir "$STATE_DIR" >>"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     say "agent installed, enrolled and running without systemd (pid $(cat "$PIDFILE"), log $LOG)"
 fi
