@@ -321,18 +321,31 @@ pub async fn post_enroll(
     serde_json::from_slice(&body).map_err(|e| anyhow!("POST {url}: unexpected answer: {e}").into())
 }
 
-/// Sends an install report. Failures are logged and swallowed: a report is advisory and must
-/// not turn into the reason an install fails.
-pub async fn report(client: &reqwest::Client, center: &CenterUrl, report: &InstallReport) {
+/// Sends an install report. A report is advisory: failures are logged and must not become the
+/// reason an install fails. Returns the center's refusal, so a caller can stop early when the
+/// refusal is about the token itself.
+pub async fn report(
+    client: &reqwest::Client,
+    center: &CenterUrl,
+    report: &InstallReport,
+) -> Option<EnrollError> {
     let url = format!("{}/api/v1/enroll/report", center.base);
     match client.post(&url).json(report).send().await {
-        Ok(r) if r.status().is_success() => {}
+        Ok(r) if r.status().is_success() => None,
         Ok(r) => {
             let status = r.status().as_u16();
             let (code, message) = parse_error_body(status, &r.bytes().await.unwrap_or_default());
             tracing::warn!(status, code, message, "install report refused");
+            Some(EnrollError::Refused {
+                status,
+                code,
+                message,
+            })
         }
-        Err(e) => tracing::warn!(error = %e, "install report not delivered"),
+        Err(e) => {
+            tracing::warn!(error = %e, "install report not delivered");
+            None
+        }
     }
 }
 
@@ -468,7 +481,14 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Identity, EnrollError> {
         cause: None,
         detail: None,
     };
-    report(&client, &center, &base_report).await;
+    // A token the center refuses now will be refused for enrollment too: stop here rather than
+    // spend a second failed attempt against the center's rate limit.
+    if let Some(e @ EnrollError::Refused { .. }) = report(&client, &center, &base_report).await
+        && let EnrollError::Refused { code, .. } = &e
+        && (is_token_error(code) || code == "cidr_not_allowed")
+    {
+        return Err(e);
+    }
     let failed = |cause: &str, detail: String| InstallReport {
         status: "failed".into(),
         cause: Some(cause.to_string()),
@@ -496,7 +516,7 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Identity, EnrollError> {
             match &e {
                 EnrollError::Refused { code, .. } if is_token_error(code) => {}
                 EnrollError::Refused { code, .. } => {
-                    report(&client, &center, &failed("enroll_failed", code.clone())).await
+                    report(&client, &center, &failed("enroll_failed", code.clone())).await;
                 }
                 other => {
                     report(
@@ -504,7 +524,7 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Identity, EnrollError> {
                         &center,
                         &failed("enroll_failed", other.to_string()),
                     )
-                    .await
+                    .await;
                 }
             }
             return Err(e);
