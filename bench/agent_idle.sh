@@ -34,40 +34,47 @@ pids+=("$agent")
 sleep 5 # connected and settled
 
 procs=("hostward-agent=$agent")
-# Peer: CrowdSec's security engine from Debian, with its SSH parsers and brute-force scenarios
-# enabled from the hub the package vendors, tailing auth.log. Its package post-install registers
-# with an online API (refused on a closed network), so it runs here from a private copy of its
-# config that needs no network and leaves /etc/crowdsec untouched.
-if ! command -v crowdsec >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q crowdsec >/dev/null 2>&1 || true
-fi
-hub=/usr/share/crowdsec/hub
-if command -v crowdsec >/dev/null && [ -f "$hub/.index.json" ]; then
-  cs=$work/crowdsec
-  cp -r /etc/crowdsec "$cs"
-  mkdir -p "$cs/parsers/s00-raw" "$cs/parsers/s01-parse" "$cs/parsers/s02-enrich" "$cs/scenarios" "$cs/data"
-  ln -s "$hub/parsers/s00-raw/crowdsecurity/syslog-logs.yaml" "$cs/parsers/s00-raw/"
-  ln -s "$hub/parsers/s01-parse/crowdsecurity/sshd-logs.yaml" "$cs/parsers/s01-parse/"
-  ln -s "$hub/parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml" "$cs/parsers/s02-enrich/"
-  ln -s "$hub/scenarios/crowdsecurity/ssh-bf.yaml" "$cs/scenarios/"
-  ln -s "$hub/scenarios/crowdsecurity/ssh-slow-bf.yaml" "$cs/scenarios/"
+# Peer: CrowdSec's security engine, Debian's package, with its SSH parsers and brute-force
+# scenarios enabled from the hub the package vendors, tailing auth.log. The package is unpacked
+# into the work dir, not installed: its post-install registers with an online API, which fails on
+# a closed network and would leave dpkg half-configured for everything after it.
+cs=$work/crowdsec
+mkdir -p "$cs/pkg"
+if (cd "$cs/pkg" && apt-get download crowdsec >/dev/null 2>&1) && dpkg-deb -x "$cs"/pkg/crowdsec_*.deb "$cs/root"; then
+  r=$cs/root
+  hub=$r/usr/share/crowdsec/hub
+  conf=$cs/etc
+  cp -r "$r/etc/crowdsec" "$conf"
+  mkdir -p "$conf/parsers/s00-raw" "$conf/parsers/s01-parse" "$conf/parsers/s02-enrich" "$conf/scenarios" "$cs/data"
+  ln -s "$hub/parsers/s00-raw/crowdsecurity/syslog-logs.yaml" "$conf/parsers/s00-raw/"
+  ln -s "$hub/parsers/s01-parse/crowdsecurity/sshd-logs.yaml" "$conf/parsers/s01-parse/"
+  ln -s "$hub/parsers/s02-enrich/crowdsecurity/dateparse-enrich.yaml" "$conf/parsers/s02-enrich/"
+  ln -s "$hub/scenarios/crowdsecurity/ssh-bf.yaml" "$conf/scenarios/"
+  ln -s "$hub/scenarios/crowdsecurity/ssh-slow-bf.yaml" "$conf/scenarios/"
   touch /var/log/auth.log
-  printf 'filenames:\n  - /var/log/auth.log\nlabels:\n  type: syslog\n' >"$cs/acquis.yaml"
-  sed -e "s#config_dir: .*#config_dir: $cs/#" -e "s#hub_dir: .*#hub_dir: $hub/#" -e "s#data_dir: .*#data_dir: $cs/data/#" \
-    -e "s#acquisition_path: .*#acquisition_path: $cs/acquis.yaml#" -e "s#db_path: .*#db_path: $cs/data/crowdsec.db#" \
-    -e "s#credentials_path: .*local_api_credentials.yaml#credentials_path: $cs/local_api_credentials.yaml#" \
-    /etc/crowdsec/config.yaml >"$cs/config.yaml"
+  printf 'filenames:\n  - /var/log/auth.log\nlabels:\n  type: syslog\n' >"$conf/acquis.yaml"
+  sed -e "s#config_dir: .*#config_dir: $conf/#" -e "s#hub_dir: .*#hub_dir: $hub/#" -e "s#index_path: .*#index_path: $hub/.index.json#" -e "s#data_dir: .*#data_dir: $cs/data/#" \
+    -e "s#acquisition_path: .*#acquisition_path: $conf/acquis.yaml#" -e "s#db_path: .*#db_path: $cs/data/crowdsec.db#" \
+    -e "s#credentials_path: .*local_api_credentials.yaml#credentials_path: $conf/local_api_credentials.yaml#" \
+    -e "s#credentials_path: .*online_api_credentials.yaml#credentials_path: $conf/online_api_credentials.yaml#" \
+    -e "s#/etc/crowdsec/#$conf/#g" \
+    "$r/etc/crowdsec/config.yaml" >"$conf/config.yaml"
+  # No central API on a closed network: an empty credentials file keeps it local-only.
+  : >"$conf/online_api_credentials.yaml"
   # Its own local API needs this engine registered as a watcher in the private database.
-  cscli -c "$cs/config.yaml" machines add -a --force -f "$cs/local_api_credentials.yaml" >/dev/null 2>&1 || true
-  crowdsec -c "$cs/config.yaml" >"$work/crowdsec.log" 2>&1 &
+  "$r/usr/bin/cscli" -c "$conf/config.yaml" machines add -a --force -f "$conf/local_api_credentials.yaml" >/dev/null 2>&1 || true
+  "$r/usr/bin/crowdsec" -c "$conf/config.yaml" >"$work/crowdsec.log" 2>&1 &
   peer=$!
   pids+=("$peer")
   sleep 10
   if kill -0 "$peer" 2>/dev/null; then
-    procs+=("crowdsec $(dpkg-query -W -f='${Version}' crowdsec)=$peer")
+    procs+=("crowdsec $(dpkg-deb -f "$cs"/pkg/crowdsec_*.deb Version)=$peer")
   else
-    echo "CrowdSec did not start; its log:"; tail -5 "$work/crowdsec.log"
+    echo "CrowdSec did not start; its log:"
+    tail -5 "$work/crowdsec.log"
   fi
+else
+  echo "CrowdSec's package could not be fetched; measuring the agent alone."
 fi
 echo "Sampling for $DURATION s every $INTERVAL s..."
 python3 "$root/bench/sample.py" "$DURATION" "$INTERVAL" "${procs[@]}"
