@@ -12,7 +12,7 @@ use super::servers::visible_server;
 use super::{ApiError, ApiJson, audit, expiry, scope};
 use crate::AppState;
 use crate::auth::{Principal, Role};
-use crate::store::{NewTasks, ServerFilter, TaskRow};
+use crate::store::{NewTasks, TaskRow};
 
 /// Kinds the agent has handlers for.
 pub const TASK_KINDS: &[&str] = &["ping", "collect_facts"];
@@ -155,8 +155,7 @@ pub async fn create(
             expires_at,
         })
         .await?;
-    let server_ids: Vec<String> = targets.iter().map(|(_, s)| s.clone()).collect();
-    state.gateway.tasks_queued(&server_ids);
+    state.gateway.tasks_created(&rows);
     let mut per_project: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (proj, srv) in &targets {
         per_project.entry(proj).or_default().push(srv);
@@ -209,23 +208,7 @@ async fn all_targets(
         None if p.is_superadmin => scope(state, p).await?,
         None => p.projects_with(Role::Operator),
     };
-    let mut out = Vec::new();
-    let mut filter = ServerFilter {
-        visible_projects: projects,
-        page: 1,
-        per_page: 500,
-        ..Default::default()
-    };
-    loop {
-        let (items, total) = state.store.list_servers(&filter).await?;
-        let n = items.len();
-        out.extend(items.into_iter().map(|s| (s.project_id, s.id)));
-        if n == 0 || out.len() as i64 >= total {
-            break;
-        }
-        filter.page += 1;
-    }
-    Ok(out)
+    Ok(state.store.server_ids_in(&projects).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/tasks", tag = "tasks", params(("id" = String, Path)),

@@ -115,8 +115,21 @@ impl Gateway {
         });
     }
 
+    /// Hands tasks just created on this replica to the sessions held here, without reading them
+    /// back from the database (a broadcast creates one per server).
+    pub fn tasks_created(&self, tasks: &[TaskRow]) {
+        self.deliver(tasks.to_vec());
+    }
+
     async fn dispatch(&self, server_ids: &[String]) -> crate::store::Result<()> {
         let tasks = self.inner.store.queued_tasks_for(server_ids).await?;
+        self.deliver(tasks);
+        Ok(())
+    }
+
+    /// Sends tasks to their sessions here; tasks of agents connected elsewhere (or nowhere) stay
+    /// queued for the poller or the next connect.
+    fn deliver(&self, tasks: Vec<TaskRow>) {
         let mut by_server: HashMap<String, Vec<TaskRow>> = HashMap::new();
         {
             let mut in_flight = self.inner.in_flight.lock().unwrap();
@@ -129,17 +142,17 @@ impl Gateway {
         let sessions = self.inner.sessions.lock().unwrap();
         let mut in_flight = self.inner.in_flight.lock().unwrap();
         for (server_id, tasks) in by_server {
+            let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
             let sent = sessions
                 .get(&server_id)
-                .is_some_and(|h| h.tx.try_send(Control::Tasks(tasks.clone())).is_ok());
+                .is_some_and(|h| h.tx.try_send(Control::Tasks(tasks)).is_ok());
             if !sent {
                 // Still queued in the database; the poller or the next connect delivers them.
-                for t in &tasks {
-                    in_flight.remove(&t.id);
+                for id in &ids {
+                    in_flight.remove(id);
                 }
             }
         }
-        Ok(())
     }
 
     /// The server's config (e.g. protection switch) changed: push it to its agent.

@@ -305,6 +305,21 @@ impl Store {
         Ok((rows.iter().map(server).collect::<Result<_>>()?, total))
     }
 
+    /// (project id, server id) of every server in these projects: the targets of a fleet-wide
+    /// task, without loading whole rows.
+    pub async fn server_ids_in(&self, projects: &[String]) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for chunk in projects.chunks(500) {
+            let mut sql = Sql::new("SELECT project_id, id FROM servers WHERE project_id IN ");
+            sql.bind_list(chunk);
+            sql.push(" ORDER BY created_at, id");
+            for r in sql.query().fetch_all(self.pool()).await? {
+                out.push((r.try_get("project_id")?, r.try_get("id")?));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn delete_server(&self, id: &str) -> Result<()> {
         let r = sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(id.to_string())
