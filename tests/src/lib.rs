@@ -1646,6 +1646,11 @@ impl Agent {
 
     /// Starts `hostward-agent run`. Its stderr goes to `<dir>/agent.stderr.log` (appended).
     pub fn run(&mut self, env: &TestEnv) -> Result<()> {
+        self.run_with(env, &[])
+    }
+
+    /// As [`Agent::run`], with extra arguments to `run` (e.g. `--config FILE`).
+    pub fn run_with(&mut self, env: &TestEnv, extra: &[&str]) -> Result<()> {
         if self.is_running() {
             bail!("{} is already running", self.label);
         }
@@ -1653,6 +1658,7 @@ impl Agent {
         cmd.arg("run")
             .arg("--state-dir")
             .arg(&self.state_dir)
+            .args(extra)
             .env("RUST_LOG", "info");
         self.proc = Some(Proc::spawn(env, &self.label, cmd, &self.dir, "agent")?);
         Ok(())

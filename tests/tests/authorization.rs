@@ -19,6 +19,8 @@ struct A {
     alice: String,
     alice_token: String,
     alice_api_token_id: String,
+    /// A package A's agent reported.
+    package: String,
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -65,6 +67,15 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
         probe("PUT", format!("/api/v1/users/{u}/password"), format!("/api/v1/users/{n}/password"), Some(json!({"password": "hijacked-password-123"}))),
         probe("PUT", format!("/api/v1/users/{u}/roles"), format!("/api/v1/users/{n}/roles"), Some(json!({"project_id": p, "role": "admin"}))),
         probe("DELETE", format!("/api/v1/api-tokens/{}", a.alice_api_token_id), format!("/api/v1/api-tokens/{n}"), None),
+        probe("GET", format!("/api/v1/servers/{s}/inventory"), format!("/api/v1/servers/{n}/inventory"), None),
+        probe("GET", format!("/api/v1/servers/{s}/inventory/software"), format!("/api/v1/servers/{n}/inventory/software"), None),
+        probe("GET", format!("/api/v1/servers/{s}/inventory/accounts?format=csv"), format!("/api/v1/servers/{n}/inventory/accounts?format=csv"), None),
+        probe("GET", format!("/api/v1/servers/{s}/inventory/changes"), format!("/api/v1/servers/{n}/inventory/changes"), None),
+        probe("POST", format!("/api/v1/servers/{s}/tasks"), format!("/api/v1/servers/{n}/tasks"), Some(json!({"kind": "collect_inventory", "params": {"full": true}}))),
+        probe("GET", format!("/api/v1/projects/{p}/inventory-policy"), format!("/api/v1/projects/{n}/inventory-policy"), None),
+        probe("PUT", format!("/api/v1/projects/{p}/inventory-policy"), format!("/api/v1/projects/{n}/inventory-policy"), Some(json!({"interval_secs": {"ports": 0}}))),
+        probe("GET", format!("/api/v1/assets/software?project={p}"), format!("/api/v1/assets/software?project={n}"), None),
+        probe("GET", format!("/api/v1/inventory/changes?project={p}"), format!("/api/v1/inventory/changes?project={n}"), None),
     ]
     .into_iter()
     .chain([
@@ -191,6 +202,28 @@ async fn check_api(who: &str, api: &Api, a: &A, bob_id: &str) -> Result<()> {
             truncate(&r.text, 300)
         ));
     }
+    // Fleet-wide inventory views: B has no inventory, so anything listed is A's.
+    for path in [
+        "/api/v1/assets/software".to_string(),
+        "/api/v1/assets/accounts?q=root".to_string(),
+        "/api/v1/assets/software?format=csv".to_string(),
+        format!("/api/v1/assets/software/servers?name={}", a.package),
+        "/api/v1/inventory/changes".to_string(),
+    ] {
+        let r = api.get(&path).await?;
+        let leaked = if path.contains("format=csv") {
+            r.text.lines().count() > 1
+        } else {
+            r.json["total"] != 0 || r.text.contains(&a.server)
+        };
+        if r.status != 200 || leaked {
+            failures.push(format!(
+                "{who}: GET {path} answered {} and shows A's inventory: {}",
+                r.status,
+                truncate(&r.text, 300)
+            ));
+        }
+    }
     let r = api.get(&format!("/api/v1/tasks/{}", a.task)).await?;
     if r.text.contains(&a.server) {
         failures.push(format!("{who}: task detail leaks A's server id"));
@@ -284,6 +317,18 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
         agent_a.run(&env)?;
         root.wait_status(&agent_a.server_id, "online", None, secs(30))
             .await?;
+        // A's inventory is in, so a leak of it would show.
+        let software = format!("/api/v1/servers/{}/inventory/software", agent_a.server_id);
+        let inv = wait_until("A's software inventory", secs(60), millis(300), || async {
+            let r = root.get(&software).await?.expect(200)?;
+            ensure!(r.json["total"].as_i64().unwrap_or(0) > 0, "no software yet");
+            Ok(r.json)
+        })
+        .await?;
+        let package = inv["items"][0]["name"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no package name in {inv}"))?
+            .to_string();
         let task = root
             .post(
                 &format!("/api/v1/servers/{}/tasks", agent_a.server_id),
@@ -329,6 +374,7 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             alice: alice_id,
             alice_token,
             alice_api_token_id,
+            package,
         };
 
         // Project B: a server, a viewer and an admin.
@@ -410,6 +456,15 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
         ensure!(
             s["protection_wanted"] == true,
             "A's protection was switched: {s}"
+        );
+        let policy = root
+            .get(&format!("/api/v1/projects/{}/inventory-policy", a.project))
+            .await?
+            .expect(200)?;
+        ensure!(
+            policy.json["version"] == 0,
+            "A's inventory policy was changed: {}",
+            policy.text
         );
         ensure!(
             s["agent_status"] == "online",

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use hostward_proto::{Event, Message};
+use hostward_proto::{Event, InventoryKind, Message};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -40,6 +40,44 @@ pub enum Command {
     Emit(EmitArgs),
     /// Print this agent's identity and outbox state as JSON.
     Status(StatusArgs),
+    /// Collect the host inventory once and print it as JSON (nothing is sent).
+    Inventory(InventoryArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InventoryArgs {
+    /// Kind to collect (repeatable): accounts, ports, processes, software, autostart,
+    /// kernel_modules, middleware [default: all].
+    #[arg(long = "kind", value_name = "KIND", value_parser = parse_kind)]
+    pub kinds: Vec<InventoryKind>,
+    /// Filesystem root to read the host under [default: the config's inventory_root, else /].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Config file [default: /etc/hostward/agent.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also print wall time, CPU time and peak RSS growth of each collection on stderr.
+    #[arg(long)]
+    pub stats: bool,
+    /// Collect this many times in this process (the first run hashes executables, later runs
+    /// hit the hash cache as the daemon does); the output is the last run's.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    /// Wait this long between repeated runs, so the last run's diff against the first shows
+    /// what changed meanwhile.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub interval: u64,
+    /// Print on stderr the bytes the first run would send as full snapshots and the last run as
+    /// diffs against the first, as frames on the wire.
+    #[arg(long)]
+    pub wire: bool,
+}
+
+fn parse_kind(s: &str) -> Result<InventoryKind, String> {
+    InventoryKind::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = InventoryKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown kind {s:?}; one of {}", all.join(", "))
+    })
 }
 
 #[derive(clap::Args, Debug)]
@@ -172,7 +210,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let cfg = Config::resolve(a.config.as_deref())?;
             init_logging(log_flag, &cfg.log_level);
             let dir = state_dir(a.state_dir, &cfg);
-            runtime()?.block_on(cmd_run(dir, cfg.outbox_max_records))?;
+            runtime()?.block_on(cmd_run(dir, cfg.outbox_max_records, cfg.inventory_root))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Emit(a) => {
@@ -189,7 +227,99 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             runtime()?.block_on(cmd_status(dir, cfg.outbox_max_records))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Inventory(a) => {
+            let cfg = Config::resolve(a.config.as_deref())?;
+            init_logging(log_flag, &cfg.log_level);
+            let root = a.root.clone().unwrap_or(cfg.inventory_root);
+            cmd_inventory(a, &root)
+        }
     }
+}
+
+fn cmd_inventory(a: InventoryArgs, root: &Path) -> Result<ExitCode> {
+    use crate::collect::{self, Ctx, HashCache};
+    use crate::inventory::{Sent, diff, usage};
+    let kinds = if a.kinds.is_empty() {
+        InventoryKind::ALL.to_vec()
+    } else {
+        a.kinds.clone()
+    };
+    let policy = hostward_proto::InventoryPolicy::default();
+    let hashes = HashCache::default();
+    let ctx = Ctx {
+        root,
+        policy: &policy,
+        hashes: &hashes,
+    };
+    let frame_bytes = |recs: &[hostward_proto::Inventory]| -> usize {
+        recs.iter()
+            .map(|r| {
+                hostward_proto::Envelope::record(1, Message::Inventory(r.clone()))
+                    .to_json()
+                    .len()
+            })
+            .sum()
+    };
+    let mut first: Vec<(InventoryKind, Sent)> = Vec::new();
+    let mut out = serde_json::Map::new();
+    for run in 1..=a.repeat {
+        if run > 1 && a.interval > 0 {
+            std::thread::sleep(std::time::Duration::from_secs(a.interval));
+        }
+        let before = usage();
+        let wall = std::time::Instant::now();
+        let results: Vec<_> = kinds
+            .iter()
+            .map(|k| (*k, collect::collect(*k, &ctx)))
+            .collect();
+        let wall = wall.elapsed();
+        let after = usage();
+        if a.stats {
+            eprintln!(
+                "{}",
+                serde_json::json!({
+                    "run": run,
+                    "kinds": kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                    "wall_ms": wall.as_secs_f64() * 1e3,
+                    "cpu_ms": (after.cpu_secs - before.cpu_secs) * 1e3,
+                    "rss_start_kb": before.rss_kb,
+                    "rss_peak_kb": after.peak_rss_kb,
+                    "peak_extra_kb": after.peak_rss_kb.saturating_sub(before.rss_kb),
+                })
+            );
+        }
+        let now = crate::link::unix_now();
+        let last = run == a.repeat;
+        out.clear();
+        for (kind, c) in results {
+            if last {
+                out.insert(
+                    kind.as_str().to_string(),
+                    serde_json::json!({ "items": c.items, "issues": c.issues }),
+                );
+            }
+            if !a.wire {
+                continue;
+            }
+            if run == 1 {
+                let full = diff(c, None, true, now);
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"wire": "full", "kind": kind.as_str(), "items": full.items, "records": full.records.len(), "bytes": frame_bytes(&full.records)})
+                );
+                first.push((kind, full.sent));
+            } else if last {
+                let base = first.iter().find(|(k, _)| *k == kind).map(|(_, s)| s);
+                let d = diff(c, base, false, now);
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"wire": "diff", "kind": kind.as_str(), "records": d.records.len(), "bytes": frame_bytes(&d.records)})
+                );
+            }
+        }
+    }
+    println!("{}", serde_json::Value::Object(out));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_enroll(a: EnrollArgs, dir: PathBuf) -> Result<ExitCode> {
@@ -253,7 +383,7 @@ async fn open_outbox(dir: &Path, max_records: u64) -> Result<Outbox> {
     Outbox::open(&dir.join(link::outbox::FILE_NAME), max_records).await
 }
 
-async fn cmd_run(dir: PathBuf, max_records: u64) -> Result<()> {
+async fn cmd_run(dir: PathBuf, max_records: u64, inventory_root: PathBuf) -> Result<()> {
     let creds = enroll::Credentials::load(&dir)?;
     let outbox = open_outbox(&dir, max_records).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -272,7 +402,11 @@ async fn cmd_run(dir: PathBuf, max_records: u64) -> Result<()> {
         state_dir = %dir.display(),
         "agent starting"
     );
-    link::Daemon::new(creds, outbox).run(stop_rx).await
+    let inventory = crate::inventory::spawn(inventory_root, &dir, outbox.clone());
+    link::Daemon::new(creds, outbox)
+        .with_inventory(inventory)
+        .run(stop_rx)
+        .await
 }
 
 async fn cmd_emit(a: EmitArgs, dir: PathBuf, max_records: u64) -> Result<()> {

@@ -17,6 +17,8 @@ pub struct Config {
     pub log_level: String,
     /// Outbox bound; past it new records are dropped and counted (back-pressure).
     pub outbox_max_records: u64,
+    /// Filesystem root the inventory collectors read the host under; `/` except in tests.
+    pub inventory_root: PathBuf,
 }
 
 impl Default for Config {
@@ -25,6 +27,7 @@ impl Default for Config {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             log_level: "info".into(),
             outbox_max_records: 100_000,
+            inventory_root: PathBuf::from("/"),
         }
     }
 }

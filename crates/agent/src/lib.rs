@@ -2,8 +2,10 @@
 //! end-to-end tests use [`link`] and [`enroll`] directly. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod enroll;
 pub mod facts;
+pub mod inventory;
 pub mod link;
 pub mod tasks;

@@ -33,6 +33,40 @@ fn outcome(task: &Task, now: i64, root: &Path) -> Result<serde_json::Value, Stri
     }
 }
 
+/// Kind of the "collect inventory now" task; runs on the inventory runner, not here.
+pub use hostward_proto::inventory::COLLECT_INVENTORY_TASK as COLLECT_INVENTORY;
+
+/// Asks the inventory runner to collect (params: `{"kinds": [...], "full": bool}`, both
+/// optional) and reports per kind how many items it found and records it queued.
+pub async fn collect_inventory(
+    task: &Task,
+    now: i64,
+    runner: Option<&crate::inventory::Handle>,
+) -> TaskUpdate {
+    let outcome = async {
+        if task.expires_at.is_some_and(|exp| exp < now) {
+            return Err("expired".to_string());
+        }
+        let req: hostward_proto::inventory::CollectNow = if task.params.is_null() {
+            Default::default()
+        } else {
+            serde_json::from_value(task.params.clone()).map_err(|e| format!("bad params: {e}"))?
+        };
+        let runner = runner.ok_or("the inventory runner is not running")?;
+        let summary = runner.collect_now(req).await.map_err(|e| e.to_string())?;
+        serde_json::to_value(summary).map_err(|e| e.to_string())
+    };
+    let (state, output) = match outcome.await {
+        Ok(out) => (TaskState::Done, out),
+        Err(msg) => (TaskState::Failed, json!({ "error": msg })),
+    };
+    TaskUpdate {
+        task_id: task.id.clone(),
+        state,
+        output,
+    }
+}
+
 pub fn running(task: &Task) -> TaskUpdate {
     TaskUpdate {
         task_id: task.id.clone(),

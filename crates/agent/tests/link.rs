@@ -343,6 +343,7 @@ async fn session_delivers_records_runs_tasks_and_says_bye() {
         version: 3,
         heartbeat_secs: 1,
         protection_enabled: true,
+        inventory: Default::default(),
     };
     ws.send(tungstenite::Message::text(
         Envelope::control(Message::Config(cfg)).to_json(),

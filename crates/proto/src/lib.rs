@@ -5,7 +5,7 @@
 //! serde-tagged enum, so an unknown kind is a decode error the receiver answers with an
 //! `error` frame instead of crashing. This crate does no I/O.
 //!
-//! Durability: records the agent must not lose (`event`, `task_update`) carry a per-agent
+//! Durability: records the agent must not lose (`event`, `task_update`, `inventory`) carry a per-agent
 //! sequence number that only grows. The center writes a record and the agent's highest seq in
 //! one transaction, then answers `ack` with that seq; the agent deletes records only up to an
 //! ack. A record whose seq is not above the stored one is a duplicate and is dropped, which
@@ -13,6 +13,9 @@
 //! not durable and carry seq 0.
 
 use serde::{Deserialize, Serialize};
+
+pub mod inventory;
+pub use inventory::{Inventory, InventoryKind, InventoryPolicy};
 
 /// Version of the frame format. The center refuses a `hello` with another major version
 /// (`version_unsupported`).
@@ -129,6 +132,8 @@ pub enum Message {
     Heartbeat(Heartbeat),
     Event(Event),
     TaskUpdate(TaskUpdate),
+    /// Host inventory: a full snapshot or a diff of one kind.
+    Inventory(Inventory),
     /// Graceful shutdown: the center records `offline` / `agent_stopped`.
     Bye(Bye),
     // center -> agent
@@ -142,7 +147,10 @@ pub enum Message {
 impl Message {
     /// Whether this message is a durable record (carries a seq and awaits an ack).
     pub fn is_record(&self) -> bool {
-        matches!(self, Message::Event(_) | Message::TaskUpdate(_))
+        matches!(
+            self,
+            Message::Event(_) | Message::TaskUpdate(_) | Message::Inventory(_)
+        )
     }
 }
 
@@ -267,6 +275,9 @@ pub struct AgentConfig {
     pub heartbeat_secs: u64,
     /// Protection switched off by a user: the agent stays connected but runs no detectors.
     pub protection_enabled: bool,
+    /// Inventory schedule and port exceptions.
+    #[serde(default)]
+    pub inventory: InventoryPolicy,
 }
 
 /// Work the center asks of an agent. `kind` names the handler; unknown kinds fail the task.

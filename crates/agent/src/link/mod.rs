@@ -271,6 +271,7 @@ pub struct Daemon {
     config: Option<AgentConfig>,
     recent_tasks: tasks::Recent,
     cpu: CpuSampler,
+    inventory: Option<crate::inventory::Handle>,
 }
 
 enum SessionEnd {
@@ -287,7 +288,14 @@ impl Daemon {
             config: None,
             recent_tasks: tasks::Recent::default(),
             cpu: CpuSampler::new(),
+            inventory: None,
         }
+    }
+
+    /// Hands the inventory runner the pushed policy and "collect now" tasks.
+    pub fn with_inventory(mut self, handle: crate::inventory::Handle) -> Daemon {
+        self.inventory = Some(handle);
+        self
     }
 
     /// Runs until `stop` turns true. Returns Ok after a graceful stop.
@@ -405,6 +413,9 @@ impl Daemon {
                                 let period_changed = self.config.as_ref().map(|c| c.heartbeat_secs) != Some(cfg.heartbeat_secs);
                                 tracing::info!(version = cfg.version, heartbeat_secs = cfg.heartbeat_secs,
                                     protection_enabled = cfg.protection_enabled, "config applied");
+                                if let Some(inv) = &self.inventory {
+                                    inv.set_policy(cfg.inventory.clone());
+                                }
                                 self.config = Some(cfg);
                                 if period_changed {
                                     hb = heartbeat_timer(self.heartbeat_period());
@@ -464,14 +475,15 @@ impl Daemon {
                 return Ok(false);
             }
         };
-        let full = batch.len() as u32 == SEND_BATCH;
+        // A batch may stop short at its byte budget: anything sent means more may wait.
+        let more = !batch.is_empty();
         for env in &batch {
             send(ws, env)
                 .await
                 .map_err(|e| format!("sending record {}: {e}", env.seq))?;
             *sent_upto = env.seq;
         }
-        Ok(full)
+        Ok(more)
     }
 
     fn start_task(&mut self, task: hostward_proto::Task) {
@@ -482,6 +494,7 @@ impl Daemon {
         tracing::info!(task_id = %task.id, kind = %task.kind, "task received");
         let outbox = self.outbox.clone();
         let root = self.facts_root.clone();
+        let inventory = self.inventory.clone();
         // Results go to the outbox, not the socket, so they survive a disconnect.
         tokio::spawn(async move {
             if let Err(e) = outbox
@@ -490,7 +503,12 @@ impl Daemon {
             {
                 tracing::error!(task_id = %task.id, error = %e, "could not queue task update");
             }
-            let update = tasks::run(&task, unix_now(), &root);
+            let update = match task.kind.as_str() {
+                tasks::COLLECT_INVENTORY => {
+                    tasks::collect_inventory(&task, unix_now(), inventory.as_ref()).await
+                }
+                _ => tasks::run(&task, unix_now(), &root),
+            };
             tracing::info!(task_id = %task.id, state = update.state.as_str(), "task finished");
             match outbox.push(&Message::TaskUpdate(update)).await {
                 Ok(Some(_)) => {}

@@ -1,4 +1,4 @@
-//! The durable outbox: records (`event`, `task_update`) wait here until the center acks them.
+//! The durable outbox: records (`event`, `task_update`, `inventory`) wait here until the center acks them.
 //!
 //! SQLite in WAL mode so that the daemon and `hostward-agent emit` (another process) can write
 //! at once. `AUTOINCREMENT` keeps seqs unique for the life of the file, even after deletes and
@@ -19,6 +19,9 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 pub const FILE_NAME: &str = "outbox.db";
+
+/// Bytes of record bodies read for one send batch, about.
+pub const BATCH_BYTES: usize = 1 << 20;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -91,20 +94,22 @@ impl Outbox {
         Ok(Some(res.last_insert_rowid() as u64))
     }
 
-    /// Records with seq > `seq`, oldest first, at most `limit`.
+    /// Records with seq > `seq`, oldest first, at most `limit` and about [`BATCH_BYTES`] (at
+    /// least one), so a backlog of large inventory records does not balloon the agent's memory.
     pub async fn unsent_after(&self, seq: u64, limit: u32) -> Result<Vec<Envelope>> {
-        let rows =
+        use futures_util::TryStreamExt as _;
+        let mut rows =
             sqlx::query("SELECT seq, kind, body FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2")
                 .bind(seq as i64)
                 .bind(limit as i64)
-                .fetch_all(&self.pool)
-                .await
-                .context("reading the outbox")?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
+                .fetch(&self.pool);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.try_next().await.context("reading the outbox")? {
             let seq: i64 = row.try_get("seq")?;
             let kind: String = row.try_get("kind")?;
             let body: String = row.try_get("body")?;
+            bytes += body.len();
             match join(&kind, &body) {
                 Ok(msg) => out.push(Envelope::record(seq as u64, msg)),
                 // A row this build cannot decode (e.g. written by a newer emit) must not wedge
@@ -112,6 +117,9 @@ impl Outbox {
                 Err(e) => {
                     tracing::warn!(seq, kind, error = %e, "skipping undecodable outbox record")
                 }
+            }
+            if bytes >= BATCH_BYTES {
+                break;
             }
         }
         Ok(out)
@@ -163,7 +171,7 @@ impl Outbox {
 fn split(msg: &Message) -> Result<(String, String)> {
     anyhow::ensure!(
         msg.is_record(),
-        "only event and task_update records go through the outbox"
+        "only records (event, task_update, inventory) go through the outbox"
     );
     let mut v = serde_json::to_value(msg)?;
     let kind = v

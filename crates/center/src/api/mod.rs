@@ -6,6 +6,7 @@
 pub mod api_tokens;
 pub mod enroll;
 mod error;
+pub mod inventory;
 pub mod openapi;
 pub mod projects;
 pub mod servers;
@@ -40,6 +41,31 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/me", get(users::me_handler))
         .route("/api/v1/projects", get(projects::list_handler))
+        .route(
+            "/api/v1/projects/{id}/inventory-policy",
+            get(inventory::policy_handler).put(inventory::set_policy_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/inventory",
+            get(inventory::summary_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/inventory/changes",
+            get(inventory::server_changes_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/inventory/{kind}",
+            get(inventory::items_handler),
+        )
+        .route(
+            "/api/v1/inventory/changes",
+            get(inventory::fleet_changes_handler),
+        )
+        .route("/api/v1/assets/{kind}", get(inventory::assets_handler))
+        .route(
+            "/api/v1/assets/{kind}/servers",
+            get(inventory::asset_servers_handler),
+        )
         .route(
             "/api/v1/servers",
             get(servers::list_handler).post(servers::create_handler),

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api_tokens, enroll, projects, servers, session, tasks, tokens, users};
+use super::{api_tokens, enroll, inventory, projects, servers, session, tasks, tokens, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,14 @@ use super::{api_tokens, enroll, projects, servers, session, tasks, tokens, users
         servers::delete_handler,
         servers::protection_handler,
         servers::revoke_handler,
+        inventory::summary_handler,
+        inventory::items_handler,
+        inventory::server_changes_handler,
+        inventory::fleet_changes_handler,
+        inventory::assets_handler,
+        inventory::asset_servers_handler,
+        inventory::policy_handler,
+        inventory::set_policy_handler,
         tasks::list_handler,
         tasks::create_for_server_handler,
         tasks::create_handler,

@@ -15,7 +15,7 @@ use crate::auth::{Principal, Role};
 use crate::store::{NewTasks, TaskRow};
 
 /// Kinds the agent has handlers for.
-pub const TASK_KINDS: &[&str] = &["ping", "collect_facts"];
+pub const TASK_KINDS: &[&str] = &["ping", "collect_facts", "collect_inventory"];
 /// A task nobody set an expiry for still must not run days after it was asked for.
 pub const DEFAULT_EXPIRY_SECS: i64 = 24 * 3600;
 pub const MAX_EXPIRY_SECS: i64 = 30 * 24 * 3600;
@@ -114,6 +114,12 @@ pub async fn create(
     let params = input.params.unwrap_or_else(|| serde_json::json!({}));
     if !params.is_object() {
         return Err(ApiError::invalid_body("params: must be an object"));
+    }
+    if input.kind == hostward_proto::inventory::COLLECT_INVENTORY_TASK
+        && let Err(e) =
+            serde_json::from_value::<hostward_proto::inventory::CollectNow>(params.clone())
+    {
+        return Err(ApiError::invalid_body(format!("params: {e}")));
     }
     if params.to_string().len() > MAX_PARAMS_BYTES {
         return Err(ApiError::invalid_body(format!(

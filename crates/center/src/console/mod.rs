@@ -7,6 +7,7 @@
 //! Responses carry a strict CSP (no inline scripts or styles) and the other security headers.
 
 mod glue;
+mod inventory;
 mod login;
 mod servers;
 mod tokens;
@@ -43,6 +44,18 @@ pub fn router() -> Router<AppState> {
         .route("/servers", get(servers::list))
         .route("/servers/{id}", get(servers::detail))
         .route("/servers/{id}/protection", post(servers::protection))
+        .route("/servers/{id}/changes", get(inventory::server_changes))
+        .route(
+            "/servers/{id}/inventory/{kind}",
+            get(inventory::server_kind),
+        )
+        .route(
+            "/servers/{id}/inventory/{kind}/collect",
+            post(inventory::collect),
+        )
+        .route("/assets", get(inventory::assets))
+        .route("/assets/changes", get(inventory::fleet_changes))
+        .route("/assets/{kind}/servers", get(inventory::asset_servers))
         .route(
             "/servers/{id}/revoke",
             get(servers::revoke_confirm).post(servers::revoke),

@@ -350,6 +350,7 @@ pub(crate) struct ServerPage {
     pub config_version: i64,
     pub history: Vec<HistoryView>,
     pub tasks: Vec<TaskView>,
+    pub tabs: Vec<super::inventory::Tab>,
 }
 
 fn allowed(p: &super::Principal, project_id: &str, role: Role) -> bool {
@@ -366,6 +367,7 @@ pub async fn detail(
     let tasks = crate::api::tasks::list_for_server(&state, &p, &s.id)
         .await?
         .items;
+    let tabs = super::inventory::server_tabs(&state, &p, &s.id, "overview").await?;
     let project_name = state
         .store
         .project(&s.project_id)
@@ -434,6 +436,7 @@ pub async fn detail(
             })
             .collect(),
         s: ServerView::new(&s),
+        tabs,
     };
     html(&page)
 }

@@ -149,7 +149,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
             .await;
     }
     tracing::info!(version = %hello.agent_version, "agent online");
-    if send(&mut sink, &config_frame(&state, &server))
+    if send(&mut sink, &config_frame(&state, &server).await)
         .await
         .is_err()
     {
@@ -208,16 +208,19 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                         let hint = if b.reason == "system_shutdown" { StopHint::SystemShutdown } else { StopHint::None };
                         break End::Bye(hint);
                     }
-                    msg @ (Message::Event(_) | Message::TaskUpdate(_)) => {
+                    msg @ (Message::Event(_) | Message::TaskUpdate(_) | Message::Inventory(_)) => {
                         if env.seq == 0 {
                             metrics::counter!(m::FRAMES_REJECTED, "reason" => "no_seq").increment(1);
                             send_error(&mut sink, "malformed", "records need a seq above 0").await;
                             continue;
                         }
                         match state.store.store_records(&server.id, &[(env.seq, msg)]).await {
-                            Ok(high) => {
+                            Ok(stored) => {
                                 metrics::counter!(m::RECORDS_STORED).increment(1);
-                                let ack = Envelope::control(Message::Ack(hostward_proto::Ack { seq: high }));
+                                for kind in stored.resync {
+                                    request_full_inventory(&state, &server, kind).await;
+                                }
+                                let ack = Envelope::control(Message::Ack(hostward_proto::Ack { seq: stored.high }));
                                 if send(&mut sink, &ack).await.is_err() { break End::Dropped; }
                             }
                             // No ack: the agent keeps the record and sends it again.
@@ -243,7 +246,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                 }
                 Some(Control::ConfigChanged) => {
                     if let Ok(Some(s)) = state.store.server(&server.id).await
-                        && send(&mut sink, &config_frame(&state, &s)).await.is_err() {
+                        && send(&mut sink, &config_frame(&state, &s).await).await.is_err() {
                         break End::Dropped;
                     }
                 }
@@ -280,12 +283,55 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
     }
 }
 
-fn config_frame(state: &AppState, server: &Server) -> Envelope {
+/// The agent's config: the server's own switches plus its project's inventory policy. The
+/// version grows with either (both counters only grow).
+async fn config_frame(state: &AppState, server: &Server) -> Envelope {
+    let (inventory, policy_version) = match state.store.inventory_policy(&server.project_id).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the inventory policy failed; sending defaults");
+            Default::default()
+        }
+    };
     Envelope::control(Message::Config(AgentConfig {
-        version: server.config_version,
+        version: server.config_version + policy_version,
         heartbeat_secs: state.config.heartbeat_secs,
         protection_enabled: server.protection_wanted,
+        inventory,
     }))
+}
+
+/// A diff did not fit what the center holds (a lost record, a restored database): ask the agent
+/// for a full snapshot of that kind, through a task so it survives a disconnect.
+async fn request_full_inventory(
+    state: &AppState,
+    server: &Server,
+    kind: hostward_proto::InventoryKind,
+) {
+    match state.store.claim_resync(&server.id, kind).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "recording an inventory resync failed");
+            return;
+        }
+    }
+    tracing::warn!(kind = %kind, "inventory diff does not fit the stored state; asking for a full snapshot");
+    let params = serde_json::json!({ "kinds": [kind], "full": true });
+    let created = state
+        .store
+        .create_tasks(&crate::store::NewTasks {
+            targets: &[(server.project_id.clone(), server.id.clone())],
+            kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
+            params: &params,
+            created_by: "system",
+            expires_at: Some(crate::store::now() + 86_400),
+        })
+        .await;
+    match created {
+        Ok(rows) => state.gateway.tasks_created(&rows),
+        Err(e) => tracing::error!(error = %e, "queueing an inventory resync failed"),
+    }
 }
 
 async fn set_offline(state: &AppState, server_id: &str, reason: &str, hint: StopHint) {

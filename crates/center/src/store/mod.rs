@@ -8,6 +8,7 @@
 mod audit;
 mod auth;
 mod enrollment;
+mod inventory;
 mod projects;
 mod records;
 mod servers;
@@ -16,6 +17,7 @@ mod tasks;
 pub use audit::*;
 pub use auth::*;
 pub use enrollment::*;
+pub use inventory::*;
 pub use projects::*;
 pub use records::*;
 pub use servers::*;
@@ -56,10 +58,22 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        "inventory",
+        include_str!("migrations/sqlite/0002_inventory.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/postgres/0001_init.sql")),
+    (
+        2,
+        "inventory",
+        include_str!("migrations/postgres/0002_inventory.sql"),
+    ),
+];
 
 impl Store {
     /// Connects and brings the schema up to date. `url` is `sqlite://PATH` (created if missing) or

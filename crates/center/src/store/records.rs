@@ -15,11 +15,24 @@ pub struct StoredEvent {
     pub data: serde_json::Value,
 }
 
+/// What [`Store::store_records`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// Highest seq now stored: the ack.
+    pub high: u64,
+    /// Inventory kinds whose diff did not fit the stored state: ask the agent for a full snapshot.
+    pub resync: Vec<hostward_proto::InventoryKind>,
+}
+
 impl Store {
     /// Stores a batch of an agent's durable records exactly once and returns the highest seq
     /// now stored, which the gateway acks. Records at or below the stored seq are duplicates of
     /// an earlier delivery and are skipped. One transaction: records and seq move together.
-    pub async fn store_records(&self, server_id: &str, records: &[(u64, Message)]) -> Result<u64> {
+    pub async fn store_records(
+        &self,
+        server_id: &str,
+        records: &[(u64, Message)],
+    ) -> Result<Stored> {
         let mut tx = self.begin().await?;
         let last: i64 = sqlx::query("SELECT last_seq FROM servers WHERE id = $1")
             .bind(server_id.to_string())
@@ -28,6 +41,7 @@ impl Store {
             .ok_or(StoreError::NotFound("server"))?
             .try_get("last_seq")?;
         let mut high = last;
+        let mut resync = Vec::new();
         let t = now();
         for (seq, msg) in records {
             let seq = *seq as i64;
@@ -62,6 +76,11 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                Message::Inventory(inv) => {
+                    if super::inventory::apply_inventory(&mut tx, server_id, inv).await? {
+                        resync.push(inv.kind());
+                    }
+                }
                 _ => {}
             }
             high = seq;
@@ -74,7 +93,10 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(high as u64)
+        Ok(Stored {
+            high: high as u64,
+            resync,
+        })
     }
 
     /// Newest events of a server first.
@@ -142,14 +164,14 @@ mod tests {
                 .unwrap();
             let first: Vec<_> = (1..=5).map(|i| (i as u64, ev(i))).collect();
             assert_eq!(
-                s.store_records(&srv.id, &first).await.unwrap(),
+                s.store_records(&srv.id, &first).await.unwrap().high,
                 5,
                 "{backend}"
             );
             // The ack was lost: the agent sends 3..=8 again.
             let again: Vec<_> = (3..=8).map(|i| (i as u64, ev(i))).collect();
             assert_eq!(
-                s.store_records(&srv.id, &again).await.unwrap(),
+                s.store_records(&srv.id, &again).await.unwrap().high,
                 8,
                 "{backend}"
             );
