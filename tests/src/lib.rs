@@ -782,6 +782,38 @@ impl Center {
         Ok(center)
     }
 
+    /// A second `hostward serve` on the same PostgreSQL database, sharing this center's CA files
+    /// (as replicas do, from one secret volume), with its own data dir and ports. Its admin API
+    /// token is this center's: tokens live in the database.
+    pub async fn start_replica(&self, env: &TestEnv) -> Result<Center> {
+        ensure!(
+            self.backend == Backend::Postgres,
+            "replicas share a PostgreSQL database"
+        );
+        let dir = env.subdir("replica");
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&data_dir)?;
+        for f in ["ca.crt", "ca.key"] {
+            std::fs::copy(self.data_dir.join(f), data_dir.join(f))?;
+        }
+        let mut replica = Center {
+            label: format!("center[{}]", dir.file_name().unwrap().to_string_lossy()),
+            backend: self.backend,
+            dir,
+            data_dir,
+            database_url: self.database_url.clone(),
+            port: free_port(),
+            gateway_port: free_port(),
+            ca_pem: String::new(),
+            http: reqwest::Client::new(),
+            admin_token: self.admin_token.clone(),
+            opts: self.opts.clone(),
+            proc: None,
+        };
+        replica.spawn_and_wait(env).await?;
+        Ok(replica)
+    }
+
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }

@@ -267,6 +267,111 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
         "{who}: console /tokens shows A's token"
     );
 
+    /// Inventory kinds, as the console's tab URLs name them.
+    const INVENTORY_KINDS: [&str; 7] = [
+        "accounts",
+        "ports",
+        "processes",
+        "software",
+        "autostart",
+        "kernel_modules",
+        "middleware",
+    ];
+
+    /// Percent-encoding for a query value.
+    fn urlencode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    // Every inventory tab of A's server, its searches and pages, and the CSV downloads its
+    // pages link to (the REST API, with this console session's cookie).
+    let s = &a.server;
+    let pkg = urlencode(&a.package);
+    let mut pages = vec![
+        format!("/servers/{s}/changes"),
+        format!("/servers/{s}/changes?kind=software&change=added&q={pkg}&page=2"),
+        format!("/servers/{s}/inventory/no-such-kind"),
+        format!("/api/v1/servers/{s}/inventory"),
+        format!("/api/v1/servers/{s}/inventory/changes?format=csv"),
+    ];
+    for kind in INVENTORY_KINDS {
+        pages.push(format!("/servers/{s}/inventory/{kind}"));
+        pages.push(format!("/servers/{s}/inventory/{kind}?q={pkg}&page=2"));
+        pages.push(format!("/api/v1/servers/{s}/inventory/{kind}?format=csv"));
+        pages.push(format!(
+            "/api/v1/servers/{s}/inventory/{kind}?format=csv&q={pkg}"
+        ));
+    }
+    // Fleet pages narrowed to A's project.
+    let p = &a.project;
+    pages.push(format!("/assets?project={p}"));
+    pages.push(format!("/assets/changes?project={p}"));
+    pages.push(format!("/assets/software/servers?name={pkg}&project={p}"));
+    for path in &pages {
+        let r = console.get(path).await?;
+        ensure!(
+            r.status == 404 || r.status == 403,
+            "{who}: console GET {path} answered {} (want 404): {}",
+            r.status,
+            truncate(&r.body, 300)
+        );
+    }
+
+    // Fleet-wide pages: B has no inventory, so every list is empty and names nothing of A.
+    let mut fleet = vec![
+        ("/assets".to_string(), "id=\"assets-empty\""),
+        (
+            format!("/assets?kind=software&q={pkg}"),
+            "id=\"assets-empty\"",
+        ),
+        (
+            format!("/assets/software/servers?name={pkg}"),
+            "id=\"asset-servers-empty\"",
+        ),
+        ("/assets/changes".to_string(), "id=\"changes-empty\""),
+        (
+            format!("/assets/changes?kind=software&q={pkg}"),
+            "id=\"changes-empty\"",
+        ),
+    ];
+    for kind in INVENTORY_KINDS {
+        fleet.push((format!("/assets?kind={kind}"), "id=\"assets-empty\""));
+    }
+    for (path, empty) in &fleet {
+        let r = console.get(path).await?;
+        ensure!(
+            r.status == 200,
+            "{who}: console GET {path} answered {}",
+            r.status
+        );
+        ensure!(
+            r.body.contains(empty) && !r.body.contains(&a.server) && !r.body.contains(p.as_str()),
+            "{who}: console GET {path} shows A's inventory: {}",
+            truncate(&strip_tags(&r.body), 500)
+        );
+    }
+    // And the CSV downloads of the fleet pages hold a header line only.
+    for path in [
+        format!("/api/v1/assets/software?format=csv&q={pkg}"),
+        format!("/api/v1/assets/software/servers?name={pkg}&format=csv"),
+        "/api/v1/inventory/changes?format=csv".to_string(),
+    ] {
+        let r = console.get(&path).await?;
+        ensure!(
+            r.status == 200 && r.body.lines().count() == 1,
+            "{who}: console session GET {path} answered {} with A's inventory: {}",
+            r.status,
+            truncate(&r.body, 300)
+        );
+    }
+
     // Console writes on A's objects, with a valid CSRF token of this session.
     let csrf = hidden_inputs(&list.body)
         .into_iter()
@@ -283,6 +388,14 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
             vec![("confirm".to_string(), "yes".to_string())],
         ),
         (format!("/tokens/{}/revoke", a.token), vec![]),
+        (
+            format!("/servers/{}/inventory/software/collect", a.server),
+            vec![],
+        ),
+        (
+            format!("/servers/{}/inventory/ports/collect", a.server),
+            vec![],
+        ),
     ] {
         let mut fields = vec![("csrf".to_string(), csrf.clone())];
         fields.extend(extra);

@@ -9,7 +9,12 @@ use serde_json::json;
 
 /// Runs a task and returns its final update (`done` or `failed`).
 pub fn run(task: &Task, now: i64, root: &Path) -> TaskUpdate {
-    let (state, output) = match outcome(task, now, root) {
+    finished(task, outcome(task, now, root))
+}
+
+/// `done` with the output, or `failed` with `{"error": ...}`.
+fn finished(task: &Task, outcome: Result<serde_json::Value, String>) -> TaskUpdate {
+    let (state, output) = match outcome {
         Ok(out) => (TaskState::Done, out),
         Err(msg) => (TaskState::Failed, json!({ "error": msg })),
     };
@@ -56,15 +61,7 @@ pub async fn collect_inventory(
         let summary = runner.collect_now(req).await.map_err(|e| e.to_string())?;
         serde_json::to_value(summary).map_err(|e| e.to_string())
     };
-    let (state, output) = match outcome.await {
-        Ok(out) => (TaskState::Done, out),
-        Err(msg) => (TaskState::Failed, json!({ "error": msg })),
-    };
-    TaskUpdate {
-        task_id: task.id.clone(),
-        state,
-        output,
-    }
+    finished(task, outcome.await)
 }
 
 pub fn running(task: &Task) -> TaskUpdate {

@@ -706,7 +706,149 @@ async fn openapi_document_lists_the_routes() {
         "/api/v1/enroll",
         "/api/v1/tasks",
         "/api/v1/users/{id}/roles",
+        "/api/v1/servers/{id}/inventory",
+        "/api/v1/servers/{id}/inventory/{kind}",
+        "/api/v1/servers/{id}/inventory/changes",
+        "/api/v1/inventory/changes",
+        "/api/v1/assets/{kind}",
+        "/api/v1/assets/{kind}/servers",
+        "/api/v1/projects/{id}/inventory-policy",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
+}
+
+#[tokio::test]
+async fn inventory_queries_and_policies_reject_bad_input_naming_the_field() {
+    use crate::store::NewServer;
+    use hostward_proto::inventory::{Inventory, Items, Port, PortRisk};
+    let t = app().await;
+    let p = t.state.store.ensure_project("default").await.unwrap();
+    let admin = t.user("ada", &[(&p.id, Role::Admin)]).await;
+    let tok = t.token(&admin).await;
+    let srv = t
+        .state
+        .store
+        .create_server(&NewServer {
+            project_id: p.id.clone(),
+            name: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let port = |n: u16, program: &str| Port {
+        protocol: "tcp".into(),
+        family: "v4".into(),
+        address: "0.0.0.0".into(),
+        port: n,
+        state: "listen".into(),
+        pid: Some(1),
+        program: Some(program.into()),
+        risk: PortRisk::Unknown,
+        risk_reason: None,
+    };
+    let rec = hostward_proto::Message::Inventory(Inventory {
+        collected_at: 1,
+        full: true,
+        base: String::new(),
+        digest: "d".into(),
+        part: 0,
+        parts: 1,
+        // A hostile host names its program like a spreadsheet formula.
+        items: Items::Ports(vec![
+            port(22, "/usr/sbin/sshd"),
+            port(6379, "=HYPERLINK(\"http://x\")"),
+        ]),
+        removed: vec![],
+        issues: vec![],
+    });
+    t.state
+        .store
+        .store_records(&srv.id, &[(1, rec)])
+        .await
+        .unwrap();
+
+    let base = format!("/api/v1/servers/{}/inventory", srv.id);
+    for (path, field) in [
+        (format!("{base}/secrets"), "kind"),
+        (format!("{base}/ports?format=xml"), "format"),
+        (format!("{base}/ports?page=0"), "page"),
+        (format!("{base}/ports?per_page=5000"), "per_page"),
+        (format!("{base}/changes?change=moved"), "change"),
+        (format!("{base}/changes?kind=nope"), "kind"),
+        ("/api/v1/assets/nope".to_string(), "kind"),
+        ("/api/v1/assets/software/servers".to_string(), "name"),
+    ] {
+        let (st, body) = t.get(&path, &tok).await;
+        assert_eq!(
+            (st, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query")),
+            "{path}: {body}"
+        );
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{path}: {body}"
+        );
+    }
+    let (st, body) = t.get(&format!("{base}/ports?q=sshd"), &tok).await;
+    assert_eq!(
+        (st, body["total"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    let (st, body) = t.get("/api/v1/assets/ports?q=6379", &tok).await;
+    assert_eq!(
+        (st, body["items"][0]["name"].as_str()),
+        (StatusCode::OK, Some("tcp/6379")),
+        "{body}"
+    );
+
+    // CSV export: a formula-like cell is defused.
+    let (st, headers, text) = t.get_text(&format!("{base}/ports?format=csv"), &tok).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(text.starts_with("name,value,key,data\n"), "{text}");
+    assert!(text.contains("'=HYPERLINK"), "{text}");
+
+    let policy = format!("/api/v1/projects/{}/inventory-policy", p.id);
+    for (body, field) in [
+        (r#"{"interval_secs": {"ports": -1}}"#, "interval_secs"),
+        (
+            r#"{"interval_secs": {"ports": 99999999}}"#,
+            "interval_secs.ports",
+        ),
+        (r#"{"interval_secs": {"secrets": 5}}"#, "secrets"),
+        (r#"{"ignored_ports": [70000]}"#, "ignored_ports"),
+        (r#"{"interval": {}}"#, "interval"),
+    ] {
+        let (st, resp) = t.send(Method::PUT, &policy, &tok, body).await;
+        assert_eq!(
+            (st, resp["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_body")),
+            "{body}: {resp}"
+        );
+        assert!(
+            resp["error"]["message"].as_str().unwrap().contains(field),
+            "{body}: {resp}"
+        );
+    }
+    let (st, resp) = t
+        .send(
+            Method::PUT,
+            &policy,
+            &tok,
+            r#"{"interval_secs": {"ports": 10}, "ignored_ports": [6379, 6379]}"#,
+        )
+        .await;
+    assert_eq!(
+        (st, resp["version"].as_i64(), resp["ignored_ports"].clone()),
+        (StatusCode::OK, Some(1), serde_json::json!([6379])),
+        "{resp}"
+    );
+    assert_eq!(resp["effective_interval_secs"]["software"], 86400, "{resp}");
 }

@@ -140,6 +140,23 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> (StatusCode, serde_json::Value, HeaderMap) {
+        let (status, headers, bytes) = self.raw(peer, method, uri, headers, body).await;
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+        };
+        (status, json, headers)
+    }
+
+    async fn raw(
+        &self,
+        peer: SocketAddr,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Vec<u8>) {
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -157,12 +174,17 @@ impl TestApp {
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
             .await
             .unwrap();
-        let json = if bytes.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
-        };
-        (status, json, headers)
+        (status, headers, bytes.to_vec())
+    }
+
+    /// GET with a bearer token; the body as text (CSV exports).
+    pub async fn get_text(&self, uri: &str, token: &str) -> (StatusCode, HeaderMap, String) {
+        let auth = format!("Bearer {token}");
+        let peer = "192.0.2.10:40000".parse().unwrap();
+        let (s, h, b) = self
+            .raw(peer, Method::GET, uri, &[("authorization", &auth)], None)
+            .await;
+        (s, h, String::from_utf8_lossy(&b).into_owned())
     }
 
     pub async fn get(&self, uri: &str, token: &str) -> (StatusCode, serde_json::Value) {

@@ -74,6 +74,19 @@ fn value_label(k: InventoryKind) -> &'static str {
     }
 }
 
+/// What to type into a kind's fleet search, as an example.
+fn search_example(k: InventoryKind) -> &'static str {
+    match k {
+        InventoryKind::Accounts => "root",
+        InventoryKind::Ports => "6379 or redis",
+        InventoryKind::Processes => "sshd",
+        InventoryKind::Software => "openssl",
+        InventoryKind::Autostart => "cron",
+        InventoryKind::KernelModules => "ext4",
+        InventoryKind::Middleware => "nginx",
+    }
+}
+
 fn kind_of(s: &str) -> Option<InventoryKind> {
     InventoryKind::parse(s)
 }
@@ -1137,6 +1150,7 @@ pub(crate) struct AssetsPage {
     pub kind_label: &'static str,
     pub name_label: &'static str,
     pub value_label: &'static str,
+    pub example: &'static str,
     pub kinds: Vec<KindLink>,
     pub q: String,
     pub project_opts: Vec<Opt>,
@@ -1284,6 +1298,7 @@ pub async fn assets(
         kind_label: kind_label(k),
         name_label: name_label(k),
         value_label: value_label(k),
+        example: search_example(k),
         kinds,
         project_opts: project_opts(&state, &p, &project).await?,
         groups,
@@ -1679,7 +1694,10 @@ mod tests {
 
     fn assert_escaped(html: &str) {
         assert!(!html.contains("<script>alert"), "unescaped agent text");
-        assert!(html.contains("&lt;script&gt;"), "agent text missing");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)") || html.contains("&lt;script&gt;alert(1)"),
+            "agent text missing: {html}"
+        );
         assert!(!html.contains("style="), "inline style breaks the CSP");
         assert!(!html.contains("<script>"), "inline script breaks the CSP");
     }
@@ -1768,6 +1786,7 @@ mod tests {
             kind_label: "Software",
             name_label: "package",
             value_label: "version",
+            example: "openssl",
             kinds: vec![],
             q: EVIL.into(),
             project_opts: vec![],

@@ -60,6 +60,9 @@ struct Inner {
     delivered: Mutex<Vec<String>>,
     /// Tasks handed to a session and not yet marked delivered, so polling does not resend them.
     in_flight: Mutex<HashSet<String>>,
+    /// Config version last sent to each live session here, so a change made through another
+    /// replica (protection switch, project policy) is pushed by the config poll.
+    config_sent: Mutex<HashMap<String, i64>>,
 }
 
 impl Gateway {
@@ -75,6 +78,7 @@ impl Gateway {
                 dangling: Mutex::default(),
                 delivered: Mutex::default(),
                 in_flight: Mutex::default(),
+                config_sent: Mutex::default(),
             }),
         }
     }
@@ -233,6 +237,7 @@ impl Gateway {
         {
             sessions.remove(server_id);
             self.inner.reported.lock().unwrap().remove(server_id);
+            self.inner.config_sent.lock().unwrap().remove(server_id);
             if let Some(t) = dropped_at {
                 self.inner
                     .dangling
@@ -254,6 +259,52 @@ impl Gateway {
             .lock()
             .unwrap()
             .insert(server_id.to_string(), hb);
+    }
+
+    fn config_sent(&self, server_id: &str, version: i64) {
+        self.inner
+            .config_sent
+            .lock()
+            .unwrap()
+            .insert(server_id.to_string(), version);
+    }
+
+    /// Pushes config to live sessions here whose stored config version differs from the one
+    /// they were sent. Cheap when nothing changed: one aggregate query.
+    async fn poll_config(&self, last: Option<i64>) -> Option<i64> {
+        let fingerprint = match self.inner.store.config_fingerprint().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "config poll failed");
+                return last;
+            }
+        };
+        if last == Some(fingerprint) {
+            return last;
+        }
+        let held: Vec<String> = self
+            .inner
+            .config_sent
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        match self.inner.store.config_versions(&held).await {
+            Ok(versions) => {
+                let sent = self.inner.config_sent.lock().unwrap().clone();
+                for (id, v) in versions {
+                    if sent.get(&id).is_some_and(|s| *s != v) {
+                        self.config_changed(&id);
+                    }
+                }
+                Some(fingerprint)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config poll failed");
+                last
+            }
+        }
     }
 
     fn delivered(&self, ids: impl IntoIterator<Item = String>) {
@@ -278,6 +329,7 @@ impl Gateway {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             let mut last_revoke_check = now() - 2;
+            let mut config_fingerprint = None;
             let mut n: u64 = 0;
             loop {
                 tick.tick().await;
@@ -286,6 +338,7 @@ impl Gateway {
                 last_revoke_check = gw.poll_revocations(last_revoke_check).await;
                 if n % 2 == 0 {
                     gw.poll_tasks().await;
+                    config_fingerprint = gw.poll_config(config_fingerprint).await;
                 }
                 if n % 20 == 0 {
                     gw.sweep_stale().await;

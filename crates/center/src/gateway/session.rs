@@ -9,8 +9,8 @@ use hostward_proto::{AgentConfig, DecodeError, Envelope, ErrorFrame, Message, Ta
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::Control;
 use super::listener::Peer;
+use super::{Control, Gateway};
 use crate::AppState;
 use crate::metrics as m;
 use crate::status::{self, StopHint};
@@ -149,7 +149,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
             .await;
     }
     tracing::info!(version = %hello.agent_version, "agent online");
-    if send(&mut sink, &config_frame(&state, &server).await)
+    if send(&mut sink, &config_frame(&state, &gw, &server).await)
         .await
         .is_err()
     {
@@ -246,7 +246,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                 }
                 Some(Control::ConfigChanged) => {
                     if let Ok(Some(s)) = state.store.server(&server.id).await
-                        && send(&mut sink, &config_frame(&state, &s).await).await.is_err() {
+                        && send(&mut sink, &config_frame(&state, &gw, &s).await).await.is_err() {
                         break End::Dropped;
                     }
                 }
@@ -285,7 +285,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
 
 /// The agent's config: the server's own switches plus its project's inventory policy. The
 /// version grows with either (both counters only grow).
-async fn config_frame(state: &AppState, server: &Server) -> Envelope {
+async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelope {
     let (inventory, policy_version) = match state.store.inventory_policy(&server.project_id).await {
         Ok(p) => p,
         Err(e) => {
@@ -293,8 +293,10 @@ async fn config_frame(state: &AppState, server: &Server) -> Envelope {
             Default::default()
         }
     };
+    let version = server.config_version + policy_version;
+    gw.config_sent(&server.id, version);
     Envelope::control(Message::Config(AgentConfig {
-        version: server.config_version + policy_version,
+        version,
         heartbeat_secs: state.config.heartbeat_secs,
         protection_enabled: server.protection_wanted,
         inventory,

@@ -461,28 +461,16 @@ impl Store {
             .bind(Bind::Text(server_id.to_string()))
             .push(" AND kind = ")
             .bind(Bind::Text(kind.as_str().to_string()));
-        if let Some(q) = q.filter(|q| !q.is_empty()) {
-            let pat = like(q);
-            filter
-                .push(" AND (LOWER(name) LIKE ")
-                .bind(Bind::Text(pat.clone()))
-                .push(" ESCAPE '\\' OR LOWER(value) LIKE ")
-                .bind(Bind::Text(pat))
-                .push(" ESCAPE '\\')");
-        }
-        let total = count(self, &filter).await?;
-        let (limit, off) = offset(page, per_page);
-        let mut sql = Sql {
-            text: format!(
-                "SELECT item_key, name, value, data, first_seen, updated_at{} ORDER BY name, item_key LIMIT ",
-                filter.text
-            ),
-            binds: filter.binds,
-        };
-        sql.bind(Bind::Int(limit))
-            .push(" OFFSET ")
-            .bind(Bind::Int(off));
-        let rows = sql.query().fetch_all(self.pool()).await?;
+        name_or_value_like(&mut filter, "", q);
+        let (rows, total) = paged(
+            self,
+            "item_key, name, value, data, first_seen, updated_at",
+            filter,
+            "name, item_key",
+            page,
+            per_page,
+        )
+        .await?;
         let items = rows
             .iter()
             .map(|r| {
@@ -528,20 +516,15 @@ impl Store {
                 .bind(Bind::Text(like(q)))
                 .push(" ESCAPE '\\'");
         }
-        let total = count(self, &filter).await?;
-        let (limit, off) = offset(f.page, f.per_page);
-        let mut sql = Sql {
-            text: format!(
-                "SELECT c.id, c.server_id, s.name AS server_name, c.kind, c.item_key, c.name, c.change, c.fields, c.old_data, c.new_data, c.ts{} \
-                 ORDER BY c.id DESC LIMIT ",
-                filter.text
-            ),
-            binds: filter.binds,
-        };
-        sql.bind(Bind::Int(limit))
-            .push(" OFFSET ")
-            .bind(Bind::Int(off));
-        let rows = sql.query().fetch_all(self.pool()).await?;
+        let (rows, total) = paged(
+            self,
+            "c.id, c.server_id, s.name AS server_name, c.kind, c.item_key, c.name, c.change, c.fields, c.old_data, c.new_data, c.ts",
+            filter,
+            "c.id DESC",
+            f.page,
+            f.per_page,
+        )
+        .await?;
         let changes = rows
             .iter()
             .map(|r| {
@@ -590,15 +573,7 @@ impl Store {
             .bind(Bind::Text(kind.as_str().to_string()))
             .push(" AND s.project_id IN ");
         filter.bind_list(visible_projects);
-        if let Some(q) = q.filter(|q| !q.is_empty()) {
-            let pat = like(q);
-            filter
-                .push(" AND (LOWER(i.name) LIKE ")
-                .bind(Bind::Text(pat.clone()))
-                .push(" ESCAPE '\\' OR LOWER(i.value) LIKE ")
-                .bind(Bind::Text(pat))
-                .push(" ESCAPE '\\')");
-        }
+        name_or_value_like(&mut filter, "i.", q);
         let total_sql = Sql {
             text: format!(
                 "SELECT COUNT(*) AS n FROM (SELECT i.name, i.value{} GROUP BY i.name, i.value) g",
@@ -665,20 +640,15 @@ impl Store {
                 .push(" AND i.value = ")
                 .bind(Bind::Text(v.to_string()));
         }
-        let total = count(self, &filter).await?;
-        let (limit, off) = offset(page, per_page);
-        let mut sql = Sql {
-            text: format!(
-                "SELECT s.id AS server_id, s.name AS server_name, s.hostname, s.project_id, i.name, i.value, i.data{} \
-                 ORDER BY s.name, s.id, i.item_key LIMIT ",
-                filter.text
-            ),
-            binds: filter.binds,
-        };
-        sql.bind(Bind::Int(limit))
-            .push(" OFFSET ")
-            .bind(Bind::Int(off));
-        let rows = sql.query().fetch_all(self.pool()).await?;
+        let (rows, total) = paged(
+            self,
+            "s.id AS server_id, s.name AS server_name, s.hostname, s.project_id, i.name, i.value, i.data",
+            filter,
+            "s.name, s.id, i.item_key",
+            page,
+            per_page,
+        )
+        .await?;
         let out = rows
             .iter()
             .map(|r| {
@@ -738,6 +708,40 @@ async fn count(store: &Store, filter: &Sql) -> Result<i64> {
         binds: filter.binds.clone(),
     };
     Ok(sql.query().fetch_one(store.pool()).await?.try_get("n")?)
+}
+
+/// `SELECT <columns><filter> ORDER BY <order>` for one page, and the filter's total row count.
+async fn paged(
+    store: &Store,
+    columns: &str,
+    filter: Sql,
+    order: &str,
+    page: i64,
+    per_page: i64,
+) -> Result<(Vec<AnyRow>, i64)> {
+    let total = count(store, &filter).await?;
+    let (limit, off) = offset(page, per_page);
+    let mut sql = Sql {
+        text: format!("SELECT {columns}{} ORDER BY {order} LIMIT ", filter.text),
+        binds: filter.binds,
+    };
+    sql.bind(Bind::Int(limit))
+        .push(" OFFSET ")
+        .bind(Bind::Int(off));
+    Ok((sql.query().fetch_all(store.pool()).await?, total))
+}
+
+/// ` AND (name LIKE %q% OR value LIKE %q%)`, case-insensitive, wildcards in `q` taken literally.
+fn name_or_value_like(filter: &mut Sql, alias: &str, q: Option<&str>) {
+    if let Some(q) = q.filter(|q| !q.is_empty()) {
+        let pat = like(q);
+        filter
+            .push(&format!(" AND (LOWER({alias}name) LIKE "))
+            .bind(Bind::Text(pat.clone()))
+            .push(&format!(" ESCAPE '\\' OR LOWER({alias}value) LIKE "))
+            .bind(Bind::Text(pat))
+            .push(" ESCAPE '\\')");
+    }
 }
 
 #[cfg(test)]
@@ -1092,6 +1096,15 @@ mod tests {
             let p = st.ensure_project("default").await.unwrap();
             let (pol, v) = st.inventory_policy(&p.id).await.unwrap();
             assert_eq!((pol, v), (InventoryPolicy::default(), 0), "{backend}");
+            let srv = st
+                .create_server(&NewServer {
+                    project_id: p.id.clone(),
+                    name: "h".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let before = st.config_fingerprint().await.unwrap();
             let mut pol = InventoryPolicy::default();
             pol.interval_secs.insert(InventoryKind::Ports, 5);
             pol.ignored_ports = vec![6379];

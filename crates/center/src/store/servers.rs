@@ -320,6 +320,35 @@ impl Store {
         Ok(out)
     }
 
+    /// A number that changes whenever any server's config or any project's policy changes
+    /// (both versions only grow): the config poll's cheap "anything new?" check.
+    pub async fn config_fingerprint(&self) -> Result<i64> {
+        let r = sqlx::query(
+            // SUM of BIGINT is NUMERIC on PostgreSQL, which the Any driver cannot decode.
+            "SELECT CAST((SELECT COALESCE(SUM(config_version), 0) FROM servers) + \
+             (SELECT COALESCE(SUM(policy_version), 0) FROM projects) AS BIGINT) AS f",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(r.try_get("f")?)
+    }
+
+    /// The config version each of these servers should run: its own plus its project's policy's.
+    pub async fn config_versions(&self, server_ids: &[String]) -> Result<Vec<(String, i64)>> {
+        let mut out = Vec::new();
+        for chunk in server_ids.chunks(500) {
+            let mut sql = Sql::new(
+                "SELECT s.id, s.config_version + p.policy_version AS v FROM servers s \
+                 JOIN projects p ON p.id = s.project_id WHERE s.id IN ",
+            );
+            sql.bind_list(chunk);
+            for r in sql.query().fetch_all(self.pool()).await? {
+                out.push((r.try_get("id")?, r.try_get("v")?));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn delete_server(&self, id: &str) -> Result<()> {
         let r = sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(id.to_string())
