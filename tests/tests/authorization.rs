@@ -324,6 +324,20 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
         );
     }
 
+    // The same pages of B's own server answer: the 404s above came from authorization.
+    for path in [
+        format!("/servers/{own_server}/changes"),
+        format!("/servers/{own_server}/inventory/software?q={pkg}"),
+        format!("/api/v1/servers/{own_server}/inventory/accounts?format=csv"),
+    ] {
+        let r = console.get(&path).await?;
+        ensure!(
+            r.status == 200,
+            "{who}: control console GET {path} answered {}",
+            r.status
+        );
+    }
+
     // Fleet-wide pages: B has no inventory, so every list is empty and names nothing of A.
     let mut fleet = vec![
         ("/assets".to_string(), "id=\"assets-empty\""),

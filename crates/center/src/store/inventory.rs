@@ -1118,6 +1118,14 @@ mod tests {
                 (pol, 1),
                 "{backend}"
             );
+            // The config poll sees the change, and the server's version includes the policy's.
+            assert_ne!(st.config_fingerprint().await.unwrap(), before, "{backend}");
+            let versions = st.config_versions(&[srv.id.clone()]).await.unwrap();
+            assert_eq!(
+                versions,
+                [(srv.id.clone(), srv.config_version + 1)],
+                "{backend}"
+            );
         }
     }
 }
