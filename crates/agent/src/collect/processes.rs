@@ -122,7 +122,7 @@ fn process(
         cmdline,
         user: user(users, uid),
         uid,
-        start_time: btime + start_ticks / ticks,
+        start_time: btime.saturating_add(start_ticks / ticks),
         sha256,
         exe_mode,
         exe_owner,
