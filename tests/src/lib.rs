@@ -1987,6 +1987,31 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// Opens `/login` at `url`, fills in the form and submits it; the caller checks the outcome.
+    pub async fn fill_login(&self, url: &str, user: &str, password: &str) -> Result<()> {
+        use fantoccini::Locator;
+        self.client.goto(&format!("{url}/login")).await?;
+        let form = self
+            .client
+            .wait()
+            .at_most(secs(15))
+            .for_element(Locator::Css("form#login-form"))
+            .await?;
+        form.find(Locator::Css("input[name=username]"))
+            .await?
+            .send_keys(user)
+            .await?;
+        form.find(Locator::Css("input[name=password]"))
+            .await?
+            .send_keys(password)
+            .await?;
+        form.find(Locator::Css("button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        Ok(())
+    }
+
     /// Starts chromedriver and a session whose Chromium trusts the key with SPKI hash
     /// `spki_b64` (base64 SHA-256, as `hostward_pki::spki_sha256_base64` gives it).
     pub async fn start(env: &TestEnv, spki_b64: &str) -> Result<Browser> {

@@ -6,29 +6,6 @@
 use fantoccini::Locator;
 use hostward_e2e::*;
 
-async fn fill_login(b: &Browser, url: &str, user: &str, password: &str) -> Result<()> {
-    b.client.goto(&format!("{url}/login")).await?;
-    let form = b
-        .client
-        .wait()
-        .at_most(secs(15))
-        .for_element(Locator::Css("form#login-form"))
-        .await?;
-    form.find(Locator::Css("input[name=username]"))
-        .await?
-        .send_keys(user)
-        .await?;
-    form.find(Locator::Css("input[name=password]"))
-        .await?
-        .send_keys(password)
-        .await?;
-    form.find(Locator::Css("button[type=submit]"))
-        .await?
-        .click()
-        .await?;
-    Ok(())
-}
-
 /// Rows of `#servers` as (server id, agent status, protection status, risk status) texts.
 async fn rows(b: &Browser) -> Result<Vec<(String, String, String, String)>> {
     let mut out = Vec::new();
@@ -153,7 +130,7 @@ async fn drive(
     let fp = center.ca_fingerprint()?;
 
     // Log in; the server list shows both servers online and protected.
-    fill_login(b, &url, ADMIN_USER, ADMIN_PASSWORD).await?;
+    b.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
     b.client
         .wait()
         .at_most(secs(15))
@@ -243,7 +220,8 @@ async fn drive(
 
     // A wrong password: #login-error, no session.
     b.client.delete_all_cookies().await?;
-    fill_login(b, &url, ADMIN_USER, "not-the-password-at-all").await?;
+    b.fill_login(&url, ADMIN_USER, "not-the-password-at-all")
+        .await?;
     let err = b
         .client
         .wait()

@@ -30,34 +30,6 @@ fn css(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-async fn fill_login(b: &Browser, url: &str, user: &str, password: &str) -> Result<()> {
-    b.client.goto(&format!("{url}/login")).await?;
-    let form = b
-        .client
-        .wait()
-        .at_most(secs(15))
-        .for_element(Locator::Css("form#login-form"))
-        .await?;
-    form.find(Locator::Css("input[name=username]"))
-        .await?
-        .send_keys(user)
-        .await?;
-    form.find(Locator::Css("input[name=password]"))
-        .await?
-        .send_keys(password)
-        .await?;
-    form.find(Locator::Css("button[type=submit]"))
-        .await?
-        .click()
-        .await?;
-    b.client
-        .wait()
-        .at_most(secs(15))
-        .for_element(Locator::Css("#servers"))
-        .await?;
-    Ok(())
-}
-
 /// Every item of a server's kind, through the API (all pages).
 async fn all_items(api: &Api, server: &str, kind: &str) -> Result<Vec<Value>> {
     let mut out = Vec::new();
@@ -257,7 +229,12 @@ async fn drive(
     let url = center.url();
     let api = center.api();
     let sid = &one.server_id;
-    fill_login(b, &url, ADMIN_USER, ADMIN_PASSWORD).await?;
+    b.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
+    b.client
+        .wait()
+        .at_most(secs(15))
+        .for_element(Locator::Css("#servers"))
+        .await?;
 
     // The overview has the tab bar with every section.
     b.client.goto(&format!("{url}/servers/{sid}")).await?;
