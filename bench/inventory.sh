@@ -27,8 +27,17 @@ trap 'rm -rf "$work"' EXIT
 
 "$agent" inventory --stats --repeat "$RUNS" >/dev/null 2>"$work/full.jsonl"
 "$agent" inventory --kind ports --stats --repeat "$PORT_CYCLES" >/dev/null 2>"$work/ports.jsonl"
-echo "collecting twice, $DIFF_WAIT s apart, for the wire sizes..." >&2
-"$agent" inventory --wire --repeat 2 --interval "$DIFF_WAIT" >/dev/null 2>"$work/wire.jsonl"
+# Between the two collections, a busy hour's worth of change on a server: a few new
+# long-running processes (a deploy) and a new listening service.
+echo "collecting twice, $DIFF_WAIT s apart, with a deploy in between, for the wire sizes..." >&2
+"$agent" inventory --wire --repeat 2 --interval "$DIFF_WAIT" >/dev/null 2>"$work/wire.jsonl" &
+collector=$!
+sleep 2
+activity=()
+for _ in 1 2 3 4 5; do sleep 3600 & activity+=($!); done
+python3 -c 'import socket,time; s=socket.socket(); s.bind(("0.0.0.0",0)); s.listen(); time.sleep(3600)' & activity+=($!)
+wait "$collector"
+kill "${activity[@]}" 2>/dev/null || true
 
 # The same facts with the standard tools, one shell run each time.
 export TOOLS='
@@ -79,12 +88,14 @@ print(f"{'  ss -tulpn (avg of 20)':44s}{avg(c):10.3f}{avg(c)/30000*100:14.4f}")
 print(f"{'  goal':44s}{'':>10s}{'< 0.1':>14s}")
 print()
 wire = load("wire.jsonl")
-print(f"{'bytes on the wire (JSON frames)':44s}{'full':>10s}{'diff after %ss' % wait:>18s}")
+print(f"{'bytes on the wire (JSON frames)':36s}{'full':>10s}{'one change':>12s}{'diff after %ss' % wait:>18s}")
 for k in [r["kind"] for r in wire if r["wire"] == "full"]:
     f = next(r for r in wire if r["wire"] == "full" and r["kind"] == k)
     d = next((r for r in wire if r["wire"] == "diff" and r["kind"] == k), {"bytes": 0})
-    print(f"{'  ' + k + ' (%d items)' % f['items']:44s}{f['bytes']:10d}{d['bytes']:18d}")
+    one = f.get("one_change_bytes") or 0
+    print(f"{'  ' + k + ' (%d items)' % f['items']:36s}{f['bytes']:10d}{one:12d}{d['bytes']:18d}")
 tf = sum(r["bytes"] for r in wire if r["wire"] == "full")
 td = sum(r["bytes"] for r in wire if r["wire"] == "diff")
-print(f"{'  total':44s}{tf:10d}{td:18d}")
+print(f"{'  total':36s}{tf:10d}{'':12s}{td:18d}")
+print("  (diff: 5 processes started and one service listening in between; unchanged kinds send nothing)")
 EOF

@@ -302,10 +302,17 @@ fn cmd_inventory(a: InventoryArgs, root: &Path) -> Result<ExitCode> {
                 continue;
             }
             if run == 1 {
+                // What one added or changed item of this kind costs: the diff against a state
+                // that lacks one key.
+                let mut lacking = diff(clone_collected(&c), None, true, now).sent;
+                let one = lacking.items.pop_first().map(|_| {
+                    let d = diff(clone_collected(&c), Some(&lacking), false, now);
+                    frame_bytes(&d.records)
+                });
                 let full = diff(c, None, true, now);
                 eprintln!(
                     "{}",
-                    serde_json::json!({"wire": "full", "kind": kind.as_str(), "items": full.items, "records": full.records.len(), "bytes": frame_bytes(&full.records)})
+                    serde_json::json!({"wire": "full", "kind": kind.as_str(), "items": full.items, "records": full.records.len(), "bytes": frame_bytes(&full.records), "one_change_bytes": one})
                 );
                 first.push((kind, full.sent));
             } else if last {
@@ -320,6 +327,13 @@ fn cmd_inventory(a: InventoryArgs, root: &Path) -> Result<ExitCode> {
     }
     println!("{}", serde_json::Value::Object(out));
     Ok(ExitCode::SUCCESS)
+}
+
+fn clone_collected(c: &crate::collect::Collected) -> crate::collect::Collected {
+    crate::collect::Collected {
+        items: c.items.clone(),
+        issues: c.issues.clone(),
+    }
 }
 
 fn cmd_enroll(a: EnrollArgs, dir: PathBuf) -> Result<ExitCode> {
