@@ -416,9 +416,11 @@ async fn cmd_run(dir: PathBuf, max_records: u64, inventory_root: PathBuf) -> Res
         state_dir = %dir.display(),
         "agent starting"
     );
-    let inventory = crate::inventory::spawn(inventory_root, &dir, outbox.clone());
+    let inventory = crate::inventory::spawn(inventory_root.clone(), &dir, outbox.clone());
+    let risk = crate::risk::spawn(inventory_root, outbox.clone(), Some(inventory.clone()));
     link::Daemon::new(creds, outbox)
         .with_inventory(inventory)
+        .with_risk(risk)
         .run(stop_rx)
         .await
 }

@@ -8,4 +8,5 @@ pub mod enroll;
 pub mod facts;
 pub mod inventory;
 pub mod link;
+pub mod risk;
 pub mod tasks;

@@ -26,9 +26,7 @@ fn finished(task: &Task, outcome: Result<serde_json::Value, String>) -> TaskUpda
 }
 
 fn outcome(task: &Task, now: i64, root: &Path) -> Result<serde_json::Value, String> {
-    if task.expires_at.is_some_and(|exp| exp < now) {
-        return Err("expired".into());
-    }
+    expired(task, now)?;
     match task.kind.as_str() {
         "ping" => Ok(json!({ "pong": true })),
         "collect_facts" => {
@@ -49,17 +47,79 @@ pub async fn collect_inventory(
     runner: Option<&crate::inventory::Handle>,
 ) -> TaskUpdate {
     let outcome = async {
-        if task.expires_at.is_some_and(|exp| exp < now) {
-            return Err("expired".to_string());
-        }
-        let req: hostward_proto::inventory::CollectNow = if task.params.is_null() {
-            Default::default()
-        } else {
-            serde_json::from_value(task.params.clone()).map_err(|e| format!("bad params: {e}"))?
-        };
+        expired(task, now)?;
+        let req: hostward_proto::inventory::CollectNow = params(task)?;
         let runner = runner.ok_or("the inventory runner is not running")?;
         let summary = runner.collect_now(req).await.map_err(|e| e.to_string())?;
         serde_json::to_value(summary).map_err(|e| e.to_string())
+    };
+    finished(task, outcome.await)
+}
+
+/// Kinds of the risk tasks; they run on the risk scanner.
+pub use hostward_proto::risk::{FIX_TASK as VULN_FIX, SCAN_TASK as RISK_SCAN};
+
+fn expired(task: &Task, now: i64) -> Result<(), String> {
+    if task.expires_at.is_some_and(|exp| exp < now) {
+        return Err("expired".to_string());
+    }
+    Ok(())
+}
+
+fn params<T: serde::de::DeserializeOwned + Default>(task: &Task) -> Result<T, String> {
+    if task.params.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(task.params.clone()).map_err(|e| format!("bad params: {e}"))
+}
+
+/// Runs a risk scan now (params: `{"checks": [...]}`, optional) and reports what it found.
+pub async fn risk_scan(task: &Task, now: i64, risk: Option<&crate::risk::Handle>) -> TaskUpdate {
+    let outcome = async {
+        expired(task, now)?;
+        let req: hostward_proto::risk::ScanRequest = params(task)?;
+        let risk = risk.ok_or("the risk scanner is not running")?;
+        let summary = risk.scan_now(req, Some(task.id.clone())).await?;
+        serde_json::to_value(summary).map_err(|e| e.to_string())
+    };
+    finished(task, outcome.await)
+}
+
+/// Upgrades packages (params: `{"manager": "dpkg"|"rpm", "packages": [...]}`) if the policy
+/// allows one-click fixes, then re-collects the software inventory so the center verifies the
+/// fix at once.
+pub async fn vuln_fix(
+    task: &Task,
+    now: i64,
+    risk: Option<&crate::risk::Handle>,
+    inventory: Option<&crate::inventory::Handle>,
+) -> TaskUpdate {
+    let outcome = async {
+        expired(task, now)?;
+        let req: hostward_proto::risk::FixRequest = serde_json::from_value(task.params.clone())
+            .map_err(|e| format!("bad params: {e}"))?;
+        let risk = risk.ok_or("the risk scanner is not running")?;
+        if !risk.policy().allow_fix {
+            return Err("one-click fixes are off in this server's risk policy".to_string());
+        }
+        let out = crate::risk::fix::run(&req).await?;
+        if let Some(inv) = inventory {
+            let again = hostward_proto::inventory::CollectNow {
+                kinds: vec![hostward_proto::InventoryKind::Software],
+                full: true,
+            };
+            if let Err(e) = inv.collect_now(again).await {
+                tracing::warn!(error = %e, "re-collecting software after a fix failed");
+            }
+        }
+        if out.success {
+            Ok(json!({ "exit_code": out.exit_code, "output": out.output }))
+        } else {
+            Err(format!(
+                "the package manager exited with {:?}: {}",
+                out.exit_code, out.output
+            ))
+        }
     };
     finished(task, outcome.await)
 }

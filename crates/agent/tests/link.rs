@@ -344,6 +344,7 @@ async fn session_delivers_records_runs_tasks_and_says_bye() {
         heartbeat_secs: 1,
         protection_enabled: true,
         inventory: Default::default(),
+        risk: Default::default(),
     };
     ws.send(tungstenite::Message::text(
         Envelope::control(Message::Config(cfg)).to_json(),

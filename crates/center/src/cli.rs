@@ -53,6 +53,9 @@ enum Command {
     /// The center's certificate authority.
     #[command(subcommand)]
     Ca(CaCmd),
+    /// The vulnerability database the center matches servers' software against.
+    #[command(subcommand)]
+    Vulndb(VulndbCmd),
 }
 
 /// Where the center's data lives; the same flags as `serve` (and its config file and env vars).
@@ -252,6 +255,31 @@ enum AgentCmd {
 }
 
 #[derive(Subcommand)]
+enum VulndbCmd {
+    /// Import a feed: an OSV JSON file (one record or an array), a directory or .zip of OSV
+    /// files (Debian, Ubuntu, AlmaLinux, Rocky, Red Hat, Alpine), or a Debian Security Tracker
+    /// JSON file. Records that do not parse are skipped and listed; the rest lands in one
+    /// transaction, and every running center re-matches all servers within seconds.
+    Import {
+        /// The file, directory or zip archive.
+        path: PathBuf,
+        /// Replace the whole database with this feed instead of merging into it by advisory id.
+        #[arg(long)]
+        replace: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show the database version, advisory count and recent imports.
+    Status {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum CaCmd {
     /// Print the SHA-256 fingerprint of the CA certificate (what install commands pin).
     Fingerprint {
@@ -356,6 +384,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
             println!("revoked the agent of server {server_id}");
             Ok(())
+        }
+        Command::Vulndb(VulndbCmd::Import {
+            path,
+            replace,
+            json,
+            db,
+        }) => {
+            let state = db.state().await?;
+            let done = crate::analyze::vulns::import(&state.store, &path, replace, "cli")
+                .await
+                .with_context(|| format!("importing {}", path.display()))?;
+            if json {
+                return print_json(&done);
+            }
+            println!(
+                "imported {} advisories from {} (database version {}); skipped {} records",
+                done.advisories, done.source, done.version, done.skipped
+            );
+            for s in done.skipped_detail.as_array().into_iter().flatten() {
+                println!(
+                    "  skipped {}: {}",
+                    s["source"].as_str().unwrap_or(""),
+                    s["reason"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        Command::Vulndb(VulndbCmd::Status { db }) => {
+            let state = db.state().await?;
+            print_json(&api::risk::vulndb(&state, &system).await.map_err(api_err)?)
         }
         Command::Ca(CaCmd::Fingerprint { db }) => {
             let args = ServeArgs {

@@ -1,6 +1,7 @@
 //! The Hostward protection center. `main.rs` only calls [`cli::main`]; see ARCHITECTURE.md for
 //! the map of these modules and the invariants they keep.
 
+pub mod analyze;
 pub mod api;
 pub mod auth;
 pub mod cli;

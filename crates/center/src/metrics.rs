@@ -18,6 +18,7 @@ pub const OUTBOX_DEPTH: &str = "hostward_agent_outbox_depth";
 pub const OUTBOX_DROPPED: &str = "hostward_agent_outbox_dropped";
 pub const DB_LATENCY: &str = "hostward_db_latency_seconds";
 pub const RECORDS_STORED: &str = "hostward_records_stored_total";
+pub const VULN_MATCHES: &str = "hostward_vuln_matches_total";
 
 /// The process-wide recorder. Installed once; later calls (tests with several centers in one
 /// process) share it.

@@ -90,6 +90,7 @@ pub async fn state(mut cfg: Config, mode: Mode) -> anyhow::Result<AppState> {
         pki: Arc::new(pki),
         gateway,
         metrics: metrics::handle(),
+        analyzer: Default::default(),
     })
 }
 
@@ -145,6 +146,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     });
     gateway.spawn_jobs();
     spawn_housekeeping(state.clone());
+    crate::analyze::Analyzer::spawn(state.clone());
     tracing::info!(console = %config.public_url, %api_addr, %gateway_addr, gateway_url = %config.gateway_url, "center started");
     Ok(Running {
         state,

@@ -15,6 +15,8 @@ pub struct AppState {
     pub pki: Arc<CenterPki>,
     pub gateway: Gateway,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Vulnerability matching of this replica (its in-memory matcher and the job's wake-up).
+    pub analyzer: crate::analyze::Analyzer,
 }
 
 /// The center's CA and the facts about it that install commands carry.

@@ -395,6 +395,11 @@ pub struct Package {
     /// Source package (dpkg `Source`, rpm source RPM), when it differs from the name.
     #[serde(default)]
     pub source: Option<String>,
+    /// Version of the source package when dpkg names one that differs from the binary's
+    /// (`Source: util-linux (2.38.1-5)` for `bsdutils 1:2.38.1-5+b1`). Security trackers give
+    /// fixed versions of the source, so this is what they are compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
     /// dpkg `Maintainer`/origin or rpm `Vendor`.
     #[serde(default)]
     pub vendor: Option<String>,
@@ -586,6 +591,7 @@ mod tests {
                 version: "3.0.11-1~deb12u2".into(),
                 arch: "amd64".into(),
                 source: None,
+                source_version: None,
                 vendor: None,
                 install_time: None,
             }]),

@@ -5,7 +5,7 @@
 //! serde-tagged enum, so an unknown kind is a decode error the receiver answers with an
 //! `error` frame instead of crashing. This crate does no I/O.
 //!
-//! Durability: records the agent must not lose (`event`, `task_update`, `inventory`) carry a per-agent
+//! Durability: records the agent must not lose (`event`, `task_update`, `inventory`, `risk`) carry a per-agent
 //! sequence number that only grows. The center writes a record and the agent's highest seq in
 //! one transaction, then answers `ack` with that seq; the agent deletes records only up to an
 //! ack. A record whose seq is not above the stored one is a duplicate and is dropped, which
@@ -15,7 +15,11 @@
 use serde::{Deserialize, Serialize};
 
 pub mod inventory;
+pub mod risk;
+pub mod severity;
 pub use inventory::{Inventory, InventoryKind, InventoryPolicy};
+pub use risk::{RiskPolicy, RiskReport};
+pub use severity::Severity;
 
 /// Version of the frame format. The center refuses a `hello` with another major version
 /// (`version_unsupported`).
@@ -134,6 +138,8 @@ pub enum Message {
     TaskUpdate(TaskUpdate),
     /// Host inventory: a full snapshot or a diff of one kind.
     Inventory(Inventory),
+    /// Results of a risk scan (weak passwords, password policy).
+    Risk(RiskReport),
     /// Graceful shutdown: the center records `offline` / `agent_stopped`.
     Bye(Bye),
     // center -> agent
@@ -149,7 +155,7 @@ impl Message {
     pub fn is_record(&self) -> bool {
         matches!(
             self,
-            Message::Event(_) | Message::TaskUpdate(_) | Message::Inventory(_)
+            Message::Event(_) | Message::TaskUpdate(_) | Message::Inventory(_) | Message::Risk(_)
         )
     }
 }
@@ -278,6 +284,9 @@ pub struct AgentConfig {
     /// Inventory schedule and port exceptions.
     #[serde(default)]
     pub inventory: InventoryPolicy,
+    /// Daily scan window, weak-password list, one-click fixes.
+    #[serde(default)]
+    pub risk: RiskPolicy,
 }
 
 /// Work the center asks of an agent. `kind` names the handler; unknown kinds fail the task.

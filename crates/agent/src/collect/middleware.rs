@@ -909,6 +909,7 @@ mod tests {
             version: version.into(),
             arch: "amd64".into(),
             source: None,
+            source_version: None,
             vendor: None,
             install_time: None,
         }

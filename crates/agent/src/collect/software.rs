@@ -163,17 +163,24 @@ fn dpkg_package(s: &Stanza) -> Result<Option<Package>, String> {
         return Err(format!("package {name}: invalid Architecture"));
     }
     // `Source: openssl (3.0.11-1)` names a source whose version differs from the binary's.
-    let source = s
-        .get("Source")
-        .map(|src| src.split_once(' ').map_or(src, |(n, _)| n))
-        .filter(|src| *src != name)
-        .map(String::from);
+    let (source, source_version) = match s.get("Source").map(|src| src.split_once(' ')) {
+        None => (None, None),
+        Some(None) => (s.get("Source"), None),
+        Some(Some((n, v))) => {
+            let v = v.trim().strip_prefix('(').and_then(|v| v.strip_suffix(')'));
+            let v = v.filter(|v| valid_deb_version(v) && *v != version);
+            (Some(n), v)
+        }
+    };
+    let source = source.filter(|src| *src != name).map(String::from);
+    let source_version = source_version.map(String::from);
     Ok(Some(Package {
         manager: "dpkg".into(),
         name: name.into(),
         version: version.into(),
         arch: arch.into(),
         source,
+        source_version,
         vendor: s.get("Origin").or(s.get("Maintainer")).map(String::from),
         install_time: None,
     }))
@@ -363,6 +370,7 @@ pub fn parse_rpm_qa(text: &str) -> (Vec<Package>, Vec<CollectIssue>) {
                 .map(source_rpm_name)
                 .filter(|s| *s != name)
                 .map(String::from),
+            source_version: None,
             vendor: set(vendor).map(String::from),
             install_time,
         });
@@ -487,6 +495,7 @@ Version: 3.134
         let o = get(&packages, "openssl");
         assert_eq!(o.version, "3.0.11-1~deb12u2");
         assert_eq!(o.source, None, "source version stripped, same name");
+        assert_eq!(o.source_version.as_deref(), Some("3.0.11-1~deb12u1"));
         assert_eq!(o.vendor.as_deref(), Some("Debian"), "Origin preferred");
         assert_eq!(o.install_time, None, "no file list");
 

@@ -272,6 +272,7 @@ pub struct Daemon {
     recent_tasks: tasks::Recent,
     cpu: CpuSampler,
     inventory: Option<crate::inventory::Handle>,
+    risk: Option<crate::risk::Handle>,
 }
 
 enum SessionEnd {
@@ -289,7 +290,14 @@ impl Daemon {
             recent_tasks: tasks::Recent::default(),
             cpu: CpuSampler::new(),
             inventory: None,
+            risk: None,
         }
+    }
+
+    /// Hands the risk scanner the pushed policy and scan and fix tasks.
+    pub fn with_risk(mut self, handle: crate::risk::Handle) -> Daemon {
+        self.risk = Some(handle);
+        self
     }
 
     /// Hands the inventory runner the pushed policy and "collect now" tasks.
@@ -416,6 +424,9 @@ impl Daemon {
                                 if let Some(inv) = &self.inventory {
                                     inv.set_policy(cfg.inventory.clone());
                                 }
+                                if let Some(risk) = &self.risk {
+                                    risk.set_policy(cfg.risk.clone());
+                                }
                                 self.config = Some(cfg);
                                 if period_changed {
                                     hb = heartbeat_timer(self.heartbeat_period());
@@ -495,6 +506,7 @@ impl Daemon {
         let outbox = self.outbox.clone();
         let root = self.facts_root.clone();
         let inventory = self.inventory.clone();
+        let risk = self.risk.clone();
         // Results go to the outbox, not the socket, so they survive a disconnect.
         tokio::spawn(async move {
             if let Err(e) = outbox
@@ -506,6 +518,10 @@ impl Daemon {
             let update = match task.kind.as_str() {
                 tasks::COLLECT_INVENTORY => {
                     tasks::collect_inventory(&task, unix_now(), inventory.as_ref()).await
+                }
+                tasks::RISK_SCAN => tasks::risk_scan(&task, unix_now(), risk.as_ref()).await,
+                tasks::VULN_FIX => {
+                    tasks::vuln_fix(&task, unix_now(), risk.as_ref(), inventory.as_ref()).await
                 }
                 _ => tasks::run(&task, unix_now(), &root),
             };

@@ -171,7 +171,7 @@ impl Outbox {
 fn split(msg: &Message) -> Result<(String, String)> {
     anyhow::ensure!(
         msg.is_record(),
-        "only records (event, task_update, inventory) go through the outbox"
+        "only records (event, task_update, inventory, risk) go through the outbox"
     );
     let mut v = serde_json::to_value(msg)?;
     let kind = v

@@ -144,7 +144,7 @@ pub fn kind_param(field: &str, s: &str) -> Result<InventoryKind, ApiError> {
 }
 
 /// (page, per_page) checked; a CSV export takes every row.
-fn paging(page: Option<i64>, per_page: Option<i64>, csv: bool) -> Result<(i64, i64), ApiError> {
+pub(crate) fn paging(page: Option<i64>, per_page: Option<i64>, csv: bool) -> Result<(i64, i64), ApiError> {
     if csv {
         return Ok((1, MAX_EXPORT_ROWS));
     }
@@ -161,7 +161,7 @@ fn paging(page: Option<i64>, per_page: Option<i64>, csv: bool) -> Result<(i64, i
     Ok((page, per_page))
 }
 
-fn is_csv(format: Option<&str>) -> Result<bool, ApiError> {
+pub(crate) fn is_csv(format: Option<&str>) -> Result<bool, ApiError> {
     match format.unwrap_or("json") {
         "json" | "" => Ok(false),
         "csv" => Ok(true),
@@ -172,7 +172,7 @@ fn is_csv(format: Option<&str>) -> Result<bool, ApiError> {
 }
 
 /// Projects a fleet-wide view covers: the one asked for (which must be visible), else all.
-async fn fleet_scope(
+pub(crate) async fn fleet_scope(
     state: &AppState,
     p: &Principal,
     project: Option<&str>,

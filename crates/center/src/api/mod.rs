@@ -9,6 +9,7 @@ mod error;
 pub mod inventory;
 pub mod openapi;
 pub mod projects;
+pub mod risk;
 pub mod servers;
 pub mod session;
 pub mod tasks;
@@ -66,6 +67,48 @@ pub fn router() -> Router<AppState> {
             "/api/v1/assets/{kind}/servers",
             get(inventory::asset_servers_handler),
         )
+        .route("/api/v1/vulndb", get(risk::vulndb_handler))
+        .route("/api/v1/vulnerabilities", get(risk::groups_handler))
+        .route(
+            "/api/v1/vulnerabilities/findings",
+            get(risk::fleet_findings_handler),
+        )
+        .route(
+            "/api/v1/vulnerabilities/findings/{id}",
+            get(risk::finding_handler),
+        )
+        .route(
+            "/api/v1/vulnerabilities/actions",
+            post(risk::action_handler),
+        )
+        .route(
+            "/api/v1/vulnerability-rules",
+            get(risk::rules_handler).post(risk::create_rule_handler),
+        )
+        .route(
+            "/api/v1/vulnerability-rules/{id}",
+            delete(risk::delete_rule_handler),
+        )
+        .route("/api/v1/weak-passwords", get(risk::fleet_weak_handler))
+        .route("/api/v1/password-policy", get(risk::fleet_policy_handler))
+        .route("/api/v1/scans", get(risk::scans_handler))
+        .route(
+            "/api/v1/projects/{id}/risk-policy",
+            get(risk::policy_handler).put(risk::set_policy_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/vulnerabilities",
+            get(risk::server_findings_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/weak-passwords",
+            get(risk::server_weak_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/password-policy",
+            get(risk::server_policy_handler),
+        )
+        .route("/api/v1/servers/{id}/risk", get(risk::server_risk_handler))
         .route(
             "/api/v1/servers",
             get(servers::list_handler).post(servers::create_handler),

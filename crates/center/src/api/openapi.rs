@@ -3,7 +3,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api_tokens, enroll, inventory, projects, servers, session, tasks, tokens, users};
+use super::{
+    api_tokens, enroll, inventory, projects, risk, servers, session, tasks, tokens, users,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +49,23 @@ use super::{api_tokens, enroll, inventory, projects, servers, session, tasks, to
         api_tokens::list_handler,
         api_tokens::create_handler,
         api_tokens::revoke_handler,
+        risk::vulndb_handler,
+        risk::groups_handler,
+        risk::fleet_findings_handler,
+        risk::server_findings_handler,
+        risk::finding_handler,
+        risk::action_handler,
+        risk::rules_handler,
+        risk::create_rule_handler,
+        risk::delete_rule_handler,
+        risk::fleet_weak_handler,
+        risk::server_weak_handler,
+        risk::fleet_policy_handler,
+        risk::server_policy_handler,
+        risk::server_risk_handler,
+        risk::scans_handler,
+        risk::policy_handler,
+        risk::set_policy_handler,
     )
 )]
 pub struct ApiDoc;

@@ -15,7 +15,14 @@ use crate::auth::{Principal, Role};
 use crate::store::{NewTasks, TaskRow};
 
 /// Kinds the agent has handlers for.
-pub const TASK_KINDS: &[&str] = &["ping", "collect_facts", "collect_inventory"];
+/// Kinds anyone with operator rights may queue directly. (`vuln_fix` is not one: it goes
+/// through the vulnerability fix action, which checks the project's policy.)
+pub const TASK_KINDS: &[&str] = &[
+    "ping",
+    "collect_facts",
+    "collect_inventory",
+    hostward_proto::risk::SCAN_TASK,
+];
 /// A task nobody set an expiry for still must not run days after it was asked for.
 pub const DEFAULT_EXPIRY_SECS: i64 = 24 * 3600;
 pub const MAX_EXPIRY_SECS: i64 = 30 * 24 * 3600;
@@ -118,6 +125,11 @@ pub async fn create(
     if input.kind == hostward_proto::inventory::COLLECT_INVENTORY_TASK
         && let Err(e) =
             serde_json::from_value::<hostward_proto::inventory::CollectNow>(params.clone())
+    {
+        return Err(ApiError::invalid_body(format!("params: {e}")));
+    }
+    if input.kind == hostward_proto::risk::SCAN_TASK
+        && let Err(e) = serde_json::from_value::<hostward_proto::risk::ScanRequest>(params.clone())
     {
         return Err(ApiError::invalid_body(format!("params: {e}")));
     }

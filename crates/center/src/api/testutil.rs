@@ -52,6 +52,7 @@ pub async fn app_with(tweak: impl FnOnce(&mut crate::config::Config)) -> TestApp
         metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle(),
+        analyzer: Default::default(),
     };
     let router = super::router().with_state(state.clone());
     TestApp {

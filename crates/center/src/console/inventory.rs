@@ -750,7 +750,7 @@ pub(crate) struct Tab {
 }
 
 /// The tab bar of a server's pages: overview, one tab per kind (with its item count once
-/// reported), change history.
+/// reported), change history, risks.
 pub(crate) fn tabs(server_id: &str, summary: &[InventorySummary], active: &str) -> Vec<Tab> {
     let mut v = vec![Tab {
         id: "overview",
@@ -777,6 +777,13 @@ pub(crate) fn tabs(server_id: &str, summary: &[InventorySummary], active: &str) 
         href: format!("/servers/{server_id}/changes"),
         count: None,
         active: active == "changes",
+    });
+    v.push(Tab {
+        id: "risks",
+        label: "Risks",
+        href: format!("/servers/{server_id}/risks"),
+        count: None,
+        active: active == "risks",
     });
     v
 }
@@ -1668,14 +1675,16 @@ mod tests {
                 "autostart",
                 "kernel_modules",
                 "middleware",
-                "changes"
+                "changes",
+                "risks"
             ]
         );
         let sw = t.iter().find(|t| t.id == "software").unwrap();
         assert!(sw.active && sw.count == Some(412));
         assert_eq!(sw.href, "/servers/s1/inventory/software");
         assert_eq!(t[0].href, "/servers/s1");
-        assert_eq!(t.last().unwrap().href, "/servers/s1/changes");
+        assert_eq!(t[t.len() - 2].href, "/servers/s1/changes");
+        assert_eq!(t.last().unwrap().href, "/servers/s1/risks");
         assert!(t.iter().filter(|t| t.active).count() == 1);
     }
 

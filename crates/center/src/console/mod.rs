@@ -9,10 +9,13 @@
 mod glue;
 mod inventory;
 mod login;
+mod risk;
 mod servers;
 mod tokens;
 mod users;
 
+#[cfg(test)]
+mod risk_tests;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +56,18 @@ pub fn router() -> Router<AppState> {
             "/servers/{id}/inventory/{kind}/collect",
             post(inventory::collect),
         )
+        .route("/servers/{id}/risks", get(risk::server_risks))
+        .route("/servers/{id}/risks/scan", post(risk::scan_server))
+        .route("/vulnerabilities", get(risk::vulnerabilities))
+        .route("/vulnerabilities/actions", post(risk::act))
+        .route("/vulnerabilities/findings/{id}", get(risk::finding))
+        .route("/vulnerabilities/{cve}", get(risk::cve))
+        .route("/risk/weak-passwords", get(risk::weak_passwords))
+        .route("/risk/password-policy", get(risk::password_policy))
+        .route("/risk/scans", get(risk::scans).post(risk::start_scans))
+        .route("/risk/rules", get(risk::rules).post(risk::create_rule))
+        .route("/risk/rules/{id}/delete", post(risk::delete_rule))
+        .route("/risk/policy", get(risk::policy).post(risk::save_policy))
         .route("/assets", get(inventory::assets))
         .route("/assets/changes", get(inventory::fleet_changes))
         .route("/assets/{kind}/servers", get(inventory::asset_servers))

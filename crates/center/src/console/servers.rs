@@ -32,6 +32,8 @@ pub(crate) struct ServerView {
     pub protection_status: String,
     pub protection_reason: String,
     pub risk_status: String,
+    /// The risk counts in a few words (`3 critical · 1 weak pwd`); empty when nothing counts.
+    pub risk_summary: String,
     pub last_seen: Option<Ts>,
     pub agent_version: String,
 }
@@ -60,10 +62,31 @@ impl ServerView {
             protection_status: s.protection_status.clone(),
             protection_reason: s.protection_reason.clone(),
             risk_status: s.risk_status.clone(),
+            risk_summary: risk_summary(&s.risk_counts),
             last_seen: Ts::opt(s.last_seen_at),
             agent_version: s.agent_version.clone(),
         }
     }
+}
+
+/// A server's risk counts (`risk_counts`: critical, high, medium, low, weak_passwords,
+/// policy_failed) in a few words: `3 critical · 1 weak pwd`. Empty when nothing counts.
+pub(crate) fn risk_summary(counts: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    for (key, label) in [
+        ("critical", "critical"),
+        ("high", "high"),
+        ("medium", "medium"),
+        ("low", "low"),
+        ("weak_passwords", "weak pwd"),
+        ("policy_failed", "policy failed"),
+    ] {
+        match counts.get(key).and_then(|v| v.as_i64()) {
+            Some(n) if n > 0 => parts.push(format!("{n} {label}")),
+            _ => {}
+        }
+    }
+    parts.join(" · ")
 }
 
 /// `application/x-www-form-urlencoded` percent-encoding for query values.

@@ -46,6 +46,7 @@ async fn env() -> Env {
             pki: Arc::new(pki),
             gateway,
             metrics,
+            analyzer: Default::default(),
         },
         _dir: dir,
     }

@@ -208,7 +208,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                         let hint = if b.reason == "system_shutdown" { StopHint::SystemShutdown } else { StopHint::None };
                         break End::Bye(hint);
                     }
-                    msg @ (Message::Event(_) | Message::TaskUpdate(_) | Message::Inventory(_)) => {
+                    msg @ (Message::Event(_) | Message::TaskUpdate(_) | Message::Inventory(_) | Message::Risk(_)) => {
                         if env.seq == 0 {
                             metrics::counter!(m::FRAMES_REJECTED, "reason" => "no_seq").increment(1);
                             send_error(&mut sink, "malformed", "records need a seq above 0").await;
@@ -217,6 +217,9 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                         match state.store.store_records(&server.id, &[(env.seq, msg)]).await {
                             Ok(stored) => {
                                 metrics::counter!(m::RECORDS_STORED).increment(1);
+                                if stored.software_changed {
+                                    state.analyzer.wake();
+                                }
                                 for kind in stored.resync {
                                     request_full_inventory(&state, &server, kind).await;
                                 }
@@ -283,13 +286,20 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
     }
 }
 
-/// The agent's config: the server's own switches plus its project's inventory policy. The
+/// The agent's config: the server's own switches plus its project's inventory and risk policies. The
 /// version grows with either (both counters only grow).
 async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelope {
     let (inventory, policy_version) = match state.store.inventory_policy(&server.project_id).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "reading the inventory policy failed; sending defaults");
+            Default::default()
+        }
+    };
+    let risk = match state.store.risk_policy(&server.project_id).await {
+        Ok((p, _)) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the risk policy failed; sending defaults");
             Default::default()
         }
     };
@@ -300,6 +310,7 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
         heartbeat_secs: state.config.heartbeat_secs,
         protection_enabled: server.protection_wanted,
         inventory,
+        risk,
     }))
 }
 

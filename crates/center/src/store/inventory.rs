@@ -15,7 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
-use super::{Bind, Result, Sql, Store, StoreError, now};
+use super::{Bind, Result, Sql, Store, StoreError, like, now, offset, paged};
 
 /// Rows per `IN (...)` list: well under both backends' parameter limits.
 const CHUNK: usize = 400;
@@ -119,21 +119,7 @@ fn changed_fields(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Strin
         .collect()
 }
 
-fn like(q: &str) -> String {
-    let escaped: String = q
-        .chars()
-        .flat_map(|c| match c {
-            '%' | '_' | '\\' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    format!("%{}%", escaped.to_lowercase())
-}
 
-fn offset(page: i64, per_page: i64) -> (i64, i64) {
-    let per_page = per_page.clamp(1, 1000);
-    (per_page, (page.max(1) - 1) * per_page)
-}
 
 #[allow(clippy::too_many_arguments)]
 async fn add_change(
@@ -702,34 +688,7 @@ impl Store {
     }
 }
 
-async fn count(store: &Store, filter: &Sql) -> Result<i64> {
-    let sql = Sql {
-        text: format!("SELECT COUNT(*) AS n{}", filter.text),
-        binds: filter.binds.clone(),
-    };
-    Ok(sql.query().fetch_one(store.pool()).await?.try_get("n")?)
-}
 
-/// `SELECT <columns><filter> ORDER BY <order>` for one page, and the filter's total row count.
-async fn paged(
-    store: &Store,
-    columns: &str,
-    filter: Sql,
-    order: &str,
-    page: i64,
-    per_page: i64,
-) -> Result<(Vec<AnyRow>, i64)> {
-    let total = count(store, &filter).await?;
-    let (limit, off) = offset(page, per_page);
-    let mut sql = Sql {
-        text: format!("SELECT {columns}{} ORDER BY {order} LIMIT ", filter.text),
-        binds: filter.binds,
-    };
-    sql.bind(Bind::Int(limit))
-        .push(" OFFSET ")
-        .bind(Bind::Int(off));
-    Ok((sql.query().fetch_all(store.pool()).await?, total))
-}
 
 /// ` AND (name LIKE %q% OR value LIKE %q%)`, case-insensitive, wildcards in `q` taken literally.
 fn name_or_value_like(filter: &mut Sql, alias: &str, q: Option<&str>) {
@@ -758,6 +717,7 @@ mod tests {
             version: version.into(),
             arch: "amd64".into(),
             source: None,
+            source_version: None,
             vendor: None,
             install_time: None,
         }

@@ -11,6 +11,7 @@ mod enrollment;
 mod inventory;
 mod projects;
 mod records;
+mod risk;
 mod servers;
 mod tasks;
 
@@ -20,6 +21,7 @@ pub use enrollment::*;
 pub use inventory::*;
 pub use projects::*;
 pub use records::*;
+pub use risk::*;
 pub use servers::*;
 pub use tasks::*;
 
@@ -65,6 +67,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "inventory",
         include_str!("migrations/sqlite/0002_inventory.sql"),
     ),
+    (3, "risk", include_str!("migrations/sqlite/0003_risk.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -73,6 +76,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "inventory",
         include_str!("migrations/postgres/0002_inventory.sql"),
     ),
+    (3, "risk", include_str!("migrations/postgres/0003_risk.sql")),
 ];
 
 impl Store {
@@ -183,6 +187,7 @@ pub fn new_id() -> String {
 #[derive(Debug, Clone)]
 pub(crate) enum Bind {
     Text(String),
+    OptText(Option<String>),
     Int(i64),
     OptInt(Option<i64>),
 }
@@ -232,6 +237,7 @@ impl Sql {
         for b in &self.binds {
             q = match b {
                 Bind::Text(s) => q.bind(s.clone()),
+                Bind::OptText(s) => q.bind(s.clone()),
                 Bind::Int(i) => q.bind(*i),
                 Bind::OptInt(i) => q.bind(*i),
             };
@@ -250,6 +256,54 @@ pub(crate) fn opt_i64(row: &AnyRow, col: &str) -> Option<i64> {
 pub(crate) fn flag(row: &AnyRow, col: &str) -> bool {
     use sqlx::Row;
     row.try_get::<i64, _>(col).map(|v| v != 0).unwrap_or(false)
+}
+
+/// `%q%` for a case-insensitive LIKE with `ESCAPE '\\'`: wildcards in `q` are taken literally.
+pub(crate) fn like(q: &str) -> String {
+    let escaped: String = q
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{}%", escaped.to_lowercase())
+}
+
+pub(crate) fn offset(page: i64, per_page: i64) -> (i64, i64) {
+    let per_page = per_page.clamp(1, 1000);
+    (per_page, (page.max(1) - 1) * per_page)
+}
+
+/// Rows matching a filter (`FROM … WHERE …`).
+pub(crate) async fn count(store: &Store, filter: &Sql) -> Result<i64> {
+    use sqlx::Row;
+    let sql = Sql {
+        text: format!("SELECT COUNT(*) AS n{}", filter.text),
+        binds: filter.binds.clone(),
+    };
+    Ok(sql.query().fetch_one(store.pool()).await?.try_get("n")?)
+}
+
+/// `SELECT <columns><filter> ORDER BY <order>` for one page, and the filter's total row count.
+pub(crate) async fn paged(
+    store: &Store,
+    columns: &str,
+    filter: Sql,
+    order: &str,
+    page: i64,
+    per_page: i64,
+) -> Result<(Vec<AnyRow>, i64)> {
+    let total = count(store, &filter).await?;
+    let (limit, off) = offset(page, per_page);
+    let mut sql = Sql {
+        text: format!("SELECT {columns}{} ORDER BY {order} LIMIT ", filter.text),
+        binds: filter.binds,
+    };
+    sql.bind(Bind::Int(limit))
+        .push(" OFFSET ")
+        .bind(Bind::Int(off));
+    Ok((sql.query().fetch_all(store.pool()).await?, total))
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct Stored {
     pub high: u64,
     /// Inventory kinds whose diff did not fit the stored state: ask the agent for a full snapshot.
     pub resync: Vec<hostward_proto::InventoryKind>,
+    /// A software inventory record landed: the server's vulnerabilities need matching again.
+    pub software_changed: bool,
 }
 
 impl Store {
@@ -42,6 +44,7 @@ impl Store {
             .try_get("last_seq")?;
         let mut high = last;
         let mut resync = Vec::new();
+        let mut software_changed = false;
         let t = now();
         for (seq, msg) in records {
             let seq = *seq as i64;
@@ -75,11 +78,28 @@ impl Store {
                     .bind(server_id.to_string())
                     .execute(&mut *tx)
                     .await?;
+                    if u.state.is_final() {
+                        let detail = u.output.get("error").and_then(|e| e.as_str()).unwrap_or("");
+                        super::risk::fix_task_finished(
+                            &mut tx,
+                            server_id,
+                            &u.task_id,
+                            u.state == hostward_proto::TaskState::Done,
+                            detail,
+                        )
+                        .await?;
+                    }
                 }
                 Message::Inventory(inv) => {
                     if super::inventory::apply_inventory(&mut tx, server_id, inv).await? {
                         resync.push(inv.kind());
+                    } else if inv.kind() == hostward_proto::InventoryKind::Software {
+                        super::risk::software_changed(&mut tx, server_id).await?;
+                        software_changed = true;
                     }
+                }
+                Message::Risk(report) => {
+                    super::risk::apply_risk_report(&mut tx, server_id, report).await?;
                 }
                 _ => {}
             }
@@ -96,6 +116,7 @@ impl Store {
         Ok(Stored {
             high: high as u64,
             resync,
+            software_changed,
         })
     }
 

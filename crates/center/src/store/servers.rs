@@ -133,7 +133,7 @@ fn ips_text(ips: &[String]) -> String {
     ips.join(" ")
 }
 
-async fn history(
+pub(super) async fn history(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
     ts: i64,

@@ -128,6 +128,43 @@ impl Store {
         rows.iter().map(task).collect()
     }
 
+    /// Tasks of the servers in `projects`, newest first, optionally of one kind and state, with
+    /// the server's name.
+    pub async fn list_tasks_fleet(
+        &self,
+        projects: &[String],
+        kind: Option<&str>,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(TaskRow, String)>> {
+        if projects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cols: String = TASK_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut sql = Sql::new(&format!(
+            "SELECT {cols}, s.name AS server_name FROM tasks t JOIN servers s ON s.id = t.server_id WHERE t.project_id IN "
+        ));
+        sql.bind_list(projects);
+        if let Some(k) = kind {
+            sql.push(" AND t.kind = ").bind(Bind::Text(k.to_string()));
+        }
+        if let Some(st) = state {
+            sql.push(" AND t.state = ").bind(Bind::Text(st.to_string()));
+        }
+        sql.push(" ORDER BY t.created_at DESC, t.id LIMIT ")
+            .bind(Bind::Int(limit));
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| Ok((task(r)?, r.try_get("server_name")?)))
+            .collect()
+    }
+
     /// Expires queued or delivered tasks whose time has passed.
     pub async fn expire_due_tasks(&self) -> Result<u64> {
         let t = now();

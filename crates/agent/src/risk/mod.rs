@@ -1,0 +1,249 @@
+//! Risk scans on the host: weak passwords, the password-complexity policy, and a fresh software
+//! inventory for the center's vulnerability matching. One runner owns the scans, so a scan task
+//! and the daily scan never run at once; it runs the daily scan at a random point of the
+//! policy's window (server local time) and scan tasks when asked. Results leave as one durable
+//! `risk` record per scan.
+//!
+//! One module per check: `weak_password` (libxcrypt via `crypt`), `password_policy`; `fix` runs
+//! one-click package upgrades; `schedule` decides when the daily scan runs.
+
+pub mod crypt;
+pub mod fix;
+pub mod password_policy;
+pub mod schedule;
+pub mod weak_password;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use hostward_proto::Message;
+use hostward_proto::inventory::{CollectNow, InventoryKind};
+use hostward_proto::risk::{RiskPolicy, RiskReport, ScanCheck, ScanRequest, ScanTrigger};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::link::outbox::Outbox;
+use crate::link::unix_now;
+
+/// What a scan did, as the task result reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanSummary {
+    pub checks: Vec<ScanCheck>,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// Software inventory kinds collected for the vulnerability check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software: Option<Vec<crate::inventory::Summary>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weak_passwords: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accounts_checked: Option<u32>,
+    /// False when the weak-password check ran out of its time budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_failed: Option<usize>,
+}
+
+struct Job {
+    req: ScanRequest,
+    task_id: Option<String>,
+    reply: oneshot::Sender<Result<ScanSummary, String>>,
+}
+
+/// Handle the daemon keeps: push the policy, ask for scans.
+#[derive(Clone)]
+pub struct Handle {
+    policy: watch::Sender<RiskPolicy>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Handle {
+    pub fn set_policy(&self, policy: RiskPolicy) {
+        self.policy.send_if_modified(|p| {
+            let changed = *p != policy;
+            *p = policy;
+            changed
+        });
+    }
+
+    /// The policy in force (the center's last push, else the defaults).
+    pub fn policy(&self) -> RiskPolicy {
+        self.policy.borrow().clone()
+    }
+
+    /// Scans now (after a scan already running) and returns when the report is queued.
+    pub async fn scan_now(&self, req: ScanRequest, task_id: Option<String>) -> Result<ScanSummary, String> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job { req, task_id, reply })
+            .await
+            .map_err(|_| "the risk scanner stopped".to_string())?;
+        rx.await.map_err(|_| "the risk scanner stopped".to_string())?
+    }
+}
+
+/// Starts the scanner on the current runtime; it stops when every [`Handle`] is dropped.
+/// `root` is the filesystem the checks read (`/`, or a fixture tree in tests).
+pub fn spawn(root: PathBuf, outbox: Outbox, inventory: Option<crate::inventory::Handle>) -> Handle {
+    let (policy_tx, policy_rx) = watch::channel(RiskPolicy::default());
+    let (jobs_tx, jobs_rx) = mpsc::channel(8);
+    let scanner = Scanner {
+        root,
+        outbox,
+        inventory,
+    };
+    tokio::spawn(scanner.run(policy_rx, jobs_rx));
+    Handle {
+        policy: policy_tx,
+        jobs: jobs_tx,
+    }
+}
+
+struct Scanner {
+    root: PathBuf,
+    outbox: Outbox,
+    inventory: Option<crate::inventory::Handle>,
+}
+
+/// The wall clock is re-read at least this often while waiting for the daily scan, so a clock
+/// step or a suspended VM does not push the scan off by hours.
+const CLOCK_RECHECK: Duration = Duration::from_secs(60);
+
+fn draw_next(now: i64, policy: &RiskPolicy) -> Option<i64> {
+    policy.daily_scan.then(|| {
+        schedule::next_scan_at(
+            now,
+            schedule::local_offset_secs(now),
+            policy,
+            rand::random::<f64>(),
+            rand::random::<f64>(),
+        )
+    })
+}
+
+impl Scanner {
+    async fn run(self, mut policy: watch::Receiver<RiskPolicy>, mut jobs: mpsc::Receiver<Job>) {
+        let mut next = draw_next(unix_now(), &policy.borrow_and_update());
+        if let Some(at) = next {
+            tracing::info!(next_scan_at = at, "daily risk scan scheduled");
+        }
+        loop {
+            let wait = match next {
+                Some(at) => Duration::from_secs(at.saturating_sub(unix_now()).max(0) as u64).min(CLOCK_RECHECK),
+                None => CLOCK_RECHECK,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {
+                    if next.is_some_and(|at| unix_now() >= at) {
+                        let pol = policy.borrow().clone();
+                        if let Err(e) = self.scan(&ScanRequest::default(), ScanTrigger::Scheduled, None, &pol).await {
+                            tracing::error!(error = %e, "daily risk scan failed");
+                        }
+                        next = draw_next(unix_now(), &pol);
+                        tracing::info!(next_scan_at = ?next, "daily risk scan done");
+                    }
+                }
+                changed = policy.changed() => {
+                    if changed.is_err() { return; }
+                    let pol = policy.borrow_and_update().clone();
+                    next = draw_next(unix_now(), &pol);
+                    tracing::info!(next_scan_at = ?next, "risk policy applied");
+                }
+                job = jobs.recv() => {
+                    let Some(job) = job else { return };
+                    let pol = policy.borrow().clone();
+                    let out = self.scan(&job.req, ScanTrigger::Task, job.task_id, &pol).await;
+                    let _ = job.reply.send(out);
+                }
+            }
+        }
+    }
+
+    async fn scan(
+        &self,
+        req: &ScanRequest,
+        trigger: ScanTrigger,
+        task_id: Option<String>,
+        policy: &RiskPolicy,
+    ) -> Result<ScanSummary, String> {
+        let started_at = unix_now();
+        let checks: Vec<ScanCheck> = ScanCheck::ALL.into_iter().filter(|c| req.wants(*c)).collect();
+        tracing::info!(?checks, ?trigger, "risk scan started");
+        let mut software = None;
+        if req.wants(ScanCheck::Vulnerabilities) {
+            let inv = self
+                .inventory
+                .as_ref()
+                .ok_or("the inventory runner is not running")?;
+            let req = CollectNow {
+                kinds: vec![InventoryKind::Software],
+                full: false,
+            };
+            software = Some(inv.collect_now(req).await.map_err(|e| e.to_string())?);
+        }
+        let weak_passwords = if req.wants(ScanCheck::WeakPasswords) {
+            let root = self.root.clone();
+            let custom = policy.custom_weak_passwords.clone();
+            let budget = Duration::from_secs(u64::from(policy.weak_password_budget_secs));
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    weak_password::check(&weak_password::Config {
+                        root: &root,
+                        custom: &custom,
+                        budget,
+                    })
+                })
+                .await
+                .map_err(|e| format!("weak-password check: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let password_policy = if req.wants(ScanCheck::PasswordPolicy) {
+            let root = self.root.clone();
+            Some(
+                tokio::task::spawn_blocking(move || password_policy::check(&root))
+                    .await
+                    .map_err(|e| format!("password-policy check: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let finished_at = unix_now();
+        let summary = ScanSummary {
+            checks: checks.clone(),
+            started_at,
+            finished_at,
+            software,
+            weak_passwords: weak_passwords.as_ref().map(|w| w.findings.len()),
+            accounts_checked: weak_passwords.as_ref().map(|w| w.accounts_checked),
+            complete: weak_passwords.as_ref().map(|w| w.complete),
+            policy_failed: password_policy
+                .as_ref()
+                .map(|p| p.checks.iter().filter(|c| !c.pass).count()),
+        };
+        let report = RiskReport {
+            task_id,
+            trigger,
+            started_at,
+            finished_at,
+            checks,
+            weak_passwords,
+            password_policy,
+        };
+        match self.outbox.push(&Message::Risk(report)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("outbox full: the scan report was dropped".into()),
+            Err(e) => return Err(format!("queueing the scan report: {e}")),
+        }
+        tracing::info!(
+            weak_passwords = ?summary.weak_passwords,
+            policy_failed = ?summary.policy_failed,
+            secs = finished_at - started_at,
+            "risk scan finished"
+        );
+        Ok(summary)
+    }
+}

@@ -1,0 +1,2024 @@
+//! Risk prevention pages: the fleet's vulnerabilities by CVE (with a severity chart), one CVE's
+//! affected servers, one finding with its handling history, a server's Risks tab, the fleet's
+//! weak passwords and password-policy results, scan tasks, whitelist rules and the per-project
+//! risk policy.
+//!
+//! Every page reads and writes through [`crate::api::risk`] (scans through
+//! [`crate::api::tasks`]), so it shows and allows exactly what the REST API does for the same
+//! caller; objects of other projects answer 404 there. Every string that came from an agent or
+//! a vulnerability feed is escaped by the templates, none is marked safe.
+//!
+//! Forms that select many objects name each checkbox after the object (`finding_<id>`,
+//! `server_<id>`): the console's form reader keeps one value per name, and distinct names keep
+//! every selection without any script.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use hostward_proto::Severity;
+use hostward_proto::inventory::CollectIssue;
+use hostward_proto::risk::{MAX_CUSTOM_WEAK_PASSWORDS, RiskPolicy, SCAN_TASK, ScanCheck};
+use serde_json::Value;
+
+use super::inventory::{Pager, Tab, clip, scale, server_tabs, url};
+use super::servers::{enc, risk_summary};
+use super::{
+    ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html,
+    html_status, project_names, see_other,
+};
+use crate::AppState;
+use crate::api::risk::{self as ops, Action, ActionBody, FleetQuery, NewRule, ScanQuery, VulnQuery};
+use crate::api::servers::{ServerQuery, visible_server};
+use crate::api::tasks::{self, CreateTasks};
+use crate::store::{
+    PolicyResultRow, TaskRow, VulnFinding, VulnGroup, VulnHistoryEntry, WeakPasswordRow, vuln_state,
+};
+
+/// Rows per page of the vulnerability lists.
+pub const PER_PAGE: i64 = 50;
+/// Rows per page of the scan list (the API returns the latest 1,000).
+pub const SCAN_PER_PAGE: usize = 100;
+/// Servers offered in the scan form, at most (the API's largest page).
+const PICK_SERVERS: u32 = 500;
+
+// ---------------------------------------------------------------------------------------------
+// Small pure helpers
+
+fn param(m: &HashMap<String, String>, k: &str) -> String {
+    m.get(k).map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
+fn page_param(m: &HashMap<String, String>) -> i64 {
+    m.get("page")
+        .and_then(|p| p.trim().parse::<i64>().ok())
+        .filter(|p| (1..=1_000_000).contains(p))
+        .unwrap_or(1)
+}
+
+fn opt(s: &str) -> Option<String> {
+    Some(s.to_string()).filter(|s| !s.is_empty())
+}
+
+/// A path segment: like a query value, but a space is `%20` (a `+` is literal in a path).
+fn seg(s: &str) -> String {
+    enc(s).replace('+', "%20")
+}
+
+pub(crate) fn pager(
+    page: i64,
+    per: i64,
+    shown: usize,
+    total: i64,
+    at: impl Fn(i64) -> String,
+) -> Pager {
+    let (first, last) = if shown == 0 {
+        (0, 0)
+    } else {
+        let first = (page - 1) * per + 1;
+        (first, first + shown as i64 - 1)
+    };
+    Pager {
+        first,
+        last,
+        total,
+        prev_url: (page > 1).then(|| at(page - 1)),
+        next_url: (page * per < total).then(|| at(page + 1)),
+    }
+}
+
+/// A severity filter value as typed; anything that is not a severity is dropped (it comes from a
+/// form, and "any" is the honest reading of nonsense).
+fn known_severity(s: &str) -> String {
+    Severity::parse(s)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
+}
+
+fn known_state(s: &str) -> String {
+    Some(s)
+        .filter(|s| vuln_state::ALL.contains(s))
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub(crate) fn severity_label(s: &str) -> &'static str {
+    match s {
+        "critical" => "Critical",
+        "high" => "High",
+        "medium" => "Medium",
+        "low" => "Low",
+        _ => "Unknown",
+    }
+}
+
+pub(crate) fn severity_class(s: &str) -> &'static str {
+    match s {
+        "critical" => "sev-critical",
+        "high" => "sev-high",
+        "medium" => "sev-medium",
+        "low" => "sev-low",
+        _ => "b-muted",
+    }
+}
+
+pub(crate) fn state_class(s: &str) -> &'static str {
+    match s {
+        vuln_state::UNHANDLED | vuln_state::FAILED => "b-bad",
+        vuln_state::FIXING | vuln_state::VERIFYING | vuln_state::RESTART_REQUIRED => "b-warn",
+        vuln_state::FIXED => "b-ok",
+        _ => "b-muted",
+    }
+}
+
+fn restart_label(s: &str) -> &'static str {
+    match s {
+        "none" => "no restart",
+        "service" => "restart services",
+        "reboot" => "reboot",
+        _ => "unknown",
+    }
+}
+
+fn reason_label(s: &str) -> String {
+    match s {
+        "empty" => "no password".into(),
+        "common_password" => "common password".into(),
+        "custom_list" => "on the project's list".into(),
+        "username_variant" => "user name variant".into(),
+        "shared" => "shared with another account".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+fn cvss(c: Option<f64>) -> String {
+    c.map(|c| format!("{c:.1}")).unwrap_or_default()
+}
+
+/// `12 s`, `3 min 4 s`, `2 h 5 min`.
+pub(crate) fn duration(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Minutes after midnight as `HH:MM` (1440 is `24:00`).
+pub(crate) fn fmt_hhmm(min: u32) -> String {
+    format!("{:02}:{:02}", min / 60, min % 60)
+}
+
+/// `HH:MM` (or `H:MM`) to minutes after midnight; `24:00` is the end of the day.
+pub(crate) fn parse_hhmm(field: &str, s: &str) -> Result<u32, String> {
+    let bad = || format!("{field}: use HH:MM, e.g. 02:30");
+    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
+    let digits = |x: &str| !x.is_empty() && x.len() <= 2 && x.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || m.len() != 2 || !digits(m) {
+        return Err(bad());
+    }
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if m > 59 || h > 24 || (h == 24 && m > 0) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+/// Where a finding action returns to: a console page of findings, never another site.
+pub(crate) fn safe_back(s: &str) -> Option<&str> {
+    let ok = s.starts_with('/')
+        && !s.starts_with("//")
+        && !s.contains('\\')
+        && !s.chars().any(char::is_control)
+        && (s.starts_with("/vulnerabilities") || s.starts_with("/servers/"));
+    ok.then_some(s)
+}
+
+/// `back` with `done=<what>&n=<n>` in place of any earlier ones.
+pub(crate) fn with_done(back: &str, done: &str, n: usize) -> String {
+    let (path, q) = back.split_once('?').unwrap_or((back, ""));
+    let mut parts: Vec<String> = q
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("done=") && !kv.starts_with("n="))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("done={done}"));
+    parts.push(format!("n={n}"));
+    format!("{path}?{}", parts.join("&"))
+}
+
+/// A confirmation after a redirect. Only fixed texts and numbers: a link must not be able to
+/// put words into the page.
+pub(crate) struct Flash {
+    pub class: &'static str,
+    pub text: String,
+}
+
+fn flash(m: &HashMap<String, String>) -> Option<Flash> {
+    let n: usize = m.get("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let ok = |text: String| Some(Flash { class: "ok", text });
+    match m.get("done").map(String::as_str)? {
+        "ignore" => ok(format!("{n} finding(s) ignored: they no longer count toward the servers' risk.")),
+        "unignore" => ok(format!("{n} finding(s) reopened.")),
+        "verify" => ok(format!(
+            "Verification requested for {n} finding(s): the agents collect their software again and the center matches it at once."
+        )),
+        "fix" => ok(format!(
+            "Fix queued for {n} finding(s): the agents upgrade the packages, then the center verifies the result."
+        )),
+        "none" => Some(Flash {
+            class: "warn",
+            text: "Select at least one finding first.".into(),
+        }),
+        "scan" => ok(format!(
+            "Scan requested on {n} server(s); results show here as each agent reports them."
+        )),
+        "rule" => ok(format!(
+            "Whitelist rule created; open findings it covers on {n} server(s) are now ignored."
+        )),
+        "rule_deleted" => ok(
+            "Whitelist rule deleted. Findings it ignored stay ignored; new ones are no longer covered."
+                .into(),
+        ),
+        "saved" => ok("Risk policy saved; the project's agents get it at once.".into()),
+        _ => None,
+    }
+}
+
+async fn project_opts(
+    state: &AppState,
+    p: &Principal,
+    selected: &str,
+    min: Role,
+) -> Result<Vec<Opt>, ConsoleError> {
+    Ok(project_names(state, p)
+        .await?
+        .into_iter()
+        .filter(|(id, _)| p.require(id, min).is_ok())
+        .map(|(id, name)| Opt {
+            selected: id == selected,
+            value: id,
+            label: name,
+        })
+        .collect())
+}
+
+fn opts(values: &[&str], selected: &str, label: impl Fn(&str) -> String) -> Vec<Opt> {
+    values
+        .iter()
+        .map(|v| Opt {
+            value: v.to_string(),
+            label: label(v),
+            selected: *v == selected,
+        })
+        .collect()
+}
+
+fn severity_opts(selected: &str) -> Vec<Opt> {
+    let all: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    opts(&all, selected, |s| severity_label(s).to_string())
+}
+
+fn state_opts(selected: &str) -> Vec<Opt> {
+    opts(vuln_state::ALL, selected, |s| s.replace('_', " "))
+}
+
+/// Whether the caller may handle findings in any project (the form is shown then; the API
+/// still decides per finding).
+fn operates_somewhere(p: &Principal) -> bool {
+    p.is_superadmin || !p.projects_with(Role::Operator).is_empty()
+}
+
+fn issues(v: &Value) -> Vec<IssueView> {
+    serde_json::from_value::<Vec<CollectIssue>>(v.get("issues").cloned().unwrap_or(Value::Null))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| IssueView {
+            file: i.file,
+            line: i.line,
+            message: i.message,
+        })
+        .collect()
+}
+
+pub(crate) struct IssueView {
+    pub file: String,
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+pub(crate) struct GroupRow {
+    pub cve: String,
+    pub href: String,
+    pub severity: String,
+    pub sev_label: &'static str,
+    pub sev_class: &'static str,
+    pub cvss: String,
+    pub servers: i64,
+    pub open: i64,
+    pub package: String,
+    pub more_packages: i64,
+    pub summary: String,
+    pub summary_title: String,
+}
+
+fn group_row(g: &VulnGroup) -> GroupRow {
+    let (summary, summary_title) = clip(&g.summary, 110);
+    GroupRow {
+        href: format!("/vulnerabilities/{}", seg(&g.cve)),
+        cve: g.cve.clone(),
+        severity: g.severity.clone(),
+        sev_label: severity_label(&g.severity),
+        sev_class: severity_class(&g.severity),
+        cvss: cvss(g.cvss),
+        servers: g.servers,
+        open: g.open,
+        package: g.package.clone(),
+        more_packages: (g.packages - 1).max(0),
+        summary,
+        summary_title,
+    }
+}
+
+pub(crate) struct FindingRow {
+    pub id: String,
+    pub href: String,
+    pub server_id: String,
+    pub server_name: String,
+    pub cve: String,
+    pub cve_href: String,
+    pub severity: String,
+    pub sev_label: &'static str,
+    pub sev_class: &'static str,
+    pub cvss: String,
+    pub package: String,
+    pub installed: String,
+    pub installed_title: String,
+    /// Empty: no fixed version released yet.
+    pub fixed: String,
+    pub state: String,
+    pub state_label: String,
+    pub state_class: &'static str,
+    pub state_note: String,
+    pub fix_command: String,
+    pub restart: String,
+    pub restart_label: &'static str,
+    /// Still found by the latest match; only these can be handled.
+    pub present: bool,
+    pub summary: String,
+    pub summary_title: String,
+}
+
+fn finding_row(f: &VulnFinding) -> FindingRow {
+    let (installed, installed_title) = clip(&f.installed_version, 40);
+    let (summary, summary_title) = clip(&f.summary, 110);
+    FindingRow {
+        id: f.id.clone(),
+        href: format!("/vulnerabilities/findings/{}", seg(&f.id)),
+        server_id: f.server_id.clone(),
+        server_name: f.server_name.clone(),
+        cve_href: format!("/vulnerabilities/{}", seg(&f.cve)),
+        cve: f.cve.clone(),
+        severity: f.severity.clone(),
+        sev_label: severity_label(&f.severity),
+        sev_class: severity_class(&f.severity),
+        cvss: cvss(f.cvss),
+        package: f.package.clone(),
+        installed,
+        installed_title,
+        fixed: f.fixed_version.clone().unwrap_or_default(),
+        state: f.state.clone(),
+        state_label: f.state.replace('_', " "),
+        state_class: state_class(&f.state),
+        state_note: f.state_note.clone(),
+        fix_command: f.fix_command.clone().unwrap_or_default(),
+        restart: f.restart.clone(),
+        restart_label: restart_label(&f.restart),
+        present: f.present,
+        summary,
+        summary_title,
+    }
+}
+
+pub(crate) struct WeakRow {
+    pub server_id: String,
+    pub server_name: String,
+    pub account: String,
+    pub uid: String,
+    pub login_allowed: bool,
+    pub reasons: Vec<String>,
+    pub shared_with: String,
+}
+
+/// Only what the API holds about a weak password: who, not what the password is.
+fn weak_row(w: &WeakPasswordRow) -> WeakRow {
+    WeakRow {
+        server_id: w.server_id.clone(),
+        server_name: w.server_name.clone(),
+        account: w.account.clone(),
+        uid: w.uid.map(|u| u.to_string()).unwrap_or_default(),
+        login_allowed: w.login_allowed,
+        reasons: w.reasons.iter().map(|r| reason_label(r)).collect(),
+        shared_with: w.shared_with.join(", "),
+    }
+}
+
+pub(crate) struct PolicyRow {
+    pub server_id: String,
+    pub server_name: String,
+    pub check_id: String,
+    pub title: String,
+    pub file: String,
+    pub expected: String,
+    /// None: not set on the host.
+    pub actual: Option<String>,
+    pub pass: bool,
+    pub remedy: String,
+}
+
+fn policy_row(r: &PolicyResultRow) -> PolicyRow {
+    PolicyRow {
+        server_id: r.server_id.clone(),
+        server_name: r.server_name.clone(),
+        check_id: r.check_id.clone(),
+        title: r.title.clone(),
+        file: r.file.clone(),
+        expected: r.expected.clone(),
+        actual: r.actual.clone(),
+        pass: r.pass,
+        remedy: r.remedy.clone(),
+    }
+}
+
+/// The vulnerability database in one line.
+pub(crate) struct DbLine {
+    pub version: i64,
+    pub advisories: i64,
+    pub imported: Option<Ts>,
+    pub source: String,
+}
+
+async fn db_line(state: &AppState, p: &Principal) -> Result<DbLine, ConsoleError> {
+    let db = ops::vulndb(state, p).await?;
+    let last = db.status.last_import;
+    Ok(DbLine {
+        version: db.status.version,
+        advisories: db.status.advisories,
+        imported: last.as_ref().map(|i| Ts::at(i.imported_at)),
+        source: last
+            .map(|i| clip(&i.source, 80).0)
+            .unwrap_or_default(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Severity chart (server-rendered SVG; sizes are SVG attributes, colours come from the CSS)
+
+pub const SEV_LABEL_W: u32 = 80;
+pub const SEV_BAR_W: u32 = 320;
+pub const SEV_NUM_W: u32 = 60;
+pub const SEV_ROW_H: u32 = 22;
+pub const SEV_BAR_H: u32 = 15;
+
+pub(crate) struct SevBar {
+    pub severity: &'static str,
+    pub label: &'static str,
+    pub n: i64,
+    pub href: String,
+    pub y: u32,
+    pub text_y: u32,
+    pub w: u32,
+    pub n_x: u32,
+}
+
+pub(crate) struct SevChart {
+    pub width: u32,
+    pub height: u32,
+    pub bar_x: u32,
+    pub bar_h: u32,
+    pub bars: Vec<SevBar>,
+}
+
+/// One bar per severity, most severe first, scaled to the largest. `None` when all are zero.
+pub(crate) fn severity_chart(counts: &[(Severity, i64, String)]) -> Option<SevChart> {
+    let max = counts.iter().map(|c| c.1).max().unwrap_or(0);
+    if max <= 0 {
+        return None;
+    }
+    let bars: Vec<SevBar> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, (s, n, href))| {
+            let y = i as u32 * SEV_ROW_H + 4;
+            let w = scale(*n, max, SEV_BAR_W);
+            SevBar {
+                severity: s.as_str(),
+                label: severity_label(s.as_str()),
+                n: *n,
+                href: href.clone(),
+                y,
+                text_y: y + SEV_BAR_H - 3,
+                w,
+                n_x: SEV_LABEL_W + w + 6,
+            }
+        })
+        .collect();
+    Some(SevChart {
+        width: SEV_LABEL_W + SEV_BAR_W + SEV_NUM_W,
+        height: bars.len() as u32 * SEV_ROW_H + 8,
+        bar_x: SEV_LABEL_W,
+        bar_h: SEV_BAR_H,
+        bars,
+    })
+}
+
+pub(crate) struct SevCount {
+    pub severity: &'static str,
+    pub label: &'static str,
+    pub n: i64,
+    pub href: String,
+    pub active: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// /vulnerabilities
+
+#[derive(Template)]
+#[template(path = "risk_vulns.html")]
+pub(crate) struct VulnsPage {
+    pub nav: Nav,
+    pub section: &'static str,
+    pub db: DbLine,
+    pub q: String,
+    pub package: String,
+    pub severity: String,
+    pub severity_opts: Vec<Opt>,
+    pub state_opts: Vec<Opt>,
+    pub project_opts: Vec<Opt>,
+    pub counts: Vec<SevCount>,
+    pub chart: Option<SevChart>,
+    pub rows: Vec<GroupRow>,
+    pub pager: Pager,
+    pub csv_url: String,
+    pub filtered: bool,
+}
+
+struct VulnParams {
+    project: String,
+    severity: String,
+    state: String,
+    package: String,
+    q: String,
+    page: i64,
+}
+
+impl VulnParams {
+    fn from_map(m: &HashMap<String, String>) -> VulnParams {
+        VulnParams {
+            project: param(m, "project"),
+            severity: known_severity(&param(m, "severity")),
+            state: known_state(&param(m, "state")),
+            package: param(m, "package"),
+            q: param(m, "q"),
+            page: page_param(m),
+        }
+    }
+
+    fn pairs<'a>(&'a self, severity: &'a str, page: &'a str) -> [(&'a str, &'a str); 6] {
+        [
+            ("q", &self.q),
+            ("severity", severity),
+            ("state", &self.state),
+            ("package", &self.package),
+            ("project", &self.project),
+            ("page", page),
+        ]
+    }
+
+    fn api(&self, severity: &str, page: i64, per_page: i64) -> VulnQuery {
+        VulnQuery {
+            project: opt(&self.project),
+            severity: opt(severity),
+            state: opt(&self.state),
+            package: opt(&self.package),
+            q: opt(&self.q),
+            page: Some(page),
+            per_page: Some(per_page),
+            ..Default::default()
+        }
+    }
+}
+
+/// `GET /vulnerabilities?q=&severity=&state=&package=&project=&page=`
+pub async fn vulnerabilities(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    let vp = VulnParams::from_map(&m);
+    let found = ops::groups(&state, &p, &vp.api(&vp.severity, vp.page, PER_PAGE)).await?;
+    let mut chart_data = Vec::new();
+    let mut counts = Vec::new();
+    for s in Severity::ALL {
+        let n = ops::groups(&state, &p, &vp.api(s.as_str(), 1, 1)).await?.total;
+        let href = url("/vulnerabilities", &vp.pairs(s.as_str(), ""));
+        chart_data.push((s, n, href.clone()));
+        counts.push(SevCount {
+            severity: s.as_str(),
+            label: severity_label(s.as_str()),
+            n,
+            href,
+            active: vp.severity == s.as_str(),
+        });
+    }
+    let pager = pager(vp.page, PER_PAGE, found.items.len(), found.total, |n| {
+        url("/vulnerabilities", &vp.pairs(&vp.severity, &n.to_string()))
+    });
+    let csv_url = url(
+        "/api/v1/vulnerabilities",
+        &[("format", "csv")]
+            .into_iter()
+            .chain(vp.pairs(&vp.severity, ""))
+            .collect::<Vec<_>>(),
+    );
+    html(&VulnsPage {
+        nav: Nav::new(&p, "risk"),
+        section: "vulnerabilities",
+        db: db_line(&state, &p).await?,
+        severity_opts: severity_opts(&vp.severity),
+        state_opts: state_opts(&vp.state),
+        project_opts: project_opts(&state, &p, &vp.project, Role::Viewer).await?,
+        counts,
+        chart: severity_chart(&chart_data),
+        rows: found.items.iter().map(group_row).collect(),
+        pager,
+        csv_url,
+        filtered: [&vp.q, &vp.severity, &vp.state, &vp.package, &vp.project]
+            .iter()
+            .any(|s| !s.is_empty()),
+        q: vp.q,
+        package: vp.package,
+        severity: vp.severity,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// /vulnerabilities/{cve}
+
+#[derive(Template)]
+#[template(path = "risk_cve.html")]
+pub(crate) struct CvePage {
+    pub nav: Nav,
+    pub section: &'static str,
+    pub flash: Option<Flash>,
+    pub cve: String,
+    /// This page's path (the CVE id encoded), for its filter form.
+    pub action: String,
+    pub nvd_url: String,
+    pub sev_label: &'static str,
+    pub sev_class: &'static str,
+    pub cvss: String,
+    pub summary: String,
+    pub servers: i64,
+    pub open: i64,
+    pub state: String,
+    pub state_opts: Vec<Opt>,
+    pub project_opts: Vec<Opt>,
+    pub rows: Vec<FindingRow>,
+    pub pager: Pager,
+    pub csv_url: String,
+    pub rule_url: String,
+    pub can_act: bool,
+    pub back: String,
+    pub show_server: bool,
+    pub show_cve: bool,
+}
+
+/// `GET /vulnerabilities/{cve}?state=&project=&page=`: the servers it affects.
+pub async fn cve(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Path(cve): Path<String>,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    let st = known_state(&param(&m, "state"));
+    let project = param(&m, "project");
+    let page = page_param(&m);
+    let group = ops::groups(
+        &state,
+        &p,
+        &VulnQuery {
+            cve: Some(cve.clone()),
+            project: opt(&project),
+            per_page: Some(1),
+            ..Default::default()
+        },
+    )
+    .await?
+    .items
+    .into_iter()
+    .next();
+    let found = ops::findings(
+        &state,
+        &p,
+        None,
+        &VulnQuery {
+            cve: Some(cve.clone()),
+            state: opt(&st),
+            project: opt(&project),
+            page: Some(page),
+            per_page: Some(PER_PAGE),
+            ..Default::default()
+        },
+    )
+    .await?;
+    // Gone everywhere it was found, it still has a history worth opening.
+    let fixed_one = if group.is_none() && found.items.is_empty() {
+        ops::findings(
+            &state,
+            &p,
+            None,
+            &VulnQuery {
+                cve: Some(cve.clone()),
+                state: Some(vuln_state::FIXED.into()),
+                project: opt(&project),
+                per_page: Some(1),
+                ..Default::default()
+            },
+        )
+        .await?
+        .items
+        .into_iter()
+        .next()
+    } else {
+        None
+    };
+    let any = found.items.first().or(fixed_one.as_ref());
+    let (severity, cvss_v, summary) = match (&group, any) {
+        (Some(g), _) => (g.severity.clone(), g.cvss, g.summary.clone()),
+        (None, Some(f)) => (f.severity.clone(), f.cvss, f.summary.clone()),
+        (None, None) => return Err(ConsoleError::not_found()),
+    };
+    let base = format!("/vulnerabilities/{}", seg(&cve));
+    let link = |page: i64| {
+        let page = if page > 1 {
+            page.to_string()
+        } else {
+            String::new()
+        };
+        url(
+            &base,
+            &[("state", &st), ("project", &project), ("page", &page)],
+        )
+    };
+    let pager = pager(page, PER_PAGE, found.items.len(), found.total, link);
+    html(&CvePage {
+        nav: Nav::new(&p, "risk"),
+        section: "vulnerabilities",
+        flash: flash(&m),
+        nvd_url: if cve.starts_with("CVE-") {
+            format!("https://nvd.nist.gov/vuln/detail/{}", seg(&cve))
+        } else {
+            String::new()
+        },
+        sev_label: severity_label(&severity),
+        sev_class: severity_class(&severity),
+        cvss: cvss(cvss_v),
+        summary,
+        servers: group.as_ref().map(|g| g.servers).unwrap_or(0),
+        open: group.as_ref().map(|g| g.open).unwrap_or(0),
+        state_opts: state_opts(&st),
+        project_opts: project_opts(&state, &p, &project, Role::Viewer).await?,
+        rows: found.items.iter().map(finding_row).collect(),
+        pager,
+        csv_url: url(
+            "/api/v1/vulnerabilities/findings",
+            &[
+                ("format", "csv"),
+                ("cve", &cve),
+                ("state", &st),
+                ("project", &project),
+            ],
+        ),
+        rule_url: url("/risk/rules", &[("cve", &cve), ("project", &project)]),
+        can_act: operates_somewhere(&p),
+        back: link(page),
+        action: base.clone(),
+        show_server: true,
+        show_cve: false,
+        state: st,
+        cve,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// /vulnerabilities/findings/{id}
+
+pub(crate) struct HistoryRow {
+    pub at: Ts,
+    pub actor: String,
+    pub action: String,
+    pub from_state: String,
+    pub to_state: String,
+    pub to_class: &'static str,
+    pub note: String,
+}
+
+fn history_row(h: &VulnHistoryEntry) -> HistoryRow {
+    HistoryRow {
+        at: Ts::at(h.ts),
+        actor: h.actor.clone(),
+        action: h.action.replace('_', " "),
+        from_state: h.from_state.replace('_', " "),
+        to_state: h.to_state.replace('_', " "),
+        to_class: state_class(&h.to_state),
+        note: h.note.clone(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "risk_finding.html")]
+pub(crate) struct FindingPage {
+    pub nav: Nav,
+    pub section: &'static str,
+    pub flash: Option<Flash>,
+    pub f: FindingRow,
+    pub summary: String,
+    pub installed: String,
+    pub advisory_id: String,
+    pub source_package: String,
+    pub manager: String,
+    pub fix_task_id: String,
+    pub first_seen: Ts,
+    pub last_seen: Ts,
+    pub updated: Ts,
+    pub history: Vec<HistoryRow>,
+    pub can_act: bool,
+    pub back: String,
+}
+
+/// `GET /vulnerabilities/findings/{id}`: one finding and who did what with it.
+pub async fn finding(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Path(id): Path<String>,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    let d = ops::finding(&state, &p, &id).await?;
+    let f = &d.finding;
+    html(&FindingPage {
+        nav: Nav::new(&p, "risk"),
+        section: "vulnerabilities",
+        flash: flash(&m),
+        summary: f.summary.clone(),
+        installed: f.installed_version.clone(),
+        advisory_id: f.advisory_id.clone(),
+        source_package: f.source_package.clone().unwrap_or_default(),
+        manager: f.manager.clone(),
+        fix_task_id: f.fix_task_id.clone().unwrap_or_default(),
+        first_seen: Ts::at(f.first_seen),
+        last_seen: Ts::at(f.last_seen),
+        updated: Ts::at(f.updated_at),
+        history: d.history.iter().map(history_row).collect(),
+        can_act: f.present && p.require(&f.project_id, Role::Operator).is_ok(),
+        back: format!("/vulnerabilities/findings/{}", seg(&f.id)),
+        f: finding_row(f),
+    })
+}
+
+/// `POST /vulnerabilities/actions`: ignore, unignore, verify or fix the checked findings
+/// (`finding_<id>` fields), then back to the page the form was on.
+pub async fn act(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
+    let action = match f.get("action") {
+        "ignore" => Action::Ignore,
+        "unignore" => Action::Unignore,
+        "verify" => Action::Verify,
+        "fix" => Action::Fix,
+        _ => {
+            return Err(ConsoleError::bad_request(
+                "Field action must be ignore, unignore, verify or fix.",
+            ));
+        }
+    };
+    let back = safe_back(f.get("back")).unwrap_or("/vulnerabilities");
+    let mut ids: Vec<String> = f
+        .0
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(k, _)| k.strip_prefix("finding_"))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    if ids.is_empty() {
+        return Ok(see_other(&with_done(back, "none", 0)));
+    }
+    let done = f.get("action").to_string();
+    let r = ops::act(
+        &state,
+        &p,
+        ActionBody {
+            action,
+            finding_ids: ids,
+            note: f.opt("note"),
+        },
+    )
+    .await?;
+    Ok(see_other(&with_done(back, &done, r.changed)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// /servers/{id}/risks
+
+pub(crate) struct CountBox {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub class: &'static str,
+    pub n: i64,
+}
+
+pub(crate) fn count_boxes(counts: &Value) -> Vec<CountBox> {
+    let n = |k: &str| counts.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let mut v: Vec<CountBox> = Severity::ALL
+        .iter()
+        .map(|s| CountBox {
+            key: s.as_str(),
+            label: severity_label(s.as_str()),
+            class: severity_class(s.as_str()),
+            n: n(s.as_str()),
+        })
+        .collect();
+    v.push(CountBox {
+        key: "weak_passwords",
+        label: "Weak passwords",
+        class: "b-bad",
+        n: n("weak_passwords"),
+    });
+    v.push(CountBox {
+        key: "policy_failed",
+        label: "Policy items failed",
+        class: "b-warn",
+        n: n("policy_failed"),
+    });
+    v
+}
+
+pub(crate) struct ScanTaskView {
+    pub id: String,
+    pub state: String,
+    pub created: Ts,
+    pub updated: Ts,
+    pub created_by: String,
+}
+
+#[derive(Template)]
+#[template(path = "risk_server.html")]
+pub(crate) struct ServerRisksPage {
+    pub nav: Nav,
+    pub sid: String,
+    pub sname: String,
+    pub tabs: Vec<Tab>,
+    pub flash: Option<Flash>,
+    pub risk_status: String,
+    pub risk_changed: Ts,
+    pub summary: String,
+    pub counts: Vec<CountBox>,
+    pub vuln_matched: Option<Ts>,
+    pub vuln_version: i64,
+    pub db_version: i64,
+    pub weak_scanned: Option<Ts>,
+    pub weak_checked: i64,
+    pub weak_candidates: i64,
+    pub weak_complete: bool,
+    pub policy_scanned: Option<Ts>,
+    pub policy_checks: i64,
+    pub policy_failed: i64,
+    pub last_scan: Option<Ts>,
+    pub last_trigger: String,
+    pub scan_issues: Vec<IssueView>,
+    pub latest_task: Option<ScanTaskView>,
+    pub can_scan: bool,
+    pub severity: String,
+    pub state: String,
+    pub severity_opts: Vec<Opt>,
+    pub state_opts: Vec<Opt>,
+    pub rows: Vec<FindingRow>,
+    pub pager: Pager,
+    pub csv_url: String,
+    pub can_act: bool,
+    pub back: String,
+    pub show_server: bool,
+    pub show_cve: bool,
+    pub weak: Vec<WeakRow>,
+    pub policy: Vec<PolicyRow>,
+}
+
+/// `GET /servers/{id}/risks?severity=&state=&page=`
+pub async fn server_risks(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Path(id): Path<String>,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    // Authorization first: another project's server is 404 whatever else is asked.
+    let risk = ops::server_risk(&state, &p, &id).await?;
+    let srv = visible_server(&state, &p, &risk.server_id, Role::Viewer).await?;
+    let tabs = server_tabs(&state, &p, &srv.id, "risks").await?;
+    let severity = known_severity(&param(&m, "severity"));
+    let st = known_state(&param(&m, "state"));
+    let page = page_param(&m);
+    let found = ops::findings(
+        &state,
+        &p,
+        Some(&srv.id),
+        &VulnQuery {
+            severity: opt(&severity),
+            state: opt(&st),
+            page: Some(page),
+            per_page: Some(PER_PAGE),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let base = format!("/servers/{}/risks", srv.id);
+    let link = |page: i64| {
+        let page = if page > 1 {
+            page.to_string()
+        } else {
+            String::new()
+        };
+        url(
+            &base,
+            &[("severity", &severity), ("state", &st), ("page", &page)],
+        )
+    };
+    let pager = pager(page, PER_PAGE, found.items.len(), found.total, link);
+    let weak = ops::weak_passwords(&state, &p, Some(&srv.id), None).await?;
+    let policy = ops::password_policy(&state, &p, Some(&srv.id), &FleetQuery::default()).await?;
+    let latest_task = tasks::list_for_server(&state, &p, &srv.id)
+        .await?
+        .items
+        .into_iter()
+        .find(|t| t.kind == SCAN_TASK)
+        .map(|t| ScanTaskView {
+            id: t.id,
+            state: t.state,
+            created: Ts::at(t.created_at),
+            updated: Ts::at(t.updated_at),
+            created_by: t.created_by,
+        });
+    let db = ops::vulndb(&state, &p).await?;
+    let sc = &risk.scans;
+    let ws = &sc.weak_summary;
+    let ps = &sc.policy_summary;
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let mut scan_issues = issues(ws);
+    scan_issues.extend(issues(ps));
+    html(&ServerRisksPage {
+        nav: Nav::new(&p, "servers"),
+        tabs,
+        flash: flash(&m),
+        summary: risk_summary(&risk.risk_counts),
+        counts: count_boxes(&risk.risk_counts),
+        risk_status: risk.risk_status.clone(),
+        risk_changed: Ts::at(srv.risk_changed_at),
+        vuln_matched: Ts::opt(sc.vuln_matched_at),
+        vuln_version: sc.vuln_matched_version,
+        db_version: db.status.version,
+        weak_scanned: Ts::opt(sc.weak_scanned_at),
+        weak_checked: num(ws, "accounts_checked"),
+        weak_candidates: num(ws, "candidates"),
+        weak_complete: ws.get("complete").and_then(Value::as_bool).unwrap_or(true),
+        policy_scanned: Ts::opt(sc.policy_scanned_at),
+        policy_checks: num(ps, "checks"),
+        policy_failed: num(ps, "failed"),
+        last_scan: Ts::opt(sc.last_scan_at),
+        last_trigger: sc.last_scan_trigger.clone(),
+        scan_issues,
+        latest_task,
+        can_scan: p.require(&srv.project_id, Role::Operator).is_ok()
+            && srv.agent_id.is_some()
+            && srv.revoked_at.is_none(),
+        severity_opts: severity_opts(&severity),
+        state_opts: state_opts(&st),
+        rows: found.items.iter().map(finding_row).collect(),
+        pager,
+        csv_url: url(
+            &format!("/api/v1/servers/{}/vulnerabilities", srv.id),
+            &[("format", "csv"), ("severity", &severity), ("state", &st)],
+        ),
+        can_act: p.require(&srv.project_id, Role::Operator).is_ok(),
+        back: link(page),
+        show_server: false,
+        show_cve: true,
+        weak: weak.items.iter().map(weak_row).collect(),
+        policy: policy.items.iter().map(policy_row).collect(),
+        severity,
+        state: st,
+        sid: srv.id,
+        sname: srv.name,
+    })
+}
+
+/// `POST /servers/{id}/risks/scan`: a `risk_scan` task with every check for this server.
+pub async fn scan_server(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Post { p, .. }: Post,
+) -> PageResult {
+    let created = tasks::create(
+        &state,
+        &p,
+        CreateTasks {
+            server_ids: Some(vec![id]),
+            kind: SCAN_TASK.to_string(),
+            params: Some(serde_json::json!({})),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let sid = created
+        .items
+        .first()
+        .map(|t| t.server_id.clone())
+        .unwrap_or_default();
+    Ok(see_other(&format!("/servers/{}/risks?done=scan&n=1", seg(&sid))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// /risk/weak-passwords and /risk/password-policy
+
+#[derive(Template)]
+#[template(path = "risk_weak.html")]
+pub(crate) struct WeakPage {
+    pub nav: Nav,
+    pub section: &'static str,
+    pub project: String,
+    pub project_opts: Vec<Opt>,
+    pub rows: Vec<WeakRow>,
+    pub servers: usize,
+    pub login_allowed: usize,
+}
+
+/// `GET /risk/weak-passwords?project=`
+pub async fn weak_passwords(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    let project = param(&m, "project");
+    let found = ops::weak_passwords(&state, &p, None, Some(project.as_str())).await?;
+    let mut servers: Vec<&str> = found.items.iter().map(|w| w.server_id.as_str()).collect();
+    servers.sort_unstable();
+    servers.dedup();
+    html(&WeakPage {
+        nav: Nav::new(&p, "risk"),
+        section: "weak_passwords",
+        project_opts: project_opts(&state, &p, &project, Role::Viewer).await?,
+        servers: servers.len(),
+        login_allowed: found.items.iter().filter(|w| w.login_allowed).count(),
+        rows: found.items.iter().map(weak_row).collect(),
+        project,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "risk_policy_results.html")]
+pub(crate) struct PolicyResultsPage {
+    pub nav: Nav,
+    pub section: &'static str,
+    pub project: String,
+    pub project_opts: Vec<Opt>,
+    pub failed_only: bool,
+    pub policy: Vec<PolicyRow>,
+    pub show_server: bool,
+    pub failed: usize,
+    pub servers: usize,
+}
+
+/// `GET /risk/password-policy?project=&failed=1`
+pub async fn password_policy(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    let project = param(&m, "project");
+    let failed_only = matches!(param(&m, "failed").as_str(), "1" | "true" | "on");
+    let found = ops::password_policy(
+        &state,
+        &p,
+        None,
+        &FleetQuery {
+            project: opt(&project),
+            failed: Some(failed_only),
+            format: None,
+        },
+    )
+    .await?;
+    let mut servers: Vec<&str> = found.items.iter().map(|r| r.server_id.as_str()).collect();
+    servers.sort_unstable();
+    servers.dedup();
+    html(&PolicyResultsPage {
+        nav: Nav::new(&p, "risk"),
+        section: "password_policy",
+        project_opts: project_opts(&state, &p, &project, Role::Viewer).await?,
+        failed_only,
+        failed: found.items.iter().filter(|r| !r.pass).count(),
+        servers: servers.len(),
+        policy: found.items.iter().map(policy_row).collect(),
+        show_server: true,
+        project,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// /risk/scans
+
+pub(crate) struct ScanView {
+    pub id: String,
+    pub server_id: String,
+    pub server_name: String,
+    pub state: String,
+    pub created: Ts,
+    pub updated: Ts,
+    pub duration: String,
+    pub created_by: String,
+    pub checks: String,
+    pub result: String,
+}
+
+/// Which checks a scan task asked for, in words.
+fn scan_checks(params: &Value) -> String {
+    let list: Vec<String> = params
+        .get("checks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|c| c.replace('_', " "))
+        .collect();
+    if list.is_empty() {
+        "all checks".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// What a finished scan reported, in a few words.
+fn scan_result(t: &TaskRow) -> String {
+    let o = &t.output;
+    if let Some(e) = o.get("error").and_then(Value::as_str) {
+        return clip(e, 160).0;
+    }
+    let mut parts = Vec::new();
+    if let Some(n) = o.get("weak_passwords").and_then(Value::as_i64) {
+        let checked = o
+            .get("accounts_checked")
+            .and_then(Value::as_i64)
+            .map(|c| format!(" of {c} accounts"))
+            .unwrap_or_default();
+        parts.push(format!("{n} weak password(s){checked}"));
+    }
+    if o.get("complete").and_then(Value::as_bool) == Some(false) {
+        parts.push("time budget ran out".into());
+    }
+    if let Some(n) = o.get("policy_failed").and_then(Value::as_i64) {
+        parts.push(format!("{n} policy item(s) failed"));
+    }
+    if o.get("software").is_some() {
+        parts.push("software collected".into());
+    }
+    parts.join(" · ")
+}
+
+pub(crate) struct StateCount {
+    pub state: String,
+    pub n: i64,
+    pub href: String,
+    pub active: bool,
+}
+
+pub(crate) struct ServerPick {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub agent_status: String,
+    pub checked: bool,
+}
+
+pub(crate) struct CheckOpt {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "risk_scans.html")]
+pub(crate) struct ScansPage {
+    pub nav: Nav,
+    pub section: &'static str,
+    pub flash: Option<Flash>,
+    pub error: Option<String>,
+    pub project: String,
+    pub state: String,
+    pub project_opts: Vec<Opt>,
+    pub counts: Vec<StateCount>,
+    pub total: usize,
+    pub rows: Vec<ScanView>,
+    pub pager: Pager,
+    pub can_scan: bool,
+    pub operator_projects: Vec<Opt>,
+    pub checks: Vec<CheckOpt>,
+    pub servers: Vec<ServerPick>,
+    pub more_servers: bool,
+    pub target: String,
+}
+
+const TASK_STATES: &[&str] = &["queued", "delivered", "running", "done", "failed", "expired"];
+
+fn check_label(c: ScanCheck) -> &'static str {
+    match c {
+        ScanCheck::Vulnerabilities => "Vulnerabilities (collect software, match)",
+        ScanCheck::WeakPasswords => "Weak passwords",
+        ScanCheck::PasswordPolicy => "Password policy",
+    }
+}
+
+/// What the scan form had, to show it again after a refusal.
+#[derive(Default)]
+struct ScanForm {
+    checks: Vec<ScanCheck>,
+    servers: Vec<String>,
+    project: String,
+    target: String,
+}
+
+async fn render_scans(
+    state: &AppState,
+    p: &Principal,
+    m: &HashMap<String, String>,
+    form: Option<ScanForm>,
+    status: StatusCode,
+    error: Option<String>,
+) -> PageResult {
+    let project = param(m, "project");
+    let st = Some(param(m, "state"))
+        .filter(|s| TASK_STATES.contains(&s.as_str()))
+        .unwrap_or_default();
+    let page = page_param(m);
+    let all = ops::scans(
+        state,
+        p,
+        &ScanQuery {
+            project: opt(&project),
+            state: None,
+        },
+    )
+    .await?;
+    let shown = if st.is_empty() {
+        all.items
+    } else {
+        ops::scans(
+            state,
+            p,
+            &ScanQuery {
+                project: opt(&project),
+                state: Some(st.clone()),
+            },
+        )
+        .await?
+        .items
+    };
+    let counts = TASK_STATES
+        .iter()
+        .map(|s| StateCount {
+            state: s.to_string(),
+            n: all.counts.get(*s).copied().unwrap_or(0),
+            href: url("/risk/scans", &[("state", s), ("project", &project)]),
+            active: st == *s,
+        })
+        .collect();
+    let total = shown.len();
+    let per = SCAN_PER_PAGE as i64;
+    let rows: Vec<ScanView> = shown
+        .iter()
+        .skip(((page - 1) * per) as usize)
+        .take(SCAN_PER_PAGE)
+        .map(|r| ScanView {
+            id: r.task.id.clone(),
+            server_id: r.task.server_id.clone(),
+            server_name: r.server_name.clone(),
+            state: r.task.state.clone(),
+            created: Ts::at(r.task.created_at),
+            updated: Ts::at(r.task.updated_at),
+            duration: r.duration_secs.map(duration).unwrap_or_default(),
+            created_by: r.task.created_by.clone(),
+            checks: scan_checks(&r.task.params),
+            result: scan_result(&r.task),
+        })
+        .collect();
+    let pager = pager(page, per, rows.len(), total as i64, |n| {
+        url(
+            "/risk/scans",
+            &[("state", &st), ("project", &project), ("page", &n.to_string())],
+        )
+    });
+    let form = form.unwrap_or_else(|| ScanForm {
+        checks: ScanCheck::ALL.to_vec(),
+        target: "selected".into(),
+        ..Default::default()
+    });
+    let operator_projects = project_opts(state, p, &form.project, Role::Operator).await?;
+    let can_scan = !operator_projects.is_empty();
+    let names: HashMap<String, String> = project_names(state, p).await?.into_iter().collect();
+    let (servers, more_servers) = if can_scan {
+        let list = crate::api::servers::list(
+            state,
+            p,
+            ServerQuery {
+                per_page: Some(PICK_SERVERS),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let more = list.total > list.items.len() as i64;
+        let picks = list
+            .items
+            .into_iter()
+            .filter(|s| p.require(&s.project_id, Role::Operator).is_ok())
+            .filter(|s| s.agent_id.is_some() && s.revoked_at.is_none())
+            .map(|s| ServerPick {
+                project: names.get(&s.project_id).cloned().unwrap_or_default(),
+                checked: form.servers.contains(&s.id),
+                id: s.id,
+                name: s.name,
+                agent_status: s.agent_status,
+            })
+            .collect();
+        (picks, more)
+    } else {
+        (Vec::new(), false)
+    };
+    let checks = ScanCheck::ALL
+        .iter()
+        .map(|c| CheckOpt {
+            value: c.as_str(),
+            label: check_label(*c),
+            checked: form.checks.contains(c),
+        })
+        .collect();
+    let mut servers: Vec<ServerPick> = servers;
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    html_status(
+        status,
+        &ScansPage {
+            nav: Nav::new(p, "risk"),
+            section: "scans",
+            flash: flash(m),
+            error,
+            project_opts: project_opts(state, p, &project, Role::Viewer).await?,
+            counts,
+            total,
+            rows,
+            pager,
+            can_scan,
+            operator_projects,
+            checks,
+            servers,
+            more_servers,
+            target: form.target,
+            project,
+            state: st,
+        },
+    )
+}
+
+/// `GET /risk/scans?project=&state=&page=`
+pub async fn scans(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    render_scans(&state, &p, &m, None, StatusCode::OK, None).await
+}
+
+/// `POST /risk/scans`: a `risk_scan` task with the ticked checks for the ticked servers
+/// (`server_<id>`), or for every server of a project (`target=project`).
+pub async fn start_scans(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
+    let checks: Vec<ScanCheck> = ScanCheck::ALL
+        .into_iter()
+        .filter(|c| !f.get(&format!("check_{}", c.as_str())).is_empty())
+        .collect();
+    let mut servers: Vec<String> = f
+        .0
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(k, _)| k.strip_prefix("server_"))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect();
+    servers.sort();
+    let target = if f.get("target") == "project" {
+        "project"
+    } else {
+        "selected"
+    };
+    let form = ScanForm {
+        checks: checks.clone(),
+        servers: servers.clone(),
+        project: f.get("project").to_string(),
+        target: target.into(),
+    };
+    let refuse = |msg: String, status: StatusCode, form: ScanForm| {
+        let state = state.clone();
+        let p = p.clone();
+        async move {
+            render_scans(&state, &p, &HashMap::new(), Some(form), status, Some(msg)).await
+        }
+    };
+    if checks.is_empty() {
+        return refuse(
+            "Tick at least one check.".into(),
+            StatusCode::BAD_REQUEST,
+            form,
+        )
+        .await;
+    }
+    let params = serde_json::json!({
+        "checks": checks.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+    });
+    let input = if target == "project" {
+        CreateTasks {
+            all: Some(true),
+            project_id: f.opt("project"),
+            kind: SCAN_TASK.to_string(),
+            params: Some(params),
+            ..Default::default()
+        }
+    } else {
+        if servers.is_empty() {
+            return refuse(
+                "Tick at least one server, or choose to scan every server of a project.".into(),
+                StatusCode::BAD_REQUEST,
+                form,
+            )
+            .await;
+        }
+        CreateTasks {
+            server_ids: Some(servers),
+            kind: SCAN_TASK.to_string(),
+            params: Some(params),
+            ..Default::default()
+        }
+    };
+    match tasks::create(&state, &p, input).await {
+        Ok(list) => Ok(see_other(&format!(
+            "/risk/scans?done=scan&n={}",
+            list.items.len()
+        ))),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            refuse(e.message, e.status, form).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /risk/rules
+
+pub(crate) struct RuleView {
+    pub id: String,
+    pub project: String,
+    pub cve: String,
+    pub package: String,
+    pub servers: Vec<(String, String)>,
+    pub reason: String,
+    pub created_by: String,
+    pub created: Ts,
+    pub can_delete: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct RuleForm {
+    pub project: String,
+    pub cve: String,
+    pub package: String,
+    pub server_ids: String,
+    pub reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "risk_rules.html")]
+pub(crate) struct RulesPage {
+    pub nav: Nav,
+    pub section: &'static str,
+    pub flash: Option<Flash>,
+    pub error: Option<String>,
+    pub project: String,
+    pub project_opts: Vec<Opt>,
+    pub rows: Vec<RuleView>,
+    pub operator_projects: Vec<Opt>,
+    pub form: RuleForm,
+}
+
+async fn render_rules(
+    state: &AppState,
+    p: &Principal,
+    m: &HashMap<String, String>,
+    form: RuleForm,
+    status: StatusCode,
+    error: Option<String>,
+) -> PageResult {
+    let project = param(m, "project");
+    let list = ops::rules(state, p, Some(project.as_str())).await?;
+    let names: HashMap<String, String> = project_names(state, p).await?.into_iter().collect();
+    let mut server_names: HashMap<String, String> = HashMap::new();
+    let mut rows = Vec::with_capacity(list.items.len());
+    for r in list.items {
+        let mut servers = Vec::new();
+        for id in &r.server_ids {
+            if !server_names.contains_key(id) {
+                // A server deleted since the rule was made shows by its id.
+                let name = visible_server(state, p, id, Role::Viewer)
+                    .await
+                    .map(|s| s.name)
+                    .unwrap_or_else(|_| id.clone());
+                server_names.insert(id.clone(), name);
+            }
+            servers.push((id.clone(), server_names[id].clone()));
+        }
+        rows.push(RuleView {
+            project: names.get(&r.project_id).cloned().unwrap_or_default(),
+            can_delete: p.require(&r.project_id, Role::Operator).is_ok(),
+            id: r.id,
+            cve: r.cve.unwrap_or_default(),
+            package: r.package.unwrap_or_default(),
+            servers,
+            reason: r.reason,
+            created_by: r.created_by,
+            created: Ts::at(r.created_at),
+        });
+    }
+    let form_project = if form.project.is_empty() {
+        project.clone()
+    } else {
+        form.project.clone()
+    };
+    html_status(
+        status,
+        &RulesPage {
+            nav: Nav::new(p, "risk"),
+            section: "rules",
+            flash: flash(m),
+            error,
+            project_opts: project_opts(state, p, &project, Role::Viewer).await?,
+            rows,
+            operator_projects: project_opts(state, p, &form_project, Role::Operator).await?,
+            form,
+            project,
+        },
+    )
+}
+
+/// `GET /risk/rules?project=&cve=&package=` (`cve` and `package` fill in the form).
+pub async fn rules(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    let form = RuleForm {
+        cve: param(&m, "cve"),
+        package: param(&m, "package"),
+        ..Default::default()
+    };
+    render_rules(&state, &p, &m, form, StatusCode::OK, None).await
+}
+
+/// `POST /risk/rules`
+pub async fn create_rule(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
+    let server_ids: Vec<String> = f
+        .get("server_ids")
+        .split([',', ' ', '\n', '\r', '\t'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let form = RuleForm {
+        project: f.get("project").to_string(),
+        cve: f.get("cve").to_string(),
+        package: f.get("package").to_string(),
+        server_ids: f.get("server_ids").to_string(),
+        reason: f.get("reason").to_string(),
+    };
+    let input = NewRule {
+        project_id: f.opt("project"),
+        cve: f.opt("cve"),
+        package: f.opt("package"),
+        server_ids,
+        reason: f.get("reason").to_string(),
+    };
+    match ops::create_rule(&state, &p, input).await {
+        Ok(r) => Ok(see_other(&format!(
+            "/risk/rules?done=rule&n={}",
+            r.servers_affected
+        ))),
+        // Typed input: say what was wrong next to the form (a server id that is not in the
+        // project is "not found", which tells nothing about other projects).
+        Err(e)
+            if [
+                StatusCode::BAD_REQUEST,
+                StatusCode::NOT_FOUND,
+                StatusCode::CONFLICT,
+            ]
+            .contains(&e.status) =>
+        {
+            render_rules(&state, &p, &HashMap::new(), form, e.status, Some(e.message)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /risk/rules/{id}/delete`
+pub async fn delete_rule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Post { p, .. }: Post,
+) -> PageResult {
+    ops::delete_rule(&state, &p, &id).await?;
+    Ok(see_other("/risk/rules?done=rule_deleted"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// /risk/policy
+
+/// The policy form's fields as text, so a refused form shows what was typed.
+pub(crate) struct PolicyForm {
+    pub window_start: String,
+    pub window_end: String,
+    pub jitter_secs: String,
+    pub daily_scan: bool,
+    pub words: String,
+    pub word_count: usize,
+    pub budget_secs: String,
+    pub allow_fix: bool,
+}
+
+impl PolicyForm {
+    fn of(p: &RiskPolicy) -> PolicyForm {
+        PolicyForm {
+            window_start: fmt_hhmm(p.window_start_min),
+            window_end: fmt_hhmm(p.window_end_min),
+            jitter_secs: p.jitter_secs.to_string(),
+            daily_scan: p.daily_scan,
+            word_count: p.custom_weak_passwords.len(),
+            words: p.custom_weak_passwords.join("\n"),
+            budget_secs: p.weak_password_budget_secs.to_string(),
+            allow_fix: p.allow_fix,
+        }
+    }
+
+    fn words(&self) -> Vec<String> {
+        self.words
+            .lines()
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The policy the form describes; the message names the field.
+    fn policy(&self) -> Result<RiskPolicy, String> {
+        let secs = |field: &str, s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{field}: a whole number of seconds"))
+        };
+        Ok(RiskPolicy {
+            window_start_min: parse_hhmm("window_start", &self.window_start)?,
+            window_end_min: parse_hhmm("window_end", &self.window_end)?,
+            jitter_secs: secs("jitter_secs", &self.jitter_secs)?,
+            daily_scan: self.daily_scan,
+            custom_weak_passwords: self.words(),
+            weak_password_budget_secs: secs("weak_password_budget_secs", &self.budget_secs)?,
+            allow_fix: self.allow_fix,
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "risk_policy.html")]
+pub(crate) struct PolicyPage {
+    pub nav: Nav,
+    pub section: &'static str,
+    pub flash: Option<Flash>,
+    pub error: Option<String>,
+    pub project_id: String,
+    pub project_name: String,
+    pub project_opts: Vec<Opt>,
+    pub version: i64,
+    pub can_edit: bool,
+    pub form: PolicyForm,
+    pub max_words: usize,
+}
+
+async fn render_policy(
+    state: &AppState,
+    p: &Principal,
+    project_id: &str,
+    form: Option<PolicyForm>,
+    status: StatusCode,
+    flash: Option<Flash>,
+    error: Option<String>,
+) -> PageResult {
+    let body = ops::risk_policy(state, p, project_id).await?;
+    let projects = project_names(state, p).await?;
+    let project_name = projects
+        .iter()
+        .find(|(id, _)| id == project_id)
+        .map(|(_, n)| n.clone())
+        .unwrap_or_else(|| project_id.to_string());
+    html_status(
+        status,
+        &PolicyPage {
+            nav: Nav::new(p, "risk"),
+            section: "policy",
+            flash,
+            error,
+            project_opts: projects
+                .into_iter()
+                .map(|(id, name)| Opt {
+                    selected: id == project_id,
+                    value: id,
+                    label: name,
+                })
+                .collect(),
+            project_id: project_id.to_string(),
+            project_name,
+            version: body.version,
+            can_edit: p.require(project_id, Role::Admin).is_ok(),
+            form: form.unwrap_or_else(|| PolicyForm::of(&body.policy)),
+            max_words: MAX_CUSTOM_WEAK_PASSWORDS,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "risk_no_project.html")]
+struct NoProjectPage {
+    nav: Nav,
+    section: &'static str,
+}
+
+/// `GET /risk/policy?project=` (default: the first project by name).
+pub async fn policy(
+    State(state): State<AppState>,
+    Session(p): Session,
+    Query(m): Query<HashMap<String, String>>,
+) -> PageResult {
+    let project = match opt(&param(&m, "project")) {
+        Some(id) => id,
+        None => match project_names(&state, &p).await?.into_iter().next() {
+            Some((id, _)) => id,
+            None => {
+                return html(&NoProjectPage {
+                    nav: Nav::new(&p, "risk"),
+                    section: "policy",
+                });
+            }
+        },
+    };
+    render_policy(&state, &p, &project, None, StatusCode::OK, flash(&m), None).await
+}
+
+/// `POST /risk/policy`: replaces the project's risk policy (admins).
+pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
+    let project = f.get("project").to_string();
+    if project.is_empty() {
+        return Err(ConsoleError::bad_request("Field project is required."));
+    }
+    let truthy = |k: &str| matches!(f.get(k), "1" | "on" | "true");
+    let mut form = PolicyForm {
+        window_start: f.get("window_start").to_string(),
+        window_end: f.get("window_end").to_string(),
+        jitter_secs: f.get("jitter_secs").to_string(),
+        daily_scan: truthy("daily_scan"),
+        words: f.get("custom_weak_passwords").to_string(),
+        word_count: 0,
+        budget_secs: f.get("weak_password_budget_secs").to_string(),
+        allow_fix: truthy("allow_fix"),
+    };
+    form.word_count = form.words().len();
+    let refuse = |form: PolicyForm, msg: String| {
+        let state = state.clone();
+        let p = p.clone();
+        let project = project.clone();
+        async move {
+            render_policy(
+                &state,
+                &p,
+                &project,
+                Some(form),
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(msg),
+            )
+            .await
+        }
+    };
+    let policy = match form.policy() {
+        Ok(policy) => policy,
+        Err(msg) => {
+            // Authorize before echoing anything back about the project.
+            p.require(&project, Role::Admin).map_err(ConsoleError::from)?;
+            return refuse(form, msg).await;
+        }
+    };
+    match ops::set_risk_policy(&state, &p, &project, policy).await {
+        Ok(_) => Ok(see_other(&url(
+            "/risk/policy",
+            &[("project", &project), ("done", "saved")],
+        ))),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => refuse(form, e.message).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hhmm_round_trips_and_names_the_field() {
+        assert_eq!(parse_hhmm("window_start", "02:30"), Ok(150));
+        assert_eq!(parse_hhmm("window_start", "2:30"), Ok(150));
+        assert_eq!(parse_hhmm("window_end", "24:00"), Ok(1440));
+        assert_eq!(fmt_hhmm(1440), "24:00");
+        assert_eq!(fmt_hhmm(0), "00:00");
+        for bad in ["", "2", "24:01", "12:60", "1:2", "aa:bb", "-1:00", "123:00"] {
+            let e = parse_hhmm("window_end", bad).unwrap_err();
+            assert!(e.starts_with("window_end:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn actions_return_only_to_console_pages() {
+        assert_eq!(safe_back("/servers/x/risks"), Some("/servers/x/risks"));
+        assert_eq!(safe_back("/vulnerabilities/CVE-1"), Some("/vulnerabilities/CVE-1"));
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example",
+            "/users",
+            "",
+            "/servers/x\r\nSet-Cookie: a=b",
+        ] {
+            assert_eq!(safe_back(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            with_done("/servers/s/risks?state=ignored&done=fix&n=2", "ignore", 3),
+            "/servers/s/risks?state=ignored&done=ignore&n=3"
+        );
+        assert_eq!(with_done("/vulnerabilities/C", "none", 0), "/vulnerabilities/C?done=none&n=0");
+    }
+
+    #[test]
+    fn severity_chart_scales_and_skips_an_empty_fleet() {
+        let data: Vec<(Severity, i64, String)> = Severity::ALL
+            .iter()
+            .zip([4, 2, 0, 1])
+            .map(|(s, n)| (*s, n, format!("/v?severity={s}")))
+            .collect();
+        let c = severity_chart(&data).unwrap();
+        assert_eq!(c.bars.len(), 4);
+        assert_eq!(c.bars[0].w, SEV_BAR_W);
+        assert_eq!(c.bars[1].w, SEV_BAR_W / 2);
+        assert_eq!(c.bars[2].w, 0);
+        assert!(c.bars[3].w >= 1);
+        assert_eq!(c.bars[0].label, "Critical");
+        assert!(c.bars.iter().all(|b| b.n_x + 30 <= c.width));
+        let zero: Vec<(Severity, i64, String)> =
+            Severity::ALL.iter().map(|s| (*s, 0, String::new())).collect();
+        assert!(severity_chart(&zero).is_none());
+    }
+
+    #[test]
+    fn small_helpers() {
+        assert_eq!(duration(5), "5 s");
+        assert_eq!(duration(125), "2 min 5 s");
+        assert_eq!(duration(7300), "2 h 1 min");
+        assert_eq!(seg("CVE 1"), "CVE%201");
+        assert_eq!(known_severity("High"), "");
+        assert_eq!(known_severity("high"), "high");
+        assert_eq!(known_state("ignored"), "ignored");
+        assert_eq!(known_state("nope"), "");
+        assert_eq!(
+            scan_checks(&serde_json::json!({"checks": ["weak_passwords"]})),
+            "weak passwords"
+        );
+        assert_eq!(scan_checks(&serde_json::json!({})), "all checks");
+    }
+}
