@@ -24,13 +24,18 @@ john=$(command -v john || echo /usr/sbin/john)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-bin=$(cd "$root" && cargo bench -q -p hostward-agent --bench weak_password --no-run \
-  --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys
+build() {
+  (cd "$root" && cargo bench -q -p hostward-agent --bench weak_password --no-run \
+    --message-format=json 2>/dev/null) |
+    python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "weak_password" and m.get("executable"):
-        print(m["executable"])')
+        print(m["executable"])'
+}
+# BIN: an already built driver (skips the build).
+bin=${BIN:-$(build)}
+[ -x "$bin" ] || { echo "no bench driver: add the [[bench]] lines to crates/agent/Cargo.toml" >&2; exit 1; }
 
 head -n 100 "$root/content/weak_passwords.txt" >"$work/words.txt"
 "$bin" gen "$work/host" "$work/words.txt" "$ACCOUNTS"

@@ -21,6 +21,9 @@ struct A {
     alice_api_token_id: String,
     /// A package A's agent reported.
     package: String,
+    /// A vulnerability finding on A's server, and a whitelist rule of A.
+    finding: String,
+    rule: String,
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -76,6 +79,21 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
         probe("PUT", format!("/api/v1/projects/{p}/inventory-policy"), format!("/api/v1/projects/{n}/inventory-policy"), Some(json!({"interval_secs": {"ports": 0}}))),
         probe("GET", format!("/api/v1/assets/software?project={p}"), format!("/api/v1/assets/software?project={n}"), None),
         probe("GET", format!("/api/v1/inventory/changes?project={p}"), format!("/api/v1/inventory/changes?project={n}"), None),
+        probe("GET", format!("/api/v1/servers/{s}/vulnerabilities"), format!("/api/v1/servers/{n}/vulnerabilities"), None),
+        probe("GET", format!("/api/v1/servers/{s}/vulnerabilities?format=csv"), format!("/api/v1/servers/{n}/vulnerabilities?format=csv"), None),
+        probe("GET", format!("/api/v1/servers/{s}/weak-passwords"), format!("/api/v1/servers/{n}/weak-passwords"), None),
+        probe("GET", format!("/api/v1/servers/{s}/password-policy"), format!("/api/v1/servers/{n}/password-policy"), None),
+        probe("GET", format!("/api/v1/servers/{s}/risk"), format!("/api/v1/servers/{n}/risk"), None),
+        probe("GET", format!("/api/v1/vulnerabilities/findings/{}", a.finding), format!("/api/v1/vulnerabilities/findings/{n}"), None),
+        probe("DELETE", format!("/api/v1/vulnerability-rules/{}", a.rule), format!("/api/v1/vulnerability-rules/{n}"), None),
+        probe("GET", format!("/api/v1/projects/{p}/risk-policy"), format!("/api/v1/projects/{n}/risk-policy"), None),
+        probe("PUT", format!("/api/v1/projects/{p}/risk-policy"), format!("/api/v1/projects/{n}/risk-policy"), Some(json!({"allow_fix": true}))),
+        probe("GET", format!("/api/v1/vulnerabilities?project={p}"), format!("/api/v1/vulnerabilities?project={n}"), None),
+        probe("GET", format!("/api/v1/vulnerabilities/findings?project={p}"), format!("/api/v1/vulnerabilities/findings?project={n}"), None),
+        probe("GET", format!("/api/v1/weak-passwords?project={p}"), format!("/api/v1/weak-passwords?project={n}"), None),
+        probe("GET", format!("/api/v1/password-policy?project={p}"), format!("/api/v1/password-policy?project={n}"), None),
+        probe("GET", format!("/api/v1/scans?project={p}"), format!("/api/v1/scans?project={n}"), None),
+        probe("GET", format!("/api/v1/vulnerability-rules?project={p}"), format!("/api/v1/vulnerability-rules?project={n}"), None),
     ]
     .into_iter()
     .chain([
@@ -110,6 +128,25 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
             control: "/api/v1/users".into(),
             body: Some(json!({"username": "planted", "password": "planted-password-123", "project_id": p, "role": "admin"})),
         },
+        // Handling A's finding, a rule in A, a scan of A's server.
+        Probe {
+            method: "POST",
+            path: "/api/v1/vulnerabilities/actions".into(),
+            control: "/api/v1/vulnerabilities/actions".into(),
+            body: Some(json!({"action": "ignore", "finding_ids": [a.finding]})),
+        },
+        Probe {
+            method: "POST",
+            path: "/api/v1/vulnerability-rules".into(),
+            control: "/api/v1/vulnerability-rules".into(),
+            body: Some(json!({"project_id": p, "cve": "CVE-2099-0001", "reason": "planted"})),
+        },
+        Probe {
+            method: "POST",
+            path: "/api/v1/tasks".into(),
+            control: "/api/v1/tasks".into(),
+            body: Some(json!({"server_ids": [s], "kind": "risk_scan"})),
+        },
         // Promoting oneself into A.
         Probe {
             method: "PUT",
@@ -127,7 +164,8 @@ fn control_body(body: &Option<Value>, a: &A) -> Option<Value> {
         let text = b
             .to_string()
             .replace(&a.project, NOWHERE)
-            .replace(&a.server, NOWHERE);
+            .replace(&a.server, NOWHERE)
+            .replace(&a.finding, NOWHERE);
         serde_json::from_str(&text).unwrap()
     })
 }
@@ -224,6 +262,33 @@ async fn check_api(who: &str, api: &Api, a: &A, bob_id: &str) -> Result<()> {
             ));
         }
     }
+    // Fleet-wide risk views: B has no findings, weak passwords, policy results, scans or rules.
+    for path in [
+        "/api/v1/vulnerabilities",
+        "/api/v1/vulnerabilities/findings",
+        "/api/v1/vulnerabilities/findings?format=csv",
+        "/api/v1/weak-passwords",
+        "/api/v1/password-policy",
+        "/api/v1/scans",
+        "/api/v1/vulnerability-rules",
+    ] {
+        let r = api.get(path).await?;
+        let leaked = if path.contains("format=csv") {
+            r.text.lines().count() > 1
+        } else {
+            r.text.contains(&a.server)
+                || r.text.contains(&a.finding)
+                || r.text.contains(&a.rule)
+                || r.text.contains("CVE-2099-0000")
+        };
+        if r.status != 200 || leaked {
+            failures.push(format!(
+                "{who}: GET {path} answered {} and shows A's risks: {}",
+                r.status,
+                truncate(&r.text, 300)
+            ));
+        }
+    }
     let r = api.get(&format!("/api/v1/tasks/{}", a.task)).await?;
     if r.text.contains(&a.server) {
         failures.push(format!("{who}: task detail leaks A's server id"));
@@ -314,6 +379,9 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
     pages.push(format!("/assets?project={p}"));
     pages.push(format!("/assets/changes?project={p}"));
     pages.push(format!("/assets/software/servers?name={pkg}&project={p}"));
+    pages.push(format!("/servers/{s}/risks"));
+    pages.push(format!("/vulnerabilities/findings/{}", a.finding));
+    pages.push(format!("/vulnerabilities?project={p}"));
     for path in &pages {
         let r = console.get(path).await?;
         ensure!(
@@ -410,6 +478,15 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
             format!("/servers/{}/inventory/ports/collect", a.server),
             vec![],
         ),
+        (format!("/servers/{}/risks/scan", a.server), vec![]),
+        (
+            "/vulnerabilities/actions".to_string(),
+            vec![
+                ("action".to_string(), "ignore".to_string()),
+                (format!("finding_{}", a.finding), "on".to_string()),
+            ],
+        ),
+        (format!("/risk/rules/{}/delete", a.rule), vec![]),
     ] {
         let mut fields = vec![("csrf".to_string(), csrf.clone())];
         fields.extend(extra);
@@ -456,6 +533,32 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             .as_str()
             .ok_or_else(|| anyhow!("no package name in {inv}"))?
             .to_string();
+        // A vulnerability of that package on A's server, and a whitelist rule in A.
+        let item = &inv["items"][0]["data"];
+        let source = item["source"].as_str().unwrap_or(&package).to_string();
+        let version = item["source_version"].as_str().or(item["version"].as_str()).unwrap_or("0").to_string();
+        let feed = env.root().join("authz-feed.json");
+        std::fs::write(
+            &feed,
+            json!({
+                "id": "HW-AUTHZ-1", "aliases": ["CVE-2099-0000"], "summary": "authz fixture",
+                "affected": [{"package": {"ecosystem": "Debian:12", "name": source},
+                    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": format!("{version}+hw1")}]}]}],
+            })
+            .to_string(),
+        )?;
+        center.cli(&["vulndb", "import", &feed.display().to_string()], None).await?.ok()?;
+        let findings = format!("/api/v1/servers/{}/vulnerabilities", agent_a.server_id);
+        let finding = wait_until("A's vulnerability finding", secs(60), millis(300), || async {
+            let r = root.get(&findings).await?.expect(200)?;
+            r.json["items"][0]["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("no finding yet: {}", r.text))
+        })
+        .await?;
+        let rule = root
+            .post("/api/v1/vulnerability-rules", json!({"project_id": project_a, "package": "hw-authz-none", "reason": "fixture"}))
+            .await?
+            .expect(201)?;
+        let rule = rule.json["rule"]["id"].as_str().unwrap_or_default().to_string();
         let task = root
             .post(
                 &format!("/api/v1/servers/{}/tasks", agent_a.server_id),
@@ -502,6 +605,8 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             alice_token,
             alice_api_token_id,
             package,
+            finding,
+            rule,
         };
 
         // Project B: a server, a viewer and an admin.
@@ -598,6 +703,16 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             "A's agent went {}",
             status_line(&s)
         );
+        let risk_policy = root.get(&format!("/api/v1/projects/{}/risk-policy", a.project)).await?.expect(200)?;
+        ensure!(
+            risk_policy.json["version"] == 0 && risk_policy.json["policy"]["allow_fix"] == false,
+            "A's risk policy was changed: {}",
+            risk_policy.text
+        );
+        let f = root.get(&format!("/api/v1/vulnerabilities/findings/{}", a.finding)).await?.expect(200)?;
+        ensure!(f.json["finding"]["state"] == "unhandled", "A's finding was handled: {}", f.text);
+        let rules = root.get(&format!("/api/v1/vulnerability-rules?project={}", a.project)).await?.expect(200)?;
+        ensure!(rules.json["items"].as_array().map(|v| v.len()) == Some(1), "A's rules changed: {}", rules.text);
         let tasks = root
             .get(&format!("/api/v1/servers/{}/tasks", a.server))
             .await?

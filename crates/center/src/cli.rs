@@ -392,7 +392,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db,
         }) => {
             let state = db.state().await?;
-            let done = crate::analyze::vulns::import(&state.store, &path, replace, "cli")
+            let source = path.display().to_string();
+            let done = crate::analyze::vulns::import(&state.store, &path, &source, replace, "cli")
                 .await
                 .with_context(|| format!("importing {}", path.display()))?;
             if json {

@@ -60,6 +60,17 @@ pub struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `hostward_center=debug`.
     #[arg(long, env = "HOSTWARD_LOG")]
     pub log: Option<String>,
+    /// HTTPS URL of a vulnerability feed to fetch and import periodically (an OSV zip such as
+    /// the Debian ecosystem's `all.zip`, or the Debian Security Tracker JSON). Off when unset;
+    /// `hostward vulndb import` works either way.
+    #[arg(long, env = "HOSTWARD_VULNDB_URL")]
+    pub vulndb_url: Option<String>,
+    /// Hours between fetches of --vulndb-url.
+    #[arg(long, env = "HOSTWARD_VULNDB_FETCH_HOURS")]
+    pub vulndb_fetch_hours: Option<u64>,
+    /// CA bundle trusted for --vulndb-url.
+    #[arg(long, env = "HOSTWARD_VULNDB_CA_FILE")]
+    pub vulndb_ca_file: Option<PathBuf>,
 }
 
 /// Resolved configuration with every default applied.
@@ -78,6 +89,9 @@ pub struct Config {
     pub login_max_failures: u32,
     pub lockout_secs: u64,
     pub log: String,
+    pub vulndb_url: Option<String>,
+    pub vulndb_fetch_hours: u64,
+    pub vulndb_ca_file: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +142,9 @@ impl ServeArgs {
             login_max_failures: self.login_max_failures.or(file.login_max_failures),
             lockout_secs: self.lockout_secs.or(file.lockout_secs),
             log: self.log.or(file.log),
+            vulndb_url: self.vulndb_url.or(file.vulndb_url),
+            vulndb_fetch_hours: self.vulndb_fetch_hours.or(file.vulndb_fetch_hours),
+            vulndb_ca_file: self.vulndb_ca_file.or(file.vulndb_ca_file),
         }
     }
 
@@ -187,7 +204,27 @@ impl ServeArgs {
                 .and_then(|p| p.parent().map(|d| d.join("hostward-agent")))
                 .unwrap_or_default()
         });
+        if let Some(u) = &a.vulndb_url
+            && !u.starts_with("https://")
+        {
+            return Err(ConfigError::Invalid {
+                key: "vulndb_url",
+                msg: format!("{u:?} must start with https://"),
+            });
+        }
+        let vulndb_fetch_hours = a.vulndb_fetch_hours.unwrap_or(24);
+        if !(1..=24 * 30).contains(&vulndb_fetch_hours) {
+            return Err(ConfigError::Invalid {
+                key: "vulndb_fetch_hours",
+                msg: format!("{vulndb_fetch_hours} is outside 1..=720"),
+            });
+        }
         Ok(Config {
+            vulndb_url: a.vulndb_url,
+            vulndb_fetch_hours,
+            vulndb_ca_file: a
+                .vulndb_ca_file
+                .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
             database_url: a
                 .database_url
                 .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("hostward.db").display())),

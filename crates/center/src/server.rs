@@ -147,6 +147,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     gateway.spawn_jobs();
     spawn_housekeeping(state.clone());
     crate::analyze::Analyzer::spawn(state.clone());
+    crate::analyze::vulns::spawn_fetch(state.clone());
     tracing::info!(console = %config.public_url, %api_addr, %gateway_addr, gateway_url = %config.gateway_url, "center started");
     Ok(Running {
         state,

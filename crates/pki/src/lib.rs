@@ -476,6 +476,25 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Clien
     Ok(cfg)
 }
 
+/// Client config for a public HTTPS server (a vulnerability feed), trusting every CA of a
+/// bundle such as `/etc/ssl/certs/ca-certificates.crt`. Still TLS 1.3 only.
+pub fn bundle_client_config(bundle_pem: &str) -> Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(all_certs(bundle_pem, "CA bundle")?);
+    if added == 0 {
+        return Err(PkiError::Pem {
+            what: "CA bundle",
+            detail: "no usable CA certificate".into(),
+        });
+    }
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 /// Client config for the first contact: trusts the server only if its chain contains a CA whose
 /// SHA-256 equals the pin, and the server certificate verifies against that CA.
 pub fn pinned_client_config(pin: [u8; 32]) -> Result<(ClientConfig, Arc<PinnedCaVerifier>)> {

@@ -160,6 +160,7 @@ pub enum ImportFailed {
 pub async fn import(
     store: &Store,
     path: &Path,
+    source: &str,
     replace: bool,
     imported_by: &str,
 ) -> Result<VulnDbImport, ImportFailed> {
@@ -189,8 +190,66 @@ pub async fn import(
                 .unwrap_or_else(|| "the feed holds no records".into()),
         });
     }
-    let source = path.display().to_string();
     Ok(store
-        .import_advisories(&source, &rows, &skipped, replace, imported_by)
+        .import_advisories(source, &rows, &skipped, replace, imported_by)
         .await?)
+}
+
+/// Largest feed download accepted (Debian's whole OSV archive is well below).
+const MAX_DOWNLOAD: usize = 1 << 30;
+
+/// Fetches `vulndb_url` every `vulndb_fetch_hours` and imports it when its content changed.
+/// Each replica fetches for itself; an unchanged feed costs one download and no write.
+pub fn spawn_fetch(state: AppState) {
+    let Some(url) = state.config.vulndb_url.clone() else {
+        return;
+    };
+    let every = Duration::from_secs(state.config.vulndb_fetch_hours * 3600);
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            match fetch_once(&state, &url, &mut last).await {
+                Ok(Some(i)) => tracing::info!(%url, version = i.version, advisories = i.advisories, skipped = i.skipped, "vulnerability feed imported"),
+                Ok(None) => tracing::info!(%url, "vulnerability feed unchanged"),
+                Err(e) => tracing::error!(%url, error = format!("{e:#}"), "vulnerability feed fetch failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+async fn fetch_once(
+    state: &AppState,
+    url: &str,
+    last: &mut Option<Vec<u8>>,
+) -> anyhow::Result<Option<VulnDbImport>> {
+    use anyhow::Context as _;
+    use sha2::Digest as _;
+    let ca = &state.config.vulndb_ca_file;
+    let bundle = tokio::fs::read_to_string(ca)
+        .await
+        .with_context(|| format!("reading the CA bundle {}", ca.display()))?;
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(hostward_pki::bundle_client_config(&bundle)?)
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(1800))
+        .build()?;
+    let mut resp = client.get(url).send().await?.error_for_status()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        anyhow::ensure!(body.len() + chunk.len() <= MAX_DOWNLOAD, "the feed is larger than {MAX_DOWNLOAD} bytes");
+        body.extend_from_slice(&chunk);
+    }
+    let digest = sha2::Sha256::digest(&body).to_vec();
+    if last.as_ref() == Some(&digest) {
+        return Ok(None);
+    }
+    let ext = if body.starts_with(b"PK") { "zip" } else { "json" };
+    let path = state.config.data_dir.join(format!("vulndb-download.{ext}"));
+    tokio::fs::write(&path, &body).await?;
+    let imported = import(&state.store, &path, url, false, "fetch").await;
+    let _ = tokio::fs::remove_file(&path).await;
+    let imported = imported?;
+    *last = Some(digest);
+    Ok(Some(imported))
 }

@@ -366,7 +366,6 @@ pub(crate) struct FindingRow {
     pub state_class: &'static str,
     pub state_note: String,
     pub fix_command: String,
-    pub restart: String,
     pub restart_label: &'static str,
     /// Still found by the latest match; only these can be handled.
     pub present: bool,
@@ -397,7 +396,6 @@ fn finding_row(f: &VulnFinding) -> FindingRow {
         state_class: state_class(&f.state),
         state_note: f.state_note.clone(),
         fix_command: f.fix_command.clone().unwrap_or_default(),
-        restart: f.restart.clone(),
         restart_label: restart_label(&f.restart),
         present: f.present,
         summary,
@@ -556,7 +554,6 @@ pub(crate) struct VulnsPage {
     pub db: DbLine,
     pub q: String,
     pub package: String,
-    pub severity: String,
     pub severity_opts: Vec<Opt>,
     pub state_opts: Vec<Opt>,
     pub project_opts: Vec<Opt>,
@@ -663,7 +660,6 @@ pub async fn vulnerabilities(
             .any(|s| !s.is_empty()),
         q: vp.q,
         package: vp.package,
-        severity: vp.severity,
     })
 }
 
@@ -674,7 +670,6 @@ pub async fn vulnerabilities(
 #[template(path = "risk_cve.html")]
 pub(crate) struct CvePage {
     pub nav: Nav,
-    pub section: &'static str,
     pub flash: Option<Flash>,
     pub cve: String,
     /// This page's path (the CVE id encoded), for its filter form.
@@ -779,7 +774,6 @@ pub async fn cve(
     let pager = pager(page, PER_PAGE, found.items.len(), found.total, link);
     html(&CvePage {
         nav: Nav::new(&p, "risk"),
-        section: "vulnerabilities",
         flash: flash(&m),
         nvd_url: if cve.starts_with("CVE-") {
             format!("https://nvd.nist.gov/vuln/detail/{}", seg(&cve))
@@ -845,7 +839,6 @@ fn history_row(h: &VulnHistoryEntry) -> HistoryRow {
 #[template(path = "risk_finding.html")]
 pub(crate) struct FindingPage {
     pub nav: Nav,
-    pub section: &'static str,
     pub flash: Option<Flash>,
     pub f: FindingRow,
     pub summary: String,
@@ -856,7 +849,6 @@ pub(crate) struct FindingPage {
     pub fix_task_id: String,
     pub first_seen: Ts,
     pub last_seen: Ts,
-    pub updated: Ts,
     pub history: Vec<HistoryRow>,
     pub can_act: bool,
     pub back: String,
@@ -873,7 +865,6 @@ pub async fn finding(
     let f = &d.finding;
     html(&FindingPage {
         nav: Nav::new(&p, "risk"),
-        section: "vulnerabilities",
         flash: flash(&m),
         summary: f.summary.clone(),
         installed: f.installed_version.clone(),
@@ -883,7 +874,6 @@ pub async fn finding(
         fix_task_id: f.fix_task_id.clone().unwrap_or_default(),
         first_seen: Ts::at(f.first_seen),
         last_seen: Ts::at(f.last_seen),
-        updated: Ts::at(f.updated_at),
         history: d.history.iter().map(history_row).collect(),
         can_act: f.present && p.require(&f.project_id, Role::Operator).is_ok(),
         back: format!("/vulnerabilities/findings/{}", seg(&f.id)),
@@ -1158,7 +1148,6 @@ pub async fn scan_server(
 pub(crate) struct WeakPage {
     pub nav: Nav,
     pub section: &'static str,
-    pub project: String,
     pub project_opts: Vec<Opt>,
     pub rows: Vec<WeakRow>,
     pub servers: usize,
@@ -1183,7 +1172,6 @@ pub async fn weak_passwords(
         servers: servers.len(),
         login_allowed: found.items.iter().filter(|w| w.login_allowed).count(),
         rows: found.items.iter().map(weak_row).collect(),
-        project,
     })
 }
 
@@ -1192,7 +1180,6 @@ pub async fn weak_passwords(
 pub(crate) struct PolicyResultsPage {
     pub nav: Nav,
     pub section: &'static str,
-    pub project: String,
     pub project_opts: Vec<Opt>,
     pub failed_only: bool,
     pub policy: Vec<PolicyRow>,
@@ -1232,7 +1219,6 @@ pub async fn password_policy(
         servers: servers.len(),
         policy: found.items.iter().map(policy_row).collect(),
         show_server: true,
-        project,
     })
 }
 
@@ -1324,11 +1310,9 @@ pub(crate) struct ScansPage {
     pub section: &'static str,
     pub flash: Option<Flash>,
     pub error: Option<String>,
-    pub project: String,
     pub state: String,
     pub project_opts: Vec<Opt>,
     pub counts: Vec<StateCount>,
-    pub total: usize,
     pub rows: Vec<ScanView>,
     pub pager: Pager,
     pub can_scan: bool,
@@ -1483,7 +1467,6 @@ async fn render_scans(
             error,
             project_opts: project_opts(state, p, &project, Role::Viewer).await?,
             counts,
-            total,
             rows,
             pager,
             can_scan,
@@ -1492,7 +1475,6 @@ async fn render_scans(
             servers,
             more_servers,
             target: form.target,
-            project,
             state: st,
         },
     )
@@ -1619,7 +1601,6 @@ pub(crate) struct RulesPage {
     pub section: &'static str,
     pub flash: Option<Flash>,
     pub error: Option<String>,
-    pub project: String,
     pub project_opts: Vec<Opt>,
     pub rows: Vec<RuleView>,
     pub operator_projects: Vec<Opt>,
@@ -1680,7 +1661,6 @@ async fn render_rules(
             rows,
             operator_projects: project_opts(state, p, &form_project, Role::Operator).await?,
             form,
-            project,
         },
     )
 }
