@@ -332,6 +332,10 @@ async fn api_bodies_with_wrong_types_answer_400_naming_the_field() -> Result<()>
             .ok_or_else(|| anyhow!("created server has no id: {}", srv.text))?
             .to_string();
 
+        let project = api.get("/api/v1/projects").await?.expect(200)?.json["items"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let cases = [
             (
                 "PUT",
@@ -357,6 +361,54 @@ async fn api_bodies_with_wrong_types_answer_400_naming_the_field() -> Result<()>
                 json!({ "name": "t", "expires_in_secs": "soon" }),
                 "expires_in_secs",
             ),
+            (
+                "PUT",
+                format!("/api/v1/projects/{project}/risk-policy"),
+                json!({ "jitter_secs": "lots" }),
+                "jitter_secs",
+            ),
+            (
+                "PUT",
+                format!("/api/v1/projects/{project}/risk-policy"),
+                json!({ "window_start_min": 1500 }),
+                "window_start_min",
+            ),
+            (
+                "PUT",
+                format!("/api/v1/projects/{project}/risk-policy"),
+                json!({ "custom_weak_passwords": ["ok", "bad\u{7}"] }),
+                "custom_weak_passwords[1]",
+            ),
+            (
+                "PUT",
+                format!("/api/v1/projects/{project}/risk-policy"),
+                json!({ "allow_fixes": true }),
+                "allow_fixes",
+            ),
+            (
+                "POST",
+                "/api/v1/vulnerabilities/actions".to_string(),
+                json!({ "action": "patch", "finding_ids": ["x"] }),
+                "action",
+            ),
+            (
+                "POST",
+                "/api/v1/vulnerabilities/actions".to_string(),
+                json!({ "action": "ignore", "finding_ids": [] }),
+                "finding_ids",
+            ),
+            (
+                "POST",
+                "/api/v1/vulnerability-rules".to_string(),
+                json!({ "reason": "no cve nor package" }),
+                "cve",
+            ),
+            (
+                "POST",
+                format!("/api/v1/servers/{id}/tasks"),
+                json!({ "kind": "risk_scan", "params": { "checks": ["everything"] } }),
+                "params",
+            ),
         ];
         for (method, path, body, field) in cases {
             let r = api.send(method, &path, Some(body)).await?.expect(400)?;
@@ -375,6 +427,15 @@ async fn api_bodies_with_wrong_types_answer_400_naming_the_field() -> Result<()>
             "the 400 should name `per_page`: {}",
             r.text
         );
+
+        let policy = api.get(&format!("/api/v1/projects/{project}/risk-policy")).await?.expect(200)?;
+        ensure!(policy.json["version"] == 0, "a refused risk policy was stored: {}", policy.text);
+        let scans = api.get("/api/v1/scans").await?.expect(200)?;
+        ensure!(scans.json["items"] == json!([]), "a refused scan was queued: {}", scans.text);
+        let r = api.get("/api/v1/vulnerabilities?severity=urgent").await?.expect(400)?;
+        ensure!(r.error_message().contains("severity"), "{}", r.text);
+        let r = api.get("/api/v1/vulnerabilities/findings?state=done").await?.expect(400)?;
+        ensure!(r.error_message().contains("state"), "{}", r.text);
 
         // Nothing half-written: only the one valid server exists, with protection unchanged.
         let servers = api.servers().await?;

@@ -252,3 +252,46 @@ async fn a_scan_task_waits_for_an_offline_agent_and_completes_when_it_returns() 
     })
     .await
 }
+
+#[tokio::test]
+async fn the_daily_scan_runs_inside_the_policy_window_in_local_time() -> Result<()> {
+    let env = TestEnv::new("risk-daily");
+    env.run(async {
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let project = api.get("/api/v1/projects").await?.expect(200)?.json["items"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let agent = Agent::start(&env, &center, "daily").await?;
+        let server = agent.server_id.clone();
+        api.wait_status(&server, "online", None, secs(30)).await?;
+        // A one-minute window starting at the next minute of this host's local time, no jitter.
+        let out = run_cmd(Path::new("date"), &["+%H %M".into()], None).await?.ok()?;
+        let hm: Vec<u32> = out.stdout.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        ensure!(hm.len() == 2, "date printed {out}");
+        let start = (hm[0] * 60 + hm[1] + 1) % 1440;
+        api.put(
+            &format!("/api/v1/projects/{project}/risk-policy"),
+            json!({"window_start_min": start, "window_end_min": start + 1, "jitter_secs": 0}),
+        )
+        .await?
+        .expect(200)?;
+        let risk = wait_until("the scheduled scan", secs(150), millis(500), || async {
+            let r = api.get(&format!("/api/v1/servers/{server}/risk")).await?.expect(200)?;
+            ensure!(r.json["scans"]["last_scan_trigger"] == "scheduled", "no scheduled scan yet: {}", r.text);
+            Ok(r.json)
+        })
+        .await?;
+        let at = risk["scans"]["last_scan_at"].as_i64().unwrap_or_default();
+        let local = run_cmd(Path::new("date"), &["-d".into(), format!("@{at}"), "+%H %M".into()], None).await?.ok()?;
+        let hm: Vec<u32> = local.stdout.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        // The scan starts inside the window; it may finish a little after it.
+        ensure!(hm.len() == 2 && (hm[0] * 60 + hm[1] + 1440 - start) % 1440 <= 2, "scan finished at local {}: {risk}", local.stdout.trim());
+        ensure!(risk["scans"]["weak_scanned_at"].is_number() && risk["scans"]["policy_scanned_at"].is_number(), "{risk}");
+        let tasks = api.get("/api/v1/scans").await?.expect(200)?;
+        ensure!(tasks.json["items"] == json!([]), "no task was involved: {}", tasks.text);
+        Ok(())
+    })
+    .await
+}

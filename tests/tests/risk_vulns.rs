@@ -319,6 +319,33 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
         ensure!(srv["risk_status"] == "risky", "{srv}");
         ensure!(srv["risk_counts"]["critical"].as_i64() >= Some(1), "{srv}");
 
+        // Handling: ignore (who and when kept), fix refused while the policy forbids it,
+        // verify re-collects the software and finds the package still there.
+        let pick = |cve: &str| list.iter().find(|f| f["cve"] == cve).and_then(|f| f["id"].as_str()).map(String::from);
+        let ignore_id = pick("CVE-2099-1005").ok_or_else(|| anyhow!("no unfixed finding"))?;
+        let verify_id = pick("CVE-2099-1001").ok_or_else(|| anyhow!("no fixed-in-newer finding"))?;
+        let r = api
+            .post("/api/v1/vulnerabilities/actions", json!({"action": "ignore", "finding_ids": [ignore_id], "note": "accepted risk"}))
+            .await?
+            .expect(200)?;
+        ensure!(r.json["changed"] == 1, "{}", r.text);
+        let r = api.post("/api/v1/vulnerabilities/actions", json!({"action": "fix", "finding_ids": [verify_id]})).await?.expect(409)?;
+        ensure!(r.error_message().contains("allow_fix"), "{}", r.text);
+        let r = api.post("/api/v1/vulnerabilities/actions", json!({"action": "verify", "finding_ids": [verify_id]})).await?.expect(200)?;
+        ensure!(r.json["tasks"][0]["kind"] == "collect_inventory", "verify collects the software again: {}", r.text);
+        let detail = wait_until("verification to finish", secs(60), millis(250), || async {
+            let d = api.get(&format!("/api/v1/vulnerabilities/findings/{verify_id}")).await?.expect(200)?;
+            ensure!(d.json["finding"]["state"] == "unhandled", "still {}", d.json["finding"]["state"]);
+            Ok(d.json)
+        })
+        .await?;
+        let actions: Vec<&str> = detail["history"].as_array().into_iter().flatten().filter_map(|h| h["action"].as_str()).collect();
+        ensure!(actions == ["still_present", "verify", "detected"], "history newest first: {detail}");
+        let ignored = api.get(&format!("/api/v1/vulnerabilities/findings/{ignore_id}")).await?.expect(200)?;
+        let h = &ignored.json["history"][0];
+        let me = api.get("/api/v1/me").await?.expect(200)?;
+        ensure!(h["actor"] == me.json["username"] && h["to_state"] == "ignored" && h["note"] == "accepted risk", "{} (me: {})", ignored.text, me.text);
+
         // Fleet view: one row per CVE with its server count.
         let groups = api.get("/api/v1/vulnerabilities?per_page=100").await?.expect(200)?;
         let g = groups.json["items"].as_array().into_iter().flatten().find(|g| g["cve"] == "CVE-2099-1006").cloned();

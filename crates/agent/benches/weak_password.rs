@@ -20,7 +20,9 @@ fn main() {
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["gen", root, words, n] => generate(Path::new(root), &read_words(words), n.parse().unwrap()),
+        ["gen", root, words, n] => {
+            generate(Path::new(root), &read_words(words), n.parse().unwrap())
+        }
         ["words", root, words] => {
             let words = read_words(words);
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -57,7 +59,11 @@ fn generate(root: &Path, words: &[String], n: usize) {
             format!("Zq{i}#x!{}Lp", i * 7919)
         };
         let hash = crypt::hash(&password, "$y$").expect("yescrypt");
-        passwd.push_str(&format!("{name}:x:{}:{}::/home/{name}:/bin/bash\n", 2000 + i, 2000 + i));
+        passwd.push_str(&format!(
+            "{name}:x:{}:{}::/home/{name}:/bin/bash\n",
+            2000 + i,
+            2000 + i
+        ));
         shadow.push_str(&format!("{name}:{hash}:19000:0:99999:7:::\n"));
     }
     std::fs::create_dir_all(root.join("etc")).unwrap();
@@ -66,7 +72,10 @@ fn generate(root: &Path, words: &[String], n: usize) {
     eprintln!("{n} yescrypt accounts, {weak} with a password from the word list");
 }
 
-fn timed(run: impl Fn(&weak_password::Config) -> hostward_proto::risk::WeakPasswordResult, root: &str) {
+fn timed(
+    run: impl Fn(&weak_password::Config) -> hostward_proto::risk::WeakPasswordResult,
+    root: &str,
+) {
     let cfg = weak_password::Config {
         root: Path::new(root),
         custom: &[],

@@ -59,8 +59,8 @@ pub fn dictionary() -> impl Iterator<Item = &'static str> {
 }
 
 /// Runs the check: built-in dictionary, custom list, user-name variants and the empty string.
-/// Runs its own threads (one per available core) at the lowest priority; call it where
-/// blocking is fine.
+/// The work runs on threads of its own, one per available core, at nice 19; the calling thread
+/// only waits, so call it where blocking is fine.
 pub fn check(cfg: &Config) -> WeakPasswordResult {
     let words: Vec<&str> = dictionary().collect();
     run(cfg, &words, true)
@@ -376,7 +376,8 @@ fn crack<S: AsRef<str> + Sync>(
 }
 
 /// Lowest priority for the calling thread only: on Linux a thread id names one thread to
-/// setpriority(2), and threads spawned from it inherit it.
+/// setpriority(2). Only the workers call it, so the caller's thread (a pooled blocking thread
+/// that later runs other work) keeps its priority.
 fn lower_priority() {
     use nix::libc;
     let tid = nix::unistd::gettid().as_raw();

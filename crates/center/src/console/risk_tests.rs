@@ -169,6 +169,26 @@ impl Env {
             .unwrap()
     }
 
+    /// A server with an enrolled agent (scans are offered only for those).
+    async fn agent_server(&self, project_id: &str, name: &str) -> Server {
+        self.state
+            .store
+            .enroll(&crate::store::Enrollment {
+                project_id: project_id.into(),
+                region: String::new(),
+                install_id: None,
+                agent_id: format!("agent-{name}"),
+                cert_serial: "0abc".into(),
+                cert_not_after: 0,
+                facts: hostward_proto::HostFacts {
+                    hostname: name.into(),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap()
+    }
+
     /// Two findings on the server, as a match against database version 1 stores them.
     async fn seed_vulns(&self, server_id: &str) {
         let v = |cve: &str, package: &str, severity, cvss, summary: &str| MatchedVuln {
@@ -463,7 +483,7 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
         let p = e.state.store.ensure_project("default").await.unwrap();
         e.user("olga", &p.id, Some("operator")).await;
         e.user("vic", &p.id, Some("viewer")).await;
-        let srv = e.server(&p.id, "web-1").await;
+        let srv = e.agent_server(&p.id, "web-1").await;
         e.seed_vulns(&srv.id).await;
         let fid = e.finding_id(&srv.id, CVE).await;
         let (cookie, csrf) = e.login("olga").await;
