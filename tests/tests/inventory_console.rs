@@ -250,6 +250,7 @@ async fn drive(
     let mut want = vec!["overview".to_string()];
     want.extend(KINDS.iter().map(|k| k.to_string()));
     want.push("changes".into());
+    want.push("risks".into());
     ensure!(tabs == want, "tabs {tabs:?}, want {want:?}");
 
     // Every kind's tab lists what the API holds for this server.

@@ -144,9 +144,13 @@ async fn risk_console_in_headless_chromium() -> Result<()> {
         )
         .await?
         .ok()?;
-        run_cmd(Path::new("chpasswd"), &[], Some(&format!("{weak}:qwerty\n")))
-            .await?
-            .ok()?;
+        run_cmd(
+            Path::new("chpasswd"),
+            &[],
+            Some(&format!("{weak}:qwerty\n")),
+        )
+        .await?
+        .ok()?;
 
         let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
         let api = center.api();
@@ -161,19 +165,24 @@ async fn risk_console_in_headless_chromium() -> Result<()> {
             &feed,
             serde_json::to_vec(&osv_record(&package, &format!("{version}+hw1")))?,
         )?;
-        wait_until("the agent's software inventory", secs(120), millis(250), || async {
-            let s = api
-                .get(&format!("/api/v1/servers/{sid}/inventory"))
-                .await?
-                .expect(200)?;
-            let ok = s.json["kinds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|k| k["kind"] == "software" && k["in_sync"] == true);
-            ensure!(ok, "software not in yet");
-            Ok(())
-        })
+        wait_until(
+            "the agent's software inventory",
+            secs(120),
+            millis(250),
+            || async {
+                let s = api
+                    .get(&format!("/api/v1/servers/{sid}/inventory"))
+                    .await?
+                    .expect(200)?;
+                let ok = s.json["kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k["kind"] == "software" && k["in_sync"] == true);
+                ensure!(ok, "software not in yet");
+                Ok(())
+            },
+        )
         .await?;
         center
             .cli(&["vulndb", "import", &feed.display().to_string()], None)
@@ -235,7 +244,10 @@ async fn drive(
     find(b, "#server-tabs a.active[data-tab=\"risks\"]").await?;
     let row = format!("#findings tr[data-finding-id={}]", css(fid));
     let pkg = text(b, &format!("{row} td.package")).await?;
-    ensure!(pkg == package, "the finding's package shows as {pkg:?}, want {package}");
+    ensure!(
+        pkg == package,
+        "the finding's package shows as {pkg:?}, want {package}"
+    );
     let state = text(b, &format!("{row} td.finding-state")).await?;
     ensure!(state.contains("unhandled"), "state {state:?}");
     ensure!(
@@ -313,12 +325,17 @@ async fn drive(
         "#policy-results tr[data-check=\"login_defs.pass_max_days\"] td.policy-result",
     )
     .await?;
-    let want = if max_days["pass"] == true { "pass" } else { "fail" };
-    ensure!(cell == want, "PASS_MAX_DAYS shows {cell:?}, the API says {want}");
+    let want = if max_days["pass"] == true {
+        "pass"
+    } else {
+        "fail"
+    };
+    ensure!(
+        cell == want,
+        "PASS_MAX_DAYS shows {cell:?}, the API says {want}"
+    );
     screenshot(env, b, "server_tab").await?;
-    b.client
-        .goto(&format!("{url}{tab}#password-policy"))
-        .await?;
+    b.client.goto(&format!("{url}{tab}#weak-passwords")).await?;
     find(b, "#policy-results").await?;
     screenshot(env, b, "server_tab_policy").await?;
 
@@ -354,9 +371,12 @@ async fn drive(
     wait_path(b, &format!("/vulnerabilities/findings/{fid}"), None).await?;
     let history = text(b, "#finding-history").await?;
     ensure!(
-        history.contains(ADMIN_USER) && history.contains("ignore") && history.contains("accepted in e2e"),
+        history.contains(ADMIN_USER)
+            && history.contains("ignore")
+            && history.contains("accepted in e2e"),
         "history: {history}"
     );
+    screenshot(env, b, "finding").await?;
 
     // The scans page: the task is done.
     b.client
@@ -376,6 +396,7 @@ async fn drive(
     ensure!(st == "done", "the scan task shows as {st:?}");
     let done = text(b, "#scan-counts a[data-state=\"done\"] .n").await?;
     ensure!(done.parse::<u32>().unwrap_or(0) >= 1, "done count {done:?}");
+    screenshot(env, b, "scans").await?;
 
     // Vulnerabilities: the database line, the CVE, the chart.
     find(b, "#risk-sections a[data-section=\"vulnerabilities\"]")
@@ -396,7 +417,10 @@ async fn drive(
     ensure!(servers == "1", "{CVE} on {servers:?} servers");
     let sev = text(b, &format!("{cve_row} .badge")).await?;
     ensure!(sev == "Critical", "severity {sev:?}");
-    ensure!(count(b, "svg#severity-chart rect").await? == 4, "four severity bars");
+    ensure!(
+        count(b, "svg#severity-chart rect").await? == 4,
+        "four severity bars"
+    );
     screenshot(env, b, "vulnerabilities").await?;
 
     // The CVE's page lists the server.
@@ -406,5 +430,42 @@ async fn drive(
         .await?;
     wait_path(b, &format!("/vulnerabilities/{CVE}"), None).await?;
     find(b, &format!("#findings tr[data-server-id={}]", css(sid))).await?;
+    screenshot(env, b, "cve").await?;
+
+    // The policy page: an administrator may edit it.
+    b.client.goto(&format!("{url}/risk/policy")).await?;
+    find(b, "#policy-form #save-policy").await?;
+    screenshot(env, b, "policy").await?;
+
+    // The fleet's weak passwords and failed policy items include this server's.
+    b.client.goto(&format!("{url}/risk/weak-passwords")).await?;
+    find(
+        b,
+        &format!(
+            "#weak-table tr[data-server-id={}][data-account={}]",
+            css(sid),
+            css(weak)
+        ),
+    )
+    .await?;
+    screenshot(env, b, "weak").await?;
+    b.client
+        .goto(&format!("{url}/risk/password-policy?failed=1"))
+        .await?;
+    let shown = count(
+        b,
+        &format!("#policy-results tr[data-server-id={}]", css(sid)),
+    )
+    .await?;
+    ensure!(
+        shown > 0 && count(b, "#policy-results tr[data-pass=\"true\"]").await? == 0,
+        "failed items only: {shown} rows of this server"
+    );
+    screenshot(env, b, "policy_failed").await?;
+    b.client
+        .goto(&format!("{url}/risk/rules?cve={CVE}"))
+        .await?;
+    find(b, "#create-rule-form").await?;
+    screenshot(env, b, "rules").await?;
     Ok(())
 }

@@ -81,14 +81,23 @@ fn timed(
         custom: &[],
         budget: Duration::from_secs(3600),
     };
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_secs());
     let r = run(&cfg);
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - c0;
     println!(
-        "{{\"wall_s\":{secs:.3},\"accounts_checked\":{},\"candidates\":{},\"cracked\":{},\"complete\":{}}}",
+        "{{\"wall_s\":{secs:.3},\"cpu_s\":{cpu:.3},\"accounts_checked\":{},\"candidates\":{},\"cracked\":{},\"complete\":{}}}",
         r.accounts_checked,
         r.candidates,
         r.findings.len(),
         r.complete
     );
+}
+
+/// User + system CPU of the whole process, all threads.
+fn cpu_secs() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(u.user_time()) + secs(u.system_time())
 }

@@ -392,7 +392,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db,
         }) => {
             let state = db.state().await?;
-            let source = path.display().to_string();
+            // Only the name: the center's own paths are not for every console user to see.
+            let source = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string());
             let done = crate::analyze::vulns::import(&state.store, &path, &source, replace, "cli")
                 .await
                 .with_context(|| format!("importing {}", path.display()))?;

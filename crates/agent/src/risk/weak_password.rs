@@ -43,6 +43,10 @@ const MAX_PHRASE: usize = 512;
 /// Nice value of the cracking threads: the check must not slow the server's own work.
 const NICE: i32 = 19;
 
+/// Most threads the check runs. Each yescrypt hash (libxcrypt's default cost) maps 16 MiB for
+/// its duration, so on a 64-core server one thread per core would hold 1 GiB.
+const MAX_THREADS: usize = 4;
+
 /// What a check gets.
 pub struct Config<'a> {
     /// Filesystem root the host is read under; `/` in production.
@@ -59,8 +63,8 @@ pub fn dictionary() -> impl Iterator<Item = &'static str> {
 }
 
 /// Runs the check: built-in dictionary, custom list, user-name variants and the empty string.
-/// The work runs on threads of its own, one per available core, at nice 19; the calling thread
-/// only waits, so call it where blocking is fine.
+/// The work runs on threads of its own, one per available core (at most 4), at
+/// nice 19; the calling thread only waits, so call it where blocking is fine.
 pub fn check(cfg: &Config) -> WeakPasswordResult {
     let words: Vec<&str> = dictionary().collect();
     run(cfg, &words, true)
@@ -322,6 +326,7 @@ fn crack<S: AsRef<str> + Sync>(
     let next = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |p| p.get())
+        .min(MAX_THREADS)
         .min(total);
 
     let work = || {
@@ -459,6 +464,8 @@ fn run(cfg: &Config, words: &[&str], extras: bool) -> WeakPasswordResult {
     };
     let lists: Vec<Vec<Cow<str>>> = groups.iter().map(|(_, m)| candidate_list(m)).collect();
     let hashes: Vec<&str> = groups.iter().map(|(h, _)| *h).collect();
+    // Lists differ only by the name variants; report the longest one account gets on its own
+    // (a shared hash's list holds the variants of every holder).
     let candidates = accounts
         .iter()
         .enumerate()

@@ -165,6 +165,10 @@ pub async fn import(
     imported_by: &str,
 ) -> Result<VulnDbImport, ImportFailed> {
     let owned = path.to_path_buf();
+    // Skipped records are named relative to the feed: the center's own paths are not for
+    // every console user to see.
+    let root = path.display().to_string();
+    let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (rows, skipped) = tokio::task::spawn_blocking(move || {
         hostward_vulndb::import_path(&owned).map(|report| {
             let rows: Vec<(String, String)> = report
@@ -175,7 +179,13 @@ pub async fn import(
             let skipped: Vec<(String, String)> = report
                 .skipped
                 .into_iter()
-                .map(|s| (s.source, s.reason))
+                .map(|s| {
+                    let name = match s.source.strip_prefix(&root) {
+                        Some(rest) => format!("{base}{rest}"),
+                        None => s.source,
+                    };
+                    (name, s.reason)
+                })
                 .collect();
             (rows, skipped)
         })
@@ -193,6 +203,19 @@ pub async fn import(
     Ok(store
         .import_advisories(source, &rows, &skipped, replace, imported_by)
         .await?)
+}
+
+/// The URL without credentials or query, which may carry secrets: what the console may show.
+fn public_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Largest feed download accepted (Debian's whole OSV archive is well below).
@@ -247,9 +270,23 @@ async fn fetch_once(
     let ext = if body.starts_with(b"PK") { "zip" } else { "json" };
     let path = state.config.data_dir.join(format!("vulndb-download.{ext}"));
     tokio::fs::write(&path, &body).await?;
-    let imported = import(&state.store, &path, url, false, "fetch").await;
+    let imported = import(&state.store, &path, &public_url(url), false, "fetch").await;
     let _ = tokio::fs::remove_file(&path).await;
     let imported = imported?;
     *last = Some(digest);
     Ok(Some(imported))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_urls_lose_credentials_and_queries() {
+        assert_eq!(
+            public_url("https://user:tok@feeds.example/osv/all.zip?sig=abc#x"),
+            "https://feeds.example/osv/all.zip"
+        );
+        assert_eq!(public_url("https://feeds.example"), "https://feeds.example");
+    }
 }

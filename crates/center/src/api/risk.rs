@@ -189,7 +189,7 @@ pub struct ScanRow {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ScanList {
     pub items: Vec<ScanRow>,
-    /// Count per state.
+    /// Count per state among the latest 1,000 scans, whatever `state` filters.
     #[schema(value_type = Object)]
     pub counts: BTreeMap<String, i64>,
 }
@@ -548,12 +548,16 @@ pub async fn scans(state: &AppState, p: &Principal, q: &ScanQuery) -> Result<Sca
             "state: {s:?} is not one of queued, delivered, running, done, failed, expired"
         )));
     }
-    let rows = state.store.list_tasks_fleet(&projects, Some(SCAN_TASK), st, 1000).await?;
+    // Counts are of every state, so a filtered page still shows the whole picture.
+    let rows = state.store.list_tasks_fleet(&projects, Some(SCAN_TASK), None, 1000).await?;
     let mut counts = BTreeMap::new();
+    for (task, _) in &rows {
+        *counts.entry(task.state.clone()).or_insert(0) += 1;
+    }
     let items = rows
         .into_iter()
+        .filter(|(task, _)| st.is_none_or(|s| task.state == s))
         .map(|(task, server_name)| {
-            *counts.entry(task.state.clone()).or_insert(0) += 1;
             let final_state = hostward_proto::TaskState::parse(&task.state).is_some_and(|s| s.is_final());
             ScanRow {
                 duration_secs: final_state.then(|| task.updated_at - task.created_at),

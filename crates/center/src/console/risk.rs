@@ -25,11 +25,13 @@ use serde_json::Value;
 use super::inventory::{Pager, Tab, clip, scale, server_tabs, url};
 use super::servers::{enc, risk_summary};
 use super::{
-    ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html,
-    html_status, project_names, see_other,
+    ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
+    project_names, see_other,
 };
 use crate::AppState;
-use crate::api::risk::{self as ops, Action, ActionBody, FleetQuery, NewRule, ScanQuery, VulnQuery};
+use crate::api::risk::{
+    self as ops, Action, ActionBody, FleetQuery, NewRule, ScanQuery, VulnQuery,
+};
 use crate::api::servers::{ServerQuery, visible_server};
 use crate::api::tasks::{self, CreateTasks};
 use crate::store::{
@@ -285,12 +287,6 @@ fn state_opts(selected: &str) -> Vec<Opt> {
     opts(vuln_state::ALL, selected, |s| s.replace('_', " "))
 }
 
-/// Whether the caller may handle findings in any project (the form is shown then; the API
-/// still decides per finding).
-fn operates_somewhere(p: &Principal) -> bool {
-    p.is_superadmin || !p.projects_with(Role::Operator).is_empty()
-}
-
 fn issues(v: &Value) -> Vec<IssueView> {
     serde_json::from_value::<Vec<CollectIssue>>(v.get("issues").cloned().unwrap_or(Value::Null))
         .unwrap_or_default()
@@ -369,11 +365,13 @@ pub(crate) struct FindingRow {
     pub restart_label: &'static str,
     /// Still found by the latest match; only these can be handled.
     pub present: bool,
+    /// Present, and the caller may handle findings in its project.
+    pub selectable: bool,
     pub summary: String,
     pub summary_title: String,
 }
 
-fn finding_row(f: &VulnFinding) -> FindingRow {
+fn finding_row(f: &VulnFinding, p: &Principal) -> FindingRow {
     let (installed, installed_title) = clip(&f.installed_version, 40);
     let (summary, summary_title) = clip(&f.summary, 110);
     FindingRow {
@@ -398,6 +396,7 @@ fn finding_row(f: &VulnFinding) -> FindingRow {
         fix_command: f.fix_command.clone().unwrap_or_default(),
         restart_label: restart_label(&f.restart),
         present: f.present,
+        selectable: f.present && p.require(&f.project_id, Role::Operator).is_ok(),
         summary,
         summary_title,
     }
@@ -468,9 +467,7 @@ async fn db_line(state: &AppState, p: &Principal) -> Result<DbLine, ConsoleError
         version: db.status.version,
         advisories: db.status.advisories,
         imported: last.as_ref().map(|i| Ts::at(i.imported_at)),
-        source: last
-            .map(|i| clip(&i.source, 80).0)
-            .unwrap_or_default(),
+        source: last.map(|i| clip(&i.source, 80).0).unwrap_or_default(),
     })
 }
 
@@ -622,7 +619,9 @@ pub async fn vulnerabilities(
     let mut chart_data = Vec::new();
     let mut counts = Vec::new();
     for s in Severity::ALL {
-        let n = ops::groups(&state, &p, &vp.api(s.as_str(), 1, 1)).await?.total;
+        let n = ops::groups(&state, &p, &vp.api(s.as_str(), 1, 1))
+            .await?
+            .total;
         let href = url("/vulnerabilities", &vp.pairs(s.as_str(), ""));
         chart_data.push((s, n, href.clone()));
         counts.push(SevCount {
@@ -772,6 +771,8 @@ pub async fn cve(
         )
     };
     let pager = pager(page, PER_PAGE, found.items.len(), found.total, link);
+    let rows: Vec<FindingRow> = found.items.iter().map(|f| finding_row(f, &p)).collect();
+    let can_act = rows.iter().any(|r| r.selectable);
     html(&CvePage {
         nav: Nav::new(&p, "risk"),
         flash: flash(&m),
@@ -788,7 +789,7 @@ pub async fn cve(
         open: group.as_ref().map(|g| g.open).unwrap_or(0),
         state_opts: state_opts(&st),
         project_opts: project_opts(&state, &p, &project, Role::Viewer).await?,
-        rows: found.items.iter().map(finding_row).collect(),
+        rows,
         pager,
         csv_url: url(
             "/api/v1/vulnerabilities/findings",
@@ -800,7 +801,7 @@ pub async fn cve(
             ],
         ),
         rule_url: url("/risk/rules", &[("cve", &cve), ("project", &project)]),
-        can_act: operates_somewhere(&p),
+        can_act,
         back: link(page),
         action: base.clone(),
         show_server: true,
@@ -877,7 +878,7 @@ pub async fn finding(
         history: d.history.iter().map(history_row).collect(),
         can_act: f.present && p.require(&f.project_id, Role::Operator).is_ok(),
         back: format!("/vulnerabilities/findings/{}", seg(&f.id)),
-        f: finding_row(f),
+        f: finding_row(f, &p),
     })
 }
 
@@ -896,14 +897,13 @@ pub async fn act(State(state): State<AppState>, Post { p, f }: Post) -> PageResu
         }
     };
     let back = safe_back(f.get("back")).unwrap_or("/vulnerabilities");
-    let mut ids: Vec<String> = f
-        .0
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .filter_map(|(k, _)| k.strip_prefix("finding_"))
-        .filter(|id| !id.is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut ids: Vec<String> =
+        f.0.iter()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(k, _)| k.strip_prefix("finding_"))
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
     ids.sort();
     if ids.is_empty() {
         return Ok(see_other(&with_done(back, "none", 0)));
@@ -1096,7 +1096,7 @@ pub async fn server_risks(
             && srv.revoked_at.is_none(),
         severity_opts: severity_opts(&severity),
         state_opts: state_opts(&st),
-        rows: found.items.iter().map(finding_row).collect(),
+        rows: found.items.iter().map(|f| finding_row(f, &p)).collect(),
         pager,
         csv_url: url(
             &format!("/api/v1/servers/{}/vulnerabilities", srv.id),
@@ -1137,7 +1137,10 @@ pub async fn scan_server(
         .first()
         .map(|t| t.server_id.clone())
         .unwrap_or_default();
-    Ok(see_other(&format!("/servers/{}/risks?done=scan&n=1", seg(&sid))))
+    Ok(see_other(&format!(
+        "/servers/{}/risks?done=scan&n=1",
+        seg(&sid)
+    )))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1323,7 +1326,14 @@ pub(crate) struct ScansPage {
     pub target: String,
 }
 
-const TASK_STATES: &[&str] = &["queued", "delivered", "running", "done", "failed", "expired"];
+const TASK_STATES: &[&str] = &[
+    "queued",
+    "delivered",
+    "running",
+    "done",
+    "failed",
+    "expired",
+];
 
 fn check_label(c: ScanCheck) -> &'static str {
     match c {
@@ -1409,7 +1419,11 @@ async fn render_scans(
     let pager = pager(page, per, rows.len(), total as i64, |n| {
         url(
             "/risk/scans",
-            &[("state", &st), ("project", &project), ("page", &n.to_string())],
+            &[
+                ("state", &st),
+                ("project", &project),
+                ("page", &n.to_string()),
+            ],
         )
     });
     let form = form.unwrap_or_else(|| ScanForm {
@@ -1496,14 +1510,13 @@ pub async fn start_scans(State(state): State<AppState>, Post { p, f }: Post) -> 
         .into_iter()
         .filter(|c| !f.get(&format!("check_{}", c.as_str())).is_empty())
         .collect();
-    let mut servers: Vec<String> = f
-        .0
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .filter_map(|(k, _)| k.strip_prefix("server_"))
-        .filter(|id| !id.is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut servers: Vec<String> =
+        f.0.iter()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(k, _)| k.strip_prefix("server_"))
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
     servers.sort();
     let target = if f.get("target") == "project" {
         "project"
@@ -1519,9 +1532,7 @@ pub async fn start_scans(State(state): State<AppState>, Post { p, f }: Post) -> 
     let refuse = |msg: String, status: StatusCode, form: ScanForm| {
         let state = state.clone();
         let p = p.clone();
-        async move {
-            render_scans(&state, &p, &HashMap::new(), Some(form), status, Some(msg)).await
-        }
+        async move { render_scans(&state, &p, &HashMap::new(), Some(form), status, Some(msg)).await }
     };
     if checks.is_empty() {
         return refuse(
@@ -1563,9 +1574,7 @@ pub async fn start_scans(State(state): State<AppState>, Post { p, f }: Post) -> 
             "/risk/scans?done=scan&n={}",
             list.items.len()
         ))),
-        Err(e) if e.status == StatusCode::BAD_REQUEST => {
-            refuse(e.message, e.status, form).await
-        }
+        Err(e) if e.status == StatusCode::BAD_REQUEST => refuse(e.message, e.status, form).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -1913,7 +1922,8 @@ pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> 
         Ok(policy) => policy,
         Err(msg) => {
             // Authorize before echoing anything back about the project.
-            p.require(&project, Role::Admin).map_err(ConsoleError::from)?;
+            p.require(&project, Role::Admin)
+                .map_err(ConsoleError::from)?;
             return refuse(form, msg).await;
         }
     };
@@ -1947,7 +1957,10 @@ mod tests {
     #[test]
     fn actions_return_only_to_console_pages() {
         assert_eq!(safe_back("/servers/x/risks"), Some("/servers/x/risks"));
-        assert_eq!(safe_back("/vulnerabilities/CVE-1"), Some("/vulnerabilities/CVE-1"));
+        assert_eq!(
+            safe_back("/vulnerabilities/CVE-1"),
+            Some("/vulnerabilities/CVE-1")
+        );
         for bad in [
             "https://evil.example/",
             "//evil.example/x",
@@ -1962,7 +1975,10 @@ mod tests {
             with_done("/servers/s/risks?state=ignored&done=fix&n=2", "ignore", 3),
             "/servers/s/risks?state=ignored&done=ignore&n=3"
         );
-        assert_eq!(with_done("/vulnerabilities/C", "none", 0), "/vulnerabilities/C?done=none&n=0");
+        assert_eq!(
+            with_done("/vulnerabilities/C", "none", 0),
+            "/vulnerabilities/C?done=none&n=0"
+        );
     }
 
     #[test]
@@ -1980,8 +1996,10 @@ mod tests {
         assert!(c.bars[3].w >= 1);
         assert_eq!(c.bars[0].label, "Critical");
         assert!(c.bars.iter().all(|b| b.n_x + 30 <= c.width));
-        let zero: Vec<(Severity, i64, String)> =
-            Severity::ALL.iter().map(|s| (*s, 0, String::new())).collect();
+        let zero: Vec<(Severity, i64, String)> = Severity::ALL
+            .iter()
+            .map(|s| (*s, 0, String::new()))
+            .collect();
         assert!(severity_chart(&zero).is_none());
     }
 

@@ -318,7 +318,10 @@ fn hidden(html: &str, name: &str) -> String {
 }
 
 fn location(res: &Response) -> String {
-    res.headers()[header::LOCATION].to_str().unwrap().to_string()
+    res.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn assert_escaped(html: &str, what: &str) {
@@ -348,7 +351,10 @@ async fn risk_pages_render_for_a_viewer() {
             html.contains(&format!("href=\"/vulnerabilities/{CVE}\"")),
             "[{b}]"
         );
-        assert!(html.contains("sev-critical") && html.contains("Critical"), "[{b}]");
+        assert!(
+            html.contains("sev-critical") && html.contains("Critical"),
+            "[{b}]"
+        );
         assert!(html.contains("9.8"), "[{b}] CVSS shown");
         assert!(
             html.contains("<svg id=\"severity-chart\"") && html.contains("<rect"),
@@ -363,13 +369,22 @@ async fn risk_pages_render_for_a_viewer() {
         assert_escaped(&html, "vulnerabilities");
         // Filters narrow the list; nonsense filter values are dropped, not errors.
         let html = e.page("/vulnerabilities?severity=medium", &cookie).await;
-        assert!(html.contains(CVE2) && !html.contains(&format!("data-cve=\"{CVE}\"")), "[{b}]");
+        assert!(
+            html.contains(CVE2) && !html.contains(&format!("data-cve=\"{CVE}\"")),
+            "[{b}]"
+        );
         e.page("/vulnerabilities?severity=nope&state=nope&page=x", &cookie)
             .await;
 
         let html = e.page(&format!("/vulnerabilities/{CVE}"), &cookie).await;
-        assert!(html.contains(&format!("data-finding-id=\"{fid}\"")), "[{b}]");
-        assert!(html.contains("apt-get install --only-upgrade -y openssl"), "[{b}]");
+        assert!(
+            html.contains(&format!("data-finding-id=\"{fid}\"")),
+            "[{b}]"
+        );
+        assert!(
+            html.contains("apt-get install --only-upgrade -y openssl"),
+            "[{b}]"
+        );
         assert!(html.contains("restart services"), "[{b}]");
         assert!(
             !html.contains("name=\"action\""),
@@ -386,11 +401,15 @@ async fn risk_pages_render_for_a_viewer() {
 
         let html = e.page(&format!("/servers/{}/risks", srv.id), &cookie).await;
         assert!(
-            html.contains("data-tab=\"risks\"") && html.contains("class=\"tab active\" data-tab=\"risks\""),
+            html.contains("data-tab=\"risks\"")
+                && html.contains("class=\"tab active\" data-tab=\"risks\""),
             "[{b}] the Risks tab is the active one"
         );
         assert!(html.contains("data-status=\"risky\""), "[{b}]");
-        assert!(html.contains("1 critical · 1 medium · 1 weak pwd · 1 policy failed"), "[{b}]");
+        assert!(
+            html.contains("1 critical · 1 medium · 1 weak pwd · 1 policy failed"),
+            "[{b}]"
+        );
         assert!(html.contains("data-account=\"bob\""), "[{b}] weak password");
         assert!(html.contains("common password"), "[{b}]");
         assert!(
@@ -398,31 +417,64 @@ async fn risk_pages_render_for_a_viewer() {
             "[{b}]"
         );
         assert!(html.contains("99999") && html.contains("= 90"), "[{b}]");
-        assert!(html.contains("id=\"weak-scanned\" data-scanned=\"1\""), "[{b}]");
-        assert!(!html.contains("id=\"scan-form\""), "[{b}] a viewer cannot scan");
+        assert!(
+            html.contains("id=\"weak-scanned\" data-scanned=\"1\""),
+            "[{b}]"
+        );
+        assert!(
+            !html.contains("id=\"scan-form\""),
+            "[{b}] a viewer cannot scan"
+        );
         assert!(!html.contains("name=\"action\""), "[{b}]");
         assert_escaped(&html, "server risks");
 
         let html = e.page("/risk/weak-passwords", &cookie).await;
-        assert!(html.contains("data-account=\"bob\"") && html.contains("web-1"), "[{b}]");
+        assert!(
+            html.contains("data-account=\"bob\"") && html.contains("web-1"),
+            "[{b}]"
+        );
         assert_escaped(&html, "weak passwords");
         let html = e.page("/risk/password-policy", &cookie).await;
-        assert!(html.contains("pwquality.minlen") && html.contains("login_defs.pass_max_days"), "[{b}]");
+        assert!(
+            html.contains("pwquality.minlen") && html.contains("login_defs.pass_max_days"),
+            "[{b}]"
+        );
         let html = e.page("/risk/password-policy?failed=1", &cookie).await;
-        assert!(!html.contains("pwquality.minlen") && html.contains("login_defs.pass_max_days"), "[{b}]");
+        assert!(
+            !html.contains("pwquality.minlen") && html.contains("login_defs.pass_max_days"),
+            "[{b}]"
+        );
 
         let html = e.page("/risk/scans", &cookie).await;
-        assert!(html.contains("id=\"scans\"") && !html.contains("id=\"scan-form\""), "[{b}]");
+        assert!(
+            html.contains("id=\"scans\"") && !html.contains("id=\"scan-form\""),
+            "[{b}]"
+        );
         let html = e.page("/risk/rules", &cookie).await;
-        assert!(html.contains("id=\"rules\"") && !html.contains("create-rule-form"), "[{b}]");
+        assert!(
+            html.contains("id=\"rules\"") && !html.contains("create-rule-form"),
+            "[{b}]"
+        );
         let html = e.page("/risk/policy", &cookie).await;
-        assert!(html.contains("id=\"read-only\""), "[{b}] read-only for a viewer");
-        assert!(!html.contains("id=\"save-policy\"") && html.contains("disabled"), "[{b}]");
-        assert!(html.contains("value=\"00:00\"") && html.contains("value=\"04:00\""), "[{b}]");
+        assert!(
+            html.contains("id=\"read-only\""),
+            "[{b}] read-only for a viewer"
+        );
+        assert!(
+            !html.contains("id=\"save-policy\"") && html.contains("disabled"),
+            "[{b}]"
+        );
+        assert!(
+            html.contains("value=\"00:00\"") && html.contains("value=\"04:00\""),
+            "[{b}]"
+        );
 
         // The list shows the counts too, and the nav has the Risks entry.
         let html = e.page("/servers", &cookie).await;
-        assert!(html.contains("class=\"risk-counts\">1 critical · 1 medium"), "[{b}] {html}");
+        assert!(
+            html.contains("class=\"risk-counts\">1 critical · 1 medium"),
+            "[{b}] {html}"
+        );
         assert!(html.contains("href=\"/vulnerabilities\""), "[{b}]");
     }
 }
@@ -449,12 +501,23 @@ async fn another_projects_risks_are_not_found() {
             let res = e.get(&uri, &cookie).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "[{b}] {uri}");
             let html = body(res).await;
-            assert!(!html.contains("web-1") && !html.contains("openssl"), "[{b}] {uri}");
+            assert!(
+                !html.contains("web-1") && !html.contains("openssl"),
+                "[{b}] {uri}"
+            );
         }
         // Fleet pages simply do not show it.
-        for uri in ["/vulnerabilities", "/risk/weak-passwords", "/risk/password-policy", "/risk/scans"] {
+        for uri in [
+            "/vulnerabilities",
+            "/risk/weak-passwords",
+            "/risk/password-policy",
+            "/risk/scans",
+        ] {
             let html = e.page(uri, &cookie).await;
-            assert!(!html.contains(CVE) && !html.contains("web-1"), "[{b}] {uri}");
+            assert!(
+                !html.contains(CVE) && !html.contains("web-1"),
+                "[{b}] {uri}"
+            );
         }
         // Nor can it be acted on.
         for (uri, form) in [
@@ -462,10 +525,16 @@ async fn another_projects_risks_are_not_found() {
                 "/vulnerabilities/actions".to_string(),
                 format!("action=ignore&finding_{fid}=1&csrf={csrf}"),
             ),
-            (format!("/servers/{}/risks/scan", srv.id), format!("csrf={csrf}")),
+            (
+                format!("/servers/{}/risks/scan", srv.id),
+                format!("csrf={csrf}"),
+            ),
             (
                 "/risk/scans".to_string(),
-                format!("check_weak_passwords=1&target=selected&server_{}=1&csrf={csrf}", srv.id),
+                format!(
+                    "check_weak_passwords=1&target=selected&server_{}=1&csrf={csrf}",
+                    srv.id
+                ),
             ),
         ] {
             let res = e.post_form(&uri, &cookie, &form).await;
@@ -489,8 +558,14 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
         let (cookie, csrf) = e.login("olga").await;
         let tab = format!("/servers/{}/risks", srv.id);
         let html = e.page(&tab, &cookie).await;
-        assert!(html.contains(&format!("name=\"finding_{fid}\"")), "[{b}] checkbox");
-        assert!(html.contains("id=\"scan-form\""), "[{b}] an operator may scan");
+        assert!(
+            html.contains(&format!("name=\"finding_{fid}\"")),
+            "[{b}] checkbox"
+        );
+        assert!(
+            html.contains("id=\"scan-form\""),
+            "[{b}] an operator may scan"
+        );
         let back = hidden(&html, "back");
         assert_eq!(back, tab, "[{b}]");
 
@@ -509,29 +584,43 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
             "action=ignore&finding_{fid}=1&note=accepted+risk&back={}&csrf={csrf}",
             servers::enc(&back)
         );
-        let res = e.post_form("/vulnerabilities/actions", &cookie, &form).await;
+        let res = e
+            .post_form("/vulnerabilities/actions", &cookie, &form)
+            .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
         let to = location(&res);
         assert_eq!(to, format!("{tab}?done=ignore&n=1"), "[{b}]");
         let f = e.state.store.vuln_finding(&fid).await.unwrap().unwrap();
         assert_eq!(f.state, vuln_state::IGNORED, "[{b}]");
         let html = e.page(&to, &cookie).await;
-        assert!(html.contains("id=\"flash\"") && html.contains("1 finding(s) ignored"), "[{b}]");
+        assert!(
+            html.contains("id=\"flash\"") && html.contains("1 finding(s) ignored"),
+            "[{b}]"
+        );
         let html = e
             .page(&format!("/vulnerabilities/findings/{fid}"), &cookie)
             .await;
         assert!(html.contains("data-action=\"ignore\""), "[{b}]");
-        assert!(html.contains("olga") && html.contains("accepted risk"), "[{b}] who and why");
+        assert!(
+            html.contains("olga") && html.contains("accepted risk"),
+            "[{b}] who and why"
+        );
 
         // A foreign return address is not followed.
         let res = e
             .post_form(
                 "/vulnerabilities/actions",
                 &cookie,
-                &format!("action=unignore&finding_{fid}=1&back=https%3A%2F%2Fevil.example%2F&csrf={csrf}"),
+                &format!(
+                    "action=unignore&finding_{fid}=1&back=https%3A%2F%2Fevil.example%2F&csrf={csrf}"
+                ),
             )
             .await;
-        assert_eq!(location(&res), "/vulnerabilities?done=unignore&n=1", "[{b}]");
+        assert_eq!(
+            location(&res),
+            "/vulnerabilities?done=unignore&n=1",
+            "[{b}]"
+        );
 
         // Fix is refused while the policy does not allow it; the API's reason is shown.
         let res = e
@@ -566,12 +655,18 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
         assert_eq!(location(&res), format!("{tab}?done=scan&n=1"), "[{b}]");
         let html = e.page(&location(&res), &cookie).await;
-        assert!(html.contains("id=\"latest-scan\"><span class=\"badge s-queued\""), "[{b}]");
+        assert!(
+            html.contains("id=\"latest-scan\"><span class=\"badge s-queued\""),
+            "[{b}]"
+        );
         let res = e
             .post_form(
                 "/risk/scans",
                 &cookie,
-                &format!("check_weak_passwords=1&target=selected&server_{}=1&csrf={csrf}", srv.id),
+                &format!(
+                    "check_weak_passwords=1&target=selected&server_{}=1&csrf={csrf}",
+                    srv.id
+                ),
             )
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
@@ -580,12 +675,21 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
         assert_eq!(tasks.len(), 2, "[{b}]");
         assert!(tasks.iter().all(|t| t.kind == "risk_scan"), "[{b}]");
         assert!(
-            tasks.iter().any(|t| t.params == serde_json::json!({"checks": ["weak_passwords"]})),
+            tasks
+                .iter()
+                .any(|t| t.params == serde_json::json!({"checks": ["weak_passwords"]})),
             "[{b}] {tasks:?}"
         );
         let html = e.page("/risk/scans?done=scan&n=1", &cookie).await;
-        assert_eq!(html.matches("data-state=\"queued\"").count(), 3, "[{b}] 2 rows + the count");
-        assert!(html.contains("weak passwords") && html.contains("all checks"), "[{b}]");
+        assert_eq!(
+            html.matches("data-state=\"queued\"").count(),
+            3,
+            "[{b}] 2 rows + the count"
+        );
+        assert!(
+            html.contains("weak passwords") && html.contains("all checks"),
+            "[{b}]"
+        );
         // No check ticked, or no server: the form says so.
         let res = e
             .post_form(
@@ -600,7 +704,10 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
             .post_form(
                 "/risk/scans",
                 &cookie,
-                &format!("check_password_policy=1&target=project&project={}&csrf={csrf}", p.id),
+                &format!(
+                    "check_password_policy=1&target=project&project={}&csrf={csrf}",
+                    p.id
+                ),
             )
             .await;
         assert_eq!(location(&res), "/risk/scans?done=scan&n=1", "[{b}]");
@@ -611,7 +718,10 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
             .post_form(
                 "/risk/rules",
                 &cookie,
-                &format!("project={}&package=zlib1g&reason=not+reachable&csrf={csrf}", p.id),
+                &format!(
+                    "project={}&package=zlib1g&reason=not+reachable&csrf={csrf}",
+                    p.id
+                ),
             )
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
@@ -619,7 +729,10 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
         let f2 = e.state.store.vuln_finding(&fid2).await.unwrap().unwrap();
         assert_eq!(f2.state, vuln_state::IGNORED, "[{b}]");
         let html = e.page("/risk/rules", &cookie).await;
-        assert!(html.contains("not reachable") && html.contains("zlib1g"), "[{b}]");
+        assert!(
+            html.contains("not reachable") && html.contains("zlib1g"),
+            "[{b}]"
+        );
         let rule_id = {
             let m = "data-rule-id=\"";
             let s = html.find(m).unwrap() + m.len();
@@ -633,7 +746,12 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
             )
             .await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "[{b}]");
-        assert!(body(res).await.contains("cve: give a CVE id, a package, or both"), "[{b}]");
+        assert!(
+            body(res)
+                .await
+                .contains("cve: give a CVE id, a package, or both"),
+            "[{b}]"
+        );
         let res = e
             .post_form(
                 &format!("/risk/rules/{rule_id}/delete"),
@@ -642,7 +760,10 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
             )
             .await;
         assert_eq!(location(&res), "/risk/rules?done=rule_deleted", "[{b}]");
-        assert!(e.state.store.vuln_rule(&rule_id).await.unwrap().is_none(), "[{b}]");
+        assert!(
+            e.state.store.vuln_rule(&rule_id).await.unwrap().is_none(),
+            "[{b}]"
+        );
     }
 }
 
@@ -655,7 +776,10 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         e.user("olga", &p.id, Some("operator")).await;
         let (cookie, csrf) = e.login("ada").await;
         let html = e.page("/risk/policy", &cookie).await;
-        assert!(html.contains("id=\"save-policy\"") && !html.contains("id=\"read-only\""), "[{b}]");
+        assert!(
+            html.contains("id=\"save-policy\"") && !html.contains("id=\"read-only\""),
+            "[{b}]"
+        );
 
         let form = |words: &str, start: &str| {
             format!(
@@ -677,8 +801,15 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
             html.contains("custom_weak_passwords: at most 300 words"),
             "[{b}] the API's message"
         );
-        assert!(html.contains("word300") && html.contains("value=\"22:00\""), "[{b}] what was typed stays");
-        assert_eq!(e.state.store.risk_policy(&p.id).await.unwrap().1, 0, "[{b}] nothing saved");
+        assert!(
+            html.contains("word300") && html.contains("value=\"22:00\""),
+            "[{b}] what was typed stays"
+        );
+        assert_eq!(
+            e.state.store.risk_policy(&p.id).await.unwrap().1,
+            0,
+            "[{b}] nothing saved"
+        );
 
         let res = e
             .post_form("/risk/policy", &cookie, &form("summer2024", "25:00"))
@@ -687,7 +818,11 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert!(body(res).await.contains("window_start: use HH:MM"), "[{b}]");
 
         let res = e
-            .post_form("/risk/policy", &cookie, &form("summer2024\r\n\r\nacme!\r\n", "22:00"))
+            .post_form(
+                "/risk/policy",
+                &cookie,
+                &form("summer2024\r\n\r\nacme!\r\n", "22:00"),
+            )
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
         assert_eq!(
@@ -698,15 +833,26 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         let (policy, version) = e.state.store.risk_policy(&p.id).await.unwrap();
         assert!(version > 0, "[{b}]");
         assert_eq!(
-            (policy.window_start_min, policy.window_end_min, policy.jitter_secs),
+            (
+                policy.window_start_min,
+                policy.window_end_min,
+                policy.jitter_secs
+            ),
             (1320, 1410, 60),
             "[{b}]"
         );
         assert!(policy.daily_scan && policy.allow_fix, "[{b}]");
         assert_eq!(policy.weak_password_budget_secs, 120, "[{b}]");
-        assert_eq!(policy.custom_weak_passwords, ["acme!", "summer2024"], "[{b}]");
+        assert_eq!(
+            policy.custom_weak_passwords,
+            ["acme!", "summer2024"],
+            "[{b}]"
+        );
         let html = e.page(&location(&res), &cookie).await;
-        assert!(html.contains("id=\"flash\"") && html.contains("acme!\nsummer2024"), "[{b}]");
+        assert!(
+            html.contains("id=\"flash\"") && html.contains("acme!\nsummer2024"),
+            "[{b}]"
+        );
 
         // An operator sees it read-only and cannot save.
         let (ocookie, ocsrf) = e.login("olga").await;
@@ -720,7 +866,11 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
             )
             .await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
-        assert_eq!(e.state.store.risk_policy(&p.id).await.unwrap().0, policy, "[{b}]");
+        assert_eq!(
+            e.state.store.risk_policy(&p.id).await.unwrap().0,
+            policy,
+            "[{b}]"
+        );
     }
 }
 
@@ -735,19 +885,35 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
         let fid = e.finding_id(&srv.id, CVE).await;
         let (cookie, _) = e.login("root").await;
         for (uri, form) in [
-            ("/vulnerabilities/actions".to_string(), format!("action=ignore&finding_{fid}=1")),
+            (
+                "/vulnerabilities/actions".to_string(),
+                format!("action=ignore&finding_{fid}=1"),
+            ),
             (format!("/servers/{}/risks/scan", srv.id), String::new()),
-            ("/risk/scans".to_string(), format!("check_weak_passwords=1&server_{}=1", srv.id)),
-            ("/risk/rules".to_string(), format!("project={}&cve={CVE}&reason=x", p.id)),
+            (
+                "/risk/scans".to_string(),
+                format!("check_weak_passwords=1&server_{}=1", srv.id),
+            ),
+            (
+                "/risk/rules".to_string(),
+                format!("project={}&cve={CVE}&reason=x", p.id),
+            ),
             ("/risk/rules/x/delete".to_string(), String::new()),
             (
                 "/risk/policy".to_string(),
-                format!("project={}&window_start=01%3A00&window_end=02%3A00&jitter_secs=0&weak_password_budget_secs=10", p.id),
+                format!(
+                    "project={}&window_start=01%3A00&window_end=02%3A00&jitter_secs=0&weak_password_budget_secs=10",
+                    p.id
+                ),
             ),
         ] {
             for extra in ["", "&csrf=wrong"] {
                 let res = e.post_form(&uri, &cookie, &format!("{form}{extra}")).await;
-                assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}] POST {uri}{extra}");
+                assert_eq!(
+                    res.status(),
+                    StatusCode::FORBIDDEN,
+                    "[{b}] POST {uri}{extra}"
+                );
             }
             // Without a session at all: to the login page.
             let res = e.post_form(&uri, "", &form).await;
@@ -756,9 +922,29 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
         }
         let f = e.state.store.vuln_finding(&fid).await.unwrap().unwrap();
         assert_eq!(f.state, vuln_state::UNHANDLED, "[{b}] nothing changed");
-        assert!(e.state.store.list_tasks(&srv.id, 10).await.unwrap().is_empty(), "[{b}]");
-        assert!(e.state.store.vuln_rules(&[p.id.clone()]).await.unwrap().is_empty(), "[{b}]");
-        assert_eq!(e.state.store.risk_policy(&p.id).await.unwrap().1, 0, "[{b}]");
+        assert!(
+            e.state
+                .store
+                .list_tasks(&srv.id, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "[{b}]"
+        );
+        assert!(
+            e.state
+                .store
+                .vuln_rules(std::slice::from_ref(&p.id))
+                .await
+                .unwrap()
+                .is_empty(),
+            "[{b}]"
+        );
+        assert_eq!(
+            e.state.store.risk_policy(&p.id).await.unwrap().1,
+            0,
+            "[{b}]"
+        );
     }
 }
 
