@@ -13,8 +13,7 @@
 #   bash bench/weak_password.sh
 #   ACCOUNTS=8 RUNS=1 FULL=1 bash bench/weak_password.sh
 #
-# Needs `[[bench]] name = "weak_password" harness = false` in crates/agent/Cargo.toml, and john
-# (apt-get install -y john).
+# Needs john (apt-get install -y john).
 set -euo pipefail
 ACCOUNTS=${ACCOUNTS:-20}
 RUNS=${RUNS:-3}
@@ -37,7 +36,7 @@ for l in sys.stdin:
 }
 # BIN: an already built driver (skips the build).
 bin=${BIN:-$(build)}
-[ -x "$bin" ] || { echo "no bench driver: add the [[bench]] lines to crates/agent/Cargo.toml" >&2; exit 1; }
+[ -x "$bin" ] || { echo "the weak_password bench driver did not build" >&2; exit 1; }
 
 head -n 100 "$root/content/weak_passwords.txt" >"$work/words.txt"
 

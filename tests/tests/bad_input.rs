@@ -428,13 +428,30 @@ async fn api_bodies_with_wrong_types_answer_400_naming_the_field() -> Result<()>
             r.text
         );
 
-        let policy = api.get(&format!("/api/v1/projects/{project}/risk-policy")).await?.expect(200)?;
-        ensure!(policy.json["version"] == 0, "a refused risk policy was stored: {}", policy.text);
+        let policy = api
+            .get(&format!("/api/v1/projects/{project}/risk-policy"))
+            .await?
+            .expect(200)?;
+        ensure!(
+            policy.json["version"] == 0,
+            "a refused risk policy was stored: {}",
+            policy.text
+        );
         let scans = api.get("/api/v1/scans").await?.expect(200)?;
-        ensure!(scans.json["items"] == json!([]), "a refused scan was queued: {}", scans.text);
-        let r = api.get("/api/v1/vulnerabilities?severity=urgent").await?.expect(400)?;
+        ensure!(
+            scans.json["items"] == json!([]),
+            "a refused scan was queued: {}",
+            scans.text
+        );
+        let r = api
+            .get("/api/v1/vulnerabilities?severity=urgent")
+            .await?
+            .expect(400)?;
         ensure!(r.error_message().contains("severity"), "{}", r.text);
-        let r = api.get("/api/v1/vulnerabilities/findings?state=done").await?.expect(400)?;
+        let r = api
+            .get("/api/v1/vulnerabilities/findings?state=done")
+            .await?
+            .expect(400)?;
         ensure!(r.error_message().contains("state"), "{}", r.text);
 
         // Nothing half-written: only the one valid server exists, with protection unchanged.

@@ -36,9 +36,13 @@ async fn add_user(name: &str, password: &str) -> Result<()> {
     )
     .await?
     .ok()?;
-    run_cmd(Path::new("chpasswd"), &[], Some(&format!("{name}:{password}\n")))
-        .await?
-        .ok()?;
+    run_cmd(
+        Path::new("chpasswd"),
+        &[],
+        Some(&format!("{name}:{password}\n")),
+    )
+    .await?
+    .ok()?;
     Ok(())
 }
 
@@ -74,18 +78,35 @@ async fn scan(api: &Api, servers: &[&str], checks: &[&str]) -> Result<Vec<(Strin
         .collect())
 }
 
-async fn wait_task(api: &Api, id: &str, state: &str, timeout: std::time::Duration) -> Result<Value> {
-    wait_until(&format!("task {id} {state}"), timeout, millis(250), || async {
-        let t = api.get(&format!("/api/v1/tasks/{id}")).await?.expect(200)?;
-        ensure!(t.json["state"] == state, "task is {}: {}", t.json["state"], t.text);
-        Ok(t.json)
-    })
+async fn wait_task(
+    api: &Api,
+    id: &str,
+    state: &str,
+    timeout: std::time::Duration,
+) -> Result<Value> {
+    wait_until(
+        &format!("task {id} {state}"),
+        timeout,
+        millis(250),
+        || async {
+            let t = api.get(&format!("/api/v1/tasks/{id}")).await?.expect(200)?;
+            ensure!(
+                t.json["state"] == state,
+                "task is {}: {}",
+                t.json["state"],
+                t.text
+            );
+            Ok(t.json)
+        },
+    )
     .await
 }
 
 /// Every file under `dir` (recursively), as bytes.
 fn files_under(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -119,48 +140,108 @@ async fn weak_passwords_are_found_and_hashes_never_leave_the_host() -> Result<()
             )
             .await?
             .expect(200)?;
-        ensure!(policy.json["policy"]["allow_fix"] == false, "fixes are off unless turned on: {}", policy.text);
+        ensure!(
+            policy.json["policy"]["allow_fix"] == false,
+            "fixes are off unless turned on: {}",
+            policy.text
+        );
         let bad = api
-            .put(&format!("/api/v1/projects/{project}/risk-policy"), json!({"custom_weak_passwords": vec!["w"; 301]}))
+            .put(
+                &format!("/api/v1/projects/{project}/risk-policy"),
+                json!({"custom_weak_passwords": vec!["w"; 301]}),
+            )
             .await?;
-        ensure!(bad.status == 400 && bad.text.contains("custom_weak_passwords"), "{} {}", bad.status, bad.text);
+        ensure!(
+            bad.status == 400 && bad.text.contains("custom_weak_passwords"),
+            "{} {}",
+            bad.status,
+            bad.text
+        );
 
         let weak = format!("hwweak{tag}");
         let strong = format!("hwstrong{tag}");
         let share_a = format!("hwsharea{tag}");
         let share_b = format!("hwshareb{tag}");
-        let _users = Users(vec![weak.clone(), strong.clone(), share_a.clone(), share_b.clone()]);
+        let _users = Users(vec![
+            weak.clone(),
+            strong.clone(),
+            share_a.clone(),
+            share_b.clone(),
+        ]);
         add_user(&weak, "qwerty").await?;
-        add_user(&strong, &format!("{}-{}-{}", rand_hex(), rand_hex(), rand_hex())).await?;
+        add_user(
+            &strong,
+            &format!("{}-{}-{}", rand_hex(), rand_hex(), rand_hex()),
+        )
+        .await?;
         add_user(&share_a, &shared_word).await?;
         add_user(&share_b, &shared_word).await?;
         let hashes: Vec<String> = [&weak, &strong, &share_a, &share_b]
             .iter()
             .map(|u| shadow_hash(u))
             .collect::<Result<_>>()?;
-        ensure!(hashes.iter().all(|h| h.starts_with("$y$")), "Debian 12 hashes with yescrypt: {hashes:?}");
+        ensure!(
+            hashes.iter().all(|h| h.starts_with("$y$")),
+            "Debian 12 hashes with yescrypt: {hashes:?}"
+        );
 
         let agent = Agent::start(&env, &center, "weak").await?;
         let server = agent.server_id.clone();
         api.wait_status(&server, "online", None, secs(30)).await?;
         let tasks = scan(&api, &[&server], &["weak_passwords", "password_policy"]).await?;
         let done = wait_task(&api, &tasks[0].1, "done", secs(300)).await?;
-        ensure!(done["output"]["complete"] == true, "the check finished within its budget: {done}");
+        ensure!(
+            done["output"]["complete"] == true,
+            "the check finished within its budget: {done}"
+        );
 
-        let list = api.get(&format!("/api/v1/servers/{server}/weak-passwords")).await?.expect(200)?;
-        let by_account = |name: &str| list.json["items"].as_array().into_iter().flatten().find(|w| w["account"] == name).cloned();
+        let list = api
+            .get(&format!("/api/v1/servers/{server}/weak-passwords"))
+            .await?
+            .expect(200)?;
+        let by_account = |name: &str| {
+            list.json["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|w| w["account"] == name)
+                .cloned()
+        };
         let w = by_account(&weak).ok_or_else(|| anyhow!("{weak} not flagged: {}", list.text))?;
-        ensure!(w["reasons"] == json!(["common_password"]) && w["login_allowed"] == true, "{w}");
-        ensure!(by_account(&strong).is_none(), "a strong password is not weak: {}", list.text);
+        ensure!(
+            w["reasons"] == json!(["common_password"]) && w["login_allowed"] == true,
+            "{w}"
+        );
+        ensure!(
+            by_account(&strong).is_none(),
+            "a strong password is not weak: {}",
+            list.text
+        );
         for (me, other) in [(&share_a, &share_b), (&share_b, &share_a)] {
             let s = by_account(me).ok_or_else(|| anyhow!("{me} not flagged: {}", list.text))?;
-            let reasons: Vec<&str> = s["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
-            ensure!(reasons.contains(&"custom_list") && reasons.contains(&"shared"), "{s}");
+            let reasons: Vec<&str> = s["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str())
+                .collect();
+            ensure!(
+                reasons.contains(&"custom_list") && reasons.contains(&"shared"),
+                "{s}"
+            );
             ensure!(s["shared_with"] == json!([other]), "{s}");
         }
 
-        let policy = api.get(&format!("/api/v1/servers/{server}/password-policy")).await?.expect(200)?;
-        let max_days = policy.json["items"].as_array().into_iter().flatten().find(|c| c["check_id"] == "login_defs.pass_max_days").cloned();
+        let policy = api
+            .get(&format!("/api/v1/servers/{server}/password-policy"))
+            .await?
+            .expect(200)?;
+        let max_days = policy.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["check_id"] == "login_defs.pass_max_days")
+            .cloned();
         let login_defs = std::fs::read_to_string("/etc/login.defs").unwrap_or_default();
         let actual = login_defs
             .lines()
@@ -169,11 +250,18 @@ async fn weak_passwords_are_found_and_hashes_never_leave_the_host() -> Result<()
             .and_then(|l| l.split_whitespace().nth(1))
             .map(String::from);
         let m = max_days.ok_or_else(|| anyhow!("no PASS_MAX_DAYS check: {}", policy.text))?;
-        ensure!(m["actual"].as_str().map(String::from) == actual, "actual value read from /etc/login.defs ({actual:?}): {m}");
+        ensure!(
+            m["actual"].as_str().map(String::from) == actual,
+            "actual value read from /etc/login.defs ({actual:?}): {m}"
+        );
         let days: Option<i64> = actual.and_then(|a| a.parse().ok());
         ensure!(m["pass"] == json!(days.is_some_and(|d| d <= 90)), "{m}");
         let srv = api.server(&server).await?;
-        ensure!(srv["risk_status"] == "risky" && srv["risk_counts"]["weak_passwords"].as_i64() >= Some(3), "{srv}");
+        ensure!(
+            srv["risk_status"] == "risky"
+                && srv["risk_counts"]["weak_passwords"].as_i64() >= Some(3),
+            "{srv}"
+        );
 
         // The hashes appear nowhere on the center's side or in what the agent sent.
         let mut answers = String::new();
@@ -194,20 +282,36 @@ async fn weak_passwords_are_found_and_hashes_never_leave_the_host() -> Result<()
         files.push(("center log".into(), center.stderr().into_bytes()));
         files.push(("agent log".into(), agent.all_stderr().into_bytes()));
         files.push(("API answers".into(), answers.into_bytes()));
-        ensure!(files.iter().any(|(n, _)| n.ends_with("hostward.db")), "the center database was read");
-        ensure!(files.iter().any(|(n, _)| n.contains("outbox.db")), "the agent outbox was read");
+        ensure!(
+            files.iter().any(|(n, _)| n.ends_with("hostward.db")),
+            "the center database was read"
+        );
+        ensure!(
+            files.iter().any(|(n, _)| n.contains("outbox.db")),
+            "the agent outbox was read"
+        );
         for h in &hashes {
             // The salt and the hash part each must be absent, not only the whole string.
             let parts: Vec<&str> = h.rsplitn(2, '$').collect();
             for needle in [h.as_str(), parts[0]] {
                 for (name, bytes) in &files {
-                    ensure!(!contains(bytes, needle), "a password hash of the test accounts appears in {name}");
+                    ensure!(
+                        !contains(bytes, needle),
+                        "a password hash of the test accounts appears in {name}"
+                    );
                 }
             }
         }
-        let api_text = &files.iter().find(|(n, _)| n == "API answers").expect("pushed above").1;
+        let api_text = &files
+            .iter()
+            .find(|(n, _)| n == "API answers")
+            .expect("pushed above")
+            .1;
         for word in ["qwerty", shared_word.as_str()] {
-            ensure!(!contains(api_text, word), "a cracked password appears in the API's answers");
+            ensure!(
+                !contains(api_text, word),
+                "a cracked password appears in the API's answers"
+            );
         }
         Ok(())
     })
@@ -222,32 +326,76 @@ async fn a_scan_task_waits_for_an_offline_agent_and_completes_when_it_returns() 
         let api = center.api();
         let online = Agent::start(&env, &center, "on").await?;
         let mut offline = Agent::start(&env, &center, "off").await?;
-        api.wait_status(&online.server_id, "online", None, secs(30)).await?;
-        api.wait_status(&offline.server_id, "online", None, secs(30)).await?;
+        api.wait_status(&online.server_id, "online", None, secs(30))
+            .await?;
+        api.wait_status(&offline.server_id, "online", None, secs(30))
+            .await?;
         offline.term().await?;
-        api.wait_status(&offline.server_id, "offline", None, secs(30)).await?;
+        api.wait_status(&offline.server_id, "offline", None, secs(30))
+            .await?;
 
-        let tasks = scan(&api, &[&online.server_id, &offline.server_id], &["password_policy"]).await?;
+        let tasks = scan(
+            &api,
+            &[&online.server_id, &offline.server_id],
+            &["password_policy"],
+        )
+        .await?;
         ensure!(tasks.len() == 2, "one task per server: {tasks:?}");
-        let id_of = |s: &str| tasks.iter().find(|(srv, _)| srv == s).map(|(_, id)| id.clone()).unwrap_or_default();
+        let id_of = |s: &str| {
+            tasks
+                .iter()
+                .find(|(srv, _)| srv == s)
+                .map(|(_, id)| id.clone())
+                .unwrap_or_default()
+        };
         let (on_task, off_task) = (id_of(&online.server_id), id_of(&offline.server_id));
         let done = wait_task(&api, &on_task, "done", secs(60)).await?;
-        ensure!(done["output"]["policy_failed"].is_number(), "the scan reports its results: {done}");
+        ensure!(
+            done["output"]["policy_failed"].is_number(),
+            "the scan reports its results: {done}"
+        );
         let scans = api.get("/api/v1/scans").await?.expect(200)?;
-        ensure!(scans.json["counts"]["done"] == 1 && scans.json["counts"]["queued"] == 1, "{}", scans.text);
-        let row = scans.json["items"].as_array().into_iter().flatten().find(|t| t["id"] == on_task.as_str()).cloned();
-        ensure!(row.is_some_and(|r| r["duration_secs"].is_number() && r["server_name"].is_string()), "{}", scans.text);
+        ensure!(
+            scans.json["counts"]["done"] == 1 && scans.json["counts"]["queued"] == 1,
+            "{}",
+            scans.text
+        );
+        let row = scans.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["id"] == on_task.as_str())
+            .cloned();
+        ensure!(
+            row.is_some_and(|r| r["duration_secs"].is_number() && r["server_name"].is_string()),
+            "{}",
+            scans.text
+        );
         // The stopped agent's task waits: still queued while it is away.
         tokio::time::sleep(secs(2)).await;
-        let waiting = api.get(&format!("/api/v1/tasks/{off_task}")).await?.expect(200)?;
+        let waiting = api
+            .get(&format!("/api/v1/tasks/{off_task}"))
+            .await?
+            .expect(200)?;
         ensure!(waiting.json["state"] == "queued", "{}", waiting.text);
 
         offline.run(&env)?;
         wait_task(&api, &off_task, "done", secs(60)).await?;
         let srv = api.server(&offline.server_id).await?;
-        ensure!(srv["risk_status"] != "pending", "a finished scan sets the risk status: {srv}");
-        let risk = api.get(&format!("/api/v1/servers/{}/risk", offline.server_id)).await?.expect(200)?;
-        ensure!(risk.json["scans"]["last_scan_trigger"] == "task" && risk.json["scans"]["policy_scanned_at"].is_number(), "{}", risk.text);
+        ensure!(
+            srv["risk_status"] != "pending",
+            "a finished scan sets the risk status: {srv}"
+        );
+        let risk = api
+            .get(&format!("/api/v1/servers/{}/risk", offline.server_id))
+            .await?
+            .expect(200)?;
+        ensure!(
+            risk.json["scans"]["last_scan_trigger"] == "task"
+                && risk.json["scans"]["policy_scanned_at"].is_number(),
+            "{}",
+            risk.text
+        );
         Ok(())
     })
     .await
@@ -267,8 +415,14 @@ async fn the_daily_scan_runs_inside_the_policy_window_in_local_time() -> Result<
         let server = agent.server_id.clone();
         api.wait_status(&server, "online", None, secs(30)).await?;
         // A one-minute window starting at the next minute of this host's local time, no jitter.
-        let out = run_cmd(Path::new("date"), &["+%H %M".into()], None).await?.ok()?;
-        let hm: Vec<u32> = out.stdout.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let out = run_cmd(Path::new("date"), &["+%H %M".into()], None)
+            .await?
+            .ok()?;
+        let hm: Vec<u32> = out
+            .stdout
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         ensure!(hm.len() == 2, "date printed {out}");
         let start = (hm[0] * 60 + hm[1] + 1) % 1440;
         api.put(
@@ -278,19 +432,48 @@ async fn the_daily_scan_runs_inside_the_policy_window_in_local_time() -> Result<
         .await?
         .expect(200)?;
         let risk = wait_until("the scheduled scan", secs(150), millis(500), || async {
-            let r = api.get(&format!("/api/v1/servers/{server}/risk")).await?.expect(200)?;
-            ensure!(r.json["scans"]["last_scan_trigger"] == "scheduled", "no scheduled scan yet: {}", r.text);
+            let r = api
+                .get(&format!("/api/v1/servers/{server}/risk"))
+                .await?
+                .expect(200)?;
+            ensure!(
+                r.json["scans"]["last_scan_trigger"] == "scheduled",
+                "no scheduled scan yet: {}",
+                r.text
+            );
             Ok(r.json)
         })
         .await?;
         let at = risk["scans"]["last_scan_at"].as_i64().unwrap_or_default();
-        let local = run_cmd(Path::new("date"), &["-d".into(), format!("@{at}"), "+%H %M".into()], None).await?.ok()?;
-        let hm: Vec<u32> = local.stdout.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let local = run_cmd(
+            Path::new("date"),
+            &["-d".into(), format!("@{at}"), "+%H %M".into()],
+            None,
+        )
+        .await?
+        .ok()?;
+        let hm: Vec<u32> = local
+            .stdout
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         // The scan starts inside the window; it may finish a little after it.
-        ensure!(hm.len() == 2 && (hm[0] * 60 + hm[1] + 1440 - start) % 1440 <= 2, "scan finished at local {}: {risk}", local.stdout.trim());
-        ensure!(risk["scans"]["weak_scanned_at"].is_number() && risk["scans"]["policy_scanned_at"].is_number(), "{risk}");
+        ensure!(
+            hm.len() == 2 && (hm[0] * 60 + hm[1] + 1440 - start) % 1440 <= 2,
+            "scan finished at local {}: {risk}",
+            local.stdout.trim()
+        );
+        ensure!(
+            risk["scans"]["weak_scanned_at"].is_number()
+                && risk["scans"]["policy_scanned_at"].is_number(),
+            "{risk}"
+        );
         let tasks = api.get("/api/v1/scans").await?.expect(200)?;
-        ensure!(tasks.json["items"] == json!([]), "no task was involved: {}", tasks.text);
+        ensure!(
+            tasks.json["items"] == json!([]),
+            "no task was involved: {}",
+            tasks.text
+        );
         Ok(())
     })
     .await

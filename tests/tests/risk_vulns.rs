@@ -32,7 +32,8 @@ async fn installed() -> Result<Vec<Installed>> {
         &[
             "-W".into(),
             "-f".into(),
-            "${db:Status-Abbrev}\t${Package}\t${Version}\t${source:Package}\t${source:Version}\n".into(),
+            "${db:Status-Abbrev}\t${Package}\t${Version}\t${source:Package}\t${source:Version}\n"
+                .into(),
         ],
         None,
     )
@@ -103,7 +104,11 @@ fn tracker_json(cases: &[&Case]) -> Value {
             None => ("open", None),
             Some(f) => ("resolved", Some(f)),
         };
-        let codename = if c.release == "12" { "bookworm" } else { "bullseye" };
+        let codename = if c.release == "12" {
+            "bookworm"
+        } else {
+            "bullseye"
+        };
         entry[&c.cve] = json!({
             "description": format!("hostward e2e tracker entry for {}", c.source),
             "scope": "local",
@@ -119,7 +124,10 @@ fn tracker_json(cases: &[&Case]) -> Value {
 }
 
 /// (cve, binary package) -> fixed version, as the center must report it.
-async fn expected(cases: &[Case], pkgs: &[Installed]) -> Result<BTreeMap<(String, String), Option<String>>> {
+async fn expected(
+    cases: &[Case],
+    pkgs: &[Installed],
+) -> Result<BTreeMap<(String, String), Option<String>>> {
     let mut out = BTreeMap::new();
     for c in cases.iter().filter(|c| c.release == "12") {
         for p in pkgs.iter().filter(|p| p.source == c.source) {
@@ -138,7 +146,9 @@ async fn expected(cases: &[Case], pkgs: &[Installed]) -> Result<BTreeMap<(String
 
 async fn findings(api: &Api, server: &str) -> Result<Vec<Value>> {
     let r = api
-        .get(&format!("/api/v1/servers/{server}/vulnerabilities?per_page=1000"))
+        .get(&format!(
+            "/api/v1/servers/{server}/vulnerabilities?per_page=1000"
+        ))
         .await?
         .expect(200)?;
     Ok(r.json["items"].as_array().cloned().unwrap_or_default())
@@ -188,7 +198,11 @@ async fn vulndb_status(center: &Center) -> Result<Value> {
 async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<()> {
     let env = TestEnv::new("risk-vulns");
     env.run(async {
-        let backend = if pg_admin_url()?.is_some() { Backend::Postgres } else { Backend::Sqlite };
+        let backend = if pg_admin_url()?.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
         let mut center = Center::start(&env, backend, CenterOpts::default()).await?;
         let api = center.api();
         let agent = Agent::start(&env, &center, "vulns").await?;
@@ -196,32 +210,58 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
         api.wait_status(&server, "online", None, secs(30)).await?;
 
         let pkgs = installed().await?;
-        ensure!(pkgs.len() > 50, "a Debian host has more than {} packages", pkgs.len());
+        ensure!(
+            pkgs.len() > 50,
+            "a Debian host has more than {} packages",
+            pkgs.len()
+        );
         let mut by_source: BTreeMap<&str, Vec<&Installed>> = BTreeMap::new();
         for p in &pkgs {
             by_source.entry(p.source.as_str()).or_default().push(p);
         }
         let plain = |skip: &[&str]| -> Result<&Installed> {
             pkgs.iter()
-                .find(|p| p.source == p.name && !p.version.contains(':') && !skip.contains(&p.source.as_str()))
+                .find(|p| {
+                    p.source == p.name
+                        && !p.version.contains(':')
+                        && !skip.contains(&p.source.as_str())
+                })
                 .ok_or_else(|| anyhow!("no package whose source is itself"))
         };
         let newer = plain(&[])?.clone();
         let older = plain(&[&newer.source])?.clone();
         let not_affected = plain(&[&newer.source, &older.source])?.clone();
         let unfixed = plain(&[&newer.source, &older.source, &not_affected.source])?.clone();
-        let used = [newer.source.as_str(), older.source.as_str(), not_affected.source.as_str(), unfixed.source.as_str()];
+        let used = [
+            newer.source.as_str(),
+            older.source.as_str(),
+            not_affected.source.as_str(),
+            unfixed.source.as_str(),
+        ];
         // A source with at least two installed binaries named otherwise (glibc -> libc6, libc-bin).
         let (mapped, binaries) = by_source
             .iter()
-            .find(|(s, bins)| !used.contains(s) && bins.len() >= 2 && bins.iter().all(|b| b.name != **s))
+            .find(|(s, bins)| {
+                !used.contains(s) && bins.len() >= 2 && bins.iter().all(|b| b.name != **s)
+            })
             .ok_or_else(|| anyhow!("no source package with two differently named binaries"))?;
         let mapped = mapped.to_string();
-        let mapped_fixed = format!("{}+hw1", binaries.iter().map(|b| b.source_version.clone()).max().unwrap_or_default());
+        let mapped_fixed = format!(
+            "{}+hw1",
+            binaries
+                .iter()
+                .map(|b| b.source_version.clone())
+                .max()
+                .unwrap_or_default()
+        );
         // An installed package with an epoch, its source version carrying it too.
         let epoch = pkgs
             .iter()
-            .find(|p| p.source_version.contains(':') && !used.contains(&p.source.as_str()) && p.source != mapped)
+            .find(|p| {
+                p.source_version.contains(':')
+                    && !used.contains(&p.source.as_str())
+                    && p.source != mapped
+            })
             .ok_or_else(|| anyhow!("no installed package with an epoch"))?
             .clone();
         let (_, epochless) = epoch.source_version.split_once(':').unwrap_or_default();
@@ -229,7 +269,10 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
         // which trackers speak of, is below the fix (bsdutils 1:2.38.1-… from util-linux 2.38.1-…).
         let mut differs = None;
         for p in &pkgs {
-            if p.source_version == p.version || [&mapped, &epoch.source].contains(&&p.source) || used.contains(&p.source.as_str()) {
+            if p.source_version == p.version
+                || [&mapped, &epoch.source].contains(&&p.source)
+                || used.contains(&p.source.as_str())
+            {
                 continue;
             }
             let fix = format!("{}+hw1", p.source_version);
@@ -238,8 +281,13 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
                 break;
             }
         }
-        let differs = differs.ok_or_else(|| anyhow!("no binary whose version sorts above its source's fix"))?;
-        let case = |cve: &str, release: &'static str, source: &str, fixed: Option<String>, tracker: bool| Case {
+        let differs = differs
+            .ok_or_else(|| anyhow!("no binary whose version sorts above its source's fix"))?;
+        let case = |cve: &str,
+                    release: &'static str,
+                    source: &str,
+                    fixed: Option<String>,
+                    tracker: bool| Case {
             cve: cve.into(),
             release,
             source: source.into(),
@@ -247,16 +295,64 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
             tracker,
         };
         let mut cases = vec![
-            case("CVE-2099-1001", "12", &newer.source, Some(format!("{}+hw1", newer.source_version)), false),
-            case("CVE-2099-1002", "12", &older.source, Some("0.0.1-1".into()), false),
-            case("CVE-2099-1003", "11", &newer.source, Some(format!("{}+hw1", newer.source_version)), false),
-            case("CVE-2099-1004", "12", &not_affected.source, Some("0".into()), true),
+            case(
+                "CVE-2099-1001",
+                "12",
+                &newer.source,
+                Some(format!("{}+hw1", newer.source_version)),
+                false,
+            ),
+            case(
+                "CVE-2099-1002",
+                "12",
+                &older.source,
+                Some("0.0.1-1".into()),
+                false,
+            ),
+            case(
+                "CVE-2099-1003",
+                "11",
+                &newer.source,
+                Some(format!("{}+hw1", newer.source_version)),
+                false,
+            ),
+            case(
+                "CVE-2099-1004",
+                "12",
+                &not_affected.source,
+                Some("0".into()),
+                true,
+            ),
             case("CVE-2099-1005", "12", &unfixed.source, None, true),
-            case("CVE-2099-1006", "12", &mapped, Some(mapped_fixed.clone()), false),
-            case("CVE-2099-1007", "12", &epoch.source, Some(format!("{epochless}+hw1")), false),
-            case("CVE-2099-1008", "12", &epoch.source, Some(format!("{}+hw1", epoch.source_version)), false),
+            case(
+                "CVE-2099-1006",
+                "12",
+                &mapped,
+                Some(mapped_fixed.clone()),
+                false,
+            ),
+            case(
+                "CVE-2099-1007",
+                "12",
+                &epoch.source,
+                Some(format!("{epochless}+hw1")),
+                false,
+            ),
+            case(
+                "CVE-2099-1008",
+                "12",
+                &epoch.source,
+                Some(format!("{}+hw1", epoch.source_version)),
+                false,
+            ),
         ];
-        cases.push(case("CVE-2099-1011", "12", &differs.source, Some(format!("{}+hw1", differs.source_version)), false));
+        cases.push(case(
+            "CVE-2099-1011",
+            "12",
+            &differs.source,
+            Some(format!("{}+hw1", differs.source_version)),
+            false,
+        ));
         let want_map = expected(&cases, &pkgs).await?;
         let want: BTreeSet<(String, String)> = want_map.keys().cloned().collect();
         // The fixture really exercises each case the way it claims.
@@ -271,46 +367,92 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
             ("CVE-2099-1008", true),
             ("CVE-2099-1011", true),
         ] {
-            ensure!(want.iter().any(|(c, _)| c == cve) == present, "fixture case {cve} is not what it claims: {want:?}");
+            ensure!(
+                want.iter().any(|(c, _)| c == cve) == present,
+                "fixture case {cve} is not what it claims: {want:?}"
+            );
         }
-        let mapped_hits: Vec<&String> = want.iter().filter(|(c, _)| c == "CVE-2099-1006").map(|(_, p)| p).collect();
-        ensure!(mapped_hits.len() == binaries.len(), "every binary of {mapped}: {mapped_hits:?}");
+        let mapped_hits: Vec<&String> = want
+            .iter()
+            .filter(|(c, _)| c == "CVE-2099-1006")
+            .map(|(_, p)| p)
+            .collect();
+        ensure!(
+            mapped_hits.len() == binaries.len(),
+            "every binary of {mapped}: {mapped_hits:?}"
+        );
 
         let feed = env.subdir("feed");
         for c in cases.iter().filter(|c| !c.tracker) {
             write_json(&feed.join(format!("{}.json", c.cve)), &osv_record(c))?;
         }
         let tracker = env.root().join("tracker.json");
-        write_json(&tracker, &tracker_json(&cases.iter().filter(|c| c.tracker).collect::<Vec<_>>()))?;
+        write_json(
+            &tracker,
+            &tracker_json(&cases.iter().filter(|c| c.tracker).collect::<Vec<_>>()),
+        )?;
 
         // The agent's software is in before the import: the import alone must trigger matching.
         wait_until("software inventory", secs(60), millis(250), || async {
-            let s = api.get(&format!("/api/v1/servers/{server}/inventory")).await?.expect(200)?;
-            let ok = s.json["kinds"].as_array().into_iter().flatten().any(|k| k["kind"] == "software" && k["in_sync"] == true);
+            let s = api
+                .get(&format!("/api/v1/servers/{server}/inventory"))
+                .await?
+                .expect(200)?;
+            let ok = s.json["kinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|k| k["kind"] == "software" && k["in_sync"] == true);
             ensure!(ok, "software not in yet");
             Ok(())
         })
         .await?;
-        let risk = api.get(&format!("/api/v1/servers/{server}/risk")).await?.expect(200)?;
-        ensure!(risk.json["scans"]["vuln_matched_version"].as_i64() <= Some(0), "nothing imported yet: {}", risk.text);
+        let risk = api
+            .get(&format!("/api/v1/servers/{server}/risk"))
+            .await?
+            .expect(200)?;
+        ensure!(
+            risk.json["scans"]["vuln_matched_version"].as_i64() <= Some(0),
+            "nothing imported yet: {}",
+            risk.text
+        );
 
-        let out = center.cli(&["vulndb", "import", &feed.display().to_string()], None).await?.ok()?;
+        let out = center
+            .cli(&["vulndb", "import", &feed.display().to_string()], None)
+            .await?
+            .ok()?;
         ensure!(out.stdout.contains("skipped 0 records"), "{out}");
-        let out = center.cli(&["vulndb", "import", &tracker.display().to_string()], None).await?.ok()?;
+        let out = center
+            .cli(&["vulndb", "import", &tracker.display().to_string()], None)
+            .await?
+            .ok()?;
         ensure!(out.stdout.contains("imported 2 advisories"), "{out}");
 
         let list = wait_findings(&api, &server, &want, "exactly the expected findings").await?;
         for f in &list {
-            let key = (f["cve"].as_str().unwrap_or("").to_string(), f["package"].as_str().unwrap_or("").to_string());
+            let key = (
+                f["cve"].as_str().unwrap_or("").to_string(),
+                f["package"].as_str().unwrap_or("").to_string(),
+            );
             let fixed = want_map.get(&key).cloned().flatten();
-            ensure!(f["fixed_version"].as_str().map(String::from) == fixed, "fixed version of {key:?}: {f}");
+            ensure!(
+                f["fixed_version"].as_str().map(String::from) == fixed,
+                "fixed version of {key:?}: {f}"
+            );
             ensure!(f["state"] == "unhandled", "{f}");
             if key.0 == "CVE-2099-1005" {
-                ensure!(f["severity"] == "high" && f["cvss"].is_null() && f["fix_command"].is_null(), "tracker urgency, unfixed: {f}");
-            } else {
-                ensure!(f["severity"] == "critical" && f["cvss"] == 9.8, "CVSS 3.1 vector scores 9.8: {f}");
                 ensure!(
-                    f["fix_command"] == format!("apt-get install --only-upgrade -y {}", key.1).as_str(),
+                    f["severity"] == "high" && f["cvss"].is_null() && f["fix_command"].is_null(),
+                    "tracker urgency, unfixed: {f}"
+                );
+            } else {
+                ensure!(
+                    f["severity"] == "critical" && f["cvss"] == 9.8,
+                    "CVSS 3.1 vector scores 9.8: {f}"
+                );
+                ensure!(
+                    f["fix_command"]
+                        == format!("apt-get install --only-upgrade -y {}", key.1).as_str(),
                     "{f}"
                 );
             }
@@ -321,41 +463,114 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
 
         // Handling: ignore (who and when kept), fix refused while the policy forbids it,
         // verify re-collects the software and finds the package still there.
-        let pick = |cve: &str| list.iter().find(|f| f["cve"] == cve).and_then(|f| f["id"].as_str()).map(String::from);
+        let pick = |cve: &str| {
+            list.iter()
+                .find(|f| f["cve"] == cve)
+                .and_then(|f| f["id"].as_str())
+                .map(String::from)
+        };
         let ignore_id = pick("CVE-2099-1005").ok_or_else(|| anyhow!("no unfixed finding"))?;
-        let verify_id = pick("CVE-2099-1001").ok_or_else(|| anyhow!("no fixed-in-newer finding"))?;
+        let verify_id =
+            pick("CVE-2099-1001").ok_or_else(|| anyhow!("no fixed-in-newer finding"))?;
         let r = api
-            .post("/api/v1/vulnerabilities/actions", json!({"action": "ignore", "finding_ids": [ignore_id], "note": "accepted risk"}))
+            .post(
+                "/api/v1/vulnerabilities/actions",
+                json!({"action": "ignore", "finding_ids": [ignore_id], "note": "accepted risk"}),
+            )
             .await?
             .expect(200)?;
         ensure!(r.json["changed"] == 1, "{}", r.text);
-        let r = api.post("/api/v1/vulnerabilities/actions", json!({"action": "fix", "finding_ids": [verify_id]})).await?.expect(409)?;
+        let r = api
+            .post(
+                "/api/v1/vulnerabilities/actions",
+                json!({"action": "fix", "finding_ids": [verify_id]}),
+            )
+            .await?
+            .expect(409)?;
         ensure!(r.error_message().contains("allow_fix"), "{}", r.text);
-        let r = api.post("/api/v1/vulnerabilities/actions", json!({"action": "verify", "finding_ids": [verify_id]})).await?.expect(200)?;
-        ensure!(r.json["tasks"][0]["kind"] == "collect_inventory", "verify collects the software again: {}", r.text);
+        let r = api
+            .post(
+                "/api/v1/vulnerabilities/actions",
+                json!({"action": "verify", "finding_ids": [verify_id]}),
+            )
+            .await?
+            .expect(200)?;
+        ensure!(
+            r.json["tasks"][0]["kind"] == "collect_inventory",
+            "verify collects the software again: {}",
+            r.text
+        );
         let detail = wait_until("verification to finish", secs(60), millis(250), || async {
-            let d = api.get(&format!("/api/v1/vulnerabilities/findings/{verify_id}")).await?.expect(200)?;
-            ensure!(d.json["finding"]["state"] == "unhandled", "still {}", d.json["finding"]["state"]);
+            let d = api
+                .get(&format!("/api/v1/vulnerabilities/findings/{verify_id}"))
+                .await?
+                .expect(200)?;
+            ensure!(
+                d.json["finding"]["state"] == "unhandled",
+                "still {}",
+                d.json["finding"]["state"]
+            );
             Ok(d.json)
         })
         .await?;
-        let actions: Vec<&str> = detail["history"].as_array().into_iter().flatten().filter_map(|h| h["action"].as_str()).collect();
-        ensure!(actions == ["still_present", "verify", "detected"], "history newest first: {detail}");
-        let ignored = api.get(&format!("/api/v1/vulnerabilities/findings/{ignore_id}")).await?.expect(200)?;
+        let actions: Vec<&str> = detail["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["action"].as_str())
+            .collect();
+        ensure!(
+            actions == ["still_present", "verify", "detected"],
+            "history newest first: {detail}"
+        );
+        let ignored = api
+            .get(&format!("/api/v1/vulnerabilities/findings/{ignore_id}"))
+            .await?
+            .expect(200)?;
         let h = &ignored.json["history"][0];
         let me = api.get("/api/v1/me").await?.expect(200)?;
-        ensure!(h["actor"] == me.json["username"] && h["to_state"] == "ignored" && h["note"] == "accepted risk", "{} (me: {})", ignored.text, me.text);
+        ensure!(
+            h["actor"] == me.json["username"]
+                && h["to_state"] == "ignored"
+                && h["note"] == "accepted risk",
+            "{} (me: {})",
+            ignored.text,
+            me.text
+        );
 
         // Fleet view: one row per CVE with its server count.
-        let groups = api.get("/api/v1/vulnerabilities?per_page=100").await?.expect(200)?;
-        let g = groups.json["items"].as_array().into_iter().flatten().find(|g| g["cve"] == "CVE-2099-1006").cloned();
-        ensure!(g.as_ref().is_some_and(|g| g["servers"] == 1 && g["packages"].as_u64() == Some(binaries.len() as u64)), "{}", groups.text);
+        let groups = api
+            .get("/api/v1/vulnerabilities?per_page=100")
+            .await?
+            .expect(200)?;
+        let g = groups.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["cve"] == "CVE-2099-1006")
+            .cloned();
+        ensure!(
+            g.as_ref().is_some_and(
+                |g| g["servers"] == 1 && g["packages"].as_u64() == Some(binaries.len() as u64)
+            ),
+            "{}",
+            groups.text
+        );
 
         // A new advisory: re-matched from the stored software, with no rescan by the agent.
-        let extra = case("CVE-2099-1009", "12", &older.source, Some(format!("{}+hw1", older.source_version)), false);
+        let extra = case(
+            "CVE-2099-1009",
+            "12",
+            &older.source,
+            Some(format!("{}+hw1", older.source_version)),
+            false,
+        );
         let single = env.root().join("one.json");
         write_json(&single, &osv_record(&extra))?;
-        center.cli(&["vulndb", "import", &single.display().to_string()], None).await?.ok()?;
+        center
+            .cli(&["vulndb", "import", &single.display().to_string()], None)
+            .await?
+            .ok()?;
         let mut want2 = want.clone();
         for p in pkgs.iter().filter(|p| p.source == older.source) {
             want2.insert(("CVE-2099-1009".into(), p.name.clone()));
@@ -364,7 +579,13 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
 
         // Bad records are skipped one by one, each named, the rest imported.
         let bad = env.subdir("bad");
-        let good = osv_record(&case("CVE-2099-1010", "12", &older.source, Some(format!("{}+hw2", older.source_version)), false));
+        let good = osv_record(&case(
+            "CVE-2099-1010",
+            "12",
+            &older.source,
+            Some(format!("{}+hw2", older.source_version)),
+            false,
+        ));
         let text = serde_json::to_string(&good)?;
         std::fs::write(bad.join("truncated.json"), &text[..text.len() / 2])?;
         let mut unknown = good.clone();
@@ -373,7 +594,8 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
         write_json(&bad.join("unknown-ecosystem.json"), &unknown)?;
         let mut badver = good.clone();
         badver["id"] = json!("HW-BAD-VERSION");
-        badver["affected"][0]["ranges"][0]["events"] = json!([{"introduced": "0"}, {"fixed": "not a version!"}]);
+        badver["affected"][0]["ranges"][0]["events"] =
+            json!([{"introduced": "0"}, {"fixed": "not a version!"}]);
         write_json(&bad.join("bad-version.json"), &badver)?;
         let mut noaff = good.clone();
         noaff["id"] = json!("HW-NO-AFFECTED");
@@ -381,24 +603,57 @@ async fn the_real_dpkg_status_matches_exactly_the_expected_findings() -> Result<
         write_json(&bad.join("no-affected.json"), &noaff)?;
         write_json(&bad.join("good.json"), &good)?;
         let before = vulndb_status(&center).await?;
-        let out = center.cli(&["vulndb", "import", &bad.display().to_string()], None).await?.ok()?;
+        let out = center
+            .cli(&["vulndb", "import", &bad.display().to_string()], None)
+            .await?
+            .ok()?;
         ensure!(out.stdout.contains("imported 1 advisories"), "{out}");
-        for name in ["truncated.json", "unknown-ecosystem.json", "bad-version.json", "no-affected.json"] {
-            ensure!(out.stdout.lines().any(|l| l.contains("skipped") && l.contains(name)), "{name} named as skipped: {out}");
+        for name in [
+            "truncated.json",
+            "unknown-ecosystem.json",
+            "bad-version.json",
+            "no-affected.json",
+        ] {
+            ensure!(
+                out.stdout
+                    .lines()
+                    .any(|l| l.contains("skipped") && l.contains(name)),
+                "{name} named as skipped: {out}"
+            );
         }
         let after = vulndb_status(&center).await?;
-        ensure!(after["status"]["version"].as_i64() > before["status"]["version"].as_i64(), "{after}");
-        ensure!(after["status"]["advisories"].as_i64() == before["status"]["advisories"].as_i64().map(|n| n + 1), "{after}");
+        ensure!(
+            after["status"]["version"].as_i64() > before["status"]["version"].as_i64(),
+            "{after}"
+        );
+        ensure!(
+            after["status"]["advisories"].as_i64()
+                == before["status"]["advisories"].as_i64().map(|n| n + 1),
+            "{after}"
+        );
 
         // Nothing importable: an error, and the database as it was.
         let allbad = env.subdir("allbad");
         std::fs::write(allbad.join("truncated.json"), &text[..text.len() / 3])?;
-        let out = center.cli(&["vulndb", "import", &allbad.display().to_string()], None).await?;
-        ensure!(!out.success() && out.text().contains("truncated.json"), "{out}");
-        let out = center.cli(&["vulndb", "import", "/nonexistent/feed.json"], None).await?;
-        ensure!(!out.success() && out.text().contains("/nonexistent/feed.json"), "{out}");
+        let out = center
+            .cli(&["vulndb", "import", &allbad.display().to_string()], None)
+            .await?;
+        ensure!(
+            !out.success() && out.text().contains("truncated.json"),
+            "{out}"
+        );
+        let out = center
+            .cli(&["vulndb", "import", "/nonexistent/feed.json"], None)
+            .await?;
+        ensure!(
+            !out.success() && out.text().contains("/nonexistent/feed.json"),
+            "{out}"
+        );
         let last = vulndb_status(&center).await?;
-        ensure!(last["status"] == after["status"], "a failed import changed the database: {last} vs {after}");
+        ensure!(
+            last["status"] == after["status"],
+            "a failed import changed the database: {last} vs {after}"
+        );
         ensure!(center.is_running(), "the center keeps running");
         Ok(())
     })

@@ -96,8 +96,8 @@ pub async fn vuln_fix(
 ) -> TaskUpdate {
     let outcome = async {
         expired(task, now)?;
-        let req: hostward_proto::risk::FixRequest = serde_json::from_value(task.params.clone())
-            .map_err(|e| format!("bad params: {e}"))?;
+        let req: hostward_proto::risk::FixRequest =
+            serde_json::from_value(task.params.clone()).map_err(|e| format!("bad params: {e}"))?;
         let risk = risk.ok_or("the risk scanner is not running")?;
         if !risk.policy().allow_fix {
             return Err("one-click fixes are off in this server's risk policy".to_string());

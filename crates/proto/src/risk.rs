@@ -244,7 +244,10 @@ mod tests {
     fn default_policy_is_valid_and_matches_the_reference_window() {
         let p = RiskPolicy::default();
         assert_eq!(p.validate(), Ok(()));
-        assert_eq!((p.window_start_min, p.window_end_min, p.jitter_secs), (0, 240, 7200));
+        assert_eq!(
+            (p.window_start_min, p.window_end_min, p.jitter_secs),
+            (0, 240, 7200)
+        );
         assert!(!p.allow_fix);
     }
 
@@ -254,9 +257,17 @@ mod tests {
             custom_weak_passwords: vec!["x".into(); 301],
             ..Default::default()
         };
-        assert!(p.validate().unwrap_err().starts_with("custom_weak_passwords"));
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .starts_with("custom_weak_passwords")
+        );
         p.custom_weak_passwords = vec!["ok".into(), "bad\n".into()];
-        assert!(p.validate().unwrap_err().starts_with("custom_weak_passwords[1]"));
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .starts_with("custom_weak_passwords[1]")
+        );
         p.custom_weak_passwords.clear();
         p.window_end_min = p.window_start_min;
         assert!(p.validate().unwrap_err().starts_with("window_end_min"));

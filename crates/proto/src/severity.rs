@@ -65,7 +65,10 @@ mod tests {
             .map(Severity::from_cvss)
             .collect();
         use Severity::*;
-        assert_eq!(bands, [Critical, Critical, High, High, Medium, Medium, Low, Low]);
+        assert_eq!(
+            bands,
+            [Critical, Critical, High, High, Medium, Medium, Low, Low]
+        );
         assert!(Low < Medium && Medium < High && High < Critical);
         assert_eq!(Severity::parse("high"), Some(High));
         assert_eq!(Severity::parse("High"), None);

@@ -146,18 +146,18 @@ fn password_state(field: &str) -> PasswordState {
     }
 }
 
-fn line_no(index: usize) -> u32 {
+pub(crate) fn line_no(index: usize) -> u32 {
     u32::try_from(index + 1).unwrap_or(u32::MAX)
 }
 
 /// Lines that carry no entry: blank, comments (which nss_files skips) and NIS `+`/`-` compat
 /// entries, which name accounts held elsewhere.
-fn skip_line(line: &str) -> bool {
+pub(crate) fn skip_line(line: &str) -> bool {
     line.trim().is_empty() || line.starts_with(['#', '+', '-'])
 }
 
 /// User and group names as the shadow tools accept them; damaged bytes decode to U+FFFD.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name
             .chars()

@@ -30,7 +30,9 @@ pub fn command(req: &FixRequest) -> Result<Vec<String>, String> {
         "dpkg" => ["apt-get", "install", "--only-upgrade", "-y", "-q", "--"]
             .map(String::from)
             .to_vec(),
-        "rpm" => ["dnf", "upgrade", "-y", "-q", "--"].map(String::from).to_vec(),
+        "rpm" => ["dnf", "upgrade", "-y", "-q", "--"]
+            .map(String::from)
+            .to_vec(),
         other => return Err(format!("manager: {other:?} is not dpkg or rpm")),
     };
     argv.extend(req.packages.iter().cloned());
@@ -67,7 +69,9 @@ pub async fn run(req: &FixRequest) -> Result<Outcome, String> {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     let cut = text.len().saturating_sub(OUTPUT_TAIL);
-    let cut = (cut..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+    let cut = (cut..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
     Ok(Outcome {
         success: out.status.success(),
         exit_code: out.status.code(),
@@ -89,7 +93,9 @@ mod tests {
     #[test]
     fn commands_per_manager_end_options_before_the_names() {
         assert_eq!(
-            command(&req("dpkg", &["openssl", "libssl3"])).unwrap().join(" "),
+            command(&req("dpkg", &["openssl", "libssl3"]))
+                .unwrap()
+                .join(" "),
             "apt-get install --only-upgrade -y -q -- openssl libssl3"
         );
         assert_eq!(
@@ -100,11 +106,26 @@ mod tests {
 
     #[test]
     fn hostile_names_and_unknown_managers_are_refused() {
-        for bad in ["-oAPT::Update::Pre-Invoke::=sh", "a b", "x;reboot", "$(id)", "", "a/b"] {
+        for bad in [
+            "-oAPT::Update::Pre-Invoke::=sh",
+            "a b",
+            "x;reboot",
+            "$(id)",
+            "",
+            "a/b",
+        ] {
             let err = command(&req("dpkg", &["ok", bad])).unwrap_err();
             assert!(err.starts_with("packages[1]"), "{bad:?}: {err}");
         }
-        assert!(command(&req("apk", &["musl"])).unwrap_err().starts_with("manager"));
-        assert!(command(&req("dpkg", &[])).unwrap_err().starts_with("packages"));
+        assert!(
+            command(&req("apk", &["musl"]))
+                .unwrap_err()
+                .starts_with("manager")
+        );
+        assert!(
+            command(&req("dpkg", &[]))
+                .unwrap_err()
+                .starts_with("packages")
+        );
     }
 }

@@ -74,13 +74,22 @@ impl Handle {
     }
 
     /// Scans now (after a scan already running) and returns when the report is queued.
-    pub async fn scan_now(&self, req: ScanRequest, task_id: Option<String>) -> Result<ScanSummary, String> {
+    pub async fn scan_now(
+        &self,
+        req: ScanRequest,
+        task_id: Option<String>,
+    ) -> Result<ScanSummary, String> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job { req, task_id, reply })
+            .send(Job {
+                req,
+                task_id,
+                reply,
+            })
             .await
             .map_err(|_| "the risk scanner stopped".to_string())?;
-        rx.await.map_err(|_| "the risk scanner stopped".to_string())?
+        rx.await
+            .map_err(|_| "the risk scanner stopped".to_string())?
     }
 }
 
@@ -131,7 +140,8 @@ impl Scanner {
         }
         loop {
             let wait = match next {
-                Some(at) => Duration::from_secs(at.saturating_sub(unix_now()).max(0) as u64).min(CLOCK_RECHECK),
+                Some(at) => Duration::from_secs(at.saturating_sub(unix_now()).max(0) as u64)
+                    .min(CLOCK_RECHECK),
                 None => CLOCK_RECHECK,
             };
             tokio::select! {
@@ -169,7 +179,10 @@ impl Scanner {
         policy: &RiskPolicy,
     ) -> Result<ScanSummary, String> {
         let started_at = unix_now();
-        let checks: Vec<ScanCheck> = ScanCheck::ALL.into_iter().filter(|c| req.wants(*c)).collect();
+        let checks: Vec<ScanCheck> = ScanCheck::ALL
+            .into_iter()
+            .filter(|c| req.wants(*c))
+            .collect();
         tracing::info!(?checks, ?trigger, "risk scan started");
         let mut software = None;
         if req.wants(ScanCheck::Vulnerabilities) {

@@ -8,7 +8,13 @@ const DAY: i64 = 86_400;
 
 /// The first scan time strictly after `now`, in Unix seconds. `offset_secs` is local time minus
 /// UTC; `spot` (0..1) picks the point inside the window and `jitter` (0..1) the extra delay.
-pub fn next_scan_at(now: i64, offset_secs: i64, policy: &RiskPolicy, spot: f64, jitter: f64) -> i64 {
+pub fn next_scan_at(
+    now: i64,
+    offset_secs: i64,
+    policy: &RiskPolicy,
+    spot: f64,
+    jitter: f64,
+) -> i64 {
     let start = i64::from(policy.window_start_min) * 60;
     let mut end = i64::from(policy.window_end_min) * 60;
     if end <= start {
@@ -69,7 +75,10 @@ mod tests {
         // UTC+8: local midnight is 16:00 UTC the same day.
         assert_eq!(next_scan_at(NOON, 8 * 3600, &p, 0.0, 0.0), NOON + 4 * 3600);
         // UTC-5: local midnight is 05:00 UTC the next day.
-        assert_eq!(next_scan_at(NOON, -5 * 3600, &p, 0.0, 0.0), midnight_utc + 5 * 3600);
+        assert_eq!(
+            next_scan_at(NOON, -5 * 3600, &p, 0.0, 0.0),
+            midnight_utc + 5 * 3600
+        );
     }
 
     #[test]
@@ -78,7 +87,10 @@ mod tests {
         let midnight = NOON + 12 * 3600;
         for (spot, jit) in [(0.0, 1.0), (1.0, 1.0), (0.3, 0.7), (0.99, 0.01)] {
             let at = next_scan_at(NOON, 0, &p, spot, jit);
-            assert!(at >= midnight && at <= midnight + 240 * 60 + 7200, "{spot} {jit}: {at}");
+            assert!(
+                at >= midnight && at <= midnight + 240 * 60 + 7200,
+                "{spot} {jit}: {at}"
+            );
         }
     }
 
@@ -88,7 +100,10 @@ mod tests {
         for now in (NOON..NOON + 2 * DAY).step_by(1800) {
             for offset in [-11 * 3600, 0, 5 * 3600 + 1800, 14 * 3600] {
                 let at = next_scan_at(now, offset, &p, 0.5, 0.5);
-                assert!(at > now && at <= now + 2 * DAY, "now {now} offset {offset}: {at}");
+                assert!(
+                    at > now && at <= now + 2 * DAY,
+                    "now {now} offset {offset}: {at}"
+                );
                 let local = (at + offset).rem_euclid(DAY);
                 let in_window = local >= 23 * 3600 || local <= 3600 + 600;
                 assert!(in_window, "now {now} offset {offset}: local {local}");

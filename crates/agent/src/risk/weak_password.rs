@@ -31,6 +31,8 @@ use hostward_proto::inventory::CollectIssue;
 use hostward_proto::risk::{WeakPassword, WeakPasswordResult, WeakReason};
 
 use super::crypt;
+// One reading of passwd/shadow lines for the inventory and this check.
+use crate::collect::accounts::{line_no, skip_line, valid_name};
 
 const PASSWD: &str = "/etc/passwd";
 const SHADOW: &str = "/etc/shadow";
@@ -160,22 +162,6 @@ struct PasswdEntry {
     shell: String,
     password: String,
     line: u32,
-}
-
-fn line_no(index: usize) -> u32 {
-    u32::try_from(index + 1).unwrap_or(u32::MAX)
-}
-
-/// Blank lines, comments and NIS compat entries (`+`, `-`) carry no local password.
-fn skip_line(line: &str) -> bool {
-    line.trim().is_empty() || line.starts_with(['#', '+', '-'])
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == char::REPLACEMENT_CHARACTER)
 }
 
 fn shell_allows_login(shell: &str) -> bool {

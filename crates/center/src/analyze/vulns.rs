@@ -23,9 +23,12 @@ const BATCH: i64 = 200;
 /// the CLI, software records held by another replica).
 const POLL: Duration = Duration::from_secs(2);
 
+/// The matcher of one database version.
+type Loaded = Option<(i64, Arc<Matcher>)>;
+
 #[derive(Clone, Default)]
 pub struct Analyzer {
-    matcher: Arc<Mutex<Option<(i64, Arc<Matcher>)>>>,
+    matcher: Arc<Mutex<Loaded>>,
     wake: Arc<Notify>,
 }
 
@@ -168,13 +171,21 @@ pub async fn import(
     // Skipped records are named relative to the feed: the center's own paths are not for
     // every console user to see.
     let root = path.display().to_string();
-    let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let (rows, skipped) = tokio::task::spawn_blocking(move || {
         hostward_vulndb::import_path(&owned).map(|report| {
             let rows: Vec<(String, String)> = report
                 .advisories
                 .iter()
-                .map(|a| (a.id.clone(), serde_json::to_string(a).expect("advisory serialises")))
+                .map(|a| {
+                    (
+                        a.id.clone(),
+                        serde_json::to_string(a).expect("advisory serialises"),
+                    )
+                })
                 .collect();
             let skipped: Vec<(String, String)> = report
                 .skipped
@@ -232,9 +243,13 @@ pub fn spawn_fetch(state: AppState) {
         let mut last = None;
         loop {
             match fetch_once(&state, &url, &mut last).await {
-                Ok(Some(i)) => tracing::info!(%url, version = i.version, advisories = i.advisories, skipped = i.skipped, "vulnerability feed imported"),
+                Ok(Some(i)) => {
+                    tracing::info!(%url, version = i.version, advisories = i.advisories, skipped = i.skipped, "vulnerability feed imported")
+                }
                 Ok(None) => tracing::info!(%url, "vulnerability feed unchanged"),
-                Err(e) => tracing::error!(%url, error = format!("{e:#}"), "vulnerability feed fetch failed"),
+                Err(e) => {
+                    tracing::error!(%url, error = format!("{e:#}"), "vulnerability feed fetch failed")
+                }
             }
             tokio::time::sleep(every).await;
         }
@@ -260,14 +275,21 @@ async fn fetch_once(
     let mut resp = client.get(url).send().await?.error_for_status()?;
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
-        anyhow::ensure!(body.len() + chunk.len() <= MAX_DOWNLOAD, "the feed is larger than {MAX_DOWNLOAD} bytes");
+        anyhow::ensure!(
+            body.len() + chunk.len() <= MAX_DOWNLOAD,
+            "the feed is larger than {MAX_DOWNLOAD} bytes"
+        );
         body.extend_from_slice(&chunk);
     }
     let digest = sha2::Sha256::digest(&body).to_vec();
     if last.as_ref() == Some(&digest) {
         return Ok(None);
     }
-    let ext = if body.starts_with(b"PK") { "zip" } else { "json" };
+    let ext = if body.starts_with(b"PK") {
+        "zip"
+    } else {
+        "json"
+    };
     let path = state.config.data_dir.join(format!("vulndb-download.{ext}"));
     tokio::fs::write(&path, &body).await?;
     let imported = import(&state.store, &path, &public_url(url), false, "fetch").await;

@@ -299,7 +299,11 @@ pub async fn finding(state: &AppState, p: &Principal, id: &str) -> Result<Findin
 }
 
 /// Handles findings (operator+ on each finding's project; all or nothing).
-pub async fn act(state: &AppState, p: &Principal, body: ActionBody) -> Result<ActionResult, ApiError> {
+pub async fn act(
+    state: &AppState,
+    p: &Principal,
+    body: ActionBody,
+) -> Result<ActionResult, ApiError> {
     if body.finding_ids.is_empty() {
         return Err(ApiError::invalid_body("finding_ids: must not be empty"));
     }
@@ -332,17 +336,46 @@ pub async fn act(state: &AppState, p: &Principal, body: ActionBody) -> Result<Ac
     let mut tasks = Vec::new();
     let changed = match body.action {
         Action::Ignore => {
-            let open: Vec<&VulnFinding> = findings.iter().filter(|f| f.state != vuln_state::IGNORED).collect();
-            state.store.set_vuln_state(&ids(&open), vuln_state::IGNORED, &actor, "ignore", &note, None).await?
+            let open: Vec<&VulnFinding> = findings
+                .iter()
+                .filter(|f| f.state != vuln_state::IGNORED)
+                .collect();
+            state
+                .store
+                .set_vuln_state(
+                    &ids(&open),
+                    vuln_state::IGNORED,
+                    &actor,
+                    "ignore",
+                    &note,
+                    None,
+                )
+                .await?
         }
         Action::Unignore => {
-            let ignored: Vec<&VulnFinding> = findings.iter().filter(|f| f.state == vuln_state::IGNORED).collect();
-            state.store.set_vuln_state(&ids(&ignored), vuln_state::UNHANDLED, &actor, "unignore", &note, None).await?
+            let ignored: Vec<&VulnFinding> = findings
+                .iter()
+                .filter(|f| f.state == vuln_state::IGNORED)
+                .collect();
+            state
+                .store
+                .set_vuln_state(
+                    &ids(&ignored),
+                    vuln_state::UNHANDLED,
+                    &actor,
+                    "unignore",
+                    &note,
+                    None,
+                )
+                .await?
         }
         Action::Verify => {
             let mut by_server: BTreeMap<(String, String), Vec<&VulnFinding>> = BTreeMap::new();
             for f in &findings {
-                by_server.entry((f.project_id.clone(), f.server_id.clone())).or_default().push(f);
+                by_server
+                    .entry((f.project_id.clone(), f.server_id.clone()))
+                    .or_default()
+                    .push(f);
             }
             let targets: Vec<(String, String)> = by_server.keys().cloned().collect();
             let params = serde_json::json!({ "kinds": ["software"], "full": true });
@@ -359,7 +392,17 @@ pub async fn act(state: &AppState, p: &Principal, body: ActionBody) -> Result<Ac
             state.gateway.tasks_created(&rows);
             tasks = rows;
             let all: Vec<&VulnFinding> = findings.iter().collect();
-            state.store.set_vuln_state(&ids(&all), vuln_state::VERIFYING, &actor, "verify", &note, None).await?
+            state
+                .store
+                .set_vuln_state(
+                    &ids(&all),
+                    vuln_state::VERIFYING,
+                    &actor,
+                    "verify",
+                    &note,
+                    None,
+                )
+                .await?
         }
         Action::Fix => fix(state, &actor, &findings, &note, &mut tasks).await?,
     };
@@ -369,7 +412,15 @@ pub async fn act(state: &AppState, p: &Principal, body: ActionBody) -> Result<Ac
     let action = serde_json::to_value(body.action).unwrap_or_default();
     for proj in projects {
         let n = findings.iter().filter(|f| f.project_id == proj).count();
-        audit(state, p, proj, &format!("vulnerability.{}", action.as_str().unwrap_or("")), &format!("{n} findings"), &note).await;
+        audit(
+            state,
+            p,
+            proj,
+            &format!("vulnerability.{}", action.as_str().unwrap_or("")),
+            &format!("{n} findings"),
+            &note,
+        )
+        .await;
     }
     Ok(ActionResult { changed, tasks })
 }
@@ -390,7 +441,10 @@ async fn fix(
                 f.cve, f.package
             )));
         }
-        by_server.entry((f.project_id.clone(), f.server_id.clone())).or_default().push(f);
+        by_server
+            .entry((f.project_id.clone(), f.server_id.clone()))
+            .or_default()
+            .push(f);
     }
     for (project, _) in by_server.keys() {
         if !state.store.risk_policy(project).await?.0.allow_fix {
@@ -422,7 +476,14 @@ async fn fix(
         let ids: Vec<String> = fs.iter().map(|f| f.id.clone()).collect();
         changed += state
             .store
-            .set_vuln_state(&ids, vuln_state::FIXING, actor, "fix", note, Some(&rows[0].id))
+            .set_vuln_state(
+                &ids,
+                vuln_state::FIXING,
+                actor,
+                "fix",
+                note,
+                Some(&rows[0].id),
+            )
             .await?;
         state.gateway.tasks_created(&rows);
         tasks.extend(rows);
@@ -430,7 +491,11 @@ async fn fix(
     Ok(changed)
 }
 
-pub async fn rules(state: &AppState, p: &Principal, project: Option<&str>) -> Result<RuleList, ApiError> {
+pub async fn rules(
+    state: &AppState,
+    p: &Principal,
+    project: Option<&str>,
+) -> Result<RuleList, ApiError> {
     let projects = fleet_scope(state, p, project).await?;
     Ok(RuleList {
         items: state.store.vuln_rules(&projects).await?,
@@ -440,19 +505,28 @@ pub async fn rules(state: &AppState, p: &Principal, project: Option<&str>) -> Re
 fn exact(field: &str, v: Option<&str>) -> Result<Option<String>, ApiError> {
     match v.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) if s.len() <= 200 && s.chars().all(|c| c.is_ascii_graphic()) => Ok(Some(s.to_string())),
+        Some(s) if s.len() <= 200 && s.chars().all(|c| c.is_ascii_graphic()) => {
+            Ok(Some(s.to_string()))
+        }
         Some(_) => Err(ApiError::invalid_body(format!(
             "{field}: 1 to 200 printable ASCII characters, no spaces"
         ))),
     }
 }
 
-pub async fn create_rule(state: &AppState, p: &Principal, input: NewRule) -> Result<RuleCreated, ApiError> {
-    let project_id = super::target_project(state, p, input.project_id.as_deref(), Role::Operator).await?;
+pub async fn create_rule(
+    state: &AppState,
+    p: &Principal,
+    input: NewRule,
+) -> Result<RuleCreated, ApiError> {
+    let project_id =
+        super::target_project(state, p, input.project_id.as_deref(), Role::Operator).await?;
     let cve = exact("cve", input.cve.as_deref())?;
     let package = exact("package", input.package.as_deref())?;
     if cve.is_none() && package.is_none() {
-        return Err(ApiError::invalid_body("cve: give a CVE id, a package, or both"));
+        return Err(ApiError::invalid_body(
+            "cve: give a CVE id, a package, or both",
+        ));
     }
     let reason = text_field("reason", &input.reason, 1, 500)?;
     for (i, id) in input.server_ids.iter().enumerate() {
@@ -476,8 +550,19 @@ pub async fn create_rule(state: &AppState, p: &Principal, input: NewRule) -> Res
     };
     let servers_affected = state.store.create_vuln_rule(&rule).await?;
     let detail = serde_json::json!({"cve": rule.cve, "package": rule.package, "servers": rule.server_ids.len()}).to_string();
-    audit(state, p, &project_id, "vulnerability.rule.create", &rule.id, &detail).await;
-    Ok(RuleCreated { rule, servers_affected })
+    audit(
+        state,
+        p,
+        &project_id,
+        "vulnerability.rule.create",
+        &rule.id,
+        &detail,
+    )
+    .await;
+    Ok(RuleCreated {
+        rule,
+        servers_affected,
+    })
 }
 
 pub async fn delete_rule(state: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
@@ -487,7 +572,15 @@ pub async fn delete_rule(state: &AppState, p: &Principal, id: &str) -> Result<()
     };
     p.require_on("rule", &rule.project_id, Role::Operator)?;
     state.store.delete_vuln_rule(id).await?;
-    audit(state, p, &rule.project_id, "vulnerability.rule.delete", id, "").await;
+    audit(
+        state,
+        p,
+        &rule.project_id,
+        "vulnerability.rule.delete",
+        id,
+        "",
+    )
+    .await;
     Ok(())
 }
 
@@ -502,7 +595,12 @@ pub async fn weak_passwords(
             let s = visible_server(state, p, id, Role::Viewer).await?;
             state.store.weak_passwords(&[], Some(&s.id)).await?
         }
-        None => state.store.weak_passwords(&fleet_scope(state, p, project).await?, None).await?,
+        None => {
+            state
+                .store
+                .weak_passwords(&fleet_scope(state, p, project).await?, None)
+                .await?
+        }
     };
     Ok(WeakPasswordList { items })
 }
@@ -517,17 +615,27 @@ pub async fn password_policy(
     let items = match server_id {
         Some(id) => {
             let s = visible_server(state, p, id, Role::Viewer).await?;
-            state.store.password_policy_results(&[], Some(&s.id), failed).await?
+            state
+                .store
+                .password_policy_results(&[], Some(&s.id), failed)
+                .await?
         }
         None => {
             let projects = fleet_scope(state, p, q.project.as_deref()).await?;
-            state.store.password_policy_results(&projects, None, failed).await?
+            state
+                .store
+                .password_policy_results(&projects, None, failed)
+                .await?
         }
     };
     Ok(PolicyResultList { items })
 }
 
-pub async fn server_risk(state: &AppState, p: &Principal, id: &str) -> Result<ServerRisk, ApiError> {
+pub async fn server_risk(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+) -> Result<ServerRisk, ApiError> {
     let s = visible_server(state, p, id, Role::Viewer).await?;
     Ok(ServerRisk {
         scans: state.store.risk_scan_state(&s.id).await?,
@@ -549,7 +657,10 @@ pub async fn scans(state: &AppState, p: &Principal, q: &ScanQuery) -> Result<Sca
         )));
     }
     // Counts are of every state, so a filtered page still shows the whole picture.
-    let rows = state.store.list_tasks_fleet(&projects, Some(SCAN_TASK), None, 1000).await?;
+    let rows = state
+        .store
+        .list_tasks_fleet(&projects, Some(SCAN_TASK), None, 1000)
+        .await?;
     let mut counts = BTreeMap::new();
     for (task, _) in &rows {
         *counts.entry(task.state.clone()).or_insert(0) += 1;
@@ -558,7 +669,8 @@ pub async fn scans(state: &AppState, p: &Principal, q: &ScanQuery) -> Result<Sca
         .into_iter()
         .filter(|(task, _)| st.is_none_or(|s| task.state == s))
         .map(|(task, server_name)| {
-            let final_state = hostward_proto::TaskState::parse(&task.state).is_some_and(|s| s.is_final());
+            let final_state =
+                hostward_proto::TaskState::parse(&task.state).is_some_and(|s| s.is_final());
             ScanRow {
                 duration_secs: final_state.then(|| task.updated_at - task.created_at),
                 task,
@@ -569,7 +681,11 @@ pub async fn scans(state: &AppState, p: &Principal, q: &ScanQuery) -> Result<Sca
     Ok(ScanList { items, counts })
 }
 
-pub async fn risk_policy(state: &AppState, p: &Principal, project_id: &str) -> Result<RiskPolicyBody, ApiError> {
+pub async fn risk_policy(
+    state: &AppState,
+    p: &Principal,
+    project_id: &str,
+) -> Result<RiskPolicyBody, ApiError> {
     p.require(project_id, Role::Viewer)?;
     let (policy, version) = state.store.risk_policy(project_id).await?;
     Ok(RiskPolicyBody { policy, version })
@@ -628,12 +744,25 @@ fn finding_rows(items: &[VulnFinding]) -> Vec<Vec<String>> {
 }
 
 const FINDING_CSV: &[&str] = &[
-    "server", "cve", "severity", "cvss", "package", "installed", "fixed", "state", "fix_command", "restart", "summary",
+    "server",
+    "cve",
+    "severity",
+    "cvss",
+    "package",
+    "installed",
+    "fixed",
+    "state",
+    "fix_command",
+    "restart",
+    "summary",
 ];
 
 #[utoipa::path(get, path = "/api/v1/vulndb", tag = "risk",
     responses((status = 200, body = VulnDbBody), (status = 401, body = super::ErrorBody)))]
-pub async fn vulndb_handler(State(state): State<AppState>, p: Principal) -> Result<Json<VulnDbBody>, ApiError> {
+pub async fn vulndb_handler(
+    State(state): State<AppState>,
+    p: Principal,
+) -> Result<Json<VulnDbBody>, ApiError> {
     Ok(Json(vulndb(&state, &p).await?))
 }
 
@@ -664,7 +793,9 @@ pub async fn groups_handler(
             .collect();
         return Ok(csv_response(
             "vulnerabilities.csv",
-            &["cve", "severity", "cvss", "servers", "open", "package", "packages", "summary"],
+            &[
+                "cve", "severity", "cvss", "servers", "open", "package", "packages", "summary",
+            ],
             rows,
         ));
     }
@@ -680,7 +811,11 @@ pub async fn fleet_findings_handler(
 ) -> Result<Response, ApiError> {
     let page = findings(&state, &p, None, &q).await?;
     if is_csv(q.format.as_deref())? {
-        return Ok(csv_response("vulnerability-findings.csv", FINDING_CSV, finding_rows(&page.items)));
+        return Ok(csv_response(
+            "vulnerability-findings.csv",
+            FINDING_CSV,
+            finding_rows(&page.items),
+        ));
     }
     Ok(Json(page).into_response())
 }
@@ -696,7 +831,11 @@ pub async fn server_findings_handler(
 ) -> Result<Response, ApiError> {
     let page = findings(&state, &p, Some(&id), &q).await?;
     if is_csv(q.format.as_deref())? {
-        return Ok(csv_response("server-vulnerabilities.csv", FINDING_CSV, finding_rows(&page.items)));
+        return Ok(csv_response(
+            "server-vulnerabilities.csv",
+            FINDING_CSV,
+            finding_rows(&page.items),
+        ));
     }
     Ok(Json(page).into_response())
 }
@@ -745,7 +884,10 @@ pub async fn create_rule_handler(
     p: Principal,
     ApiJson(input): ApiJson<NewRule>,
 ) -> Result<(StatusCode, Json<RuleCreated>), ApiError> {
-    Ok((StatusCode::CREATED, Json(create_rule(&state, &p, input).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(create_rule(&state, &p, input).await?),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/vulnerability-rules/{id}", tag = "risk", params(("id" = String, Path)),
@@ -766,7 +908,9 @@ pub async fn fleet_weak_handler(
     p: Principal,
     ApiQuery(q): ApiQuery<FleetQuery>,
 ) -> Result<Json<WeakPasswordList>, ApiError> {
-    Ok(Json(weak_passwords(&state, &p, None, q.project.as_deref()).await?))
+    Ok(Json(
+        weak_passwords(&state, &p, None, q.project.as_deref()).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/weak-passwords", tag = "risk", params(("id" = String, Path)),

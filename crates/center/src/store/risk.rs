@@ -346,10 +346,12 @@ async fn add_history(
 
 /// Makes sure the server has a `risk_state` row.
 async fn ensure_risk_state(tx: &mut Transaction<'static, Any>, server_id: &str) -> Result<()> {
-    sqlx::query("INSERT INTO risk_state (server_id) VALUES ($1) ON CONFLICT (server_id) DO NOTHING")
-        .bind(server_id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO risk_state (server_id) VALUES ($1) ON CONFLICT (server_id) DO NOTHING",
+    )
+    .bind(server_id.to_string())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -364,9 +366,7 @@ pub(super) async fn refresh_risk_status(
     for s in Severity::ALL {
         counts.insert(s.as_str().into(), 0.into());
     }
-    let mut sql = Sql::new(
-        "SELECT severity, COUNT(*) AS n FROM vuln_findings WHERE server_id = ",
-    );
+    let mut sql = Sql::new("SELECT severity, COUNT(*) AS n FROM vuln_findings WHERE server_id = ");
     sql.bind(Bind::Text(server_id.to_string()))
         .push(" AND present = 1 AND state IN ");
     let open: Vec<String> = vuln_state::OPEN.iter().map(|s| s.to_string()).collect();
@@ -543,12 +543,14 @@ pub(super) async fn apply_risk_report(
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    sqlx::query("UPDATE risk_state SET last_scan_at = $1, last_scan_trigger = $2 WHERE server_id = $3")
-        .bind(r.finished_at)
-        .bind(trigger)
-        .bind(server_id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE risk_state SET last_scan_at = $1, last_scan_trigger = $2 WHERE server_id = $3",
+    )
+    .bind(r.finished_at)
+    .bind(trigger)
+    .bind(server_id.to_string())
+    .execute(&mut **tx)
+    .await?;
     refresh_risk_status(tx, server_id).await
 }
 
@@ -595,13 +597,15 @@ pub(super) async fn fix_task_finished(
             (true, "reboot") => (vuln_state::RESTART_REQUIRED, "fix_done"),
             (true, _) => (vuln_state::VERIFYING, "fix_done"),
         };
-        sqlx::query("UPDATE vuln_findings SET state = $1, state_note = $2, updated_at = $3 WHERE id = $4")
-            .bind(to)
-            .bind(detail.to_string())
-            .bind(t)
-            .bind(id.clone())
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE vuln_findings SET state = $1, state_note = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(to)
+        .bind(detail.to_string())
+        .bind(t)
+        .bind(id.clone())
+        .execute(&mut **tx)
+        .await?;
         add_history(tx, &id, "system", action, vuln_state::FIXING, to, detail, t).await?;
     }
     refresh_risk_status(tx, server_id).await
@@ -874,14 +878,30 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                     out.detected += 1;
-                    let to = if rule.is_some() { vuln_state::IGNORED } else { vuln_state::UNHANDLED };
-                    let note = rule.map(|r| format!("whitelist rule {}", r.id)).unwrap_or_default();
+                    let to = if rule.is_some() {
+                        vuln_state::IGNORED
+                    } else {
+                        vuln_state::UNHANDLED
+                    };
+                    let note = rule
+                        .map(|r| format!("whitelist rule {}", r.id))
+                        .unwrap_or_default();
                     add_history(&mut tx, &id, "system", "detected", "", to, &note, t).await?;
                     continue;
                 }
                 Some(o) if !o.present => {
-                    let to = if rule.is_some() { vuln_state::IGNORED } else { vuln_state::UNHANDLED };
-                    (o.id.clone(), o.state.clone(), to, "reappeared", String::new())
+                    let to = if rule.is_some() {
+                        vuln_state::IGNORED
+                    } else {
+                        vuln_state::UNHANDLED
+                    };
+                    (
+                        o.id.clone(),
+                        o.state.clone(),
+                        to,
+                        "reappeared",
+                        String::new(),
+                    )
                 }
                 Some(o) if o.state == vuln_state::VERIFYING => {
                     let (to, note) = if o.fix_task.is_some() {
@@ -889,7 +909,13 @@ impl Store {
                     } else {
                         (vuln_state::UNHANDLED, "still present after verification")
                     };
-                    (o.id.clone(), o.state.clone(), to, "still_present", note.to_string())
+                    (
+                        o.id.clone(),
+                        o.state.clone(),
+                        to,
+                        "still_present",
+                        note.to_string(),
+                    )
                 }
                 Some(o) => (o.id.clone(), o.state.clone(), "", "", String::new()),
             };
@@ -900,7 +926,10 @@ impl Store {
                 ("advisory_id", Bind::Text(m.advisory_id.clone())),
                 ("installed_version", Bind::Text(m.installed_version.clone())),
                 ("fixed_version", Bind::OptText(m.fixed_version.clone())),
-                ("cvss_x10", Bind::OptInt(m.cvss.map(|c| (c * 10.0).round() as i64))),
+                (
+                    "cvss_x10",
+                    Bind::OptInt(m.cvss.map(|c| (c * 10.0).round() as i64)),
+                ),
                 ("severity", Bind::Text(m.severity.as_str().into())),
                 ("severity_rank", Bind::Int(severity_rank(m.severity))),
                 ("summary", Bind::Text(m.summary.clone())),
@@ -933,7 +962,17 @@ impl Store {
                 .bind(o.id.clone())
                 .execute(&mut *tx)
                 .await?;
-                add_history(&mut tx, &o.id, "system", "gone", &o.state, vuln_state::FIXED, "no longer found in the installed software", t).await?;
+                add_history(
+                    &mut tx,
+                    &o.id,
+                    "system",
+                    "gone",
+                    &o.state,
+                    vuln_state::FIXED,
+                    "no longer found in the installed software",
+                    t,
+                )
+                .await?;
                 out.gone += 1;
             }
         }
@@ -979,10 +1018,12 @@ impl Store {
             }
         }
         if let Some(s) = f.severity {
-            sql.push(" AND f.severity = ").bind(Bind::Text(s.as_str().into()));
+            sql.push(" AND f.severity = ")
+                .bind(Bind::Text(s.as_str().into()));
         }
         if let Some(p) = f.package.as_deref().filter(|p| !p.is_empty()) {
-            sql.push(" AND f.package = ").bind(Bind::Text(p.to_string()));
+            sql.push(" AND f.package = ")
+                .bind(Bind::Text(p.to_string()));
         }
         if let Some(c) = f.cve.as_deref().filter(|c| !c.is_empty()) {
             sql.push(" AND f.cve = ").bind(Bind::Text(c.to_string()));
@@ -1039,7 +1080,9 @@ impl Store {
         sql.push(&filter.text);
         sql.push(" GROUP BY f.cve ORDER BY rank DESC, cvss_x10 DESC, servers DESC, f.cve LIMIT ");
         let (limit, off) = super::offset(f.page, f.per_page);
-        sql.bind(Bind::Int(limit)).push(" OFFSET ").bind(Bind::Int(off));
+        sql.bind(Bind::Int(limit))
+            .push(" OFFSET ")
+            .bind(Bind::Int(off));
         let rows = sql.query().fetch_all(self.pool()).await?;
         let groups = rows
             .iter()
@@ -1117,10 +1160,12 @@ impl Store {
         let mut servers = HashSet::new();
         let mut changed = 0;
         for id in ids {
-            let Some(r) = sqlx::query("SELECT server_id, state FROM vuln_findings WHERE id = $1 AND present = 1")
-                .bind(id.clone())
-                .fetch_optional(&mut *tx)
-                .await?
+            let Some(r) = sqlx::query(
+                "SELECT server_id, state FROM vuln_findings WHERE id = $1 AND present = 1",
+            )
+            .bind(id.clone())
+            .fetch_optional(&mut *tx)
+            .await?
             else {
                 continue;
             };
@@ -1165,7 +1210,9 @@ impl Store {
         .bind(r.created_at)
         .execute(&mut *tx)
         .await?;
-        let mut sql = Sql::new("SELECT id, server_id, cve, package, state FROM vuln_findings WHERE project_id = ");
+        let mut sql = Sql::new(
+            "SELECT id, server_id, cve, package, state FROM vuln_findings WHERE project_id = ",
+        );
         sql.bind(Bind::Text(r.project_id.clone()))
             .push(" AND present = 1 AND state <> ")
             .bind(Bind::Text(vuln_state::IGNORED.into()));
@@ -1181,7 +1228,11 @@ impl Store {
         let mut servers = HashSet::new();
         for row in &rows {
             let server_id: String = row.try_get("server_id")?;
-            if !r.covers(&server_id, &row.try_get::<String, _>("cve")?, &row.try_get::<String, _>("package")?) {
+            if !r.covers(
+                &server_id,
+                &row.try_get::<String, _>("cve")?,
+                &row.try_get::<String, _>("package")?,
+            ) {
                 continue;
             }
             let id: String = row.try_get("id")?;
@@ -1193,7 +1244,17 @@ impl Store {
                 .bind(id.clone())
                 .execute(&mut *tx)
                 .await?;
-            add_history(&mut tx, &id, &r.created_by, "rule", &from, vuln_state::IGNORED, &note, t).await?;
+            add_history(
+                &mut tx,
+                &id,
+                &r.created_by,
+                "rule",
+                &from,
+                vuln_state::IGNORED,
+                &note,
+                t,
+            )
+            .await?;
             servers.insert(server_id);
         }
         for s in &servers {
@@ -1210,7 +1271,8 @@ impl Store {
         let mut sql = Sql::new(
             "SELECT id, project_id, cve, package, server_ids, reason, created_by, created_at FROM vuln_rules WHERE project_id IN ",
         );
-        sql.bind_list(projects).push(" ORDER BY created_at DESC, id");
+        sql.bind_list(projects)
+            .push(" ORDER BY created_at DESC, id");
         sql.query()
             .fetch_all(self.pool())
             .await?
@@ -1424,7 +1486,11 @@ mod tests {
         (p.id, srv.id)
     }
 
-    async fn states(s: &Store, server_id: &str, state: Option<&str>) -> Vec<(String, String, String)> {
+    async fn states(
+        s: &Store,
+        server_id: &str,
+        state: Option<&str>,
+    ) -> Vec<(String, String, String)> {
         let (rows, _) = s
             .vuln_findings(&VulnFilter {
                 server_id: Some(server_id.into()),
@@ -1435,7 +1501,10 @@ mod tests {
             })
             .await
             .unwrap();
-        let mut v: Vec<_> = rows.into_iter().map(|f| (f.cve, f.package, f.state)).collect();
+        let mut v: Vec<_> = rows
+            .into_iter()
+            .map(|f| (f.cve, f.package, f.state))
+            .collect();
         v.sort();
         v
     }
@@ -1453,20 +1522,51 @@ mod tests {
             assert_eq!(risk(s, &id).await.0, "pending", "{backend}");
             let a = vuln("CVE-2024-0001", "openssl", Severity::Critical);
             let b = vuln("CVE-2024-0002", "bash", Severity::Medium);
-            let out = s.apply_vuln_matches(&id, 1, &[a.clone(), b.clone()]).await.unwrap();
-            assert_eq!((out.detected, out.gone, out.present), (2, 0, 2), "{backend}");
+            let out = s
+                .apply_vuln_matches(&id, 1, &[a.clone(), b.clone()])
+                .await
+                .unwrap();
+            assert_eq!(
+                (out.detected, out.gone, out.present),
+                (2, 0, 2),
+                "{backend}"
+            );
             let (status, counts) = risk(s, &id).await;
             assert_eq!(status, "risky", "{backend}");
-            assert_eq!((counts["critical"].as_i64(), counts["medium"].as_i64()), (Some(1), Some(1)), "{backend}");
+            assert_eq!(
+                (counts["critical"].as_i64(), counts["medium"].as_i64()),
+                (Some(1), Some(1)),
+                "{backend}"
+            );
 
             // A person ignores one; the next match keeps that.
             let (found, _) = s
-                .vuln_findings(&VulnFilter { server_id: Some(id.clone()), cve: Some(a.cve.clone()), page: 1, per_page: 10, ..Default::default() })
+                .vuln_findings(&VulnFilter {
+                    server_id: Some(id.clone()),
+                    cve: Some(a.cve.clone()),
+                    page: 1,
+                    per_page: 10,
+                    ..Default::default()
+                })
                 .await
                 .unwrap();
             let fa = found[0].id.clone();
-            assert_eq!(s.set_vuln_state(&[fa.clone()], vuln_state::IGNORED, "alice", "ignore", "accepted", None).await.unwrap(), 1);
-            s.apply_vuln_matches(&id, 1, &[a.clone(), b.clone()]).await.unwrap();
+            assert_eq!(
+                s.set_vuln_state(
+                    std::slice::from_ref(&fa),
+                    vuln_state::IGNORED,
+                    "alice",
+                    "ignore",
+                    "accepted",
+                    None
+                )
+                .await
+                .unwrap(),
+                1
+            );
+            s.apply_vuln_matches(&id, 1, &[a.clone(), b.clone()])
+                .await
+                .unwrap();
             assert_eq!(
                 states(s, &id, None).await,
                 vec![
@@ -1475,19 +1575,51 @@ mod tests {
                 ],
                 "{backend}"
             );
-            assert_eq!(risk(s, &id).await.1["critical"].as_i64(), Some(0), "ignored does not count: {backend}");
+            assert_eq!(
+                risk(s, &id).await.1["critical"].as_i64(),
+                Some(0),
+                "ignored does not count: {backend}"
+            );
 
             // bash was upgraded: gone means fixed; it comes back as unhandled if it reappears.
-            let out = s.apply_vuln_matches(&id, 2, &[a.clone()]).await.unwrap();
+            let out = s
+                .apply_vuln_matches(&id, 2, std::slice::from_ref(&a))
+                .await
+                .unwrap();
             assert_eq!(out.gone, 1, "{backend}");
-            assert_eq!(states(s, &id, Some("fixed")).await, vec![("CVE-2024-0002".into(), "bash".into(), "fixed".into())], "{backend}");
-            assert_eq!(risk(s, &id).await.0, "safe", "only an ignored finding is left: {backend}");
-            s.apply_vuln_matches(&id, 3, &[a.clone(), b.clone()]).await.unwrap();
-            assert_eq!(states(s, &id, Some("unhandled")).await.len(), 1, "{backend}");
+            assert_eq!(
+                states(s, &id, Some("fixed")).await,
+                vec![("CVE-2024-0002".into(), "bash".into(), "fixed".into())],
+                "{backend}"
+            );
+            assert_eq!(
+                risk(s, &id).await.0,
+                "safe",
+                "only an ignored finding is left: {backend}"
+            );
+            s.apply_vuln_matches(&id, 3, &[a.clone(), b.clone()])
+                .await
+                .unwrap();
+            assert_eq!(
+                states(s, &id, Some("unhandled")).await.len(),
+                1,
+                "{backend}"
+            );
             let hist = s.vuln_history(&fa).await.unwrap();
-            let actions: Vec<(&str, &str)> = hist.iter().map(|h| (h.action.as_str(), h.actor.as_str())).collect();
-            assert_eq!(actions, [("ignore", "alice"), ("detected", "system")], "newest first: {backend}");
-            assert_eq!(s.risk_scan_state(&id).await.unwrap().vuln_matched_version, 3, "{backend}");
+            let actions: Vec<(&str, &str)> = hist
+                .iter()
+                .map(|h| (h.action.as_str(), h.actor.as_str()))
+                .collect();
+            assert_eq!(
+                actions,
+                [("ignore", "alice"), ("detected", "system")],
+                "newest first: {backend}"
+            );
+            assert_eq!(
+                s.risk_scan_state(&id).await.unwrap().vuln_matched_version,
+                3,
+                "{backend}"
+            );
         }
     }
 
@@ -1496,13 +1628,24 @@ mod tests {
         for (backend, db) in testdb::all().await {
             let s = &db.store;
             let (pid, id) = server(s).await;
-            let mut k = vuln("CVE-2024-1000", "linux-image-6.1.0-13-amd64", Severity::High);
+            let mut k = vuln(
+                "CVE-2024-1000",
+                "linux-image-6.1.0-13-amd64",
+                Severity::High,
+            );
             k.restart = "reboot".into();
             let o = vuln("CVE-2024-1001", "openssl", Severity::High);
             let v = vuln("CVE-2024-1002", "curl", Severity::Low);
-            s.apply_vuln_matches(&id, 1, &[k.clone(), o.clone(), v.clone()]).await.unwrap();
+            s.apply_vuln_matches(&id, 1, &[k.clone(), o.clone(), v.clone()])
+                .await
+                .unwrap();
             let all = s
-                .vuln_findings(&VulnFilter { server_id: Some(id.clone()), page: 1, per_page: 10, ..Default::default() })
+                .vuln_findings(&VulnFilter {
+                    server_id: Some(id.clone()),
+                    page: 1,
+                    per_page: 10,
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .0;
@@ -1518,17 +1661,37 @@ mod tests {
                 .await
                 .unwrap();
             let task = tasks[0].id.clone();
-            s.set_vuln_state(&[idof(&k.package), idof("openssl")], vuln_state::FIXING, "alice", "fix", "", Some(&task))
-                .await
-                .unwrap();
-            s.set_vuln_state(&[idof("curl")], vuln_state::VERIFYING, "alice", "verify", "", None).await.unwrap();
+            s.set_vuln_state(
+                &[idof(&k.package), idof("openssl")],
+                vuln_state::FIXING,
+                "alice",
+                "fix",
+                "",
+                Some(&task),
+            )
+            .await
+            .unwrap();
+            s.set_vuln_state(
+                &[idof("curl")],
+                vuln_state::VERIFYING,
+                "alice",
+                "verify",
+                "",
+                None,
+            )
+            .await
+            .unwrap();
             let done = hostward_proto::TaskUpdate {
                 task_id: task.clone(),
                 state: hostward_proto::TaskState::Done,
                 output: serde_json::json!({"exit_code": 0}),
             };
-            s.store_records(&id, &[(1, Message::TaskUpdate(done))]).await.unwrap();
-            let by_pkg = |v: Vec<(String, String, String)>| v.into_iter().map(|(_, p, st)| (p, st)).collect::<Vec<_>>();
+            s.store_records(&id, &[(1, Message::TaskUpdate(done))])
+                .await
+                .unwrap();
+            let by_pkg = |v: Vec<(String, String, String)>| {
+                v.into_iter().map(|(_, p, st)| (p, st)).collect::<Vec<_>>()
+            };
             let mut got = by_pkg(states(s, &id, None).await);
             got.sort();
             assert_eq!(
@@ -1541,17 +1704,29 @@ mod tests {
                 "{backend}"
             );
             // The new software: openssl fixed; the kernel still runs; curl is still there.
-            s.apply_vuln_matches(&id, 1, &[k.clone(), v.clone()]).await.unwrap();
+            s.apply_vuln_matches(&id, 1, &[k.clone(), v.clone()])
+                .await
+                .unwrap();
             let mut got = by_pkg(states(s, &id, None).await);
             got.sort();
             assert_eq!(
                 got,
-                vec![("curl".into(), "unhandled".into()), (k.package.clone(), "restart_required".into())],
+                vec![
+                    ("curl".into(), "unhandled".into()),
+                    (k.package.clone(), "restart_required".into())
+                ],
                 "{backend}"
             );
-            assert_eq!(by_pkg(states(s, &id, Some("fixed")).await), vec![("openssl".into(), "fixed".into())], "{backend}");
+            assert_eq!(
+                by_pkg(states(s, &id, Some("fixed")).await),
+                vec![("openssl".into(), "fixed".into())],
+                "{backend}"
+            );
             let curl = s.vuln_history(&idof("curl")).await.unwrap();
-            assert_eq!(curl[0].note, "still present after verification", "{backend}");
+            assert_eq!(
+                curl[0].note, "still present after verification",
+                "{backend}"
+            );
         }
     }
 
@@ -1561,13 +1736,21 @@ mod tests {
             let s = &db.store;
             let (pid, id) = server(s).await;
             let other = s
-                .create_server(&NewServer { project_id: pid.clone(), name: "db-1".into(), ..Default::default() })
+                .create_server(&NewServer {
+                    project_id: pid.clone(),
+                    name: "db-1".into(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .id;
             let a = vuln("CVE-2024-2000", "openssl", Severity::High);
-            s.apply_vuln_matches(&id, 1, &[a.clone()]).await.unwrap();
-            s.apply_vuln_matches(&other, 1, &[a.clone()]).await.unwrap();
+            s.apply_vuln_matches(&id, 1, std::slice::from_ref(&a))
+                .await
+                .unwrap();
+            s.apply_vuln_matches(&other, 1, std::slice::from_ref(&a))
+                .await
+                .unwrap();
             let rule = VulnRule {
                 id: new_id(),
                 project_id: pid.clone(),
@@ -1580,20 +1763,49 @@ mod tests {
             };
             assert_eq!(s.create_vuln_rule(&rule).await.unwrap(), 1, "{backend}");
             assert_eq!(states(s, &id, None).await[0].2, "ignored", "{backend}");
-            assert_eq!(states(s, &other, None).await[0].2, "unhandled", "out of scope: {backend}");
+            assert_eq!(
+                states(s, &other, None).await[0].2,
+                "unhandled",
+                "out of scope: {backend}"
+            );
             // A new finding under the rule is ignored from the start.
             let b = vuln("CVE-2024-2000", "libssl3", Severity::High);
             s.apply_vuln_matches(&id, 2, &[a.clone(), b]).await.unwrap();
-            assert!(states(s, &id, None).await.iter().all(|f| f.2 == "ignored"), "{backend}");
-            assert_eq!(s.vuln_rules(std::slice::from_ref(&pid)).await.unwrap().len(), 1, "{backend}");
+            assert!(
+                states(s, &id, None).await.iter().all(|f| f.2 == "ignored"),
+                "{backend}"
+            );
+            assert_eq!(
+                s.vuln_rules(std::slice::from_ref(&pid))
+                    .await
+                    .unwrap()
+                    .len(),
+                1,
+                "{backend}"
+            );
             s.delete_vuln_rule(&rule.id).await.unwrap();
-            assert!(matches!(s.delete_vuln_rule(&rule.id).await, Err(StoreError::NotFound(_))), "{backend}");
+            assert!(
+                matches!(
+                    s.delete_vuln_rule(&rule.id).await,
+                    Err(StoreError::NotFound(_))
+                ),
+                "{backend}"
+            );
             let (groups, total) = s
-                .vuln_groups(&VulnFilter { projects: vec![pid.clone()], page: 1, per_page: 10, ..Default::default() })
+                .vuln_groups(&VulnFilter {
+                    projects: vec![pid.clone()],
+                    page: 1,
+                    per_page: 10,
+                    ..Default::default()
+                })
                 .await
                 .unwrap();
             assert_eq!(total, 1, "{backend}");
-            assert_eq!((groups[0].servers, groups[0].open, groups[0].packages), (2, 1, 2), "{backend}");
+            assert_eq!(
+                (groups[0].servers, groups[0].open, groups[0].packages),
+                (2, 1, 2),
+                "{backend}"
+            );
         }
     }
 
@@ -1611,7 +1823,10 @@ mod tests {
                 findings: weak,
                 issues: vec![],
             }),
-            password_policy: Some(PasswordPolicyResult { checks, issues: vec![] }),
+            password_policy: Some(PasswordPolicyResult {
+                checks,
+                issues: vec![],
+            }),
         }
     }
 
@@ -1636,20 +1851,62 @@ mod tests {
                 pass,
                 remedy: "set PASS_MAX_DAYS 90".into(),
             };
-            s.store_records(&id, &[(1, Message::Risk(report(vec![weak], vec![check(false)])))]).await.unwrap();
+            s.store_records(
+                &id,
+                &[(1, Message::Risk(report(vec![weak], vec![check(false)])))],
+            )
+            .await
+            .unwrap();
             let (status, counts) = risk(s, &id).await;
-            assert_eq!((status.as_str(), counts["weak_passwords"].as_i64(), counts["policy_failed"].as_i64()), ("risky", Some(1), Some(1)), "{backend}");
-            let w = s.weak_passwords(std::slice::from_ref(&pid), None).await.unwrap();
-            assert_eq!((w[0].account.as_str(), w[0].reasons.clone()), ("deploy", vec!["common_password".to_string()]), "{backend}");
+            assert_eq!(
+                (
+                    status.as_str(),
+                    counts["weak_passwords"].as_i64(),
+                    counts["policy_failed"].as_i64()
+                ),
+                ("risky", Some(1), Some(1)),
+                "{backend}"
+            );
+            let w = s
+                .weak_passwords(std::slice::from_ref(&pid), None)
+                .await
+                .unwrap();
+            assert_eq!(
+                (w[0].account.as_str(), w[0].reasons.clone()),
+                ("deploy", vec!["common_password".to_string()]),
+                "{backend}"
+            );
             let st = s.risk_scan_state(&id).await.unwrap();
-            assert_eq!((st.weak_scanned_at, st.last_scan_trigger.as_str()), (Some(20), "scheduled"), "{backend}");
+            assert_eq!(
+                (st.weak_scanned_at, st.last_scan_trigger.as_str()),
+                (Some(20), "scheduled"),
+                "{backend}"
+            );
             // Fixed on the host: the next report empties both lists.
-            s.store_records(&id, &[(2, Message::Risk(report(vec![], vec![check(true)])))]).await.unwrap();
+            s.store_records(
+                &id,
+                &[(2, Message::Risk(report(vec![], vec![check(true)])))],
+            )
+            .await
+            .unwrap();
             assert_eq!(risk(s, &id).await.0, "safe", "{backend}");
-            assert!(s.weak_passwords(&[], Some(&id)).await.unwrap().is_empty(), "{backend}");
-            assert!(s.password_policy_results(&[], Some(&id), true).await.unwrap().is_empty(), "{backend}");
+            assert!(
+                s.weak_passwords(&[], Some(&id)).await.unwrap().is_empty(),
+                "{backend}"
+            );
+            assert!(
+                s.password_policy_results(&[], Some(&id), true)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{backend}"
+            );
             let hist = s.status_history(&id, 10).await.unwrap();
-            let risk_hist: Vec<&str> = hist.iter().filter(|h| h.dimension == "risk").map(|h| h.status.as_str()).collect();
+            let risk_hist: Vec<&str> = hist
+                .iter()
+                .filter(|h| h.dimension == "risk")
+                .map(|h| h.status.as_str())
+                .collect();
             assert_eq!(risk_hist, ["safe", "risky"], "{backend}");
         }
     }
@@ -1659,29 +1916,67 @@ mod tests {
         for (backend, db) in testdb::all().await {
             let s = &db.store;
             assert_eq!(s.vulndb_version().await.unwrap(), 0, "{backend}");
-            let rows = |ids: &[&str]| ids.iter().map(|i| (i.to_string(), format!("{{\"id\":\"{i}\"}}"))).collect::<Vec<_>>();
+            let rows = |ids: &[&str]| {
+                ids.iter()
+                    .map(|i| (i.to_string(), format!("{{\"id\":\"{i}\"}}")))
+                    .collect::<Vec<_>>()
+            };
             let skipped = vec![("f.json".to_string(), "truncated".to_string())];
-            let one = s.import_advisories("feed-a", &rows(&["A", "B", "A"]), &skipped, false, "cli").await.unwrap();
-            assert_eq!((one.version, one.advisories, one.skipped), (1, 3, 1), "{backend}");
-            s.import_advisories("feed-b", &rows(&["C"]), &[], false, "cli").await.unwrap();
-            assert_eq!(s.vulndb_status().await.unwrap().advisories, 3, "merged: {backend}");
-            let r = s.import_advisories("feed-c", &rows(&["D"]), &[], true, "cli").await.unwrap();
+            let one = s
+                .import_advisories("feed-a", &rows(&["A", "B", "A"]), &skipped, false, "cli")
+                .await
+                .unwrap();
+            assert_eq!(
+                (one.version, one.advisories, one.skipped),
+                (1, 3, 1),
+                "{backend}"
+            );
+            s.import_advisories("feed-b", &rows(&["C"]), &[], false, "cli")
+                .await
+                .unwrap();
+            assert_eq!(
+                s.vulndb_status().await.unwrap().advisories,
+                3,
+                "merged: {backend}"
+            );
+            let r = s
+                .import_advisories("feed-c", &rows(&["D"]), &[], true, "cli")
+                .await
+                .unwrap();
             assert!(r.replaced, "{backend}");
             let (v, data) = s.vulndb_advisories().await.unwrap();
             assert_eq!((v, data.len()), (3, 1), "{backend}");
 
             let (_, id) = server(s).await;
-            assert!(s.servers_to_match(3, 10).await.unwrap().is_empty(), "no software yet: {backend}");
+            assert!(
+                s.servers_to_match(3, 10).await.unwrap().is_empty(),
+                "no software yet: {backend}"
+            );
             sqlx::query("INSERT INTO inventory_state (server_id, kind, digest, updated_at) VALUES ($1, 'software', 'd', 0)")
                 .bind(id.clone())
                 .execute(s.pool())
                 .await
                 .unwrap();
-            assert_eq!(s.servers_to_match(3, 10).await.unwrap(), vec![id.clone()], "{backend}");
+            assert_eq!(
+                s.servers_to_match(3, 10).await.unwrap(),
+                vec![id.clone()],
+                "{backend}"
+            );
             s.apply_vuln_matches(&id, 3, &[]).await.unwrap();
-            assert!(s.servers_to_match(3, 10).await.unwrap().is_empty(), "{backend}");
-            assert_eq!(risk(s, &id).await.0, "safe", "matched, nothing found: {backend}");
-            assert_eq!(s.servers_to_match(4, 10).await.unwrap(), vec![id.clone()], "a new version: {backend}");
+            assert!(
+                s.servers_to_match(3, 10).await.unwrap().is_empty(),
+                "{backend}"
+            );
+            assert_eq!(
+                risk(s, &id).await.0,
+                "safe",
+                "matched, nothing found: {backend}"
+            );
+            assert_eq!(
+                s.servers_to_match(4, 10).await.unwrap(),
+                vec![id.clone()],
+                "a new version: {backend}"
+            );
         }
     }
 }
