@@ -1986,7 +1986,79 @@ pub struct Browser {
     _driver: Proc,
 }
 
+/// A CSS string literal for an attribute selector.
+pub fn css(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 impl Browser {
+    /// The first element `selector` matches, waiting up to 15 s for one.
+    pub async fn find(&self, selector: &str) -> Result<fantoccini::elements::Element> {
+        self.client
+            .wait()
+            .at_most(secs(15))
+            .for_element(fantoccini::Locator::Css(selector))
+            .await
+            .with_context(|| format!("waiting for {selector}"))
+    }
+
+    /// The text of the first element `selector` matches now.
+    pub async fn text(&self, selector: &str) -> Result<String> {
+        Ok(self
+            .client
+            .find(fantoccini::Locator::Css(selector))
+            .await
+            .with_context(|| format!("finding {selector}"))?
+            .text()
+            .await?)
+    }
+
+    /// How many elements `selector` matches now.
+    pub async fn count(&self, selector: &str) -> Result<usize> {
+        Ok(self
+            .client
+            .find_all(fantoccini::Locator::Css(selector))
+            .await?
+            .len())
+    }
+
+    /// Waits until the browser is at `path` (and, when given, a query containing `query_part`).
+    pub async fn wait_path(&self, path: &str, query_part: Option<&str>) -> Result<()> {
+        wait_until(
+            &format!("the browser at {path}"),
+            secs(15),
+            millis(100),
+            || async {
+                let u = self.client.current_url().await?;
+                ensure!(u.path() == path, "at {u}");
+                if let Some(q) = query_part {
+                    ensure!(u.query().unwrap_or("").contains(q), "at {u}");
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Starts a browser that trusts `center`'s certificate, runs `drive` in it, keeps a
+    /// screenshot of the page when `drive` fails, and closes the browser; `drive`'s result.
+    pub async fn drive_center(
+        env: &TestEnv,
+        center: &Center,
+        drive: impl AsyncFnOnce(&Browser) -> Result<()>,
+    ) -> Result<()> {
+        let spki = hostward_pki::spki_sha256_base64(&center.server_cert_pem().await?)?;
+        let browser = Browser::start(env, &spki).await?;
+        let result = drive(&browser).await;
+        if result.is_err()
+            && let Some(p) = browser.screenshot(env, "failure").await
+        {
+            eprintln!("screenshot of the failing page: {}", p.display());
+        }
+        browser.close().await?;
+        result
+    }
+
     /// Opens `/login` at `url`, fills in the form and submits it; the caller checks the outcome.
     pub async fn fill_login(&self, url: &str, user: &str, password: &str) -> Result<()> {
         use fantoccini::Locator;

@@ -8,7 +8,6 @@
 //! servers with an SVG bar chart, and leads to the list of both servers.
 
 use fantoccini::Locator;
-use fantoccini::elements::Element;
 use hostward_e2e::*;
 use serde_json::Value;
 
@@ -24,11 +23,6 @@ const KINDS: [&str; 7] = [
 
 /// Rows per page of the console's inventory lists.
 const PER_PAGE: usize = 100;
-
-/// A CSS string literal for an attribute selector.
-fn css(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
 
 /// Every item of a server's kind, through the API (all pages).
 async fn all_items(api: &Api, server: &str, kind: &str) -> Result<Vec<Value>> {
@@ -61,46 +55,6 @@ async fn total(api: &Api, server: &str, kind: &str) -> Result<usize> {
     Ok(r.json["total"].as_u64().unwrap_or(0) as usize)
 }
 
-/// Waits until the browser is at `path` (and, when given, a query containing `query_part`).
-async fn wait_path(b: &Browser, path: &str, query_part: Option<&str>) -> Result<()> {
-    wait_until(
-        &format!("the browser at {path}"),
-        secs(15),
-        millis(100),
-        || async {
-            let u = b.client.current_url().await?;
-            ensure!(u.path() == path, "at {u}");
-            if let Some(q) = query_part {
-                ensure!(u.query().unwrap_or("").contains(q), "at {u}");
-            }
-            Ok(())
-        },
-    )
-    .await
-}
-
-async fn find(b: &Browser, selector: &str) -> Result<Element> {
-    b.client
-        .wait()
-        .at_most(secs(15))
-        .for_element(Locator::Css(selector))
-        .await
-        .with_context(|| format!("waiting for {selector}"))
-}
-
-async fn count(b: &Browser, selector: &str) -> Result<usize> {
-    Ok(b.client.find_all(Locator::Css(selector)).await?.len())
-}
-
-async fn text(b: &Browser, selector: &str) -> Result<String> {
-    Ok(b.client
-        .find(Locator::Css(selector))
-        .await
-        .with_context(|| format!("finding {selector}"))?
-        .text()
-        .await?)
-}
-
 /// Clicks the server tab `tab` and waits for its page.
 async fn open_tab(b: &Browser, server: &str, tab: &str) -> Result<()> {
     b.client
@@ -117,8 +71,8 @@ async fn open_tab(b: &Browser, server: &str, tab: &str) -> Result<()> {
         "changes" => format!("/servers/{server}/changes"),
         k => format!("/servers/{server}/inventory/{k}"),
     };
-    wait_path(b, &path, None).await?;
-    let active = text(b, "#server-tabs a.tab.active").await?;
+    b.wait_path(&path, None).await?;
+    let active = b.text("#server-tabs a.tab.active").await?;
     ensure!(
         b.client
             .find(Locator::Css(&format!(
@@ -178,16 +132,10 @@ async fn inventory_console_in_headless_chromium() -> Result<()> {
             );
         }
 
-        let spki = hostward_pki::spki_sha256_base64(&center.server_cert_pem().await?)?;
-        let browser = Browser::start(&env, &spki).await?;
-        let result = drive(&env, &center, &browser, &one, &two).await;
-        if result.is_err()
-            && let Some(p) = browser.screenshot(&env, "failure").await
-        {
-            eprintln!("screenshot of the failing page: {}", p.display());
-        }
-        browser.close().await?;
-        result
+        Browser::drive_center(&env, &center, async |b| {
+            drive(&env, &center, b, &one, &two).await
+        })
+        .await
     })
     .await
 }
@@ -238,7 +186,7 @@ async fn drive(
 
     // The overview has the tab bar with every section.
     b.client.goto(&format!("{url}/servers/{sid}")).await?;
-    find(b, "#server-tabs").await?;
+    b.find("#server-tabs").await?;
     let mut tabs = Vec::new();
     for t in b
         .client
@@ -256,9 +204,10 @@ async fn drive(
     // Every kind's tab lists what the API holds for this server.
     for kind in KINDS {
         open_tab(b, sid, kind).await?;
-        find(b, &format!("#inventory[data-kind={}]", css(kind))).await?;
-        find(b, "#inventory-table").await?;
-        let rows = count(b, "#inventory-table tbody tr").await?;
+        b.find(&format!("#inventory[data-kind={}]", css(kind)))
+            .await?;
+        b.find("#inventory-table").await?;
+        let rows = b.count("#inventory-table tbody tr").await?;
         let n = total(&api, sid, kind).await?;
         if kind == "ports" {
             // Sockets come and go while we look (the browser's own, for one).
@@ -272,7 +221,7 @@ async fn drive(
                 "{kind}: the tab shows {rows} rows, the API holds {n}"
             );
             if n > 0 {
-                let shown = text(b, "#item-count strong").await?;
+                let shown = b.text("#item-count strong").await?;
                 ensure!(
                     shown == n.to_string(),
                     "{kind}: item count {shown:?}, API {n}"
@@ -310,14 +259,12 @@ async fn drive(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let version = text(
-        b,
-        &format!(
+    let version = b
+        .text(&format!(
             "#inventory-table tr[data-name={}] td[data-col=version]",
             css(&first_name)
-        ),
-    )
-    .await?;
+        ))
+        .await?;
     // Long versions are cut with an ellipsis (the whole one is the cell's title).
     let shown = version.trim_end_matches('…');
     ensure!(
@@ -339,8 +286,10 @@ async fn drive(
         .await?
         .click()
         .await?;
-    wait_path(b, &format!("/servers/{sid}/inventory/software"), Some("q=")).await?;
-    find(b, &format!("#inventory-table tr[data-name={}]", css(&pkg))).await?;
+    b.wait_path(&format!("/servers/{sid}/inventory/software"), Some("q="))
+        .await?;
+    b.find(&format!("#inventory-table tr[data-name={}]", css(&pkg)))
+        .await?;
     let want_rows = sw_one
         .iter()
         .filter(|i| {
@@ -353,7 +302,7 @@ async fn drive(
                     .contains(&l)
         })
         .count();
-    let rows = count(b, "#inventory-table tbody tr").await?;
+    let rows = b.count("#inventory-table tbody tr").await?;
     ensure!(
         rows == want_rows.min(PER_PAGE),
         "a search for {pkg:?} shows {rows} rows, want {want_rows}"
@@ -396,17 +345,13 @@ async fn drive(
 
     // Accounts: root, uid 0, root-equivalent.
     open_tab(b, sid, "accounts").await?;
-    let uid = text(
-        b,
-        "#inventory-table tr[data-name=\"root\"] td[data-col=uid]",
-    )
-    .await?;
+    let uid = b
+        .text("#inventory-table tr[data-name=\"root\"] td[data-col=uid]")
+        .await?;
     ensure!(uid == "0", "root's uid shows as {uid:?}");
-    let root = text(
-        b,
-        "#inventory-table tr[data-name=\"root\"] td[data-col=root]",
-    )
-    .await?;
+    let root = b
+        .text("#inventory-table tr[data-name=\"root\"] td[data-col=root]")
+        .await?;
     ensure!(
         root.contains("root-equivalent") && root.contains("uid0"),
         "root's root-equivalence shows as {root:?}"
@@ -417,14 +362,13 @@ async fn drive(
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     open_tab(b, sid, "ports").await?;
-    find(b, "#collect-now").await?.click().await?;
-    wait_path(
-        b,
+    b.find("#collect-now").await?.click().await?;
+    b.wait_path(
         &format!("/servers/{sid}/inventory/ports"),
         Some("done=collect"),
     )
     .await?;
-    find(b, "#flash").await?;
+    b.find("#flash").await?;
     let port_cell = "#inventory-table td[data-col=port]";
     wait_until(
         &format!("port {port} on the ports tab"),
@@ -432,7 +376,7 @@ async fn drive(
         millis(500),
         || async {
             b.client.refresh().await?;
-            find(b, "#inventory-table").await?;
+            b.find("#inventory-table").await?;
             let mut ports = Vec::new();
             for c in b.client.find_all(Locator::Css(port_cell)).await? {
                 ports.push(c.text().await?);
@@ -457,7 +401,7 @@ async fn drive(
     );
 
     open_tab(b, sid, "changes").await?;
-    find(b, "#changes").await?;
+    b.find("#changes").await?;
     b.client
         .find(Locator::Css("#change-filters select[name=kind]"))
         .await?
@@ -473,8 +417,9 @@ async fn drive(
         .await?
         .click()
         .await?;
-    wait_path(b, &format!("/servers/{sid}/changes"), Some("kind=ports")).await?;
-    find(b, "#changes").await?;
+    b.wait_path(&format!("/servers/{sid}/changes"), Some("kind=ports"))
+        .await?;
+    b.find("#changes").await?;
     let mut names = Vec::new();
     for r in b.client.find_all(Locator::Css("#changes tbody tr")).await? {
         ensure!(
@@ -493,7 +438,7 @@ async fn drive(
 
     // Back to the overview through its tab.
     open_tab(b, sid, "overview").await?;
-    find(b, "#statuses").await?;
+    b.find("#statuses").await?;
 
     // Fleet-wide: the package is on both servers, with a chart.
     b.client
@@ -501,8 +446,8 @@ async fn drive(
         .await?
         .click()
         .await?;
-    wait_path(b, "/assets", None).await?;
-    find(b, "#asset-groups").await?;
+    b.wait_path("/assets", None).await?;
+    b.find("#asset-groups").await?;
     b.client
         .find(Locator::Css("#asset-search input[name=q]"))
         .await?
@@ -513,20 +458,20 @@ async fn drive(
         .await?
         .click()
         .await?;
-    wait_path(b, "/assets", Some("q=")).await?;
+    b.wait_path("/assets", Some("q=")).await?;
     let row = format!(
         "#asset-groups tr[data-name={}][data-value={}]",
         css(&pkg),
         css(&pkg_version)
     );
-    let n = text(b, &format!("{row} a.group-servers")).await?;
+    let n = b.text(&format!("{row} a.group-servers")).await?;
     ensure!(
         n == "2",
         "{pkg} {pkg_version} shows on {n:?} servers, want 2"
     );
-    let bars = count(b, "svg#asset-chart rect").await?;
+    let bars = b.count("svg#asset-chart rect").await?;
     ensure!(bars >= 1, "the asset chart has {bars} bars");
-    let title = text(b, "#chart-title").await?;
+    let title = b.text("#chart-title").await?;
     ensure!(!title.is_empty(), "the chart has no title");
     if let Some(p) = b.screenshot(env, "assets").await {
         eprintln!("screenshot: {}", p.display());
@@ -538,8 +483,9 @@ async fn drive(
         .await?
         .click()
         .await?;
-    wait_path(b, "/assets/software/servers", Some("name=")).await?;
-    find(b, "#asset-servers").await?;
+    b.wait_path("/assets/software/servers", Some("name="))
+        .await?;
+    b.find("#asset-servers").await?;
     let mut ids = Vec::new();
     for r in b
         .client
@@ -553,7 +499,7 @@ async fn drive(
     let mut want_ids = vec![one.server_id.clone(), two.server_id.clone()];
     want_ids.sort();
     ensure!(ids == want_ids, "servers listed {ids:?}, want {want_ids:?}");
-    let body = text(b, "#asset-servers").await?;
+    let body = b.text("#asset-servers").await?;
     for a in [one, two] {
         let name = api.server(&a.server_id).await?["name"]
             .as_str()
@@ -573,14 +519,15 @@ async fn drive(
         .await?
         .click()
         .await?;
-    wait_path(b, &format!("/servers/{}", two.server_id), None).await?;
+    b.wait_path(&format!("/servers/{}", two.server_id), None)
+        .await?;
 
     // The fleet's change list shows the added port too.
     b.client
         .goto(&format!("{url}/assets/changes?kind=ports&change=added"))
         .await?;
-    find(b, "#changes").await?;
-    let fleet = text(b, "#changes").await?;
+    b.find("#changes").await?;
+    let fleet = b.text("#changes").await?;
     ensure!(
         fleet.contains(&format!("tcp/{port}")),
         "the fleet change list lacks tcp/{port}: {}",

@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use fantoccini::Locator;
-use fantoccini::elements::Element;
 use hostward_e2e::*;
 use serde_json::{Value, json};
 
@@ -29,50 +28,6 @@ impl Drop for Users {
             let _ = std::process::Command::new("userdel").arg(u).output();
         }
     }
-}
-
-/// A CSS string literal for an attribute selector.
-fn css(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-async fn find(b: &Browser, selector: &str) -> Result<Element> {
-    b.client
-        .wait()
-        .at_most(secs(15))
-        .for_element(Locator::Css(selector))
-        .await
-        .with_context(|| format!("waiting for {selector}"))
-}
-
-async fn text(b: &Browser, selector: &str) -> Result<String> {
-    Ok(b.client
-        .find(Locator::Css(selector))
-        .await
-        .with_context(|| format!("finding {selector}"))?
-        .text()
-        .await?)
-}
-
-async fn count(b: &Browser, selector: &str) -> Result<usize> {
-    Ok(b.client.find_all(Locator::Css(selector)).await?.len())
-}
-
-async fn wait_path(b: &Browser, path: &str, query_part: Option<&str>) -> Result<()> {
-    wait_until(
-        &format!("the browser at {path}"),
-        secs(15),
-        millis(100),
-        || async {
-            let u = b.client.current_url().await?;
-            ensure!(u.path() == path, "at {u}");
-            if let Some(q) = query_part {
-                ensure!(u.query().unwrap_or("").contains(q), "at {u}");
-            }
-            Ok(())
-        },
-    )
-    .await
 }
 
 /// Saves what the browser shows as `risk_<name>.png` in the temp dir (and in the test dir).
@@ -205,16 +160,10 @@ async fn risk_console_in_headless_chromium() -> Result<()> {
         .await?;
         let fid = finding["id"].as_str().unwrap_or_default().to_string();
 
-        let spki = hostward_pki::spki_sha256_base64(&center.server_cert_pem().await?)?;
-        let browser = Browser::start(&env, &spki).await?;
-        let result = drive(&env, &center, &browser, &sid, &fid, &package, &weak).await;
-        if result.is_err()
-            && let Some(p) = browser.screenshot(&env, "failure").await
-        {
-            eprintln!("screenshot of the failing page: {}", p.display());
-        }
-        browser.close().await?;
-        result
+        Browser::drive_center(&env, &center, async |b| {
+            drive(&env, &center, b, &sid, &fid, &package, &weak).await
+        })
+        .await
     })
     .await
 }
@@ -231,34 +180,34 @@ async fn drive(
     let url = center.url();
     let api = center.api();
     b.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
-    find(b, "#servers").await?;
+    b.find("#servers").await?;
 
     // The server's Risks tab, reached through the tab bar.
     b.client.goto(&format!("{url}/servers/{sid}")).await?;
-    find(b, "#server-tabs a[data-tab=\"risks\"]")
+    b.find("#server-tabs a[data-tab=\"risks\"]")
         .await?
         .click()
         .await?;
     let tab = format!("/servers/{sid}/risks");
-    wait_path(b, &tab, None).await?;
-    find(b, "#server-tabs a.active[data-tab=\"risks\"]").await?;
+    b.wait_path(&tab, None).await?;
+    b.find("#server-tabs a.active[data-tab=\"risks\"]").await?;
     let row = format!("#findings tr[data-finding-id={}]", css(fid));
-    let pkg = text(b, &format!("{row} td.package")).await?;
+    let pkg = b.text(&format!("{row} td.package")).await?;
     ensure!(
         pkg == package,
         "the finding's package shows as {pkg:?}, want {package}"
     );
-    let state = text(b, &format!("{row} td.finding-state")).await?;
+    let state = b.text(&format!("{row} td.finding-state")).await?;
     ensure!(state.contains("unhandled"), "state {state:?}");
     ensure!(
-        text(b, "#risk-status").await?.contains("risky"),
+        b.text("#risk-status").await?.contains("risky"),
         "a critical finding makes the server risky"
     );
 
     // Scan now: the agent runs every check; the tab shows what it found.
-    find(b, "#scan-now").await?.click().await?;
-    wait_path(b, &tab, Some("done=scan")).await?;
-    find(b, "#flash").await?;
+    b.find("#scan-now").await?.click().await?;
+    b.wait_path(&tab, Some("done=scan")).await?;
+    b.find("#flash").await?;
     let weak_row = format!("#weak-table tr[data-account={}]", css(weak));
     wait_until(
         "the scan's results on the Risks tab",
@@ -266,25 +215,25 @@ async fn drive(
         millis(1000),
         || async {
             b.client.goto(&format!("{url}{tab}")).await?;
-            find(b, "#password-policy").await?;
+            b.find("#password-policy").await?;
             ensure!(
-                count(b, "#weak-scanned[data-scanned]").await? == 1
-                    && count(b, "#policy-scanned[data-scanned]").await? == 1,
+                b.count("#weak-scanned[data-scanned]").await? == 1
+                    && b.count("#policy-scanned[data-scanned]").await? == 1,
                 "not scanned yet: {}",
-                text(b, "#scan-state").await?
+                b.text("#scan-state").await?
             );
             ensure!(
-                count(b, &weak_row).await? == 1,
+                b.count(&weak_row).await? == 1,
                 "{weak} is not listed: {}",
-                text(b, "#weak-passwords").await?
+                b.text("#weak-passwords").await?
             );
             Ok(())
         },
     )
     .await?;
-    let reasons = text(b, &format!("{weak_row} td:nth-child(4)")).await?;
+    let reasons = b.text(&format!("{weak_row} td:nth-child(4)")).await?;
     ensure!(reasons.contains("common password"), "why weak: {reasons:?}");
-    let login = text(b, &format!("{weak_row} td:nth-child(3)")).await?;
+    let login = b.text(&format!("{weak_row} td:nth-child(3)")).await?;
     ensure!(login == "yes", "login allowed shows as {login:?}");
     let weak_html = b
         .client
@@ -304,13 +253,13 @@ async fn drive(
         .expect(200)?;
     let items = policy.json["items"].as_array().cloned().unwrap_or_default();
     ensure!(!items.is_empty(), "the API has no policy results");
-    let rows = count(b, "#policy-results tbody tr").await?;
+    let rows = b.count("#policy-results tbody tr").await?;
     ensure!(
         rows == items.len(),
         "{rows} policy rows, the API has {}",
         items.len()
     );
-    let failed = count(b, "#policy-results tr[data-pass=\"false\"]").await?;
+    let failed = b.count("#policy-results tr[data-pass=\"false\"]").await?;
     let api_failed = items.iter().filter(|i| i["pass"] == false).count();
     ensure!(
         failed == api_failed && failed > 0,
@@ -320,11 +269,9 @@ async fn drive(
         .iter()
         .find(|i| i["check_id"] == "login_defs.pass_max_days")
         .ok_or_else(|| anyhow!("no PASS_MAX_DAYS item: {}", policy.text))?;
-    let cell = text(
-        b,
-        "#policy-results tr[data-check=\"login_defs.pass_max_days\"] td.policy-result",
-    )
-    .await?;
+    let cell = b
+        .text("#policy-results tr[data-check=\"login_defs.pass_max_days\"] td.policy-result")
+        .await?;
     let want = if max_days["pass"] == true {
         "pass"
     } else {
@@ -336,27 +283,27 @@ async fn drive(
     );
     screenshot(env, b, "server_tab").await?;
     b.client.goto(&format!("{url}{tab}#weak-passwords")).await?;
-    find(b, "#policy-results").await?;
+    b.find("#policy-results").await?;
     screenshot(env, b, "server_tab_policy").await?;
 
     // Ignore the finding through the tab's form.
     b.client.goto(&format!("{url}{tab}")).await?;
-    find(b, &format!("{row} input[type=checkbox]"))
+    b.find(&format!("{row} input[type=checkbox]"))
         .await?
         .click()
         .await?;
-    find(b, "#finding-form input[name=note]")
+    b.find("#finding-form input[name=note]")
         .await?
         .send_keys("accepted in e2e")
         .await?;
-    find(b, "#finding-form button.act-ignore")
+    b.find("#finding-form button.act-ignore")
         .await?
         .click()
         .await?;
-    wait_path(b, &tab, Some("done=ignore")).await?;
-    let flash = text(b, "#flash").await?;
+    b.wait_path(&tab, Some("done=ignore")).await?;
+    let flash = b.text("#flash").await?;
     ensure!(flash.contains("1 finding(s) ignored"), "flash {flash:?}");
-    let state = text(b, &format!("{row} td.finding-state")).await?;
+    let state = b.text(&format!("{row} td.finding-state")).await?;
     ensure!(state.contains("ignored"), "state after ignoring {state:?}");
     let f = api
         .get(&format!("/api/v1/vulnerabilities/findings/{fid}"))
@@ -364,12 +311,13 @@ async fn drive(
         .expect(200)?;
     ensure!(f.json["finding"]["state"] == "ignored", "{}", f.text);
     // Its detail page has the history: who, what, why.
-    find(b, &format!("{row} a.finding-detail"))
+    b.find(&format!("{row} a.finding-detail"))
         .await?
         .click()
         .await?;
-    wait_path(b, &format!("/vulnerabilities/findings/{fid}"), None).await?;
-    let history = text(b, "#finding-history").await?;
+    b.wait_path(&format!("/vulnerabilities/findings/{fid}"), None)
+        .await?;
+    let history = b.text("#finding-history").await?;
     ensure!(
         history.contains(ADMIN_USER)
             && history.contains("ignore")
@@ -384,27 +332,27 @@ async fn drive(
         .await?
         .click()
         .await?;
-    wait_path(b, "/vulnerabilities", None).await?;
-    find(b, "#risk-sections a[data-section=\"scans\"]")
+    b.wait_path("/vulnerabilities", None).await?;
+    b.find("#risk-sections a[data-section=\"scans\"]")
         .await?
         .click()
         .await?;
-    wait_path(b, "/risk/scans", None).await?;
+    b.wait_path("/risk/scans", None).await?;
     let scan_row = format!("#scans tr[data-server-id={}]", css(sid));
-    find(b, &scan_row).await?;
-    let st = text(b, &format!("{scan_row} td.scan-state")).await?;
+    b.find(&scan_row).await?;
+    let st = b.text(&format!("{scan_row} td.scan-state")).await?;
     ensure!(st == "done", "the scan task shows as {st:?}");
-    let done = text(b, "#scan-counts a[data-state=\"done\"] .n").await?;
+    let done = b.text("#scan-counts a[data-state=\"done\"] .n").await?;
     ensure!(done.parse::<u32>().unwrap_or(0) >= 1, "done count {done:?}");
     screenshot(env, b, "scans").await?;
 
     // Vulnerabilities: the database line, the CVE, the chart.
-    find(b, "#risk-sections a[data-section=\"vulnerabilities\"]")
+    b.find("#risk-sections a[data-section=\"vulnerabilities\"]")
         .await?
         .click()
         .await?;
-    wait_path(b, "/vulnerabilities", None).await?;
-    let line = text(b, "#vulndb-line").await?;
+    b.wait_path("/vulnerabilities", None).await?;
+    let line = b.text("#vulndb-line").await?;
     let status = api.get("/api/v1/vulndb").await?.expect(200)?;
     let version = status.json["status"]["version"].as_i64().unwrap_or(0);
     ensure!(
@@ -413,59 +361,56 @@ async fn drive(
         status.text
     );
     let cve_row = format!("#vuln-groups tr[data-cve={}]", css(CVE));
-    let servers = text(b, &format!("{cve_row} td.servers")).await?;
+    let servers = b.text(&format!("{cve_row} td.servers")).await?;
     ensure!(servers == "1", "{CVE} on {servers:?} servers");
-    let sev = text(b, &format!("{cve_row} .badge")).await?;
+    let sev = b.text(&format!("{cve_row} .badge")).await?;
     ensure!(sev == "Critical", "severity {sev:?}");
     ensure!(
-        count(b, "svg#severity-chart rect").await? == 4,
+        b.count("svg#severity-chart rect").await? == 4,
         "four severity bars"
     );
     screenshot(env, b, "vulnerabilities").await?;
 
     // The CVE's page lists the server.
-    find(b, &format!("{cve_row} a.cve-link"))
+    b.find(&format!("{cve_row} a.cve-link"))
         .await?
         .click()
         .await?;
-    wait_path(b, &format!("/vulnerabilities/{CVE}"), None).await?;
-    find(b, &format!("#findings tr[data-server-id={}]", css(sid))).await?;
+    b.wait_path(&format!("/vulnerabilities/{CVE}"), None)
+        .await?;
+    b.find(&format!("#findings tr[data-server-id={}]", css(sid)))
+        .await?;
     screenshot(env, b, "cve").await?;
 
     // The policy page: an administrator may edit it.
     b.client.goto(&format!("{url}/risk/policy")).await?;
-    find(b, "#policy-form #save-policy").await?;
+    b.find("#policy-form #save-policy").await?;
     screenshot(env, b, "policy").await?;
 
     // The fleet's weak passwords and failed policy items include this server's.
     b.client.goto(&format!("{url}/risk/weak-passwords")).await?;
-    find(
-        b,
-        &format!(
-            "#weak-table tr[data-server-id={}][data-account={}]",
-            css(sid),
-            css(weak)
-        ),
-    )
+    b.find(&format!(
+        "#weak-table tr[data-server-id={}][data-account={}]",
+        css(sid),
+        css(weak)
+    ))
     .await?;
     screenshot(env, b, "weak").await?;
     b.client
         .goto(&format!("{url}/risk/password-policy?failed=1"))
         .await?;
-    let shown = count(
-        b,
-        &format!("#policy-results tr[data-server-id={}]", css(sid)),
-    )
-    .await?;
+    let shown = b
+        .count(&format!("#policy-results tr[data-server-id={}]", css(sid)))
+        .await?;
     ensure!(
-        shown > 0 && count(b, "#policy-results tr[data-pass=\"true\"]").await? == 0,
+        shown > 0 && b.count("#policy-results tr[data-pass=\"true\"]").await? == 0,
         "failed items only: {shown} rows of this server"
     );
     screenshot(env, b, "policy_failed").await?;
     b.client
         .goto(&format!("{url}/risk/rules?cve={CVE}"))
         .await?;
-    find(b, "#create-rule-form").await?;
+    b.find("#create-rule-form").await?;
     screenshot(env, b, "rules").await?;
     Ok(())
 }

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::servers::enc;
 use super::{
     ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, fmt_bytes, fmt_utc,
-    html, project_names, see_other,
+    html, project_opts, see_other,
 };
 use crate::AppState;
 use crate::api::inventory as ops;
@@ -128,14 +128,14 @@ pub(crate) fn url(path: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// A page number from a query; anything unreadable is page 1.
-fn page_param(m: &HashMap<String, String>) -> i64 {
+pub(crate) fn page_param(m: &HashMap<String, String>) -> i64 {
     m.get("page")
         .and_then(|p| p.trim().parse::<i64>().ok())
         .filter(|p| (1..=1_000_000).contains(p))
         .unwrap_or(1)
 }
 
-fn param(m: &HashMap<String, String>, k: &str) -> String {
+pub(crate) fn param(m: &HashMap<String, String>, k: &str) -> String {
     m.get(k).map(|v| v.trim().to_string()).unwrap_or_default()
 }
 
@@ -149,7 +149,13 @@ pub(crate) struct Pager {
 }
 
 impl Pager {
-    fn new(page: i64, per: i64, shown: usize, total: i64, at: impl Fn(i64) -> String) -> Pager {
+    pub(crate) fn new(
+        page: i64,
+        per: i64,
+        shown: usize,
+        total: i64,
+        at: impl Fn(i64) -> String,
+    ) -> Pager {
         let (first, last) = if shown == 0 {
             (0, 0)
         } else {
@@ -805,7 +811,7 @@ pub(crate) struct IssueView {
     pub message: String,
 }
 
-fn issues(v: &Value) -> Vec<IssueView> {
+pub(crate) fn issues(v: &Value) -> Vec<IssueView> {
     serde_json::from_value::<Vec<CollectIssue>>(v.clone())
         .unwrap_or_default()
         .into_iter()
@@ -1024,22 +1030,6 @@ fn change_opts(selected: &str) -> Vec<Opt> {
         .collect()
 }
 
-async fn project_opts(
-    state: &AppState,
-    p: &Principal,
-    selected: &str,
-) -> Result<Vec<Opt>, ConsoleError> {
-    Ok(project_names(state, p)
-        .await?
-        .into_iter()
-        .map(|(id, name)| Opt {
-            selected: id == selected,
-            value: id,
-            label: name,
-        })
-        .collect())
-}
-
 /// `GET /servers/{id}/changes?kind=&change=&q=&page=`
 pub async fn server_changes(
     State(state): State<AppState>,
@@ -1106,7 +1096,7 @@ pub async fn fleet_changes(
         q: cp.q.clone(),
         kind_opts: kind_opts(&cp.kind, true),
         change_opts: change_opts(&cp.change),
-        project_opts: project_opts(&state, &p, &cp.project).await?,
+        project_opts: project_opts(&state, &p, &cp.project, Role::Viewer).await?,
         rows: found.items.iter().map(change_view).collect(),
         pager,
     })
@@ -1307,7 +1297,7 @@ pub async fn assets(
         value_label: value_label(k),
         example: search_example(k),
         kinds,
-        project_opts: project_opts(&state, &p, &project).await?,
+        project_opts: project_opts(&state, &p, &project, Role::Viewer).await?,
         groups,
         pager,
         servers_in_view,

@@ -18,6 +18,8 @@ mod users;
 mod risk_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -509,4 +511,23 @@ pub(crate) async fn project_names(
         .collect();
     v.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(v)
+}
+
+/// The caller's projects in which it has at least `min`, as select options.
+pub(crate) async fn project_opts(
+    state: &AppState,
+    p: &Principal,
+    selected: &str,
+    min: Role,
+) -> Result<Vec<Opt>, ConsoleError> {
+    Ok(project_names(state, p)
+        .await?
+        .into_iter()
+        .filter(|(id, _)| p.require(id, min).is_ok())
+        .map(|(id, name)| Opt {
+            selected: id == selected,
+            value: id,
+            label: name,
+        })
+        .collect())
 }

@@ -18,15 +18,16 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use hostward_proto::Severity;
-use hostward_proto::inventory::CollectIssue;
 use hostward_proto::risk::{MAX_CUSTOM_WEAK_PASSWORDS, RiskPolicy, SCAN_TASK, ScanCheck};
 use serde_json::Value;
 
-use super::inventory::{Pager, Tab, clip, scale, server_tabs, url};
+use super::inventory::{
+    IssueView, Pager, Tab, clip, issues, page_param, param, scale, server_tabs, url,
+};
 use super::servers::{enc, risk_summary};
 use super::{
-    ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
-    project_names, see_other,
+    ConsoleError, Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html,
+    html_status, project_names, project_opts, see_other,
 };
 use crate::AppState;
 use crate::api::risk::{
@@ -48,17 +49,6 @@ const PICK_SERVERS: u32 = 500;
 // ---------------------------------------------------------------------------------------------
 // Small pure helpers
 
-fn param(m: &HashMap<String, String>, k: &str) -> String {
-    m.get(k).map(|v| v.trim().to_string()).unwrap_or_default()
-}
-
-fn page_param(m: &HashMap<String, String>) -> i64 {
-    m.get("page")
-        .and_then(|p| p.trim().parse::<i64>().ok())
-        .filter(|p| (1..=1_000_000).contains(p))
-        .unwrap_or(1)
-}
-
 fn opt(s: &str) -> Option<String> {
     Some(s.to_string()).filter(|s| !s.is_empty())
 }
@@ -68,26 +58,25 @@ fn seg(s: &str) -> String {
     enc(s).replace('+', "%20")
 }
 
-pub(crate) fn pager(
-    page: i64,
-    per: i64,
-    shown: usize,
-    total: i64,
-    at: impl Fn(i64) -> String,
-) -> Pager {
-    let (first, last) = if shown == 0 {
-        (0, 0)
-    } else {
-        let first = (page - 1) * per + 1;
-        (first, first + shown as i64 - 1)
-    };
-    Pager {
-        first,
-        last,
-        total,
-        prev_url: (page > 1).then(|| at(page - 1)),
-        next_url: (page * per < total).then(|| at(page + 1)),
-    }
+/// The ids of the ticked checkboxes named `<prefix><id>`, sorted.
+fn checked_ids(f: &Fields, prefix: &str) -> Vec<String> {
+    let mut ids: Vec<String> =
+        f.0.iter()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(k, _)| k.strip_prefix(prefix))
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
+    ids.sort();
+    ids
+}
+
+/// How many different servers the rows are on.
+fn distinct_servers<'a>(ids: impl Iterator<Item = &'a str>) -> usize {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
 }
 
 /// A severity filter value as typed; anything that is not a severity is dropped (it comes from a
@@ -249,24 +238,6 @@ fn flash(m: &HashMap<String, String>) -> Option<Flash> {
     }
 }
 
-async fn project_opts(
-    state: &AppState,
-    p: &Principal,
-    selected: &str,
-    min: Role,
-) -> Result<Vec<Opt>, ConsoleError> {
-    Ok(project_names(state, p)
-        .await?
-        .into_iter()
-        .filter(|(id, _)| p.require(id, min).is_ok())
-        .map(|(id, name)| Opt {
-            selected: id == selected,
-            value: id,
-            label: name,
-        })
-        .collect())
-}
-
 fn opts(values: &[&str], selected: &str, label: impl Fn(&str) -> String) -> Vec<Opt> {
     values
         .iter()
@@ -287,22 +258,9 @@ fn state_opts(selected: &str) -> Vec<Opt> {
     opts(vuln_state::ALL, selected, |s| s.replace('_', " "))
 }
 
-fn issues(v: &Value) -> Vec<IssueView> {
-    serde_json::from_value::<Vec<CollectIssue>>(v.get("issues").cloned().unwrap_or(Value::Null))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| IssueView {
-            file: i.file,
-            line: i.line,
-            message: i.message,
-        })
-        .collect()
-}
-
-pub(crate) struct IssueView {
-    pub file: String,
-    pub line: Option<u32>,
-    pub message: String,
+/// The problems a scan summary reports under `issues`.
+fn scan_issues(summary: &Value) -> Vec<IssueView> {
+    issues(summary.get("issues").unwrap_or(&Value::Null))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,7 +590,7 @@ pub async fn vulnerabilities(
             active: vp.severity == s.as_str(),
         });
     }
-    let pager = pager(vp.page, PER_PAGE, found.items.len(), found.total, |n| {
+    let pager = Pager::new(vp.page, PER_PAGE, found.items.len(), found.total, |n| {
         url("/vulnerabilities", &vp.pairs(&vp.severity, &n.to_string()))
     });
     let csv_url = url(
@@ -663,6 +621,99 @@ pub async fn vulnerabilities(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lists of findings (a CVE's servers, a server's Risks tab)
+
+/// The filters of a list of findings as read from its query; a page that does not offer one
+/// of them blanks it.
+#[derive(Clone)]
+struct FindingFilter {
+    severity: String,
+    state: String,
+    project: String,
+    page: i64,
+}
+
+impl FindingFilter {
+    fn from_map(m: &HashMap<String, String>) -> FindingFilter {
+        FindingFilter {
+            severity: known_severity(&param(m, "severity")),
+            state: known_state(&param(m, "state")),
+            project: param(m, "project"),
+            page: page_param(m),
+        }
+    }
+
+    /// The filters as query pairs (empty ones are left out of URLs).
+    fn pairs(&self) -> [(&str, &str); 3] {
+        [
+            ("severity", &self.severity),
+            ("state", &self.state),
+            ("project", &self.project),
+        ]
+    }
+
+    /// `base` with the filters and `page` (left out on page 1).
+    fn link(&self, base: &str, page: i64) -> String {
+        let page = if page > 1 {
+            page.to_string()
+        } else {
+            String::new()
+        };
+        let mut pairs = self.pairs().to_vec();
+        pairs.push(("page", &page));
+        url(base, &pairs)
+    }
+
+    /// One page of findings under these filters, with the page's links and download.
+    fn list(
+        &self,
+        found: &ops::FindingPage,
+        p: &Principal,
+        base: &str,
+        csv_url: String,
+        show_server: bool,
+    ) -> FindingList {
+        let rows: Vec<FindingRow> = found.items.iter().map(|f| finding_row(f, p)).collect();
+        FindingList {
+            state: self.state.clone(),
+            state_opts: state_opts(&self.state),
+            can_act: rows.iter().any(|r| r.selectable),
+            rows,
+            pager: Pager::new(self.page, PER_PAGE, found.items.len(), found.total, |n| {
+                self.link(base, n)
+            }),
+            csv_url,
+            show_server,
+            show_cve: !show_server,
+        }
+    }
+
+    fn api(&self, cve: Option<&str>, page: Option<i64>, per_page: i64) -> VulnQuery {
+        VulnQuery {
+            cve: cve.map(str::to_string),
+            severity: opt(&self.severity),
+            state: opt(&self.state),
+            project: opt(&self.project),
+            page,
+            per_page: Some(per_page),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the shared findings table (`risk_findings.html`) and its filter show.
+pub(crate) struct FindingList {
+    pub state: String,
+    pub state_opts: Vec<Opt>,
+    pub rows: Vec<FindingRow>,
+    pub pager: Pager,
+    pub csv_url: String,
+    pub can_act: bool,
+    pub show_server: bool,
+    pub show_cve: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
 // /vulnerabilities/{cve}
 
 #[derive(Template)]
@@ -680,17 +731,10 @@ pub(crate) struct CvePage {
     pub summary: String,
     pub servers: i64,
     pub open: i64,
-    pub state: String,
-    pub state_opts: Vec<Opt>,
     pub project_opts: Vec<Opt>,
-    pub rows: Vec<FindingRow>,
-    pub pager: Pager,
-    pub csv_url: String,
+    pub list: FindingList,
     pub rule_url: String,
-    pub can_act: bool,
     pub back: String,
-    pub show_server: bool,
-    pub show_cve: bool,
 }
 
 /// `GET /vulnerabilities/{cve}?state=&project=&page=`: the servers it affects.
@@ -700,55 +744,37 @@ pub async fn cve(
     Path(cve): Path<String>,
     Query(m): Query<HashMap<String, String>>,
 ) -> PageResult {
-    let st = known_state(&param(&m, "state"));
-    let project = param(&m, "project");
-    let page = page_param(&m);
-    let group = ops::groups(
-        &state,
-        &p,
-        &VulnQuery {
-            cve: Some(cve.clone()),
-            project: opt(&project),
-            per_page: Some(1),
-            ..Default::default()
-        },
-    )
-    .await?
-    .items
-    .into_iter()
-    .next();
+    let ff = FindingFilter {
+        severity: String::new(),
+        ..FindingFilter::from_map(&m)
+    };
+    let in_project = FindingFilter {
+        state: String::new(),
+        ..ff.clone()
+    };
+    let group = ops::groups(&state, &p, &in_project.api(Some(&cve), None, 1))
+        .await?
+        .items
+        .into_iter()
+        .next();
     let found = ops::findings(
         &state,
         &p,
         None,
-        &VulnQuery {
-            cve: Some(cve.clone()),
-            state: opt(&st),
-            project: opt(&project),
-            page: Some(page),
-            per_page: Some(PER_PAGE),
-            ..Default::default()
-        },
+        &ff.api(Some(&cve), Some(ff.page), PER_PAGE),
     )
     .await?;
     // Gone everywhere it was found, it still has a history worth opening.
     let fixed_one = if group.is_none() && found.items.is_empty() {
-        ops::findings(
-            &state,
-            &p,
-            None,
-            &VulnQuery {
-                cve: Some(cve.clone()),
-                state: Some(vuln_state::FIXED.into()),
-                project: opt(&project),
-                per_page: Some(1),
-                ..Default::default()
-            },
-        )
-        .await?
-        .items
-        .into_iter()
-        .next()
+        let fixed = FindingFilter {
+            state: vuln_state::FIXED.into(),
+            ..ff.clone()
+        };
+        ops::findings(&state, &p, None, &fixed.api(Some(&cve), None, 1))
+            .await?
+            .items
+            .into_iter()
+            .next()
     } else {
         None
     };
@@ -759,20 +785,10 @@ pub async fn cve(
         (None, None) => return Err(ConsoleError::not_found()),
     };
     let base = format!("/vulnerabilities/{}", seg(&cve));
-    let link = |page: i64| {
-        let page = if page > 1 {
-            page.to_string()
-        } else {
-            String::new()
-        };
-        url(
-            &base,
-            &[("state", &st), ("project", &project), ("page", &page)],
-        )
-    };
-    let pager = pager(page, PER_PAGE, found.items.len(), found.total, link);
-    let rows: Vec<FindingRow> = found.items.iter().map(|f| finding_row(f, &p)).collect();
-    let can_act = rows.iter().any(|r| r.selectable);
+    let csv_url = url(
+        "/api/v1/vulnerabilities/findings",
+        &[[("format", "csv"), ("cve", &cve)].as_slice(), &ff.pairs()].concat(),
+    );
     html(&CvePage {
         nav: Nav::new(&p, "risk"),
         flash: flash(&m),
@@ -787,26 +803,11 @@ pub async fn cve(
         summary,
         servers: group.as_ref().map(|g| g.servers).unwrap_or(0),
         open: group.as_ref().map(|g| g.open).unwrap_or(0),
-        state_opts: state_opts(&st),
-        project_opts: project_opts(&state, &p, &project, Role::Viewer).await?,
-        rows,
-        pager,
-        csv_url: url(
-            "/api/v1/vulnerabilities/findings",
-            &[
-                ("format", "csv"),
-                ("cve", &cve),
-                ("state", &st),
-                ("project", &project),
-            ],
-        ),
-        rule_url: url("/risk/rules", &[("cve", &cve), ("project", &project)]),
-        can_act,
-        back: link(page),
+        project_opts: project_opts(&state, &p, &ff.project, Role::Viewer).await?,
+        list: ff.list(&found, &p, &base, csv_url, true),
+        rule_url: url("/risk/rules", &[("cve", &cve), ("project", &ff.project)]),
+        back: ff.link(&base, ff.page),
         action: base.clone(),
-        show_server: true,
-        show_cve: false,
-        state: st,
         cve,
     })
 }
@@ -897,14 +898,7 @@ pub async fn act(State(state): State<AppState>, Post { p, f }: Post) -> PageResu
         }
     };
     let back = safe_back(f.get("back")).unwrap_or("/vulnerabilities");
-    let mut ids: Vec<String> =
-        f.0.iter()
-            .filter(|(_, v)| !v.is_empty())
-            .filter_map(|(k, _)| k.strip_prefix("finding_"))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .collect();
-    ids.sort();
+    let ids = checked_ids(&f, "finding_");
     if ids.is_empty() {
         return Ok(see_other(&with_done(back, "none", 0)));
     }
@@ -994,17 +988,12 @@ pub(crate) struct ServerRisksPage {
     pub latest_task: Option<ScanTaskView>,
     pub can_scan: bool,
     pub severity: String,
-    pub state: String,
     pub severity_opts: Vec<Opt>,
-    pub state_opts: Vec<Opt>,
-    pub rows: Vec<FindingRow>,
-    pub pager: Pager,
-    pub csv_url: String,
-    pub can_act: bool,
+    pub list: FindingList,
     pub back: String,
-    pub show_server: bool,
-    pub show_cve: bool,
     pub weak: Vec<WeakRow>,
+    /// For the password-policy table: no server column on a server's own page.
+    pub show_server: bool,
     pub policy: Vec<PolicyRow>,
 }
 
@@ -1019,35 +1008,26 @@ pub async fn server_risks(
     let risk = ops::server_risk(&state, &p, &id).await?;
     let srv = visible_server(&state, &p, &risk.server_id, Role::Viewer).await?;
     let tabs = server_tabs(&state, &p, &srv.id, "risks").await?;
-    let severity = known_severity(&param(&m, "severity"));
-    let st = known_state(&param(&m, "state"));
-    let page = page_param(&m);
+    let ff = FindingFilter {
+        project: String::new(),
+        ..FindingFilter::from_map(&m)
+    };
     let found = ops::findings(
         &state,
         &p,
         Some(&srv.id),
-        &VulnQuery {
-            severity: opt(&severity),
-            state: opt(&st),
-            page: Some(page),
-            per_page: Some(PER_PAGE),
-            ..Default::default()
-        },
+        &ff.api(None, Some(ff.page), PER_PAGE),
     )
     .await?;
     let base = format!("/servers/{}/risks", srv.id);
-    let link = |page: i64| {
-        let page = if page > 1 {
-            page.to_string()
-        } else {
-            String::new()
-        };
-        url(
-            &base,
-            &[("severity", &severity), ("state", &st), ("page", &page)],
-        )
+    let csv_url = url(
+        &format!("/api/v1/servers/{}/vulnerabilities", srv.id),
+        &[[("format", "csv")].as_slice(), &ff.pairs()].concat(),
+    );
+    let list = FindingList {
+        can_act: p.require(&srv.project_id, Role::Operator).is_ok(),
+        ..ff.list(&found, &p, &base, csv_url, false)
     };
-    let pager = pager(page, PER_PAGE, found.items.len(), found.total, link);
     let weak = ops::weak_passwords(&state, &p, Some(&srv.id), None).await?;
     let policy = ops::password_policy(&state, &p, Some(&srv.id), &FleetQuery::default()).await?;
     let latest_task = tasks::list_for_server(&state, &p, &srv.id)
@@ -1067,8 +1047,8 @@ pub async fn server_risks(
     let ws = &sc.weak_summary;
     let ps = &sc.policy_summary;
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
-    let mut scan_issues = issues(ws);
-    scan_issues.extend(issues(ps));
+    let mut problems = scan_issues(ws);
+    problems.extend(scan_issues(ps));
     html(&ServerRisksPage {
         nav: Nav::new(&p, "servers"),
         tabs,
@@ -1089,27 +1069,18 @@ pub async fn server_risks(
         policy_failed: num(ps, "failed"),
         last_scan: Ts::opt(sc.last_scan_at),
         last_trigger: sc.last_scan_trigger.clone(),
-        scan_issues,
+        scan_issues: problems,
         latest_task,
         can_scan: p.require(&srv.project_id, Role::Operator).is_ok()
             && srv.agent_id.is_some()
             && srv.revoked_at.is_none(),
-        severity_opts: severity_opts(&severity),
-        state_opts: state_opts(&st),
-        rows: found.items.iter().map(|f| finding_row(f, &p)).collect(),
-        pager,
-        csv_url: url(
-            &format!("/api/v1/servers/{}/vulnerabilities", srv.id),
-            &[("format", "csv"), ("severity", &severity), ("state", &st)],
-        ),
-        can_act: p.require(&srv.project_id, Role::Operator).is_ok(),
-        back: link(page),
+        severity_opts: severity_opts(&ff.severity),
+        list,
+        back: ff.link(&base, ff.page),
         show_server: false,
-        show_cve: true,
         weak: weak.items.iter().map(weak_row).collect(),
         policy: policy.items.iter().map(policy_row).collect(),
-        severity,
-        state: st,
+        severity: ff.severity,
         sid: srv.id,
         sname: srv.name,
     })
@@ -1165,14 +1136,11 @@ pub async fn weak_passwords(
 ) -> PageResult {
     let project = param(&m, "project");
     let found = ops::weak_passwords(&state, &p, None, Some(project.as_str())).await?;
-    let mut servers: Vec<&str> = found.items.iter().map(|w| w.server_id.as_str()).collect();
-    servers.sort_unstable();
-    servers.dedup();
     html(&WeakPage {
         nav: Nav::new(&p, "risk"),
         section: "weak_passwords",
         project_opts: project_opts(&state, &p, &project, Role::Viewer).await?,
-        servers: servers.len(),
+        servers: distinct_servers(found.items.iter().map(|w| w.server_id.as_str())),
         login_allowed: found.items.iter().filter(|w| w.login_allowed).count(),
         rows: found.items.iter().map(weak_row).collect(),
     })
@@ -1210,16 +1178,13 @@ pub async fn password_policy(
         },
     )
     .await?;
-    let mut servers: Vec<&str> = found.items.iter().map(|r| r.server_id.as_str()).collect();
-    servers.sort_unstable();
-    servers.dedup();
     html(&PolicyResultsPage {
         nav: Nav::new(&p, "risk"),
         section: "password_policy",
         project_opts: project_opts(&state, &p, &project, Role::Viewer).await?,
         failed_only,
         failed: found.items.iter().filter(|r| !r.pass).count(),
-        servers: servers.len(),
+        servers: distinct_servers(found.items.iter().map(|r| r.server_id.as_str())),
         policy: found.items.iter().map(policy_row).collect(),
         show_server: true,
     })
@@ -1416,7 +1381,7 @@ async fn render_scans(
             result: scan_result(&r.task),
         })
         .collect();
-    let pager = pager(page, per, rows.len(), total as i64, |n| {
+    let pager = Pager::new(page, per, rows.len(), total as i64, |n| {
         url(
             "/risk/scans",
             &[
@@ -1510,14 +1475,7 @@ pub async fn start_scans(State(state): State<AppState>, Post { p, f }: Post) -> 
         .into_iter()
         .filter(|c| !f.get(&format!("check_{}", c.as_str())).is_empty())
         .collect();
-    let mut servers: Vec<String> =
-        f.0.iter()
-            .filter(|(_, v)| !v.is_empty())
-            .filter_map(|(k, _)| k.strip_prefix("server_"))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .collect();
-    servers.sort();
+    let servers = checked_ids(&f, "server_");
     let target = if f.get("target") == "project" {
         "project"
     } else {

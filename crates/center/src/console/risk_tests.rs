@@ -4,30 +4,35 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use hostward_proto::risk::{
     PasswordPolicyResult, PolicyCheck, RiskReport, ScanCheck, ScanTrigger, WeakPassword,
     WeakPasswordResult, WeakReason,
 };
 use hostward_proto::{Message, Severity};
-use tower::ServiceExt;
 
+use super::testutil::{Console, body, hidden};
 use super::*;
-use crate::state::CenterPki;
-use crate::store::{MatchedVuln, NewServer, NewUser, Server, testdb, vuln_state};
+use crate::store::{MatchedVuln, NewServer, Server, testdb, vuln_state};
 
-const PASSWORD: &str = "correct horse battery staple";
 const EVIL: &str = "<script>alert(1)</script>";
 const CVE: &str = "CVE-2099-0001";
 const CVE2: &str = "CVE-2099-0002";
 
 struct Env {
     backend: &'static str,
-    state: AppState,
+    console: Console,
     _db: testdb::TestDb,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Console;
+
+    fn deref(&self) -> &Console {
+        &self.console
+    }
 }
 
 /// One environment per available backend.
@@ -40,27 +45,9 @@ async fn envs() -> Vec<Env> {
                 .resolve(dir.path())
                 .unwrap(),
         );
-        let (ca, _) = hostward_pki::Ca::generate("Hostward test CA").unwrap();
-        let pki = CenterPki {
-            ca_fingerprint: ca.fingerprint(),
-            ca,
-            spki_pin: "sha256//test".into(),
-            chain_pem: String::new(),
-            server_key_pem: String::new(),
-        };
-        let state = AppState {
-            store: db.store.clone(),
-            gateway: crate::gateway::Gateway::new(db.store.clone(), config.clone()),
-            config,
-            pki: Arc::new(pki),
-            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
-                .build_recorder()
-                .handle(),
-            analyzer: Default::default(),
-        };
         out.push(Env {
             backend,
-            state,
+            console: Console::new(db.store.clone(), config),
             _db: db,
             _dir: dir,
         });
@@ -69,24 +56,6 @@ async fn envs() -> Vec<Env> {
 }
 
 impl Env {
-    async fn send(&self, req: Request<Body>) -> Response {
-        router()
-            .with_state(self.state.clone())
-            .oneshot(req)
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, uri: &str, cookie: &str) -> Response {
-        self.send(
-            Request::get(uri)
-                .header(header::COOKIE, cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
     /// GET that must answer 200; the page.
     async fn page(&self, uri: &str, cookie: &str) -> String {
         let res = self.get(uri, cookie).await;
@@ -99,62 +68,6 @@ impl Env {
             self.backend
         );
         html
-    }
-
-    async fn post_form(&self, uri: &str, cookie: &str, body: &str) -> Response {
-        let req = Request::post(uri)
-            .header(header::COOKIE, cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        self.send(req).await
-    }
-
-    /// A user with `role` in a project, or a superadmin when `role` is None.
-    async fn user(&self, name: &str, project_id: &str, role: Option<&str>) {
-        let hash = crate::auth::hash_password(PASSWORD).await.unwrap();
-        let u = self
-            .state
-            .store
-            .create_user(&NewUser {
-                username: name.into(),
-                password_hash: hash,
-                is_superadmin: role.is_none(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if let Some(r) = role {
-            self.state
-                .store
-                .set_membership(&u.id, project_id, r)
-                .await
-                .unwrap();
-        }
-    }
-
-    /// Signs in through the form; the session cookie header value and the CSRF token.
-    async fn login(&self, name: &str) -> (String, String) {
-        let page = self.get("/login", "").await;
-        let login_cookie = set_cookie(&page, login::LOGIN_COOKIE).unwrap();
-        let html = body(page).await;
-        let token = hidden(&html, "login_csrf");
-        let res = self
-            .post_form(
-                "/login",
-                &format!("{}={login_cookie}", login::LOGIN_COOKIE),
-                &format!(
-                    "login_csrf={token}&username={name}&password={}",
-                    servers::enc(PASSWORD)
-                ),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER, "login of {name}");
-        let session = set_cookie(&res, glue::SESSION_COOKIE).expect("session cookie");
-        let cookie = format!("{}={session}", glue::SESSION_COOKIE);
-        let html = body(self.get("/servers", &cookie).await).await;
-        let csrf = hidden(&html, "csrf");
-        (cookie, csrf)
     }
 
     async fn server(&self, project_id: &str, name: &str) -> Server {
@@ -287,34 +200,6 @@ impl Env {
             .unwrap();
         items[0].id.clone()
     }
-}
-
-fn set_cookie(res: &Response, name: &str) -> Option<String> {
-    res.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let (kv, _) = v.split_once(';').unwrap_or((v, ""));
-            let (k, val) = kv.split_once('=')?;
-            (k == name && !val.is_empty()).then(|| val.to_string())
-        })
-}
-
-async fn body(res: Response) -> String {
-    let bytes = axum::body::to_bytes(res.into_body(), 10 << 20)
-        .await
-        .unwrap();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden field {name} in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
 }
 
 fn location(res: &Response) -> String {

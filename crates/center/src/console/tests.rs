@@ -4,19 +4,23 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use axum::response::Response;
 use sha2::Digest;
-use tower::ServiceExt;
 
+use super::testutil::{Console, PASSWORD, body, hidden, set_cookie};
 use super::*;
-use crate::state::CenterPki;
-use crate::store::{NewServer, NewUser, Store};
-
-const PASSWORD: &str = "correct horse battery staple";
+use crate::store::{NewServer, Store};
 
 struct Env {
-    state: AppState,
+    console: Console,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Console;
+
+    fn deref(&self) -> &Console {
+        &self.console
+    }
 }
 
 async fn env() -> Env {
@@ -27,135 +31,19 @@ async fn env() -> Env {
             .unwrap(),
     );
     let store = Store::connect(&config.database_url).await.unwrap();
-    let (ca, _) = hostward_pki::Ca::generate("Hostward test CA").unwrap();
-    let pki = CenterPki {
-        ca_fingerprint: ca.fingerprint(),
-        ca,
-        spki_pin: "sha256//test".into(),
-        chain_pem: String::new(),
-        server_key_pem: String::new(),
-    };
-    let gateway = crate::gateway::Gateway::new(store.clone(), config.clone());
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .build_recorder()
-        .handle();
     Env {
-        state: AppState {
-            store,
-            config,
-            pki: Arc::new(pki),
-            gateway,
-            metrics,
-            analyzer: Default::default(),
-        },
+        console: Console::new(store, config),
         _dir: dir,
     }
 }
 
 impl Env {
-    async fn send(&self, req: Request<Body>) -> Response {
-        router()
-            .with_state(self.state.clone())
-            .oneshot(req)
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, uri: &str, cookie: &str) -> Response {
-        self.send(
-            Request::get(uri)
-                .header(header::COOKIE, cookie)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn post_form(&self, uri: &str, cookie: &str, body: &str) -> Response {
-        let req = Request::post(uri)
-            .header(header::COOKIE, cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        self.send(req).await
-    }
-
-    /// A user with `role` in a project, or a superadmin when `role` is None.
-    async fn user(&self, name: &str, project_id: &str, role: Option<&str>) {
-        let hash = crate::auth::hash_password(PASSWORD).await.unwrap();
-        let u = self
-            .state
-            .store
-            .create_user(&NewUser {
-                username: name.into(),
-                password_hash: hash,
-                is_superadmin: role.is_none(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if let Some(r) = role {
-            self.state
-                .store
-                .set_membership(&u.id, project_id, r)
-                .await
-                .unwrap();
-        }
-    }
-
     /// Signs in through the form; returns the session cookie header value and the CSRF token.
     async fn login(&self, name: &str) -> (String, String) {
-        let page = self.get("/login", "").await;
-        let login_cookie = set_cookie(&page, login::LOGIN_COOKIE).unwrap();
-        let html = body(page).await;
-        let token = hidden(&html, "login_csrf");
-        let res = self
-            .post_form(
-                "/login",
-                &format!("{}={login_cookie}", login::LOGIN_COOKIE),
-                &format!(
-                    "login_csrf={token}&username={name}&password={}",
-                    servers::enc(PASSWORD)
-                ),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER, "login of {name}");
+        let res = self.sign_in(name).await;
         assert_eq!(res.headers()[header::LOCATION], "/servers");
-        let session = set_cookie(&res, glue::SESSION_COOKIE).expect("session cookie");
-        let cookie = format!("{}={session}", glue::SESSION_COOKIE);
-        let html = body(self.get("/servers", &cookie).await).await;
-        let csrf = hidden(&html, "csrf");
-        (cookie, csrf)
+        self.session(&res).await
     }
-}
-
-fn set_cookie(res: &Response, name: &str) -> Option<String> {
-    res.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let (kv, _) = v.split_once(';').unwrap_or((v, ""));
-            let (k, val) = kv.split_once('=')?;
-            (k == name && !val.is_empty()).then(|| val.to_string())
-        })
-}
-
-async fn body(res: Response) -> String {
-    let bytes = axum::body::to_bytes(res.into_body(), 10 << 20)
-        .await
-        .unwrap();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-/// Value of the first hidden input with this name.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden field {name} in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
 }
 
 #[tokio::test]

@@ -1,0 +1,165 @@
+//! What the console tests share: an `AppState` around a given store, the router in-process
+//! (`tower::ServiceExt::oneshot`), users signed in through the login form, and small readers
+//! of responses.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::response::Response;
+use tower::ServiceExt;
+
+use super::{glue, login, router, servers};
+use crate::AppState;
+use crate::config::Config;
+use crate::state::CenterPki;
+use crate::store::{NewUser, Store};
+
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+/// The console of one `AppState`.
+pub(crate) struct Console {
+    pub state: AppState,
+}
+
+impl Console {
+    /// An `AppState` on `store` with a fresh test CA.
+    pub fn new(store: Store, config: Arc<Config>) -> Console {
+        let (ca, _) = hostward_pki::Ca::generate("Hostward test CA").unwrap();
+        let pki = CenterPki {
+            ca_fingerprint: ca.fingerprint(),
+            ca,
+            spki_pin: "sha256//test".into(),
+            chain_pem: String::new(),
+            server_key_pem: String::new(),
+        };
+        let gateway = crate::gateway::Gateway::new(store.clone(), config.clone());
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        Console {
+            state: AppState {
+                store,
+                config,
+                pki: Arc::new(pki),
+                gateway,
+                metrics,
+                analyzer: Default::default(),
+            },
+        }
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Response {
+        router()
+            .with_state(self.state.clone())
+            .oneshot(req)
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, uri: &str, cookie: &str) -> Response {
+        self.send(
+            Request::get(uri)
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post_form(&self, uri: &str, cookie: &str, body: &str) -> Response {
+        let req = Request::post(uri)
+            .header(header::COOKIE, cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// A user with `role` in a project, or a superadmin when `role` is None.
+    pub async fn user(&self, name: &str, project_id: &str, role: Option<&str>) {
+        let hash = crate::auth::hash_password(PASSWORD).await.unwrap();
+        let u = self
+            .state
+            .store
+            .create_user(&NewUser {
+                username: name.into(),
+                password_hash: hash,
+                is_superadmin: role.is_none(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(r) = role {
+            self.state
+                .store
+                .set_membership(&u.id, project_id, r)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Posts the login form for `name`; the answer, which must be a 303.
+    pub async fn sign_in(&self, name: &str) -> Response {
+        let page = self.get("/login", "").await;
+        let login_cookie = set_cookie(&page, login::LOGIN_COOKIE).unwrap();
+        let html = body(page).await;
+        let token = hidden(&html, "login_csrf");
+        let res = self
+            .post_form(
+                "/login",
+                &format!("{}={login_cookie}", login::LOGIN_COOKIE),
+                &format!(
+                    "login_csrf={token}&username={name}&password={}",
+                    servers::enc(PASSWORD)
+                ),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "login of {name}");
+        res
+    }
+
+    /// The session cookie header value a sign-in answer set, and the session's CSRF token.
+    pub async fn session(&self, signed_in: &Response) -> (String, String) {
+        let session = set_cookie(signed_in, glue::SESSION_COOKIE).expect("session cookie");
+        let cookie = format!("{}={session}", glue::SESSION_COOKIE);
+        let html = body(self.get("/servers", &cookie).await).await;
+        let csrf = hidden(&html, "csrf");
+        (cookie, csrf)
+    }
+
+    /// Signs in through the form; the session cookie header value and the CSRF token.
+    pub async fn login(&self, name: &str) -> (String, String) {
+        let res = self.sign_in(name).await;
+        self.session(&res).await
+    }
+}
+
+pub(crate) fn set_cookie(res: &Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (kv, _) = v.split_once(';').unwrap_or((v, ""));
+            let (k, val) = kv.split_once('=')?;
+            (k == name && !val.is_empty()).then(|| val.to_string())
+        })
+}
+
+pub(crate) async fn body(res: Response) -> String {
+    let bytes = axum::body::to_bytes(res.into_body(), 10 << 20)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Value of the first hidden input with this name.
+pub(crate) fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden field {name} in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
