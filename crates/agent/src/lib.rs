@@ -4,9 +4,11 @@
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod detect;
 pub mod enroll;
 pub mod facts;
 pub mod inventory;
 pub mod link;
+pub mod respond;
 pub mod risk;
 pub mod tasks;
