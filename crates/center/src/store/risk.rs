@@ -1144,8 +1144,9 @@ impl Store {
     }
 
     /// Moves findings to `to` (a user's action), each with a history row, and refreshes the
-    /// risk status of their servers. Findings that are gone (fixed) are left alone. Returns how
-    /// many changed.
+    /// risk status of their servers. Findings that are gone (fixed) are left alone. The fix task
+    /// is replaced too (None for every action but a fix), so a later verification is judged as a
+    /// verification, not as the outcome of an old fix. Returns how many changed.
     pub async fn set_vuln_state(
         &self,
         ids: &[String],
@@ -1171,7 +1172,7 @@ impl Store {
             };
             let from: String = r.try_get("state")?;
             sqlx::query(
-                "UPDATE vuln_findings SET state = $1, state_note = $2, fix_task_id = COALESCE($3, fix_task_id), updated_at = $4 WHERE id = $5",
+                "UPDATE vuln_findings SET state = $1, state_note = $2, fix_task_id = $3, updated_at = $4 WHERE id = $5",
             )
             .bind(to.to_string())
             .bind(note.to_string())
