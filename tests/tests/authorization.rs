@@ -94,6 +94,13 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
         probe("GET", format!("/api/v1/password-policy?project={p}"), format!("/api/v1/password-policy?project={n}"), None),
         probe("GET", format!("/api/v1/scans?project={p}"), format!("/api/v1/scans?project={n}"), None),
         probe("GET", format!("/api/v1/vulnerability-rules?project={p}"), format!("/api/v1/vulnerability-rules?project={n}"), None),
+        probe("GET", format!("/api/v1/alarms?project={p}"), format!("/api/v1/alarms?project={n}"), None),
+        probe("GET", format!("/api/v1/alarms?server={s}"), format!("/api/v1/alarms?server={n}"), None),
+        probe("GET", format!("/api/v1/alarm-whitelist?project={p}"), format!("/api/v1/alarm-whitelist?project={n}"), None),
+        probe("GET", format!("/api/v1/blocked-ips?project={p}"), format!("/api/v1/blocked-ips?project={n}"), None),
+        probe("GET", format!("/api/v1/servers/{s}/blocked-ips"), format!("/api/v1/servers/{n}/blocked-ips"), None),
+        probe("POST", format!("/api/v1/servers/{s}/blocked-ips"), format!("/api/v1/servers/{n}/blocked-ips"), Some(json!({"addr": "192.0.2.66", "minutes": 5}))),
+        probe("DELETE", format!("/api/v1/servers/{s}/blocked-ips/192.0.2.66"), format!("/api/v1/servers/{n}/blocked-ips/192.0.2.66"), None),
     ]
     .into_iter()
     .chain([
@@ -146,6 +153,12 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
             path: "/api/v1/tasks".into(),
             control: "/api/v1/tasks".into(),
             body: Some(json!({"server_ids": [s], "kind": "risk_scan"})),
+        },
+        Probe {
+            method: "POST",
+            path: "/api/v1/alarm-whitelist".into(),
+            control: "/api/v1/alarm-whitelist".into(),
+            body: Some(json!({"project_id": p, "source_ip": "192.0.2.66", "reason": "planted"})),
         },
         // Promoting oneself into A.
         Probe {
@@ -271,6 +284,9 @@ async fn check_api(who: &str, api: &Api, a: &A, bob_id: &str) -> Result<()> {
         "/api/v1/password-policy",
         "/api/v1/scans",
         "/api/v1/vulnerability-rules",
+        "/api/v1/alarms",
+        "/api/v1/alarm-whitelist",
+        "/api/v1/blocked-ips?active=false",
     ] {
         let r = api.get(path).await?;
         let leaked = if path.contains("format=csv") {

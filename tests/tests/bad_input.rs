@@ -409,6 +409,30 @@ async fn api_bodies_with_wrong_types_answer_400_naming_the_field() -> Result<()>
                 json!({ "kind": "risk_scan", "params": { "checks": ["everything"] } }),
                 "params",
             ),
+            (
+                "POST",
+                format!("/api/v1/servers/{id}/blocked-ips"),
+                json!({ "addr": "from 10.9.9.9", "minutes": 5 }),
+                "addr",
+            ),
+            (
+                "POST",
+                format!("/api/v1/servers/{id}/blocked-ips"),
+                json!({ "addr": "192.0.2.5", "minutes": 43201 }),
+                "minutes",
+            ),
+            (
+                "POST",
+                "/api/v1/alarms/actions".to_string(),
+                json!({ "action": "nuke", "alarm_ids": ["x"] }),
+                "action",
+            ),
+            (
+                "POST",
+                "/api/v1/alarm-whitelist".to_string(),
+                json!({ "alarm_type": "meteor", "reason": "r" }),
+                "alarm_type",
+            ),
         ];
         for (method, path, body, field) in cases {
             let r = api.send(method, &path, Some(body)).await?.expect(400)?;

@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// CA bundle trusted for --vulndb-url.
     #[arg(long, env = "HOSTWARD_VULNDB_CA_FILE")]
     pub vulndb_ca_file: Option<PathBuf>,
+    /// Days an alarm is kept after its last occurrence.
+    #[arg(long, env = "HOSTWARD_ALARM_RETENTION_DAYS")]
+    pub alarm_retention_days: Option<i64>,
 }
 
 /// Resolved configuration with every default applied.
@@ -92,6 +95,7 @@ pub struct Config {
     pub vulndb_url: Option<String>,
     pub vulndb_fetch_hours: u64,
     pub vulndb_ca_file: PathBuf,
+    pub alarm_retention_days: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,7 @@ impl ServeArgs {
             vulndb_url: self.vulndb_url.or(file.vulndb_url),
             vulndb_fetch_hours: self.vulndb_fetch_hours.or(file.vulndb_fetch_hours),
             vulndb_ca_file: self.vulndb_ca_file.or(file.vulndb_ca_file),
+            alarm_retention_days: self.alarm_retention_days.or(file.alarm_retention_days),
         }
     }
 
@@ -219,7 +224,15 @@ impl ServeArgs {
                 msg: format!("{vulndb_fetch_hours} is outside 1..=720"),
             });
         }
+        let alarm_retention_days = a.alarm_retention_days.unwrap_or(30);
+        if !(1..=3650).contains(&alarm_retention_days) {
+            return Err(ConfigError::Invalid {
+                key: "alarm_retention_days",
+                msg: format!("{alarm_retention_days} is outside 1..=3650"),
+            });
+        }
         Ok(Config {
+            alarm_retention_days,
             vulndb_url: a.vulndb_url,
             vulndb_fetch_hours,
             vulndb_ca_file: a

@@ -14,9 +14,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod alarm;
 pub mod inventory;
 pub mod risk;
 pub mod severity;
+pub use alarm::{Alarm, BlockChange};
 pub use inventory::{Inventory, InventoryKind, InventoryPolicy};
 pub use risk::{RiskPolicy, RiskReport};
 pub use severity::Severity;
@@ -140,6 +142,10 @@ pub enum Message {
     Inventory(Inventory),
     /// Results of a risk scan (weak passwords, password policy).
     Risk(RiskReport),
+    /// A detector's conclusion.
+    Alarm(Alarm),
+    /// An address blocked or unblocked on the host's firewall.
+    Block(BlockChange),
     /// Graceful shutdown: the center records `offline` / `agent_stopped`.
     Bye(Bye),
     // center -> agent
@@ -155,7 +161,12 @@ impl Message {
     pub fn is_record(&self) -> bool {
         matches!(
             self,
-            Message::Event(_) | Message::TaskUpdate(_) | Message::Inventory(_) | Message::Risk(_)
+            Message::Event(_)
+                | Message::TaskUpdate(_)
+                | Message::Inventory(_)
+                | Message::Risk(_)
+                | Message::Alarm(_)
+                | Message::Block(_)
         )
     }
 }

@@ -3,6 +3,7 @@
 //! which are thin wrappers. Errors are [`ApiError`]; request bodies go through [`ApiJson`] and
 //! query strings through [`ApiQuery`] so every parse failure is a 400 naming the field.
 
+pub mod alarms;
 pub mod api_tokens;
 pub mod enroll;
 mod error;
@@ -66,6 +67,26 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/assets/{kind}/servers",
             get(inventory::asset_servers_handler),
+        )
+        .route("/api/v1/alarms", get(alarms::list_handler))
+        .route("/api/v1/alarms/actions", post(alarms::action_handler))
+        .route("/api/v1/alarms/{id}", get(alarms::detail_handler))
+        .route(
+            "/api/v1/alarm-whitelist",
+            get(alarms::whitelist_handler).post(alarms::add_whitelist_handler),
+        )
+        .route(
+            "/api/v1/alarm-whitelist/{id}",
+            delete(alarms::delete_whitelist_handler),
+        )
+        .route("/api/v1/blocked-ips", get(alarms::fleet_blocked_handler))
+        .route(
+            "/api/v1/servers/{id}/blocked-ips",
+            get(alarms::server_blocked_handler).post(alarms::block_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/blocked-ips/{addr}",
+            delete(alarms::unblock_handler),
         )
         .route("/api/v1/vulndb", get(risk::vulndb_handler))
         .route("/api/v1/vulnerabilities", get(risk::groups_handler))

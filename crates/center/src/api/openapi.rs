@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    api_tokens, enroll, inventory, projects, risk, servers, session, tasks, tokens, users,
+    alarms, api_tokens, enroll, inventory, projects, risk, servers, session, tasks, tokens, users,
 };
 
 #[derive(OpenApi)]
@@ -49,6 +49,16 @@ use super::{
         api_tokens::list_handler,
         api_tokens::create_handler,
         api_tokens::revoke_handler,
+        alarms::list_handler,
+        alarms::detail_handler,
+        alarms::action_handler,
+        alarms::whitelist_handler,
+        alarms::add_whitelist_handler,
+        alarms::delete_whitelist_handler,
+        alarms::fleet_blocked_handler,
+        alarms::server_blocked_handler,
+        alarms::block_handler,
+        alarms::unblock_handler,
         risk::vulndb_handler,
         risk::groups_handler,
         risk::fleet_findings_handler,

@@ -208,7 +208,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                         let hint = if b.reason == "system_shutdown" { StopHint::SystemShutdown } else { StopHint::None };
                         break End::Bye(hint);
                     }
-                    msg @ (Message::Event(_) | Message::TaskUpdate(_) | Message::Inventory(_) | Message::Risk(_)) => {
+                    msg if msg.is_record() => {
                         if env.seq == 0 {
                             metrics::counter!(m::FRAMES_REJECTED, "reason" => "no_seq").increment(1);
                             send_error(&mut sink, "malformed", "records need a seq above 0").await;

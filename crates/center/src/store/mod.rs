@@ -5,6 +5,7 @@
 //! seconds in BIGINT, flags are 0/1 BIGINT, JSON is TEXT, and each backend has its own migration
 //! folder because only DDL differs (identity columns).
 
+mod alarms;
 mod audit;
 mod auth;
 mod enrollment;
@@ -15,6 +16,7 @@ mod risk;
 mod servers;
 mod tasks;
 
+pub use alarms::*;
 pub use audit::*;
 pub use auth::*;
 pub use enrollment::*;
@@ -68,6 +70,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/sqlite/0002_inventory.sql"),
     ),
     (3, "risk", include_str!("migrations/sqlite/0003_risk.sql")),
+    (4, "alarms", include_str!("migrations/sqlite/0004_alarms.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -77,6 +80,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/postgres/0002_inventory.sql"),
     ),
     (3, "risk", include_str!("migrations/postgres/0003_risk.sql")),
+    (4, "alarms", include_str!("migrations/postgres/0004_alarms.sql")),
 ];
 
 impl Store {

@@ -101,6 +101,12 @@ impl Store {
                 Message::Risk(report) => {
                     super::risk::apply_risk_report(&mut tx, server_id, report).await?;
                 }
+                Message::Alarm(alarm) => {
+                    super::alarms::apply_alarm(&mut tx, server_id, alarm).await?;
+                }
+                Message::Block(change) => {
+                    super::alarms::apply_block(&mut tx, server_id, change).await?;
+                }
                 _ => {}
             }
             high = seq;
