@@ -1,0 +1,216 @@
+//! The brute-force and login-monitoring policy as the console edits it, and the address/CIDR
+//! matching it needs. `ipnet` is not an agent dependency, so prefixes are parsed here.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// Longest block, and the bound of every configurable duration: 30 days.
+pub const MAX_BLOCK_MINUTES: u32 = 43_200;
+pub const MAX_WHITELIST: usize = 50;
+pub const MAX_USUAL_LOGIN_IPS: usize = 20;
+/// Bounds of the failure thresholds and windows: beyond them a setting is a typo, and the
+/// per-source state the engine keeps grows with the largest threshold.
+pub const MAX_FAILURES: u32 = 1_000;
+pub const MAX_WINDOW_SECS: u32 = 86_400;
+
+/// Defaults are those of the reference product (Huawei Cloud HSS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Block after this many failures within `short_window_secs`...
+    pub short_failures: u32,
+    pub short_window_secs: u32,
+    /// ...or this many within `long_window_secs` (slow guessing).
+    pub long_failures: u32,
+    pub long_window_secs: u32,
+    /// Block duration when the failures that crossed the threshold were SSH logins.
+    pub ssh_block_minutes: u32,
+    /// Block duration for every other service.
+    pub other_block_minutes: u32,
+    /// Each new block of an address whose previous block ended less than 24 h earlier lasts
+    /// twice as long as that one, up to [`MAX_BLOCK_MINUTES`].
+    pub escalate: bool,
+    /// Addresses or prefixes (IPv4 or IPv6) never blocked; brute force from them still alarms.
+    pub whitelist: Vec<String>,
+    /// Alarm on every successful root login.
+    pub alarm_on_root_login: bool,
+    /// Addresses or prefixes logins usually come from; a login from elsewhere alarms.
+    pub usual_login_ips: Vec<String>,
+    /// While fewer than 20 usual addresses are known, a login from a new address adds it
+    /// instead of alarming.
+    pub learn_usual_ips: bool,
+    /// Local hours logins usually happen in: `[start, end)`, wrapping past midnight when
+    /// `start > end` (`[22, 6]` is 22:00 to 05:59). None: no hour check.
+    pub usual_hours: Option<(u8, u8)>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            short_failures: 5,
+            short_window_secs: 30,
+            long_failures: 15,
+            long_window_secs: 3_600,
+            ssh_block_minutes: 720,
+            other_block_minutes: 1_440,
+            escalate: false,
+            whitelist: Vec::new(),
+            alarm_on_root_login: false,
+            usual_login_ips: Vec::new(),
+            learn_usual_ips: true,
+            usual_hours: None,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks every field; the message starts with the field's name.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("short_failures", self.short_failures),
+            ("long_failures", self.long_failures),
+        ] {
+            if !(1..=MAX_FAILURES).contains(&v) {
+                return Err(format!("{name}: must be 1 to {MAX_FAILURES}, not {v}"));
+            }
+        }
+        for (name, v) in [
+            ("short_window_secs", self.short_window_secs),
+            ("long_window_secs", self.long_window_secs),
+        ] {
+            if !(1..=MAX_WINDOW_SECS).contains(&v) {
+                return Err(format!("{name}: must be 1 to {MAX_WINDOW_SECS}, not {v}"));
+            }
+        }
+        for (name, v) in [
+            ("ssh_block_minutes", self.ssh_block_minutes),
+            ("other_block_minutes", self.other_block_minutes),
+        ] {
+            if !(1..=MAX_BLOCK_MINUTES).contains(&v) {
+                return Err(format!("{name}: must be 1 to {MAX_BLOCK_MINUTES}, not {v}"));
+            }
+        }
+        check_nets("whitelist", &self.whitelist, MAX_WHITELIST)?;
+        check_nets(
+            "usual_login_ips",
+            &self.usual_login_ips,
+            MAX_USUAL_LOGIN_IPS,
+        )?;
+        if let Some((start, end)) = self.usual_hours {
+            if start > 23 || end > 24 {
+                return Err(format!(
+                    "usual_hours: hours are 0 to 23 (end up to 24), not [{start}, {end}]"
+                ));
+            }
+            // An empty or all-day window is a mistake either way; None means "no check".
+            if start == end || (start == 0 && end == 24) {
+                return Err(format!(
+                    "usual_hours: [{start}, {end}] is empty or the whole day; leave it unset for no hour check"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_nets(field: &str, list: &[String], max: usize) -> Result<(), String> {
+    if list.len() > max {
+        return Err(format!(
+            "{field}: at most {max} entries, not {}",
+            list.len()
+        ));
+    }
+    for (i, s) in list.iter().enumerate() {
+        Net::parse(s).map_err(|e| format!("{field}[{i}]: {s:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// An address prefix. Host bits are cleared when parsed (`10.1.2.3/8` is `10.0.0.0/8`), as
+/// people write prefixes both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Net {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Net {
+    pub(crate) fn host(addr: IpAddr) -> Net {
+        let addr = addr.to_canonical();
+        Net {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Net, String> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            None => (s, None),
+            Some((a, p)) => (a, Some(p)),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| "not an IPv4 or IPv6 address or prefix".to_string())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            // Digits only: `u8::from_str` would also take "+8".
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("prefix length must be 0 to {max}"))?,
+            Some(_) => return Err(format!("prefix length must be 0 to {max}")),
+        };
+        // An IPv4-mapped prefix matches the IPv4 addresses the engine compares (they are
+        // canonicalised), so it is stored as the IPv4 prefix it stands for.
+        if let IpAddr::V6(v6) = addr
+            && prefix >= 96
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Ok(Net::masked(IpAddr::V4(v4), prefix - 96));
+        }
+        Ok(Net::masked(addr, prefix))
+    }
+
+    fn masked(addr: IpAddr, prefix: u8) -> Net {
+        let addr = match addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask32(prefix))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(prefix))),
+        };
+        Net { addr, prefix }
+    }
+
+    /// `ip` must be canonical (IPv4-mapped IPv6 already turned into IPv4).
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => u32::from(a) & mask32(self.prefix) == u32::from(n),
+            (IpAddr::V6(n), IpAddr::V6(a)) => u128::from(a) & mask128(self.prefix) == u128::from(n),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn is_host(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_host() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+fn mask32(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask128(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
