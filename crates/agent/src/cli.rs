@@ -210,7 +210,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let cfg = Config::resolve(a.config.as_deref())?;
             init_logging(log_flag, &cfg.log_level);
             let dir = state_dir(a.state_dir, &cfg);
-            runtime()?.block_on(cmd_run(dir, cfg.outbox_max_records, cfg.inventory_root))?;
+            runtime()?.block_on(cmd_run(dir, cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Emit(a) => {
@@ -397,9 +397,10 @@ async fn open_outbox(dir: &Path, max_records: u64) -> Result<Outbox> {
     Outbox::open(&dir.join(link::outbox::FILE_NAME), max_records).await
 }
 
-async fn cmd_run(dir: PathBuf, max_records: u64, inventory_root: PathBuf) -> Result<()> {
+async fn cmd_run(dir: PathBuf, cfg: Config) -> Result<()> {
+    let inventory_root = cfg.inventory_root.clone();
     let creds = enroll::Credentials::load(&dir)?;
-    let outbox = open_outbox(&dir, max_records).await?;
+    let outbox = open_outbox(&dir, cfg.outbox_max_records).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -418,9 +419,11 @@ async fn cmd_run(dir: PathBuf, max_records: u64, inventory_root: PathBuf) -> Res
     );
     let inventory = crate::inventory::spawn(inventory_root.clone(), &dir, outbox.clone());
     let risk = crate::risk::spawn(inventory_root, outbox.clone(), Some(inventory.clone()));
+    let detect = crate::detect::runner::spawn(&cfg.authlog, cfg.firewall, &dir, outbox.clone());
     link::Daemon::new(creds, outbox)
         .with_inventory(inventory)
         .with_risk(risk)
+        .with_detect(detect)
         .run(stop_rx)
         .await
 }

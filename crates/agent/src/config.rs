@@ -19,6 +19,11 @@ pub struct Config {
     pub outbox_max_records: u64,
     /// Filesystem root the inventory collectors read the host under; `/` except in tests.
     pub inventory_root: PathBuf,
+    /// Where authentication events come from (`[authlog]`: source, per-service log paths).
+    pub authlog: crate::detect::authlog::Config,
+    /// The nftables table brute-force sources are blocked in (`[firewall]`: nft command, table
+    /// name, protected TCP ports).
+    pub firewall: crate::respond::nft::Config,
 }
 
 impl Default for Config {
@@ -28,6 +33,8 @@ impl Default for Config {
             log_level: "info".into(),
             outbox_max_records: 100_000,
             inventory_root: PathBuf::from("/"),
+            authlog: Default::default(),
+            firewall: Default::default(),
         }
     }
 }

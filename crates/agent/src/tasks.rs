@@ -124,6 +124,35 @@ pub async fn vuln_fix(
     finished(task, outcome.await)
 }
 
+/// Kinds of the manual firewall tasks; they run on the brute-force defence loop.
+pub use hostward_proto::alarm::{BLOCK_TASK as BLOCK_IP, UNBLOCK_TASK as UNBLOCK_IP};
+
+/// Blocks or unblocks an address (params: `{"addr": "...", "minutes": N}`).
+pub async fn firewall(
+    task: &Task,
+    now: i64,
+    detect: Option<&crate::detect::runner::Handle>,
+) -> TaskUpdate {
+    let outcome = async {
+        expired(task, now)?;
+        let req: hostward_proto::alarm::BlockRequest = serde_json::from_value(task.params.clone())
+            .map_err(|e| format!("bad params: {e}"))?;
+        let addr: std::net::IpAddr = req
+            .addr
+            .parse()
+            .map_err(|_| format!("bad params: addr {:?} is not an address", req.addr))?;
+        let detect = detect.ok_or("the brute-force defence is not running")?;
+        if task.kind == BLOCK_IP {
+            let minutes = req.minutes.filter(|m| (1..=43_200).contains(m)).ok_or("bad params: minutes must be 1 to 43200")?;
+            detect.block(addr, minutes).await?;
+        } else {
+            detect.unblock(addr).await?;
+        }
+        Ok(json!({ "addr": addr.to_string() }))
+    };
+    finished(task, outcome.await)
+}
+
 pub fn running(task: &Task) -> TaskUpdate {
     TaskUpdate {
         task_id: task.id.clone(),

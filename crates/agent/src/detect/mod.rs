@@ -1,9 +1,11 @@
 //! Real-time detectors. Each one is a module with its config, its logic and its tests; sources
 //! (log followers) feed them events and they decide. `authlog` reads authentication events from
-//! journald or the auth log files; `bruteforce` decides which source addresses to block.
+//! journald or the auth log files; `bruteforce` decides which source addresses to block;
+//! `runner` ties them to the firewall and the outbox.
 
 pub mod authlog;
 pub mod bruteforce;
+pub mod runner;
 
 use std::net::IpAddr;
 

@@ -273,6 +273,7 @@ pub struct Daemon {
     cpu: CpuSampler,
     inventory: Option<crate::inventory::Handle>,
     risk: Option<crate::risk::Handle>,
+    detect: Option<crate::detect::runner::Handle>,
 }
 
 enum SessionEnd {
@@ -291,7 +292,14 @@ impl Daemon {
             cpu: CpuSampler::new(),
             inventory: None,
             risk: None,
+            detect: None,
         }
+    }
+
+    /// Hands the brute-force defence block and unblock tasks.
+    pub fn with_detect(mut self, handle: crate::detect::runner::Handle) -> Daemon {
+        self.detect = Some(handle);
+        self
     }
 
     /// Hands the risk scanner the pushed policy and scan and fix tasks.
@@ -507,6 +515,7 @@ impl Daemon {
         let root = self.facts_root.clone();
         let inventory = self.inventory.clone();
         let risk = self.risk.clone();
+        let detect = self.detect.clone();
         // Results go to the outbox, not the socket, so they survive a disconnect.
         tokio::spawn(async move {
             if let Err(e) = outbox
@@ -520,6 +529,9 @@ impl Daemon {
                     tasks::collect_inventory(&task, unix_now(), inventory.as_ref()).await
                 }
                 tasks::RISK_SCAN => tasks::risk_scan(&task, unix_now(), risk.as_ref()).await,
+                tasks::BLOCK_IP | tasks::UNBLOCK_IP => {
+                    tasks::firewall(&task, unix_now(), detect.as_ref()).await
+                }
                 tasks::VULN_FIX => {
                     tasks::vuln_fix(&task, unix_now(), risk.as_ref(), inventory.as_ref()).await
                 }

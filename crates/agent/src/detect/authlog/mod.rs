@@ -106,7 +106,7 @@ impl Counters {
 }
 
 /// Where authentication events come from (`[detect.authlog]` of the agent config).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub source: SourceKind,
@@ -129,7 +129,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// journald when it runs (`/run/systemd/journal/socket` exists), else files.
@@ -139,7 +139,7 @@ pub enum SourceKind {
     Files,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceLog {
     pub enabled: bool,

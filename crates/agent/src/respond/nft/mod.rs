@@ -73,7 +73,7 @@ const ELEMENTS_PER_COMMAND: usize = 500;
 /// TEST-NET-1 (RFC 5737): never a real peer, so briefly holding it in the set blocks nobody.
 const PROBE_ADDR: &str = "192.0.2.254";
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The command that runs nft, program first. Tests point it into a network namespace

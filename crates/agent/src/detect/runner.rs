@@ -1,0 +1,275 @@
+//! The brute-force defence loop: authentication events from `authlog` go through the
+//! `bruteforce` engine; its blocks go to the firewall (`respond::nft`) and, like its alarms, into
+//! the outbox as durable `block` and `alarm` records. Manual blocks and unblocks (tasks) go
+//! through the same loop, so the engine, the firewall and the center agree.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use hostward_proto::Message;
+use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
+use tokio::sync::{mpsc, oneshot};
+
+use super::authlog;
+use super::bruteforce::{self, Decision, Engine, Policy};
+use crate::link::outbox::Outbox;
+use crate::link::unix_now;
+use crate::respond::nft::{self, Nft};
+
+/// How often old failure windows are pruned.
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+
+enum Command {
+    Block {
+        addr: IpAddr,
+        minutes: u32,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Unblock {
+        addr: IpAddr,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Handle the daemon keeps for block and unblock tasks.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Handle {
+    pub async fn block(&self, addr: IpAddr, minutes: u32) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Block { addr, minutes, reply }).await?;
+        rx.await.map_err(|_| "the detector stopped".to_string())?
+    }
+
+    pub async fn unblock(&self, addr: IpAddr) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Unblock { addr, reply }).await?;
+        rx.await.map_err(|_| "the detector stopped".to_string())?
+    }
+
+    async fn send(&self, c: Command) -> Result<(), String> {
+        self.tx
+            .send(c)
+            .await
+            .map_err(|_| "the detector stopped".to_string())
+    }
+}
+
+/// Starts following the auth logs and defending. A firewall that cannot be set up (no nft,
+/// no privilege) is logged loudly; detection and alarms go on without blocking.
+pub fn spawn(
+    authlog_cfg: &authlog::Config,
+    firewall: nft::Config,
+    state_dir: &Path,
+    outbox: Outbox,
+) -> Handle {
+    let (tx, rx) = mpsc::channel(64);
+    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let follower = authlog::spawn(authlog_cfg, state_dir, ev_tx);
+    let nft = match Nft::new(firewall, state_dir.join("firewall.json")) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::error!(error = %e, "firewall config refused: brute-force sources will not be blocked");
+            None
+        }
+    };
+    let engine = Engine::new(Policy::default()).expect("the default policy is valid");
+    tokio::spawn(run(engine, nft, outbox, ev_rx, rx, follower));
+    Handle { tx }
+}
+
+async fn run(
+    mut engine: Engine,
+    nft: Option<Nft>,
+    outbox: Outbox,
+    mut events: mpsc::Receiver<crate::detect::AuthEvent>,
+    mut commands: mpsc::Receiver<Command>,
+    _follower: authlog::Handle,
+) {
+    if let Some(n) = &nft {
+        match n.ensure().await {
+            Ok(()) => match n.restore().await {
+                Ok(kept) => tracing::info!(blocks = kept.len(), "firewall table ready; still-valid blocks restored"),
+                Err(e) => tracing::error!(error = %e, "restoring firewall blocks failed"),
+            },
+            Err(e) => tracing::error!(error = %e, "setting up the firewall table failed"),
+        }
+    }
+    let mut expire = tokio::time::interval(EXPIRE_EVERY);
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { return };
+                let hour = local_hour(ev.ts);
+                for d in engine.on_event(&ev, hour) {
+                    act(&d, nft.as_ref(), &outbox).await;
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                None => return,
+                Some(Command::Block { addr, minutes, reply }) => {
+                    let secs = u64::from(minutes) * 60;
+                    let out = firewall_block(nft.as_ref(), addr, Duration::from_secs(secs)).await;
+                    if out.is_ok() {
+                        let now = unix_now();
+                        record(&outbox, Message::Block(BlockChange {
+                            ts: now,
+                            addr: addr.to_string(),
+                            action: "blocked".into(),
+                            reason: "manual".into(),
+                            service: None,
+                            expires_at: Some(now + secs as i64),
+                        })).await;
+                    }
+                    let _ = reply.send(out);
+                }
+                Some(Command::Unblock { addr, reply }) => {
+                    engine.unblocked(addr);
+                    let out = match &nft {
+                        Some(n) => n.unblock(addr).await.map_err(|e| e.to_string()),
+                        None => Err("the firewall is not available on this host".into()),
+                    };
+                    if out.is_ok() {
+                        record(&outbox, Message::Block(BlockChange {
+                            ts: unix_now(),
+                            addr: addr.to_string(),
+                            action: "unblocked".into(),
+                            reason: "manual".into(),
+                            service: None,
+                            expires_at: None,
+                        })).await;
+                    }
+                    let _ = reply.send(out);
+                }
+            },
+            _ = expire.tick() => engine.expire(unix_now()),
+        }
+    }
+}
+
+async fn firewall_block(nft: Option<&Nft>, addr: IpAddr, timeout: Duration) -> Result<(), String> {
+    match nft {
+        Some(n) => n.block(addr, timeout).await.map_err(|e| e.to_string()),
+        None => Err("the firewall is not available on this host".into()),
+    }
+}
+
+/// Carries out one decision: the firewall first (the attack is live), then the records.
+async fn act(d: &Decision, nft: Option<&Nft>, outbox: &Outbox) {
+    match d {
+        Decision::Block(b) => {
+            if let Err(e) = firewall_block(nft, b.addr, b.duration).await {
+                tracing::error!(addr = %b.addr, error = %e, "blocking a brute-force source failed");
+                return;
+            }
+            tracing::warn!(addr = %b.addr, service = b.service.as_str(), failures = b.failures, until = b.until, "blocked a brute-force source");
+            record(
+                outbox,
+                Message::Block(BlockChange {
+                    ts: b.at,
+                    addr: b.addr.to_string(),
+                    action: "blocked".into(),
+                    reason: "brute_force".into(),
+                    service: Some(b.service.as_str().into()),
+                    expires_at: Some(b.until),
+                }),
+            )
+            .await;
+        }
+        Decision::Alarm(a) => record(outbox, Message::Alarm(alarm(a))).await,
+        Decision::UsualIpLearned { addr } => {
+            tracing::info!(%addr, "learned a usual login address");
+        }
+    }
+}
+
+/// The wire form of an engine alarm. Brute force aggregates per source address; login alarms
+/// per address and user.
+fn alarm(a: &bruteforce::Alarm) -> Alarm {
+    let key = match a.kind {
+        bruteforce::AlarmKind::BruteForce => a.addr.to_string(),
+        _ => format!("{} {}", a.addr, a.user),
+    };
+    let mut users = a.users.clone();
+    if users.is_empty() && !a.user.is_empty() {
+        users.push(a.user.clone());
+    }
+    Alarm {
+        ts: a.ts,
+        alarm_type: a.kind.code().into(),
+        key,
+        count: a.failures.max(1),
+        evidence: Evidence {
+            source_ip: Some(a.addr.to_string()),
+            users,
+            service: Some(a.service.as_str().into()),
+            lines: a.sample_lines.clone(),
+            blocked_until: a.blocked_until,
+        },
+    }
+}
+
+async fn record(outbox: &Outbox, msg: Message) {
+    match outbox.push(&msg).await {
+        Ok(Some(_)) => {}
+        Ok(None) => tracing::error!("outbox full: a detector record was dropped"),
+        Err(e) => tracing::error!(error = %e, "queueing a detector record failed"),
+    }
+}
+
+fn local_hour(ts: i64) -> u8 {
+    let local = ts + crate::risk::schedule::local_offset_secs(ts);
+    (local.rem_euclid(86_400) / 3600) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::bruteforce::AlarmKind;
+    use crate::detect::Service;
+
+    fn engine_alarm(kind: AlarmKind) -> bruteforce::Alarm {
+        bruteforce::Alarm {
+            kind,
+            ts: 100,
+            addr: "192.0.2.7".parse().unwrap(),
+            user: "root".into(),
+            service: Service::Ssh,
+            failures: 0,
+            users: vec![],
+            sample_lines: vec!["Accepted password for root".into()],
+            blocked_until: None,
+            local_hour: Some(3),
+        }
+    }
+
+    #[test]
+    fn every_engine_alarm_kind_is_in_the_wire_catalog_and_valid() {
+        for kind in [
+            AlarmKind::BruteForce,
+            AlarmKind::PasswordCracked,
+            AlarmKind::UnusualLoginIp,
+            AlarmKind::UnusualLoginTime,
+            AlarmKind::RootLogin,
+        ] {
+            let wire = alarm(&engine_alarm(kind));
+            assert!(hostward_proto::alarm::alarm_type(&wire.alarm_type).is_some(), "{kind:?}");
+            assert_eq!(wire.validate(), Ok(()), "{kind:?}");
+            assert_eq!(wire.count, 1, "a login is one occurrence");
+        }
+        assert_eq!(alarm(&engine_alarm(AlarmKind::BruteForce)).key, "192.0.2.7");
+        assert_eq!(alarm(&engine_alarm(AlarmKind::RootLogin)).key, "192.0.2.7 root");
+        assert_eq!(alarm(&engine_alarm(AlarmKind::RootLogin)).evidence.users, ["root"]);
+    }
+
+    #[test]
+    fn local_hours_stay_within_a_day() {
+        for ts in [0, 3599, 3600, 86_399, 1_796_126_400, -1] {
+            assert!(local_hour(ts) < 24);
+        }
+    }
+}
