@@ -135,15 +135,18 @@ pub async fn firewall(
 ) -> TaskUpdate {
     let outcome = async {
         expired(task, now)?;
-        let req: hostward_proto::alarm::BlockRequest = serde_json::from_value(task.params.clone())
-            .map_err(|e| format!("bad params: {e}"))?;
+        let req: hostward_proto::alarm::BlockRequest =
+            serde_json::from_value(task.params.clone()).map_err(|e| format!("bad params: {e}"))?;
         let addr: std::net::IpAddr = req
             .addr
             .parse()
             .map_err(|_| format!("bad params: addr {:?} is not an address", req.addr))?;
         let detect = detect.ok_or("the brute-force defence is not running")?;
         if task.kind == BLOCK_IP {
-            let minutes = req.minutes.filter(|m| (1..=43_200).contains(m)).ok_or("bad params: minutes must be 1 to 43200")?;
+            let minutes = req
+                .minutes
+                .filter(|m| (1..=43_200).contains(m))
+                .ok_or("bad params: minutes must be 1 to 43200")?;
             detect.block(addr, minutes).await?;
         } else {
             detect.unblock(addr).await?;

@@ -27,7 +27,11 @@ pub struct AlarmType {
 const CREDENTIAL_ACCESS: (&str, &str) = ("TA0006", "Credential Access");
 const INITIAL_ACCESS: (&str, &str) = ("TA0001", "Initial Access");
 
-const fn mitre(tactic: (&'static str, &'static str), id: &'static str, name: &'static str) -> Mitre {
+const fn mitre(
+    tactic: (&'static str, &'static str),
+    id: &'static str,
+    name: &'static str,
+) -> Mitre {
     Mitre {
         tactic_id: tactic.0,
         tactic: tactic.1,
@@ -42,7 +46,11 @@ pub const ALARM_TYPES: &[AlarmType] = &[
         code: "brute_force",
         title: "Brute-force password guessing",
         severity: Severity::High,
-        mitre: mitre(CREDENTIAL_ACCESS, "T1110.001", "Brute Force: Password Guessing"),
+        mitre: mitre(
+            CREDENTIAL_ACCESS,
+            "T1110.001",
+            "Brute Force: Password Guessing",
+        ),
     },
     AlarmType {
         code: "password_cracked",
@@ -66,7 +74,11 @@ pub const ALARM_TYPES: &[AlarmType] = &[
         code: "root_login",
         title: "Root login",
         severity: Severity::Low,
-        mitre: mitre(INITIAL_ACCESS, "T1078.003", "Valid Accounts: Local Accounts"),
+        mitre: mitre(
+            INITIAL_ACCESS,
+            "T1078.003",
+            "Valid Accounts: Local Accounts",
+        ),
     },
 ];
 
@@ -182,7 +194,10 @@ mod tests {
         for t in ALARM_TYPES {
             assert!(t.mitre.tactic_id.starts_with("TA") && t.mitre.technique_id.starts_with('T'));
         }
-        assert_eq!(alarm_type("password_cracked").unwrap().severity, Severity::Critical);
+        assert_eq!(
+            alarm_type("password_cracked").unwrap().severity,
+            Severity::Critical
+        );
     }
 
     #[test]
@@ -206,7 +221,8 @@ mod tests {
         a.alarm_type = "launch".into();
         assert!(a.validate().unwrap_err().starts_with("alarm_type"));
         let parsed: Alarm =
-            serde_json::from_str(r#"{"ts":1,"alarm_type":"root_login","key":"k","evidence":{}}"#).unwrap();
+            serde_json::from_str(r#"{"ts":1,"alarm_type":"root_login","key":"k","evidence":{}}"#)
+                .unwrap();
         assert_eq!(parsed.count, 1);
     }
 }

@@ -41,7 +41,12 @@ pub struct Handle {
 impl Handle {
     pub async fn block(&self, addr: IpAddr, minutes: u32) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Block { addr, minutes, reply }).await?;
+        self.send(Command::Block {
+            addr,
+            minutes,
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| "the detector stopped".to_string())?
     }
 
@@ -93,7 +98,10 @@ async fn run(
     if let Some(n) = &nft {
         match n.ensure().await {
             Ok(()) => match n.restore().await {
-                Ok(kept) => tracing::info!(blocks = kept.len(), "firewall table ready; still-valid blocks restored"),
+                Ok(kept) => tracing::info!(
+                    blocks = kept.len(),
+                    "firewall table ready; still-valid blocks restored"
+                ),
                 Err(e) => tracing::error!(error = %e, "restoring firewall blocks failed"),
             },
             Err(e) => tracing::error!(error = %e, "setting up the firewall table failed"),
@@ -229,8 +237,8 @@ fn local_hour(ts: i64) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::bruteforce::AlarmKind;
     use crate::detect::Service;
+    use crate::detect::bruteforce::AlarmKind;
 
     fn engine_alarm(kind: AlarmKind) -> bruteforce::Alarm {
         bruteforce::Alarm {
@@ -257,13 +265,22 @@ mod tests {
             AlarmKind::RootLogin,
         ] {
             let wire = alarm(&engine_alarm(kind));
-            assert!(hostward_proto::alarm::alarm_type(&wire.alarm_type).is_some(), "{kind:?}");
+            assert!(
+                hostward_proto::alarm::alarm_type(&wire.alarm_type).is_some(),
+                "{kind:?}"
+            );
             assert_eq!(wire.validate(), Ok(()), "{kind:?}");
             assert_eq!(wire.count, 1, "a login is one occurrence");
         }
         assert_eq!(alarm(&engine_alarm(AlarmKind::BruteForce)).key, "192.0.2.7");
-        assert_eq!(alarm(&engine_alarm(AlarmKind::RootLogin)).key, "192.0.2.7 root");
-        assert_eq!(alarm(&engine_alarm(AlarmKind::RootLogin)).evidence.users, ["root"]);
+        assert_eq!(
+            alarm(&engine_alarm(AlarmKind::RootLogin)).key,
+            "192.0.2.7 root"
+        );
+        assert_eq!(
+            alarm(&engine_alarm(AlarmKind::RootLogin)).evidence.users,
+            ["root"]
+        );
     }
 
     #[test]

@@ -134,9 +134,9 @@ pub struct BlockBody {
 }
 
 fn addr_param(field: &str, s: &str) -> Result<IpAddr, ApiError> {
-    s.trim()
-        .parse()
-        .map_err(|_| ApiError::invalid_body(format!("{field}: {s:?} is not an IPv4 or IPv6 address")))
+    s.trim().parse().map_err(|_| {
+        ApiError::invalid_body(format!("{field}: {s:?} is not an IPv4 or IPv6 address"))
+    })
 }
 
 fn one_of(field: &str, v: Option<&str>, allowed: &[&str]) -> Result<Option<String>, ApiError> {
@@ -151,11 +151,18 @@ fn one_of(field: &str, v: Option<&str>, allowed: &[&str]) -> Result<Option<Strin
 }
 
 pub async fn list(state: &AppState, p: &Principal, q: &AlarmQuery) -> Result<AlarmPage, ApiError> {
-    let types: Vec<&str> = hostward_proto::alarm::ALARM_TYPES.iter().map(|t| t.code).collect();
+    let types: Vec<&str> = hostward_proto::alarm::ALARM_TYPES
+        .iter()
+        .map(|t| t.code)
+        .collect();
     let (page, per_page) = paging(q.page, q.per_page, is_csv(q.format.as_deref())?)?;
     let mut f = AlarmFilter {
         alarm_type: one_of("type", q.alarm_type.as_deref(), &types)?,
-        severity: one_of("severity", q.severity.as_deref(), &["critical", "high", "medium", "low"])?,
+        severity: one_of(
+            "severity",
+            q.severity.as_deref(),
+            &["critical", "high", "medium", "low"],
+        )?,
         state: one_of("state", q.state.as_deref(), alarm_state::ALL)?,
         since: q.since,
         until: q.until,
@@ -168,10 +175,20 @@ pub async fn list(state: &AppState, p: &Principal, q: &AlarmQuery) -> Result<Ala
         None => f.projects = fleet_scope(state, p, q.project.as_deref()).await?,
     }
     let (items, total) = state.store.alarms(&f).await?;
-    Ok(AlarmPage { items, total, page, per_page })
+    Ok(AlarmPage {
+        items,
+        total,
+        page,
+        per_page,
+    })
 }
 
-async fn visible_alarm(state: &AppState, p: &Principal, id: &str, min: Role) -> Result<AlarmRow, ApiError> {
+async fn visible_alarm(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    min: Role,
+) -> Result<AlarmRow, ApiError> {
     let a = match state.store.alarm(id).await? {
         Some(a) if p.role_in(&a.project_id).is_some() => a,
         _ => return Err(ApiError::not_found("alarm")),
@@ -189,7 +206,11 @@ pub async fn detail(state: &AppState, p: &Principal, id: &str) -> Result<AlarmDe
 }
 
 /// Handles alarms (operator+ on each alarm's project; all or nothing).
-pub async fn act(state: &AppState, p: &Principal, body: AlarmActionBody) -> Result<AlarmActionResult, ApiError> {
+pub async fn act(
+    state: &AppState,
+    p: &Principal,
+    body: AlarmActionBody,
+) -> Result<AlarmActionResult, ApiError> {
     if body.alarm_ids.is_empty() || body.alarm_ids.len() > MAX_ACTION_ALARMS {
         return Err(ApiError::invalid_body(format!(
             "alarm_ids: 1 to {MAX_ACTION_ALARMS} ids"
@@ -224,7 +245,11 @@ pub async fn act(state: &AppState, p: &Principal, body: AlarmActionBody) -> Resu
                         project_id: a.project_id.clone(),
                         alarm_type: Some(a.alarm_type.clone()),
                         source_ip: a.source_ip.clone(),
-                        reason: if note.is_empty() { format!("from alarm {}", a.id) } else { note.clone() },
+                        reason: if note.is_empty() {
+                            format!("from alarm {}", a.id)
+                        } else {
+                            note.clone()
+                        },
                         created_by: actor.clone(),
                         created_at: now(),
                     })
@@ -235,19 +260,43 @@ pub async fn act(state: &AppState, p: &Principal, body: AlarmActionBody) -> Resu
         AlarmAction::Unblock => {
             for (i, a) in alarms.iter().enumerate() {
                 let Some(ip) = &a.source_ip else {
-                    return Err(ApiError::conflict(format!("alarm_ids[{i}]: the alarm has no source address")));
+                    return Err(ApiError::conflict(format!(
+                        "alarm_ids[{i}]: the alarm has no source address"
+                    )));
                 };
-                tasks.extend(queue_block_task(state, &actor, &a.project_id, &a.server_id, UNBLOCK_TASK, ip, None).await?);
+                tasks.extend(
+                    queue_block_task(
+                        state,
+                        &actor,
+                        &a.project_id,
+                        &a.server_id,
+                        UNBLOCK_TASK,
+                        ip,
+                        None,
+                    )
+                    .await?,
+                );
             }
             (alarm_state::HANDLED, "unblock")
         }
     };
-    let changed = state.store.set_alarm_state(&ids, to, &actor, action, &note).await?;
+    let changed = state
+        .store
+        .set_alarm_state(&ids, to, &actor, action, &note)
+        .await?;
     let mut projects: Vec<&str> = alarms.iter().map(|a| a.project_id.as_str()).collect();
     projects.sort_unstable();
     projects.dedup();
     for proj in projects {
-        audit(state, p, proj, &format!("alarm.{action}"), &format!("{} alarms", ids.len()), &note).await;
+        audit(
+            state,
+            p,
+            proj,
+            &format!("alarm.{action}"),
+            &format!("{} alarms", ids.len()),
+            &note,
+        )
+        .await;
     }
     Ok(AlarmActionResult { changed, tasks })
 }
@@ -261,7 +310,11 @@ async fn queue_block_task(
     addr: &str,
     minutes: Option<u32>,
 ) -> Result<Vec<TaskRow>, ApiError> {
-    let params = serde_json::to_value(BlockRequest { addr: addr.to_string(), minutes }).expect("serialises");
+    let params = serde_json::to_value(BlockRequest {
+        addr: addr.to_string(),
+        minutes,
+    })
+    .expect("serialises");
     let rows = state
         .store
         .create_tasks(&NewTasks {
@@ -276,25 +329,43 @@ async fn queue_block_task(
     Ok(rows)
 }
 
-pub async fn whitelist(state: &AppState, p: &Principal, project: Option<&str>) -> Result<WhitelistList, ApiError> {
+pub async fn whitelist(
+    state: &AppState,
+    p: &Principal,
+    project: Option<&str>,
+) -> Result<WhitelistList, ApiError> {
     Ok(WhitelistList {
-        items: state.store.alarm_whitelist(&fleet_scope(state, p, project).await?).await?,
+        items: state
+            .store
+            .alarm_whitelist(&fleet_scope(state, p, project).await?)
+            .await?,
     })
 }
 
-pub async fn add_whitelist(state: &AppState, p: &Principal, input: NewWhitelistRule) -> Result<AlarmWhitelistRule, ApiError> {
-    let project_id = super::target_project(state, p, input.project_id.as_deref(), Role::Operator).await?;
+pub async fn add_whitelist(
+    state: &AppState,
+    p: &Principal,
+    input: NewWhitelistRule,
+) -> Result<AlarmWhitelistRule, ApiError> {
+    let project_id =
+        super::target_project(state, p, input.project_id.as_deref(), Role::Operator).await?;
     let alarm_type = match input.alarm_type.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(t) if alarm_type(t).is_some() => Some(t.to_string()),
-        Some(t) => return Err(ApiError::invalid_body(format!("alarm_type: unknown type {t:?}"))),
+        Some(t) => {
+            return Err(ApiError::invalid_body(format!(
+                "alarm_type: unknown type {t:?}"
+            )));
+        }
     };
     let source_ip = match input.source_ip.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(addr_param("source_ip", s)?.to_string()),
     };
     if alarm_type.is_none() && source_ip.is_none() {
-        return Err(ApiError::invalid_body("alarm_type: give an alarm type, a source_ip, or both"));
+        return Err(ApiError::invalid_body(
+            "alarm_type: give an alarm type, a source_ip, or both",
+        ));
     }
     let rule = AlarmWhitelistRule {
         id: new_id(),
@@ -306,12 +377,23 @@ pub async fn add_whitelist(state: &AppState, p: &Principal, input: NewWhitelistR
         created_at: now(),
     };
     state.store.add_alarm_whitelist(&rule).await?;
-    audit(state, p, &project_id, "alarm.whitelist.create", &rule.id, "").await;
+    audit(
+        state,
+        p,
+        &project_id,
+        "alarm.whitelist.create",
+        &rule.id,
+        "",
+    )
+    .await;
     Ok(rule)
 }
 
 pub async fn delete_whitelist(state: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
-    let rules = state.store.alarm_whitelist(&super::scope(state, p).await?).await?;
+    let rules = state
+        .store
+        .alarm_whitelist(&super::scope(state, p).await?)
+        .await?;
     let Some(rule) = rules.into_iter().find(|r| r.id == id) else {
         return Err(ApiError::not_found("whitelist rule"));
     };
@@ -342,23 +424,69 @@ pub async fn blocked(
 }
 
 /// Blocks an address on one server now (operator+): a `block_ip` task for its agent.
-pub async fn block(state: &AppState, p: &Principal, server_id: &str, body: BlockBody) -> Result<TaskRow, ApiError> {
+pub async fn block(
+    state: &AppState,
+    p: &Principal,
+    server_id: &str,
+    body: BlockBody,
+) -> Result<TaskRow, ApiError> {
     let s = visible_server(state, p, server_id, Role::Operator).await?;
     let addr = addr_param("addr", &body.addr)?;
     if !(1..=MAX_BLOCK_MINUTES).contains(&body.minutes) {
-        return Err(ApiError::invalid_body(format!("minutes: 1 to {MAX_BLOCK_MINUTES}")));
+        return Err(ApiError::invalid_body(format!(
+            "minutes: 1 to {MAX_BLOCK_MINUTES}"
+        )));
     }
-    let rows = queue_block_task(state, &p.username, &s.project_id, &s.id, BLOCK_TASK, &addr.to_string(), Some(body.minutes)).await?;
-    audit(state, p, &s.project_id, "firewall.block", &s.id, &addr.to_string()).await;
+    let rows = queue_block_task(
+        state,
+        &p.username,
+        &s.project_id,
+        &s.id,
+        BLOCK_TASK,
+        &addr.to_string(),
+        Some(body.minutes),
+    )
+    .await?;
+    audit(
+        state,
+        p,
+        &s.project_id,
+        "firewall.block",
+        &s.id,
+        &addr.to_string(),
+    )
+    .await;
     Ok(rows.into_iter().next().expect("one target, one task"))
 }
 
 /// Lifts a block on one server now (operator+): an `unblock_ip` task for its agent.
-pub async fn unblock(state: &AppState, p: &Principal, server_id: &str, addr: &str) -> Result<TaskRow, ApiError> {
+pub async fn unblock(
+    state: &AppState,
+    p: &Principal,
+    server_id: &str,
+    addr: &str,
+) -> Result<TaskRow, ApiError> {
     let s = visible_server(state, p, server_id, Role::Operator).await?;
     let addr = addr_param("addr", addr)?;
-    let rows = queue_block_task(state, &p.username, &s.project_id, &s.id, UNBLOCK_TASK, &addr.to_string(), None).await?;
-    audit(state, p, &s.project_id, "firewall.unblock", &s.id, &addr.to_string()).await;
+    let rows = queue_block_task(
+        state,
+        &p.username,
+        &s.project_id,
+        &s.id,
+        UNBLOCK_TASK,
+        &addr.to_string(),
+        None,
+    )
+    .await?;
+    audit(
+        state,
+        p,
+        &s.project_id,
+        "firewall.unblock",
+        &s.id,
+        &addr.to_string(),
+    )
+    .await;
     Ok(rows.into_iter().next().expect("one target, one task"))
 }
 
@@ -392,7 +520,17 @@ pub async fn list_handler(
             .collect();
         return Ok(csv_response(
             "alarms.csv",
-            &["server", "type", "severity", "technique", "source_ip", "count", "first_seen", "last_seen", "state"],
+            &[
+                "server",
+                "type",
+                "severity",
+                "technique",
+                "source_ip",
+                "count",
+                "first_seen",
+                "last_seen",
+                "state",
+            ],
             rows,
         ));
     }
@@ -442,7 +580,10 @@ pub async fn add_whitelist_handler(
     p: Principal,
     ApiJson(input): ApiJson<NewWhitelistRule>,
 ) -> Result<(StatusCode, Json<AlarmWhitelistRule>), ApiError> {
-    Ok((StatusCode::CREATED, Json(add_whitelist(&state, &p, input).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(add_whitelist(&state, &p, input).await?),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/alarm-whitelist/{id}", tag = "alarms", params(("id" = String, Path)),
@@ -486,7 +627,10 @@ pub async fn block_handler(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<BlockBody>,
 ) -> Result<(StatusCode, Json<TaskRow>), ApiError> {
-    Ok((StatusCode::CREATED, Json(block(&state, &p, &id, body).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(block(&state, &p, &id, body).await?),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/servers/{id}/blocked-ips/{addr}", tag = "alarms",
@@ -497,5 +641,8 @@ pub async fn unblock_handler(
     p: Principal,
     Path((id, addr)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<TaskRow>), ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(unblock(&state, &p, &id, &addr).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(unblock(&state, &p, &id, &addr).await?),
+    ))
 }

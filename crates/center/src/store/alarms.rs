@@ -278,7 +278,11 @@ pub(super) async fn apply_block(
                 .execute(&mut **tx)
                 .await?;
         }
-        other => tracing::warn!(server_id, action = other, "dropping a block record with an unknown action"),
+        other => tracing::warn!(
+            server_id,
+            action = other,
+            "dropping a block record with an unknown action"
+        ),
     }
     Ok(())
 }
@@ -291,9 +295,14 @@ impl Store {
             None if f.projects.is_empty() => sql.push("1 = 0"),
             None => sql.push("a.project_id IN ").bind_list(&f.projects),
         };
-        for (col, v) in [("a.alarm_type", &f.alarm_type), ("a.severity", &f.severity), ("a.state", &f.state)] {
+        for (col, v) in [
+            ("a.alarm_type", &f.alarm_type),
+            ("a.severity", &f.severity),
+            ("a.state", &f.state),
+        ] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                sql.push(&format!(" AND {col} = ")).bind(Bind::Text(v.to_string()));
+                sql.push(&format!(" AND {col} = "))
+                    .bind(Bind::Text(v.to_string()));
             }
         }
         if let Some(t) = f.since {
@@ -411,7 +420,8 @@ impl Store {
         let mut sql = Sql::new(
             "SELECT id, project_id, alarm_type, source_ip, reason, created_by, created_at FROM alarm_whitelist WHERE project_id IN ",
         );
-        sql.bind_list(projects).push(" ORDER BY created_at DESC, id");
+        sql.bind_list(projects)
+            .push(" ORDER BY created_at DESC, id");
         sql.query()
             .fetch_all(self.pool())
             .await?
@@ -529,25 +539,76 @@ mod tests {
             let s = &db.store;
             let p = s.ensure_project("default").await.unwrap();
             let srv = s
-                .create_server(&NewServer { project_id: p.id.clone(), name: "web".into(), ..Default::default() })
+                .create_server(&NewServer {
+                    project_id: p.id.clone(),
+                    name: "web".into(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap();
-            s.store_records(&srv.id, &[(1, brute(1000, "192.0.2.7", 5)), (2, brute(1010, "192.0.2.7", 3)), (3, brute(1020, "2001:db8::7", 5))])
-                .await
-                .unwrap();
-            let f = AlarmFilter { projects: vec![p.id.clone()], page: 1, per_page: 10, ..Default::default() };
+            s.store_records(
+                &srv.id,
+                &[
+                    (1, brute(1000, "192.0.2.7", 5)),
+                    (2, brute(1010, "192.0.2.7", 3)),
+                    (3, brute(1020, "2001:db8::7", 5)),
+                ],
+            )
+            .await
+            .unwrap();
+            let f = AlarmFilter {
+                projects: vec![p.id.clone()],
+                page: 1,
+                per_page: 10,
+                ..Default::default()
+            };
             let (list, total) = s.alarms(&f).await.unwrap();
             assert_eq!(total, 2, "{backend}");
-            let v4 = list.iter().find(|a| a.source_ip.as_deref() == Some("192.0.2.7")).unwrap();
-            assert_eq!((v4.count, v4.first_seen, v4.last_seen), (8, 1000, 1010), "{backend}");
-            assert_eq!((v4.severity.as_str(), v4.technique.as_str()), ("high", "T1110.001 Brute Force: Password Guessing"), "{backend}");
+            let v4 = list
+                .iter()
+                .find(|a| a.source_ip.as_deref() == Some("192.0.2.7"))
+                .unwrap();
+            assert_eq!(
+                (v4.count, v4.first_seen, v4.last_seen),
+                (8, 1000, 1010),
+                "{backend}"
+            );
+            assert_eq!(
+                (v4.severity.as_str(), v4.technique.as_str()),
+                ("high", "T1110.001 Brute Force: Password Guessing"),
+                "{backend}"
+            );
 
-            s.set_alarm_state(std::slice::from_ref(&v4.id), alarm_state::HANDLED, "alice", "handle", "blocked upstream").await.unwrap();
-            s.store_records(&srv.id, &[(4, brute(1030, "192.0.2.7", 5))]).await.unwrap();
-            let (list, _) = s.alarms(&AlarmFilter { state: Some("unhandled".into()), ..f.clone() }).await.unwrap();
-            assert_eq!(list.len(), 2, "a handled alarm is not reopened by repeats: {backend}");
+            s.set_alarm_state(
+                std::slice::from_ref(&v4.id),
+                alarm_state::HANDLED,
+                "alice",
+                "handle",
+                "blocked upstream",
+            )
+            .await
+            .unwrap();
+            s.store_records(&srv.id, &[(4, brute(1030, "192.0.2.7", 5))])
+                .await
+                .unwrap();
+            let (list, _) = s
+                .alarms(&AlarmFilter {
+                    state: Some("unhandled".into()),
+                    ..f.clone()
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                list.len(),
+                2,
+                "a handled alarm is not reopened by repeats: {backend}"
+            );
             let hist = s.alarm_history(&v4.id).await.unwrap();
-            assert_eq!((hist[0].actor.as_str(), hist[0].to_state.as_str()), ("alice", "handled"), "{backend}");
+            assert_eq!(
+                (hist[0].actor.as_str(), hist[0].to_state.as_str()),
+                ("alice", "handled"),
+                "{backend}"
+            );
 
             // Whitelisted sources are stored, but as ignored; unknown types are dropped.
             s.add_alarm_whitelist(&AlarmWhitelistRule {
@@ -561,12 +622,37 @@ mod tests {
             })
             .await
             .unwrap();
-            let unknown = Message::Alarm(Alarm { ts: 1, alarm_type: "nope".into(), key: "k".into(), count: 1, evidence: Evidence::default() });
-            s.store_records(&srv.id, &[(5, brute(1040, "198.51.100.1", 5)), (6, unknown)]).await.unwrap();
-            let (ignored, _) = s.alarms(&AlarmFilter { state: Some("ignored".into()), ..f.clone() }).await.unwrap();
+            let unknown = Message::Alarm(Alarm {
+                ts: 1,
+                alarm_type: "nope".into(),
+                key: "k".into(),
+                count: 1,
+                evidence: Evidence::default(),
+            });
+            s.store_records(
+                &srv.id,
+                &[(5, brute(1040, "198.51.100.1", 5)), (6, unknown)],
+            )
+            .await
+            .unwrap();
+            let (ignored, _) = s
+                .alarms(&AlarmFilter {
+                    state: Some("ignored".into()),
+                    ..f.clone()
+                })
+                .await
+                .unwrap();
             assert_eq!(ignored.len(), 1, "{backend}");
-            assert_eq!(s.alarms(&f).await.unwrap().1, 4, "the unknown type was dropped: {backend}");
-            assert_eq!(s.expire_alarms(30).await.unwrap(), 4, "all are decades old: {backend}");
+            assert_eq!(
+                s.alarms(&f).await.unwrap().1,
+                4,
+                "the unknown type was dropped: {backend}"
+            );
+            assert_eq!(
+                s.expire_alarms(30).await.unwrap(),
+                4,
+                "all are decades old: {backend}"
+            );
         }
     }
 
@@ -576,7 +662,11 @@ mod tests {
             let s = &db.store;
             let p = s.ensure_project("default").await.unwrap();
             let srv = s
-                .create_server(&NewServer { project_id: p.id.clone(), name: "web".into(), ..Default::default() })
+                .create_server(&NewServer {
+                    project_id: p.id.clone(),
+                    name: "web".into(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap();
             let t = now();
@@ -592,15 +682,41 @@ mod tests {
             };
             s.store_records(
                 &srv.id,
-                &[(1, block("192.0.2.9", "blocked", t + 3600)), (2, block("192.0.2.10", "blocked", t - 1)), (3, block("not an ip", "blocked", t + 5))],
+                &[
+                    (1, block("192.0.2.9", "blocked", t + 3600)),
+                    (2, block("192.0.2.10", "blocked", t - 1)),
+                    (3, block("not an ip", "blocked", t + 5)),
+                ],
             )
             .await
             .unwrap();
-            let active = s.blocked_ips(std::slice::from_ref(&p.id), None, true).await.unwrap();
-            assert_eq!(active.iter().map(|b| b.addr.as_str()).collect::<Vec<_>>(), ["192.0.2.9"], "expired is not active: {backend}");
-            s.store_records(&srv.id, &[(4, block("192.0.2.9", "unblocked", 0))]).await.unwrap();
-            assert!(s.blocked_ips(&[], Some(&srv.id), true).await.unwrap().is_empty(), "{backend}");
-            assert_eq!(s.blocked_ips(&[], Some(&srv.id), false).await.unwrap().len(), 2, "history kept: {backend}");
+            let active = s
+                .blocked_ips(std::slice::from_ref(&p.id), None, true)
+                .await
+                .unwrap();
+            assert_eq!(
+                active.iter().map(|b| b.addr.as_str()).collect::<Vec<_>>(),
+                ["192.0.2.9"],
+                "expired is not active: {backend}"
+            );
+            s.store_records(&srv.id, &[(4, block("192.0.2.9", "unblocked", 0))])
+                .await
+                .unwrap();
+            assert!(
+                s.blocked_ips(&[], Some(&srv.id), true)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{backend}"
+            );
+            assert_eq!(
+                s.blocked_ips(&[], Some(&srv.id), false)
+                    .await
+                    .unwrap()
+                    .len(),
+                2,
+                "history kept: {backend}"
+            );
         }
     }
 }
