@@ -130,6 +130,36 @@ async fn wait_task(api: &Api, id: &str) -> Result<Value> {
     .await
 }
 
+/// A local account the attacker can guess; removed on drop.
+struct User(String);
+
+impl User {
+    async fn add(name: &str, password: &str) -> Result<User> {
+        run_cmd(
+            Path::new("useradd"),
+            &["-M".into(), "-s".into(), "/bin/bash".into(), name.into()],
+            None,
+        )
+        .await?
+        .ok()?;
+        let user = User(name.to_string());
+        run_cmd(
+            Path::new("chpasswd"),
+            &[],
+            Some(&format!("{name}:{password}\n")),
+        )
+        .await?
+        .ok()?;
+        Ok(user)
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.0).output();
+    }
+}
+
 const ADAPTER: &str = r#"
 import socket, sys, time
 host = socket.gethostname()
@@ -160,7 +190,7 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
         std::fs::write(&adapter, ADAPTER)?;
         let mut cmd = command("ip");
         cmd.args(["netns", "exec", &n.victim, "bash", "-c"]).arg(format!(
-            "exec /usr/sbin/sshd -D -e -p 22 -h {key} -o PidFile=none -o LogLevel=INFO -o MaxAuthTries=3 2>&1 | python3 -u {adapter} {log} $$",
+            "exec /usr/sbin/sshd -D -e -p 22 -h {key} -o PidFile=none -o LogLevel=INFO 2>&1 | python3 -u {adapter} {log} $$",
             key = key.display(),
             adapter = adapter.display(),
             log = log.display()
@@ -205,10 +235,11 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
         std::fs::write(&words, list.join("\n") + "\n")?;
         // In the background: once blocked, its connections hang until it gives up.
         let mut cmd = command("ip");
-        cmd.args(["netns", "exec", &n.attacker, "timeout", "60", "hydra", "-l", "root", "-P"])
+        // --foreground keeps hydra in this process group, which dropping the Proc kills.
+        cmd.args(["netns", "exec", &n.attacker, "timeout", "--foreground", "60", "hydra", "-l", "root", "-P"])
             .arg(&words)
             .args(["-t", "4", "-I", &format!("ssh://{VICTIM_IP}")]);
-        let mut hydra = Proc::spawn(&env, "hydra[attacker]", cmd, &dir, "hydra")?;
+        let hydra = Proc::spawn(&env, "hydra[attacker]", cmd, &dir, "hydra")?;
         let alarm = wait_until("the brute-force alarm at the center", secs(30), millis(200), || async {
             let r = api.get("/api/v1/alarms?type=brute_force").await?.expect(200)?;
             r.json["items"]
@@ -220,7 +251,7 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
                 .ok_or_else(|| anyhow!("no alarm yet: {}", r.text))
         })
         .await?;
-        hydra.kill9().await?;
+        drop(hydra);
         ensure!(alarm["count"].as_i64() >= Some(5), "at least the 5 failures that crossed the threshold: {alarm}");
         ensure!(alarm["evidence"]["users"] == json!(["root"]) && alarm["evidence"]["service"] == "ssh", "{alarm}");
         ensure!(alarm["severity"] == "high" && alarm["technique"].as_str().is_some_and(|t| t.starts_with("T1110")), "{alarm}");
@@ -263,6 +294,50 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
         })
         .await?;
         ensure!(!attacker_can_connect(&n).await?, "the restored block drops the attacker again");
+        let r = api.delete(&format!("/api/v1/servers/{server}/blocked-ips/{ATTACKER_IP}")).await?.expect(202)?;
+        wait_task(&api, r.json["id"].as_str().unwrap_or_default()).await?;
+
+        // A whitelisted attacker is never blocked; when it then logs in, the password was cracked.
+        let project = api.get("/api/v1/projects").await?.expect(200)?.json["items"][0]["id"].as_str().unwrap_or_default().to_string();
+        let bad = api
+            .put(&format!("/api/v1/projects/{project}/bruteforce-policy"), json!({"whitelist": ["10.79.0.300"]}))
+            .await?
+            .expect(400)?;
+        ensure!(bad.error_message().starts_with("whitelist[0]"), "{}", bad.text);
+        api.put(&format!("/api/v1/projects/{project}/bruteforce-policy"), json!({"whitelist": [format!("{ATTACKER_IP}/32")]}))
+            .await?
+            .expect(200)?;
+        let user = format!("hwbf{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let password = format!("Hw-{:08x}-{:08x}", rand::random::<u32>(), rand::random::<u32>());
+        let _user = User::add(&user, &password).await?;
+        // Five misses (the threshold) and the password, within one connection (sshd allows six tries).
+        let mut list: Vec<String> = (0..5).map(|i| format!("wrong-{i}")).collect();
+        list.push(password.clone());
+        std::fs::write(&words, list.join("\n") + "\n")?;
+        // Let the new policy reach the agent (the config push is immediate; its apply is not awaited).
+        tokio::time::sleep(millis(500)).await;
+        let hydra = run_cmd_timeout(
+            Path::new("ip"),
+            &["netns", "exec", &n.attacker, "timeout", "60", "hydra", "-l", &user, "-P", &words.display().to_string(), "-t", "1", "-f", "-I", &format!("ssh://{VICTIM_IP}")]
+                .map(String::from),
+            None,
+            secs(70),
+        )
+        .await?;
+        ensure!(hydra.stdout.contains("1 valid password found"), "hydra logs in at last: {hydra}");
+        ensure!(!nft_elements(&n).await?.contains(ATTACKER_IP), "a whitelisted source is never blocked");
+        ensure!(attacker_can_connect(&n).await?, "the whitelisted attacker still reaches sshd");
+        let cracked = wait_until("the password-cracked alarm", secs(30), millis(200), || async {
+            let r = api.get("/api/v1/alarms?type=password_cracked").await?.expect(200)?;
+            r.json["items"].as_array().into_iter().flatten().find(|a| a["source_ip"] == ATTACKER_IP).cloned().ok_or_else(|| anyhow!("not yet: {}", r.text))
+        })
+        .await?;
+        ensure!(cracked["severity"] == "critical", "{cracked}");
+        ensure!(cracked["evidence"]["users"].as_array().is_some_and(|u| u.contains(&json!(user))), "{cracked}");
+        ensure!(
+            cracked["evidence"]["lines"][0].as_str().is_some_and(|l| l.contains(&format!("Accepted password for {user} from {ATTACKER_IP}"))),
+            "the login's own line comes first: {cracked}"
+        );
         Ok(())
     })
     .await

@@ -345,6 +345,7 @@ async fn session_delivers_records_runs_tasks_and_says_bye() {
         protection_enabled: true,
         inventory: Default::default(),
         risk: Default::default(),
+        bruteforce: Default::default(),
     };
     ws.send(tungstenite::Message::text(
         Envelope::control(Message::Config(cfg)).to_json(),

@@ -134,7 +134,7 @@ pub struct BlockChange {
     pub addr: String,
     /// `blocked` or `unblocked` (by a person, or expired).
     pub action: String,
-    /// `brute_force` or `manual`.
+    /// `brute_force`, `manual`, or `whitelist` (lifted because a new whitelist covers it).
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,

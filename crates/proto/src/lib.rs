@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod alarm;
+pub mod bruteforce;
 pub mod inventory;
 pub mod risk;
 pub mod severity;
@@ -298,6 +299,9 @@ pub struct AgentConfig {
     /// Daily scan window, weak-password list, one-click fixes.
     #[serde(default)]
     pub risk: RiskPolicy,
+    /// Brute-force thresholds, block durations, whitelist, login monitoring.
+    #[serde(default)]
+    pub bruteforce: bruteforce::Policy,
 }
 
 /// Work the center asks of an agent. `kind` names the handler; unknown kinds fail the task.

@@ -30,6 +30,7 @@ enum Command {
         addr: IpAddr,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    Policy(Policy),
 }
 
 /// Handle the daemon keeps for block and unblock tasks.
@@ -54,6 +55,11 @@ impl Handle {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Unblock { addr, reply }).await?;
         rx.await.map_err(|_| "the detector stopped".to_string())?
+    }
+
+    /// Applies the project's policy as the center pushed it.
+    pub async fn set_policy(&self, policy: Policy) {
+        let _ = self.send(Command::Policy(policy)).await;
     }
 
     async fn send(&self, c: Command) -> Result<(), String> {
@@ -153,6 +159,27 @@ async fn run(
                     }
                     let _ = reply.send(out);
                 }
+                Some(Command::Policy(policy)) => match engine.set_policy(policy) {
+                    Ok(lifted) => {
+                        for addr in lifted {
+                            if let Some(n) = &nft
+                                && let Err(e) = n.unblock(addr).await
+                            {
+                                tracing::error!(%addr, error = %e, "unblocking a newly whitelisted source failed");
+                                continue;
+                            }
+                            record(&outbox, Message::Block(BlockChange {
+                                ts: unix_now(),
+                                addr: addr.to_string(),
+                                action: "unblocked".into(),
+                                reason: "whitelist".into(),
+                                service: None,
+                                expires_at: None,
+                            })).await;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "refused the brute-force policy; keeping the previous one"),
+                },
             },
             _ = expire.tick() => engine.expire(unix_now()),
         }

@@ -435,6 +435,9 @@ impl Daemon {
                                 if let Some(risk) = &self.risk {
                                     risk.set_policy(cfg.risk.clone());
                                 }
+                                if let Some(detect) = &self.detect {
+                                    detect.set_policy(cfg.bruteforce.clone()).await;
+                                }
                                 self.config = Some(cfg);
                                 if period_changed {
                                     hb = heartbeat_timer(self.heartbeat_period());

@@ -17,8 +17,8 @@ use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
-    AlarmFilter, AlarmHistoryEntry, AlarmRow, AlarmWhitelistRule, BlockedIp, NewTasks, TaskRow,
-    alarm_state, new_id, now,
+    AlarmFilter, AlarmHistoryEntry, AlarmRow, AlarmWhitelistRule, BlockedIp, NewTasks,
+    PolicyColumn, TaskRow, alarm_state, new_id, now,
 };
 
 /// Longest manual block, minutes (30 days), as the agent's policy allows.
@@ -490,7 +490,79 @@ pub async fn unblock(
     Ok(rows.into_iter().next().expect("one target, one task"))
 }
 
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BruteforcePolicyBody {
+    #[schema(value_type = Object)]
+    pub policy: hostward_proto::bruteforce::Policy,
+    pub version: i64,
+}
+
+pub async fn bruteforce_policy(
+    state: &AppState,
+    p: &Principal,
+    project_id: &str,
+) -> Result<BruteforcePolicyBody, ApiError> {
+    p.require(project_id, Role::Viewer)?;
+    let (policy, version) = state
+        .store
+        .policy(project_id, PolicyColumn::Bruteforce)
+        .await?;
+    Ok(BruteforcePolicyBody { policy, version })
+}
+
+/// Replaces a project's brute-force policy (admin) and pushes it to its agents, which apply it
+/// at once (a source the new whitelist covers is unblocked).
+pub async fn set_bruteforce_policy(
+    state: &AppState,
+    p: &Principal,
+    project_id: &str,
+    policy: hostward_proto::bruteforce::Policy,
+) -> Result<BruteforcePolicyBody, ApiError> {
+    p.require(project_id, Role::Admin)?;
+    policy.validate().map_err(ApiError::invalid_body)?;
+    let version = state
+        .store
+        .set_policy(project_id, PolicyColumn::Bruteforce, &policy)
+        .await?;
+    for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
+        state.gateway.config_changed(&server_id);
+    }
+    let detail = serde_json::to_string(&policy).unwrap_or_default();
+    audit(
+        state,
+        p,
+        project_id,
+        "bruteforce.policy",
+        project_id,
+        &detail,
+    )
+    .await;
+    Ok(BruteforcePolicyBody { policy, version })
+}
+
 // ---- HTTP handlers ----
+
+#[utoipa::path(get, path = "/api/v1/projects/{id}/bruteforce-policy", tag = "alarms", params(("id" = String, Path)),
+    responses((status = 200, body = BruteforcePolicyBody), (status = 404, body = super::ErrorBody)))]
+pub async fn policy_handler(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<BruteforcePolicyBody>, ApiError> {
+    Ok(Json(bruteforce_policy(&state, &p, &id).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/projects/{id}/bruteforce-policy", tag = "alarms", params(("id" = String, Path)),
+    request_body = Object,
+    responses((status = 200, body = BruteforcePolicyBody), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
+pub async fn set_policy_handler(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    ApiJson(policy): ApiJson<hostward_proto::bruteforce::Policy>,
+) -> Result<Json<BruteforcePolicyBody>, ApiError> {
+    Ok(Json(set_bruteforce_policy(&state, &p, &id, policy).await?))
+}
 
 #[utoipa::path(get, path = "/api/v1/alarms", tag = "alarms", params(AlarmQuery),
     responses((status = 200, body = AlarmPage), (status = 400, body = super::ErrorBody)))]

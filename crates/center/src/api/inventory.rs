@@ -15,6 +15,7 @@ use super::{ApiError, ApiJson, ApiQuery, audit, scope};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
+    PolicyColumn,
     AssetGroup, AssetServer, ChangeFilter, InventoryChange, InventoryItem, InventorySummary,
 };
 
@@ -363,7 +364,7 @@ pub async fn policy(
     project_id: &str,
 ) -> Result<PolicyBody, ApiError> {
     p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state.store.inventory_policy(project_id).await?;
+    let (policy, version) = state.store.policy(project_id, PolicyColumn::Inventory).await?;
     Ok(policy_body(policy, version))
 }
 
@@ -394,7 +395,7 @@ pub async fn set_policy(
     };
     let version = state
         .store
-        .set_inventory_policy(project_id, &policy)
+        .set_policy(project_id, PolicyColumn::Inventory, &policy)
         .await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);

@@ -69,6 +69,10 @@ pub fn router() -> Router<AppState> {
             get(inventory::asset_servers_handler),
         )
         .route("/api/v1/alarms", get(alarms::list_handler))
+        .route(
+            "/api/v1/projects/{id}/bruteforce-policy",
+            get(alarms::policy_handler).put(alarms::set_policy_handler),
+        )
         .route("/api/v1/alarms/actions", post(alarms::action_handler))
         .route("/api/v1/alarms/{id}", get(alarms::detail_handler))
         .route(

@@ -50,6 +50,8 @@ use super::{
         api_tokens::create_handler,
         api_tokens::revoke_handler,
         alarms::list_handler,
+        alarms::policy_handler,
+        alarms::set_policy_handler,
         alarms::detail_handler,
         alarms::action_handler,
         alarms::whitelist_handler,

@@ -20,6 +20,7 @@ use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
+    PolicyColumn,
     NewTasks, PolicyResultRow, RiskScanState, TaskRow, VulnDbImport, VulnDbStatus, VulnFilter,
     VulnFinding, VulnGroup, VulnHistoryEntry, VulnRule, WeakPasswordRow, new_id, now, vuln_state,
 };
@@ -447,7 +448,7 @@ async fn fix(
             .push(f);
     }
     for (project, _) in by_server.keys() {
-        if !state.store.risk_policy(project).await?.0.allow_fix {
+        if !state.store.policy::<RiskPolicy>(project, PolicyColumn::Risk).await?.0.allow_fix {
             return Err(ApiError::conflict(
                 "one-click fixes are off in this project's risk policy (allow_fix)",
             ));
@@ -687,7 +688,7 @@ pub async fn risk_policy(
     project_id: &str,
 ) -> Result<RiskPolicyBody, ApiError> {
     p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state.store.risk_policy(project_id).await?;
+    let (policy, version) = state.store.policy(project_id, PolicyColumn::Risk).await?;
     Ok(RiskPolicyBody { policy, version })
 }
 
@@ -702,7 +703,7 @@ pub async fn set_risk_policy(
     policy.validate().map_err(ApiError::invalid_body)?;
     policy.custom_weak_passwords.sort();
     policy.custom_weak_passwords.dedup();
-    let version = state.store.set_risk_policy(project_id, &policy).await?;
+    let version = state.store.set_policy(project_id, PolicyColumn::Risk, &policy).await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);
     }

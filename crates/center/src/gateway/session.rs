@@ -14,7 +14,7 @@ use super::{Control, Gateway};
 use crate::AppState;
 use crate::metrics as m;
 use crate::status::{self, StopHint};
-use crate::store::{Server, now};
+use crate::store::{PolicyColumn, Server, now};
 
 /// Rejected frames after which a session is closed: a confused or hostile agent.
 const MAX_REJECTED: u32 = 10;
@@ -286,23 +286,24 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
     }
 }
 
-/// The agent's config: the server's own switches plus its project's inventory and risk policies. The
-/// version grows with either (both counters only grow).
+/// The agent's config: the server's own switches plus its project's policies. The version grows
+/// with either (both counters only grow). A policy that cannot be read is sent as its defaults,
+/// rather than stopping the agent's config.
 async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelope {
-    let (inventory, policy_version) = match state.store.inventory_policy(&server.project_id).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "reading the inventory policy failed; sending defaults");
+    async fn read<T: serde::de::DeserializeOwned + Default>(
+        state: &AppState,
+        project: &str,
+        which: PolicyColumn,
+    ) -> (T, i64) {
+        state.store.policy(project, which).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, policy = ?which, "reading a policy failed; sending defaults");
             Default::default()
-        }
-    };
-    let risk = match state.store.risk_policy(&server.project_id).await {
-        Ok((p, _)) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "reading the risk policy failed; sending defaults");
-            Default::default()
-        }
-    };
+        })
+    }
+    let project = &server.project_id;
+    let (inventory, policy_version) = read(state, project, PolicyColumn::Inventory).await;
+    let (risk, _) = read(state, project, PolicyColumn::Risk).await;
+    let (bruteforce, _) = read(state, project, PolicyColumn::Bruteforce).await;
     let version = server.config_version + policy_version;
     gw.config_sent(&server.id, version);
     Envelope::control(Message::Config(AgentConfig {
@@ -311,6 +312,7 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
         protection_enabled: server.protection_wanted,
         inventory,
         risk,
+        bruteforce,
     }))
 }
 

@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 
-use hostward_proto::inventory::{Inventory, InventoryKind, InventoryPolicy};
+use hostward_proto::inventory::{Inventory, InventoryKind};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
-use super::{Bind, Result, Sql, Store, StoreError, like, now, offset, paged};
+use super::{Bind, Result, Sql, Store, like, now, offset, paged};
 
 /// Rows per `IN (...)` list: well under both backends' parameter limits.
 const CHUNK: usize = 400;
@@ -652,40 +652,6 @@ impl Store {
             .collect::<Result<_>>()?;
         Ok((out, total))
     }
-
-    /// The project's inventory policy and its version (0 until first set).
-    pub async fn inventory_policy(&self, project_id: &str) -> Result<(InventoryPolicy, i64)> {
-        let r = sqlx::query("SELECT inventory_policy, policy_version FROM projects WHERE id = $1")
-            .bind(project_id.to_string())
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(StoreError::NotFound("project"))?;
-        let text: String = r.try_get("inventory_policy")?;
-        // Written only by set_inventory_policy from a validated value; a damaged row falls back to
-        // the defaults rather than stopping every agent's config.
-        let policy = serde_json::from_str(&text).unwrap_or_default();
-        Ok((policy, r.try_get("policy_version")?))
-    }
-
-    /// Replaces the project's policy; returns the new version.
-    pub async fn set_inventory_policy(
-        &self,
-        project_id: &str,
-        policy: &InventoryPolicy,
-    ) -> Result<i64> {
-        let text = serde_json::to_string(policy).expect("policy serialises");
-        let r = sqlx::query(
-            "UPDATE projects SET inventory_policy = $1, policy_version = policy_version + 1 WHERE id = $2",
-        )
-        .bind(text)
-        .bind(project_id.to_string())
-        .execute(self.pool())
-        .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound("project"));
-        }
-        Ok(self.inventory_policy(project_id).await?.1)
-    }
 }
 
 
@@ -706,9 +672,9 @@ fn name_or_value_like(filter: &mut Sql, alias: &str, q: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, testdb};
+    use crate::store::{NewServer, PolicyColumn, testdb};
     use hostward_proto::Message;
-    use hostward_proto::inventory::{Items, Package};
+    use hostward_proto::inventory::{InventoryPolicy, Items, Package};
 
     fn pkg(name: &str, version: &str) -> Package {
         Package {
@@ -1054,7 +1020,7 @@ mod tests {
         for (backend, db) in testdb::all().await {
             let st = &db.store;
             let p = st.ensure_project("default").await.unwrap();
-            let (pol, v) = st.inventory_policy(&p.id).await.unwrap();
+            let (pol, v) = st.policy::<InventoryPolicy>(&p.id, PolicyColumn::Inventory).await.unwrap();
             assert_eq!((pol, v), (InventoryPolicy::default(), 0), "{backend}");
             let srv = st
                 .create_server(&NewServer {
@@ -1069,12 +1035,12 @@ mod tests {
             pol.interval_secs.insert(InventoryKind::Ports, 5);
             pol.ignored_ports = vec![6379];
             assert_eq!(
-                st.set_inventory_policy(&p.id, &pol).await.unwrap(),
+                st.set_policy(&p.id, PolicyColumn::Inventory, &pol).await.unwrap(),
                 1,
                 "{backend}"
             );
             assert_eq!(
-                st.inventory_policy(&p.id).await.unwrap(),
+                st.policy::<InventoryPolicy>(&p.id, PolicyColumn::Inventory).await.unwrap(),
                 (pol, 1),
                 "{backend}"
             );

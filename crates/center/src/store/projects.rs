@@ -2,7 +2,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Result, Store, new_id, now};
+use super::{Result, Store, StoreError, new_id, now};
 
 pub const DEFAULT_PROJECT: &str = "default";
 
@@ -78,5 +78,74 @@ mod tests {
                 "{backend}"
             );
         }
+    }
+}
+
+/// The policies a project keeps as JSON columns, each pushed to its agents in their config.
+/// One version counts changes of all of them, so any change re-sends the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyColumn {
+    Inventory,
+    Risk,
+    Bruteforce,
+}
+
+impl PolicyColumn {
+    fn column(self) -> &'static str {
+        match self {
+            PolicyColumn::Inventory => "inventory_policy",
+            PolicyColumn::Risk => "risk_policy",
+            PolicyColumn::Bruteforce => "bruteforce_policy",
+        }
+    }
+}
+
+impl Store {
+    /// A project's policy and the shared policy version (0 until one is first set).
+    pub async fn policy<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        project_id: &str,
+        which: PolicyColumn,
+    ) -> Result<(T, i64)> {
+        let col = which.column();
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {col} AS policy, policy_version FROM projects WHERE id = $1"
+        )))
+        .bind(project_id.to_string())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("project"))?;
+        let text: String = r.try_get("policy")?;
+        // Written only by set_policy from a validated value; a damaged row falls back to the
+        // defaults rather than stopping every agent's config.
+        let policy = serde_json::from_str(&text).unwrap_or_default();
+        Ok((policy, r.try_get("policy_version")?))
+    }
+
+    /// Replaces a project's policy; returns the new shared version.
+    pub async fn set_policy<T: serde::Serialize>(
+        &self,
+        project_id: &str,
+        which: PolicyColumn,
+        policy: &T,
+    ) -> Result<i64> {
+        let col = which.column();
+        let text = serde_json::to_string(policy).expect("policy serialises");
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET {col} = $1, policy_version = policy_version + 1 WHERE id = $2"
+        )))
+        .bind(text)
+        .bind(project_id.to_string())
+        .execute(self.pool())
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("project"));
+        }
+        let v: i64 = sqlx::query("SELECT policy_version FROM projects WHERE id = $1")
+            .bind(project_id.to_string())
+            .fetch_one(self.pool())
+            .await?
+            .try_get("policy_version")?;
+        Ok(v)
     }
 }

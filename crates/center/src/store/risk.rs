@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use hostward_proto::Severity;
-use hostward_proto::risk::{RiskPolicy, RiskReport};
+use hostward_proto::risk::RiskReport;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -1411,39 +1411,6 @@ impl Store {
             last_scan_at: opt_i64(&r, "last_scan_at"),
             last_scan_trigger: r.try_get("last_scan_trigger")?,
         })
-    }
-
-    // ---- policy ----
-
-    /// The project's risk policy and the shared policy version (0 until first set).
-    pub async fn risk_policy(&self, project_id: &str) -> Result<(RiskPolicy, i64)> {
-        let r = sqlx::query("SELECT risk_policy, policy_version FROM projects WHERE id = $1")
-            .bind(project_id.to_string())
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(StoreError::NotFound("project"))?;
-        let text: String = r.try_get("risk_policy")?;
-        // Written only by set_risk_policy from a validated value; a damaged row falls back to the
-        // defaults rather than stopping every agent's config.
-        let policy = serde_json::from_str(&text).unwrap_or_default();
-        Ok((policy, r.try_get("policy_version")?))
-    }
-
-    /// Replaces the project's risk policy; returns the new policy version (shared with the
-    /// inventory policy: either change re-sends the agents' config).
-    pub async fn set_risk_policy(&self, project_id: &str, policy: &RiskPolicy) -> Result<i64> {
-        let text = serde_json::to_string(policy).expect("policy serialises");
-        let r = sqlx::query(
-            "UPDATE projects SET risk_policy = $1, policy_version = policy_version + 1 WHERE id = $2",
-        )
-        .bind(text)
-        .bind(project_id.to_string())
-        .execute(self.pool())
-        .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound("project"));
-        }
-        Ok(self.risk_policy(project_id).await?.1)
     }
 }
 

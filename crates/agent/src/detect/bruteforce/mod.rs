@@ -6,7 +6,6 @@
 //! Failures are counted per source address across services: an attacker switching from SSH to
 //! FTP is still one attacker, and the firewall blocks addresses, not address and port.
 
-mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -14,8 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use policy::Net;
-pub use policy::{
+use hostward_proto::bruteforce::Net;
+pub use hostward_proto::bruteforce::{
     MAX_BLOCK_MINUTES, MAX_FAILURES, MAX_USUAL_LOGIN_IPS, MAX_WHITELIST, MAX_WINDOW_SECS, Policy,
 };
 

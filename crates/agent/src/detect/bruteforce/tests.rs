@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::policy::Net;
+use hostward_proto::bruteforce::Net;
 use super::*;
 
 const T0: i64 = 1_700_000_000;

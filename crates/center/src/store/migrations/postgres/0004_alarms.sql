@@ -61,3 +61,6 @@ CREATE TABLE blocked_ips (
     unblocked_at BIGINT,
     PRIMARY KEY (server_id, addr)
 );
+
+-- Brute-force thresholds, whitelist and login monitoring per project, pushed to agents.
+ALTER TABLE projects ADD COLUMN bruteforce_policy TEXT NOT NULL DEFAULT '{}';

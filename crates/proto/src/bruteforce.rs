@@ -1,5 +1,6 @@
-//! The brute-force and login-monitoring policy as the console edits it, and the address/CIDR
-//! matching it needs. `ipnet` is not an agent dependency, so prefixes are parsed here.
+//! The brute-force and login-monitoring policy of a project: the console edits it, the center
+//! validates and pushes it in the agents' config, the agent's engine applies it. With the
+//! address/CIDR matching it needs, parsed here so this crate stays dependency-free.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -130,13 +131,13 @@ fn check_nets(field: &str, list: &[String], max: usize) -> Result<(), String> {
 /// An address prefix. Host bits are cleared when parsed (`10.1.2.3/8` is `10.0.0.0/8`), as
 /// people write prefixes both ways.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Net {
+pub struct Net {
     addr: IpAddr,
     prefix: u8,
 }
 
 impl Net {
-    pub(crate) fn host(addr: IpAddr) -> Net {
+    pub fn host(addr: IpAddr) -> Net {
         let addr = addr.to_canonical();
         Net {
             addr,
@@ -144,7 +145,7 @@ impl Net {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Result<Net, String> {
+    pub fn parse(s: &str) -> Result<Net, String> {
         let s = s.trim();
         let (addr, prefix) = match s.split_once('/') {
             None => (s, None),
@@ -184,7 +185,7 @@ impl Net {
     }
 
     /// `ip` must be canonical (IPv4-mapped IPv6 already turned into IPv4).
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => u32::from(a) & mask32(self.prefix) == u32::from(n),
             (IpAddr::V6(n), IpAddr::V6(a)) => u128::from(a) & mask128(self.prefix) == u128::from(n),
@@ -192,7 +193,7 @@ impl Net {
         }
     }
 
-    pub(crate) fn is_host(&self) -> bool {
+    pub fn is_host(&self) -> bool {
         self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
     }
 }
