@@ -229,6 +229,15 @@ pub async fn act(
         p.require_on("alarm", &a.project_id, Role::Operator)?;
         alarms.push(a);
     }
+    // Both act per source address: refuse the whole batch before doing anything if one alarm
+    // has none (a whitelist rule without an address would silence the type project-wide).
+    if matches!(body.action, AlarmAction::Whitelist | AlarmAction::Unblock)
+        && let Some(i) = alarms.iter().position(|a| a.source_ip.is_none())
+    {
+        return Err(ApiError::conflict(format!(
+            "alarm_ids[{i}]: the alarm has no source address"
+        )));
+    }
     let ids: Vec<String> = alarms.iter().map(|a| a.id.clone()).collect();
     let actor = p.username.clone();
     let mut tasks = Vec::new();
@@ -258,12 +267,8 @@ pub async fn act(
             (alarm_state::IGNORED, "whitelist")
         }
         AlarmAction::Unblock => {
-            for (i, a) in alarms.iter().enumerate() {
-                let Some(ip) = &a.source_ip else {
-                    return Err(ApiError::conflict(format!(
-                        "alarm_ids[{i}]: the alarm has no source address"
-                    )));
-                };
+            for a in &alarms {
+                let ip = a.source_ip.as_deref().expect("checked above");
                 tasks.extend(
                     queue_block_task(
                         state,

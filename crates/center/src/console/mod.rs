@@ -6,6 +6,7 @@
 //! anything else happens ([`Post`]). Objects outside the caller's projects answer 404.
 //! Responses carry a strict CSP (no inline scripts or styles) and the other security headers.
 
+mod alarms;
 mod glue;
 mod inventory;
 mod login;
@@ -14,6 +15,8 @@ mod servers;
 mod tokens;
 mod users;
 
+#[cfg(test)]
+mod alarms_tests;
 #[cfg(test)]
 mod risk_tests;
 #[cfg(test)]
@@ -70,6 +73,20 @@ pub fn router() -> Router<AppState> {
         .route("/risk/rules", get(risk::rules).post(risk::create_rule))
         .route("/risk/rules/{id}/delete", post(risk::delete_rule))
         .route("/risk/policy", get(risk::policy).post(risk::save_policy))
+        .route("/alarms", get(alarms::list))
+        .route("/alarms/actions", post(alarms::act))
+        .route("/alarms/blocked", get(alarms::blocked).post(alarms::block))
+        .route("/alarms/blocked/unblock", post(alarms::unblock))
+        .route(
+            "/alarms/whitelist",
+            get(alarms::whitelist).post(alarms::create_rule),
+        )
+        .route("/alarms/whitelist/{id}/delete", post(alarms::delete_rule))
+        .route(
+            "/alarms/policy",
+            get(alarms::policy).post(alarms::save_policy),
+        )
+        .route("/alarms/{id}", get(alarms::detail))
         .route("/assets", get(inventory::assets))
         .route("/assets/changes", get(inventory::fleet_changes))
         .route("/assets/{kind}/servers", get(inventory::asset_servers))

@@ -1,0 +1,1071 @@
+//! Alarm console tests: the router in-process on a real store (SQLite always, PostgreSQL when
+//! `HOSTWARD_TEST_POSTGRES_URL` is set), users signed in through the login form, alarms and
+//! firewall blocks seeded the way the gateway stores an agent's records.
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use hostward_proto::Message;
+use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
+use hostward_proto::bruteforce::Policy;
+
+use super::testutil::{Console, body, hidden};
+use super::*;
+use crate::store::{AlarmFilter, NewServer, PolicyColumn, Server, alarm_state, testdb};
+
+const EVIL: &str = "<script>alert(1)</script>";
+const EVIL_LINE: &str = "sshd[77]: Failed password for invalid user \"><img src=x> from 192.0.2.7";
+const ATTACKER: &str = "192.0.2.7";
+
+struct Env {
+    backend: &'static str,
+    console: Console,
+    _db: testdb::TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Console;
+
+    fn deref(&self) -> &Console {
+        &self.console
+    }
+}
+
+/// One environment per available backend.
+async fn envs() -> Vec<Env> {
+    let mut out = Vec::new();
+    for (backend, db) in testdb::all().await {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(
+            crate::config::ServeArgs::default()
+                .resolve(dir.path())
+                .unwrap(),
+        );
+        out.push(Env {
+            backend,
+            console: Console::new(db.store.clone(), config),
+            _db: db,
+            _dir: dir,
+        });
+    }
+    out
+}
+
+fn location(res: &Response) -> String {
+    res.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+impl Env {
+    /// GET that must answer 200; the page.
+    async fn page(&self, uri: &str, cookie: &str) -> String {
+        let res = self.get(uri, cookie).await;
+        let status = res.status();
+        let html = body(res).await;
+        assert_eq!(status, StatusCode::OK, "[{}] {uri}: {html}", self.backend);
+        assert!(
+            !html.contains("<script>") && !html.contains("style="),
+            "[{}] {uri}: inline script or style breaks the CSP",
+            self.backend
+        );
+        assert!(
+            !html.contains("<img src=x>") && !html.contains("\"><img"),
+            "[{}] {uri}: raw evidence",
+            self.backend
+        );
+        html
+    }
+
+    /// A server with an enrolled agent (the block form offers only those).
+    async fn agent_server(&self, project_id: &str, name: &str) -> Server {
+        self.state
+            .store
+            .enroll(&crate::store::Enrollment {
+                project_id: project_id.into(),
+                region: String::new(),
+                install_id: None,
+                agent_id: format!("agent-{name}"),
+                cert_serial: "0abc".into(),
+                cert_not_after: 0,
+                facts: hostward_proto::HostFacts {
+                    hostname: name.into(),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn plain_server(&self, project_id: &str, name: &str) -> Server {
+        self.state
+            .store
+            .create_server(&NewServer {
+                project_id: project_id.into(),
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A brute-force alarm from [`ATTACKER`] with hostile evidence (a minute ago), a root login
+    /// without a source address (ten days ago), an active and an expired block.
+    async fn seed(&self, server_id: &str) {
+        let now = crate::store::now();
+        let brute = Message::Alarm(Alarm {
+            ts: now - 60,
+            alarm_type: "brute_force".into(),
+            key: ATTACKER.into(),
+            count: 7,
+            evidence: Evidence {
+                source_ip: Some(ATTACKER.into()),
+                users: vec![EVIL.into(), "root".into()],
+                service: Some("ssh".into()),
+                lines: vec![EVIL_LINE.into()],
+                blocked_until: Some(now + 3600),
+            },
+        });
+        let root = Message::Alarm(Alarm {
+            ts: now - 10 * 86_400,
+            alarm_type: "root_login".into(),
+            key: "root".into(),
+            count: 1,
+            evidence: Evidence {
+                users: vec!["root".into()],
+                service: Some("ssh".into()),
+                ..Default::default()
+            },
+        });
+        let block = |addr: &str, ts: i64, exp: i64| {
+            Message::Block(BlockChange {
+                ts,
+                addr: addr.into(),
+                action: "blocked".into(),
+                reason: "brute_force".into(),
+                service: Some("ssh".into()),
+                expires_at: Some(exp),
+            })
+        };
+        self.state
+            .store
+            .store_records(
+                server_id,
+                &[
+                    (1, brute),
+                    (2, root),
+                    (3, block(ATTACKER, now - 60, now + 3600)),
+                    (4, block("198.51.100.9", now - 7200, now - 3600)),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The id of the server's alarm of a type.
+    async fn alarm_id(&self, server_id: &str, alarm_type: &str) -> String {
+        let (items, _) = self
+            .state
+            .store
+            .alarms(&AlarmFilter {
+                server_id: Some(server_id.into()),
+                alarm_type: Some(alarm_type.into()),
+                page: 1,
+                per_page: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        items[0].id.clone()
+    }
+
+    async fn alarm_state(&self, id: &str) -> String {
+        self.state.store.alarm(id).await.unwrap().unwrap().state
+    }
+}
+
+fn assert_escaped(html: &str, what: &str) {
+    assert!(!html.contains(EVIL), "{what}: raw agent text");
+    assert!(
+        html.contains("&#60;script&#62;alert(1)") || html.contains("&lt;script&gt;alert(1)"),
+        "{what}: escaped user name missing"
+    );
+    assert!(
+        html.contains("&#60;img src=x&#62;") || html.contains("&lt;img src=x&gt;"),
+        "{what}: escaped log line missing"
+    );
+}
+
+#[tokio::test]
+async fn alarm_pages_render_for_a_viewer() {
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("vic", &p.id, Some("viewer")).await;
+        let srv = e.agent_server(&p.id, "web-1").await;
+        e.seed(&srv.id).await;
+        let brute = e.alarm_id(&srv.id, "brute_force").await;
+        let root = e.alarm_id(&srv.id, "root_login").await;
+        let (cookie, _) = e.login("vic").await;
+
+        let html = e.page("/alarms", &cookie).await;
+        assert!(html.contains("id=\"alarms\""), "[{b}]");
+        assert!(
+            html.contains(&format!("data-alarm-id=\"{brute}\""))
+                && html.contains(&format!("data-alarm-id=\"{root}\"")),
+            "[{b}]"
+        );
+        assert!(
+            html.contains("Brute-force password guessing") && html.contains("Root login"),
+            "[{b}] type titles"
+        );
+        assert!(
+            html.contains("sev-high") && html.contains("sev-low"),
+            "[{b}] badges"
+        );
+        assert!(
+            html.contains("T1110.001 Brute Force: Password Guessing")
+                && html.contains("https://attack.mitre.org/techniques/T1110/001/"),
+            "[{b}] MITRE"
+        );
+        assert!(html.contains(ATTACKER), "[{b}] source");
+        assert!(
+            html.contains("<td class=\"num count\">7</td>"),
+            "[{b}] count"
+        );
+        assert!(
+            html.contains(&format!("href=\"/servers/{}\"", srv.id)),
+            "[{b}] server link"
+        );
+        assert!(
+            html.contains("href=\"/api/v1/alarms?format=csv\""),
+            "[{b}] CSV link"
+        );
+        assert!(
+            !html.contains("name=\"action\"") && !html.contains("name=\"alarm_"),
+            "[{b}] a viewer gets no action buttons"
+        );
+        assert!(
+            html.contains("href=\"/alarms\" class=\"active\""),
+            "[{b}] nav"
+        );
+
+        // Filters narrow the list; nonsense filter values are dropped, not errors.
+        let html = e.page("/alarms?type=root_login", &cookie).await;
+        assert!(
+            html.contains(&format!("data-alarm-id=\"{root}\""))
+                && !html.contains(&format!("data-alarm-id=\"{brute}\"")),
+            "[{b}]"
+        );
+        let html = e.page("/alarms?range=24h&severity=high", &cookie).await;
+        assert!(
+            html.contains(&format!("data-alarm-id=\"{brute}\""))
+                && !html.contains(&format!("data-alarm-id=\"{root}\"")),
+            "[{b}] last 24 h"
+        );
+        assert!(
+            html.contains("/api/v1/alarms?format=csv&amp;severity=high&amp;since=")
+                || html.contains("/api/v1/alarms?format=csv&#38;severity=high&#38;since="),
+            "[{b}] the CSV has the same filters: {html}"
+        );
+        let today = fmt_utc(crate::store::now())[..10].to_string();
+        let html = e
+            .page(&format!("/alarms?since={today}&state=unhandled"), &cookie)
+            .await;
+        assert!(
+            html.contains(&format!("data-alarm-id=\"{brute}\""))
+                && !html.contains(&format!("data-alarm-id=\"{root}\"")),
+            "[{b}] since a date"
+        );
+        let html = e
+            .page(&format!("/alarms?server={}&state=ignored", srv.id), &cookie)
+            .await;
+        assert!(html.contains("id=\"alarms-empty\""), "[{b}]");
+        e.page(
+            "/alarms?type=nope&severity=nope&state=nope&range=1y&since=x&until=2024-13-40&page=x",
+            &cookie,
+        )
+        .await;
+
+        let html = e.page(&format!("/alarms/{brute}"), &cookie).await;
+        assert!(
+            html.contains("id=\"mitre-tactic\"") && html.contains("TA0006 Credential Access"),
+            "[{b}]"
+        );
+        assert!(html.contains("id=\"evidence-lines\""), "[{b}]");
+        assert!(html.contains("<pre id=\"evidence-lines\">"), "[{b}]");
+        assert!(html.contains("id=\"evidence-blocked\""), "[{b}]");
+        assert!(!html.contains("not blocked by the detector"), "[{b}]");
+        assert!(html.contains("data-action=\"raised\""), "[{b}] history");
+        assert!(!html.contains("id=\"alarm-form\""), "[{b}] viewer");
+        assert_escaped(&html, "alarm detail");
+        let html = e.page(&format!("/alarms/{root}"), &cookie).await;
+        assert!(html.contains("T1078.003"), "[{b}]");
+
+        let html = e.page("/alarms/blocked", &cookie).await;
+        assert!(
+            html.contains(&format!("data-addr=\"{ATTACKER}\" data-active=\"true\"")),
+            "[{b}]"
+        );
+        assert!(!html.contains("198.51.100.9"), "[{b}] expired is history");
+        assert!(
+            !html.contains("class=\"danger unblock\"") && !html.contains("id=\"block-form\""),
+            "[{b}] a viewer cannot block or unblock"
+        );
+        let html = e.page("/alarms/blocked?history=1", &cookie).await;
+        assert!(
+            html.contains("data-addr=\"198.51.100.9\" data-active=\"false\""),
+            "[{b}]"
+        );
+        let html = e
+            .page(&format!("/alarms/blocked?server={}", srv.id), &cookie)
+            .await;
+        assert!(html.contains(ATTACKER), "[{b}]");
+
+        let html = e.page("/alarms/whitelist", &cookie).await;
+        assert!(
+            html.contains("id=\"alarm-rules\"") && !html.contains("create-rule-form"),
+            "[{b}]"
+        );
+        let html = e.page("/alarms/policy", &cookie).await;
+        assert!(html.contains("id=\"read-only\""), "[{b}]");
+        assert!(
+            !html.contains("id=\"save-policy\"") && html.contains("disabled"),
+            "[{b}]"
+        );
+        assert!(
+            html.contains("name=\"short_failures\" value=\"5\"")
+                && html.contains("name=\"ssh_block_minutes\" value=\"720\""),
+            "[{b}] defaults"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_projects_alarms_are_not_found() {
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        let other = e.state.store.ensure_project("other").await.unwrap();
+        e.user("eve", &other.id, Some("admin")).await;
+        e.user("root", &p.id, None).await;
+        let srv = e.agent_server(&p.id, "web-1").await;
+        e.seed(&srv.id).await;
+        let brute = e.alarm_id(&srv.id, "brute_force").await;
+        // A whitelist rule in the first project, made by its superadmin.
+        let (rcookie, rcsrf) = e.login("root").await;
+        let res = e
+            .post_form(
+                "/alarms/whitelist",
+                &rcookie,
+                &format!(
+                    "project={}&alarm_type=root_login&reason=ops&csrf={rcsrf}",
+                    p.id
+                ),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        let rule = e
+            .state
+            .store
+            .alarm_whitelist(std::slice::from_ref(&p.id))
+            .await
+            .unwrap()[0]
+            .id
+            .clone();
+
+        let (cookie, csrf) = e.login("eve").await;
+        for uri in [
+            format!("/alarms/{brute}"),
+            format!("/alarms?server={}", srv.id),
+            format!("/alarms?project={}", p.id),
+            format!("/alarms/blocked?server={}", srv.id),
+            format!("/alarms/policy?project={}", p.id),
+        ] {
+            let res = e.get(&uri, &cookie).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "[{b}] {uri}");
+            let html = body(res).await;
+            assert!(
+                !html.contains("web-1") && !html.contains(ATTACKER),
+                "[{b}] {uri}"
+            );
+        }
+        // Fleet pages simply do not show it.
+        for uri in ["/alarms", "/alarms/blocked", "/alarms/whitelist"] {
+            let html = e.page(uri, &cookie).await;
+            assert!(
+                !html.contains(ATTACKER) && !html.contains("web-1") && !html.contains(&rule),
+                "[{b}] {uri}"
+            );
+        }
+        // Nor can it be acted on.
+        for (uri, form) in [
+            (
+                "/alarms/actions".to_string(),
+                format!("action=handle&alarm_{brute}=1&csrf={csrf}"),
+            ),
+            (
+                "/alarms/actions".to_string(),
+                format!("action=unblock&alarm_{brute}=1&csrf={csrf}"),
+            ),
+            (
+                "/alarms/blocked/unblock".to_string(),
+                format!("server={}&addr={ATTACKER}&csrf={csrf}", srv.id),
+            ),
+            (
+                "/alarms/blocked".to_string(),
+                format!("server={}&addr=203.0.113.1&minutes=5&csrf={csrf}", srv.id),
+            ),
+            (
+                "/alarms/blocked".to_string(),
+                format!("server={}&addr=203.0.113.1&minutes=x&csrf={csrf}", srv.id),
+            ),
+            (
+                format!("/alarms/whitelist/{rule}/delete"),
+                format!("csrf={csrf}"),
+            ),
+            (
+                "/alarms/policy".to_string(),
+                format!(
+                    "project={}&short_failures=1&short_window_secs=1&long_failures=1&long_window_secs=1\
+                     &ssh_block_minutes=1&other_block_minutes=1&csrf={csrf}",
+                    p.id
+                ),
+            ),
+            (
+                "/alarms/policy".to_string(),
+                format!("project={}&short_failures=x&csrf={csrf}", p.id),
+            ),
+        ] {
+            let res = e.post_form(&uri, &cookie, &form).await;
+            assert_eq!(
+                res.status(),
+                StatusCode::NOT_FOUND,
+                "[{b}] POST {uri} {form}"
+            );
+        }
+        assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
+        assert!(
+            e.state
+                .store
+                .list_tasks(&srv.id, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "[{b}]"
+        );
+        assert_eq!(
+            e.state
+                .store
+                .alarm_whitelist(std::slice::from_ref(&p.id))
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "[{b}]"
+        );
+        assert_eq!(
+            e.state
+                .store
+                .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
+                .await
+                .unwrap()
+                .1,
+            0,
+            "[{b}]"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_operator_handles_alarms_through_the_forms() {
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("olga", &p.id, Some("operator")).await;
+        e.user("vic", &p.id, Some("viewer")).await;
+        let srv = e.agent_server(&p.id, "web-1").await;
+        e.seed(&srv.id).await;
+        let brute = e.alarm_id(&srv.id, "brute_force").await;
+        let root = e.alarm_id(&srv.id, "root_login").await;
+        let (cookie, csrf) = e.login("olga").await;
+
+        let html = e.page("/alarms", &cookie).await;
+        assert!(
+            html.contains(&format!("name=\"alarm_{brute}\""))
+                && html.contains("value=\"handle\"")
+                && html.contains("value=\"unblock\""),
+            "[{b}] checkboxes and buttons"
+        );
+        assert_eq!(hidden(&html, "back"), "/alarms", "[{b}]");
+
+        // Nothing ticked: back with a hint, nothing changed.
+        let res = e
+            .post_form(
+                "/alarms/actions",
+                &cookie,
+                &format!("action=handle&back=%2Falarms%3Fstate%3Dunhandled&csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        assert_eq!(
+            location(&res),
+            "/alarms?state=unhandled&done=none&n=0",
+            "[{b}]"
+        );
+
+        // Handle one alarm from its page.
+        let page = format!("/alarms/{brute}");
+        let html = e.page(&page, &cookie).await;
+        assert!(html.contains("id=\"alarm-form\""), "[{b}]");
+        assert_eq!(hidden(&html, "back"), page, "[{b}]");
+        let res = e
+            .post_form(
+                "/alarms/actions",
+                &cookie,
+                &format!(
+                    "action=handle&alarm_{brute}=1&note=blocked+upstream&back={}&csrf={csrf}",
+                    servers::enc(&page)
+                ),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        let to = location(&res);
+        assert_eq!(to, format!("{page}?done=handle&n=1"), "[{b}]");
+        assert_eq!(e.alarm_state(&brute).await, alarm_state::HANDLED, "[{b}]");
+        let html = e.page(&to, &cookie).await;
+        assert!(
+            html.contains("id=\"flash\"") && html.contains("1 alarm(s) marked handled"),
+            "[{b}]"
+        );
+        assert!(html.contains("data-action=\"handle\""), "[{b}]");
+        assert!(
+            html.contains("olga") && html.contains("blocked upstream"),
+            "[{b}] who and why"
+        );
+
+        // A foreign return address is not followed.
+        let res = e
+            .post_form(
+                "/alarms/actions",
+                &cookie,
+                &format!(
+                    "action=reopen&alarm_{brute}=1&back=https%3A%2F%2Fevil.example%2F&csrf={csrf}"
+                ),
+            )
+            .await;
+        assert_eq!(location(&res), "/alarms?done=reopen&n=1", "[{b}]");
+        assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
+
+        // Unblock from the alarm: an unblock_ip task for its source on its server.
+        let res = e
+            .post_form(
+                "/alarms/actions",
+                &cookie,
+                &format!("action=unblock&alarm_{brute}=1&csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(location(&res), "/alarms?done=unblock&n=1", "[{b}]");
+        let tasks = e.state.store.list_tasks(&srv.id, 10).await.unwrap();
+        assert_eq!(tasks.len(), 1, "[{b}]");
+        assert_eq!(tasks[0].kind, "unblock_ip", "[{b}]");
+        assert_eq!(tasks[0].params["addr"], ATTACKER, "[{b}]");
+        // An alarm without a source address cannot be unblocked: the API's reason is shown.
+        let html = e.page(&format!("/alarms/{root}"), &cookie).await;
+        assert!(
+            !html.contains("value=\"unblock\""),
+            "[{b}] no source, no button"
+        );
+        let res = e
+            .post_form(
+                "/alarms/actions",
+                &cookie,
+                &format!("action=unblock&alarm_{root}=1&csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CONFLICT, "[{b}]");
+        assert!(body(res).await.contains("no source address"), "[{b}]");
+
+        // Whitelist from the alarm: ignored, and a rule for its type and address.
+        let res = e
+            .post_form(
+                "/alarms/actions",
+                &cookie,
+                &format!("action=whitelist&alarm_{brute}=1&note=pentest&csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        assert_eq!(e.alarm_state(&brute).await, alarm_state::IGNORED, "[{b}]");
+        let html = e.page("/alarms/whitelist", &cookie).await;
+        assert!(html.contains(ATTACKER) && html.contains("pentest"), "[{b}]");
+
+        // A viewer sees no buttons and is refused.
+        let (vcookie, vcsrf) = e.login("vic").await;
+        let res = e
+            .post_form(
+                "/alarms/actions",
+                &vcookie,
+                &format!("action=handle&alarm_{root}=1&csrf={vcsrf}"),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
+        assert_eq!(e.alarm_state(&root).await, alarm_state::UNHANDLED, "[{b}]");
+        let res = e
+            .post_form(
+                "/alarms/actions",
+                &cookie,
+                &format!("action=explode&alarm_{root}=1&csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "[{b}]");
+    }
+}
+
+#[tokio::test]
+async fn whitelist_rules_are_created_and_deleted() {
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("olga", &p.id, Some("operator")).await;
+        let (cookie, csrf) = e.login("olga").await;
+        let html = e
+            .page(
+                "/alarms/whitelist?type=brute_force&source_ip=203.0.113.5",
+                &cookie,
+            )
+            .await;
+        assert!(html.contains("id=\"create-rule-form\""), "[{b}]");
+        assert!(
+            html.contains("<option value=\"brute_force\" selected>")
+                && html.contains("value=\"203.0.113.5\""),
+            "[{b}] prefilled"
+        );
+
+        // Neither type nor address: the API's message, and what was typed stays.
+        let res = e
+            .post_form(
+                "/alarms/whitelist",
+                &cookie,
+                &format!("project={}&reason=keep+me+typed&csrf={csrf}", p.id),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "[{b}]");
+        let html = body(res).await;
+        assert!(
+            html.contains("id=\"form-error\"")
+                && html.contains("give an alarm type, a source_ip, or both"),
+            "[{b}] {html}"
+        );
+        assert!(html.contains("value=\"keep me typed\""), "[{b}]");
+        let res = e
+            .post_form(
+                "/alarms/whitelist",
+                &cookie,
+                &format!("project={}&source_ip=not-an-ip&reason=x&csrf={csrf}", p.id),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "[{b}]");
+        assert!(body(res).await.contains("source_ip:"), "[{b}]");
+
+        let res = e
+            .post_form(
+                "/alarms/whitelist",
+                &cookie,
+                &format!(
+                    "project={}&alarm_type=brute_force&source_ip=203.0.113.5&reason=scanner&csrf={csrf}",
+                    p.id
+                ),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        assert_eq!(location(&res), "/alarms/whitelist?done=rule", "[{b}]");
+        let rules = e
+            .state
+            .store
+            .alarm_whitelist(std::slice::from_ref(&p.id))
+            .await
+            .unwrap();
+        assert_eq!(rules.len(), 1, "[{b}]");
+        let id = rules[0].id.clone();
+        let html = e.page("/alarms/whitelist?done=rule", &cookie).await;
+        assert!(
+            html.contains(&format!("data-rule-id=\"{id}\"")) && html.contains("scanner"),
+            "[{b}]"
+        );
+        assert!(html.contains("id=\"flash\""), "[{b}]");
+
+        let res = e
+            .post_form(
+                &format!("/alarms/whitelist/{id}/delete"),
+                &cookie,
+                &format!("csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(
+            location(&res),
+            "/alarms/whitelist?done=rule_deleted",
+            "[{b}]"
+        );
+        let html = e.page("/alarms/whitelist", &cookie).await;
+        assert!(
+            !html.contains(&format!("data-rule-id=\"{id}\""))
+                && html.contains("id=\"rules-empty\""),
+            "[{b}]"
+        );
+        let res = e
+            .post_form(
+                &format!("/alarms/whitelist/{id}/delete"),
+                &cookie,
+                &format!("csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "[{b}] already gone");
+    }
+}
+
+#[tokio::test]
+async fn block_and_unblock_forms_queue_agent_tasks() {
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("olga", &p.id, Some("operator")).await;
+        e.user("vic", &p.id, Some("viewer")).await;
+        let srv = e.agent_server(&p.id, "web-1").await;
+        let bare = e.plain_server(&p.id, "no-agent").await;
+        e.seed(&srv.id).await;
+        let (cookie, csrf) = e.login("olga").await;
+
+        let html = e.page("/alarms/blocked", &cookie).await;
+        assert!(html.contains("class=\"danger unblock\""), "[{b}]");
+        assert!(html.contains("id=\"block-form\""), "[{b}]");
+        assert!(
+            html.contains(&format!("<option value=\"{}\"", srv.id))
+                && !html.contains(&format!("<option value=\"{}\"", bare.id)),
+            "[{b}] only servers with an agent are offered"
+        );
+
+        let res = e
+            .post_form(
+                "/alarms/blocked/unblock",
+                &cookie,
+                &format!(
+                    "server={}&addr={ATTACKER}&back=%2Falarms%2Fblocked&csrf={csrf}",
+                    srv.id
+                ),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        assert_eq!(
+            location(&res),
+            "/alarms/blocked?done=unblocked&n=1",
+            "[{b}]"
+        );
+        let tasks = e.state.store.list_tasks(&srv.id, 10).await.unwrap();
+        assert_eq!(
+            (tasks.len(), tasks[0].kind.as_str()),
+            (1, "unblock_ip"),
+            "[{b}]"
+        );
+        assert_eq!(tasks[0].params["addr"], ATTACKER, "[{b}]");
+
+        let res = e
+            .post_form(
+                "/alarms/blocked",
+                &cookie,
+                &format!("server={}&addr=203.0.113.9&minutes=30&csrf={csrf}", srv.id),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        assert_eq!(location(&res), "/alarms/blocked?done=blocked&n=1", "[{b}]");
+        let tasks = e.state.store.list_tasks(&srv.id, 10).await.unwrap();
+        let block = tasks
+            .iter()
+            .find(|t| t.kind == "block_ip")
+            .expect("block task");
+        assert_eq!(block.params["addr"], "203.0.113.9", "[{b}]");
+        assert_eq!(block.params["minutes"], 30, "[{b}]");
+
+        // Refusals show the API's message and keep what was typed.
+        for (form, msg) in [
+            ("addr=10.0.0.300&minutes=30", "addr:"),
+            ("addr=203.0.113.9&minutes=0", "minutes: 1 to 43200"),
+            ("addr=203.0.113.9&minutes=soon", "minutes: a whole number"),
+        ] {
+            let res = e
+                .post_form(
+                    "/alarms/blocked",
+                    &cookie,
+                    &format!("server={}&{form}&csrf={csrf}", srv.id),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "[{b}] {form}");
+            let html = body(res).await;
+            assert!(
+                html.contains("id=\"form-error\"") && html.contains(msg),
+                "[{b}] {form}: {html}"
+            );
+            let addr = form.split('&').next().unwrap().trim_start_matches("addr=");
+            assert!(html.contains(&format!("value=\"{addr}\"")), "[{b}] kept");
+        }
+        assert_eq!(
+            e.state.store.list_tasks(&srv.id, 10).await.unwrap().len(),
+            2,
+            "[{b}] refusals queue nothing"
+        );
+
+        // Viewers cannot.
+        let (vcookie, vcsrf) = e.login("vic").await;
+        let res = e
+            .post_form(
+                "/alarms/blocked/unblock",
+                &vcookie,
+                &format!("server={}&addr={ATTACKER}&csrf={vcsrf}", srv.id),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
+        let res = e
+            .post_form(
+                "/alarms/blocked",
+                &vcookie,
+                &format!("server={}&addr=203.0.113.9&minutes=5&csrf={vcsrf}", srv.id),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
+        assert_eq!(
+            e.state.store.list_tasks(&srv.id, 10).await.unwrap().len(),
+            2,
+            "[{b}]"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_policy_form_saves_and_shows_the_apis_refusals() {
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("ada", &p.id, Some("admin")).await;
+        e.user("olga", &p.id, Some("operator")).await;
+        let (cookie, csrf) = e.login("ada").await;
+        let html = e.page("/alarms/policy", &cookie).await;
+        assert!(
+            html.contains("id=\"save-policy\"") && !html.contains("id=\"read-only\""),
+            "[{b}]"
+        );
+        let form = |whitelist: &str, start: &str, csrf: &str| {
+            format!(
+                "project={}&short_failures=4&short_window_secs=60&long_failures=20&long_window_secs=7200\
+                 &ssh_block_minutes=90&other_block_minutes=120&escalate=1&alarm_on_root_login=1\
+                 &whitelist={}&usual_login_ips=10.0.0.0%2F8&usual_hours_start={start}&usual_hours_end=18\
+                 &csrf={csrf}",
+                p.id,
+                servers::enc(whitelist)
+            )
+        };
+        let many: Vec<String> = (1..=51).map(|i| format!("10.0.0.{i}")).collect();
+        let res = e
+            .post_form(
+                "/alarms/policy",
+                &cookie,
+                &form(&many.join("\n"), "8", &csrf),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "[{b}]");
+        let html = body(res).await;
+        assert!(
+            html.contains("id=\"form-error\"")
+                && html.contains("whitelist: at most 50 entries, not 51"),
+            "[{b}] {html}"
+        );
+        assert!(
+            html.contains("10.0.0.51")
+                && html.contains("value=\"90\"")
+                && html.contains("(51 of at most 50"),
+            "[{b}] what was typed stays"
+        );
+        assert_eq!(
+            e.state
+                .store
+                .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
+                .await
+                .unwrap()
+                .1,
+            0,
+            "[{b}] nothing saved"
+        );
+        // The form's own checks name the field too.
+        let res = e
+            .post_form("/alarms/policy", &cookie, &form("192.0.2.1", "", &csrf))
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "[{b}]");
+        assert!(body(res).await.contains("usual_hours:"), "[{b}]");
+
+        let res = e
+            .post_form(
+                "/alarms/policy",
+                &cookie,
+                &form("192.0.2.1\n\n 198.51.100.0/24 \n", "8", &csrf),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        assert_eq!(
+            location(&res),
+            format!("/alarms/policy?project={}&done=saved", p.id),
+            "[{b}]"
+        );
+        let (policy, version) = e
+            .state
+            .store
+            .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
+            .await
+            .unwrap();
+        assert!(version > 0, "[{b}]");
+        assert_eq!(
+            policy,
+            Policy {
+                short_failures: 4,
+                short_window_secs: 60,
+                long_failures: 20,
+                long_window_secs: 7200,
+                ssh_block_minutes: 90,
+                other_block_minutes: 120,
+                escalate: true,
+                whitelist: vec!["192.0.2.1".into(), "198.51.100.0/24".into()],
+                alarm_on_root_login: true,
+                usual_login_ips: vec!["10.0.0.0/8".into()],
+                learn_usual_ips: false,
+                usual_hours: Some((8, 18)),
+            },
+            "[{b}]"
+        );
+        let html = e
+            .page(
+                &format!("/alarms/policy?project={}&done=saved", p.id),
+                &cookie,
+            )
+            .await;
+        assert!(html.contains("id=\"flash\""), "[{b}]");
+        assert!(html.contains("198.51.100.0/24"), "[{b}]");
+
+        // Operators read it but cannot save it.
+        let (ocookie, ocsrf) = e.login("olga").await;
+        let html = e.page("/alarms/policy", &ocookie).await;
+        assert!(html.contains("id=\"read-only\""), "[{b}]");
+        let res = e
+            .post_form("/alarms/policy", &ocookie, &form("192.0.2.9", "8", &ocsrf))
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
+        assert_eq!(
+            e.state
+                .store
+                .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
+                .await
+                .unwrap()
+                .0,
+            policy,
+            "[{b}]"
+        );
+    }
+}
+
+#[tokio::test]
+async fn alarm_posts_without_the_csrf_token_are_refused() {
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("root", &p.id, None).await;
+        let srv = e.agent_server(&p.id, "web-1").await;
+        e.seed(&srv.id).await;
+        let brute = e.alarm_id(&srv.id, "brute_force").await;
+        let (cookie, _) = e.login("root").await;
+        for (uri, form) in [
+            (
+                "/alarms/actions".to_string(),
+                format!("action=handle&alarm_{brute}=1"),
+            ),
+            (
+                "/alarms/blocked/unblock".to_string(),
+                format!("server={}&addr={ATTACKER}", srv.id),
+            ),
+            (
+                "/alarms/blocked".to_string(),
+                format!("server={}&addr=203.0.113.1&minutes=5", srv.id),
+            ),
+            (
+                "/alarms/whitelist".to_string(),
+                format!("project={}&alarm_type=root_login&reason=x", p.id),
+            ),
+            ("/alarms/whitelist/x/delete".to_string(), String::new()),
+            (
+                "/alarms/policy".to_string(),
+                format!(
+                    "project={}&short_failures=1&short_window_secs=1&long_failures=1&long_window_secs=1\
+                     &ssh_block_minutes=1&other_block_minutes=1",
+                    p.id
+                ),
+            ),
+        ] {
+            for extra in ["", "&csrf=wrong"] {
+                let res = e.post_form(&uri, &cookie, &format!("{form}{extra}")).await;
+                assert_eq!(
+                    res.status(),
+                    StatusCode::FORBIDDEN,
+                    "[{b}] POST {uri}{extra}"
+                );
+            }
+            // Without a session at all: to the login page.
+            let res = e.post_form(&uri, "", &form).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}] POST {uri}");
+            assert_eq!(location(&res), "/login", "[{b}]");
+        }
+        assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
+        assert!(
+            e.state
+                .store
+                .list_tasks(&srv.id, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "[{b}]"
+        );
+        assert!(
+            e.state
+                .store
+                .alarm_whitelist(std::slice::from_ref(&p.id))
+                .await
+                .unwrap()
+                .is_empty(),
+            "[{b}]"
+        );
+        assert_eq!(
+            e.state
+                .store
+                .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
+                .await
+                .unwrap()
+                .1,
+            0,
+            "[{b}]"
+        );
+    }
+}
+
+#[tokio::test]
+async fn alarm_pages_without_session_redirect_to_login() {
+    for e in envs().await {
+        for uri in [
+            "/alarms",
+            "/alarms/x",
+            "/alarms/blocked",
+            "/alarms/whitelist",
+            "/alarms/policy",
+        ] {
+            let res = e.get(uri, "").await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{}] {uri}", e.backend);
+            assert_eq!(location(&res), "/login");
+        }
+    }
+}
