@@ -165,7 +165,11 @@ fn spawn_housekeeping(state: AppState) {
             if let Err(e) = state.store.purge_expired_sessions().await {
                 tracing::error!(error = %e, "purging expired sessions failed");
             }
-            match state.store.expire_alarms(state.config.alarm_retention_days).await {
+            match state
+                .store
+                .expire_alarms(state.config.alarm_retention_days)
+                .await
+            {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "expired old alarms"),
                 Err(e) => tracing::error!(error = %e, "expiring old alarms failed"),

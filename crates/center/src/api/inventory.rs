@@ -15,8 +15,8 @@ use super::{ApiError, ApiJson, ApiQuery, audit, scope};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
-    PolicyColumn,
     AssetGroup, AssetServer, ChangeFilter, InventoryChange, InventoryItem, InventorySummary,
+    PolicyColumn,
 };
 
 pub const DEFAULT_PER_PAGE: i64 = 100;
@@ -145,7 +145,11 @@ pub fn kind_param(field: &str, s: &str) -> Result<InventoryKind, ApiError> {
 }
 
 /// (page, per_page) checked; a CSV export takes every row.
-pub(crate) fn paging(page: Option<i64>, per_page: Option<i64>, csv: bool) -> Result<(i64, i64), ApiError> {
+pub(crate) fn paging(
+    page: Option<i64>,
+    per_page: Option<i64>,
+    csv: bool,
+) -> Result<(i64, i64), ApiError> {
     if csv {
         return Ok((1, MAX_EXPORT_ROWS));
     }
@@ -364,7 +368,10 @@ pub async fn policy(
     project_id: &str,
 ) -> Result<PolicyBody, ApiError> {
     p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state.store.policy(project_id, PolicyColumn::Inventory).await?;
+    let (policy, version) = state
+        .store
+        .policy(project_id, PolicyColumn::Inventory)
+        .await?;
     Ok(policy_body(policy, version))
 }
 

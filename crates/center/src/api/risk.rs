@@ -20,9 +20,9 @@ use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
-    PolicyColumn,
-    NewTasks, PolicyResultRow, RiskScanState, TaskRow, VulnDbImport, VulnDbStatus, VulnFilter,
-    VulnFinding, VulnGroup, VulnHistoryEntry, VulnRule, WeakPasswordRow, new_id, now, vuln_state,
+    NewTasks, PolicyColumn, PolicyResultRow, RiskScanState, TaskRow, VulnDbImport, VulnDbStatus,
+    VulnFilter, VulnFinding, VulnGroup, VulnHistoryEntry, VulnRule, WeakPasswordRow, new_id, now,
+    vuln_state,
 };
 
 /// Findings one action may touch.
@@ -448,7 +448,13 @@ async fn fix(
             .push(f);
     }
     for (project, _) in by_server.keys() {
-        if !state.store.policy::<RiskPolicy>(project, PolicyColumn::Risk).await?.0.allow_fix {
+        if !state
+            .store
+            .policy::<RiskPolicy>(project, PolicyColumn::Risk)
+            .await?
+            .0
+            .allow_fix
+        {
             return Err(ApiError::conflict(
                 "one-click fixes are off in this project's risk policy (allow_fix)",
             ));
@@ -703,7 +709,10 @@ pub async fn set_risk_policy(
     policy.validate().map_err(ApiError::invalid_body)?;
     policy.custom_weak_passwords.sort();
     policy.custom_weak_passwords.dedup();
-    let version = state.store.set_policy(project_id, PolicyColumn::Risk, &policy).await?;
+    let version = state
+        .store
+        .set_policy(project_id, PolicyColumn::Risk, &policy)
+        .await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);
     }

@@ -691,7 +691,12 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
             "[{b}] what was typed stays"
         );
         assert_eq!(
-            e.state.store.policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk).await.unwrap().1,
+            e.state
+                .store
+                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk)
+                .await
+                .unwrap()
+                .1,
             0,
             "[{b}] nothing saved"
         );
@@ -715,7 +720,12 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
             format!("/risk/policy?project={}&done=saved", p.id),
             "[{b}]"
         );
-        let (policy, version) = e.state.store.policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk).await.unwrap();
+        let (policy, version) = e
+            .state
+            .store
+            .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk)
+            .await
+            .unwrap();
         assert!(version > 0, "[{b}]");
         assert_eq!(
             (
@@ -752,7 +762,12 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
             .await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
         assert_eq!(
-            e.state.store.policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk).await.unwrap().0,
+            e.state
+                .store
+                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk)
+                .await
+                .unwrap()
+                .0,
             policy,
             "[{b}]"
         );
@@ -826,7 +841,12 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
             "[{b}]"
         );
         assert_eq!(
-            e.state.store.policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk).await.unwrap().1,
+            e.state
+                .store
+                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk)
+                .await
+                .unwrap()
+                .1,
             0,
             "[{b}]"
         );

@@ -119,8 +119,6 @@ fn changed_fields(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Strin
         .collect()
 }
 
-
-
 #[allow(clippy::too_many_arguments)]
 async fn add_change(
     tx: &mut Transaction<'static, Any>,
@@ -654,8 +652,6 @@ impl Store {
     }
 }
 
-
-
 /// ` AND (name LIKE %q% OR value LIKE %q%)`, case-insensitive, wildcards in `q` taken literally.
 fn name_or_value_like(filter: &mut Sql, alias: &str, q: Option<&str>) {
     if let Some(q) = q.filter(|q| !q.is_empty()) {
@@ -1020,7 +1016,10 @@ mod tests {
         for (backend, db) in testdb::all().await {
             let st = &db.store;
             let p = st.ensure_project("default").await.unwrap();
-            let (pol, v) = st.policy::<InventoryPolicy>(&p.id, PolicyColumn::Inventory).await.unwrap();
+            let (pol, v) = st
+                .policy::<InventoryPolicy>(&p.id, PolicyColumn::Inventory)
+                .await
+                .unwrap();
             assert_eq!((pol, v), (InventoryPolicy::default(), 0), "{backend}");
             let srv = st
                 .create_server(&NewServer {
@@ -1035,12 +1034,16 @@ mod tests {
             pol.interval_secs.insert(InventoryKind::Ports, 5);
             pol.ignored_ports = vec![6379];
             assert_eq!(
-                st.set_policy(&p.id, PolicyColumn::Inventory, &pol).await.unwrap(),
+                st.set_policy(&p.id, PolicyColumn::Inventory, &pol)
+                    .await
+                    .unwrap(),
                 1,
                 "{backend}"
             );
             assert_eq!(
-                st.policy::<InventoryPolicy>(&p.id, PolicyColumn::Inventory).await.unwrap(),
+                st.policy::<InventoryPolicy>(&p.id, PolicyColumn::Inventory)
+                    .await
+                    .unwrap(),
                 (pol, 1),
                 "{backend}"
             );

@@ -70,7 +70,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/sqlite/0002_inventory.sql"),
     ),
     (3, "risk", include_str!("migrations/sqlite/0003_risk.sql")),
-    (4, "alarms", include_str!("migrations/sqlite/0004_alarms.sql")),
+    (
+        4,
+        "alarms",
+        include_str!("migrations/sqlite/0004_alarms.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -80,7 +84,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/postgres/0002_inventory.sql"),
     ),
     (3, "risk", include_str!("migrations/postgres/0003_risk.sql")),
-    (4, "alarms", include_str!("migrations/postgres/0004_alarms.sql")),
+    (
+        4,
+        "alarms",
+        include_str!("migrations/postgres/0004_alarms.sql"),
+    ),
 ];
 
 impl Store {

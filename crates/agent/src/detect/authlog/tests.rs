@@ -174,7 +174,11 @@ fn sshd_pam_and_repeats() {
             "PAM 2 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.23  user=root",
         ),
     );
-    assert_eq!((e.count, e.source), (0, ip("198.51.100.23")), "already counted one by one");
+    assert_eq!(
+        (e.count, e.source),
+        (0, ip("198.51.100.23")),
+        "already counted one by one"
+    );
     // UseDNS yes: a host name, nothing to block.
     assert_eq!(
         skip(

@@ -3,8 +3,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use hostward_proto::bruteforce::Net;
 use super::*;
+use hostward_proto::bruteforce::Net;
 
 const T0: i64 = 1_700_000_000;
 const NOON: u8 = 12;
