@@ -19,9 +19,12 @@ use hostward_proto::Severity;
 use hostward_proto::alarm::{ALARM_TYPES, Evidence, alarm_type};
 use hostward_proto::bruteforce::{MAX_USUAL_LOGIN_IPS, MAX_WHITELIST, Policy};
 
+use super::forms::{
+    Flash, checked_ids, lines, opt, opts, policy_project, project_choice, required_project,
+    safe_back, save_policy_form, seg, severity_opts, truthy, with_done,
+};
 use super::inventory::{Pager, page_param, param, url};
-use super::risk::{Flash, severity_class, severity_label, with_done};
-use super::servers::enc;
+use super::risk::{severity_class, severity_label};
 use super::{
     ConsoleError, Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html,
     html_status, project_names, project_opts, see_other,
@@ -48,40 +51,8 @@ const RANGES: &[(&str, &str, i64)] = &[
 // ---------------------------------------------------------------------------------------------
 // Small pure helpers
 
-fn opt(s: &str) -> Option<String> {
-    Some(s.to_string()).filter(|s| !s.is_empty())
-}
-
-/// A path segment: like a query value, but a space is `%20` (a `+` is literal in a path).
-fn seg(s: &str) -> String {
-    enc(s).replace('+', "%20")
-}
-
-/// The ids of the ticked checkboxes named `<prefix><id>`, sorted.
-fn checked_ids(f: &Fields, prefix: &str) -> Vec<String> {
-    let mut ids: Vec<String> =
-        f.0.iter()
-            .filter(|(_, v)| !v.is_empty())
-            .filter_map(|(k, _)| k.strip_prefix(prefix))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .collect();
-    ids.sort();
-    ids
-}
-
-fn truthy(f: &Fields, k: &str) -> bool {
-    matches!(f.get(k), "1" | "on" | "true")
-}
-
-/// Where an alarm action returns to: an alarm page of this console, never another site.
-pub(crate) fn safe_back(s: &str) -> Option<&str> {
-    let ok = s.starts_with("/alarms")
-        && !s.starts_with("//")
-        && !s.contains('\\')
-        && !s.chars().any(char::is_control);
-    ok.then_some(s)
-}
+/// Where an alarm action may return to: an alarm page of this console.
+const BACK: &[&str] = &["/alarms"];
 
 fn known_severity(s: &str) -> String {
     Severity::parse(s)
@@ -155,44 +126,24 @@ fn type_title(code: &str) -> String {
         .unwrap_or_else(|| code.replace('_', " "))
 }
 
-fn opts(values: &[(&str, String)], selected: &str) -> Vec<Opt> {
-    values
-        .iter()
-        .map(|(v, label)| Opt {
-            value: v.to_string(),
-            label: label.clone(),
-            selected: *v == selected,
-        })
-        .collect()
-}
-
 fn type_opts(selected: &str) -> Vec<Opt> {
-    let v: Vec<(&str, String)> = ALARM_TYPES
-        .iter()
-        .map(|t| (t.code, t.title.to_string()))
-        .collect();
-    opts(&v, selected)
-}
-
-fn severity_opts(selected: &str) -> Vec<Opt> {
-    let v: Vec<(&str, String)> = Severity::ALL
-        .iter()
-        .map(|s| (s.as_str(), severity_label(s.as_str()).to_string()))
-        .collect();
-    opts(&v, selected)
+    let codes: Vec<&str> = ALARM_TYPES.iter().map(|t| t.code).collect();
+    opts(&codes, selected, type_title)
 }
 
 fn state_opts(selected: &str) -> Vec<Opt> {
-    let v: Vec<(&str, String)> = alarm_state::ALL
-        .iter()
-        .map(|s| (*s, s.to_string()))
-        .collect();
-    opts(&v, selected)
+    opts(alarm_state::ALL, selected, str::to_string)
 }
 
 fn range_opts(selected: &str) -> Vec<Opt> {
-    let v: Vec<(&str, String)> = RANGES.iter().map(|r| (r.0, r.1.to_string())).collect();
-    opts(&v, selected)
+    let values: Vec<&str> = RANGES.iter().map(|r| r.0).collect();
+    opts(&values, selected, |v| {
+        RANGES
+            .iter()
+            .find(|r| r.0 == v)
+            .map(|r| r.1.to_string())
+            .unwrap_or_default()
+    })
 }
 
 /// A confirmation after a redirect. Only fixed texts and numbers: a link must not be able to
@@ -465,7 +416,7 @@ pub async fn act(State(state): State<AppState>, Post { p, f }: Post) -> PageResu
             ));
         }
     };
-    let back = safe_back(f.get("back")).unwrap_or("/alarms");
+    let back = safe_back(f.get("back"), BACK).unwrap_or("/alarms");
     let ids = checked_ids(&f, "alarm_");
     if ids.is_empty() {
         return Ok(see_other(&with_done(back, "none", 0)));
@@ -791,7 +742,7 @@ pub async fn block(State(state): State<AppState>, Post { p, f }: Post) -> PageRe
 /// `POST /alarms/blocked/unblock` (`server`, `addr`): lift a block now (an `unblock_ip` task).
 pub async fn unblock(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
     ops::unblock(&state, &p, f.get("server"), f.get("addr")).await?;
-    let back = safe_back(f.get("back")).unwrap_or("/alarms/blocked");
+    let back = safe_back(f.get("back"), BACK).unwrap_or("/alarms/blocked");
     Ok(see_other(&with_done(back, "unblocked", 1)))
 }
 
@@ -948,14 +899,6 @@ pub(crate) struct PolicyForm {
     pub hours_end: String,
 }
 
-fn lines(s: &str) -> Vec<String> {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 impl PolicyForm {
     fn of(p: &Policy) -> PolicyForm {
         let (hours_start, hours_end) = match p.usual_hours {
@@ -1067,12 +1010,7 @@ async fn render_policy(
     error: Option<String>,
 ) -> PageResult {
     let body = ops::bruteforce_policy(state, p, project_id).await?;
-    let projects = project_names(state, p).await?;
-    let project_name = projects
-        .iter()
-        .find(|(id, _)| id == project_id)
-        .map(|(_, n)| n.clone())
-        .unwrap_or_else(|| project_id.to_string());
+    let (project_name, project_opts) = project_choice(project_names(state, p).await?, project_id);
     html_status(
         status,
         &PolicyPage {
@@ -1080,14 +1018,7 @@ async fn render_policy(
             section: "policy",
             flash,
             error,
-            project_opts: projects
-                .into_iter()
-                .map(|(id, name)| Opt {
-                    selected: id == project_id,
-                    value: id,
-                    label: name,
-                })
-                .collect(),
+            project_opts,
             project_id: project_id.to_string(),
             project_name,
             version: body.version,
@@ -1113,33 +1044,26 @@ pub async fn policy(
     Session(p): Session,
     Query(m): Query<HashMap<String, String>>,
 ) -> PageResult {
-    let project = match opt(&param(&m, "project")) {
-        Some(id) => id,
-        None => match project_names(&state, &p).await?.into_iter().next() {
-            Some((id, _)) => id,
-            None => {
-                return html(&NoProjectPage {
-                    nav: Nav::new(&p, "alarms"),
-                    section: "policy",
-                });
-            }
-        },
+    let Some(project) = policy_project(&state, &p, param(&m, "project")).await? else {
+        return html(&NoProjectPage {
+            nav: Nav::new(&p, "alarms"),
+            section: "policy",
+        });
     };
     render_policy(&state, &p, &project, None, StatusCode::OK, flash(&m), None).await
 }
 
 /// `POST /alarms/policy`: replaces the project's brute-force policy (admins).
 pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
-    let project = f.get("project").to_string();
-    if project.is_empty() {
-        return Err(ConsoleError::bad_request("Field project is required."));
-    }
-    let form = PolicyForm::from_fields(&f);
-    let refuse = |form: PolicyForm, msg: String| {
-        let state = state.clone();
-        let p = p.clone();
-        let project = project.clone();
-        async move {
+    let project = required_project(&f)?;
+    save_policy_form(
+        &p,
+        &project,
+        "/alarms/policy",
+        PolicyForm::from_fields(&f),
+        PolicyForm::policy,
+        |policy| ops::set_bruteforce_policy(&state, &p, &project, policy),
+        |form, msg| {
             render_policy(
                 &state,
                 &p,
@@ -1149,26 +1073,9 @@ pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> 
                 None,
                 Some(msg),
             )
-            .await
-        }
-    };
-    let policy = match form.policy() {
-        Ok(policy) => policy,
-        Err(msg) => {
-            // Authorize before echoing anything back about the project.
-            p.require(&project, Role::Admin)
-                .map_err(ConsoleError::from)?;
-            return refuse(form, msg).await;
-        }
-    };
-    match ops::set_bruteforce_policy(&state, &p, &project, policy).await {
-        Ok(_) => Ok(see_other(&url(
-            "/alarms/policy",
-            &[("project", &project), ("done", "saved")],
-        ))),
-        Err(e) if e.status == StatusCode::BAD_REQUEST => refuse(form, e.message).await,
-        Err(e) => Err(e.into()),
-    }
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -1194,10 +1101,10 @@ mod tests {
     #[test]
     fn actions_return_only_to_alarm_pages() {
         assert_eq!(
-            safe_back("/alarms?state=unhandled"),
+            safe_back("/alarms?state=unhandled", BACK),
             Some("/alarms?state=unhandled")
         );
-        assert_eq!(safe_back("/alarms/abc"), Some("/alarms/abc"));
+        assert_eq!(safe_back("/alarms/abc", BACK), Some("/alarms/abc"));
         for bad in [
             "https://evil.example/",
             "//evil.example/x",
@@ -1206,7 +1113,7 @@ mod tests {
             "",
             "/alarms\r\nSet-Cookie: a=b",
         ] {
-            assert_eq!(safe_back(bad), None, "{bad:?}");
+            assert_eq!(safe_back(bad, BACK), None, "{bad:?}");
         }
     }
 

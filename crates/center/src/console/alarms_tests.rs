@@ -2,114 +2,29 @@
 //! `HOSTWARD_TEST_POSTGRES_URL` is set), users signed in through the login form, alarms and
 //! firewall blocks seeded the way the gateway stores an agent's records.
 
-use std::sync::Arc;
-
-use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::http::StatusCode;
 use hostward_proto::Message;
 use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
 use hostward_proto::bruteforce::Policy;
 
-use super::testutil::{Console, body, hidden};
+use super::testutil::{Env, body, envs, hidden, location};
 use super::*;
-use crate::store::{AlarmFilter, NewServer, PolicyColumn, Server, alarm_state, testdb};
+use crate::store::{AlarmFilter, PolicyColumn, alarm_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
 const EVIL_LINE: &str = "sshd[77]: Failed password for invalid user \"><img src=x> from 192.0.2.7";
 const ATTACKER: &str = "192.0.2.7";
 
-struct Env {
-    backend: &'static str,
-    console: Console,
-    _db: testdb::TestDb,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Console;
-
-    fn deref(&self) -> &Console {
-        &self.console
-    }
-}
-
-/// One environment per available backend.
-async fn envs() -> Vec<Env> {
-    let mut out = Vec::new();
-    for (backend, db) in testdb::all().await {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Arc::new(
-            crate::config::ServeArgs::default()
-                .resolve(dir.path())
-                .unwrap(),
-        );
-        out.push(Env {
-            backend,
-            console: Console::new(db.store.clone(), config),
-            _db: db,
-            _dir: dir,
-        });
-    }
-    out
-}
-
-fn location(res: &Response) -> String {
-    res.headers()[header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
 impl Env {
-    /// GET that must answer 200; the page.
-    async fn page(&self, uri: &str, cookie: &str) -> String {
-        let res = self.get(uri, cookie).await;
-        let status = res.status();
-        let html = body(res).await;
-        assert_eq!(status, StatusCode::OK, "[{}] {uri}: {html}", self.backend);
-        assert!(
-            !html.contains("<script>") && !html.contains("style="),
-            "[{}] {uri}: inline script or style breaks the CSP",
-            self.backend
-        );
+    /// [`Env::page`], which must not show the hostile evidence raw either.
+    async fn alarm_page(&self, uri: &str, cookie: &str) -> String {
+        let html = self.page(uri, cookie).await;
         assert!(
             !html.contains("<img src=x>") && !html.contains("\"><img"),
             "[{}] {uri}: raw evidence",
             self.backend
         );
         html
-    }
-
-    /// A server with an enrolled agent (the block form offers only those).
-    async fn agent_server(&self, project_id: &str, name: &str) -> Server {
-        self.state
-            .store
-            .enroll(&crate::store::Enrollment {
-                project_id: project_id.into(),
-                region: String::new(),
-                install_id: None,
-                agent_id: format!("agent-{name}"),
-                cert_serial: "0abc".into(),
-                cert_not_after: 0,
-                facts: hostward_proto::HostFacts {
-                    hostname: name.into(),
-                    ..Default::default()
-                },
-            })
-            .await
-            .unwrap()
-    }
-
-    async fn plain_server(&self, project_id: &str, name: &str) -> Server {
-        self.state
-            .store
-            .create_server(&NewServer {
-                project_id: project_id.into(),
-                name: name.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
     }
 
     /// A brute-force alarm from [`ATTACKER`] with hostile evidence (a minute ago), a root login
@@ -182,6 +97,23 @@ impl Env {
         items[0].id.clone()
     }
 
+    async fn whitelist(&self, project_id: &str) -> Vec<crate::store::AlarmWhitelistRule> {
+        self.state
+            .store
+            .alarm_whitelist(&[project_id.to_string()])
+            .await
+            .unwrap()
+    }
+
+    /// The project's brute-force policy and its version.
+    async fn policy(&self, project_id: &str) -> (Policy, i64) {
+        self.state
+            .store
+            .policy::<Policy>(project_id, PolicyColumn::Bruteforce)
+            .await
+            .unwrap()
+    }
+
     async fn alarm_state(&self, id: &str) -> String {
         self.state.store.alarm(id).await.unwrap().unwrap().state
     }
@@ -211,7 +143,7 @@ async fn alarm_pages_render_for_a_viewer() {
         let root = e.alarm_id(&srv.id, "root_login").await;
         let (cookie, _) = e.login("vic").await;
 
-        let html = e.page("/alarms", &cookie).await;
+        let html = e.alarm_page("/alarms", &cookie).await;
         assert!(html.contains("id=\"alarms\""), "[{b}]");
         assert!(
             html.contains(&format!("data-alarm-id=\"{brute}\""))
@@ -254,13 +186,15 @@ async fn alarm_pages_render_for_a_viewer() {
         );
 
         // Filters narrow the list; nonsense filter values are dropped, not errors.
-        let html = e.page("/alarms?type=root_login", &cookie).await;
+        let html = e.alarm_page("/alarms?type=root_login", &cookie).await;
         assert!(
             html.contains(&format!("data-alarm-id=\"{root}\""))
                 && !html.contains(&format!("data-alarm-id=\"{brute}\"")),
             "[{b}]"
         );
-        let html = e.page("/alarms?range=24h&severity=high", &cookie).await;
+        let html = e
+            .alarm_page("/alarms?range=24h&severity=high", &cookie)
+            .await;
         assert!(
             html.contains(&format!("data-alarm-id=\"{brute}\""))
                 && !html.contains(&format!("data-alarm-id=\"{root}\"")),
@@ -273,7 +207,7 @@ async fn alarm_pages_render_for_a_viewer() {
         );
         let today = fmt_utc(crate::store::now())[..10].to_string();
         let html = e
-            .page(&format!("/alarms?since={today}&state=unhandled"), &cookie)
+            .alarm_page(&format!("/alarms?since={today}&state=unhandled"), &cookie)
             .await;
         assert!(
             html.contains(&format!("data-alarm-id=\"{brute}\""))
@@ -281,16 +215,16 @@ async fn alarm_pages_render_for_a_viewer() {
             "[{b}] since a date"
         );
         let html = e
-            .page(&format!("/alarms?server={}&state=ignored", srv.id), &cookie)
+            .alarm_page(&format!("/alarms?server={}&state=ignored", srv.id), &cookie)
             .await;
         assert!(html.contains("id=\"alarms-empty\""), "[{b}]");
-        e.page(
+        e.alarm_page(
             "/alarms?type=nope&severity=nope&state=nope&range=1y&since=x&until=2024-13-40&page=x",
             &cookie,
         )
         .await;
 
-        let html = e.page(&format!("/alarms/{brute}"), &cookie).await;
+        let html = e.alarm_page(&format!("/alarms/{brute}"), &cookie).await;
         assert!(
             html.contains("id=\"mitre-tactic\"") && html.contains("TA0006 Credential Access"),
             "[{b}]"
@@ -302,10 +236,10 @@ async fn alarm_pages_render_for_a_viewer() {
         assert!(html.contains("data-action=\"raised\""), "[{b}] history");
         assert!(!html.contains("id=\"alarm-form\""), "[{b}] viewer");
         assert_escaped(&html, "alarm detail");
-        let html = e.page(&format!("/alarms/{root}"), &cookie).await;
+        let html = e.alarm_page(&format!("/alarms/{root}"), &cookie).await;
         assert!(html.contains("T1078.003"), "[{b}]");
 
-        let html = e.page("/alarms/blocked", &cookie).await;
+        let html = e.alarm_page("/alarms/blocked", &cookie).await;
         assert!(
             html.contains(&format!("data-addr=\"{ATTACKER}\" data-active=\"true\"")),
             "[{b}]"
@@ -315,22 +249,22 @@ async fn alarm_pages_render_for_a_viewer() {
             !html.contains("class=\"danger unblock\"") && !html.contains("id=\"block-form\""),
             "[{b}] a viewer cannot block or unblock"
         );
-        let html = e.page("/alarms/blocked?history=1", &cookie).await;
+        let html = e.alarm_page("/alarms/blocked?history=1", &cookie).await;
         assert!(
             html.contains("data-addr=\"198.51.100.9\" data-active=\"false\""),
             "[{b}]"
         );
         let html = e
-            .page(&format!("/alarms/blocked?server={}", srv.id), &cookie)
+            .alarm_page(&format!("/alarms/blocked?server={}", srv.id), &cookie)
             .await;
         assert!(html.contains(ATTACKER), "[{b}]");
 
-        let html = e.page("/alarms/whitelist", &cookie).await;
+        let html = e.alarm_page("/alarms/whitelist", &cookie).await;
         assert!(
             html.contains("id=\"alarm-rules\"") && !html.contains("create-rule-form"),
             "[{b}]"
         );
-        let html = e.page("/alarms/policy", &cookie).await;
+        let html = e.alarm_page("/alarms/policy", &cookie).await;
         assert!(html.contains("id=\"read-only\""), "[{b}]");
         assert!(
             !html.contains("id=\"save-policy\"") && html.contains("disabled"),
@@ -368,14 +302,7 @@ async fn another_projects_alarms_are_not_found() {
             )
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
-        let rule = e
-            .state
-            .store
-            .alarm_whitelist(std::slice::from_ref(&p.id))
-            .await
-            .unwrap()[0]
-            .id
-            .clone();
+        let rule = e.whitelist(&p.id).await[0].id.clone();
 
         let (cookie, csrf) = e.login("eve").await;
         for uri in [
@@ -395,7 +322,7 @@ async fn another_projects_alarms_are_not_found() {
         }
         // Fleet pages simply do not show it.
         for uri in ["/alarms", "/alarms/blocked", "/alarms/whitelist"] {
-            let html = e.page(uri, &cookie).await;
+            let html = e.alarm_page(uri, &cookie).await;
             assert!(
                 !html.contains(ATTACKER) && !html.contains("web-1") && !html.contains(&rule),
                 "[{b}] {uri}"
@@ -448,35 +375,9 @@ async fn another_projects_alarms_are_not_found() {
             );
         }
         assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
-        assert!(
-            e.state
-                .store
-                .list_tasks(&srv.id, 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "[{b}]"
-        );
-        assert_eq!(
-            e.state
-                .store
-                .alarm_whitelist(std::slice::from_ref(&p.id))
-                .await
-                .unwrap()
-                .len(),
-            1,
-            "[{b}]"
-        );
-        assert_eq!(
-            e.state
-                .store
-                .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
-                .await
-                .unwrap()
-                .1,
-            0,
-            "[{b}]"
-        );
+        assert!(e.tasks(&srv.id).await.is_empty(), "[{b}]");
+        assert_eq!(e.whitelist(&p.id).await.len(), 1, "[{b}]");
+        assert_eq!(e.policy(&p.id).await.1, 0, "[{b}]");
     }
 }
 
@@ -493,7 +394,7 @@ async fn an_operator_handles_alarms_through_the_forms() {
         let root = e.alarm_id(&srv.id, "root_login").await;
         let (cookie, csrf) = e.login("olga").await;
 
-        let html = e.page("/alarms", &cookie).await;
+        let html = e.alarm_page("/alarms", &cookie).await;
         assert!(
             html.contains(&format!("name=\"alarm_{brute}\""))
                 && html.contains("value=\"handle\"")
@@ -519,7 +420,7 @@ async fn an_operator_handles_alarms_through_the_forms() {
 
         // Handle one alarm from its page.
         let page = format!("/alarms/{brute}");
-        let html = e.page(&page, &cookie).await;
+        let html = e.alarm_page(&page, &cookie).await;
         assert!(html.contains("id=\"alarm-form\""), "[{b}]");
         assert_eq!(hidden(&html, "back"), page, "[{b}]");
         let res = e
@@ -536,7 +437,7 @@ async fn an_operator_handles_alarms_through_the_forms() {
         let to = location(&res);
         assert_eq!(to, format!("{page}?done=handle&n=1"), "[{b}]");
         assert_eq!(e.alarm_state(&brute).await, alarm_state::HANDLED, "[{b}]");
-        let html = e.page(&to, &cookie).await;
+        let html = e.alarm_page(&to, &cookie).await;
         assert!(
             html.contains("id=\"flash\"") && html.contains("1 alarm(s) marked handled"),
             "[{b}]"
@@ -569,12 +470,12 @@ async fn an_operator_handles_alarms_through_the_forms() {
             )
             .await;
         assert_eq!(location(&res), "/alarms?done=unblock&n=1", "[{b}]");
-        let tasks = e.state.store.list_tasks(&srv.id, 10).await.unwrap();
+        let tasks = e.tasks(&srv.id).await;
         assert_eq!(tasks.len(), 1, "[{b}]");
         assert_eq!(tasks[0].kind, "unblock_ip", "[{b}]");
         assert_eq!(tasks[0].params["addr"], ATTACKER, "[{b}]");
         // An alarm without a source address cannot be unblocked: the API's reason is shown.
-        let html = e.page(&format!("/alarms/{root}"), &cookie).await;
+        let html = e.alarm_page(&format!("/alarms/{root}"), &cookie).await;
         assert!(
             !html.contains("value=\"unblock\""),
             "[{b}] no source, no button"
@@ -599,7 +500,7 @@ async fn an_operator_handles_alarms_through_the_forms() {
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
         assert_eq!(e.alarm_state(&brute).await, alarm_state::IGNORED, "[{b}]");
-        let html = e.page("/alarms/whitelist", &cookie).await;
+        let html = e.alarm_page("/alarms/whitelist", &cookie).await;
         assert!(html.contains(ATTACKER) && html.contains("pentest"), "[{b}]");
 
         // A viewer sees no buttons and is refused.
@@ -632,7 +533,7 @@ async fn whitelist_rules_are_created_and_deleted() {
         e.user("olga", &p.id, Some("operator")).await;
         let (cookie, csrf) = e.login("olga").await;
         let html = e
-            .page(
+            .alarm_page(
                 "/alarms/whitelist?type=brute_force&source_ip=203.0.113.5",
                 &cookie,
             )
@@ -682,15 +583,10 @@ async fn whitelist_rules_are_created_and_deleted() {
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
         assert_eq!(location(&res), "/alarms/whitelist?done=rule", "[{b}]");
-        let rules = e
-            .state
-            .store
-            .alarm_whitelist(std::slice::from_ref(&p.id))
-            .await
-            .unwrap();
+        let rules = e.whitelist(&p.id).await;
         assert_eq!(rules.len(), 1, "[{b}]");
         let id = rules[0].id.clone();
-        let html = e.page("/alarms/whitelist?done=rule", &cookie).await;
+        let html = e.alarm_page("/alarms/whitelist?done=rule", &cookie).await;
         assert!(
             html.contains(&format!("data-rule-id=\"{id}\"")) && html.contains("scanner"),
             "[{b}]"
@@ -709,7 +605,7 @@ async fn whitelist_rules_are_created_and_deleted() {
             "/alarms/whitelist?done=rule_deleted",
             "[{b}]"
         );
-        let html = e.page("/alarms/whitelist", &cookie).await;
+        let html = e.alarm_page("/alarms/whitelist", &cookie).await;
         assert!(
             !html.contains(&format!("data-rule-id=\"{id}\""))
                 && html.contains("id=\"rules-empty\""),
@@ -734,11 +630,11 @@ async fn block_and_unblock_forms_queue_agent_tasks() {
         e.user("olga", &p.id, Some("operator")).await;
         e.user("vic", &p.id, Some("viewer")).await;
         let srv = e.agent_server(&p.id, "web-1").await;
-        let bare = e.plain_server(&p.id, "no-agent").await;
+        let bare = e.server(&p.id, "no-agent").await;
         e.seed(&srv.id).await;
         let (cookie, csrf) = e.login("olga").await;
 
-        let html = e.page("/alarms/blocked", &cookie).await;
+        let html = e.alarm_page("/alarms/blocked", &cookie).await;
         assert!(html.contains("class=\"danger unblock\""), "[{b}]");
         assert!(html.contains("id=\"block-form\""), "[{b}]");
         assert!(
@@ -763,7 +659,7 @@ async fn block_and_unblock_forms_queue_agent_tasks() {
             "/alarms/blocked?done=unblocked&n=1",
             "[{b}]"
         );
-        let tasks = e.state.store.list_tasks(&srv.id, 10).await.unwrap();
+        let tasks = e.tasks(&srv.id).await;
         assert_eq!(
             (tasks.len(), tasks[0].kind.as_str()),
             (1, "unblock_ip"),
@@ -780,7 +676,7 @@ async fn block_and_unblock_forms_queue_agent_tasks() {
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
         assert_eq!(location(&res), "/alarms/blocked?done=blocked&n=1", "[{b}]");
-        let tasks = e.state.store.list_tasks(&srv.id, 10).await.unwrap();
+        let tasks = e.tasks(&srv.id).await;
         let block = tasks
             .iter()
             .find(|t| t.kind == "block_ip")
@@ -811,7 +707,7 @@ async fn block_and_unblock_forms_queue_agent_tasks() {
             assert!(html.contains(&format!("value=\"{addr}\"")), "[{b}] kept");
         }
         assert_eq!(
-            e.state.store.list_tasks(&srv.id, 10).await.unwrap().len(),
+            e.tasks(&srv.id).await.len(),
             2,
             "[{b}] refusals queue nothing"
         );
@@ -834,11 +730,7 @@ async fn block_and_unblock_forms_queue_agent_tasks() {
             )
             .await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
-        assert_eq!(
-            e.state.store.list_tasks(&srv.id, 10).await.unwrap().len(),
-            2,
-            "[{b}]"
-        );
+        assert_eq!(e.tasks(&srv.id).await.len(), 2, "[{b}]");
     }
 }
 
@@ -850,7 +742,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         e.user("ada", &p.id, Some("admin")).await;
         e.user("olga", &p.id, Some("operator")).await;
         let (cookie, csrf) = e.login("ada").await;
-        let html = e.page("/alarms/policy", &cookie).await;
+        let html = e.alarm_page("/alarms/policy", &cookie).await;
         assert!(
             html.contains("id=\"save-policy\"") && !html.contains("id=\"read-only\""),
             "[{b}]"
@@ -886,16 +778,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
                 && html.contains("(51 of at most 50"),
             "[{b}] what was typed stays"
         );
-        assert_eq!(
-            e.state
-                .store
-                .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
-                .await
-                .unwrap()
-                .1,
-            0,
-            "[{b}] nothing saved"
-        );
+        assert_eq!(e.policy(&p.id).await.1, 0, "[{b}] nothing saved");
         // The form's own checks name the field too.
         let res = e
             .post_form("/alarms/policy", &cookie, &form("192.0.2.1", "", &csrf))
@@ -916,12 +799,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
             format!("/alarms/policy?project={}&done=saved", p.id),
             "[{b}]"
         );
-        let (policy, version) = e
-            .state
-            .store
-            .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
-            .await
-            .unwrap();
+        let (policy, version) = e.policy(&p.id).await;
         assert!(version > 0, "[{b}]");
         assert_eq!(
             policy,
@@ -942,7 +820,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
             "[{b}]"
         );
         let html = e
-            .page(
+            .alarm_page(
                 &format!("/alarms/policy?project={}&done=saved", p.id),
                 &cookie,
             )
@@ -952,22 +830,13 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
 
         // Operators read it but cannot save it.
         let (ocookie, ocsrf) = e.login("olga").await;
-        let html = e.page("/alarms/policy", &ocookie).await;
+        let html = e.alarm_page("/alarms/policy", &ocookie).await;
         assert!(html.contains("id=\"read-only\""), "[{b}]");
         let res = e
             .post_form("/alarms/policy", &ocookie, &form("192.0.2.9", "8", &ocsrf))
             .await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
-        assert_eq!(
-            e.state
-                .store
-                .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
-                .await
-                .unwrap()
-                .0,
-            policy,
-            "[{b}]"
-        );
+        assert_eq!(e.policy(&p.id).await.0, policy, "[{b}]");
     }
 }
 
@@ -1022,34 +891,9 @@ async fn alarm_posts_without_the_csrf_token_are_refused() {
             assert_eq!(location(&res), "/login", "[{b}]");
         }
         assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
-        assert!(
-            e.state
-                .store
-                .list_tasks(&srv.id, 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "[{b}]"
-        );
-        assert!(
-            e.state
-                .store
-                .alarm_whitelist(std::slice::from_ref(&p.id))
-                .await
-                .unwrap()
-                .is_empty(),
-            "[{b}]"
-        );
-        assert_eq!(
-            e.state
-                .store
-                .policy::<Policy>(&p.id, PolicyColumn::Bruteforce)
-                .await
-                .unwrap()
-                .1,
-            0,
-            "[{b}]"
-        );
+        assert!(e.tasks(&srv.id).await.is_empty(), "[{b}]");
+        assert!(e.whitelist(&p.id).await.is_empty(), "[{b}]");
+        assert_eq!(e.policy(&p.id).await.1, 0, "[{b}]");
     }
 }
 

@@ -7,6 +7,7 @@
 //! Responses carry a strict CSP (no inline scripts or styles) and the other security headers.
 
 mod alarms;
+mod forms;
 mod glue;
 mod inventory;
 mod login;

@@ -21,13 +21,17 @@ use hostward_proto::Severity;
 use hostward_proto::risk::{MAX_CUSTOM_WEAK_PASSWORDS, RiskPolicy, SCAN_TASK, ScanCheck};
 use serde_json::Value;
 
+use super::forms::{
+    Flash, checked_ids, lines, opt, opts, policy_project, project_choice, required_project,
+    safe_back, save_policy_form, seg, severity_opts, truthy, with_done,
+};
 use super::inventory::{
     IssueView, Pager, Tab, clip, issues, page_param, param, scale, server_tabs, url,
 };
-use super::servers::{enc, risk_summary};
+use super::servers::risk_summary;
 use super::{
-    ConsoleError, Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html,
-    html_status, project_names, project_opts, see_other,
+    ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
+    project_names, project_opts, see_other,
 };
 use crate::AppState;
 use crate::api::risk::{
@@ -49,27 +53,8 @@ const PICK_SERVERS: u32 = 500;
 // ---------------------------------------------------------------------------------------------
 // Small pure helpers
 
-fn opt(s: &str) -> Option<String> {
-    Some(s.to_string()).filter(|s| !s.is_empty())
-}
-
-/// A path segment: like a query value, but a space is `%20` (a `+` is literal in a path).
-fn seg(s: &str) -> String {
-    enc(s).replace('+', "%20")
-}
-
-/// The ids of the ticked checkboxes named `<prefix><id>`, sorted.
-fn checked_ids(f: &Fields, prefix: &str) -> Vec<String> {
-    let mut ids: Vec<String> =
-        f.0.iter()
-            .filter(|(_, v)| !v.is_empty())
-            .filter_map(|(k, _)| k.strip_prefix(prefix))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .collect();
-    ids.sort();
-    ids
-}
+/// Where a finding action may return to: a console page of findings.
+const BACK: &[&str] = &["/vulnerabilities", "/servers/"];
 
 /// How many different servers the rows are on.
 fn distinct_servers<'a>(ids: impl Iterator<Item = &'a str>) -> usize {
@@ -177,36 +162,6 @@ pub(crate) fn parse_hhmm(field: &str, s: &str) -> Result<u32, String> {
     Ok(h * 60 + m)
 }
 
-/// Where a finding action returns to: a console page of findings, never another site.
-pub(crate) fn safe_back(s: &str) -> Option<&str> {
-    let ok = s.starts_with('/')
-        && !s.starts_with("//")
-        && !s.contains('\\')
-        && !s.chars().any(char::is_control)
-        && (s.starts_with("/vulnerabilities") || s.starts_with("/servers/"));
-    ok.then_some(s)
-}
-
-/// `back` with `done=<what>&n=<n>` in place of any earlier ones.
-pub(crate) fn with_done(back: &str, done: &str, n: usize) -> String {
-    let (path, q) = back.split_once('?').unwrap_or((back, ""));
-    let mut parts: Vec<String> = q
-        .split('&')
-        .filter(|kv| !kv.is_empty() && !kv.starts_with("done=") && !kv.starts_with("n="))
-        .map(str::to_string)
-        .collect();
-    parts.push(format!("done={done}"));
-    parts.push(format!("n={n}"));
-    format!("{path}?{}", parts.join("&"))
-}
-
-/// A confirmation after a redirect. Only fixed texts and numbers: a link must not be able to
-/// put words into the page.
-pub(crate) struct Flash {
-    pub class: &'static str,
-    pub text: String,
-}
-
 fn flash(m: &HashMap<String, String>) -> Option<Flash> {
     let n: usize = m.get("n").and_then(|n| n.parse().ok()).unwrap_or(0);
     let ok = |text: String| Some(Flash { class: "ok", text });
@@ -236,22 +191,6 @@ fn flash(m: &HashMap<String, String>) -> Option<Flash> {
         "saved" => ok("Risk policy saved; the project's agents get it at once.".into()),
         _ => None,
     }
-}
-
-fn opts(values: &[&str], selected: &str, label: impl Fn(&str) -> String) -> Vec<Opt> {
-    values
-        .iter()
-        .map(|v| Opt {
-            value: v.to_string(),
-            label: label(v),
-            selected: *v == selected,
-        })
-        .collect()
-}
-
-fn severity_opts(selected: &str) -> Vec<Opt> {
-    let all: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
-    opts(&all, selected, |s| severity_label(s).to_string())
 }
 
 fn state_opts(selected: &str) -> Vec<Opt> {
@@ -897,7 +836,7 @@ pub async fn act(State(state): State<AppState>, Post { p, f }: Post) -> PageResu
             ));
         }
     };
-    let back = safe_back(f.get("back")).unwrap_or("/vulnerabilities");
+    let back = safe_back(f.get("back"), BACK).unwrap_or("/vulnerabilities");
     let ids = checked_ids(&f, "finding_");
     if ids.is_empty() {
         return Ok(see_other(&with_done(back, "none", 0)));
@@ -1729,12 +1668,7 @@ impl PolicyForm {
     }
 
     fn words(&self) -> Vec<String> {
-        self.words
-            .lines()
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
-            .map(str::to_string)
-            .collect()
+        lines(&self.words)
     }
 
     /// The policy the form describes; the message names the field.
@@ -1782,12 +1716,7 @@ async fn render_policy(
     error: Option<String>,
 ) -> PageResult {
     let body = ops::risk_policy(state, p, project_id).await?;
-    let projects = project_names(state, p).await?;
-    let project_name = projects
-        .iter()
-        .find(|(id, _)| id == project_id)
-        .map(|(_, n)| n.clone())
-        .unwrap_or_else(|| project_id.to_string());
+    let (project_name, project_opts) = project_choice(project_names(state, p).await?, project_id);
     html_status(
         status,
         &PolicyPage {
@@ -1795,14 +1724,7 @@ async fn render_policy(
             section: "policy",
             flash,
             error,
-            project_opts: projects
-                .into_iter()
-                .map(|(id, name)| Opt {
-                    selected: id == project_id,
-                    value: id,
-                    label: name,
-                })
-                .collect(),
+            project_opts,
             project_id: project_id.to_string(),
             project_name,
             version: body.version,
@@ -1826,44 +1748,37 @@ pub async fn policy(
     Session(p): Session,
     Query(m): Query<HashMap<String, String>>,
 ) -> PageResult {
-    let project = match opt(&param(&m, "project")) {
-        Some(id) => id,
-        None => match project_names(&state, &p).await?.into_iter().next() {
-            Some((id, _)) => id,
-            None => {
-                return html(&NoProjectPage {
-                    nav: Nav::new(&p, "risk"),
-                    section: "policy",
-                });
-            }
-        },
+    let Some(project) = policy_project(&state, &p, param(&m, "project")).await? else {
+        return html(&NoProjectPage {
+            nav: Nav::new(&p, "risk"),
+            section: "policy",
+        });
     };
     render_policy(&state, &p, &project, None, StatusCode::OK, flash(&m), None).await
 }
 
 /// `POST /risk/policy`: replaces the project's risk policy (admins).
 pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
-    let project = f.get("project").to_string();
-    if project.is_empty() {
-        return Err(ConsoleError::bad_request("Field project is required."));
-    }
-    let truthy = |k: &str| matches!(f.get(k), "1" | "on" | "true");
+    let project = required_project(&f)?;
     let mut form = PolicyForm {
         window_start: f.get("window_start").to_string(),
         window_end: f.get("window_end").to_string(),
         jitter_secs: f.get("jitter_secs").to_string(),
-        daily_scan: truthy("daily_scan"),
+        daily_scan: truthy(&f, "daily_scan"),
         words: f.get("custom_weak_passwords").to_string(),
         word_count: 0,
         budget_secs: f.get("weak_password_budget_secs").to_string(),
-        allow_fix: truthy("allow_fix"),
+        allow_fix: truthy(&f, "allow_fix"),
     };
     form.word_count = form.words().len();
-    let refuse = |form: PolicyForm, msg: String| {
-        let state = state.clone();
-        let p = p.clone();
-        let project = project.clone();
-        async move {
+    save_policy_form(
+        &p,
+        &project,
+        "/risk/policy",
+        form,
+        PolicyForm::policy,
+        |policy| ops::set_risk_policy(&state, &p, &project, policy),
+        |form, msg| {
             render_policy(
                 &state,
                 &p,
@@ -1873,26 +1788,9 @@ pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> 
                 None,
                 Some(msg),
             )
-            .await
-        }
-    };
-    let policy = match form.policy() {
-        Ok(policy) => policy,
-        Err(msg) => {
-            // Authorize before echoing anything back about the project.
-            p.require(&project, Role::Admin)
-                .map_err(ConsoleError::from)?;
-            return refuse(form, msg).await;
-        }
-    };
-    match ops::set_risk_policy(&state, &p, &project, policy).await {
-        Ok(_) => Ok(see_other(&url(
-            "/risk/policy",
-            &[("project", &project), ("done", "saved")],
-        ))),
-        Err(e) if e.status == StatusCode::BAD_REQUEST => refuse(form, e.message).await,
-        Err(e) => Err(e.into()),
-    }
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -1914,9 +1812,12 @@ mod tests {
 
     #[test]
     fn actions_return_only_to_console_pages() {
-        assert_eq!(safe_back("/servers/x/risks"), Some("/servers/x/risks"));
         assert_eq!(
-            safe_back("/vulnerabilities/CVE-1"),
+            safe_back("/servers/x/risks", BACK),
+            Some("/servers/x/risks")
+        );
+        assert_eq!(
+            safe_back("/vulnerabilities/CVE-1", BACK),
             Some("/vulnerabilities/CVE-1")
         );
         for bad in [
@@ -1927,7 +1828,7 @@ mod tests {
             "",
             "/servers/x\r\nSet-Cookie: a=b",
         ] {
-            assert_eq!(safe_back(bad), None, "{bad:?}");
+            assert_eq!(safe_back(bad, BACK), None, "{bad:?}");
         }
         assert_eq!(
             with_done("/servers/s/risks?state=ignored&done=fix&n=2", "ignore", 3),

@@ -2,106 +2,22 @@
 //! `HOSTWARD_TEST_POSTGRES_URL` is set), users signed in through the login form, findings and
 //! scan results seeded the way the analyzer and the gateway store them.
 
-use std::sync::Arc;
-
-use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::http::StatusCode;
 use hostward_proto::risk::{
     PasswordPolicyResult, PolicyCheck, RiskReport, ScanCheck, ScanTrigger, WeakPassword,
     WeakPasswordResult, WeakReason,
 };
 use hostward_proto::{Message, Severity};
 
-use super::testutil::{Console, body, hidden};
+use super::testutil::{Env, body, envs, hidden, location};
 use super::*;
-use crate::store::{MatchedVuln, NewServer, Server, testdb, vuln_state};
+use crate::store::{MatchedVuln, vuln_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
 const CVE: &str = "CVE-2099-0001";
 const CVE2: &str = "CVE-2099-0002";
 
-struct Env {
-    backend: &'static str,
-    console: Console,
-    _db: testdb::TestDb,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Console;
-
-    fn deref(&self) -> &Console {
-        &self.console
-    }
-}
-
-/// One environment per available backend.
-async fn envs() -> Vec<Env> {
-    let mut out = Vec::new();
-    for (backend, db) in testdb::all().await {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Arc::new(
-            crate::config::ServeArgs::default()
-                .resolve(dir.path())
-                .unwrap(),
-        );
-        out.push(Env {
-            backend,
-            console: Console::new(db.store.clone(), config),
-            _db: db,
-            _dir: dir,
-        });
-    }
-    out
-}
-
 impl Env {
-    /// GET that must answer 200; the page.
-    async fn page(&self, uri: &str, cookie: &str) -> String {
-        let res = self.get(uri, cookie).await;
-        let status = res.status();
-        let html = body(res).await;
-        assert_eq!(status, StatusCode::OK, "[{}] {uri}: {html}", self.backend);
-        assert!(
-            !html.contains("<script>") && !html.contains("style="),
-            "[{}] {uri}: inline script or style breaks the CSP",
-            self.backend
-        );
-        html
-    }
-
-    async fn server(&self, project_id: &str, name: &str) -> Server {
-        self.state
-            .store
-            .create_server(&NewServer {
-                project_id: project_id.into(),
-                name: name.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-    }
-
-    /// A server with an enrolled agent (scans are offered only for those).
-    async fn agent_server(&self, project_id: &str, name: &str) -> Server {
-        self.state
-            .store
-            .enroll(&crate::store::Enrollment {
-                project_id: project_id.into(),
-                region: String::new(),
-                install_id: None,
-                agent_id: format!("agent-{name}"),
-                cert_serial: "0abc".into(),
-                cert_not_after: 0,
-                facts: hostward_proto::HostFacts {
-                    hostname: name.into(),
-                    ..Default::default()
-                },
-            })
-            .await
-            .unwrap()
-    }
-
     /// Two findings on the server, as a match against database version 1 stores them.
     async fn seed_vulns(&self, server_id: &str) {
         let v = |cve: &str, package: &str, severity, cvss, summary: &str| MatchedVuln {
@@ -200,13 +116,6 @@ impl Env {
             .unwrap();
         items[0].id.clone()
     }
-}
-
-fn location(res: &Response) -> String {
-    res.headers()[header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_string()
 }
 
 fn assert_escaped(html: &str, what: &str) {
@@ -556,7 +465,7 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
         assert_eq!(location(&res), "/risk/scans?done=scan&n=1", "[{b}]");
-        let tasks = e.state.store.list_tasks(&srv.id, 10).await.unwrap();
+        let tasks = e.tasks(&srv.id).await;
         assert_eq!(tasks.len(), 2, "[{b}]");
         assert!(tasks.iter().all(|t| t.kind == "risk_scan"), "[{b}]");
         assert!(
@@ -822,15 +731,7 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
         }
         let f = e.state.store.vuln_finding(&fid).await.unwrap().unwrap();
         assert_eq!(f.state, vuln_state::UNHANDLED, "[{b}] nothing changed");
-        assert!(
-            e.state
-                .store
-                .list_tasks(&srv.id, 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "[{b}]"
-        );
+        assert!(e.tasks(&srv.id).await.is_empty(), "[{b}]");
         assert!(
             e.state
                 .store

@@ -13,7 +13,7 @@ use super::{glue, login, router, servers};
 use crate::AppState;
 use crate::config::Config;
 use crate::state::CenterPki;
-use crate::store::{NewUser, Store};
+use crate::store::{NewServer, NewUser, Server, Store, testdb};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
@@ -162,4 +162,103 @@ pub(crate) fn hidden(html: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no hidden field {name} in {html}"))
         + marker.len();
     html[start..].split('"').next().unwrap().to_string()
+}
+
+/// A console on one test database backend, with its own data folder.
+pub(crate) struct Env {
+    pub backend: &'static str,
+    pub console: Console,
+    _db: testdb::TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Console;
+
+    fn deref(&self) -> &Console {
+        &self.console
+    }
+}
+
+/// One environment per available backend (SQLite always, PostgreSQL when
+/// `HOSTWARD_TEST_POSTGRES_URL` is set).
+pub(crate) async fn envs() -> Vec<Env> {
+    let mut out = Vec::new();
+    for (backend, db) in testdb::all().await {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(
+            crate::config::ServeArgs::default()
+                .resolve(dir.path())
+                .unwrap(),
+        );
+        out.push(Env {
+            backend,
+            console: Console::new(db.store.clone(), config),
+            _db: db,
+            _dir: dir,
+        });
+    }
+    out
+}
+
+impl Env {
+    /// GET that must answer 200; the page.
+    pub async fn page(&self, uri: &str, cookie: &str) -> String {
+        let res = self.get(uri, cookie).await;
+        let status = res.status();
+        let html = body(res).await;
+        assert_eq!(status, StatusCode::OK, "[{}] {uri}: {html}", self.backend);
+        assert!(
+            !html.contains("<script>") && !html.contains("style="),
+            "[{}] {uri}: inline script or style breaks the CSP",
+            self.backend
+        );
+        html
+    }
+
+    /// The server's agent tasks (the latest ten).
+    pub async fn tasks(&self, server_id: &str) -> Vec<crate::store::TaskRow> {
+        self.state.store.list_tasks(server_id, 10).await.unwrap()
+    }
+
+    /// A server without an agent.
+    pub async fn server(&self, project_id: &str, name: &str) -> Server {
+        self.state
+            .store
+            .create_server(&NewServer {
+                project_id: project_id.into(),
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A server with an enrolled agent (scans and the block form are offered only for those).
+    pub async fn agent_server(&self, project_id: &str, name: &str) -> Server {
+        self.state
+            .store
+            .enroll(&crate::store::Enrollment {
+                project_id: project_id.into(),
+                region: String::new(),
+                install_id: None,
+                agent_id: format!("agent-{name}"),
+                cert_serial: "0abc".into(),
+                cert_not_after: 0,
+                facts: hostward_proto::HostFacts {
+                    hostname: name.into(),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap()
+    }
+}
+
+/// The `Location` of a redirect.
+pub(crate) fn location(res: &Response) -> String {
+    res.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string()
 }
