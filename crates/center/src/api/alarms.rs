@@ -17,7 +17,7 @@ use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
-    AlarmFilter, AlarmHistoryEntry, AlarmRow, AlarmWhitelistRule, BlockedIp, NewTasks,
+    AlarmFilter, AlarmRow, AlarmWhitelistRule, BlockedIp, HandlingEntry, History, NewTasks,
     PolicyColumn, TaskRow, alarm_state, new_id, now,
 };
 
@@ -60,7 +60,7 @@ pub struct AlarmPage {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AlarmDetail {
     pub alarm: AlarmRow,
-    pub history: Vec<AlarmHistoryEntry>,
+    pub history: Vec<HandlingEntry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -200,7 +200,10 @@ async fn visible_alarm(
 pub async fn detail(state: &AppState, p: &Principal, id: &str) -> Result<AlarmDetail, ApiError> {
     let alarm = visible_alarm(state, p, id, Role::Viewer).await?;
     Ok(AlarmDetail {
-        history: state.store.alarm_history(&alarm.id).await?,
+        history: state
+            .store
+            .handling_history(History::Alarm, &alarm.id)
+            .await?,
         alarm,
     })
 }

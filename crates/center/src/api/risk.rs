@@ -20,9 +20,9 @@ use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
-    NewTasks, PolicyColumn, PolicyResultRow, RiskScanState, TaskRow, VulnDbImport, VulnDbStatus,
-    VulnFilter, VulnFinding, VulnGroup, VulnHistoryEntry, VulnRule, WeakPasswordRow, new_id, now,
-    vuln_state,
+    HandlingEntry, History, NewTasks, PolicyColumn, PolicyResultRow, RiskScanState, TaskRow,
+    VulnDbImport, VulnDbStatus, VulnFilter, VulnFinding, VulnGroup, VulnRule, WeakPasswordRow,
+    new_id, now, vuln_state,
 };
 
 /// Findings one action may touch.
@@ -71,7 +71,7 @@ pub struct GroupPage {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FindingDetail {
     pub finding: VulnFinding,
-    pub history: Vec<VulnHistoryEntry>,
+    pub history: Vec<HandlingEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -294,7 +294,10 @@ async fn visible_finding(
 pub async fn finding(state: &AppState, p: &Principal, id: &str) -> Result<FindingDetail, ApiError> {
     let finding = visible_finding(state, p, id, Role::Viewer).await?;
     Ok(FindingDetail {
-        history: state.store.vuln_history(&finding.id).await?,
+        history: state
+            .store
+            .handling_history(History::Finding, &finding.id)
+            .await?,
         finding,
     })
 }

@@ -35,7 +35,7 @@ use crate::api::alarms::{
     MAX_BLOCK_MINUTES, NewWhitelistRule,
 };
 use crate::api::servers::ServerQuery;
-use crate::store::{AlarmHistoryEntry, AlarmRow, BlockedIp, alarm_state};
+use crate::store::{AlarmRow, BlockedIp, HandlingEntry, alarm_state};
 
 /// Rows per page of the alarm list.
 pub const PER_PAGE: i64 = 50;
@@ -448,7 +448,7 @@ pub(crate) struct HistoryRow {
     pub note: String,
 }
 
-fn history_row(h: &AlarmHistoryEntry) -> HistoryRow {
+fn history_row(h: &HandlingEntry) -> HistoryRow {
     HistoryRow {
         at: Ts::at(h.ts),
         actor: h.actor.clone(),

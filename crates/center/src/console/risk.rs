@@ -40,7 +40,7 @@ use crate::api::risk::{
 use crate::api::servers::{ServerQuery, visible_server};
 use crate::api::tasks::{self, CreateTasks};
 use crate::store::{
-    PolicyResultRow, TaskRow, VulnFinding, VulnGroup, VulnHistoryEntry, WeakPasswordRow, vuln_state,
+    HandlingEntry, PolicyResultRow, TaskRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state,
 };
 
 /// Rows per page of the vulnerability lists.
@@ -764,7 +764,7 @@ pub(crate) struct HistoryRow {
     pub note: String,
 }
 
-fn history_row(h: &VulnHistoryEntry) -> HistoryRow {
+fn history_row(h: &HandlingEntry) -> HistoryRow {
     HistoryRow {
         at: Ts::at(h.ts),
         actor: h.actor.clone(),

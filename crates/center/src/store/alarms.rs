@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
+use super::history::{self, History};
 use super::{Bind, Result, Sql, Store, StoreError, flag, new_id, now, opt_i64, paged};
 
 /// Handling states of an alarm.
@@ -63,16 +64,6 @@ pub struct AlarmFilter {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
-pub struct AlarmHistoryEntry {
-    pub actor: String,
-    pub action: String,
-    pub from_state: String,
-    pub to_state: String,
-    pub note: String,
-    pub ts: i64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct AlarmWhitelistRule {
     pub id: String,
     pub project_id: String,
@@ -124,32 +115,6 @@ fn alarm_row(r: &AnyRow) -> Result<AlarmRow> {
         state: r.try_get("state")?,
         note: r.try_get("note")?,
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn add_history(
-    tx: &mut Transaction<'static, Any>,
-    alarm_id: &str,
-    actor: &str,
-    action: &str,
-    from: &str,
-    to: &str,
-    note: &str,
-    ts: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO alarm_history (alarm_id, actor, action, from_state, to_state, note, ts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(alarm_id.to_string())
-    .bind(actor.to_string())
-    .bind(action.to_string())
-    .bind(from.to_string())
-    .bind(to.to_string())
-    .bind(note.to_string())
-    .bind(ts)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Stores an agent's alarm inside the records transaction. A record the catalog does not know
@@ -240,7 +205,18 @@ pub(super) async fn apply_alarm(
     .bind(t)
     .execute(&mut **tx)
     .await?;
-    add_history(tx, &id, "system", "raised", "", state, &note, t).await
+    history::add(
+        tx,
+        History::Alarm,
+        &id,
+        "system",
+        "raised",
+        "",
+        state,
+        &note,
+        t,
+    )
+    .await
 }
 
 /// Records a block or unblock the agent made.
@@ -340,27 +316,6 @@ impl Store {
         .transpose()
     }
 
-    pub async fn alarm_history(&self, id: &str) -> Result<Vec<AlarmHistoryEntry>> {
-        sqlx::query(
-            "SELECT actor, action, from_state, to_state, note, ts FROM alarm_history WHERE alarm_id = $1 ORDER BY id DESC",
-        )
-        .bind(id.to_string())
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(AlarmHistoryEntry {
-                actor: r.try_get("actor")?,
-                action: r.try_get("action")?,
-                from_state: r.try_get("from_state")?,
-                to_state: r.try_get("to_state")?,
-                note: r.try_get("note")?,
-                ts: r.try_get("ts")?,
-            })
-        })
-        .collect()
-    }
-
     /// A person's handling of alarms, each with a history row. Returns how many changed.
     pub async fn set_alarm_state(
         &self,
@@ -389,7 +344,18 @@ impl Store {
                 .bind(id.clone())
                 .execute(&mut *tx)
                 .await?;
-            add_history(&mut tx, id, actor, action, &from, to, note, t).await?;
+            history::add(
+                &mut tx,
+                History::Alarm,
+                id,
+                actor,
+                action,
+                &from,
+                to,
+                note,
+                t,
+            )
+            .await?;
             changed += 1;
         }
         tx.commit().await?;
@@ -603,7 +569,7 @@ mod tests {
                 2,
                 "a handled alarm is not reopened by repeats: {backend}"
             );
-            let hist = s.alarm_history(&v4.id).await.unwrap();
+            let hist = s.handling_history(History::Alarm, &v4.id).await.unwrap();
             assert_eq!(
                 (hist[0].actor.as_str(), hist[0].to_state.as_str()),
                 ("alice", "handled"),

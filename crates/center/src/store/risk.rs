@@ -16,6 +16,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
+use super::history::{self, History};
 use super::{Bind, Result, Sql, Store, StoreError, flag, like, new_id, now, opt_i64, paged};
 use crate::status;
 
@@ -153,20 +154,6 @@ pub struct VulnFilter {
     pub q: Option<String>,
     pub page: i64,
     pub per_page: i64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
-pub struct VulnHistoryEntry {
-    pub finding_id: String,
-    /// A user name, or `system` for detection and verification.
-    pub actor: String,
-    /// detected, reappeared, gone, ignore, unignore, verify, fix, fix_done, fix_failed,
-    /// still_present, rule.
-    pub action: String,
-    pub from_state: String,
-    pub to_state: String,
-    pub note: String,
-    pub ts: i64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
@@ -315,33 +302,6 @@ fn rule(row: &AnyRow) -> Result<VulnRule> {
 
 fn severity_rank(s: Severity) -> i64 {
     s as i64
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn add_history(
-    tx: &mut Transaction<'static, Any>,
-    finding_id: &str,
-    actor: &str,
-    action: &str,
-    from: &str,
-    to: &str,
-    note: &str,
-    ts: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO vuln_history (finding_id, actor, action, from_state, to_state, note, ts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(finding_id.to_string())
-    .bind(actor.to_string())
-    .bind(action.to_string())
-    .bind(from.to_string())
-    .bind(to.to_string())
-    .bind(note.to_string())
-    .bind(ts)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Makes sure the server has a `risk_state` row.
@@ -606,7 +566,18 @@ pub(super) async fn fix_task_finished(
         .bind(id.clone())
         .execute(&mut **tx)
         .await?;
-        add_history(tx, &id, "system", action, vuln_state::FIXING, to, detail, t).await?;
+        history::add(
+            tx,
+            History::Finding,
+            &id,
+            "system",
+            action,
+            vuln_state::FIXING,
+            to,
+            detail,
+            t,
+        )
+        .await?;
     }
     refresh_risk_status(tx, server_id).await
 }
@@ -886,7 +857,18 @@ impl Store {
                     let note = rule
                         .map(|r| format!("whitelist rule {}", r.id))
                         .unwrap_or_default();
-                    add_history(&mut tx, &id, "system", "detected", "", to, &note, t).await?;
+                    history::add(
+                        &mut tx,
+                        History::Finding,
+                        &id,
+                        "system",
+                        "detected",
+                        "",
+                        to,
+                        &note,
+                        t,
+                    )
+                    .await?;
                     continue;
                 }
                 Some(o) if !o.present => {
@@ -949,7 +931,18 @@ impl Store {
             sql.push(" WHERE id = ").bind(Bind::Text(id.clone()));
             sql.query().execute(&mut *tx).await?;
             if state_change {
-                add_history(&mut tx, &id, "system", action, &from, to, &note, t).await?;
+                history::add(
+                    &mut tx,
+                    History::Finding,
+                    &id,
+                    "system",
+                    action,
+                    &from,
+                    to,
+                    &note,
+                    t,
+                )
+                .await?;
             }
         }
         for (key, o) in &old {
@@ -962,8 +955,9 @@ impl Store {
                 .bind(o.id.clone())
                 .execute(&mut *tx)
                 .await?;
-                add_history(
+                history::add(
                     &mut tx,
+                    History::Finding,
                     &o.id,
                     "system",
                     "gone",
@@ -1120,29 +1114,6 @@ impl Store {
         .transpose()
     }
 
-    pub async fn vuln_history(&self, finding_id: &str) -> Result<Vec<VulnHistoryEntry>> {
-        sqlx::query(
-            "SELECT finding_id, actor, action, from_state, to_state, note, ts FROM vuln_history \
-             WHERE finding_id = $1 ORDER BY id DESC",
-        )
-        .bind(finding_id.to_string())
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(VulnHistoryEntry {
-                finding_id: r.try_get("finding_id")?,
-                actor: r.try_get("actor")?,
-                action: r.try_get("action")?,
-                from_state: r.try_get("from_state")?,
-                to_state: r.try_get("to_state")?,
-                note: r.try_get("note")?,
-                ts: r.try_get("ts")?,
-            })
-        })
-        .collect()
-    }
-
     /// Moves findings to `to` (a user's action), each with a history row, and refreshes the
     /// risk status of their servers. Findings that are gone (fixed) are left alone. The fix task
     /// is replaced too (None for every action but a fix), so a later verification is judged as a
@@ -1181,7 +1152,18 @@ impl Store {
             .bind(id.clone())
             .execute(&mut *tx)
             .await?;
-            add_history(&mut tx, id, actor, action, &from, to, note, t).await?;
+            history::add(
+                &mut tx,
+                History::Finding,
+                id,
+                actor,
+                action,
+                &from,
+                to,
+                note,
+                t,
+            )
+            .await?;
             servers.insert(r.try_get::<String, _>("server_id")?);
             changed += 1;
         }
@@ -1245,8 +1227,9 @@ impl Store {
                 .bind(id.clone())
                 .execute(&mut *tx)
                 .await?;
-            add_history(
+            history::add(
                 &mut tx,
+                History::Finding,
                 &id,
                 &r.created_by,
                 "rule",
@@ -1573,7 +1556,7 @@ mod tests {
                 1,
                 "{backend}"
             );
-            let hist = s.vuln_history(&fa).await.unwrap();
+            let hist = s.handling_history(History::Finding, &fa).await.unwrap();
             let actions: Vec<(&str, &str)> = hist
                 .iter()
                 .map(|h| (h.action.as_str(), h.actor.as_str()))
@@ -1690,7 +1673,10 @@ mod tests {
                 vec![("openssl".into(), "fixed".into())],
                 "{backend}"
             );
-            let curl = s.vuln_history(&idof("curl")).await.unwrap();
+            let curl = s
+                .handling_history(History::Finding, &idof("curl"))
+                .await
+                .unwrap();
             assert_eq!(
                 curl[0].note, "still present after verification",
                 "{backend}"
