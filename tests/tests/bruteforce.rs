@@ -333,6 +333,30 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
         })
         .await?;
         ensure!(cracked["severity"] == "critical", "{cracked}");
+
+        // Protection off for the server: the same attack, read but not acted on.
+        api.put(&format!("/api/v1/projects/{project}/bruteforce-policy"), json!({})).await?.expect(200)?;
+        api.put(&format!("/api/v1/servers/{server}/protection"), json!({"enabled": false})).await?.expect(200)?;
+        let count_of = |list: &Value| {
+            list["items"].as_array().into_iter().flatten().filter(|a| a["source_ip"] == ATTACKER_IP).map(|a| a["count"].as_i64().unwrap_or(0)).sum::<i64>()
+        };
+        let before = count_of(&api.get("/api/v1/alarms?type=brute_force").await?.expect(200)?.json);
+        let failures_before = std::fs::read_to_string(&log)?.matches("Failed password for root").count();
+        tokio::time::sleep(millis(500)).await;
+        let off = run_cmd_timeout(
+            Path::new("ip"),
+            &["netns", "exec", &n.attacker, "timeout", "10", "hydra", "-l", "root", "-P", &words.display().to_string(), "-t", "4", "-I", &format!("ssh://{VICTIM_IP}")]
+                .map(String::from),
+            None,
+            secs(20),
+        )
+        .await?;
+        let failures = std::fs::read_to_string(&log)?.matches("Failed password for root").count() - failures_before;
+        ensure!(failures >= 5, "the attack happened ({failures} failures logged): {off}");
+        tokio::time::sleep(secs(1)).await;
+        ensure!(!nft_elements(&n).await?.contains(ATTACKER_IP), "protection off: nothing blocked");
+        let after = count_of(&api.get("/api/v1/alarms?type=brute_force").await?.expect(200)?.json);
+        ensure!(after == before, "protection off: no alarm ({before} -> {after})");
         ensure!(cracked["evidence"]["users"].as_array().is_some_and(|u| u.contains(&json!(user))), "{cracked}");
         ensure!(
             cracked["evidence"]["lines"][0].as_str().is_some_and(|l| l.contains(&format!("Accepted password for {user} from {ATTACKER_IP}"))),

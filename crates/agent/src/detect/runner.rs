@@ -31,6 +31,8 @@ enum Command {
         reply: oneshot::Sender<Result<(), String>>,
     },
     Policy(Policy),
+    /// Protection switched on or off for this server in the console.
+    Enabled(bool),
 }
 
 /// Handle the daemon keeps for block and unblock tasks.
@@ -60,6 +62,12 @@ impl Handle {
     /// Applies the project's policy as the center pushed it.
     pub async fn set_policy(&self, policy: Policy) {
         let _ = self.send(Command::Policy(policy)).await;
+    }
+
+    /// With protection off, authentication events are read but not acted on: no blocks, no
+    /// alarms. Blocks already made stay until they expire or are lifted.
+    pub async fn set_enabled(&self, enabled: bool) {
+        let _ = self.send(Command::Enabled(enabled)).await;
     }
 
     async fn send(&self, c: Command) -> Result<(), String> {
@@ -114,10 +122,14 @@ async fn run(
         }
     }
     let mut expire = tokio::time::interval(EXPIRE_EVERY);
+    let mut enabled = true;
     loop {
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { return };
+                if !enabled {
+                    continue;
+                }
                 let hour = local_hour(ev.ts);
                 for d in engine.on_event(&ev, hour) {
                     act(&d, nft.as_ref(), &outbox).await;
@@ -158,6 +170,12 @@ async fn run(
                         })).await;
                     }
                     let _ = reply.send(out);
+                }
+                Some(Command::Enabled(on)) => {
+                    if on != enabled {
+                        tracing::info!(enabled = on, "brute-force defence switched");
+                    }
+                    enabled = on;
                 }
                 Some(Command::Policy(policy)) => match engine.set_policy(policy) {
                     Ok(lifted) => {

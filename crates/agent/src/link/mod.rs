@@ -436,6 +436,7 @@ impl Daemon {
                                     risk.set_policy(cfg.risk.clone());
                                 }
                                 if let Some(detect) = &self.detect {
+                                    detect.set_enabled(cfg.protection_enabled).await;
                                     detect.set_policy(cfg.bruteforce.clone()).await;
                                 }
                                 self.config = Some(cfg);

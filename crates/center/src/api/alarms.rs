@@ -76,6 +76,9 @@ pub enum AlarmAction {
     Whitelist,
     /// Lift the firewall block of the alarm's source address on its server (and mark handled).
     Unblock,
+    /// Add the alarm's source address to its project's usual login addresses (brute-force
+    /// policy), so logins from it raise no unusual-address alarm; mark handled.
+    LoginWhitelist,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -234,8 +237,10 @@ pub async fn act(
     }
     // Both act per source address: refuse the whole batch before doing anything if one alarm
     // has none (a whitelist rule without an address would silence the type project-wide).
-    if matches!(body.action, AlarmAction::Whitelist | AlarmAction::Unblock)
-        && let Some(i) = alarms.iter().position(|a| a.source_ip.is_none())
+    if matches!(
+        body.action,
+        AlarmAction::Whitelist | AlarmAction::Unblock | AlarmAction::LoginWhitelist
+    ) && let Some(i) = alarms.iter().position(|a| a.source_ip.is_none())
     {
         return Err(ApiError::conflict(format!(
             "alarm_ids[{i}]: the alarm has no source address"
@@ -286,6 +291,34 @@ pub async fn act(
                 );
             }
             (alarm_state::HANDLED, "unblock")
+        }
+        AlarmAction::LoginWhitelist => {
+            let mut by_project: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for a in &alarms {
+                let ip = a.source_ip.clone().expect("checked above");
+                by_project
+                    .entry(a.project_id.as_str())
+                    .or_default()
+                    .push(ip);
+            }
+            // Changing a policy is an admin's right, as on the policy page: check every project
+            // before changing any.
+            for project in by_project.keys() {
+                p.require(project, Role::Admin)?;
+            }
+            for (project, ips) in by_project {
+                let (mut policy, _): (hostward_proto::bruteforce::Policy, i64) = state
+                    .store
+                    .policy(project, PolicyColumn::Bruteforce)
+                    .await?;
+                for ip in ips {
+                    if !policy.usual_login_ips.contains(&ip) {
+                        policy.usual_login_ips.push(ip);
+                    }
+                }
+                set_bruteforce_policy(state, p, project, policy).await?;
+            }
+            (alarm_state::HANDLED, "login_whitelist")
         }
     };
     let changed = state

@@ -161,6 +161,9 @@ fn flash(m: &HashMap<String, String>) -> Option<Flash> {
         "unblock" => ok(format!(
             "Unblock queued for {n} alarm(s): the agents lift the firewall blocks of their source addresses."
         )),
+        "login_whitelist" => ok(format!(
+            "{n} alarm(s) handled; their source addresses are now usual login addresses of their projects."
+        )),
         "none" => Some(Flash {
             class: "warn",
             text: "Select at least one alarm first.".into(),
@@ -410,9 +413,10 @@ pub async fn act(State(state): State<AppState>, Post { p, f }: Post) -> PageResu
         "reopen" => AlarmAction::Reopen,
         "whitelist" => AlarmAction::Whitelist,
         "unblock" => AlarmAction::Unblock,
+        "login_whitelist" => AlarmAction::LoginWhitelist,
         _ => {
             return Err(ConsoleError::bad_request(
-                "Field action must be handle, ignore, reopen, whitelist or unblock.",
+                "Field action must be handle, ignore, reopen, whitelist, unblock or login_whitelist.",
             ));
         }
     };

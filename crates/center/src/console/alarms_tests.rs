@@ -913,3 +913,56 @@ async fn alarm_pages_without_session_redirect_to_login() {
         }
     }
 }
+
+#[tokio::test]
+async fn trusting_a_login_address_adds_it_to_the_policy_for_admins_only() {
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("olga", &p.id, Some("operator")).await;
+        e.user("ada", &p.id, Some("admin")).await;
+        let srv = e.agent_server(&p.id, "web-1").await;
+        e.seed(&srv.id).await;
+        let brute = e.alarm_id(&srv.id, "brute_force").await;
+        let root = e.alarm_id(&srv.id, "root_login").await;
+        let form = |id: &str, csrf: &str| {
+            format!("action=login_whitelist&alarm_{id}=1&back=%2Falarms&csrf={csrf}")
+        };
+
+        // An operator may handle alarms but not change the project's policy.
+        let (cookie, csrf) = e.login("olga").await;
+        let res = e
+            .post_form("/alarms/actions", &cookie, &form(&brute, &csrf))
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
+        assert!(e.policy(&p.id).await.0.usual_login_ips.is_empty(), "[{b}]");
+        assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
+
+        let (cookie, csrf) = e.login("ada").await;
+        // An alarm without a source address cannot be trusted: nothing changes.
+        let res = e
+            .post_form("/alarms/actions", &cookie, &form(&root, &csrf))
+            .await;
+        assert_eq!(res.status(), StatusCode::CONFLICT, "[{b}]");
+        let res = e
+            .post_form("/alarms/actions", &cookie, &form(&brute, &csrf))
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
+        assert_eq!(location(&res), "/alarms?done=login_whitelist&n=1", "[{b}]");
+        let (policy, version) = e.policy(&p.id).await;
+        assert_eq!(policy.usual_login_ips, [ATTACKER], "[{b}]");
+        assert!(version > 0, "[{b}]");
+        assert_eq!(e.alarm_state(&brute).await, alarm_state::HANDLED, "[{b}]");
+        let hist = e
+            .state
+            .store
+            .handling_history(crate::store::History::Alarm, &brute)
+            .await
+            .unwrap();
+        assert_eq!(
+            (hist[0].actor.as_str(), hist[0].action.as_str()),
+            ("ada", "login_whitelist"),
+            "[{b}]"
+        );
+    }
+}
