@@ -24,6 +24,8 @@ struct A {
     /// A vulnerability finding on A's server, and a whitelist rule of A.
     finding: String,
     rule: String,
+    /// A brute-force alarm on A's server.
+    alarm: String,
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -94,6 +96,7 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
         probe("GET", format!("/api/v1/password-policy?project={p}"), format!("/api/v1/password-policy?project={n}"), None),
         probe("GET", format!("/api/v1/scans?project={p}"), format!("/api/v1/scans?project={n}"), None),
         probe("GET", format!("/api/v1/vulnerability-rules?project={p}"), format!("/api/v1/vulnerability-rules?project={n}"), None),
+        probe("GET", format!("/api/v1/alarms/{}", a.alarm), format!("/api/v1/alarms/{n}"), None),
         probe("GET", format!("/api/v1/alarms?project={p}"), format!("/api/v1/alarms?project={n}"), None),
         probe("GET", format!("/api/v1/alarms?server={s}"), format!("/api/v1/alarms?server={n}"), None),
         probe("GET", format!("/api/v1/alarm-whitelist?project={p}"), format!("/api/v1/alarm-whitelist?project={n}"), None),
@@ -156,6 +159,12 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
         },
         Probe {
             method: "POST",
+            path: "/api/v1/alarms/actions".into(),
+            control: "/api/v1/alarms/actions".into(),
+            body: Some(json!({"action": "handle", "alarm_ids": [a.alarm]})),
+        },
+        Probe {
+            method: "POST",
             path: "/api/v1/alarm-whitelist".into(),
             control: "/api/v1/alarm-whitelist".into(),
             body: Some(json!({"project_id": p, "source_ip": "192.0.2.66", "reason": "planted"})),
@@ -178,7 +187,8 @@ fn control_body(body: &Option<Value>, a: &A) -> Option<Value> {
             .to_string()
             .replace(&a.project, NOWHERE)
             .replace(&a.server, NOWHERE)
-            .replace(&a.finding, NOWHERE);
+            .replace(&a.finding, NOWHERE)
+            .replace(&a.alarm, NOWHERE);
         serde_json::from_str(&text).unwrap()
     })
 }
@@ -293,6 +303,8 @@ async fn check_api(who: &str, api: &Api, a: &A, bob_id: &str) -> Result<()> {
             r.text.lines().count() > 1
         } else {
             r.text.contains(&a.server)
+                || r.text.contains(&a.alarm)
+                || r.text.contains("192.0.2.77")
                 || r.text.contains(&a.finding)
                 || r.text.contains(&a.rule)
                 || r.text.contains("CVE-2099-0000")
@@ -396,6 +408,8 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
     pages.push(format!("/assets/changes?project={p}"));
     pages.push(format!("/assets/software/servers?name={pkg}&project={p}"));
     pages.push(format!("/servers/{s}/risks"));
+    pages.push(format!("/alarms/{}", a.alarm));
+    pages.push(format!("/alarms?project={p}"));
     pages.push(format!("/vulnerabilities/findings/{}", a.finding));
     pages.push(format!("/vulnerabilities?project={p}"));
     for path in &pages {
@@ -503,6 +517,13 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
             ],
         ),
         (format!("/risk/rules/{}/delete", a.rule), vec![]),
+        (
+            "/alarms/actions".to_string(),
+            vec![
+                ("action".to_string(), "handle".to_string()),
+                (format!("alarm_{}", a.alarm), "on".to_string()),
+            ],
+        ),
     ] {
         let mut fields = vec![("csrf".to_string(), csrf.clone())];
         fields.extend(extra);
@@ -534,7 +555,20 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             .await?;
         let mut agent_a = Agent::new(&env, "alpha");
         agent_a.enroll(&env, &center, &tok_a.secret).await?;
-        agent_a.run(&env)?;
+        // A's agent follows a log file of this test (its firewall command fails on purpose:
+        // the alarm is what matters here, and the host's firewall stays untouched).
+        let auth_log = env.root().join("alpha-auth.log");
+        std::fs::write(&auth_log, "")?;
+        let config = agent_a.dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {:?}\n[authlog]\nsource = \"files\"\n[authlog.ssh]\npath = {:?}\n[authlog.ftp]\nenabled = false\n[authlog.mysql]\nenabled = false\n[firewall]\nnft = [\"/bin/false\"]\n",
+                agent_a.state_dir.display().to_string(),
+                auth_log.display().to_string()
+            ),
+        )?;
+        agent_a.run_with(&env, &["--config", &config.display().to_string()])?;
         root.wait_status(&agent_a.server_id, "online", None, secs(30))
             .await?;
         // A's inventory is in, so a leak of it would show.
@@ -575,6 +609,22 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             .await?
             .expect(201)?;
         let rule = rule.json["rule"]["id"].as_str().unwrap_or_default().to_string();
+        // A brute-force alarm on A's server, from five failures in its log.
+        let mut lines = String::new();
+        for port in 40000..40005 {
+            lines.push_str(&format!(
+                "Dec  1 12:00:00 alpha sshd[77]: Failed password for root from 192.0.2.77 port {port} ssh2\n"
+            ));
+        }
+        std::fs::OpenOptions::new().append(true).open(&auth_log).and_then(|mut f| {
+            use std::io::Write as _;
+            f.write_all(lines.as_bytes())
+        })?;
+        let alarm = wait_until("A's brute-force alarm", secs(30), millis(200), || async {
+            let r = root.get(&format!("/api/v1/alarms?server={}", agent_a.server_id)).await?.expect(200)?;
+            r.json["items"][0]["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("no alarm yet: {}", r.text))
+        })
+        .await?;
         let task = root
             .post(
                 &format!("/api/v1/servers/{}/tasks", agent_a.server_id),
@@ -623,6 +673,7 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             package,
             finding,
             rule,
+            alarm,
         };
 
         // Project B: a server, a viewer and an admin.
@@ -727,6 +778,8 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
         );
         let f = root.get(&format!("/api/v1/vulnerabilities/findings/{}", a.finding)).await?.expect(200)?;
         ensure!(f.json["finding"]["state"] == "unhandled", "A's finding was handled: {}", f.text);
+        let alarm = root.get(&format!("/api/v1/alarms/{}", a.alarm)).await?.expect(200)?;
+        ensure!(alarm.json["alarm"]["state"] == "unhandled", "A's alarm was handled: {}", alarm.text);
         let rules = root.get(&format!("/api/v1/vulnerability-rules?project={}", a.project)).await?.expect(200)?;
         ensure!(rules.json["items"].as_array().map(|v| v.len()) == Some(1), "A's rules changed: {}", rules.text);
         let tasks = root
