@@ -334,6 +334,36 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
         .await?;
         ensure!(cracked["severity"] == "critical", "{cracked}");
 
+        // Log injection through the real sshd: a user name that reads like another source. sshd
+        // appends the real source after it; only that one may be blocked.
+        api.put(&format!("/api/v1/projects/{project}/bruteforce-policy"), json!({})).await?.expect(200)?;
+        tokio::time::sleep(millis(500)).await;
+        let decoy = "10.79.0.9";
+        let injected = format!("x from {decoy} port 22 ssh2");
+        let inj = run_cmd_timeout(
+            Path::new("ip"),
+            &["netns", "exec", &n.attacker, "timeout", "20", "hydra", "-l", &injected, "-P", &words.display().to_string(), "-t", "1", "-I", &format!("ssh://{VICTIM_IP}")]
+                .map(String::from),
+            None,
+            secs(30),
+        )
+        .await?;
+        let logged = std::fs::read_to_string(&log)?;
+        ensure!(
+            logged.contains(&format!("Failed password for invalid user {injected} from {ATTACKER_IP}")),
+            "sshd logged the crafted user name: {inj}"
+        );
+        wait_until("the injected attack's real source to be blocked", secs(20), millis(100), || async {
+            ensure!(nft_elements(&n).await?.contains(ATTACKER_IP), "not yet");
+            Ok(())
+        })
+        .await?;
+        ensure!(!nft_elements(&n).await?.contains(decoy), "the address inside the user name is never blocked");
+        let alarms = api.get("/api/v1/alarms").await?.expect(200)?;
+        ensure!(!alarms.text.contains(&format!("\"source_ip\":\"{decoy}\"")), "no alarm names the decoy: {}", alarms.text);
+        let r = api.delete(&format!("/api/v1/servers/{server}/blocked-ips/{ATTACKER_IP}")).await?.expect(202)?;
+        wait_task(&api, r.json["id"].as_str().unwrap_or_default()).await?;
+
         // Protection off for the server: the same attack, read but not acted on.
         api.put(&format!("/api/v1/projects/{project}/bruteforce-policy"), json!({})).await?.expect(200)?;
         api.put(&format!("/api/v1/servers/{server}/protection"), json!({"enabled": false})).await?.expect(200)?;
