@@ -171,6 +171,20 @@ impl Netns {
         ))
     }
 
+    /// Waits (up to 30 s) until `addr` is in one of the agent's block sets.
+    pub async fn wait_blocked(&self, addr: &str) -> Result<()> {
+        wait_until(
+            &format!("{addr} to be blocked"),
+            secs(30),
+            millis(20),
+            || async {
+                ensure!(self.blocked().await?.contains(addr), "not yet");
+                Ok(())
+            },
+        )
+        .await
+    }
+
     /// The agent config lines that put its firewall into the victim namespace.
     pub fn firewall_toml(&self, ports: &[u16]) -> String {
         format!(
@@ -213,6 +227,88 @@ for line in sys.stdin:
     }
 }
 
+/// journald for the tests that read the journal: the host's when one runs (a systemd host),
+/// else one started here and stopped on drop (a build box without systemd). Only one test at a
+/// time may start one.
+pub struct Journald {
+    proc: Option<Proc>,
+    /// `/run/systemd/journal`, when it did not exist before: its sockets outlive journald and
+    /// would tell agents that journald runs.
+    made_dir: Option<PathBuf>,
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        drop(self.proc.take());
+        if let Some(dir) = &self.made_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Journald {
+    pub async fn ensure(env: &TestEnv) -> Result<Journald> {
+        require_tools(&["/lib/systemd/systemd-journald", "systemd-cat", "journalctl"]).await?;
+        let running = run_cmd(
+            Path::new("pgrep"),
+            &["-x".into(), "systemd-journal".into()],
+            None,
+        )
+        .await?
+        .success();
+        let mut journald = Journald {
+            proc: None,
+            made_dir: None,
+        };
+        if !running {
+            let sockets = PathBuf::from("/run/systemd/journal");
+            if !sockets.exists() {
+                std::fs::create_dir_all(&sockets)?;
+                journald.made_dir = Some(sockets);
+            }
+            let dir = env.subdir("journald");
+            let cmd = command("/lib/systemd/systemd-journald");
+            journald.proc = Some(Proc::spawn(env, "systemd-journald", cmd, &dir, "journald")?);
+        }
+        let probe = format!("hostward-e2e-journal-probe-{:08x}", rand::random::<u32>());
+        wait_until(
+            "journald to take messages",
+            secs(15),
+            millis(200),
+            || async {
+                run_cmd(
+                    Path::new("systemd-cat"),
+                    &[
+                        "-t".into(),
+                        "hostward-e2e".into(),
+                        "echo".into(),
+                        probe.clone(),
+                    ],
+                    None,
+                )
+                .await?
+                .ok()?;
+                let out = run_cmd(
+                    Path::new("journalctl"),
+                    &[
+                        "-t".into(),
+                        "hostward-e2e".into(),
+                        "-n".into(),
+                        "20".into(),
+                        "--no-pager".into(),
+                    ],
+                    None,
+                )
+                .await?;
+                ensure!(out.stdout.contains(&probe), "not yet: {out}");
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(journald)
+    }
+}
+
 /// A real OpenSSH server on port 22 of the victim namespace, logging to `log`.
 pub struct Sshd {
     pub dir: PathBuf,
@@ -221,9 +317,24 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    /// Starts sshd with a fresh host key and `extra` options (`-o Key=Value` pairs), waits
-    /// until the attacker can connect.
+    /// Starts sshd with a fresh host key and `extra` options (`-o Key=Value` pairs), logging
+    /// to [`Sshd::log`]; waits until the attacker can connect.
     pub async fn start(env: &TestEnv, n: &Netns, extra: &[&str]) -> Result<Sshd> {
+        Self::start_logging(env, n, extra, false).await
+    }
+
+    /// As [`Sshd::start`], logging to journald (`systemd-cat` execs sshd on a journal stream,
+    /// so journald records `_COMM=sshd`, as for a service systemd starts); `log` stays empty.
+    pub async fn start_journal(env: &TestEnv, n: &Netns, extra: &[&str]) -> Result<Sshd> {
+        Self::start_logging(env, n, extra, true).await
+    }
+
+    async fn start_logging(
+        env: &TestEnv,
+        n: &Netns,
+        extra: &[&str],
+        journal: bool,
+    ) -> Result<Sshd> {
         let dir = env.subdir("sshd");
         let key = dir.join("host_key");
         run_cmd(
@@ -240,14 +351,20 @@ impl Sshd {
         std::fs::create_dir_all("/run/sshd")?;
         let log = dir.join("auth.log");
         std::fs::write(&log, "")?;
-        let pipe = Syslog::pipe(&dir, &log, "sshd")?;
         let extra: Vec<String> = extra.iter().map(|o| format!("-o '{o}'")).collect();
-        let mut cmd = command("ip");
-        cmd.args(["netns", "exec", &n.victim, "bash", "-c"]).arg(format!(
-            "exec /usr/sbin/sshd -D -e -p 22 -h {} -o PidFile=none -o LogLevel=INFO {} 2>&1 {pipe}",
+        let sshd = format!(
+            "/usr/sbin/sshd -D -e -p 22 -h {} -o PidFile=none -o LogLevel=INFO {}",
             key.display(),
             extra.join(" ")
-        ));
+        );
+        let script = if journal {
+            format!("exec systemd-cat -t sshd {sshd}")
+        } else {
+            format!("exec {sshd} 2>&1 {}", Syslog::pipe(&dir, &log, "sshd")?)
+        };
+        let mut cmd = command("ip");
+        cmd.args(["netns", "exec", &n.victim, "bash", "-c"])
+            .arg(script);
         let proc = Proc::spawn(env, "sshd[victim]", cmd, &dir, "sshd")?;
         for addr in [VICTIM_IP, VICTIM_IP6] {
             wait_until(
@@ -305,10 +422,46 @@ pub async fn lab_agent(
     label: &str,
     logs: &[(&str, &Path)],
 ) -> Result<Agent> {
+    let mut authlog = "source = \"files\"\n".to_string();
+    for service in ["ssh", "ftp", "mysql"] {
+        match logs.iter().find(|(s, _)| *s == service) {
+            Some((_, path)) => authlog.push_str(&format!(
+                "\n[authlog.{service}]\npath = {:?}\n",
+                path.display().to_string()
+            )),
+            None => authlog.push_str(&format!("\n[authlog.{service}]\nenabled = false\n")),
+        }
+    }
+    start_agent(env, center, n, label, &authlog).await
+}
+
+/// As [`lab_agent`], reading SSH from journald (see [`Journald`]); FTP and MySQL off.
+pub async fn lab_agent_journal(
+    env: &TestEnv,
+    center: &Center,
+    n: &Netns,
+    label: &str,
+) -> Result<Agent> {
+    let authlog = "source = \"journald\"\n\n[authlog.ftp]\nenabled = false\n\n[authlog.mysql]\nenabled = false\n";
+    start_agent(env, center, n, label, authlog).await
+}
+
+async fn start_agent(
+    env: &TestEnv,
+    center: &Center,
+    n: &Netns,
+    label: &str,
+    authlog: &str,
+) -> Result<Agent> {
     let token = center.create_token(&["--name", label]).await?;
     let mut agent = Agent::new(env, label);
     agent.enroll(env, center, &token.secret).await?;
-    write_lab_config(&agent, n, logs)?;
+    let toml = format!(
+        "state_dir = {:?}\n\n[authlog]\n{authlog}\n{}",
+        agent.state_dir.display().to_string(),
+        n.firewall_toml(&[21, 22, 3306])
+    );
+    std::fs::write(agent.dir.join("agent.toml"), toml)?;
     run_lab_agent(env, &mut agent)?;
     center
         .api()
@@ -328,26 +481,6 @@ pub async fn lab_agent(
     )
     .await?;
     Ok(agent)
-}
-
-fn write_lab_config(agent: &Agent, n: &Netns, logs: &[(&str, &Path)]) -> Result<()> {
-    let mut toml = format!(
-        "state_dir = {:?}\n\n[authlog]\nsource = \"files\"\n",
-        agent.state_dir.display().to_string()
-    );
-    for service in ["ssh", "ftp", "mysql"] {
-        match logs.iter().find(|(s, _)| *s == service) {
-            Some((_, path)) => toml.push_str(&format!(
-                "\n[authlog.{service}]\npath = {:?}\n",
-                path.display().to_string()
-            )),
-            None => toml.push_str(&format!("\n[authlog.{service}]\nenabled = false\n")),
-        }
-    }
-    toml.push('\n');
-    toml.push_str(&n.firewall_toml(&[21, 22, 3306]));
-    std::fs::write(agent.dir.join("agent.toml"), toml)?;
-    Ok(())
 }
 
 /// (Re)starts a lab agent with its lab config.
@@ -407,45 +540,4 @@ pub async fn wait_alarm(api: &Api, alarm_type: &str, source: &str) -> Result<Val
         },
     )
     .await
-}
-
-/// A local account the attacker can guess; removed on drop.
-pub struct User(pub String);
-
-impl User {
-    pub async fn add(name: &str, password: &str) -> Result<User> {
-        run_cmd(
-            Path::new("useradd"),
-            &["-M".into(), "-s".into(), "/bin/bash".into(), name.into()],
-            None,
-        )
-        .await?
-        .ok()?;
-        let user = User(name.to_string());
-        run_cmd(
-            Path::new("chpasswd"),
-            &[],
-            Some(&format!("{name}:{password}\n")),
-        )
-        .await?
-        .ok()?;
-        Ok(user)
-    }
-
-    /// A fresh name (`hw` + `prefix` + random hex) and a random strong password.
-    pub async fn random(prefix: &str) -> Result<(User, String)> {
-        let name = format!("hw{prefix}{:06x}", rand::random::<u32>() & 0xff_ffff);
-        let password = format!(
-            "Hw-{:08x}-{:08x}",
-            rand::random::<u32>(),
-            rand::random::<u32>()
-        );
-        Ok((User::add(&name, &password).await?, password))
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("userdel").arg(&self.0).output();
-    }
 }

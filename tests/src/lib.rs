@@ -583,6 +583,51 @@ pub async fn run_cmd_timeout(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Local accounts
+
+/// A local account with a password (for attackers to guess, or checks to find); removed on
+/// drop.
+pub struct User(pub String);
+
+impl User {
+    pub async fn add(name: &str, password: &str) -> Result<User> {
+        run_cmd(
+            Path::new("useradd"),
+            &["-M".into(), "-s".into(), "/bin/bash".into(), name.into()],
+            None,
+        )
+        .await?
+        .ok()?;
+        let user = User(name.to_string());
+        run_cmd(
+            Path::new("chpasswd"),
+            &[],
+            Some(&format!("{name}:{password}\n")),
+        )
+        .await?
+        .ok()?;
+        Ok(user)
+    }
+
+    /// A fresh name (`hw` + `prefix` + random hex) and a random strong password.
+    pub async fn random(prefix: &str) -> Result<(User, String)> {
+        let name = format!("hw{prefix}{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let password = format!(
+            "Hw-{:08x}-{:08x}",
+            rand::random::<u32>(),
+            rand::random::<u32>()
+        );
+        Ok((User::add(&name, &password).await?, password))
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.0).output();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
 /// `HOSTWARD_TEST_POSTGRES_URL`, or None (with a message) when unset outside CI; an error in CI.

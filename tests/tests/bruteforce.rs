@@ -156,19 +156,7 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
             "with the table gone the block is gone too"
         );
         run_lab_agent(&env, &mut agent)?;
-        wait_until(
-            "the block to be restored",
-            secs(20),
-            millis(100),
-            || async {
-                ensure!(
-                    n.nft_set("blocked4").await?.contains(ATTACKER_IP),
-                    "not yet"
-                );
-                Ok(())
-            },
-        )
-        .await?;
+        n.wait_blocked(ATTACKER_IP).await?;
         ensure!(
             !n.can_connect(None, VICTIM_IP, 22).await?,
             "the restored block drops the attacker again"
@@ -286,19 +274,7 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
             )),
             "sshd logged the crafted user name: {inj}"
         );
-        wait_until(
-            "the injected attack's real source to be blocked",
-            secs(20),
-            millis(100),
-            || async {
-                ensure!(
-                    n.nft_set("blocked4").await?.contains(ATTACKER_IP),
-                    "not yet"
-                );
-                Ok(())
-            },
-        )
-        .await?;
+        n.wait_blocked(ATTACKER_IP).await?;
         ensure!(
             !n.nft_set("blocked4").await?.contains(decoy),
             "the address inside the user name is never blocked"
@@ -554,14 +530,7 @@ async fn rotating_the_log_in_the_middle_of_an_attack_loses_no_failure() -> Resul
             .write(true)
             .open(&log)?
             .set_len(0)?;
-        wait_until("the block", secs(60), millis(20), || async {
-            ensure!(
-                n.nft_set("blocked4").await?.contains(ATTACKER_IP),
-                "not yet"
-            );
-            Ok(())
-        })
-        .await?;
+        n.wait_blocked(ATTACKER_IP).await?;
         // Longer than the failure spacing: a late block would show as a 10th failure.
         tokio::time::sleep(secs(3)).await;
         let logged = sshd.failures_from(ATTACKER_IP)?;
@@ -743,6 +712,89 @@ async fn ipv6_attacks_and_malformed_lines_through_the_running_agent() -> Result<
             page.contains("5 not UTF-8") && page.contains("5 too long"),
             "the server page shows the skipped lines: {}",
             truncate(&page, 3000)
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// journald, the only log of a default Debian 12: the agent reads sshd's entries by `_COMM` and
+/// resumes after its saved cursor, so failures logged while it was stopped still count.
+#[tokio::test]
+async fn a_brute_force_in_the_journal_is_blocked_across_an_agent_restart() -> Result<()> {
+    let env = TestEnv::new("bruteforce-journald");
+    env.run(async {
+        require_tools(&["hydra", "nft", "/usr/sbin/sshd", "python3"]).await?;
+        let _journald = Journald::ensure(&env).await?;
+        let n = Netns::new().await?;
+        let sshd = Sshd::start_journal(&env, &n, &["MaxAuthTries=20"]).await?;
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let mut agent = lab_agent_journal(&env, &center, &n, "victim").await?;
+        let server = agent.server_id.clone();
+        let attack = |words: usize| {
+            let list = sshd.dir.join(format!("journal-words-{words}.txt"));
+            let n = &n;
+            async move {
+                let text: Vec<String> = (0..words).map(|i| format!("wrong-{i}")).collect();
+                std::fs::write(&list, text.join("\n") + "\n")?;
+                let list = list.display().to_string();
+                let target = format!("ssh://{VICTIM_IP}");
+                let out = n
+                    .in_attacker(
+                        &[
+                            "timeout", "60", "hydra", "-l", "root", "-P", &list, "-t", "1", "-I",
+                            &target,
+                        ],
+                        secs(70),
+                    )
+                    .await?;
+                ensure!(
+                    out.stdout.contains("0 valid password"),
+                    "hydra ran its {words} tries: {out}"
+                );
+                Ok::<_, anyhow::Error>(())
+            }
+        };
+        // One failure while the agent runs: the agent keeps its journal cursor after it.
+        attack(1).await?;
+        wait_until(
+            "the agent to read the failure from the journal",
+            secs(15),
+            millis(200),
+            || async {
+                let s = api.server(&server).await?;
+                ensure!(
+                    s["heartbeat"]["authlog"]["events"].as_u64() >= Some(1),
+                    "not yet: {}",
+                    s["heartbeat"]
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        agent.term().await?;
+        // Five more while it is stopped; read after the restart, they cross the threshold.
+        attack(5).await?;
+        ensure!(
+            !n.blocked().await?.contains(ATTACKER_IP),
+            "nothing blocks while the agent is stopped"
+        );
+        run_lab_agent(&env, &mut agent)?;
+        n.wait_blocked(ATTACKER_IP).await?;
+        let alarm = wait_alarm(&api, "brute_force", ATTACKER_IP).await?;
+        ensure!(
+            alarm["count"] == 5 && alarm["evidence"]["users"] == json!(["root"]),
+            "the 5 failures logged while stopped: {alarm}"
+        );
+        ensure!(
+            alarm["evidence"]["lines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|l| l.as_str().is_some_and(|l| l.starts_with("sshd[")
+                    && l.contains(&format!("Failed password for root from {ATTACKER_IP}")))),
+            "the journal entries are the evidence: {alarm}"
         );
         Ok(())
     })

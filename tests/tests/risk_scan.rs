@@ -13,37 +13,8 @@ use std::path::Path;
 use hostward_e2e::*;
 use serde_json::{Value, json};
 
-/// Removes the test's accounts, even when the test fails.
-struct Users(Vec<String>);
-
-impl Drop for Users {
-    fn drop(&mut self) {
-        for u in &self.0 {
-            let _ = std::process::Command::new("userdel").arg(u).output();
-        }
-    }
-}
-
 fn rand_hex() -> String {
     format!("{:08x}", rand::random::<u32>())
-}
-
-async fn add_user(name: &str, password: &str) -> Result<()> {
-    run_cmd(
-        Path::new("useradd"),
-        &["-M".into(), "-s".into(), "/bin/bash".into(), name.into()],
-        None,
-    )
-    .await?
-    .ok()?;
-    run_cmd(
-        Path::new("chpasswd"),
-        &[],
-        Some(&format!("{name}:{password}\n")),
-    )
-    .await?
-    .ok()?;
-    Ok(())
 }
 
 fn shadow_hash(user: &str) -> Result<String> {
@@ -162,20 +133,16 @@ async fn weak_passwords_are_found_and_hashes_never_leave_the_host() -> Result<()
         let strong = format!("hwstrong{tag}");
         let share_a = format!("hwsharea{tag}");
         let share_b = format!("hwshareb{tag}");
-        let _users = Users(vec![
-            weak.clone(),
-            strong.clone(),
-            share_a.clone(),
-            share_b.clone(),
-        ]);
-        add_user(&weak, "qwerty").await?;
-        add_user(
-            &strong,
-            &format!("{}-{}-{}", rand_hex(), rand_hex(), rand_hex()),
-        )
-        .await?;
-        add_user(&share_a, &shared_word).await?;
-        add_user(&share_b, &shared_word).await?;
+        let _users = [
+            User::add(&weak, "qwerty").await?,
+            User::add(
+                &strong,
+                &format!("{}-{}-{}", rand_hex(), rand_hex(), rand_hex()),
+            )
+            .await?,
+            User::add(&share_a, &shared_word).await?,
+            User::add(&share_b, &shared_word).await?,
+        ];
         let hashes: Vec<String> = [&weak, &strong, &share_a, &share_b]
             .iter()
             .map(|u| shadow_hash(u))
