@@ -42,10 +42,11 @@ pub struct Policy {
     pub whitelist: Vec<String>,
     /// Alarm on every successful root login.
     pub alarm_on_root_login: bool,
-    /// Addresses or prefixes logins usually come from; a login from elsewhere alarms.
+    /// Addresses or prefixes logins to every server of the project usually come from; a login
+    /// from an address neither here nor in the server's own list ([`ServerLoginIps`]) alarms.
     pub usual_login_ips: Vec<String>,
-    /// While fewer than 20 usual addresses are known, a login from a new address adds it
-    /// instead of alarming.
+    /// Servers may learn: while a server's own list has fewer than 20 entries and its
+    /// `learning` switch is on, a login from a new address joins that list instead of alarming.
     pub learn_usual_ips: bool,
     /// Local hours logins usually happen in: `[start, end)`, wrapping past midnight when
     /// `start > end` (`[22, 6]` is 22:00 to 05:59). None: no hour check.
@@ -187,7 +188,10 @@ impl LoginIp {
     /// The message starts with the field's name.
     pub fn validate(&self) -> Result<(), String> {
         if self.addr.parse::<IpAddr>().is_err() {
-            return Err(format!("addr: {:?} is not an IPv4 or IPv6 address", self.addr));
+            return Err(format!(
+                "addr: {:?} is not an IPv4 or IPv6 address",
+                self.addr
+            ));
         }
         if self.user.len() > MAX_LOGIN_USER_BYTES {
             return Err(format!("user: at most {MAX_LOGIN_USER_BYTES} bytes"));
