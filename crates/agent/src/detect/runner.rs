@@ -107,7 +107,15 @@ pub fn spawn(
             None
         }
     };
-    let engine = Engine::new(Policy::default()).expect("the default policy is valid");
+    let mut engine = Engine::new(Policy::default()).expect("the default policy is valid");
+    // Until the center's config brings the server's list, learn nothing: an address learned
+    // now may be one a person removed from the list on purpose.
+    engine
+        .set_server_login_ips(&ServerLoginIps {
+            usual: Vec::new(),
+            learning: false,
+        })
+        .expect("an empty list is valid");
     tokio::spawn(run(engine, nft, outbox, ev_rx, rx, follower));
     Handle { tx }
 }
