@@ -32,6 +32,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod lab;
+
 pub use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures_util::{SinkExt as _, StreamExt as _};
 use nix::sys::signal::{Signal, kill, killpg};

@@ -103,7 +103,7 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
         probe("GET", format!("/api/v1/blocked-ips?project={p}"), format!("/api/v1/blocked-ips?project={n}"), None),
         probe("GET", format!("/api/v1/servers/{s}/blocked-ips"), format!("/api/v1/servers/{n}/blocked-ips"), None),
         probe("POST", format!("/api/v1/servers/{s}/blocked-ips"), format!("/api/v1/servers/{n}/blocked-ips"), Some(json!({"addr": "192.0.2.66", "minutes": 5}))),
-        probe("DELETE", format!("/api/v1/servers/{s}/blocked-ips/192.0.2.66"), format!("/api/v1/servers/{n}/blocked-ips/192.0.2.66"), None),
+        probe("DELETE", format!("/api/v1/servers/{s}/blocked-ips/192.0.2.77"), format!("/api/v1/servers/{n}/blocked-ips/192.0.2.77"), None),
         probe("GET", format!("/api/v1/servers/{s}/login-ips"), format!("/api/v1/servers/{n}/login-ips"), None),
         probe("PUT", format!("/api/v1/servers/{s}/login-ips"), format!("/api/v1/servers/{n}/login-ips"), Some(json!({"ips": ["192.0.2.66"], "learning": true}))),
     ]
@@ -556,6 +556,29 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
     Ok(())
 }
 
+/// A's server has 192.0.2.77 blocked, in the center's list and in its firewall.
+async fn a_blocks(root: &Api, lab: &hostward_e2e::lab::Netns, server: &str) -> Result<()> {
+    let r = root
+        .get(&format!("/api/v1/servers/{server}/blocked-ips"))
+        .await?
+        .expect(200)?;
+    let active = r.json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|b| b["addr"] == "192.0.2.77" && b["active"] == true);
+    ensure!(
+        active,
+        "192.0.2.77 is not blocked on A's server: {}",
+        r.text
+    );
+    ensure!(
+        lab.nft_set("blocked4").await?.contains("192.0.2.77"),
+        "192.0.2.77 is not in A's firewall"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn project_b_cannot_touch_project_a() -> Result<()> {
     let env = TestEnv::new("authorization");
@@ -571,17 +594,20 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             .await?;
         let mut agent_a = Agent::new(&env, "alpha");
         agent_a.enroll(&env, &center, &tok_a.secret).await?;
-        // A's agent follows a log file of this test (its firewall command fails on purpose:
-        // the alarm is what matters here, and the host's firewall stays untouched).
+        // A's agent follows a log file of this test and blocks in a network namespace of its
+        // own, so A has a real alarm and a real blocked address while the host's firewall
+        // stays untouched.
+        let lab = hostward_e2e::lab::Netns::new().await?;
         let auth_log = env.root().join("alpha-auth.log");
         std::fs::write(&auth_log, "")?;
         let config = agent_a.dir.join("agent.toml");
         std::fs::write(
             &config,
             format!(
-                "state_dir = {:?}\n[authlog]\nsource = \"files\"\n[authlog.ssh]\npath = {:?}\n[authlog.ftp]\nenabled = false\n[authlog.mysql]\nenabled = false\n[firewall]\nnft = [\"/bin/false\"]\n",
+                "state_dir = {:?}\n[authlog]\nsource = \"files\"\n[authlog.ssh]\npath = {:?}\n[authlog.ftp]\nenabled = false\n[authlog.mysql]\nenabled = false\n{}",
                 agent_a.state_dir.display().to_string(),
-                auth_log.display().to_string()
+                auth_log.display().to_string(),
+                lab.firewall_toml(&[22])
             ),
         )?;
         agent_a.run_with(&env, &["--config", &config.display().to_string()])?;
@@ -641,6 +667,7 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             r.json["items"][0]["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("no alarm yet: {}", r.text))
         })
         .await?;
+        wait_until("A's blocked address", secs(30), millis(200), || a_blocks(&root, &lab, &agent_a.server_id)).await?;
         let task = root
             .post(
                 &format!("/api/v1/servers/{}/tasks", agent_a.server_id),
@@ -806,6 +833,7 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
         ensure!(f.json["finding"]["state"] == "unhandled", "A's finding was handled: {}", f.text);
         let alarm = root.get(&format!("/api/v1/alarms/{}", a.alarm)).await?.expect(200)?;
         ensure!(alarm.json["alarm"]["state"] == "unhandled", "A's alarm was handled: {}", alarm.text);
+        a_blocks(&root, &lab, &a.server).await.context("A's blocked address was lifted")?;
         let rules = root.get(&format!("/api/v1/vulnerability-rules?project={}", a.project)).await?.expect(200)?;
         ensure!(rules.json["items"].as_array().map(|v| v.len()) == Some(1), "A's rules changed: {}", rules.text);
         let tasks = root

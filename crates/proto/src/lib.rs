@@ -218,6 +218,36 @@ pub struct Heartbeat {
     pub outbox_depth: u64,
     /// Records dropped because the outbox was full, since the agent started.
     pub outbox_dropped: u64,
+    /// What the authentication log sources read since the agent started; None while the
+    /// detectors do not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authlog: Option<AuthlogStats>,
+}
+
+/// Counters of the authentication log sources: `lines` = `events` + `ignored` + the
+/// `skipped_*`. A growing `skipped_*` tells the operator that lines were unreadable (not UTF-8,
+/// longer than the limit) or did not have the shape their service writes, which is where log
+/// injection attempts end up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthlogStats {
+    pub lines: u64,
+    pub events: u64,
+    /// Other programs' lines and lines of no interest.
+    pub ignored: u64,
+    pub skipped_non_utf8: u64,
+    pub skipped_too_long: u64,
+    pub skipped_unparsed: u64,
+    pub skipped_no_address: u64,
+}
+
+impl AuthlogStats {
+    pub fn skipped(&self) -> u64 {
+        self.skipped_non_utf8
+            + self.skipped_too_long
+            + self.skipped_unparsed
+            + self.skipped_no_address
+    }
 }
 
 /// A security or lifecycle event from the agent. Detectors of later issues add event types;

@@ -31,7 +31,7 @@ impl Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthOutcome {
     /// A wrong password or key for an existing or unknown user, a PAM failure, a connection
-    /// closed after too many attempts: one counted failure.
+    /// closed after too many attempts (counted as [`AuthEvent::count`] says).
     Failure,
     /// A successful login.
     Success,
@@ -53,8 +53,9 @@ pub struct AuthEvent {
     pub port: Option<u16>,
     /// `password`, `publickey`, `keyboard-interactive`, ... when logged.
     pub method: Option<String>,
-    /// How many failures this one line stands for (sshd's "message repeated N times", PAM's
-    /// "N more authentication failures"); 1 otherwise.
+    /// How many failures this one line stands for: sshd's "message repeated N times"; 0 for
+    /// the other lines of an attempt that its `Failed METHOD` line counts (`Invalid user`, PAM,
+    /// preauth disconnects), which are evidence only; 1 otherwise.
     pub count: u32,
     /// The log line, at most 512 bytes, for the alarm's evidence.
     pub line: String,

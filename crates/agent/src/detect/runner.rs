@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hostward_proto::Message;
@@ -44,9 +45,15 @@ enum Command {
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Command>,
+    authlog: Arc<authlog::Counters>,
 }
 
 impl Handle {
+    /// What the auth log sources have read so far (sent in every heartbeat).
+    pub fn authlog_stats(&self) -> authlog::Stats {
+        self.authlog.snapshot()
+    }
+
     pub async fn block(&self, addr: IpAddr, minutes: u32) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Block {
@@ -100,6 +107,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     let follower = authlog::spawn(authlog_cfg, state_dir, ev_tx);
+    let counters = follower.counters();
     let nft = match Nft::new(firewall, state_dir.join("firewall.json")) {
         Ok(n) => Some(n),
         Err(e) => {
@@ -117,7 +125,10 @@ pub fn spawn(
         })
         .expect("an empty list is valid");
     tokio::spawn(run(engine, nft, outbox, ev_rx, rx, follower));
-    Handle { tx }
+    Handle {
+        tx,
+        authlog: counters,
+    }
 }
 
 async fn run(

@@ -561,6 +561,7 @@ impl Daemon {
             cpu_percent,
             outbox_depth: self.outbox.depth().await.unwrap_or(0),
             outbox_dropped: self.outbox.dropped().await.unwrap_or(0),
+            authlog: self.detect.as_ref().map(|d| d.authlog_stats()),
         }))
     }
 }

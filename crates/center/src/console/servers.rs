@@ -370,6 +370,7 @@ pub(crate) struct ServerPage {
     pub hb_rss: String,
     pub hb_cpu: String,
     pub hb_outbox: String,
+    pub hb_authlog: String,
     pub config_version: i64,
     pub history: Vec<HistoryView>,
     pub tasks: Vec<TaskView>,
@@ -436,6 +437,7 @@ pub async fn detail(
             (Some(d), _) => format!("{d} queued"),
             _ => "–".into(),
         },
+        hb_authlog: authlog_summary(hb.get("authlog")),
         config_version: s.config_version,
         history: history
             .into_iter()
@@ -520,4 +522,33 @@ pub async fn revoke(
     }
     let s = ops::revoke(&state, &p, &id).await?;
     Ok(see_other(&format!("/servers/{}?done=revoked", s.id)))
+}
+
+/// "N lines, M sign-in events, K skipped (x not UTF-8, …)" from the heartbeat's auth log
+/// counters; a dash before the first heartbeat that carries them.
+fn authlog_summary(v: Option<&serde_json::Value>) -> String {
+    let Some(st) =
+        v.and_then(|v| serde_json::from_value::<hostward_proto::AuthlogStats>(v.clone()).ok())
+    else {
+        return "–".into();
+    };
+    let mut out = format!("{} lines, {} sign-in events", st.lines, st.events);
+    if st.skipped() > 0 {
+        let parts: Vec<String> = [
+            (st.skipped_non_utf8, "not UTF-8"),
+            (st.skipped_too_long, "too long"),
+            (st.skipped_unparsed, "unexpected shape"),
+            (st.skipped_no_address, "no source address"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        out.push_str(&format!(
+            ", {} skipped ({})",
+            st.skipped(),
+            parts.join(", ")
+        ));
+    }
+    out
 }

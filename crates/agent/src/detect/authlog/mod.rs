@@ -53,18 +53,7 @@ pub enum Skip {
     NoAddress,
 }
 
-/// Counters of what the sources read; `lines` = `events` + `ignored` + the `skipped_*`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub lines: u64,
-    pub events: u64,
-    /// Other programs' lines and lines of no interest.
-    pub ignored: u64,
-    pub skipped_non_utf8: u64,
-    pub skipped_too_long: u64,
-    pub skipped_unparsed: u64,
-    pub skipped_no_address: u64,
-}
+pub use hostward_proto::AuthlogStats as Stats;
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -227,6 +216,11 @@ pub struct Handle {
 impl Handle {
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
+    }
+
+    /// The live counters, for readers that outlive this handle's owner's borrow.
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     /// Stops every source, saves their positions and waits for them (up to about a second):

@@ -393,11 +393,17 @@ impl Engine {
             (p.escalate, p.ssh_block_minutes, p.other_block_minutes);
 
         let src = self.touch(addr);
+        if ev.count == 0 {
+            // Another line of an attempt already counted (`Invalid user`, PAM, a preauth
+            // disconnect): evidence, not one more failure.
+            src.record_evidence(&ev.user, &ev.line);
+            return Vec::new();
+        }
         // Sources interleave journald and log files, so a line may be a little older than the
         // previous one; the window stays ordered by counting it as of the newest time seen.
         let now = src.window.back().map_or(ev.ts, |&(t, _)| t.max(ev.ts));
         src.prune(now, max_window, max_threshold);
-        let n = ev.count.max(1);
+        let n = ev.count;
         match src.window.back_mut() {
             Some((t, c)) if *t == now => *c = c.saturating_add(n),
             _ => src.window.push_back((now, n)),

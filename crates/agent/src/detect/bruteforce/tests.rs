@@ -191,16 +191,22 @@ fn repeated_message_counts_weigh_as_many_failures() {
     let mut burst = fail(T0, "192.0.2.11");
     burst.count = 40;
     assert_eq!(blocks(&e.on_event(&burst, NOON))[0].failures, 40);
-    // A count of 0 from a sloppy parser is still one failure.
+    // A count of 0 is another line of an attempt already counted: evidence, never a failure.
     let mut e = engine(quiet());
-    let evs: Vec<_> = (0..5)
+    let evs: Vec<_> = (0..50)
         .map(|i| {
             let mut x = fail(T0 + i, "192.0.2.12");
             x.count = 0;
             x
         })
         .collect();
-    assert_eq!(blocks(&feed(&mut e, &evs)).len(), 1);
+    assert!(blocks(&feed(&mut e, &evs)).is_empty());
+    // ...whose user and line still reach the block's evidence.
+    let mut last = fail(T0 + 50, "192.0.2.12");
+    last.user = "admin".into();
+    let evs: Vec<_> = (0..5).map(|_| last.clone()).collect();
+    let ds = feed(&mut e, &evs);
+    assert_eq!(blocks(&ds)[0].failures, 5);
 }
 
 #[test]
