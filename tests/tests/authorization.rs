@@ -104,6 +104,8 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
         probe("GET", format!("/api/v1/servers/{s}/blocked-ips"), format!("/api/v1/servers/{n}/blocked-ips"), None),
         probe("POST", format!("/api/v1/servers/{s}/blocked-ips"), format!("/api/v1/servers/{n}/blocked-ips"), Some(json!({"addr": "192.0.2.66", "minutes": 5}))),
         probe("DELETE", format!("/api/v1/servers/{s}/blocked-ips/192.0.2.77"), format!("/api/v1/servers/{n}/blocked-ips/192.0.2.77"), None),
+        probe("GET", format!("/api/v1/servers/{s}/login-ips"), format!("/api/v1/servers/{n}/login-ips"), None),
+        probe("PUT", format!("/api/v1/servers/{s}/login-ips"), format!("/api/v1/servers/{n}/login-ips"), Some(json!({"ips": ["192.0.2.66"], "learning": true}))),
     ]
     .into_iter()
     .chain([
@@ -162,6 +164,12 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
             path: "/api/v1/alarms/actions".into(),
             control: "/api/v1/alarms/actions".into(),
             body: Some(json!({"action": "handle", "alarm_ids": [a.alarm]})),
+        },
+        Probe {
+            method: "POST",
+            path: "/api/v1/alarms/actions".into(),
+            control: "/api/v1/alarms/actions".into(),
+            body: Some(json!({"action": "login_whitelist", "alarm_ids": [a.alarm]})),
         },
         Probe {
             method: "POST",
@@ -408,6 +416,7 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
     pages.push(format!("/assets/changes?project={p}"));
     pages.push(format!("/assets/software/servers?name={pkg}&project={p}"));
     pages.push(format!("/servers/{s}/risks"));
+    pages.push(format!("/servers/{s}/login-ips"));
     pages.push(format!("/alarms/{}", a.alarm));
     pages.push(format!("/alarms?project={p}"));
     pages.push(format!("/vulnerabilities/findings/{}", a.finding));
@@ -509,6 +518,13 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
             vec![],
         ),
         (format!("/servers/{}/risks/scan", a.server), vec![]),
+        (
+            format!("/servers/{}/login-ips", a.server),
+            vec![
+                ("ips".to_string(), "192.0.2.66".to_string()),
+                ("learning".to_string(), "1".to_string()),
+            ],
+        ),
         (
             "/vulnerabilities/actions".to_string(),
             vec![
@@ -764,6 +780,14 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             "carol should see project B"
         );
 
+        // A's server has its own usual login addresses; B must neither see nor change them.
+        let login_ips_a = format!("/api/v1/servers/{}/login-ips", a.server);
+        let before = root
+            .put(&login_ips_a, json!({"ips": ["192.0.2.50", "2001:db8::/32"], "learning": false}))
+            .await?
+            .expect(200)?
+            .json;
+
         check_api("viewer of B", &bob, &a, &bob_id).await?;
         check_api("admin of B", &carol, &a, &carol_id).await?;
 
@@ -773,6 +797,8 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
         check_console("admin of B", &console, &a, &server_b).await?;
 
         // A is untouched.
+        let after = root.get(&login_ips_a).await?.expect(200)?.json;
+        ensure!(after == before, "A's usual login addresses changed: {before} -> {after}");
         let s = root.server(&a.server).await?;
         ensure!(
             s["agent_id"] == agent_a.agent_id.as_str(),

@@ -433,6 +433,18 @@ async fn api_bodies_with_wrong_types_answer_400_naming_the_field() -> Result<()>
                 json!({ "alarm_type": "meteor", "reason": "r" }),
                 "alarm_type",
             ),
+            (
+                "PUT",
+                format!("/api/v1/servers/{id}/login-ips"),
+                json!({ "ips": ["192.0.2.1"], "learning": "no" }),
+                "learning",
+            ),
+            (
+                "PUT",
+                format!("/api/v1/servers/{id}/login-ips"),
+                json!({ "ips": ["192.0.2.1", "192.0.2.300"], "learning": false }),
+                "ips[1]",
+            ),
         ];
         for (method, path, body, field) in cases {
             let r = api.send(method, &path, Some(body)).await?.expect(400)?;
@@ -477,6 +489,16 @@ async fn api_bodies_with_wrong_types_answer_400_naming_the_field() -> Result<()>
             .await?
             .expect(400)?;
         ensure!(r.error_message().contains("state"), "{}", r.text);
+
+        let login_ips = api
+            .get(&format!("/api/v1/servers/{id}/login-ips"))
+            .await?
+            .expect(200)?;
+        ensure!(
+            login_ips.json["items"] == json!([]) && login_ips.json["learning"] == true,
+            "a refused login address list was stored: {}",
+            login_ips.text
+        );
 
         // Nothing half-written: only the one valid server exists, with protection unchanged.
         let servers = api.servers().await?;

@@ -346,6 +346,7 @@ async fn session_delivers_records_runs_tasks_and_says_bye() {
         inventory: Default::default(),
         risk: Default::default(),
         bruteforce: Default::default(),
+        login_ips: Default::default(),
     };
     ws.send(tungstenite::Message::text(
         Envelope::control(Message::Config(cfg)).to_json(),

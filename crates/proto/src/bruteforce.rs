@@ -1,6 +1,12 @@
 //! The brute-force and login-monitoring policy of a project: the console edits it, the center
 //! validates and pushes it in the agents' config, the agent's engine applies it. With the
 //! address/CIDR matching it needs, parsed here so this crate stays dependency-free.
+//!
+//! Usual login addresses come from two lists: the project's (`Policy::usual_login_ips`, usual
+//! for every server of the project) and each server's own ([`ServerLoginIps`]), which the agent
+//! learns from the first logins ([`LoginIp`] records) and people edit. The center holds the
+//! server list and pushes it back in the config, so an edit there wins over what an agent
+//! learned before it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -36,10 +42,11 @@ pub struct Policy {
     pub whitelist: Vec<String>,
     /// Alarm on every successful root login.
     pub alarm_on_root_login: bool,
-    /// Addresses or prefixes logins usually come from; a login from elsewhere alarms.
+    /// Addresses or prefixes logins to every server of the project usually come from; a login
+    /// from an address neither here nor in the server's own list ([`ServerLoginIps`]) alarms.
     pub usual_login_ips: Vec<String>,
-    /// While fewer than 20 usual addresses are known, a login from a new address adds it
-    /// instead of alarming.
+    /// Servers may learn: while a server's own list has fewer than 20 entries and its
+    /// `learning` switch is on, a login from a new address joins that list instead of alarming.
     pub learn_usual_ips: bool,
     /// Local hours logins usually happen in: `[start, end)`, wrapping past midnight when
     /// `start > end` (`[22, 6]` is 22:00 to 05:59). None: no hour check.
@@ -115,7 +122,9 @@ impl Policy {
     }
 }
 
-fn check_nets(field: &str, list: &[String], max: usize) -> Result<(), String> {
+/// Checks a list of addresses or prefixes: at most `max`, each parses. Messages start with
+/// `field` (`field[3]: ...` for an entry).
+pub fn check_nets(field: &str, list: &[String], max: usize) -> Result<(), String> {
     if list.len() > max {
         return Err(format!(
             "{field}: at most {max} entries, not {}",
@@ -126,6 +135,90 @@ fn check_nets(field: &str, list: &[String], max: usize) -> Result<(), String> {
         Net::parse(s).map_err(|e| format!("{field}[{i}]: {s:?}: {e}"))?;
     }
     Ok(())
+}
+
+/// A server's own usual login addresses, as the center holds them (config `login_ips`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerLoginIps {
+    /// Addresses or prefixes, at most [`MAX_USUAL_LOGIN_IPS`].
+    pub usual: Vec<String>,
+    /// Whether a login from a new address adds it to `usual` (while the project's
+    /// `learn_usual_ips` is on and the list has room) instead of alarming.
+    pub learning: bool,
+}
+
+impl Default for ServerLoginIps {
+    /// A new server learns: its first logins are the usual ones.
+    fn default() -> Self {
+        ServerLoginIps {
+            usual: Vec::new(),
+            learning: true,
+        }
+    }
+}
+
+impl ServerLoginIps {
+    /// The message starts with the field's name (`usual[3]: ...`).
+    pub fn validate(&self) -> Result<(), String> {
+        check_nets("usual", &self.usual, MAX_USUAL_LOGIN_IPS)
+    }
+}
+
+/// Durable record `login_ip`: the agent learned `addr` as a usual login address of its server
+/// from a successful login. The center adds it to the server's list if learning is still on
+/// there and the list has room, then pushes the list back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginIp {
+    /// Unix seconds of the login.
+    pub ts: i64,
+    /// The source address of the login (one host, not a prefix).
+    pub addr: String,
+    pub user: String,
+    /// `ssh`, `ftp`, `mysql`...
+    pub service: String,
+}
+
+/// Bounds of a [`LoginIp`]'s text fields: Linux user names are at most 32 bytes, the rest is
+/// room for other services' names.
+pub const MAX_LOGIN_USER_BYTES: usize = 256;
+pub const MAX_SERVICE_BYTES: usize = 32;
+
+impl LoginIp {
+    /// The message starts with the field's name.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.addr.parse::<IpAddr>().is_err() {
+            return Err(format!(
+                "addr: {:?} is not an IPv4 or IPv6 address",
+                self.addr
+            ));
+        }
+        if self.user.len() > MAX_LOGIN_USER_BYTES {
+            return Err(format!("user: at most {MAX_LOGIN_USER_BYTES} bytes"));
+        }
+        if self.service.is_empty()
+            || self.service.len() > MAX_SERVICE_BYTES
+            || !self
+                .service
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(format!(
+                "service: {:?} is not a service name (a-z, 0-9, _; at most {MAX_SERVICE_BYTES} bytes)",
+                self.service
+            ));
+        }
+        Ok(())
+    }
+
+    /// The address in its canonical text (IPv4-mapped IPv6 as IPv4), as lists store it.
+    /// None when it does not validate.
+    pub fn canonical_addr(&self) -> Option<String> {
+        self.addr
+            .parse::<IpAddr>()
+            .ok()
+            .map(|a| a.to_canonical().to_string())
+    }
 }
 
 /// An address prefix. Host bits are cleared when parsed (`10.1.2.3/8` is `10.0.0.0/8`), as

@@ -5,8 +5,8 @@
 //! serde-tagged enum, so an unknown kind is a decode error the receiver answers with an
 //! `error` frame instead of crashing. This crate does no I/O.
 //!
-//! Durability: records the agent must not lose (`event`, `task_update`, `inventory`, `risk`) carry a per-agent
-//! sequence number that only grows. The center writes a record and the agent's highest seq in
+//! Durability: records the agent must not lose (`event`, `task_update`, `inventory`, `risk`,
+//! `alarm`, `block`, `login_ip`) carry a per-agent sequence number that only grows. The center writes a record and the agent's highest seq in
 //! one transaction, then answers `ack` with that seq; the agent deletes records only up to an
 //! ack. A record whose seq is not above the stored one is a duplicate and is dropped, which
 //! makes redelivery after a reconnect exactly-once. `hello`, `heartbeat` and `bye` are
@@ -147,6 +147,8 @@ pub enum Message {
     Alarm(Alarm),
     /// An address blocked or unblocked on the host's firewall.
     Block(BlockChange),
+    /// A usual login address the agent learned.
+    LoginIp(bruteforce::LoginIp),
     /// Graceful shutdown: the center records `offline` / `agent_stopped`.
     Bye(Bye),
     // center -> agent
@@ -168,6 +170,7 @@ impl Message {
                 | Message::Risk(_)
                 | Message::Alarm(_)
                 | Message::Block(_)
+                | Message::LoginIp(_)
         )
     }
 }
@@ -332,6 +335,9 @@ pub struct AgentConfig {
     /// Brute-force thresholds, block durations, whitelist, login monitoring.
     #[serde(default)]
     pub bruteforce: bruteforce::Policy,
+    /// This server's own usual login addresses and whether it still learns them.
+    #[serde(default)]
+    pub login_ips: bruteforce::ServerLoginIps,
 }
 
 /// Work the center asks of an agent. `kind` names the handler; unknown kinds fail the task.
@@ -458,5 +464,62 @@ mod tests {
             .is_record()
         );
         assert!(!Message::Ack(Ack { seq: 1 }).is_record());
+    }
+
+    #[test]
+    fn login_ip_is_a_record_and_validates_its_fields() {
+        let rec = bruteforce::LoginIp {
+            ts: 1,
+            addr: "::ffff:192.0.2.7".into(),
+            user: "alice".into(),
+            service: "ssh".into(),
+        };
+        let env = Envelope::record(3, Message::LoginIp(rec.clone()));
+        let text = env.to_json();
+        assert!(text.contains(r#""kind":"login_ip""#), "{text}");
+        assert_eq!(Envelope::from_json(&text).unwrap(), env);
+        assert!(env.msg.is_record());
+        assert_eq!(rec.validate(), Ok(()));
+        assert_eq!(rec.canonical_addr().as_deref(), Some("192.0.2.7"));
+        for (bad, field) in [
+            (
+                bruteforce::LoginIp {
+                    addr: "10.0.0.0/8".into(),
+                    ..rec.clone()
+                },
+                "addr:",
+            ),
+            (
+                bruteforce::LoginIp {
+                    user: "u".repeat(257),
+                    ..rec.clone()
+                },
+                "user:",
+            ),
+            (
+                bruteforce::LoginIp {
+                    service: "SSH; drop".into(),
+                    ..rec.clone()
+                },
+                "service:",
+            ),
+        ] {
+            let err = bad.validate().unwrap_err();
+            assert!(err.starts_with(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_config_without_login_ips_means_an_empty_list_that_learns() {
+        let cfg: AgentConfig =
+            serde_json::from_str(r#"{"version":1,"heartbeat_secs":30,"protection_enabled":true}"#)
+                .unwrap();
+        assert_eq!(cfg.login_ips.usual, Vec::<String>::new());
+        assert!(cfg.login_ips.learning);
+        let list = bruteforce::ServerLoginIps {
+            usual: vec!["10.0.0.1".into(), "nope".into()],
+            learning: false,
+        };
+        assert!(list.validate().unwrap_err().starts_with("usual[1]:"));
     }
 }

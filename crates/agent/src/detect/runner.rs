@@ -1,7 +1,9 @@
 //! The brute-force defence loop: authentication events from `authlog` go through the
 //! `bruteforce` engine; its blocks go to the firewall (`respond::nft`) and, like its alarms, into
-//! the outbox as durable `block` and `alarm` records. Manual blocks and unblocks (tasks) go
-//! through the same loop, so the engine, the firewall and the center agree.
+//! the outbox as durable `block` and `alarm` records; usual login addresses it learns go there as
+//! `login_ip` records for the center, which keeps each server's list and pushes it back. Manual
+//! blocks and unblocks (tasks) go through the same loop, so the engine, the firewall and the
+//! center agree.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -10,10 +12,11 @@ use std::time::Duration;
 
 use hostward_proto::Message;
 use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
+use hostward_proto::bruteforce::LoginIp;
 use tokio::sync::{mpsc, oneshot};
 
 use super::authlog;
-use super::bruteforce::{self, Decision, Engine, Policy};
+use super::bruteforce::{self, Decision, Engine, Policy, ServerLoginIps};
 use crate::link::outbox::Outbox;
 use crate::link::unix_now;
 use crate::respond::nft::{self, Nft};
@@ -32,6 +35,8 @@ enum Command {
         reply: oneshot::Sender<Result<(), String>>,
     },
     Policy(Policy),
+    /// The server's own usual login addresses, as the center holds them.
+    LoginIps(ServerLoginIps),
     /// Protection switched on or off for this server in the console.
     Enabled(bool),
 }
@@ -71,6 +76,12 @@ impl Handle {
         let _ = self.send(Command::Policy(policy)).await;
     }
 
+    /// Applies the server's usual login addresses as the center pushed them. Send it after the
+    /// policy of the same config.
+    pub async fn set_login_ips(&self, list: ServerLoginIps) {
+        let _ = self.send(Command::LoginIps(list)).await;
+    }
+
     /// With protection off, authentication events are read but not acted on: no blocks, no
     /// alarms. Blocks already made stay until they expire or are lifted.
     pub async fn set_enabled(&self, enabled: bool) {
@@ -104,7 +115,15 @@ pub fn spawn(
             None
         }
     };
-    let engine = Engine::new(Policy::default()).expect("the default policy is valid");
+    let mut engine = Engine::new(Policy::default()).expect("the default policy is valid");
+    // Until the center's config brings the server's list, learn nothing: an address learned
+    // now may be one a person removed from the list on purpose.
+    engine
+        .set_server_login_ips(&ServerLoginIps {
+            usual: Vec::new(),
+            learning: false,
+        })
+        .expect("an empty list is valid");
     tokio::spawn(run(engine, nft, outbox, ev_rx, rx, follower));
     Handle {
         tx,
@@ -209,6 +228,11 @@ async fn run(
                     }
                     Err(e) => tracing::error!(error = %e, "refused the brute-force policy; keeping the previous one"),
                 },
+                Some(Command::LoginIps(list)) => {
+                    if let Err(e) = engine.set_server_login_ips(&list) {
+                        tracing::error!(error = %e, "refused the server's usual login addresses; keeping the previous ones");
+                    }
+                }
             },
             _ = expire.tick() => engine.expire(unix_now()),
         }
@@ -245,9 +269,25 @@ async fn act(d: &Decision, nft: Option<&Nft>, outbox: &Outbox) {
             .await;
         }
         Decision::Alarm(a) => record(outbox, Message::Alarm(alarm(a))).await,
-        Decision::UsualIpLearned { addr } => {
+        Decision::UsualIpLearned {
+            addr,
+            ts,
+            user,
+            service,
+        } => {
             tracing::info!(%addr, "learned a usual login address");
+            let rec = login_ip(*addr, *ts, user, *service);
+            record(outbox, Message::LoginIp(rec)).await;
         }
+    }
+}
+
+fn login_ip(addr: IpAddr, ts: i64, user: &str, service: crate::detect::Service) -> LoginIp {
+    LoginIp {
+        ts,
+        addr: addr.to_string(),
+        user: user.to_string(),
+        service: service.as_str().into(),
     }
 }
 
@@ -336,6 +376,41 @@ mod tests {
         assert_eq!(
             alarm(&engine_alarm(AlarmKind::RootLogin)).evidence.users,
             ["root"]
+        );
+    }
+
+    #[test]
+    fn a_learned_address_is_a_valid_login_ip_record() {
+        let mut engine = Engine::new(Policy::default()).unwrap();
+        let ev = crate::detect::AuthEvent {
+            ts: 100,
+            service: Service::Ftp,
+            outcome: crate::detect::AuthOutcome::Success,
+            user: "alice".into(),
+            invalid_user: false,
+            source: "::ffff:192.0.2.9".parse().unwrap(),
+            port: None,
+            method: None,
+            count: 1,
+            line: "OK LOGIN".into(),
+        };
+        let ds = engine.on_event(&ev, 12);
+        let [
+            Decision::UsualIpLearned {
+                addr,
+                ts,
+                user,
+                service,
+            },
+        ] = ds.as_slice()
+        else {
+            panic!("{ds:?}")
+        };
+        let rec = login_ip(*addr, *ts, user, *service);
+        assert_eq!(rec.validate(), Ok(()));
+        assert_eq!(
+            (rec.addr.as_str(), rec.user.as_str(), rec.service.as_str()),
+            ("192.0.2.9", "alice", "ftp")
         );
     }
 

@@ -438,6 +438,7 @@ impl Daemon {
                                 if let Some(detect) = &self.detect {
                                     detect.set_enabled(cfg.protection_enabled).await;
                                     detect.set_policy(cfg.bruteforce.clone()).await;
+                                    detect.set_login_ips(cfg.login_ips.clone()).await;
                                 }
                                 self.config = Some(cfg);
                                 if period_changed {

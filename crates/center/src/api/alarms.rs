@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hostward_proto::alarm::{BLOCK_TASK, BlockRequest, UNBLOCK_TASK, alarm_type};
+use hostward_proto::bruteforce::Net;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -76,8 +77,8 @@ pub enum AlarmAction {
     Whitelist,
     /// Lift the firewall block of the alarm's source address on its server (and mark handled).
     Unblock,
-    /// Add the alarm's source address to its project's usual login addresses (brute-force
-    /// policy), so logins from it raise no unusual-address alarm; mark handled.
+    /// Add the alarm's source address to its server's usual login addresses, so logins from it
+    /// there raise no unusual-address alarm; mark handled. Admins only, as editing the list.
     LoginWhitelist,
 }
 
@@ -293,30 +294,41 @@ pub async fn act(
             (alarm_state::HANDLED, "unblock")
         }
         AlarmAction::LoginWhitelist => {
-            let mut by_project: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            // Editing a server's list is an admin's right, as on its page: check every alarm
+            // before changing anything; the store adds all or nothing.
             for a in &alarms {
-                let ip = a.source_ip.clone().expect("checked above");
-                by_project
-                    .entry(a.project_id.as_str())
-                    .or_default()
-                    .push(ip);
+                p.require_on("alarm", &a.project_id, Role::Admin)?;
             }
-            // Changing a policy is an admin's right, as on the policy page: check every project
-            // before changing any.
-            for project in by_project.keys() {
-                p.require(project, Role::Admin)?;
-            }
-            for (project, ips) in by_project {
-                let (mut policy, _): (hostward_proto::bruteforce::Policy, i64) = state
-                    .store
-                    .policy(project, PolicyColumn::Bruteforce)
-                    .await?;
-                for ip in ips {
-                    if !policy.usual_login_ips.contains(&ip) {
-                        policy.usual_login_ips.push(ip);
-                    }
-                }
-                set_bruteforce_policy(state, p, project, policy).await?;
+            let additions: Vec<(String, String)> = alarms
+                .iter()
+                .map(|a| {
+                    let ip = a.source_ip.as_deref().expect("checked above");
+                    let ip = ip.parse().map_err(|_| {
+                        ApiError::conflict(format!("alarm {}: bad source address {ip:?}", a.id))
+                    })?;
+                    Ok((a.server_id.clone(), Net::host(ip).to_string()))
+                })
+                .collect::<Result<_, ApiError>>()?;
+            for server_id in state.store.add_server_login_ips(&additions, &actor).await? {
+                state.gateway.config_changed(&server_id);
+                let a = alarms
+                    .iter()
+                    .find(|a| a.server_id == server_id)
+                    .expect("ours");
+                let added: Vec<&str> = additions
+                    .iter()
+                    .filter(|(s, _)| *s == server_id)
+                    .map(|(_, ip)| ip.as_str())
+                    .collect();
+                audit(
+                    state,
+                    p,
+                    &a.project_id,
+                    "server.login_ips",
+                    &server_id,
+                    &format!("added {}", added.join(" ")),
+                )
+                .await;
             }
             (alarm_state::HANDLED, "login_whitelist")
         }

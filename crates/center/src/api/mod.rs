@@ -8,6 +8,7 @@ pub mod api_tokens;
 pub mod enroll;
 mod error;
 pub mod inventory;
+pub mod login_ips;
 pub mod openapi;
 pub mod projects;
 pub mod risk;
@@ -147,6 +148,10 @@ pub fn router() -> Router<AppState> {
             put(servers::protection_handler),
         )
         .route("/api/v1/servers/{id}/revoke", post(servers::revoke_handler))
+        .route(
+            "/api/v1/servers/{id}/login-ips",
+            get(login_ips::get_handler).put(login_ips::set_handler),
+        )
         .route(
             "/api/v1/servers/{id}/tasks",
             get(tasks::list_handler).post(tasks::create_for_server_handler),

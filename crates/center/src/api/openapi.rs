@@ -4,7 +4,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    alarms, api_tokens, enroll, inventory, projects, risk, servers, session, tasks, tokens, users,
+    alarms, api_tokens, enroll, inventory, login_ips, projects, risk, servers, session, tasks,
+    tokens, users,
 };
 
 #[derive(OpenApi)]
@@ -61,6 +62,8 @@ use super::{
         alarms::server_blocked_handler,
         alarms::block_handler,
         alarms::unblock_handler,
+        login_ips::get_handler,
+        login_ips::set_handler,
         risk::vulndb_handler,
         risk::groups_handler,
         risk::fleet_findings_handler,

@@ -713,6 +713,7 @@ async fn openapi_document_lists_the_routes() {
         "/api/v1/assets/{kind}",
         "/api/v1/assets/{kind}/servers",
         "/api/v1/projects/{id}/inventory-policy",
+        "/api/v1/servers/{id}/login-ips",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
@@ -851,4 +852,145 @@ async fn inventory_queries_and_policies_reject_bad_input_naming_the_field() {
         "{resp}"
     );
     assert_eq!(resp["effective_interval_secs"]["software"], 86400, "{resp}");
+}
+
+#[tokio::test]
+async fn server_login_ips_are_learned_listed_and_replaced_with_validation() {
+    let t = app().await;
+    let s = &t.state.store;
+    let a = s.ensure_project("a").await.unwrap();
+    let b = s.ensure_project("b").await.unwrap();
+    let srv = s
+        .create_server(&NewServer {
+            project_id: a.id.clone(),
+            name: "web-a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let policy = hostward_proto::bruteforce::Policy {
+        usual_login_ips: vec!["203.0.113.0/24".into()],
+        ..Default::default()
+    };
+    s.set_policy(&a.id, crate::store::PolicyColumn::Bruteforce, &policy)
+        .await
+        .unwrap();
+    let viewer = t.user("vic", &[(&a.id, Role::Viewer)]).await;
+    let operator = t.user("otto", &[(&a.id, Role::Operator)]).await;
+    let admin = t.user("ada", &[(&a.id, Role::Admin)]).await;
+    let other_admin = t.user("bob", &[(&b.id, Role::Admin)]).await;
+    let (vt, ot, at, bt) = (
+        t.token(&viewer).await,
+        t.token(&operator).await,
+        t.token(&admin).await,
+        t.token(&other_admin).await,
+    );
+    let uri = format!("/api/v1/servers/{}/login-ips", srv.id);
+
+    // The agent learns an address: the record path stores it.
+    let rec = hostward_proto::Message::LoginIp(hostward_proto::bruteforce::LoginIp {
+        ts: 1,
+        addr: "192.0.2.1".into(),
+        user: "alice".into(),
+        service: "ssh".into(),
+    });
+    assert!(
+        s.store_records(&srv.id, &[(1, rec)])
+            .await
+            .unwrap()
+            .config_changed
+    );
+    let (st, body) = t.get(&uri, &vt).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["learning"], true);
+    assert_eq!(body["items"][0]["addr"], "192.0.2.1");
+    assert_eq!(body["items"][0]["origin"], "learned");
+    assert_eq!(body["items"][0]["added_by"], serde_json::Value::Null);
+    assert_eq!(body["project_ips"], json!(["203.0.113.0/24"]));
+    let before = body;
+
+    // Bad bodies: 400 naming the field, nothing changes.
+    let too_many: Vec<String> = (0..21).map(|i| format!("10.0.0.{i}")).collect();
+    for (bad, field) in [
+        (
+            json!({"ips": ["192.0.2.1", "nope"], "learning": true}).to_string(),
+            "ips[1]:",
+        ),
+        (
+            json!({"ips": ["10.0.0.0/33"], "learning": true}).to_string(),
+            "ips[0]:",
+        ),
+        (
+            json!({"ips": too_many, "learning": true}).to_string(),
+            "ips:",
+        ),
+        (json!({"ips": ["192.0.2.1"]}).to_string(), "learning"),
+        (
+            json!({"ips": "192.0.2.1", "learning": true}).to_string(),
+            "ips",
+        ),
+        (
+            json!({"ips": [], "learning": "yes"}).to_string(),
+            "learning",
+        ),
+    ] {
+        let (st, body) = t.send(Method::PUT, &uri, &at, &bad).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(field), "{bad}: {msg}");
+        if field.starts_with("ips") && field.ends_with(':') {
+            assert!(msg.starts_with(field), "{bad}: {msg}");
+        }
+    }
+    let ok = json!({"ips": ["10.1.2.3/8", "192.0.2.1", "10.0.0.0/8", "::ffff:192.0.2.1"], "learning": false})
+        .to_string();
+    // Operators may not edit it; another project's admin does not see the server.
+    let (st, _) = t.send(Method::PUT, &uri, &ot, &ok).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = t.send(Method::PUT, &uri, &bt, &ok).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = t.get(&uri, &bt).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(t.get(&uri, &vt).await.1, before);
+
+    let version = s.server(&srv.id).await.unwrap().unwrap().config_version;
+    let (st, body) = t.send(Method::PUT, &uri, &at, &ok).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["learning"], false);
+    let items = body["items"].as_array().unwrap();
+    let addrs: Vec<&str> = items.iter().map(|i| i["addr"].as_str().unwrap()).collect();
+    assert_eq!(addrs.len(), 2, "canonical duplicates removed: {body}");
+    assert!(addrs.contains(&"10.0.0.0/8") && addrs.contains(&"192.0.2.1"));
+    let kept = items.iter().find(|i| i["addr"] == "192.0.2.1").unwrap();
+    assert_eq!(kept, &before["items"][0], "origin and date kept");
+    let added = items.iter().find(|i| i["addr"] == "10.0.0.0/8").unwrap();
+    assert_eq!(
+        (&added["origin"], &added["added_by"]),
+        (&json!("manual"), &json!("ada"))
+    );
+    assert!(s.server(&srv.id).await.unwrap().unwrap().config_version > version);
+    let audit = s
+        .list_audit(Some(std::slice::from_ref(&a.id)), 10)
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "server.login_ips" && e.username == "ada" && e.target == srv.id),
+        "{audit:?}"
+    );
+    // Learning is off now: the agent's next learned address is not stored.
+    let rec = hostward_proto::Message::LoginIp(hostward_proto::bruteforce::LoginIp {
+        ts: 2,
+        addr: "198.51.100.7".into(),
+        user: "alice".into(),
+        service: "ssh".into(),
+    });
+    assert!(
+        !s.store_records(&srv.id, &[(2, rec)])
+            .await
+            .unwrap()
+            .config_changed
+    );
+    assert_eq!(s.server_login_ips(&srv.id).await.unwrap().items.len(), 2);
 }

@@ -162,7 +162,7 @@ fn flash(m: &HashMap<String, String>) -> Option<Flash> {
             "Unblock queued for {n} alarm(s): the agents lift the firewall blocks of their source addresses."
         )),
         "login_whitelist" => ok(format!(
-            "{n} alarm(s) handled; their source addresses are now usual login addresses of their projects."
+            "{n} alarm(s) handled; their source addresses are now usual login addresses of their servers."
         )),
         "none" => Some(Flash {
             class: "warn",

@@ -915,43 +915,100 @@ async fn alarm_pages_without_session_redirect_to_login() {
 }
 
 #[tokio::test]
-async fn trusting_a_login_address_adds_it_to_the_policy_for_admins_only() {
+async fn trusting_a_login_address_adds_it_to_the_servers_list_for_admins_only() {
     for e in envs().await {
         let b = e.backend;
         let p = e.state.store.ensure_project("default").await.unwrap();
         e.user("olga", &p.id, Some("operator")).await;
         e.user("ada", &p.id, Some("admin")).await;
         let srv = e.agent_server(&p.id, "web-1").await;
+        let full = e.agent_server(&p.id, "web-full").await;
         e.seed(&srv.id).await;
+        e.seed(&full.id).await;
         let brute = e.alarm_id(&srv.id, "brute_force").await;
+        let full_brute = e.alarm_id(&full.id, "brute_force").await;
         let root = e.alarm_id(&srv.id, "root_login").await;
-        let form = |id: &str, csrf: &str| {
-            format!("action=login_whitelist&alarm_{id}=1&back=%2Falarms&csrf={csrf}")
+        let twenty: Vec<String> = (0..20).map(|i| format!("10.0.0.{i}")).collect();
+        e.state
+            .store
+            .set_server_login_ips(&full.id, &twenty, true, "ada")
+            .await
+            .unwrap();
+        let form = |ids: &[&str], csrf: &str| {
+            let picks: String = ids.iter().map(|id| format!("alarm_{id}=1&")).collect();
+            format!("action=login_whitelist&{picks}back=%2Falarms&csrf={csrf}")
+        };
+        let list = |id: String| {
+            let store = e.state.store.clone();
+            async move { store.server_login_ips(&id).await.unwrap() }
         };
 
-        // An operator may handle alarms but not change the project's policy.
+        // An operator may handle alarms but not change a server's usual addresses.
         let (cookie, csrf) = e.login("olga").await;
         let res = e
-            .post_form("/alarms/actions", &cookie, &form(&brute, &csrf))
+            .post_form("/alarms/actions", &cookie, &form(&[&brute], &csrf))
             .await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "[{b}]");
-        assert!(e.policy(&p.id).await.0.usual_login_ips.is_empty(), "[{b}]");
+        assert!(list(srv.id.clone()).await.items.is_empty(), "[{b}]");
         assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
 
         let (cookie, csrf) = e.login("ada").await;
         // An alarm without a source address cannot be trusted: nothing changes.
         let res = e
-            .post_form("/alarms/actions", &cookie, &form(&root, &csrf))
+            .post_form("/alarms/actions", &cookie, &form(&[&root], &csrf))
             .await;
         assert_eq!(res.status(), StatusCode::CONFLICT, "[{b}]");
+        // One server's list is full: the whole batch is refused, naming it.
         let res = e
-            .post_form("/alarms/actions", &cookie, &form(&brute, &csrf))
+            .post_form(
+                "/alarms/actions",
+                &cookie,
+                &form(&[&brute, &full_brute], &csrf),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CONFLICT, "[{b}]");
+        assert!(body(res).await.contains("web-full"), "[{b}]");
+        assert!(list(srv.id.clone()).await.items.is_empty(), "[{b}]");
+        assert_eq!(list(full.id.clone()).await.items.len(), 20, "[{b}]");
+        assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
+
+        let version = e
+            .state
+            .store
+            .server(&srv.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .config_version;
+        let res = e
+            .post_form("/alarms/actions", &cookie, &form(&[&brute], &csrf))
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
         assert_eq!(location(&res), "/alarms?done=login_whitelist&n=1", "[{b}]");
-        let (policy, version) = e.policy(&p.id).await;
-        assert_eq!(policy.usual_login_ips, [ATTACKER], "[{b}]");
-        assert!(version > 0, "[{b}]");
+        let items = list(srv.id.clone()).await.items;
+        assert_eq!(items.len(), 1, "[{b}]");
+        assert_eq!(
+            (
+                items[0].addr.as_str(),
+                items[0].origin.as_str(),
+                items[0].added_by.as_deref()
+            ),
+            (ATTACKER, "manual", Some("ada")),
+            "[{b}]"
+        );
+        // The agent gets the list in a new config; the project's policy is untouched.
+        assert!(
+            e.state
+                .store
+                .server(&srv.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .config_version
+                > version,
+            "[{b}]"
+        );
+        assert!(e.policy(&p.id).await.0.usual_login_ips.is_empty(), "[{b}]");
         assert_eq!(e.alarm_state(&brute).await, alarm_state::HANDLED, "[{b}]");
         let hist = e
             .state

@@ -756,7 +756,7 @@ pub(crate) struct Tab {
 }
 
 /// The tab bar of a server's pages: overview, one tab per kind (with its item count once
-/// reported), change history, risks.
+/// reported), change history, risks, usual login addresses.
 pub(crate) fn tabs(server_id: &str, summary: &[InventorySummary], active: &str) -> Vec<Tab> {
     let mut v = vec![Tab {
         id: "overview",
@@ -790,6 +790,13 @@ pub(crate) fn tabs(server_id: &str, summary: &[InventorySummary], active: &str) 
         href: format!("/servers/{server_id}/risks"),
         count: None,
         active: active == "risks",
+    });
+    v.push(Tab {
+        id: "login-ips",
+        label: "Login addresses",
+        href: format!("/servers/{server_id}/login-ips"),
+        count: None,
+        active: active == "login-ips",
     });
     v
 }
@@ -1666,15 +1673,17 @@ mod tests {
                 "kernel_modules",
                 "middleware",
                 "changes",
-                "risks"
+                "risks",
+                "login-ips"
             ]
         );
         let sw = t.iter().find(|t| t.id == "software").unwrap();
         assert!(sw.active && sw.count == Some(412));
         assert_eq!(sw.href, "/servers/s1/inventory/software");
         assert_eq!(t[0].href, "/servers/s1");
-        assert_eq!(t[t.len() - 2].href, "/servers/s1/changes");
-        assert_eq!(t.last().unwrap().href, "/servers/s1/risks");
+        assert_eq!(t[t.len() - 3].href, "/servers/s1/changes");
+        assert_eq!(t[t.len() - 2].href, "/servers/s1/risks");
+        assert_eq!(t.last().unwrap().href, "/servers/s1/login-ips");
         assert!(t.iter().filter(|t| t.active).count() == 1);
     }
 

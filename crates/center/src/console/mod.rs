@@ -11,6 +11,7 @@ mod forms;
 mod glue;
 mod inventory;
 mod login;
+mod login_ips;
 mod risk;
 mod servers;
 mod tokens;
@@ -18,6 +19,8 @@ mod users;
 
 #[cfg(test)]
 mod alarms_tests;
+#[cfg(test)]
+mod login_ips_tests;
 #[cfg(test)]
 mod risk_tests;
 #[cfg(test)]
@@ -63,6 +66,10 @@ pub fn router() -> Router<AppState> {
             post(inventory::collect),
         )
         .route("/servers/{id}/risks", get(risk::server_risks))
+        .route(
+            "/servers/{id}/login-ips",
+            get(login_ips::page).post(login_ips::save),
+        )
         .route("/servers/{id}/risks/scan", post(risk::scan_server))
         .route("/vulnerabilities", get(risk::vulnerabilities))
         .route("/vulnerabilities/actions", post(risk::act))

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use hostward_proto::bruteforce::ServerLoginIps;
 use hostward_proto::{AgentConfig, DecodeError, Envelope, ErrorFrame, Message, Task};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -220,6 +221,9 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                                 if stored.software_changed {
                                     state.analyzer.wake();
                                 }
+                                if stored.config_changed {
+                                    gw.config_changed(&server.id);
+                                }
                                 for kind in stored.resync {
                                     request_full_inventory(&state, &server, kind).await;
                                 }
@@ -304,6 +308,21 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
     let (inventory, policy_version) = read(state, project, PolicyColumn::Inventory).await;
     let (risk, _) = read(state, project, PolicyColumn::Risk).await;
     let (bruteforce, _) = read(state, project, PolicyColumn::Bruteforce).await;
+    let login_ips = match state.store.server_login_ips(&server.id).await {
+        Ok(l) => ServerLoginIps {
+            usual: l.items.into_iter().map(|e| e.addr).collect(),
+            learning: l.learning,
+        },
+        // Not the defaults here: an empty list that learns would take whatever logs in next
+        // as usual. Without learning an empty list raises nothing; the next config fixes it.
+        Err(e) => {
+            tracing::error!(error = %e, "reading the server's usual login addresses failed");
+            ServerLoginIps {
+                usual: Vec::new(),
+                learning: false,
+            }
+        }
+    };
     let version = server.config_version + policy_version;
     gw.config_sent(&server.id, version);
     Envelope::control(Message::Config(AgentConfig {
@@ -313,6 +332,7 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
         inventory,
         risk,
         bruteforce,
+        login_ips,
     }))
 }
 

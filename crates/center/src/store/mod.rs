@@ -11,6 +11,7 @@ mod auth;
 mod enrollment;
 mod history;
 mod inventory;
+mod login_ips;
 mod projects;
 mod records;
 mod risk;
@@ -23,6 +24,7 @@ pub use auth::*;
 pub use enrollment::*;
 pub use history::{HandlingEntry, History};
 pub use inventory::*;
+pub use login_ips::*;
 pub use projects::*;
 pub use records::*;
 pub use risk::*;
@@ -77,6 +79,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "alarms",
         include_str!("migrations/sqlite/0004_alarms.sql"),
     ),
+    (
+        5,
+        "login_ips",
+        include_str!("migrations/sqlite/0005_login_ips.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -90,6 +97,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "alarms",
         include_str!("migrations/postgres/0004_alarms.sql"),
+    ),
+    (
+        5,
+        "login_ips",
+        include_str!("migrations/postgres/0005_login_ips.sql"),
     ),
 ];
 

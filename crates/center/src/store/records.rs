@@ -24,6 +24,8 @@ pub struct Stored {
     pub resync: Vec<hostward_proto::InventoryKind>,
     /// A software inventory record landed: the server's vulnerabilities need matching again.
     pub software_changed: bool,
+    /// The server's usual login addresses changed (its config version moved): push the config.
+    pub config_changed: bool,
 }
 
 impl Store {
@@ -45,6 +47,7 @@ impl Store {
         let mut high = last;
         let mut resync = Vec::new();
         let mut software_changed = false;
+        let mut config_changed = false;
         let t = now();
         for (seq, msg) in records {
             let seq = *seq as i64;
@@ -107,6 +110,10 @@ impl Store {
                 Message::Block(change) => {
                     super::alarms::apply_block(&mut tx, server_id, change).await?;
                 }
+                Message::LoginIp(rec) => {
+                    config_changed |=
+                        super::login_ips::apply_login_ip(&mut tx, server_id, rec).await?;
+                }
                 _ => {}
             }
             high = seq;
@@ -123,6 +130,7 @@ impl Store {
             high: high as u64,
             resync,
             software_changed,
+            config_changed,
         })
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use hostward_proto::bruteforce::Net;
 pub use hostward_proto::bruteforce::{
     MAX_BLOCK_MINUTES, MAX_FAILURES, MAX_USUAL_LOGIN_IPS, MAX_WHITELIST, MAX_WINDOW_SECS, Policy,
+    ServerLoginIps,
 };
 
 use super::{AuthEvent, AuthOutcome, Service};
@@ -42,10 +43,14 @@ pub enum Decision {
     /// Block `addr` on the firewall until `until`.
     Block(Block),
     Alarm(Alarm),
-    /// A login from `addr` made it a usual login address (learning mode); the caller reports it
-    /// so the console's list shows it.
+    /// A login from `addr` made it a usual login address of this server (learning mode); the
+    /// caller reports it to the center, which keeps the server's list.
     UsualIpLearned {
         addr: IpAddr,
+        /// The login that taught it: Unix seconds, user, service.
+        ts: i64,
+        user: String,
+        service: Service,
     },
 }
 
@@ -226,8 +231,12 @@ impl Source {
 pub struct Engine {
     policy: Policy,
     whitelist: Vec<Net>,
-    /// Configured usual login addresses, then learned ones.
-    usual: Vec<Net>,
+    /// Usual login addresses of every server of the project (the policy's).
+    project_usual: Vec<Net>,
+    /// This server's own: the center's list, then those learned since it was pushed.
+    server_usual: Vec<Net>,
+    /// Whether this server still learns (the center's switch; the policy's too must be on).
+    server_learning: bool,
     sources: HashMap<IpAddr, Source>,
     /// (address, stamp), least recently active first; entries whose stamp is not the source's
     /// current one are stale and skipped (cheaper than reordering a list on every event).
@@ -244,7 +253,9 @@ impl Engine {
         let mut engine = Engine {
             policy: Policy::default(),
             whitelist: Vec::new(),
-            usual: Vec::new(),
+            project_usual: Vec::new(),
+            server_usual: Vec::new(),
+            server_learning: true,
             sources: HashMap::new(),
             lru: VecDeque::new(),
             next_stamp: 0,
@@ -258,11 +269,8 @@ impl Engine {
 
     /// Replaces the policy; an invalid one is refused and the current one stays. Blocks in
     /// force keep their durations. Returns the addresses blocked now that the new whitelist
-    /// covers: the caller lifts them from the firewall.
-    ///
-    /// The usual login addresses become exactly the policy's: learned ones were reported
-    /// ([`Decision::UsualIpLearned`]) for the console to add, and one deleted there must stay
-    /// deleted. One not synced yet is simply learned again at its next login.
+    /// covers: the caller lifts them from the firewall. The server's own usual login addresses
+    /// stay: they come with [`Engine::set_server_login_ips`].
     pub fn set_policy(&mut self, policy: Policy) -> Result<Vec<IpAddr>, String> {
         policy.validate()?;
         let nets = |list: &[String]| -> Vec<Net> {
@@ -271,7 +279,7 @@ impl Engine {
                 .collect()
         };
         self.whitelist = nets(&policy.whitelist);
-        self.usual = nets(&policy.usual_login_ips);
+        self.project_usual = nets(&policy.usual_login_ips);
         self.max_threshold = policy.short_failures.max(policy.long_failures);
         self.max_window = i64::from(policy.short_window_secs.max(policy.long_window_secs));
         self.policy = policy;
@@ -296,6 +304,22 @@ impl Engine {
         &self.policy
     }
 
+    /// Replaces this server's usual login addresses and learning switch with the center's; an
+    /// invalid list is refused and the current one stays. Learned addresses are dropped: they
+    /// were reported ([`Decision::UsualIpLearned`]) and the center's list has them unless a
+    /// person deleted them there, and a deleted one must stay deleted. One still in flight is
+    /// learned again at its next login.
+    pub fn set_server_login_ips(&mut self, list: &ServerLoginIps) -> Result<(), String> {
+        list.validate()?;
+        self.server_usual = list
+            .usual
+            .iter()
+            .map(|s| Net::parse(s).expect("validated"))
+            .collect();
+        self.server_learning = list.learning;
+        Ok(())
+    }
+
     /// Caps the tracked sources (at least 1); the least recently active go first.
     pub fn set_max_sources(&mut self, max: usize) {
         self.max_sources = max.max(1);
@@ -308,9 +332,9 @@ impl Engine {
         self.sources.len()
     }
 
-    /// The usual login addresses and prefixes: the configured ones, then the learned ones.
-    pub fn usual_login_ips(&self) -> Vec<String> {
-        self.usual.iter().map(Net::to_string).collect()
+    /// This server's usual login addresses and prefixes: the center's, then those learned since.
+    pub fn server_login_ips(&self) -> Vec<String> {
+        self.server_usual.iter().map(Net::to_string).collect()
     }
 
     /// Until when the engine considers `addr` blocked, at `now`.
@@ -516,12 +540,22 @@ impl Engine {
             out.push(Decision::Alarm(login_alarm(AlarmKind::RootLogin)));
         }
 
-        if !self.usual.iter().any(|n| n.contains(addr)) {
-            // A cracked login's address must not become usual.
-            if self.policy.learn_usual_ips && self.usual.len() < MAX_USUAL_LOGIN_IPS && !cracked {
-                self.usual.push(Net::host(addr));
-                out.push(Decision::UsualIpLearned { addr });
-            } else if !self.usual.is_empty() {
+        let covered = |list: &[Net]| list.iter().any(|n| n.contains(addr));
+        if !covered(&self.project_usual) && !covered(&self.server_usual) {
+            // Only the server's list fills up: the project's addresses are usual everywhere and
+            // must not use up a server's room. A cracked login's address must not become usual.
+            let learning = self.policy.learn_usual_ips
+                && self.server_learning
+                && self.server_usual.len() < MAX_USUAL_LOGIN_IPS;
+            if learning && !cracked {
+                self.server_usual.push(Net::host(addr));
+                out.push(Decision::UsualIpLearned {
+                    addr,
+                    ts: now,
+                    user: truncate(&ev.user, MAX_USER_BYTES).to_string(),
+                    service: ev.service,
+                });
+            } else if !self.project_usual.is_empty() || !self.server_usual.is_empty() {
                 out.push(Decision::Alarm(login_alarm(AlarmKind::UnusualLoginIp)));
             }
         }

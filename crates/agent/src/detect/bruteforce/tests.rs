@@ -771,15 +771,39 @@ fn a_success_does_not_reset_the_failure_count() {
     assert_eq!(blocks(&ds).len(), 1);
 }
 
+fn learned(ds: &[Decision]) -> Vec<IpAddr> {
+    ds.iter()
+        .filter_map(|d| match d {
+            Decision::UsualIpLearned { addr, .. } => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
+fn server_list(usual: &[&str], learning: bool) -> ServerLoginIps {
+    ServerLoginIps {
+        usual: usual.iter().map(|s| s.to_string()).collect(),
+        learning,
+    }
+}
+
 #[test]
 fn usual_login_addresses_are_learned_up_to_20() {
     let mut e = engine(Policy::default());
     for i in 0..20 {
         let addr = format!("198.51.100.{i}");
         let ds = e.on_event(&login(T0 + i, &addr, "alice"), NOON);
-        assert_eq!(ds, vec![Decision::UsualIpLearned { addr: ip(&addr) }]);
+        assert_eq!(
+            ds,
+            vec![Decision::UsualIpLearned {
+                addr: ip(&addr),
+                ts: T0 + i,
+                user: "alice".into(),
+                service: Service::Ssh,
+            }]
+        );
     }
-    assert_eq!(e.usual_login_ips().len(), 20);
+    assert_eq!(e.server_login_ips().len(), 20);
     // Known addresses (any spelling) are quiet; the 21st new one alarms and is not learned.
     assert!(
         e.on_event(&login(T0 + 30, "::ffff:198.51.100.3", "bob"), NOON)
@@ -793,43 +817,117 @@ fn usual_login_addresses_are_learned_up_to_20() {
         ("bob", ip("203.0.113.1"), Some(NOON))
     );
     assert!(a.sample_lines[0].contains("Accepted"));
-    assert_eq!(e.usual_login_ips().len(), 20);
+    assert_eq!(e.server_login_ips().len(), 20);
 }
 
 #[test]
-fn configured_usual_addresses_come_first_and_learning_can_be_off() {
+fn the_project_list_does_not_use_up_the_servers_20() {
+    let mut e = engine(Policy {
+        usual_login_ips: (0..19).map(|i| format!("10.0.0.{i}")).collect(),
+        ..Policy::default()
+    });
+    // The project's addresses are usual without being learned.
+    assert!(e.on_event(&login(T0, "10.0.0.5", "a"), NOON).is_empty());
+    for i in 0..20 {
+        let ds = e.on_event(&login(T0 + i, &format!("11.0.0.{i}"), "a"), NOON);
+        assert_eq!(learned(&ds), vec![ip(&format!("11.0.0.{i}"))], "{i}");
+    }
+    assert_eq!(e.server_login_ips().len(), 20);
+    let ds = e.on_event(&login(T0 + 40, "11.0.0.99", "a"), NOON);
+    assert_eq!(kinds(&ds), vec![AlarmKind::UnusualLoginIp]);
+    assert!(learned(&ds).is_empty());
+    // A list the center sends with 19 entries has room for one more.
+    let mut e = engine(Policy::default());
+    let nineteen: Vec<String> = (0..19).map(|i| format!("12.0.0.{i}")).collect();
+    e.set_server_login_ips(&ServerLoginIps {
+        usual: nineteen,
+        learning: true,
+    })
+    .unwrap();
+    assert_eq!(
+        learned(&e.on_event(&login(T0, "13.0.0.1", "a"), NOON)).len(),
+        1
+    );
+    let ds = e.on_event(&login(T0, "13.0.0.2", "a"), NOON);
+    assert_eq!(kinds(&ds), vec![AlarmKind::UnusualLoginIp]);
+}
+
+#[test]
+fn either_list_makes_an_address_usual() {
     let mut e = engine(Policy {
         usual_login_ips: vec!["10.0.0.0/8".into()],
         learn_usual_ips: false,
         ..Policy::default()
     });
-    assert!(e.on_event(&login(T0, "10.9.8.7", "alice"), NOON).is_empty());
+    e.set_server_login_ips(&server_list(&["2001:db8::/32", "192.0.2.1"], true))
+        .unwrap();
+    for addr in ["10.9.8.7", "2001:db8::5", "192.0.2.1", "::ffff:192.0.2.1"] {
+        assert!(
+            e.on_event(&login(T0, addr, "alice"), NOON).is_empty(),
+            "{addr}"
+        );
+    }
     let ds = e.on_event(&login(T0, "11.0.0.1", "alice"), NOON);
     assert_eq!(kinds(&ds), vec![AlarmKind::UnusualLoginIp]);
-    // Learning on: configured ones count towards the 20.
-    let mut e = engine(Policy {
-        usual_login_ips: (0..19).map(|i| format!("10.0.0.{i}")).collect(),
-        ..Policy::default()
-    });
-    assert_eq!(e.on_event(&login(T0, "11.0.0.1", "a"), NOON).len(), 1);
-    assert_eq!(e.usual_login_ips().last().unwrap(), "11.0.0.1");
-    let ds = e.on_event(&login(T0, "11.0.0.2", "a"), NOON);
+    // Only the server's list: still an address check.
+    let mut e = engine(quiet());
+    e.set_server_login_ips(&server_list(&["192.0.2.1"], false))
+        .unwrap();
+    assert!(e.on_event(&login(T0, "192.0.2.1", "a"), NOON).is_empty());
+    let ds = e.on_event(&login(T0, "192.0.2.2", "a"), NOON);
     assert_eq!(kinds(&ds), vec![AlarmKind::UnusualLoginIp]);
-    // Nothing configured and learning off: no address check at all.
+    // Nothing in either list and learning off: no address check at all.
     let mut e = engine(quiet());
     assert!(e.on_event(&login(T0, "11.0.0.1", "alice"), NOON).is_empty());
 }
 
 #[test]
-fn a_new_policy_replaces_learned_addresses() {
+fn learning_needs_both_the_policy_and_the_servers_switch() {
+    for (policy_learns, server_learns) in [(true, false), (false, true)] {
+        let mut e = engine(Policy {
+            learn_usual_ips: policy_learns,
+            ..Policy::default()
+        });
+        e.set_server_login_ips(&server_list(&["192.0.2.1"], server_learns))
+            .unwrap();
+        let ds = e.on_event(&login(T0, "192.0.2.2", "a"), NOON);
+        assert_eq!(
+            kinds(&ds),
+            vec![AlarmKind::UnusualLoginIp],
+            "{policy_learns} {server_learns}"
+        );
+        assert_eq!(e.server_login_ips(), vec!["192.0.2.1"]);
+    }
+}
+
+#[test]
+fn the_centers_list_replaces_learned_addresses_and_a_policy_keeps_it() {
     let mut e = engine(Policy::default());
     e.on_event(&login(T0, "198.51.100.1", "alice"), NOON);
+    assert_eq!(e.server_login_ips(), vec!["198.51.100.1"]);
+    // A person deleted the learned address at the center and stopped learning.
+    e.set_server_login_ips(&server_list(&["198.51.100.2"], false))
+        .unwrap();
+    assert_eq!(e.server_login_ips(), vec!["198.51.100.2"]);
+    let ds = e.on_event(&login(T0 + 1, "198.51.100.1", "alice"), NOON);
+    assert_eq!(kinds(&ds), vec![AlarmKind::UnusualLoginIp]);
+    // A new project policy does not touch the server's list.
     e.set_policy(Policy {
-        usual_login_ips: vec!["198.51.100.2".into()],
+        usual_login_ips: vec!["203.0.113.0/24".into()],
         ..Policy::default()
     })
     .unwrap();
-    assert_eq!(e.usual_login_ips(), vec!["198.51.100.2"]);
+    assert_eq!(e.server_login_ips(), vec!["198.51.100.2"]);
+    assert!(
+        e.on_event(&login(T0 + 2, "198.51.100.2", "a"), NOON)
+            .is_empty()
+    );
+    // A bad list is refused, naming the entry, and the current one stays.
+    let err = e
+        .set_server_login_ips(&server_list(&["10.0.0.1", "nope"], true))
+        .unwrap_err();
+    assert!(err.starts_with("usual[1]:"), "{err}");
+    assert_eq!(e.server_login_ips(), vec!["198.51.100.2"]);
 }
 
 #[test]
@@ -841,7 +939,8 @@ fn a_cracked_login_address_is_not_learned() {
     );
     let ds = e.on_event(&login(T0 + 10, "203.0.113.66", "root"), NOON);
     assert_eq!(kinds(&ds), vec![AlarmKind::PasswordCracked]);
-    assert!(e.usual_login_ips().is_empty());
+    assert!(learned(&ds).is_empty());
+    assert!(e.server_login_ips().is_empty());
     // Once something is usual, the cracked address is also unusual.
     e.on_event(&login(T0 + 11, "198.51.100.1", "alice"), NOON);
     let ds = e.on_event(&login(T0 + 12, "203.0.113.66", "root"), NOON);
@@ -849,6 +948,7 @@ fn a_cracked_login_address_is_not_learned() {
         kinds(&ds),
         vec![AlarmKind::PasswordCracked, AlarmKind::UnusualLoginIp]
     );
+    assert_eq!(e.server_login_ips(), vec!["198.51.100.1"]);
 }
 
 #[test]
