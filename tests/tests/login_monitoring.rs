@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use hostward_e2e::lab::{self, Netns, Sshd, User, VICTIM_IP};
+use hostward_e2e::lab::{self, Netns, Sshd, VICTIM_IP};
 use hostward_e2e::*;
 use serde_json::{Value, json};
 
