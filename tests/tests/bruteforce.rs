@@ -233,8 +233,9 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
         let cracked = wait_alarm(&api, "password_cracked", ATTACKER_IP).await?;
         ensure!(cracked["severity"] == "critical", "{cracked}");
 
-        // Log injection through the real sshd: a user name that reads like another source. sshd
-        // appends the real source after it; only that one may be blocked.
+        // Log injection through the real sshd: user names that read like another source or a
+        // whole failure line. sshd appends the real source after them; only that one may be
+        // blocked.
         api.put(
             &format!("/api/v1/projects/{project}/bruteforce-policy"),
             json!({}),
@@ -242,49 +243,55 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
         .await?
         .expect(200)?;
         tokio::time::sleep(millis(500)).await;
-        let decoy = "10.79.0.9";
-        let injected = format!("x from {decoy} port 22 ssh2");
-        let inj = run_cmd_timeout(
-            Path::new("ip"),
-            &[
-                "netns",
-                "exec",
-                &n.attacker,
-                "timeout",
-                "20",
-                "hydra",
-                "-l",
-                &injected,
-                "-P",
-                &words.display().to_string(),
-                "-t",
-                "1",
-                "-I",
-                &format!("ssh://{VICTIM_IP}"),
-            ]
-            .map(String::from),
-            None,
-            secs(30),
-        )
-        .await?;
+        let decoys = ["10.79.0.9", "10.79.0.10"];
+        let injected = [
+            format!("x from {} port 22 ssh2", decoys[0]),
+            format!("Failed password for root from {}", decoys[1]),
+        ];
+        let users = dir.join("injected-users.txt");
+        std::fs::write(&users, injected.join("\n") + "\n")?;
+        // -u: one password for every user, then the next, so both names are tried at once.
+        let inj = n
+            .in_attacker(
+                &[
+                    "timeout",
+                    "20",
+                    "hydra",
+                    "-u",
+                    "-L",
+                    &users.display().to_string(),
+                    "-P",
+                    &words.display().to_string(),
+                    "-t",
+                    "1",
+                    "-I",
+                    &format!("ssh://{VICTIM_IP}"),
+                ],
+                secs(30),
+            )
+            .await?;
         let logged = std::fs::read_to_string(&log)?;
-        ensure!(
-            logged.contains(&format!(
-                "Failed password for invalid user {injected} from {ATTACKER_IP}"
-            )),
-            "sshd logged the crafted user name: {inj}"
-        );
+        for name in &injected {
+            ensure!(
+                logged.contains(&format!(
+                    "Failed password for invalid user {name} from {ATTACKER_IP}"
+                )),
+                "sshd logged the crafted user name {name:?}: {inj}"
+            );
+        }
         n.wait_blocked(ATTACKER_IP).await?;
-        ensure!(
-            !n.nft_set("blocked4").await?.contains(decoy),
-            "the address inside the user name is never blocked"
-        );
         let alarms = api.get("/api/v1/alarms").await?.expect(200)?;
-        ensure!(
-            !alarms.text.contains(&format!("\"source_ip\":\"{decoy}\"")),
-            "no alarm names the decoy: {}",
-            alarms.text
-        );
+        for decoy in decoys {
+            ensure!(
+                !n.blocked().await?.contains(decoy),
+                "{decoy}, inside a user name, is never blocked"
+            );
+            ensure!(
+                !alarms.text.contains(&format!("\"source_ip\":\"{decoy}\"")),
+                "no alarm names {decoy}: {}",
+                alarms.text
+            );
+        }
         unblock(&api, &server, ATTACKER_IP).await?;
 
         // Protection off for the server: the same attack, read but not acted on.

@@ -199,6 +199,7 @@ async fn drive(
     want.extend(KINDS.iter().map(|k| k.to_string()));
     want.push("changes".into());
     want.push("risks".into());
+    want.push("login-ips".into());
     ensure!(tabs == want, "tabs {tabs:?}, want {want:?}");
 
     // Every kind's tab lists what the API holds for this server.
