@@ -509,13 +509,19 @@ pub async fn wait_task(api: &Api, id: &str) -> Result<Value> {
     .await
 }
 
-/// Unblocks `addr` on `server` through the API and waits for the agent to carry it out.
-pub async fn unblock(api: &Api, server: &str, addr: &str) -> Result<()> {
+/// Unblocks `addr` on `server` through the API, waits for the agent to carry it out, and
+/// checks the address left the victim's block sets.
+pub async fn unblock(api: &Api, n: &Netns, server: &str, addr: &str) -> Result<()> {
     let r = api
         .delete(&format!("/api/v1/servers/{server}/blocked-ips/{addr}"))
         .await?
         .expect(202)?;
     wait_task(api, r.json["id"].as_str().unwrap_or_default()).await?;
+    let sets = n.blocked().await?;
+    ensure!(
+        !sets.contains(addr),
+        "{addr} is still blocked after the unblock: {sets}"
+    );
     Ok(())
 }
 

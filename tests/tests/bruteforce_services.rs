@@ -53,7 +53,7 @@ async fn check_blocked(
         hours == 24 && entry["service"] == service,
         "other services are blocked 24 h by default: {entry}"
     );
-    unblock(api, server, ATTACKER_IP).await?;
+    unblock(api, n, server, ATTACKER_IP).await?;
     ensure!(
         n.can_connect(None, VICTIM_IP, port).await?,
         "unblocked, port {port} answers the attacker again"
