@@ -191,7 +191,7 @@ async fn real_changes_on_the_host_appear_in_the_history() -> Result<()> {
             .and_then(|l| l.split(':').nth(2))
             .unwrap_or_default()
             .to_string();
-        ensure!(acct["new"]["uid"].to_string() == uid, "uid {uid} from /etc/passwd: {acct}");
+        ensure!(acct["new"]["uid"] == uid, "uid {uid} from /etc/passwd: {acct}");
 
         std::fs::create_dir_all("/etc/cron.d")?;
         let line = format!("*/5 * * * * root /bin/true hostward-{tag}");
@@ -227,7 +227,7 @@ async fn real_changes_on_the_host_appear_in_the_history() -> Result<()> {
         let mut sent: Value = serde_json::from_str(&std::fs::read_to_string(&state_file)?)?;
         sent["digest"] = json!("not-what-the-center-holds");
         std::fs::write(&state_file, sent.to_string())?;
-        let out = run_cmd(std::path::Path::new("userdel"), &[user.clone()], None).await?;
+        let out = run_cmd(std::path::Path::new("userdel"), std::slice::from_ref(&user), None).await?;
         ensure!(out.success(), "userdel failed: {}", out.text());
         wait_until("the removed account to leave the inventory", secs(30), millis(250), || async {
             let found = items(&api, &server, "accounts", &user).await?;

@@ -546,21 +546,13 @@ pub const COLLECT_INVENTORY_TASK: &str = "collect_inventory";
 /// Inventory schedule and port exceptions, pushed by the center as part of the agent config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[derive(Default)]
 pub struct InventoryPolicy {
     /// Seconds between runs per kind; missing kinds use [`InventoryKind::default_interval_secs`].
     /// 0 turns a kind off.
     pub interval_secs: BTreeMap<InventoryKind, u64>,
     /// Ports labelled `ignored` instead of `dangerous`/`unknown`.
     pub ignored_ports: Vec<u16>,
-}
-
-impl Default for InventoryPolicy {
-    fn default() -> Self {
-        InventoryPolicy {
-            interval_secs: BTreeMap::new(),
-            ignored_ports: Vec::new(),
-        }
-    }
 }
 
 impl InventoryPolicy {

@@ -60,8 +60,8 @@ fn render(
     Ok((jar.add(login_cookie(token)), html).into_response())
 }
 
-pub async fn page(State(state): State<AppState>, mut parts: Parts) -> PageResult {
-    if let Ok(Some(_)) = glue::principal_from_parts(&state, &mut parts).await {
+pub async fn page(State(state): State<AppState>, parts: Parts) -> PageResult {
+    if let Ok(Some(_)) = glue::principal_from_parts(&state, &parts).await {
         return Ok(see_other("/servers"));
     }
     render(

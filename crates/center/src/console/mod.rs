@@ -137,8 +137,7 @@ async fn security_headers(mut res: Response) -> Response {
 }
 
 async fn root(state: axum::extract::State<AppState>, parts: Parts) -> Response {
-    let mut parts = parts;
-    match glue::principal_from_parts(&state, &mut parts).await {
+    match glue::principal_from_parts(&state, &parts).await {
         Ok(Some(_)) => see_other("/servers"),
         _ => see_other("/login"),
     }
@@ -378,8 +377,8 @@ impl FromRequest<AppState> for Post {
     type Rejection = ConsoleError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = req.into_parts();
-        let p = match glue::principal_from_parts(state, &mut parts).await {
+        let (parts, body) = req.into_parts();
+        let p = match glue::principal_from_parts(state, &parts).await {
             Ok(Some(p)) => p,
             Ok(None) => return Err(ConsoleError::Login),
             Err(e) => return Err(e.into()),

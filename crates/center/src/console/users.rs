@@ -195,7 +195,7 @@ pub async fn password_page(
     Session(p): Session,
     Query(q): Query<HashMap<String, String>>,
 ) -> PageResult {
-    let done = q.get("done").is_some();
+    let done = q.contains_key("done");
     html(&PasswordPage {
         nav: Nav::new(&p, ""),
         error: None,

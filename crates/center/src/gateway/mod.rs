@@ -336,11 +336,11 @@ impl Gateway {
                 n += 1;
                 gw.sweep_dangling().await;
                 last_revoke_check = gw.poll_revocations(last_revoke_check).await;
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     gw.poll_tasks().await;
                     config_fingerprint = gw.poll_config(config_fingerprint).await;
                 }
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     gw.sweep_stale().await;
                     gw.close_deleted().await;
                     if let Err(e) = gw.inner.store.expire_due_tasks().await {

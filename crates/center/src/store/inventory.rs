@@ -975,7 +975,7 @@ mod tests {
             let (groups, _) = st
                 .fleet_assets(
                     InventoryKind::Software,
-                    &[b.id.clone()],
+                    std::slice::from_ref(&b.id),
                     Some("openssl"),
                     1,
                     50,
@@ -1049,7 +1049,10 @@ mod tests {
             );
             // The config poll sees the change, and the server's version includes the policy's.
             assert_ne!(st.config_fingerprint().await.unwrap(), before, "{backend}");
-            let versions = st.config_versions(&[srv.id.clone()]).await.unwrap();
+            let versions = st
+                .config_versions(std::slice::from_ref(&srv.id))
+                .await
+                .unwrap();
             assert_eq!(
                 versions,
                 [(srv.id.clone(), srv.config_version + 1)],

@@ -254,7 +254,10 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(s.expire_due_tasks().await.unwrap(), 1, "{backend}");
-            let queued = s.queued_tasks_for(&[srv.id.clone()]).await.unwrap();
+            let queued = s
+                .queued_tasks_for(std::slice::from_ref(&srv.id))
+                .await
+                .unwrap();
             assert_eq!(
                 queued.len(),
                 1,
@@ -268,7 +271,7 @@ mod tests {
             assert_eq!(s.queued_server_ids().await.unwrap(), vec![srv.id.clone()]);
             s.mark_delivered(&[created[0].id.clone()]).await.unwrap();
             assert!(
-                s.queued_tasks_for(&[srv.id.clone()])
+                s.queued_tasks_for(std::slice::from_ref(&srv.id))
                     .await
                     .unwrap()
                     .is_empty(),
