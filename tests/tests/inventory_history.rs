@@ -191,6 +191,7 @@ async fn real_changes_on_the_host_appear_in_the_history() -> Result<()> {
             .and_then(|l| l.split(':').nth(2))
             .unwrap_or_default()
             .to_string();
+        let uid: u64 = uid.parse().with_context(|| format!("uid {uid:?} in /etc/passwd"))?;
         ensure!(acct["new"]["uid"] == uid, "uid {uid} from /etc/passwd: {acct}");
 
         std::fs::create_dir_all("/etc/cron.d")?;

@@ -544,9 +544,8 @@ pub struct CollectNow {
 pub const COLLECT_INVENTORY_TASK: &str = "collect_inventory";
 
 /// Inventory schedule and port exceptions, pushed by the center as part of the agent config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-#[derive(Default)]
 pub struct InventoryPolicy {
     /// Seconds between runs per kind; missing kinds use [`InventoryKind::default_interval_secs`].
     /// 0 turns a kind off.
