@@ -157,6 +157,18 @@ async fn a_real_ssh_brute_force_is_blocked_alarmed_and_unblocked() -> Result<()>
             !n.can_connect(None, VICTIM_IP, 22).await?,
             "the restored block drops the attacker again"
         );
+        // Someone flushes the whole ruleset (as restarting Debian's nftables.service does): the
+        // running agent puts its table and the block back by itself.
+        ip(&["netns", "exec", &n.victim, "nft", "flush", "ruleset"]).await?;
+        ensure!(
+            n.can_connect(None, VICTIM_IP, 22).await?,
+            "with the ruleset flushed the attacker gets through"
+        );
+        n.wait_blocked(ATTACKER_IP).await?;
+        ensure!(
+            !n.can_connect(None, VICTIM_IP, 22).await?,
+            "the agent's own repair drops the attacker again"
+        );
         unblock(&api, &n, &server, ATTACKER_IP).await?;
 
         // A whitelisted attacker is never blocked; when it then logs in, the password was cracked.

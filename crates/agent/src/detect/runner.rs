@@ -23,6 +23,9 @@ use crate::respond::nft::{self, Nft};
 
 /// How often old failure windows are pruned.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+/// How often the firewall table is checked (one `nft list`, a few ms) and put back if
+/// something else removed it or its blocks.
+const HEAL_EVERY: Duration = Duration::from_secs(10);
 
 enum Command {
     Block {
@@ -152,6 +155,7 @@ async fn run(
         }
     }
     let mut expire = tokio::time::interval(EXPIRE_EVERY);
+    let mut heal = tokio::time::interval_at(tokio::time::Instant::now() + HEAL_EVERY, HEAL_EVERY);
     let mut enabled = true;
     loop {
         tokio::select! {
@@ -235,6 +239,15 @@ async fn run(
                 }
             },
             _ = expire.tick() => engine.expire(unix_now()),
+            _ = heal.tick() => {
+                if let Some(n) = &nft {
+                    match n.heal().await {
+                        Ok(back) if !back.is_empty() => tracing::warn!(blocks = back.len(), "the firewall table had been removed or emptied from outside; blocks put back"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "checking the firewall table failed"),
+                    }
+                }
+            }
         }
     }
 }

@@ -292,6 +292,42 @@ impl Nft {
         Ok(valid)
     }
 
+    /// Puts our table and blocks back when something else removed them: `nft flush ruleset`,
+    /// or restarting Debian's nftables.service, whose /etc/nftables.conf starts with one.
+    /// Nothing happens while the table holds every still-valid block. Returns the blocks it
+    /// put back.
+    pub async fn heal(&self) -> Result<Vec<IpAddr>, Error> {
+        let now = unix_now();
+        // A block about to end may already be gone from the kernel (it rounds down): no repair.
+        let wanted: Vec<IpAddr> = {
+            let state = self.state.lock().await;
+            state
+                .iter()
+                .filter(|&(_, &exp)| exp > now + 2)
+                .map(|(a, _)| *a)
+                .collect()
+        };
+        let present: Option<Vec<IpAddr>> = self
+            .list()
+            .await
+            .ok()
+            .map(|l| l.into_iter().map(|b| b.addr).collect());
+        let missing: Vec<IpAddr> = wanted
+            .iter()
+            .filter(|a| present.as_ref().is_none_or(|p| !p.contains(a)))
+            .copied()
+            .collect();
+        if present.is_some() && missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        if present.is_none() {
+            tracing::warn!(table = %self.cfg.table, "our firewall table is gone; re-creating it");
+        }
+        self.ensure().await?;
+        self.restore().await?;
+        Ok(missing)
+    }
+
     /// Deletes our table (uninstall) and the state file. A missing table is not an error.
     pub async fn remove(&self) -> Result<(), Error> {
         let mut state = self.state.lock().await;

@@ -371,6 +371,48 @@ async fn restore_after_restart_keeps_only_valid_blocks() {
     assert!(!text.contains("203.0.113.31"), "{text}");
 }
 
+#[tokio::test]
+async fn heal_puts_back_what_a_ruleset_flush_removed() {
+    if !available() {
+        return;
+    }
+    let ns = Ns::new("heal");
+    let dir = tempfile::tempdir().unwrap();
+    let nft = responder(&ns, dir.path(), "hw_heal", &[22]);
+    nft.ensure().await.unwrap();
+    nft.block(ip("203.0.113.40"), Duration::from_secs(600))
+        .await
+        .unwrap();
+    nft.block(ip("2001:db8::40"), Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(
+        nft.heal().await.unwrap(),
+        Vec::<IpAddr>::new(),
+        "all in place"
+    );
+    // What `systemctl restart nftables` does on Debian before loading its own rules.
+    ns.nft_ok(&["flush", "ruleset"]);
+    assert!(nft.list().await.is_err(), "the table is gone");
+    let mut healed = nft.heal().await.unwrap();
+    healed.sort();
+    assert_eq!(healed, [ip("203.0.113.40"), ip("2001:db8::40")]);
+    let list = nft.list().await.unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(expires(&list, "203.0.113.40") > Duration::from_secs(590));
+    // One element removed by hand comes back too.
+    ns.nft_ok(&[
+        "delete",
+        "element",
+        "inet",
+        "hw_heal",
+        "blocked4",
+        "{ 203.0.113.40 }",
+    ]);
+    assert_eq!(nft.heal().await.unwrap(), [ip("203.0.113.40")]);
+    assert_eq!(addrs(&nft).await.len(), 2);
+}
+
 /// A python3 process in a namespace, killed when dropped.
 struct Proc(Child);
 
