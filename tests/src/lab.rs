@@ -400,11 +400,16 @@ impl Sshd {
     }
 }
 
+/// `LOG.i`, as logrotate names the i-th older file.
+pub fn rotated_name(log: &Path, i: u32) -> PathBuf {
+    PathBuf::from(format!("{}.{i}", log.display()))
+}
+
 /// `log` and every existing `log.N`.
 pub fn rotated(log: &Path) -> Vec<PathBuf> {
     let mut out = vec![log.to_path_buf()];
     for i in 1.. {
-        let p = PathBuf::from(format!("{}.{i}", log.display()));
+        let p = rotated_name(log, i);
         if !p.exists() {
             break;
         }

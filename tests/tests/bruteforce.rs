@@ -572,10 +572,6 @@ async fn rotating_the_log_in_the_middle_of_an_attack_loses_no_failure() -> Resul
     .await
 }
 
-fn rotated_name(log: &Path, i: u32) -> std::path::PathBuf {
-    std::path::PathBuf::from(format!("{}.{i}", log.display()))
-}
-
 /// IPv6 end to end: hydra over IPv6 is blocked in the v6 set, the same attacker's IPv4 address
 /// is not, and the API unblocks the v6 address. Then lines a log-scraper chokes on (not UTF-8,
 /// 100 kB long, cut short), all naming a decoy source, go through the running agent: they are
