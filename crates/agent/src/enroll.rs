@@ -443,7 +443,10 @@ pub fn random_install_id() -> String {
 
 /// Token-related refusals: reporting them would use the very token that was refused.
 pub fn is_token_error(code: &str) -> bool {
-    matches!(code, "invalid_token" | "token_expired" | "token_revoked")
+    matches!(
+        code,
+        "invalid_token" | "token_expired" | "token_revoked" | "token_used_up"
+    )
 }
 
 /// What `hostward-agent enroll` needs. No Debug: it holds the token.

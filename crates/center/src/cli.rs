@@ -167,9 +167,12 @@ enum TokenCmd {
         /// Region label given to servers enrolled with this token.
         #[arg(long, default_value = "")]
         region: String,
-        /// Token lifetime in seconds (default: no expiry).
+        /// Token lifetime in seconds, at most 365 days (default: 7 days).
         #[arg(long)]
         expires_in_secs: Option<i64>,
+        /// How many servers the token may enroll (default: no limit within its lifetime).
+        #[arg(long)]
+        max_uses: Option<i64>,
         /// Only accept enrollments from this source network (repeatable), e.g. 10.0.0.0/8.
         #[arg(long = "allow-cidr")]
         allow_cidrs: Vec<String>,
@@ -232,6 +235,18 @@ enum ServerCmd {
         /// IP address of the server (repeatable).
         #[arg(long = "ip")]
         ips: Vec<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Allow a new agent on a server that has (or had) one: prints a one-time install command,
+    /// valid 24 hours, that binds the next enrollment to this server. Needed after an OS
+    /// re-install; without it a server's identity cannot be taken by re-enrolling.
+    Reinstall {
+        /// The server id (see `hostward server list`).
+        id: String,
+        /// Lifetime of the one-time command in seconds, at most 7 days (default: 24 hours).
+        #[arg(long)]
+        expires_in_secs: Option<i64>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -538,6 +553,7 @@ async fn token(cmd: TokenCmd, system: &Principal) -> anyhow::Result<()> {
             name,
             region,
             expires_in_secs,
+            max_uses,
             allow_cidrs,
             json,
             db,
@@ -549,6 +565,7 @@ async fn token(cmd: TokenCmd, system: &Principal) -> anyhow::Result<()> {
                 region: Some(region),
                 expires_in_secs,
                 allowed_cidrs: Some(allow_cidrs),
+                max_uses,
             };
             let created = api::tokens::create(&state, system, input)
                 .await
@@ -658,6 +675,21 @@ async fn server_cmd(cmd: ServerCmd, system: &Principal) -> anyhow::Result<()> {
                 .await
                 .map_err(api_err)?;
             println!("deleted server {id}");
+            Ok(())
+        }
+        ServerCmd::Reinstall {
+            id,
+            expires_in_secs,
+            db,
+        } => {
+            let input = api::tokens::CreateReinstallToken { expires_in_secs };
+            let created = api::tokens::reinstall(&db.state().await?, system, &id, input)
+                .await
+                .map_err(api_err)?;
+            println!(
+                "One-time re-install command for server {id} (shown once; run it on the server as root):"
+            );
+            println!("{}", created.install_command);
             Ok(())
         }
     }

@@ -154,6 +154,7 @@ async fn start_local_agent(
             region: Some("local".into()),
             expires_in_secs: Some(600),
             allowed_cidrs: Some(vec![]),
+            max_uses: Some(1),
         };
         let token = api::tokens::create(state, &Principal::system(), input)
             .await

@@ -84,6 +84,11 @@ impl Envelope {
         if env.v != PROTOCOL_VERSION {
             return Err(DecodeError::Version(env.v));
         }
+        if let Message::Hello(h) = &env.msg {
+            bounded("body.agent_version", &h.agent_version, 64)
+                .and_then(|()| h.facts.validate("body.facts."))
+                .map_err(DecodeError::Malformed)?;
+        }
         Ok(env)
     }
 }
@@ -191,6 +196,38 @@ pub struct HostFacts {
     pub ips: Vec<String>,
     /// Boot time, Unix seconds.
     pub boot_time: i64,
+}
+
+/// Most interface addresses a host reports; the agent sends no more than this.
+pub const MAX_HOST_IPS: usize = 512;
+
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("{field}: longer than {max} bytes"));
+    }
+    Ok(())
+}
+
+impl HostFacts {
+    /// Every field within the size the center stores and shows; the error names the field
+    /// (under `prefix`). Addresses must be IP addresses.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        bounded(&format!("{prefix}hostname"), &self.hostname, 255)?;
+        bounded(&format!("{prefix}os_id"), &self.os_id, 64)?;
+        bounded(&format!("{prefix}os_version"), &self.os_version, 64)?;
+        bounded(&format!("{prefix}os_name"), &self.os_name, 256)?;
+        bounded(&format!("{prefix}kernel"), &self.kernel, 256)?;
+        bounded(&format!("{prefix}arch"), &self.arch, 32)?;
+        if self.ips.len() > MAX_HOST_IPS {
+            return Err(format!("{prefix}ips: more than {MAX_HOST_IPS} addresses"));
+        }
+        for (i, ip) in self.ips.iter().enumerate() {
+            if ip.len() > 64 || ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(format!("{prefix}ips[{i}]: not an IP address"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -440,6 +477,61 @@ mod tests {
         );
         let wrong = r#"{"v":1,"seq":1,"kind":"ack","body":{"seq":"seven"}}"#;
         assert_eq!(Envelope::from_json(wrong).unwrap_err().code(), "malformed");
+    }
+
+    #[test]
+    fn hello_fields_are_bounded_and_named() {
+        let hello = |facts: HostFacts| {
+            Envelope::control(Message::Hello(Hello {
+                agent_version: "0.1.0".into(),
+                protocol: PROTOCOL_VERSION,
+                now: 0,
+                facts,
+                config_version: 0,
+                last_seq: 0,
+            }))
+            .to_json()
+        };
+        let ok = HostFacts {
+            hostname: "web-1".into(),
+            ips: vec!["192.0.2.1".into(), "2001:db8::1".into()],
+            ..Default::default()
+        };
+        assert!(Envelope::from_json(&hello(ok.clone())).is_ok());
+        for (facts, field) in [
+            (
+                HostFacts {
+                    hostname: "h".repeat(900_000),
+                    ..ok.clone()
+                },
+                "body.facts.hostname",
+            ),
+            (
+                HostFacts {
+                    kernel: "k".repeat(257),
+                    ..ok.clone()
+                },
+                "body.facts.kernel",
+            ),
+            (
+                HostFacts {
+                    ips: vec!["192.0.2.1".into(), "not an address".into()],
+                    ..ok.clone()
+                },
+                "body.facts.ips[1]",
+            ),
+            (
+                HostFacts {
+                    ips: vec!["192.0.2.1".into(); MAX_HOST_IPS + 1],
+                    ..ok.clone()
+                },
+                "body.facts.ips",
+            ),
+        ] {
+            let err = Envelope::from_json(&hello(facts)).unwrap_err();
+            assert_eq!(err.code(), "malformed");
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::tokens::parse_cidrs;
 use super::{ApiError, ApiJson, ClientIp};
 use crate::AppState;
 use crate::auth::secret;
-use crate::store::{AuditEntry, Enrollment, EnrollmentToken, now};
+use crate::store::{AuditEntry, EnrollRefusal, Enrollment, EnrollmentToken, now};
 
 /// Failed token checks per source address per window before the address is refused. Only
 /// failures count: a fleet rollout with a valid token from one NAT address is never throttled,
@@ -59,33 +59,31 @@ impl RateLimiter {
     }
 }
 
-/// Checks the token behind the rate limit, counting failures against the source address.
+/// Checks the token, counting failures against the source address. An address over the limit
+/// gets 429 for every token that fails, but a valid token still passes: the limit blunts
+/// guessing without refusing a fleet that shares the guesser's NAT or proxy address.
 async fn checked_token(
     state: &AppState,
     secret_text: &str,
     ip: Option<IpAddr>,
 ) -> Result<EnrollmentToken, ApiError> {
-    rate_limit(ip)?;
+    let limited = ip.is_some_and(|ip| !LIMITER.allow(ip));
     let r = check_token(state, secret_text, ip).await;
-    if let (Err(e), Some(ip)) = (&r, ip)
-        && e.status != StatusCode::INTERNAL_SERVER_ERROR
-    {
-        LIMITER.failed(ip);
+    match (r, ip) {
+        (Err(e), Some(ip)) if e.status != StatusCode::INTERNAL_SERVER_ERROR => {
+            LIMITER.failed(ip);
+            Err(if limited { rate_limited() } else { e })
+        }
+        (r, _) => r,
     }
-    r
 }
 
-fn rate_limit(ip: Option<IpAddr>) -> Result<(), ApiError> {
-    let Some(ip) = ip else { return Ok(()) };
-    if LIMITER.allow(ip) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed enrollment attempts from this address; retry in a minute",
-        ))
-    }
+fn rate_limited() -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many failed enrollment attempts from this address; retry in a minute",
+    )
 }
 
 fn token_error(code: &'static str, message: &str) -> ApiError {
@@ -116,6 +114,12 @@ pub async fn check_token(
         return Err(token_error(
             "token_expired",
             "this enrollment token has expired",
+        ));
+    }
+    if t.max_uses.is_some_and(|m| t.uses >= m) {
+        return Err(token_error(
+            "token_used_up",
+            "this enrollment token has enrolled as many servers as it allows",
         ));
     }
     if !t.allowed_cidrs.is_empty() {
@@ -180,7 +184,9 @@ pub async fn enroll(
 ) -> Result<EnrollResponse, ApiError> {
     let t = checked_token(state, &req.token, ip).await?;
     short("csr_pem", &req.csr_pem, MAX_CSR_BYTES)?;
-    short("facts.hostname", &req.facts.hostname, 255)?;
+    req.facts
+        .validate("facts.")
+        .map_err(ApiError::invalid_body)?;
     if let Some(iid) = &req.install_id {
         short("install_id", iid, 100)?;
     }
@@ -196,9 +202,12 @@ pub async fn enroll(
                 format!("csr_pem: {e}"),
             )
         })?;
-    let srv = state
+    let outcome = state
         .store
         .enroll(&Enrollment {
+            token_id: t.id.clone(),
+            grant_server_id: t.server_id.clone(),
+            token_created_at: t.created_at,
             project_id: t.project_id.clone(),
             region: t.region.clone(),
             install_id: req.install_id.clone().filter(|s| !s.is_empty()),
@@ -208,9 +217,10 @@ pub async fn enroll(
             facts: req.facts.clone(),
         })
         .await?;
-    if let Err(e) = state.store.increment_enrollment_token_uses(&t.id).await {
-        tracing::error!("counting enrollment token use: {e}");
-    }
+    let srv = match outcome {
+        Ok(srv) => srv,
+        Err(refusal) => return Err(refused(state, &t, ip, &req, refusal).await),
+    };
     audit_token_use(
         state,
         &t,
@@ -226,6 +236,56 @@ pub async fn enroll(
         cert_pem: issued.cert_pem,
         gateway_url: state.config.gateway_url.clone(),
     })
+}
+
+/// The answer to an enrollment the store refused, audited in the token's project: a refused
+/// rebind is what an identity takeover attempt looks like.
+async fn refused(
+    state: &AppState,
+    t: &EnrollmentToken,
+    ip: Option<IpAddr>,
+    req: &EnrollRequest,
+    refusal: EnrollRefusal,
+) -> ApiError {
+    let iid = req.install_id.as_deref().unwrap_or("");
+    let (target, code, err) = match refusal {
+        EnrollRefusal::TokenUsedUp => (
+            String::new(),
+            "token_used_up",
+            token_error(
+                "token_used_up",
+                "this enrollment token has enrolled as many servers as it allows",
+            ),
+        ),
+        EnrollRefusal::AlreadyEnrolled { server_id, name } => (
+            server_id,
+            "already_enrolled",
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "already_enrolled",
+                format!(
+                    "install id {iid:?} belongs to server {name:?}, which already has an agent; \
+                     to replace it an admin chooses Re-install on that server and runs the \
+                     one-time command it gives"
+                ),
+            ),
+        ),
+        EnrollRefusal::Revoked { server_id, name } => (
+            server_id,
+            "server_revoked",
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "server_revoked",
+                format!(
+                    "server {name:?} (install id {iid:?}) had its agent revoked; only a \
+                     Re-install command an admin issues after the revocation enrolls it again"
+                ),
+            ),
+        ),
+    };
+    let detail = format!("{code}: host {}", req.facts.hostname);
+    audit_token_use(state, t, ip, "agent.enroll_refused", &target, &detail).await;
+    err
 }
 
 /// Records install progress or failure before the agent exists.

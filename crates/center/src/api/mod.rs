@@ -149,6 +149,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/servers/{id}/revoke", post(servers::revoke_handler))
         .route(
+            "/api/v1/servers/{id}/reinstall",
+            post(tokens::reinstall_handler),
+        )
+        .route(
             "/api/v1/servers/{id}/login-ips",
             get(login_ips::get_handler).put(login_ips::set_handler),
         )

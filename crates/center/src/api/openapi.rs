@@ -42,6 +42,7 @@ use super::{
         tokens::list_handler,
         tokens::create_handler,
         tokens::revoke_handler,
+        tokens::reinstall_handler,
         users::list_handler,
         users::create_handler,
         users::delete_handler,

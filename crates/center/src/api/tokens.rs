@@ -16,6 +16,12 @@ use crate::auth::{Principal, Role, secret};
 use crate::store::{EnrollmentToken, NewEnrollmentToken};
 
 pub const MAX_EXPIRY_SECS: i64 = 365 * 24 * 3600;
+/// A token nobody set a lifetime for still ends: a leaked install command from last year must
+/// not enroll servers today.
+pub const DEFAULT_EXPIRY_SECS: i64 = 7 * 24 * 3600;
+/// A re-install token is for one install run happening now.
+pub const REINSTALL_EXPIRY_SECS: i64 = 24 * 3600;
+const MAX_USES: i64 = 1_000_000;
 const MAX_CIDRS: usize = 64;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -28,11 +34,24 @@ pub struct CreateEnrollmentToken {
     /// Region given to servers enrolled with this token.
     #[serde(default)]
     pub region: Option<String>,
+    /// Lifetime in seconds, 1 to 31536000 (365 days); absent: 604800 (7 days).
     #[serde(default)]
     pub expires_in_secs: Option<i64>,
     /// Networks (CIDR or single addresses) allowed to enroll; absent or empty means any.
     #[serde(default)]
     pub allowed_cidrs: Option<Vec<String>>,
+    /// How many servers the token may enroll (1 to 1000000); absent: no limit.
+    #[serde(default)]
+    pub max_uses: Option<i64>,
+}
+
+/// Body of `POST /api/v1/servers/{id}/reinstall`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReinstallToken {
+    /// Lifetime in seconds, 1 to 604800; absent: 86400 (24 hours).
+    #[serde(default)]
+    pub expires_in_secs: Option<i64>,
 }
 
 /// The new token, its secret and the install command: shown this once.
@@ -90,35 +109,109 @@ pub async fn create(
     let project_id = target_project(state, p, input.project_id.as_deref(), Role::Admin).await?;
     let name = text_field("name", &input.name, 1, 100)?;
     let region = text_field("region", input.region.as_deref().unwrap_or(""), 0, 100)?;
-    let expires_at = expiry("expires_in_secs", input.expires_in_secs, MAX_EXPIRY_SECS)?;
+    let expires_at = expiry(
+        "expires_in_secs",
+        Some(input.expires_in_secs.unwrap_or(DEFAULT_EXPIRY_SECS)),
+        MAX_EXPIRY_SECS,
+    )?;
     let cidrs = parse_cidrs(
         "allowed_cidrs",
         input.allowed_cidrs.as_deref().unwrap_or(&[]),
     )?;
+    if let Some(m) = input.max_uses
+        && !(1..=MAX_USES).contains(&m)
+    {
+        return Err(ApiError::invalid_body(format!(
+            "max_uses: must be 1 to {MAX_USES}"
+        )));
+    }
+    issue(
+        state,
+        p,
+        NewEnrollmentToken {
+            project_id,
+            name,
+            region,
+            allowed_cidrs: cidrs.iter().map(ToString::to_string).collect(),
+            expires_at,
+            max_uses: input.max_uses,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+}
+
+/// An admin's one-time grant to put a new agent on a server that has (or had, if revoked) one:
+/// a single-use token bound to that server, with the install command naming its install id.
+/// Ordinary tokens never rebind such a server, so holding a project's token and knowing an
+/// install id is not enough to take a server's identity.
+pub async fn reinstall(
+    state: &AppState,
+    p: &Principal,
+    server_id: &str,
+    input: CreateReinstallToken,
+) -> Result<CreatedEnrollmentToken, ApiError> {
+    let srv = super::servers::visible_server(state, p, server_id, Role::Admin).await?;
+    let expires_at = expiry(
+        "expires_in_secs",
+        Some(input.expires_in_secs.unwrap_or(REINSTALL_EXPIRY_SECS)),
+        7 * 24 * 3600,
+    )?;
+    let name: String = format!("re-install {}", srv.name)
+        .chars()
+        .take(100)
+        .collect();
+    issue(
+        state,
+        p,
+        NewEnrollmentToken {
+            project_id: srv.project_id.clone(),
+            name,
+            region: srv.region.clone(),
+            expires_at,
+            max_uses: Some(1),
+            server_id: Some(srv.id.clone()),
+            ..Default::default()
+        },
+        srv.install_id.as_deref(),
+    )
+    .await
+}
+
+async fn issue(
+    state: &AppState,
+    p: &Principal,
+    new: NewEnrollmentToken,
+    install_id: Option<&str>,
+) -> Result<CreatedEnrollmentToken, ApiError> {
     let secret = secret::new_enrollment_token();
     let token = state
         .store
         .create_enrollment_token(&NewEnrollmentToken {
-            project_id,
-            name,
             token_hash: secret::hash_secret(&secret),
             prefix: secret::display_prefix(&secret),
-            region,
-            allowed_cidrs: cidrs.iter().map(ToString::to_string).collect(),
-            expires_at,
             created_by: p.username.clone(),
+            ..new
         })
         .await?;
-    audit(
-        state,
-        p,
-        &token.project_id,
-        "enrollment_token.create",
-        &token.id,
-        &token.name,
-    )
-    .await;
-    let install_command = state.install_command(&secret);
+    let (action, target) = match &token.server_id {
+        Some(sid) => ("server.reinstall", sid.as_str()),
+        None => ("enrollment_token.create", token.id.as_str()),
+    };
+    audit(state, p, &token.project_id, action, target, &token.name).await;
+    let mut install_command = state.install_command(&secret);
+    if let Some(iid) = install_id {
+        // Install ids are made of the installer's own characters; quote anything else.
+        if iid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            install_command.push_str(&format!(" --install-id {iid}"));
+        } else {
+            install_command.push_str(&format!(" --install-id '{}'", iid.replace('\'', "'\\''")));
+        }
+    }
     Ok(CreatedEnrollmentToken {
         token,
         secret,
@@ -175,6 +268,22 @@ pub async fn create_handler(
     ApiJson(input): ApiJson<CreateEnrollmentToken>,
 ) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
     Ok((StatusCode::CREATED, Json(create(&state, &p, input).await?)))
+}
+
+#[utoipa::path(post, path = "/api/v1/servers/{id}/reinstall", tag = "enrollment", params(("id" = String, Path)),
+    request_body = CreateReinstallToken,
+    responses((status = 201, body = CreatedEnrollmentToken), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody)))]
+pub async fn reinstall_handler(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<CreateReinstallToken>,
+) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(reinstall(&state, &p, &id, input).await?),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/enrollment-tokens/{id}", tag = "enrollment", params(("id" = String, Path)),

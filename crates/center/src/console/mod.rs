@@ -104,6 +104,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/servers/{id}/reinstall", post(tokens::reinstall))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}/role", post(users::set_role))
         .route("/users/{id}/delete", post(users::delete))

@@ -236,9 +236,13 @@ impl Env {
 
     /// A server with an enrolled agent (scans and the block form are offered only for those).
     pub async fn agent_server(&self, project_id: &str, name: &str) -> Server {
+        let token = self.state.store.test_token(project_id).await;
         self.state
             .store
             .enroll(&crate::store::Enrollment {
+                token_id: token.id,
+                grant_server_id: None,
+                token_created_at: token.created_at,
                 project_id: project_id.into(),
                 region: String::new(),
                 install_id: None,
@@ -252,6 +256,7 @@ impl Env {
             })
             .await
             .unwrap()
+            .expect("enrolled")
     }
 }
 

@@ -22,6 +22,9 @@ pub(crate) struct TokenView {
     pub expires: Option<Ts>,
     pub cidrs: String,
     pub uses: i64,
+    pub max_uses: Option<i64>,
+    /// Name of the server a re-install token is bound to.
+    pub reinstall_of: Option<String>,
     pub state: &'static str,
     pub state_class: &'static str,
     pub created: Ts,
@@ -42,6 +45,8 @@ struct TokensPage {
 #[template(path = "token_created.html")]
 struct TokenCreatedPage {
     nav: Nav,
+    /// Set for a re-install token: the server it binds the next enrollment to.
+    reinstall_of: Option<String>,
     name: String,
     project: String,
     region: String,
@@ -67,12 +72,19 @@ async fn render(
         .items
         .into_iter()
         .map(|t| {
-            let (st, class) = match (t.revoked_at, t.expires_at) {
-                (Some(_), _) => ("revoked", "revoked"),
-                (None, Some(e)) if e <= now => ("expired", "expired"),
-                _ => ("active", "online"),
+            let st = t.state(now);
+            let class = match st {
+                "active" => "online",
+                "used_up" => "expired",
+                other => other,
             };
+            let reinstall_of = t
+                .server_id
+                .as_ref()
+                .map(|sid| t.server_name.clone().unwrap_or_else(|| sid.clone()));
             TokenView {
+                max_uses: t.max_uses,
+                reinstall_of,
                 project: names
                     .get(t.project_id.as_str())
                     .map(|n| n.to_string())
@@ -136,16 +148,33 @@ async fn form_error(state: &AppState, p: &Principal, e: ApiError) -> PageResult 
 }
 
 pub async fn create(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
-    let hours = f.get("expires_hours");
-    let expires_in_secs = match hours {
-        "" | "0" => None,
+    let expires_in_secs = match f.get("expires_hours") {
+        "" => None,
         h => match h.parse::<i64>() {
             Ok(h) if h > 0 => Some(h.saturating_mul(3600)),
             _ => {
                 return form_error(
                     &state,
                     &p,
-                    ApiError::invalid_body("expires_hours: must be a whole number of hours"),
+                    ApiError::invalid_body(
+                        "expires_hours: must be a whole number of hours, at least 1",
+                    ),
+                )
+                .await;
+            }
+        },
+    };
+    let max_uses = match f.get("max_uses") {
+        "" => None,
+        m => match m.parse::<i64>() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                return form_error(
+                    &state,
+                    &p,
+                    ApiError::invalid_body(
+                        "max_uses: must be a whole number, or empty for no limit",
+                    ),
                 )
                 .await;
             }
@@ -163,6 +192,7 @@ pub async fn create(State(state): State<AppState>, Post { p, f }: Post) -> PageR
         region: f.opt("region"),
         expires_in_secs,
         allowed_cidrs: Some(cidrs),
+        max_uses,
     };
     let created = match ops::create(&state, &p, input).await {
         Ok(c) => c,
@@ -176,8 +206,29 @@ pub async fn create(State(state): State<AppState>, Post { p, f }: Post) -> PageR
         .unwrap_or_default();
     html(&TokenCreatedPage {
         nav: Nav::new(&p, "tokens"),
+        reinstall_of: None,
         name: created.token.name,
         project,
+        region: created.token.region,
+        secret: created.secret,
+        install_command: created.install_command,
+    })
+}
+
+/// An admin's re-install of a server: the one-time command, shown once.
+pub async fn reinstall(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Post { p, .. }: Post,
+) -> PageResult {
+    let created = ops::reinstall(&state, &p, &id, Default::default())
+        .await
+        .map_err(ConsoleError::from)?;
+    html(&TokenCreatedPage {
+        nav: Nav::new(&p, "servers"),
+        reinstall_of: created.token.server_name.clone(),
+        name: created.token.name,
+        project: String::new(),
         region: created.token.region,
         secret: created.secret,
         install_command: created.install_command,

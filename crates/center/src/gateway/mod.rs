@@ -536,7 +536,11 @@ mod tests {
         let t = testutil::app().await;
         let s = &t.state.store;
         let p = s.ensure_project("default").await.unwrap();
+        let token = s.test_token(&p.id).await;
         let e = Enrollment {
+            token_id: token.id,
+            grant_server_id: None,
+            token_created_at: token.created_at,
             project_id: p.id,
             region: String::new(),
             install_id: None,
@@ -545,7 +549,7 @@ mod tests {
             cert_not_after: 0,
             facts: Default::default(),
         };
-        let srv = s.enroll(&e).await.unwrap();
+        let srv = s.enroll(&e).await.unwrap().unwrap();
         let gw = &t.state.gateway;
         // An older certificate of the same agent (replaced at re-enrollment) changes nothing.
         gw.stale_certificate(

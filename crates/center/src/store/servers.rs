@@ -34,13 +34,15 @@ pub struct Server {
     /// The agent's own figures from its last heartbeat (RSS, CPU, outbox depth).
     pub heartbeat: serde_json::Value,
     pub revoked_at: Option<i64>,
+    /// The installer's id for this server, unique within its project.
+    pub install_id: Option<String>,
     pub created_at: i64,
 }
 
 const SERVER_COLUMNS: &str = "id, project_id, name, region, hostname, ip_addresses, facts_json, agent_id, agent_version, \
      cert_serial, agent_status, agent_reason, agent_changed_at, protection_wanted, protection_status, protection_reason, \
      protection_changed_at, risk_status, risk_counts, risk_changed_at, config_version, last_seen_at, last_seq, \
-     heartbeat_json, revoked_at, created_at";
+     heartbeat_json, revoked_at, install_id, created_at";
 
 fn json_col(row: &AnyRow, col: &str) -> Result<serde_json::Value> {
     let text: String = row.try_get(col)?;
@@ -79,6 +81,7 @@ fn server(row: &AnyRow) -> Result<Server> {
         last_seq: row.try_get("last_seq")?,
         heartbeat: json_col(row, "heartbeat_json")?,
         revoked_at: opt_i64(row, "revoked_at"),
+        install_id: row.try_get("install_id")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -120,6 +123,12 @@ pub struct StatusChange {
 /// What an enrollment writes about the new agent.
 #[derive(Debug, Clone)]
 pub struct Enrollment {
+    /// The token presented; one of its uses is consumed in the enrollment transaction.
+    pub token_id: String,
+    /// The token's re-install grant: bind to this server even though it has or had an agent.
+    pub grant_server_id: Option<String>,
+    /// When the token was created; a grant older than the server's revocation is void.
+    pub token_created_at: i64,
     pub project_id: String,
     pub region: String,
     pub install_id: Option<String>,
@@ -127,6 +136,19 @@ pub struct Enrollment {
     pub cert_serial: String,
     pub cert_not_after: i64,
     pub facts: hostward_proto::HostFacts,
+}
+
+/// Why an enrollment bound nothing. Nothing was written (the token's use is not consumed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnrollRefusal {
+    /// The token was used up, revoked or expired between the check and the transaction.
+    TokenUsedUp,
+    /// The install id names a server of the project that has an agent: rebinding it needs an
+    /// admin's re-install token.
+    AlreadyEnrolled { server_id: String, name: String },
+    /// The install id (or the re-install token) names a server whose agent was revoked after any
+    /// re-install token was issued; only a newer re-install token binds it again.
+    Revoked { server_id: String, name: String },
 }
 
 fn ips_text(ips: &[String]) -> String {
@@ -375,12 +397,14 @@ impl Store {
             None => (status::INSTALLING, ""),
         };
         let mut tx = self.begin().await?;
-        let existing: Option<String> = sqlx::query("SELECT id FROM servers WHERE install_id = $1")
-            .bind(install_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get("id"))
-            .transpose()?;
+        let existing: Option<String> =
+            sqlx::query("SELECT id FROM servers WHERE install_id = $1 AND project_id = $2")
+                .bind(install_id.to_string())
+                .bind(project_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("id"))
+                .transpose()?;
         let id = match existing {
             Some(id) => id,
             None => {
@@ -419,26 +443,67 @@ impl Store {
         Ok(s)
     }
 
-    /// Stores a new agent identity: on the server its install reports created, else on a new one.
-    /// The server stays `installing` until the agent's first hello.
-    pub async fn enroll(&self, e: &Enrollment) -> Result<Server> {
+    /// Stores a new agent identity, consuming one use of the token in the same transaction: on
+    /// the server its install reports created, else on a new one. A server that has or had an
+    /// agent is rebound only by a re-install token naming it (`grant_server_id`), and a revoked
+    /// one only by a re-install token issued after the revocation; anything else is refused and
+    /// writes nothing. The server stays `installing` until the agent's first hello.
+    pub async fn enroll(
+        &self,
+        e: &Enrollment,
+    ) -> Result<std::result::Result<Server, EnrollRefusal>> {
         let mut tx = self.begin().await?;
-        let existing: Option<String> = match &e.install_id {
-            Some(iid) => {
-                sqlx::query("SELECT id FROM servers WHERE install_id = $1 AND project_id = $2")
-                    .bind(iid.clone())
-                    .bind(e.project_id.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| r.try_get("id"))
-                    .transpose()?
-            }
-            None => None,
-        };
         let t = now();
+        let consumed = sqlx::query(
+            "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2) AND (max_uses IS NULL OR uses < max_uses)",
+        )
+        .bind(e.token_id.clone())
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        if consumed.rows_affected() == 0 {
+            return Ok(Err(EnrollRefusal::TokenUsedUp));
+        }
+        let existing = match (&e.grant_server_id, &e.install_id) {
+            (Some(sid), _) => Some(server_tx(&mut tx, sid).await?),
+            (None, Some(iid)) => {
+                let row =
+                    sqlx::query("SELECT id FROM servers WHERE install_id = $1 AND project_id = $2")
+                        .bind(iid.clone())
+                        .bind(e.project_id.clone())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                match row {
+                    Some(r) => Some(server_tx(&mut tx, &r.try_get::<String, _>("id")?).await?),
+                    None => None,
+                }
+            }
+            (None, None) => None,
+        };
+        if let Some(srv) = &existing {
+            if srv.project_id != e.project_id {
+                return Err(StoreError::NotFound("server"));
+            }
+            let granted = e.grant_server_id.as_deref() == Some(srv.id.as_str());
+            let refusal = match srv.revoked_at {
+                Some(r) if !granted || r > e.token_created_at => Some(EnrollRefusal::Revoked {
+                    server_id: srv.id.clone(),
+                    name: srv.name.clone(),
+                }),
+                _ if srv.agent_id.is_some() && !granted => Some(EnrollRefusal::AlreadyEnrolled {
+                    server_id: srv.id.clone(),
+                    name: srv.name.clone(),
+                }),
+                _ => None,
+            };
+            if let Some(refusal) = refusal {
+                return Ok(Err(refusal));
+            }
+        }
         let facts = serde_json::to_string(&e.facts).expect("facts serialise");
         let id = match existing {
-            Some(id) => id,
+            Some(srv) => srv.id,
             None => {
                 let id = new_id();
                 let (prot, cause) =
@@ -458,11 +523,16 @@ impl Store {
                 .bind(prot.to_string())
                 .bind(cause.to_string())
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(|err| {
+                    super::auth::unique_conflict(err, "server with this install id")
+                })?;
                 history(&mut tx, &id, t, "agent", status::INSTALLING, "").await?;
                 id
             }
         };
+        // revoked_at can only be set here when a re-install token issued after the revocation
+        // was presented: that admin decision is what lifts it.
         sqlx::query(
             "UPDATE servers SET agent_id = $1, cert_serial = $2, cert_not_after = $3, hostname = $4, ip_addresses = $5, \
              facts_json = $6, revoked_at = NULL, last_seq = 0 WHERE id = $7",
@@ -479,7 +549,7 @@ impl Store {
         apply_status(&mut tx, &id, status::INSTALLING, "", None, StopHint::None).await?;
         let s = server_tx(&mut tx, &id).await?;
         tx.commit().await?;
-        Ok(s)
+        Ok(Ok(s))
     }
 
     /// Sets the agent status (and the protection status that follows) if it changed; writes
@@ -705,7 +775,11 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(srv.agent_status, "installing", "{backend}");
+            let token = s.test_token(&p.id).await;
             let e = Enrollment {
+                token_id: token.id,
+                grant_server_id: None,
+                token_created_at: token.created_at,
                 project_id: p.id.clone(),
                 region: "eu".into(),
                 install_id: Some("inst-1".into()),
@@ -714,7 +788,7 @@ mod tests {
                 cert_not_after: 0,
                 facts: facts("web-1"),
             };
-            let enrolled = s.enroll(&e).await.unwrap();
+            let enrolled = s.enroll(&e).await.unwrap().unwrap();
             assert_eq!(
                 enrolled.id, srv.id,
                 "{backend}: enrollment reuses the install's server"
