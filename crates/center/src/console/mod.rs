@@ -27,6 +27,8 @@ mod risk_tests;
 mod tests;
 #[cfg(test)]
 mod testutil;
+#[cfg(test)]
+mod tokens_tests;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
