@@ -182,7 +182,7 @@ enum TokenCmd {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// List enrollment tokens (never their secrets).
+    /// List enrollment tokens (never their secrets): id, name, prefix, state, uses, expiry.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -593,8 +593,22 @@ async fn token(cmd: TokenCmd, system: &Principal) -> anyhow::Result<()> {
             if json {
                 return print_json(&tokens);
             }
+            let now = crate::store::now();
             for t in tokens {
-                println!("{}\t{}\t{}", t.id, t.name, t.prefix);
+                let uses = match t.max_uses {
+                    Some(m) => format!("{}/{m} uses", t.uses),
+                    None => format!("{} uses", t.uses),
+                };
+                let expires = t
+                    .expires_at
+                    .map_or_else(|| "never expires".to_string(), |e| format!("expires {e}"));
+                println!(
+                    "{}\t{}\t{}\t{}\t{uses}\t{expires}",
+                    t.id,
+                    t.name,
+                    t.prefix,
+                    t.state(now)
+                );
             }
             Ok(())
         }
