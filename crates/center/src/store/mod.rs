@@ -84,6 +84,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "login_ips",
         include_str!("migrations/sqlite/0005_login_ips.sql"),
     ),
+    (
+        7,
+        "login_attempts",
+        include_str!("migrations/sqlite/0007_login_attempts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -102,6 +107,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "login_ips",
         include_str!("migrations/postgres/0005_login_ips.sql"),
+    ),
+    (
+        7,
+        "login_attempts",
+        include_str!("migrations/postgres/0007_login_attempts.sql"),
     ),
 ];
 
