@@ -662,3 +662,43 @@ async fn weak_passwords_are_refused_naming_the_field_and_the_reason() -> Result<
     })
     .await
 }
+
+#[tokio::test]
+async fn replicas_share_the_failure_counters() -> Result<()> {
+    if pg_admin_url()?.is_none() {
+        return Ok(());
+    }
+    let env = TestEnv::new("login-replicas");
+    env.run(async {
+        let a = Center::start(&env, Backend::Postgres, CenterOpts::default()).await?;
+        let b = a.start_replica(&env).await?;
+        let pw = "alice-real-passphrase-7";
+        a.add_user("alice", pw, &[]).await?;
+        // One burst split across both replicas: the limit holds for the pair, not per replica.
+        let (ca, cb) = (client_from(&a, "127.0.0.1")?, client_from(&b, "127.0.0.1")?);
+        let burst = (0..40).map(|i| {
+            let (c, center) = if i % 2 == 0 { (&ca, &a) } else { (&cb, &b) };
+            async move {
+                login_patiently(c, center, "alice", &format!("wrong-guess-{i}"))
+                    .await
+                    .map(|r| r.status)
+            }
+        });
+        for s in futures_util::future::join_all(burst).await {
+            let s = s?;
+            ensure!(s == 401 || s == 429, "a burst login answered {s}");
+        }
+        let checked = checked_failures(&a, "alice").await?;
+        eprintln!("burst of 40 over two replicas: {checked} checked");
+        ensure!(
+            (1..=MAX_FAILURES).contains(&checked),
+            "{checked} wrong passwords were checked across the replicas; the limit is {MAX_FAILURES}"
+        );
+        let via_b = login(&cb, &b, "alice", pw).await?;
+        ensure!(via_b.status == 401, "alice's right password via the replica: {}", via_b.status);
+        let other = login(&client_from(&b, "127.0.0.2")?, &b, "alice", pw).await?;
+        ensure!(other.status == 200, "alice from 127.0.0.2 via the replica: {}", other.status);
+        Ok(())
+    })
+    .await
+}
