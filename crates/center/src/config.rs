@@ -51,10 +51,12 @@ pub struct ServeArgs {
     /// Console session lifetime in seconds.
     #[arg(long, env = "HOSTWARD_SESSION_TTL_SECS")]
     pub session_ttl_secs: Option<u64>,
-    /// Failed logins before an account is locked.
+    /// Failed logins of one account from one source address (IPv6: its /64) within
+    /// --lockout-secs before that source's further attempts on the account are refused unchecked.
     #[arg(long, env = "HOSTWARD_LOGIN_MAX_FAILURES")]
     pub login_max_failures: Option<u32>,
-    /// How long a locked account stays locked, in seconds.
+    /// Window of the failed-login counters in seconds: a source refused for an account (or
+    /// across accounts) is let try again once the window that counted its failures has passed.
     #[arg(long, env = "HOSTWARD_LOCKOUT_SECS")]
     pub lockout_secs: Option<u64>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `hostward_center=debug`.
