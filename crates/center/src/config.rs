@@ -419,6 +419,23 @@ mod tests {
     }
 
     #[test]
+    fn password_hash_limits_are_checked_and_default_sanely() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ServeArgs::default().resolve(dir.path()).unwrap();
+        assert!((1..=4).contains(&cfg.password_hash_workers));
+        assert!(cfg.password_hash_queue > 0 && cfg.password_hash_per_source > 0);
+        assert!(cfg.login_source_max_failures > cfg.login_max_failures);
+        let err = ServeArgs {
+            password_hash_workers: Some(0),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("password_hash_workers"), "{err}");
+    }
+
+    #[test]
     fn url_host_handles_ports_and_ipv6() {
         assert_eq!(url_host("https://a.example:8443/x"), "a.example");
         assert_eq!(url_host("wss://[::1]:10180/agent/v1"), "::1");

@@ -157,7 +157,7 @@ impl Attempt {
 
     /// The password was right: this account's counter from this source starts again.
     pub(crate) async fn succeeded(&self, state: &AppState) -> Result<(), ApiError> {
-        state.store.clear_login_attempts(&self.account).await?;
+        state.store.delete_login_attempt(&self.account).await?;
         state.store.release_login_attempt(&self.source).await?;
         Ok(())
     }

@@ -251,8 +251,17 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the counters whose scope starts with `prefix` (a successful sign-in clears its
-    /// account+source counter; an administrator's reset clears every source of the account).
+    /// Forgets one counter (a successful sign-in clears its account+source counter).
+    pub async fn delete_login_attempt(&self, scope: &str) -> Result<()> {
+        sqlx::query("DELETE FROM login_attempts WHERE scope = $1")
+            .bind(scope.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the counters whose scope starts with `prefix` (an administrator's reset clears
+    /// every source of the account: `acct:<name>|`).
     pub async fn clear_login_attempts(&self, prefix: &str) -> Result<()> {
         let like = format!(
             "{}%",
@@ -585,6 +594,18 @@ mod tests {
             s.reserve_login_attempt("acct:alice_x|192.0.2.2", 2000, 1000)
                 .await
                 .unwrap();
+            s.reserve_login_attempt("acct:alice|192.0.2.10", 2000, 1000)
+                .await
+                .unwrap();
+            s.delete_login_attempt("acct:alice|192.0.2.1")
+                .await
+                .unwrap();
+            assert_eq!(s.login_attempts(scope, 0).await.unwrap(), 0, "{backend}");
+            assert_eq!(
+                s.login_attempts("acct:alice|192.0.2.10", 0).await.unwrap(),
+                1,
+                "{backend}: only the exact scope"
+            );
             s.clear_login_attempts("acct:alice|").await.unwrap();
             assert_eq!(s.login_attempts(scope, 0).await.unwrap(), 0, "{backend}");
             assert_eq!(
