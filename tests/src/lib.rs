@@ -971,6 +971,11 @@ impl Center {
         self.proc.as_mut().is_some_and(|p| p.exited().is_none())
     }
 
+    /// Process id of the running center, for readings under /proc (peak RSS and the like).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.pid().as_raw() as u32)
+    }
+
     /// The center's stderr (all runs).
     pub fn stderr(&self) -> String {
         read_from(&self.dir.join("center.stderr.log"), 0)

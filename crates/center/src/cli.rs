@@ -26,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up; boxing the serve flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the protection center: console/API on --listen (8443), agent gateway on --gateway-listen (10180).
@@ -523,9 +525,13 @@ async fn user(cmd: UserCmd, system: &Principal) -> anyhow::Result<()> {
                 .user_by_name(&name)
                 .await?
                 .with_context(|| format!("no user named {name:?}"))?;
-            api::users::set_password(&state, system, &user.id, &password)
+            let done = api::users::set_password(&state, system, &user.id, &password)
                 .await
                 .map_err(api_err)?;
+            eprintln!(
+                "{name}: {} sessions ended, {} API tokens revoked; a new password is asked at next sign-in",
+                done.sessions_ended, done.api_tokens_revoked
+            );
             if generated {
                 println!("new password for {name}: {password}");
             }

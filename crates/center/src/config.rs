@@ -51,10 +51,12 @@ pub struct ServeArgs {
     /// Console session lifetime in seconds.
     #[arg(long, env = "HOSTWARD_SESSION_TTL_SECS")]
     pub session_ttl_secs: Option<u64>,
-    /// Failed logins before an account is locked.
+    /// Failed logins of one account from one source address (IPv6: its /64) within
+    /// --lockout-secs before that source's further attempts on the account are refused unchecked.
     #[arg(long, env = "HOSTWARD_LOGIN_MAX_FAILURES")]
     pub login_max_failures: Option<u32>,
-    /// How long a locked account stays locked, in seconds.
+    /// Window of the failed-login counters in seconds: a source refused for an account (or
+    /// across accounts) is let try again once the window that counted its failures has passed.
     #[arg(long, env = "HOSTWARD_LOCKOUT_SECS")]
     pub lockout_secs: Option<u64>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `hostward_center=debug`.
@@ -74,6 +76,22 @@ pub struct ServeArgs {
     /// Days an alarm is kept after its last occurrence.
     #[arg(long, env = "HOSTWARD_ALARM_RETENTION_DAYS")]
     pub alarm_retention_days: Option<i64>,
+    /// Argon2 password checks run at once (each holds 19 MiB). Default: CPU cores, at most 4.
+    #[arg(long, env = "HOSTWARD_PASSWORD_HASH_WORKERS")]
+    pub password_hash_workers: Option<usize>,
+    /// Password checks that may wait for a worker; beyond, logins answer 503 with Retry-After.
+    #[arg(long, env = "HOSTWARD_PASSWORD_HASH_QUEUE")]
+    pub password_hash_queue: Option<usize>,
+    /// Password checks one source address (IPv6: its /64) may have running or waiting.
+    #[arg(long, env = "HOSTWARD_PASSWORD_HASH_PER_SOURCE")]
+    pub password_hash_per_source: Option<usize>,
+    /// Seconds a password check may wait for a worker before it is refused (503).
+    #[arg(long, env = "HOSTWARD_PASSWORD_HASH_WAIT_SECS")]
+    pub password_hash_wait_secs: Option<u64>,
+    /// Failed logins one source address (IPv6: its /64) may make across all accounts within
+    /// --lockout-secs before its further attempts are refused unchecked.
+    #[arg(long, env = "HOSTWARD_LOGIN_SOURCE_MAX_FAILURES")]
+    pub login_source_max_failures: Option<u32>,
 }
 
 /// Resolved configuration with every default applied.
@@ -96,6 +114,11 @@ pub struct Config {
     pub vulndb_fetch_hours: u64,
     pub vulndb_ca_file: PathBuf,
     pub alarm_retention_days: i64,
+    pub password_hash_workers: usize,
+    pub password_hash_queue: usize,
+    pub password_hash_per_source: usize,
+    pub password_hash_wait_secs: u64,
+    pub login_source_max_failures: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +173,17 @@ impl ServeArgs {
             vulndb_fetch_hours: self.vulndb_fetch_hours.or(file.vulndb_fetch_hours),
             vulndb_ca_file: self.vulndb_ca_file.or(file.vulndb_ca_file),
             alarm_retention_days: self.alarm_retention_days.or(file.alarm_retention_days),
+            password_hash_workers: self.password_hash_workers.or(file.password_hash_workers),
+            password_hash_queue: self.password_hash_queue.or(file.password_hash_queue),
+            password_hash_per_source: self
+                .password_hash_per_source
+                .or(file.password_hash_per_source),
+            password_hash_wait_secs: self
+                .password_hash_wait_secs
+                .or(file.password_hash_wait_secs),
+            login_source_max_failures: self
+                .login_source_max_failures
+                .or(file.login_source_max_failures),
         }
     }
 
@@ -231,7 +265,52 @@ impl ServeArgs {
                 msg: format!("{alarm_retention_days} is outside 1..=3650"),
             });
         }
+        let hash_defaults = crate::auth::password::PoolConfig::default();
+        let password_hash_workers = a.password_hash_workers.unwrap_or(hash_defaults.workers);
+        if !(1..=64).contains(&password_hash_workers) {
+            return Err(ConfigError::Invalid {
+                key: "password_hash_workers",
+                msg: format!("{password_hash_workers} is outside 1..=64"),
+            });
+        }
+        let password_hash_queue = a.password_hash_queue.unwrap_or(hash_defaults.queue);
+        if password_hash_queue > 10_000 {
+            return Err(ConfigError::Invalid {
+                key: "password_hash_queue",
+                msg: format!("{password_hash_queue} is outside 0..=10000"),
+            });
+        }
+        let password_hash_per_source = a
+            .password_hash_per_source
+            .unwrap_or(hash_defaults.per_source);
+        if !(1..=10_000).contains(&password_hash_per_source) {
+            return Err(ConfigError::Invalid {
+                key: "password_hash_per_source",
+                msg: format!("{password_hash_per_source} is outside 1..=10000"),
+            });
+        }
+        let password_hash_wait_secs = a
+            .password_hash_wait_secs
+            .unwrap_or(hash_defaults.wait.as_secs());
+        if !(1..=300).contains(&password_hash_wait_secs) {
+            return Err(ConfigError::Invalid {
+                key: "password_hash_wait_secs",
+                msg: format!("{password_hash_wait_secs} is outside 1..=300"),
+            });
+        }
+        let login_source_max_failures = a.login_source_max_failures.unwrap_or(50);
+        if login_source_max_failures == 0 {
+            return Err(ConfigError::Invalid {
+                key: "login_source_max_failures",
+                msg: "must be at least 1".into(),
+            });
+        }
         Ok(Config {
+            password_hash_workers,
+            password_hash_queue,
+            password_hash_per_source,
+            password_hash_wait_secs,
+            login_source_max_failures,
             alarm_retention_days,
             vulndb_url: a.vulndb_url,
             vulndb_fetch_hours,
@@ -337,6 +416,23 @@ mod tests {
         assert_eq!(cfg.gateway_url, "wss://10.0.0.5:10180/agent/v1");
         assert!(cfg.server_names.contains(&"10.0.0.5".to_string()));
         assert!(cfg.database_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn password_hash_limits_are_checked_and_default_sanely() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ServeArgs::default().resolve(dir.path()).unwrap();
+        assert!((1..=4).contains(&cfg.password_hash_workers));
+        assert!(cfg.password_hash_queue > 0 && cfg.password_hash_per_source > 0);
+        assert!(cfg.login_source_max_failures > cfg.login_max_failures);
+        let err = ServeArgs {
+            password_hash_workers: Some(0),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("password_hash_workers"), "{err}");
     }
 
     #[test]

@@ -26,15 +26,20 @@ pub struct LoginResponse {
     pub must_change_password: bool,
 }
 
+/// Signs in. An unknown user, a wrong password and an attempt refused for too many failures
+/// (of this account from this address, or of this address across accounts) all answer 401
+/// `bad_credentials`. 503 `busy` with `Retry-After` when too many password checks are running.
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = super::ErrorBody), (status = 429, body = super::ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
 pub async fn login_handler(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     jar: CookieJar,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<(CookieJar, Json<LoginResponse>), ApiError> {
-    let (p, raw) = auth::login(&state, &req.username, &req.password, ip).await?;
+) -> Result<(CookieJar, Json<LoginResponse>), axum::response::Response> {
+    let (p, raw) = auth::login(&state, &req.username, &req.password, ip)
+        .await
+        .map_err(auth::password::retry_after)?;
     let jar = jar.add(auth::session_cookie(&raw, state.config.session_ttl_secs));
     let body = LoginResponse {
         csrf_token: p.csrf.clone().unwrap_or_default(),

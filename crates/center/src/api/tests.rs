@@ -312,7 +312,7 @@ async fn session_cookie_needs_csrf_header_for_unsafe_methods() {
 }
 
 #[tokio::test]
-async fn failed_logins_lock_the_account() {
+async fn failed_logins_lock_the_account_for_the_source_and_answer_like_unknown_users() {
     let t = app_with(|c| {
         c.login_max_failures = 2;
         c.lockout_secs = 600;
@@ -320,39 +320,44 @@ async fn failed_logins_lock_the_account() {
     .await;
     t.user("lena", &[]).await;
     let bad = json!({"username": "lena", "password": "not the password"}).to_string();
-    let (st, body, _) = t
-        .call(Method::POST, "/api/v1/session", &[], Some(&bad))
-        .await;
-    assert_eq!(
-        (st, body["error"]["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("bad_credentials"))
-    );
-    let (st, body, _) = t
-        .call(Method::POST, "/api/v1/session", &[], Some(&bad))
-        .await;
-    assert_eq!(
-        (st, body["error"]["code"].as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, Some("locked"))
-    );
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (st, body, _) = t
+            .call(Method::POST, "/api/v1/session", &[], Some(&bad))
+            .await;
+        answers.push((st, body));
+    }
     let good = json!({"username": "lena", "password": PASSWORD}).to_string();
-    let (st, _, _) = t
+    let (st, locked, _) = t
         .call(Method::POST, "/api/v1/session", &[], Some(&good))
         .await;
     assert_eq!(
         st,
-        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::UNAUTHORIZED,
         "locked even with the right password"
     );
     let ghost = json!({"username": "nobody", "password": PASSWORD}).to_string();
-    let (st, body, _) = t
+    let (st, unknown, _) = t
         .call(Method::POST, "/api/v1/session", &[], Some(&ghost))
         .await;
-    assert_eq!(
-        (st, body["error"]["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("bad_credentials"))
-    );
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    for (st, body) in &answers {
+        assert_eq!((*st, body), (StatusCode::UNAUTHORIZED, &unknown));
+    }
+    assert_eq!(locked, unknown, "locked and unknown answer alike");
+    assert_eq!(unknown["error"]["code"], "bad_credentials");
     let audit = t.state.store.list_audit(None, 10).await.unwrap();
-    assert!(audit.iter().any(|a| a.action == "auth.locked"));
+    let count = |action: &str| audit.iter().filter(|a| a.action == action).count();
+    assert_eq!(
+        count("auth.login_failed"),
+        3,
+        "2 wrong passwords and the unknown user"
+    );
+    assert_eq!(
+        count("auth.login_locked"),
+        2,
+        "refused unchecked: 1 wrong and the right one"
+    );
     assert!(
         audit
             .iter()
@@ -571,7 +576,8 @@ async fn users_roles_and_api_tokens() {
         StatusCode::CONFLICT
     );
 
-    // Anna administers a, not b: she can add bob to a but not touch his role in b.
+    // Anna administers a, not b: she cannot touch his role in b, and cannot adopt bob into a
+    // while he shares none of her projects (only superadmins manage such users).
     let uri = format!("/api/v1/users/{bob_id}/roles");
     let (st, e) = t
         .send(
@@ -595,15 +601,14 @@ async fn users_roles_and_api_tokens() {
         e["error"]["message"].as_str().unwrap().contains("role"),
         "{e}"
     );
-    let (st, _) = t
-        .send(
-            Method::PUT,
-            &uri,
-            &anna,
-            &json!({"project_id": a.id, "role": "operator"}).to_string(),
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    let operator = json!({"project_id": a.id, "role": "operator"}).to_string();
+    let (st, e) = t.send(Method::PUT, &uri, &anna, &operator).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{e}");
+    let viewer = json!({"project_id": a.id, "role": "viewer"}).to_string();
+    let (st, e) = t.send(Method::PUT, &uri, &root_tok, &viewer).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{e}");
+    let (st, _) = t.send(Method::PUT, &uri, &anna, &operator).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "bob shares a with anna now");
     let (_, users) = t.get("/api/v1/users", &anna).await;
     let bob_seen = users["items"]
         .as_array()
@@ -639,7 +644,7 @@ async fn users_roles_and_api_tokens() {
         )
         .await
         .0,
-        StatusCode::NO_CONTENT
+        StatusCode::OK
     );
 
     // Own API tokens.

@@ -1,5 +1,7 @@
 //! Users and roles. Superadmins create and delete users; a project admin manages roles in the
-//! projects they administer and resets passwords of users who belong only to those projects.
+//! projects they administer (for users who already share one of the caller's projects) and
+//! resets passwords of users who belong only to projects they administer. Only superadmins act
+//! on users outside the caller's projects, so a project admin cannot adopt and take over one.
 
 use std::collections::HashSet;
 
@@ -27,7 +29,8 @@ pub struct UserInfo {
     pub username: String,
     pub is_superadmin: bool,
     pub must_change_password: bool,
-    /// Unix seconds; 0 when not locked.
+    /// Unix seconds; 0 when not locked. Only an administrator's lock sets it: failed sign-ins
+    /// lock one source for the account, never the account itself.
     pub locked_until: i64,
     pub created_at: i64,
     /// Roles in the projects the caller may see.
@@ -51,7 +54,8 @@ impl IntoIterator for UserList {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: String,
-    /// At least 12 characters.
+    /// At least 12 characters; not a common password, not repetitive or sequential, not the
+    /// user name.
     pub password: String,
     #[serde(default)]
     pub is_superadmin: bool,
@@ -66,11 +70,24 @@ pub struct CreateUser {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPassword {
-    /// At least 12 characters.
+    /// The new password: at least 12 characters; not a common password, not repetitive or
+    /// sequential, not the user name.
     pub password: String,
     /// Required when changing your own password.
     #[serde(default)]
     pub current_password: Option<String>,
+}
+
+/// What a password change or reset ended.
+///
+/// Your own change (with `current_password`) ends every other console session (the one making
+/// the change stays signed in) and revokes all your API tokens: whoever knew the old password
+/// may have made some. An administrator's reset ends all the user's sessions, revokes all their
+/// API tokens and makes them choose a new password at next sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct PasswordChanged {
+    pub sessions_ended: u64,
+    pub api_tokens_revoked: u64,
 }
 
 /// `role: null` removes the user from the project.
@@ -179,7 +196,7 @@ pub async fn create(
 ) -> Result<UserInfo, ApiError> {
     superadmin_only(p)?;
     validate_username(&input.username)?;
-    auth::validate_new_password("password", &input.password)?;
+    auth::validate_new_password("password", &input.password, &input.username)?;
     let grant = match input.role {
         Some(role) => Some((
             super::target_project(state, p, input.project_id.as_deref(), Role::Admin).await?,
@@ -192,7 +209,9 @@ pub async fn create(
         }
         None => None,
     };
-    let password_hash = auth::hash_password(&input.password).await?;
+    let password_hash = auth::password::pool(&state.config)
+        .hash(p.source_ip, &input.password)
+        .await?;
     let u = state
         .store
         .create_user(&NewUser {
@@ -280,51 +299,123 @@ async fn visible_user(state: &AppState, p: &Principal, id: &str) -> Result<User,
 }
 
 /// Sets another user's password (superadmin, or admin of every project the user belongs to).
-/// The user must change it at next sign-in, and their sessions end. Your own password goes
-/// through [`change_own_password`].
+/// The user must change it at next sign-in; all their sessions end, all their API tokens are
+/// revoked and any lockout is lifted. Your own password goes through [`change_own_password`].
 pub async fn set_password(
     state: &AppState,
     p: &Principal,
     id: &str,
     password: &str,
-) -> Result<(), ApiError> {
+) -> Result<PasswordChanged, ApiError> {
     let u = visible_user(state, p, id).await?;
     if p.is_user(&u.id) {
         return Err(ApiError::invalid_body(
             "current_password: required to change your own password",
         ));
     }
-    auth::validate_new_password("password", password)?;
+    auth::validate_new_password("password", password, &u.username)?;
     if !may_manage(state, p, &u).await? {
         return Err(ApiError::forbidden("you may not set this user's password"));
     }
-    let hash = auth::hash_password(password).await?;
+    let hash = auth::password::pool(&state.config)
+        .hash(p.source_ip, password)
+        .await?;
     state.store.set_password_hash(&u.id, &hash, true).await?;
-    state.store.delete_user_sessions(&u.id).await?;
-    audit(state, p, "", "user.password_reset", &u.username, "").await;
-    Ok(())
+    let done = PasswordChanged {
+        sessions_ended: state.store.delete_user_sessions(&u.id).await?,
+        api_tokens_revoked: state.store.revoke_user_api_tokens(&u.id).await?,
+    };
+    state
+        .store
+        .clear_login_attempts(&format!("acct:{}|", u.username.to_lowercase()))
+        .await?;
+    let detail = format!(
+        "sessions ended: {}, api tokens revoked: {}",
+        done.sessions_ended, done.api_tokens_revoked
+    );
+    audit(state, p, "", "user.password_reset", &u.username, &detail).await;
+    Ok(done)
 }
 
-/// Changes the caller's own password after checking the current one. Sessions stay open.
+/// Changes the caller's own password after checking the current one. A wrong current password
+/// counts as a failed sign-in of this account from this source (the same counters and limit);
+/// past the limit it is not checked and the answer is 429 `locked`. On success every other
+/// session of the user ends (the calling session stays) and all the user's API tokens are
+/// revoked.
 pub async fn change_own_password(
     state: &AppState,
     p: &Principal,
     current_password: &str,
     new_password: &str,
-) -> Result<(), ApiError> {
+) -> Result<PasswordChanged, ApiError> {
     let u = state
         .store
         .user(&p.user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    auth::validate_new_password("password", new_password)?;
-    if !auth::verify_password(current_password, &u.password_hash).await {
+    auth::validate_new_password("password", new_password, &u.username)?;
+    if new_password == current_password {
+        return Err(ApiError::invalid_body(
+            "password: must differ from the current password",
+        ));
+    }
+    let pool = auth::password::pool(&state.config);
+    let attempt = auth::session::Attempt::new(&u.username, p.source_ip);
+    if let Err(refusal) = attempt.reserve(state).await? {
+        audit(
+            state,
+            p,
+            "",
+            "user.password_change_refused",
+            &u.username,
+            refusal.detail(),
+        )
+        .await;
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked",
+            "current_password: too many wrong passwords from your address; try again later",
+        ));
+    }
+    let matches = match pool
+        .verify(p.source_ip, current_password, &u.password_hash)
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            attempt.release(state).await?;
+            return Err(e);
+        }
+    };
+    if !matches {
+        audit(
+            state,
+            p,
+            "",
+            "user.password_change_failed",
+            &u.username,
+            "wrong current password",
+        )
+        .await;
         return Err(ApiError::invalid_body("current_password: does not match"));
     }
-    let hash = auth::hash_password(new_password).await?;
+    attempt.succeeded(state).await?;
+    let hash = pool.hash(p.source_ip, new_password).await?;
     state.store.set_password_hash(&u.id, &hash, false).await?;
-    audit(state, p, "", "user.password_change", &u.username, "").await;
-    Ok(())
+    let sessions_ended = match &p.csrf {
+        Some(csrf) => state.store.delete_other_sessions(&u.id, csrf).await?,
+        None => state.store.delete_user_sessions(&u.id).await?,
+    };
+    let done = PasswordChanged {
+        sessions_ended,
+        api_tokens_revoked: state.store.revoke_user_api_tokens(&u.id).await?,
+    };
+    let detail = format!(
+        "other sessions ended: {}, api tokens revoked: {}",
+        done.sessions_ended, done.api_tokens_revoked
+    );
+    audit(state, p, "", "user.password_change", &u.username, &detail).await;
+    Ok(done)
 }
 
 /// Gives or removes a role in a project the caller administers.
@@ -338,14 +429,27 @@ pub async fn set_role(
     if state.store.project(&input.project_id).await?.is_none() {
         return Err(ApiError::not_found("project"));
     }
-    // A project admin may add any existing user to their project, so any user id resolves.
     let u = state
         .store
         .user(id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    if p.is_user(&u.id) && !p.is_superadmin {
-        return Err(ApiError::forbidden("you cannot change your own role"));
+    if !p.is_superadmin {
+        if p.is_user(&u.id) {
+            return Err(ApiError::forbidden("you cannot change your own role"));
+        }
+        // Adding a user from outside one's projects and then resetting their password would
+        // take the account over; such users (and superadmins) are the superadmins' to manage,
+        // and stay invisible (404) like other projects' objects.
+        let shares = state
+            .store
+            .memberships_of(&u.id)
+            .await?
+            .iter()
+            .any(|m| p.role_in(&m.project_id).is_some());
+        if u.is_superadmin || !shares {
+            return Err(ApiError::not_found("user"));
+        }
     }
     match input.role {
         Some(r) => {
@@ -420,8 +524,11 @@ pub async fn create_handler(
     State(state): State<AppState>,
     p: Principal,
     ApiJson(input): ApiJson<CreateUser>,
-) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
-    Ok((StatusCode::CREATED, Json(create(&state, &p, input).await?)))
+) -> Result<(StatusCode, Json<UserInfo>), axum::response::Response> {
+    let u = create(&state, &p, input)
+        .await
+        .map_err(auth::password::retry_after)?;
+    Ok((StatusCode::CREATED, Json(u)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
@@ -435,26 +542,30 @@ pub async fn delete_handler(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Your own password (with `current_password`): other sessions end, your API tokens are
+/// revoked. Another user's (admin reset): all their sessions end, their API tokens are revoked,
+/// they must choose a new password at next sign-in. The answer counts what ended.
 #[utoipa::path(put, path = "/api/v1/users/{id}/password", tag = "users", params(("id" = String, Path)), request_body = SetPassword,
-    responses((status = 204), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = PasswordChanged), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
 pub async fn password_handler(
     State(state): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<SetPassword>,
-) -> Result<StatusCode, ApiError> {
-    if p.is_user(&id) {
+) -> Result<Json<PasswordChanged>, axum::response::Response> {
+    let done = if p.is_user(&id) {
         change_own_password(
             &state,
             &p,
             input.current_password.as_deref().unwrap_or(""),
             &input.password,
         )
-        .await?;
+        .await
     } else {
-        set_password(&state, &p, &id, &input.password).await?;
-    }
-    Ok(StatusCode::NO_CONTENT)
+        set_password(&state, &p, &id, &input.password).await
+    };
+    done.map(Json).map_err(auth::password::retry_after)
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", params(("id" = String, Path)), request_body = SetRole,

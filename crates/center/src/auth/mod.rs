@@ -21,10 +21,10 @@ use crate::api::ApiError;
 use crate::store::User;
 
 pub use password::{
-    MIN_PASSWORD_LEN, hash_password, random_password, validate_new_password, verify_password,
+    HashPool, MIN_PASSWORD_LEN, hash_password, random_password, validate_new_password,
 };
 pub use secret::{hash_secret, new_api_token, new_enrollment_token};
-pub use session::{SESSION_COOKIE, login, logout, removal_cookie, session_cookie};
+pub use session::{SESSION_COOKIE, bad_credentials, login, logout, removal_cookie, session_cookie};
 
 /// Header carrying the session's CSRF token on unsafe methods.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -240,6 +240,30 @@ pub async fn principal_from_parts(
     Ok(Some(p))
 }
 
+/// What a user whose password must change may still do, by API token or session: read who
+/// they are, change their own password, sign out. Everything else waits for the change, so an
+/// administrator-set (or leaked first) password cannot be used for real work.
+pub fn allowed_before_password_change(p: &Principal, method: &Method, path: &str) -> bool {
+    let own_password = format!("/api/v1/users/{}/password", p.user_id);
+    matches!(
+        (method, path),
+        (&Method::GET, "/api/v1/me") | (&Method::DELETE, "/api/v1/session")
+    ) || (method == Method::PUT && path == own_password)
+}
+
+/// 403 `password_change_required`, naming the call that lifts it.
+pub fn password_change_required(p: &Principal) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "password_change_required",
+        format!(
+            "your password must be changed first: PUT /api/v1/users/{}/password with \
+             current_password and password",
+            p.user_id
+        ),
+    )
+}
+
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -273,6 +297,11 @@ impl FromRequestParts<AppState> for Principal {
                 "csrf_failed",
                 "this request needs the X-CSRF-Token header of your session",
             ));
+        }
+        if p.must_change_password
+            && !allowed_before_password_change(&p, &parts.method, parts.uri.path())
+        {
+            return Err(password_change_required(&p));
         }
         Ok(p)
     }
@@ -327,6 +356,39 @@ mod tests {
         assert_eq!(s.role_in("anything"), Some(Role::Admin));
         assert!(s.require("anything", Role::Admin).is_ok());
         assert!(!s.is_user(""));
+    }
+
+    #[test]
+    fn a_pending_password_change_allows_only_me_own_password_and_logout() {
+        let p = viewer_of("b");
+        assert!(allowed_before_password_change(
+            &p,
+            &Method::GET,
+            "/api/v1/me"
+        ));
+        assert!(allowed_before_password_change(
+            &p,
+            &Method::PUT,
+            "/api/v1/users/u1/password"
+        ));
+        assert!(allowed_before_password_change(
+            &p,
+            &Method::DELETE,
+            "/api/v1/session"
+        ));
+        for (m, path) in [
+            (Method::GET, "/api/v1/servers"),
+            (Method::PUT, "/api/v1/users/u2/password"),
+            (Method::POST, "/api/v1/api-tokens"),
+            (Method::POST, "/api/v1/me"),
+        ] {
+            assert!(!allowed_before_password_change(&p, &m, path), "{m} {path}");
+        }
+        let e = password_change_required(&p);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::FORBIDDEN, "password_change_required")
+        );
     }
 
     #[test]

@@ -19,9 +19,10 @@ use crate::AppState;
 
 pub const LOGIN_COOKIE: &str = "__Host-hostward_login";
 
-pub const BAD_CREDENTIALS: &str = "Invalid user name or password";
-pub const LOCKED: &str =
-    "Too many failed sign-ins: this account is locked for a while. Try again later.";
+/// One message for unknown users, wrong passwords and refused attempts alike (see
+/// `auth::login`), so the page does not tell which user names exist or are locked.
+pub const BAD_CREDENTIALS: &str = "Invalid user name or password, or too many failed sign-ins from your address: wait a while before trying again.";
+pub const BUSY: &str = "The server is busy checking other sign-ins. Try again in a moment.";
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -116,12 +117,19 @@ pub async fn submit(
             username,
             Some(BAD_CREDENTIALS.into()),
         ),
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => render(
-            jar,
-            StatusCode::TOO_MANY_REQUESTS,
-            username,
-            Some(LOCKED.into()),
-        ),
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+            let mut res = render(
+                jar,
+                StatusCode::SERVICE_UNAVAILABLE,
+                username,
+                Some(BUSY.into()),
+            )?;
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(crate::auth::password::RETRY_AFTER_SECS),
+            );
+            Ok(res)
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -233,6 +233,8 @@ async fn static_file(Path(path): Path<String>, headers: axum::http::HeaderMap) -
 pub(crate) enum ConsoleError {
     /// No session: 303 to the login page.
     Login,
+    /// The password must be changed first: 303 to `/account/password`.
+    ChangePassword,
     /// A plain error page.
     Page(StatusCode, String),
 }
@@ -286,6 +288,7 @@ impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         match self {
             ConsoleError::Login => see_other("/login"),
+            ConsoleError::ChangePassword => see_other("/account/password"),
             ConsoleError::Page(status, msg) => error_page(status, &msg),
         }
     }
@@ -362,11 +365,18 @@ impl FromRequestParts<AppState> for Session {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match glue::principal_from_parts(state, parts).await {
+            Ok(Some(p)) if must_change_first(&p, parts) => Err(ConsoleError::ChangePassword),
             Ok(Some(p)) => Ok(Session(p)),
             Ok(None) => Err(ConsoleError::Login),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether the caller must change their password before this page: until then only the
+/// password page and sign-out work (the API answers 403 `password_change_required` likewise).
+fn must_change_first(p: &Principal, parts: &Parts) -> bool {
+    p.must_change_password && !matches!(parts.uri.path(), "/account/password" | "/logout")
 }
 
 /// A console form POST: the caller and the form fields, after the CSRF check. A missing session
@@ -382,6 +392,9 @@ impl FromRequest<AppState> for Post {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
         let p = match glue::principal_from_parts(state, &parts).await {
+            Ok(Some(p)) if must_change_first(&p, &parts) => {
+                return Err(ConsoleError::ChangePassword);
+            }
             Ok(Some(p)) => p,
             Ok(None) => return Err(ConsoleError::Login),
             Err(e) => return Err(e.into()),

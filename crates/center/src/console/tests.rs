@@ -364,7 +364,7 @@ fn times_render_in_utc_with_a_relative_hint() {
 }
 
 #[tokio::test]
-async fn locked_account_gets_429_and_a_message() {
+async fn locked_account_answers_like_a_wrong_password() {
     let e = env().await;
     let p = e.state.store.ensure_project("default").await.unwrap();
     e.user("alice", &p.id, Some("admin")).await;
@@ -387,8 +387,10 @@ async fn locked_account_gets_429_and_a_message() {
             &body_text,
         )
         .await;
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(body(res).await.contains("id=\"login-error\""));
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let html = body(res).await;
+    assert!(html.contains("id=\"login-error\""), "{html}");
+    assert!(html.contains(login::BAD_CREDENTIALS), "{html}");
 }
 
 #[tokio::test]
@@ -535,6 +537,56 @@ async fn superadmin_manages_users_and_roles() {
         e.state.store.memberships_of(&bob.id).await.unwrap()[0].role,
         "operator"
     );
+
+    // Bob, made by a signed-in admin, must choose his own password first: every page but the
+    // password page sends him there.
+    assert!(bob.must_change_password);
+    let signed = e.sign_in("bob").await;
+    let bsession = set_cookie(&signed, glue::SESSION_COOKIE).unwrap();
+    let bc = format!("{}={bsession}", glue::SESSION_COOKIE);
+    for path in ["/servers", "/users", "/tokens"] {
+        let res = e.get(path, &bc).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(res.headers()["location"], "/account/password", "{path}");
+    }
+    let html = body(e.get("/account/password", &bc).await).await;
+    let bcsrf0 = hidden(&html, "csrf");
+    let res = e
+        .post_form(
+            &format!("/users/{}/delete", bob.id),
+            &bc,
+            &format!("csrf={bcsrf0}"),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "forms wait too");
+    assert_eq!(res.headers()["location"], "/account/password");
+    let res = e
+        .post_form(
+            "/account/password",
+            &bc,
+            &format!(
+                "current_password={}&password={1}&password_again={1}&csrf={bcsrf0}",
+                servers::enc(PASSWORD),
+                servers::enc("bob's very own passphrase")
+            ),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        e.get("/servers", &bc).await.status(),
+        StatusCode::OK,
+        "changed: free again"
+    );
+    // Back to the fixture password, so the rest of the test signs in as before.
+    e.state
+        .store
+        .set_password_hash(
+            &bob.id,
+            &crate::auth::hash_password(PASSWORD).await.unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
 
     // Bob, an operator, may not manage users.
     let (bcookie, bcsrf) = e.login("bob").await;

@@ -214,15 +214,17 @@ pub async fn change_password(State(state): State<AppState>, Post { p, f }: Post)
         ops::change_own_password(&state, &p, &current, &new).await
     };
     match result {
-        Ok(()) => Ok(see_other("/account/password?done=1")),
-        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+        Ok(_) => Ok(see_other("/account/password?done=1")),
+        Err(e)
+            if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::TOO_MANY_REQUESTS =>
+        {
             let page = PasswordPage {
                 nav: Nav::new(&p, ""),
                 error: Some(e.message),
                 done: false,
                 min_len: crate::auth::MIN_PASSWORD_LEN,
             };
-            html_status(StatusCode::BAD_REQUEST, &page)
+            html_status(e.status, &page)
         }
         Err(e) => Err(ConsoleError::from(e)),
     }

@@ -219,35 +219,86 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a failed login. When the count reaches `max_failures` the account is locked until
-    /// `lock_until` and the count starts again. Returns whether this failure locked the account.
-    pub async fn record_failed_login(
-        &self,
-        id: &str,
-        max_failures: i64,
-        lock_until: i64,
-    ) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let r = sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE id = $2 AND failed_logins >= $3")
-            .bind(lock_until)
-            .bind(id.to_string())
-            .bind(max_failures)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(r.rows_affected() > 0)
+    /// Reserves one failed attempt on the counter `scope` before a password is checked, in one
+    /// statement so parallel attempts each see a distinct count. A counter whose window started
+    /// at or before `expired` starts again at 1 with its window at `now`. Returns the count
+    /// including this attempt: the caller checks the password only while it is within the limit.
+    pub async fn reserve_login_attempt(&self, scope: &str, now: i64, expired: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO login_attempts (scope, failures, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (scope) DO UPDATE SET \
+               failures = CASE WHEN login_attempts.window_start <= $3 THEN 1 ELSE login_attempts.failures + 1 END, \
+               window_start = CASE WHEN login_attempts.window_start <= $3 THEN $2 ELSE login_attempts.window_start END \
+             RETURNING failures",
+        )
+        .bind(scope.to_string())
+        .bind(now)
+        .bind(expired)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("failures")?)
     }
 
-    pub async fn reset_failed_logins(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1 AND (failed_logins <> 0 OR locked_until <> 0)")
-            .bind(id.to_string())
+    /// Gives back a reservation that did not turn into a failed check (a success, or the check
+    /// never ran).
+    pub async fn release_login_attempt(&self, scope: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE login_attempts SET failures = failures - 1 WHERE scope = $1 AND failures > 0",
+        )
+        .bind(scope.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets one counter (a successful sign-in clears its account+source counter).
+    pub async fn delete_login_attempt(&self, scope: &str) -> Result<()> {
+        sqlx::query("DELETE FROM login_attempts WHERE scope = $1")
+            .bind(scope.to_string())
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    /// Forgets the counters whose scope starts with `prefix` (an administrator's reset clears
+    /// every source of the account: `acct:<name>|`).
+    pub async fn clear_login_attempts(&self, prefix: &str) -> Result<()> {
+        let like = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        sqlx::query("DELETE FROM login_attempts WHERE scope LIKE $1 ESCAPE '\\'")
+            .bind(like)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes counters whose window ended (at or before `expired`).
+    pub async fn purge_login_attempts(&self, expired: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM login_attempts WHERE window_start <= $1")
+            .bind(expired)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The count of a counter, 0 when absent or past its window (for tests and the console).
+    pub async fn login_attempts(&self, scope: &str, expired: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT failures FROM login_attempts WHERE scope = $1 AND window_start > $2",
+        )
+        .bind(scope.to_string())
+        .bind(expired)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get("failures")?,
+            None => 0,
+        })
     }
 
     pub async fn lock_user_until(&self, id: &str, until: i64) -> Result<()> {
@@ -367,6 +418,29 @@ impl Store {
             .bind(user_id.to_string())
             .execute(self.pool())
             .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Ends every session of a user but the one with CSRF token `keep_csrf` (each session has
+    /// its own random one). Returns how many ended.
+    pub async fn delete_other_sessions(&self, user_id: &str, keep_csrf: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND csrf_token <> $2")
+            .bind(user_id.to_string())
+            .bind(keep_csrf.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Revokes every usable token of a user (password change or reset). Returns how many.
+    pub async fn revoke_user_api_tokens(&self, user_id: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(user_id.to_string())
+        .execute(self.pool())
+        .await?;
         Ok(r.rows_affected())
     }
 
@@ -498,24 +572,49 @@ mod tests {
                 u.id,
                 "{backend}"
             );
-            assert!(
-                !s.record_failed_login(&u.id, 3, 500).await.unwrap(),
-                "{backend}"
-            );
-            assert!(
-                !s.record_failed_login(&u.id, 3, 500).await.unwrap(),
-                "{backend}"
-            );
-            assert!(
-                s.record_failed_login(&u.id, 3, 500).await.unwrap(),
-                "{backend}"
-            );
-            let locked = s.user(&u.id).await.unwrap().unwrap();
+            // Reservations count one by one; a window past its end starts again.
+            let scope = "acct:alice|192.0.2.1";
+            for want in 1..=3 {
+                assert_eq!(
+                    s.reserve_login_attempt(scope, 1000, 100).await.unwrap(),
+                    want,
+                    "{backend}"
+                );
+            }
+            s.release_login_attempt(scope).await.unwrap();
+            assert_eq!(s.login_attempts(scope, 100).await.unwrap(), 2, "{backend}");
             assert_eq!(
-                (locked.failed_logins, locked.locked_until),
-                (0, 500),
-                "{backend}"
+                s.reserve_login_attempt(scope, 2000, 1000).await.unwrap(),
+                1,
+                "{backend}: window 1000 ended"
             );
+            s.reserve_login_attempt("acct:alice|192.0.2.2", 2000, 1000)
+                .await
+                .unwrap();
+            s.reserve_login_attempt("acct:alice_x|192.0.2.2", 2000, 1000)
+                .await
+                .unwrap();
+            s.reserve_login_attempt("acct:alice|192.0.2.10", 2000, 1000)
+                .await
+                .unwrap();
+            s.delete_login_attempt("acct:alice|192.0.2.1")
+                .await
+                .unwrap();
+            assert_eq!(s.login_attempts(scope, 0).await.unwrap(), 0, "{backend}");
+            assert_eq!(
+                s.login_attempts("acct:alice|192.0.2.10", 0).await.unwrap(),
+                1,
+                "{backend}: only the exact scope"
+            );
+            s.clear_login_attempts("acct:alice|").await.unwrap();
+            assert_eq!(s.login_attempts(scope, 0).await.unwrap(), 0, "{backend}");
+            assert_eq!(
+                s.login_attempts("acct:alice_x|192.0.2.2", 0).await.unwrap(),
+                1,
+                "{backend}: _ is not a wildcard"
+            );
+            assert_eq!(s.purge_login_attempts(2000).await.unwrap(), 1, "{backend}");
+            s.lock_user_until(&u.id, 500).await.unwrap();
             s.set_password_hash(&u.id, "h2", true).await.unwrap();
             let reset = s.user(&u.id).await.unwrap().unwrap();
             assert_eq!(

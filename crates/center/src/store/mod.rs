@@ -89,6 +89,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "enrollment_scope",
         include_str!("migrations/sqlite/0006_enrollment_scope.sql"),
     ),
+    (
+        7,
+        "login_attempts",
+        include_str!("migrations/sqlite/0007_login_attempts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -112,6 +117,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "enrollment_scope",
         include_str!("migrations/postgres/0006_enrollment_scope.sql"),
+    ),
+    (
+        7,
+        "login_attempts",
+        include_str!("migrations/postgres/0007_login_attempts.sql"),
     ),
 ];
 
