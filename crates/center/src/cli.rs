@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the protection center: console/API on --listen (8443), agent gateway on --gateway-listen (10180).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Quickstart: a center on SQLite in ./hostward-data plus a local agent enrolled to it.
     Up(quickstart::UpArgs),
     /// Manage console users.
