@@ -75,19 +75,20 @@ pub struct ServeArgs {
     #[arg(long, env = "HOSTWARD_ALARM_RETENTION_DAYS")]
     pub alarm_retention_days: Option<i64>,
     // Console/API listener (8443) limits against slow clients; see ARCHITECTURE.md.
-    /// Seconds a console/API client has to finish the TLS handshake after connecting.
+    /// Seconds a console/API client has to finish the TLS handshake after connecting. Default: 10.
     #[arg(long, env = "HOSTWARD_CONSOLE_TLS_HANDSHAKE_SECS")]
     pub console_tls_handshake_secs: Option<u64>,
     /// Seconds a console/API connection may wait for a complete request head. The one timer
     /// covers a slow client's partial headers and the idle keep-alive time between requests.
+    /// Default: 20.
     #[arg(long, env = "HOSTWARD_CONSOLE_HEADER_TIMEOUT_SECS")]
     pub console_header_timeout_secs: Option<u64>,
     /// Seconds a console/API request body may go without sending any data before the request
-    /// fails and the connection is closed.
+    /// fails and the connection is closed. Default: 30.
     #[arg(long, env = "HOSTWARD_CONSOLE_BODY_TIMEOUT_SECS")]
     pub console_body_timeout_secs: Option<u64>,
     /// Open console/API connections allowed from one source address; more are closed at accept,
-    /// before TLS. An office NAT of 40 browsers uses about 240.
+    /// before TLS. Default: 256 (an office NAT of 40 browsers uses about 240).
     #[arg(long, env = "HOSTWARD_CONSOLE_MAX_CONNECTIONS_PER_IP")]
     pub console_max_connections_per_ip: Option<usize>,
     /// Open console/API connections allowed in total; more are closed at accept. Default: a
