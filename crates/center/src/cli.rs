@@ -26,12 +26,10 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once at start-up; boxing the serve flags would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the protection center: console/API on --listen (8443), agent gateway on --gateway-listen (10180).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Quickstart: a center on SQLite in ./hostward-data plus a local agent enrolled to it.
     Up(quickstart::UpArgs),
     /// Manage console users.

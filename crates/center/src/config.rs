@@ -92,6 +92,28 @@ pub struct ServeArgs {
     /// --lockout-secs before its further attempts are refused unchecked.
     #[arg(long, env = "HOSTWARD_LOGIN_SOURCE_MAX_FAILURES")]
     pub login_source_max_failures: Option<u32>,
+    // Console/API listener (8443) limits against slow clients; see ARCHITECTURE.md.
+    /// Seconds a console/API client has to finish the TLS handshake after connecting. Default: 10.
+    #[arg(long, env = "HOSTWARD_CONSOLE_TLS_HANDSHAKE_SECS")]
+    pub console_tls_handshake_secs: Option<u64>,
+    /// Seconds a console/API connection may wait for a complete request head. The one timer
+    /// covers a slow client's partial headers and the idle keep-alive time between requests.
+    /// Default: 20.
+    #[arg(long, env = "HOSTWARD_CONSOLE_HEADER_TIMEOUT_SECS")]
+    pub console_header_timeout_secs: Option<u64>,
+    /// Seconds a console/API request body may go without sending any data before the request
+    /// fails and the connection is closed. Default: 30.
+    #[arg(long, env = "HOSTWARD_CONSOLE_BODY_TIMEOUT_SECS")]
+    pub console_body_timeout_secs: Option<u64>,
+    /// Open console/API connections allowed from one source address; more are closed at accept,
+    /// before TLS. Default: 256 (an office NAT of 40 browsers uses about 240).
+    #[arg(long, env = "HOSTWARD_CONSOLE_MAX_CONNECTIONS_PER_IP")]
+    pub console_max_connections_per_ip: Option<usize>,
+    /// Open console/API connections allowed in total; more are closed at accept. Default: a
+    /// quarter of the open-files limit, at most 8192, so the agent gateway always keeps three
+    /// quarters of the file descriptors. At most half of the open-files limit.
+    #[arg(long, env = "HOSTWARD_CONSOLE_MAX_CONNECTIONS")]
+    pub console_max_connections: Option<usize>,
 }
 
 /// Resolved configuration with every default applied.
@@ -119,6 +141,18 @@ pub struct Config {
     pub password_hash_per_source: usize,
     pub password_hash_wait_secs: u64,
     pub login_source_max_failures: u32,
+    pub console: ConsoleLimits,
+}
+
+/// Limits of the console/API listener; `max_connections` None = derived from the open-files
+/// limit at start (`crate::listen`).
+#[derive(Debug, Clone)]
+pub struct ConsoleLimits {
+    pub tls_handshake: std::time::Duration,
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub max_per_ip: usize,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,11 +218,27 @@ impl ServeArgs {
             login_source_max_failures: self
                 .login_source_max_failures
                 .or(file.login_source_max_failures),
+            console_tls_handshake_secs: self
+                .console_tls_handshake_secs
+                .or(file.console_tls_handshake_secs),
+            console_header_timeout_secs: self
+                .console_header_timeout_secs
+                .or(file.console_header_timeout_secs),
+            console_body_timeout_secs: self
+                .console_body_timeout_secs
+                .or(file.console_body_timeout_secs),
+            console_max_connections_per_ip: self
+                .console_max_connections_per_ip
+                .or(file.console_max_connections_per_ip),
+            console_max_connections: self
+                .console_max_connections
+                .or(file.console_max_connections),
         }
     }
 
     pub fn resolve(self, default_data_dir: &Path) -> Result<Config, ConfigError> {
         let a = self.with_file()?;
+        let console = console_limits(&a)?;
         let data_dir = a.data_dir.unwrap_or_else(|| default_data_dir.to_path_buf());
         let listen = a.listen.unwrap_or_else(|| "0.0.0.0:8443".parse().unwrap());
         let gateway_listen = a
@@ -311,6 +361,7 @@ impl ServeArgs {
             password_hash_per_source,
             password_hash_wait_secs,
             login_source_max_failures,
+            console,
             alarm_retention_days,
             vulndb_url: a.vulndb_url,
             vulndb_fetch_hours,
@@ -334,6 +385,53 @@ impl ServeArgs {
             log: a.log.unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+fn console_limits(a: &ServeArgs) -> Result<ConsoleLimits, ConfigError> {
+    fn secs(
+        key: &'static str,
+        v: Option<u64>,
+        default: u64,
+    ) -> Result<std::time::Duration, ConfigError> {
+        let v = v.unwrap_or(default);
+        if !(1..=600).contains(&v) {
+            return Err(ConfigError::Invalid {
+                key,
+                msg: format!("{v} is outside 1..=600"),
+            });
+        }
+        Ok(std::time::Duration::from_secs(v))
+    }
+    let max_per_ip = a.console_max_connections_per_ip.unwrap_or(256);
+    if !(1..=65536).contains(&max_per_ip) {
+        return Err(ConfigError::Invalid {
+            key: "console_max_connections_per_ip",
+            msg: format!("{max_per_ip} is outside 1..=65536"),
+        });
+    }
+    if let Some(n) = a.console_max_connections
+        && !(1..=1_000_000).contains(&n)
+    {
+        return Err(ConfigError::Invalid {
+            key: "console_max_connections",
+            msg: format!("{n} is outside 1..=1000000"),
+        });
+    }
+    Ok(ConsoleLimits {
+        tls_handshake: secs(
+            "console_tls_handshake_secs",
+            a.console_tls_handshake_secs,
+            10,
+        )?,
+        header_timeout: secs(
+            "console_header_timeout_secs",
+            a.console_header_timeout_secs,
+            20,
+        )?,
+        body_timeout: secs("console_body_timeout_secs", a.console_body_timeout_secs, 30)?,
+        max_per_ip,
+        max_connections: a.console_max_connections,
+    })
 }
 
 fn default_host(names: &[String]) -> String {
@@ -433,6 +531,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("password_hash_workers"), "{err}");
+    }
+
+    #[test]
+    fn console_limits_layer_and_name_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostward.toml");
+        std::fs::write(
+            &path,
+            "console_header_timeout_secs = 7\nconsole_max_connections_per_ip = 16\n",
+        )
+        .unwrap();
+        let cfg = ServeArgs {
+            config: Some(path.clone()),
+            console_max_connections_per_ip: Some(4),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap();
+        assert_eq!(cfg.console.header_timeout.as_secs(), 7);
+        assert_eq!(cfg.console.max_per_ip, 4);
+        assert_eq!(cfg.console.body_timeout.as_secs(), 30);
+        assert_eq!(cfg.console.max_connections, None);
+        let err = ServeArgs {
+            console_body_timeout_secs: Some(0),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("console_body_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod gateway;
 pub mod install;
+pub mod listen;
 pub mod metrics;
 pub mod quickstart;
 pub mod server;

@@ -19,6 +19,9 @@ pub const OUTBOX_DROPPED: &str = "hostward_agent_outbox_dropped";
 pub const DB_LATENCY: &str = "hostward_db_latency_seconds";
 pub const RECORDS_STORED: &str = "hostward_records_stored_total";
 pub const VULN_MATCHES: &str = "hostward_vuln_matches_total";
+/// Console/API (8443) connections closed by a listener limit; `reason`: `per_address`, `total`
+/// (caps, at accept), `tls_timeout`, `header_timeout` (slow or idle clients).
+pub const CONSOLE_CONNECTIONS_REFUSED: &str = "hostward_console_connections_refused_total";
 
 /// The process-wide recorder. Installed once; later calls (tests with several centers in one
 /// process) share it.

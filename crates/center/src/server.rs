@@ -20,13 +20,13 @@ pub struct Running {
     pub state: AppState,
     pub api_addr: SocketAddr,
     pub gateway_addr: SocketAddr,
-    handle: axum_server::Handle<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
     /// Stops accepting console/API connections and lets requests in flight finish.
     pub fn shutdown(&self) {
-        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        let _ = self.stop.send(true);
     }
 }
 
@@ -96,7 +96,8 @@ pub async fn state(mut cfg: Config, mode: Mode) -> anyhow::Result<AppState> {
 
 /// Binds both listeners and starts serving in the background.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
-    raise_fd_limit();
+    let nofile = raise_fd_limit();
+    let max_console = crate::listen::console_max_connections(nofile, cfg.console.max_connections)?;
     let state = state(cfg, Mode::Serve).await?;
     let config = state.config.clone();
     let gateway = state.gateway.clone();
@@ -112,27 +113,23 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .merge(install::router(install))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::render))
+        .layer(axum::middleware::from_fn(crate::listen::security_headers))
         .with_state(state.clone());
 
-    let api_listener = std::net::TcpListener::bind(config.listen)
+    let api_listener = tokio::net::TcpListener::bind(config.listen)
+        .await
         .with_context(|| format!("binding {}", config.listen))?;
-    api_listener.set_nonblocking(true)?;
     let api_addr = api_listener.local_addr()?;
     let tls_config = hostward_pki::server_config(&state.pki.chain_pem, &state.pki.server_key_pem)?;
-    let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(
-        api_listener,
-        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config)),
-    )?
-    .handle(handle.clone());
-    tokio::spawn(async move {
-        if let Err(e) = server
-            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-        {
-            tracing::error!(error = %e, "console/API listener failed");
-        }
-    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let console = crate::listen::Console {
+        listener: api_listener,
+        tls: Arc::new(tls_config),
+        app,
+        limits: config.console.clone(),
+        max_connections: max_console,
+    };
+    tokio::spawn(console.serve(stopped));
 
     let gw_listener = tokio::net::TcpListener::bind(config.gateway_listen)
         .await
@@ -148,12 +145,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     spawn_housekeeping(state.clone());
     crate::analyze::Analyzer::spawn(state.clone());
     crate::analyze::vulns::spawn_fetch(state.clone());
-    tracing::info!(console = %config.public_url, %api_addr, %gateway_addr, gateway_url = %config.gateway_url, "center started");
+    tracing::info!(console = %config.public_url, %api_addr, %gateway_addr, gateway_url = %config.gateway_url, max_console, open_files = nofile, "center started");
     Ok(Running {
         state,
         api_addr,
         gateway_addr,
-        handle,
+        stop,
     })
 }
 
@@ -178,15 +175,21 @@ fn spawn_housekeeping(state: AppState) {
     });
 }
 
-/// One file descriptor per agent connection: lift the soft limit to the hard one.
-fn raise_fd_limit() {
+/// One file descriptor per agent connection: lift the soft limit to the hard one. Returns the
+/// limit in force, from which the console's connection cap is derived.
+fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        tracing::warn!(error = %e, soft, hard, "could not raise the open-files limit");
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            tracing::warn!(error = %e, soft, hard, "could not raise the open-files limit");
+            return soft;
+        }
+        return hard;
     }
+    soft
 }
 
 /// Waits for SIGINT or SIGTERM.

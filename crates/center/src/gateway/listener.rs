@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::session;
 use crate::AppState;
+use crate::listen::{self, HandshakeError};
 use crate::metrics as m;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,14 +60,14 @@ async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+    let tls = match listen::tls_handshake(&acceptor, tcp, HANDSHAKE_TIMEOUT).await {
+        Ok(tls) => tls,
+        Err(HandshakeError::Failed(e)) => {
             metrics::counter!(m::CONNECTIONS_REJECTED, "reason" => "tls").increment(1);
             tracing::info!(%peer, error = %e, "gateway TLS handshake refused");
             return;
         }
-        Err(_) => {
+        Err(HandshakeError::TimedOut) => {
             metrics::counter!(m::CONNECTIONS_REJECTED, "reason" => "tls_timeout").increment(1);
             return;
         }
@@ -86,9 +87,9 @@ async fn connection(
         identity,
         addr: peer,
     })));
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
+    // The header timer ends at the WebSocket upgrade: a live agent session is bounded by its
+    // heartbeats (session.rs), not by this.
+    let conn = listen::http1(HANDSHAKE_TIMEOUT)
         .serve_connection(TokioIo::new(tls), svc)
         .with_upgrades();
     if let Err(e) = conn.await {
