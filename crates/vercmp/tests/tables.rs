@@ -1,3 +1,5 @@
+//! The comparators against tables of known dpkg and rpm orderings (`cases.rs`).
+
 mod cases;
 
 use cases::{DEB_CASES, RPM_CASES};

@@ -543,10 +543,10 @@ pub(crate) async fn project_names(
     state: &AppState,
     p: &Principal,
 ) -> Result<Vec<(String, String)>, ConsoleError> {
-    let all = state.store.list_projects().await?;
-    let mut v: Vec<(String, String)> = all
+    let mut v: Vec<(String, String)> = crate::api::projects::list(state, p)
+        .await?
+        .items
         .into_iter()
-        .filter(|pr| p.is_superadmin || p.role_in(&pr.id).is_some())
         .map(|pr| (pr.id, pr.name))
         .collect();
     v.sort_by(|a, b| a.1.cmp(&b.1));

@@ -392,11 +392,11 @@ pub async fn detail(
         .await?
         .items;
     let tabs = super::inventory::server_tabs(&state, &p, &s.id, "overview").await?;
-    let project_name = state
-        .store
-        .project(&s.project_id)
+    let project_name = super::project_names(&state, &p)
         .await?
-        .map(|pr| pr.name)
+        .into_iter()
+        .find(|(id, _)| *id == s.project_id)
+        .map(|(_, name)| name)
         .unwrap_or_else(|| s.project_id.clone());
     let hb = &s.heartbeat;
     let hb_u64 = |k: &str| hb.get(k).and_then(|v| v.as_u64());

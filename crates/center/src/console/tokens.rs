@@ -198,11 +198,11 @@ pub async fn create(State(state): State<AppState>, Post { p, f }: Post) -> PageR
         Ok(c) => c,
         Err(e) => return form_error(&state, &p, e).await,
     };
-    let project = state
-        .store
-        .project(&created.token.project_id)
+    let project = project_names(&state, &p)
         .await?
-        .map(|pr| pr.name)
+        .into_iter()
+        .find(|(id, _)| *id == created.token.project_id)
+        .map(|(_, name)| name)
         .unwrap_or_default();
     html(&TokenCreatedPage {
         nav: Nav::new(&p, "tokens"),

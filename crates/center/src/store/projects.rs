@@ -1,3 +1,5 @@
+//! Projects, the tenancy unit every object belongs to, and their policies pushed to agents.
+
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -1,3 +1,5 @@
+//! Agents' durable records stored exactly once: events and task updates with the per-agent seq.
+
 use serde::Serialize;
 use sqlx::Row;
 

@@ -1,3 +1,6 @@
+//! Servers and their agent, protection and risk statuses with history; install reports and
+//! enrollment (the one place an agent identity is bound to a server).
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};

@@ -1,3 +1,5 @@
+//! Tasks for agents: queued, delivered, running, final; expiry and per-server listing.
+
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -1,3 +1,5 @@
+//! Tests of the brute-force decision engine on recorded event sequences, plus properties.
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 

@@ -1,0 +1,161 @@
+//! House conventions as tests (rust-analyzer's `tidy.rs` is the model): every source file says
+//! what it is in a `//!` line and stays small enough to hold in mind; SQL stays in the store;
+//! console pages reach data only through the API operations; every crate and every module
+//! folder of the center and the agent is on ARCHITECTURE.md's map. Exceptions are listed here
+//! with the size they may not pass, so they can only shrink.
+
+use std::path::{Path, PathBuf};
+
+const MAX_LINES: usize = 1_500;
+
+/// Files already over [`MAX_LINES`] and the most they may have until they are split.
+const LONG_FILES: &[(&str, usize)] = &[
+    ("crates/center/src/console/inventory.rs", 1_853),
+    ("crates/center/src/console/risk.rs", 1_881),
+    ("crates/center/src/store/risk.rs", 1_936),
+    ("tests/src/lib.rs", 2_263),
+];
+
+/// Where `sqlx` may be named: the center's store, the agent's outbox (its own SQLite queue), and
+/// the e2e harness, which reads a center's database to check what was stored.
+const SQLX_ALLOWED: &[&str] = &[
+    "crates/center/src/store/",
+    "crates/agent/src/link/outbox.rs",
+    "tests/src/lib.rs",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Rust files under `dir` (relative to the repository root), skipping build output.
+fn rust_files(dir: &str) -> Vec<(String, String)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if path.is_dir() {
+                if name != "target" && !name.starts_with('.') {
+                    walk(base, &path, out);
+                }
+            } else if name.ends_with(".rs") {
+                let rel = path
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((rel, text));
+            }
+        }
+    }
+    let base = root().canonicalize().unwrap();
+    let mut out = Vec::new();
+    walk(&base, &base.join(dir), &mut out);
+    out.sort();
+    out
+}
+
+fn all_sources() -> Vec<(String, String)> {
+    let mut v = rust_files("crates");
+    v.extend(rust_files("tests"));
+    v.extend(rust_files("fuzz/fuzz_targets"));
+    assert!(
+        v.len() > 100,
+        "found only {} Rust files under {:?}",
+        v.len(),
+        root()
+    );
+    v
+}
+
+#[test]
+fn every_source_file_starts_with_a_doc_line() {
+    let missing: Vec<String> = all_sources()
+        .into_iter()
+        .filter(|(_, text)| !text.starts_with("//!"))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "start these with a `//!` line saying what they are: {missing:#?}"
+    );
+}
+
+#[test]
+fn no_source_file_is_over_the_line_limit() {
+    let mut over = Vec::new();
+    for (path, text) in all_sources() {
+        let lines = text.lines().count();
+        let limit = LONG_FILES
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(MAX_LINES, |(_, n)| *n);
+        if lines > limit {
+            over.push(format!("{path}: {lines} lines (limit {limit})"));
+        }
+    }
+    assert!(over.is_empty(), "split these: {over:#?}");
+}
+
+#[test]
+fn sql_stays_in_the_store() {
+    let offenders: Vec<String> = all_sources()
+        .into_iter()
+        .filter(|(path, text)| {
+            text.contains(concat!("sqlx", "::")) && !SQLX_ALLOWED.iter().any(|a| path.starts_with(a))
+        })
+        .map(|(path, _)| path)
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "sqlx outside the store: {offenders:#?}"
+    );
+}
+
+#[test]
+fn console_pages_call_the_api_operations_not_the_store() {
+    let offenders: Vec<String> = rust_files("crates/center/src/console")
+        .into_iter()
+        .filter(|(path, _)| !path.ends_with("tests.rs") && !path.ends_with("testutil.rs"))
+        .filter(|(_, text)| {
+            // `state.store.x()` may be split over lines by rustfmt.
+            let flat: String = text.split_whitespace().collect();
+            flat.contains(".store.")
+        })
+        .map(|(path, _)| path)
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "console code reaches the store directly (use the api:: operation, which checks the caller): {offenders:#?}"
+    );
+}
+
+#[test]
+fn architecture_md_maps_every_crate_and_module_folder() {
+    let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let mut missing = Vec::new();
+    for (parent, prefix) in [
+        ("crates", "crates/"),
+        ("crates/center/src", ""),
+        ("crates/agent/src", ""),
+    ] {
+        for e in std::fs::read_dir(root().join(parent)).unwrap().flatten() {
+            if !e.path().is_dir() {
+                continue;
+            }
+            let name = format!("{prefix}{}/", e.file_name().to_string_lossy());
+            let short = name.trim_start_matches("crates/");
+            if !map.contains(&name) && !map.contains(short) {
+                missing.push(format!("{parent}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name these folders: {missing:#?}"
+    );
+}
