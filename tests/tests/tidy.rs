@@ -106,7 +106,8 @@ fn sql_stays_in_the_store() {
     let offenders: Vec<String> = all_sources()
         .into_iter()
         .filter(|(path, text)| {
-            text.contains(concat!("sqlx", "::")) && !SQLX_ALLOWED.iter().any(|a| path.starts_with(a))
+            text.contains(concat!("sqlx", "::"))
+                && !SQLX_ALLOWED.iter().any(|a| path.starts_with(a))
         })
         .map(|(path, _)| path)
         .collect();

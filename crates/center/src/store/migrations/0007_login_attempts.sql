@@ -1,4 +1,4 @@
--- Hostward schema v7 (SQLite): failed-login counters, shared by every replica. Keep in step with ../postgres/0007_login_attempts.sql.
+-- Hostward schema v7 (both backends): failed-login counters, shared by every replica.
 
 -- One row per counter: `acct:<user name, lower case>|<source>` counts the failed sign-ins (and
 -- wrong current passwords) of one account from one source; `src:<source>` counts one source's

@@ -1,10 +1,11 @@
--- Hostward schema v6 (SQLite): install ids scoped by project, enrollment token use limits and
--- one-time re-install tokens. Keep in step with ../postgres/0006_enrollment_scope.sql.
+-- Hostward schema v6 (both backends): install ids scoped by project, enrollment token use
+-- limits and one-time re-install tokens.
 
 -- An install id names a server within its project only: a token of another project must not
 -- reach, squat or fail an install id of this one. SQLite cannot drop the column's UNIQUE
--- constraint in place, so the old column keeps the name install_id_unscoped, emptied (NULLs
--- never collide), and a new install_id column takes the values under a per-project index.
+-- constraint in place, so on both backends the old column keeps the name install_id_unscoped,
+-- emptied (NULLs never collide; no query reads it), and a new install_id column takes the
+-- values under a per-project index.
 ALTER TABLE servers RENAME COLUMN install_id TO install_id_unscoped;
 ALTER TABLE servers ADD COLUMN install_id TEXT;
 UPDATE servers SET install_id = install_id_unscoped, install_id_unscoped = NULL;
