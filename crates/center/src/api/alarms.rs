@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
     AlarmFilter, AlarmRow, AlarmWhitelistRule, BlockedIp, HandlingEntry, History, NewTasks,
-    PolicyColumn, TaskRow, alarm_state, new_id, now,
+    PolicyKind, TaskRow, alarm_state, new_id, now,
 };
 
 /// Longest manual block, minutes (30 days), as the agent's policy allows.
@@ -558,7 +558,7 @@ pub async fn bruteforce_policy(
     p.require(project_id, Role::Viewer)?;
     let (policy, version) = state
         .store
-        .policy(project_id, PolicyColumn::Bruteforce)
+        .policy(project_id, PolicyKind::Bruteforce)
         .await?;
     Ok(BruteforcePolicyBody { policy, version })
 }
@@ -575,7 +575,7 @@ pub async fn set_bruteforce_policy(
     policy.validate().map_err(ApiError::invalid_body)?;
     let version = state
         .store
-        .set_policy(project_id, PolicyColumn::Bruteforce, &policy)
+        .set_policy(project_id, PolicyKind::Bruteforce, &policy)
         .await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);

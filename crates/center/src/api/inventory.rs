@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
     AssetGroup, AssetServer, ChangeFilter, InventoryChange, InventoryItem, InventorySummary,
-    PolicyColumn,
+    PolicyKind,
 };
 
 pub const DEFAULT_PER_PAGE: i64 = 100;
@@ -370,7 +370,7 @@ pub async fn policy(
     p.require(project_id, Role::Viewer)?;
     let (policy, version) = state
         .store
-        .policy(project_id, PolicyColumn::Inventory)
+        .policy(project_id, PolicyKind::Inventory)
         .await?;
     Ok(policy_body(policy, version))
 }
@@ -402,7 +402,7 @@ pub async fn set_policy(
     };
     let version = state
         .store
-        .set_policy(project_id, PolicyColumn::Inventory, &policy)
+        .set_policy(project_id, PolicyKind::Inventory, &policy)
         .await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);

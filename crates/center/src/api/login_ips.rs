@@ -12,7 +12,7 @@ use super::servers::visible_server;
 use super::{ApiError, ApiJson, audit};
 use crate::AppState;
 use crate::auth::{Principal, Role};
-use crate::store::{LoginIpEntry, PolicyColumn, Server};
+use crate::store::{LoginIpEntry, PolicyKind, Server};
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct LoginIpsBody {
@@ -36,7 +36,7 @@ async fn body(state: &AppState, srv: &Server) -> Result<LoginIpsBody, ApiError> 
     let list = state.store.server_login_ips(&srv.id).await?;
     let (policy, _): (Policy, i64) = state
         .store
-        .policy(&srv.project_id, PolicyColumn::Bruteforce)
+        .policy(&srv.project_id, PolicyKind::Bruteforce)
         .await?;
     Ok(LoginIpsBody {
         learning: list.learning,

@@ -20,7 +20,7 @@ use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::store::{
-    HandlingEntry, History, NewTasks, PolicyColumn, PolicyResultRow, RiskScanState, TaskRow,
+    HandlingEntry, History, NewTasks, PolicyKind, PolicyResultRow, RiskScanState, TaskRow,
     VulnDbImport, VulnDbStatus, VulnFilter, VulnFinding, VulnGroup, VulnRule, WeakPasswordRow,
     new_id, now, vuln_state,
 };
@@ -453,7 +453,7 @@ async fn fix(
     for (project, _) in by_server.keys() {
         if !state
             .store
-            .policy::<RiskPolicy>(project, PolicyColumn::Risk)
+            .policy::<RiskPolicy>(project, PolicyKind::Risk)
             .await?
             .0
             .allow_fix
@@ -697,7 +697,7 @@ pub async fn risk_policy(
     project_id: &str,
 ) -> Result<RiskPolicyBody, ApiError> {
     p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state.store.policy(project_id, PolicyColumn::Risk).await?;
+    let (policy, version) = state.store.policy(project_id, PolicyKind::Risk).await?;
     Ok(RiskPolicyBody { policy, version })
 }
 
@@ -714,7 +714,7 @@ pub async fn set_risk_policy(
     policy.custom_weak_passwords.dedup();
     let version = state
         .store
-        .set_policy(project_id, PolicyColumn::Risk, &policy)
+        .set_policy(project_id, PolicyKind::Risk, &policy)
         .await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);

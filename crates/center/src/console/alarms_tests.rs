@@ -9,7 +9,7 @@ use hostward_proto::bruteforce::Policy;
 
 use super::testutil::{Env, body, envs, hidden, location};
 use super::*;
-use crate::store::{AlarmFilter, PolicyColumn, alarm_state};
+use crate::store::{AlarmFilter, PolicyKind, alarm_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
 const EVIL_LINE: &str = "sshd[77]: Failed password for invalid user \"><img src=x> from 192.0.2.7";
@@ -109,7 +109,7 @@ impl Env {
     async fn policy(&self, project_id: &str) -> (Policy, i64) {
         self.state
             .store
-            .policy::<Policy>(project_id, PolicyColumn::Bruteforce)
+            .policy::<Policy>(project_id, PolicyKind::Bruteforce)
             .await
             .unwrap()
     }

@@ -602,7 +602,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .1,
@@ -632,7 +632,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         let (policy, version) = e
             .state
             .store
-            .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk)
+            .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
             .await
             .unwrap();
         assert!(version > 0, "[{b}]");
@@ -673,7 +673,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .0,
@@ -744,7 +744,7 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyColumn::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .1,

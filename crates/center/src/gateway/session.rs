@@ -15,7 +15,7 @@ use super::{Control, Gateway};
 use crate::AppState;
 use crate::metrics as m;
 use crate::status::{self, StopHint};
-use crate::store::{PolicyColumn, Server, now};
+use crate::store::{PolicyKind, Server, now};
 
 /// Rejected frames after which a session is closed: a confused or hostile agent.
 const MAX_REJECTED: u32 = 10;
@@ -297,7 +297,7 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
     async fn read<T: serde::de::DeserializeOwned + Default>(
         state: &AppState,
         project: &str,
-        which: PolicyColumn,
+        which: PolicyKind,
     ) -> (T, i64) {
         state.store.policy(project, which).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, policy = ?which, "reading a policy failed; sending defaults");
@@ -305,9 +305,9 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
         })
     }
     let project = &server.project_id;
-    let (inventory, policy_version) = read(state, project, PolicyColumn::Inventory).await;
-    let (risk, _) = read(state, project, PolicyColumn::Risk).await;
-    let (bruteforce, _) = read(state, project, PolicyColumn::Bruteforce).await;
+    let (inventory, policy_version) = read(state, project, PolicyKind::Inventory).await;
+    let (risk, _) = read(state, project, PolicyKind::Risk).await;
+    let (bruteforce, _) = read(state, project, PolicyKind::Bruteforce).await;
     let login_ips = match state.store.server_login_ips(&server.id).await {
         Ok(l) => ServerLoginIps {
             usual: l.items.into_iter().map(|e| e.addr).collect(),

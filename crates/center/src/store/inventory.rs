@@ -668,7 +668,7 @@ fn name_or_value_like(filter: &mut Sql, alias: &str, q: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, PolicyColumn, testdb};
+    use crate::store::{NewServer, PolicyKind, testdb};
     use hostward_proto::Message;
     use hostward_proto::inventory::{InventoryPolicy, Items, Package};
 
@@ -1017,7 +1017,7 @@ mod tests {
             let st = &db.store;
             let p = st.ensure_project("default").await.unwrap();
             let (pol, v) = st
-                .policy::<InventoryPolicy>(&p.id, PolicyColumn::Inventory)
+                .policy::<InventoryPolicy>(&p.id, PolicyKind::Inventory)
                 .await
                 .unwrap();
             assert_eq!((pol, v), (InventoryPolicy::default(), 0), "{backend}");
@@ -1034,14 +1034,14 @@ mod tests {
             pol.interval_secs.insert(InventoryKind::Ports, 5);
             pol.ignored_ports = vec![6379];
             assert_eq!(
-                st.set_policy(&p.id, PolicyColumn::Inventory, &pol)
+                st.set_policy(&p.id, PolicyKind::Inventory, &pol)
                     .await
                     .unwrap(),
                 1,
                 "{backend}"
             );
             assert_eq!(
-                st.policy::<InventoryPolicy>(&p.id, PolicyColumn::Inventory)
+                st.policy::<InventoryPolicy>(&p.id, PolicyKind::Inventory)
                     .await
                     .unwrap(),
                 (pol, 1),

@@ -5,6 +5,7 @@
 use sha2::Digest;
 
 use super::*;
+use sqlx::Row;
 
 /// SHA-256 of every per-backend migration file as released. Never edit these files: add a
 /// shared migration instead.
@@ -146,5 +147,59 @@ async fn a_database_of_the_previous_release_upgrades_with_its_data() {
             .await
             .unwrap();
         assert_eq!(again.id, srv.id, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn policies_move_from_project_columns_into_the_policies_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.path().join("v7.db").display()),
+    )];
+    if let Some(url) = testdb::postgres_url().await {
+        urls.push(("postgres", url));
+    }
+    for (backend, url) in urls {
+        let old = Store::connect_at_version(&url, 7).await.unwrap();
+        let a = old.ensure_project("a").await.unwrap();
+        let b = old.ensure_project("b").await.unwrap();
+        sqlx::query(
+            "UPDATE projects SET risk_policy = $1, policy_version = policy_version + 1 WHERE id = $2",
+        )
+        .bind(r#"{"allow_fix":true}"#)
+        .bind(a.id.clone())
+        .execute(old.pool())
+        .await
+        .unwrap();
+        old.pool().close().await;
+
+        let new = Store::connect(&url).await.unwrap();
+        let (risk, version): (serde_json::Value, i64) =
+            new.policy(&a.id, PolicyKind::Risk).await.unwrap();
+        assert_eq!(
+            (risk["allow_fix"].as_bool(), version),
+            (Some(true), 1),
+            "{backend}"
+        );
+        let (untouched, v0): (serde_json::Value, i64) =
+            new.policy(&b.id, PolicyKind::Risk).await.unwrap();
+        assert_eq!((untouched, v0), (serde_json::Value::Null, 0), "{backend}");
+        let v = new
+            .set_policy(&a.id, PolicyKind::Bruteforce, &serde_json::json!({"x": 1}))
+            .await
+            .unwrap();
+        assert_eq!(
+            v, 2,
+            "{backend}: the project's version counts every policy change"
+        );
+        let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM policies WHERE scope_id = $1")
+            .bind(a.id.clone())
+            .fetch_one(new.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        assert_eq!(rows, 2, "{backend}: one row per capability");
     }
 }

@@ -120,6 +120,7 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         "login_attempts",
         include_str!("migrations/0007_login_attempts.sql"),
     ),
+    (8, "policies", include_str!("migrations/0008_policies.sql")),
 ];
 
 /// Placeholders of shared migrations and their text per backend.

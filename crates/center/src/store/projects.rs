@@ -83,71 +83,91 @@ mod tests {
     }
 }
 
-/// The policies a project keeps as JSON columns, each pushed to its agents in their config.
-/// One version counts changes of all of them, so any change re-sends the config.
+/// The capabilities that keep a policy per scope, each pushed to agents in their config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyColumn {
+pub enum PolicyKind {
     Inventory,
     Risk,
     Bruteforce,
 }
 
-impl PolicyColumn {
-    fn column(self) -> &'static str {
+impl PolicyKind {
+    /// The `capability` key of its rows in `policies`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            PolicyColumn::Inventory => "inventory_policy",
-            PolicyColumn::Risk => "risk_policy",
-            PolicyColumn::Bruteforce => "bruteforce_policy",
+            PolicyKind::Inventory => "inventory",
+            PolicyKind::Risk => "risk",
+            PolicyKind::Bruteforce => "bruteforce",
         }
     }
 }
 
+/// Policies of projects are rows of scope kind `project`.
+const PROJECT_SCOPE: &str = "project";
+
 impl Store {
-    /// A project's policy and the shared policy version (0 until one is first set).
+    /// A project's policy (the defaults until one is set) and the project's policy version,
+    /// which counts changes of all its policies (0 until one is first set).
     pub async fn policy<T: serde::de::DeserializeOwned + Default>(
         &self,
         project_id: &str,
-        which: PolicyColumn,
+        which: PolicyKind,
     ) -> Result<(T, i64)> {
-        let col = which.column();
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {col} AS policy, policy_version FROM projects WHERE id = $1"
-        )))
+        let r = sqlx::query(
+            "SELECT p.policy_version, pol.body FROM projects p LEFT JOIN policies pol \
+             ON pol.scope_kind = $1 AND pol.scope_id = p.id AND pol.capability = $2 WHERE p.id = $3",
+        )
+        .bind(PROJECT_SCOPE)
+        .bind(which.as_str())
         .bind(project_id.to_string())
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound("project"))?;
-        let text: String = r.try_get("policy")?;
+        let text: Option<String> = r.try_get("body")?;
         // Written only by set_policy from a validated value; a damaged row falls back to the
         // defaults rather than stopping every agent's config.
-        let policy = serde_json::from_str(&text).unwrap_or_default();
+        let policy = text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         Ok((policy, r.try_get("policy_version")?))
     }
 
-    /// Replaces a project's policy; returns the new shared version.
+    /// Replaces a project's policy, bumping its own version and the project's, in one
+    /// transaction; returns the project's new policy version.
     pub async fn set_policy<T: serde::Serialize>(
         &self,
         project_id: &str,
-        which: PolicyColumn,
+        which: PolicyKind,
         policy: &T,
     ) -> Result<i64> {
-        let col = which.column();
         let text = serde_json::to_string(policy).expect("policy serialises");
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE projects SET {col} = $1, policy_version = policy_version + 1 WHERE id = $2"
-        )))
-        .bind(text)
-        .bind(project_id.to_string())
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.begin().await?;
+        let r =
+            sqlx::query("UPDATE projects SET policy_version = policy_version + 1 WHERE id = $1")
+                .bind(project_id.to_string())
+                .execute(&mut *tx)
+                .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound("project"));
         }
+        sqlx::query(
+            "INSERT INTO policies (scope_kind, scope_id, capability, body, version, updated_at) \
+             VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (scope_kind, scope_id, capability) \
+             DO UPDATE SET body = excluded.body, version = policies.version + 1, updated_at = excluded.updated_at",
+        )
+        .bind(PROJECT_SCOPE)
+        .bind(project_id.to_string())
+        .bind(which.as_str())
+        .bind(text)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
         let v: i64 = sqlx::query("SELECT policy_version FROM projects WHERE id = $1")
             .bind(project_id.to_string())
-            .fetch_one(self.pool())
+            .fetch_one(&mut *tx)
             .await?
             .try_get("policy_version")?;
+        tx.commit().await?;
         Ok(v)
     }
 }
