@@ -113,9 +113,8 @@ fn shared_migrations_are_portable_and_follow_the_deployed_ones() {
     );
 }
 
-#[tokio::test]
-async fn a_database_of_the_previous_release_upgrades_with_its_data() {
-    let dir = tempfile::tempdir().unwrap();
+/// URLs of a new, empty database per available backend.
+async fn empty_databases(dir: &tempfile::TempDir) -> Vec<(&'static str, String)> {
     let mut urls = vec![(
         "sqlite",
         format!("sqlite://{}", dir.path().join("old.db").display()),
@@ -123,7 +122,13 @@ async fn a_database_of_the_previous_release_upgrades_with_its_data() {
     if let Some(url) = testdb::postgres_url().await {
         urls.push(("postgres", url));
     }
-    for (backend, url) in urls {
+    urls
+}
+
+#[tokio::test]
+async fn a_database_of_the_previous_release_upgrades_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, url) in empty_databases(&dir).await {
         let old = Store::connect_at_version(&url, 5).await.unwrap();
         let a = old.ensure_project("a").await.unwrap();
         let b = old.ensure_project("b").await.unwrap();
@@ -153,14 +158,7 @@ async fn a_database_of_the_previous_release_upgrades_with_its_data() {
 #[tokio::test]
 async fn policies_move_from_project_columns_into_the_policies_table() {
     let dir = tempfile::tempdir().unwrap();
-    let mut urls = vec![(
-        "sqlite",
-        format!("sqlite://{}", dir.path().join("v7.db").display()),
-    )];
-    if let Some(url) = testdb::postgres_url().await {
-        urls.push(("postgres", url));
-    }
-    for (backend, url) in urls {
+    for (backend, url) in empty_databases(&dir).await {
         let old = Store::connect_at_version(&url, 7).await.unwrap();
         let a = old.ensure_project("a").await.unwrap();
         let b = old.ensure_project("b").await.unwrap();
