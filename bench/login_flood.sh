@@ -6,8 +6,9 @@
 # answers and how long the legitimate sign-in took, for each center binary given. Goal: peak
 # RSS <= 300 MB (7.8 GB before the fix).
 #
-#   bash bench/login_flood.sh                       # main's build, then this tree's release build
-#   bash bench/login_flood.sh path/to/hostward ...  # these binaries
+#   bash bench/login_flood.sh                       # this tree's release build
+#   bash bench/login_flood.sh path/to/hostward ...  # these binaries, e.g. a build of an older
+#                                                   # commit first, then this tree's
 #   N=200 bash bench/login_flood.sh
 #
 # Loopback only; every process it starts is stopped at the end.
@@ -17,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 if [ $# -eq 0 ]; then
   (cd "$root" && cargo build --release -p hostward-center --bins -q)
-  set -- /var/tmp/main-bin/hostward "$target/release/hostward"
+  set -- "$target/release/hostward"
 fi
 work=$(mktemp -d)
 pids=()
