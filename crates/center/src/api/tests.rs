@@ -903,7 +903,8 @@ async fn server_login_ips_are_learned_listed_and_replaced_with_validation() {
         s.store_records(&srv.id, &[(1, rec)])
             .await
             .unwrap()
-            .config_changed
+            .follow_ups
+            .contains(&crate::store::FollowUp::PushConfig)
     );
     let (st, body) = t.get(&uri, &vt).await;
     assert_eq!(st, StatusCode::OK, "{body}");
@@ -995,7 +996,8 @@ async fn server_login_ips_are_learned_listed_and_replaced_with_validation() {
         !s.store_records(&srv.id, &[(2, rec)])
             .await
             .unwrap()
-            .config_changed
+            .follow_ups
+            .contains(&crate::store::FollowUp::PushConfig)
     );
     assert_eq!(s.server_login_ips(&srv.id).await.unwrap().items.len(), 2);
 }

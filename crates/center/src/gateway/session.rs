@@ -15,7 +15,7 @@ use super::{Control, Gateway};
 use crate::AppState;
 use crate::metrics as m;
 use crate::status::{self, StopHint};
-use crate::store::{PolicyKind, Server, now};
+use crate::store::{FollowUp, Job, PolicyKind, Server, now};
 
 /// Rejected frames after which a session is closed: a confused or hostile agent.
 const MAX_REJECTED: u32 = 10;
@@ -218,14 +218,8 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                         match state.store.store_records(&server.id, &[(env.seq, msg)]).await {
                             Ok(stored) => {
                                 metrics::counter!(m::RECORDS_STORED).increment(1);
-                                if stored.software_changed {
-                                    state.analyzer.wake();
-                                }
-                                if stored.config_changed {
-                                    gw.config_changed(&server.id);
-                                }
-                                for kind in stored.resync {
-                                    request_full_inventory(&state, &server, kind).await;
+                                for step in stored.follow_ups {
+                                    follow_up(&state, &server, step).await;
                                 }
                                 let ack = Envelope::control(Message::Ack(hostward_proto::Ack { seq: stored.high }));
                                 if send(&mut sink, &ack).await.is_err() { break End::Dropped; }
@@ -336,36 +330,32 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
     }))
 }
 
-/// A diff did not fit what the center holds (a lost record, a restored database): ask the agent
-/// for a full snapshot of that kind, through a task so it survives a disconnect.
-async fn request_full_inventory(
-    state: &AppState,
-    server: &Server,
-    kind: hostward_proto::InventoryKind,
-) {
-    match state.store.claim_resync(&server.id, kind).await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            tracing::error!(error = %e, "recording an inventory resync failed");
-            return;
+/// Carries out what a records transaction asked for; capabilities name the steps, this knows
+/// none of them. Tasks go through the task table so they survive a disconnect.
+async fn follow_up(state: &AppState, server: &Server, step: FollowUp) {
+    match step {
+        FollowUp::PushConfig => state.gateway.config_changed(&server.id),
+        FollowUp::Wake(Job::VulnMatching) => state.analyzer.wake(),
+        FollowUp::QueueTask {
+            kind,
+            params,
+            expires_in_secs,
+        } => {
+            let created = state
+                .store
+                .create_tasks(&crate::store::NewTasks {
+                    targets: &[(server.project_id.clone(), server.id.clone())],
+                    kind,
+                    params: &params,
+                    created_by: "system",
+                    expires_at: Some(now() + expires_in_secs),
+                })
+                .await;
+            match created {
+                Ok(rows) => state.gateway.tasks_created(&rows),
+                Err(e) => tracing::error!(error = %e, kind, "queueing a follow-up task failed"),
+            }
         }
-    }
-    tracing::warn!(kind = %kind, "inventory diff does not fit the stored state; asking for a full snapshot");
-    let params = serde_json::json!({ "kinds": [kind], "full": true });
-    let created = state
-        .store
-        .create_tasks(&crate::store::NewTasks {
-            targets: &[(server.project_id.clone(), server.id.clone())],
-            kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
-            params: &params,
-            created_by: "system",
-            expires_at: Some(crate::store::now() + 86_400),
-        })
-        .await;
-    match created {
-        Ok(rows) => state.gateway.tasks_created(&rows),
-        Err(e) => tracing::error!(error = %e, "queueing an inventory resync failed"),
     }
 }
 

@@ -15,7 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
-use super::{Bind, Result, Sql, Store, like, now, offset, paged};
+use super::{Bind, FollowUp, Job, Result, Sql, Store, like, now, offset, paged};
 
 /// Rows per `IN (...)` list: well under both backends' parameter limits.
 const CHUNK: usize = 400;
@@ -398,24 +398,54 @@ fn summary(r: &AnyRow) -> Result<InventorySummary> {
     })
 }
 
-impl Store {
-    /// Decides whether to ask a server's agent for a full snapshot of `kind` now, and records
-    /// the ask: at most one ask per kind every ten minutes, so a broken agent is not flooded.
-    pub async fn claim_resync(&self, server_id: &str, kind: InventoryKind) -> Result<bool> {
-        let t = now();
-        let r = sqlx::query(
-            "UPDATE inventory_state SET resync_requested_at = $1 WHERE server_id = $2 AND kind = $3 \
-             AND (resync_requested_at IS NULL OR resync_requested_at < $4)",
-        )
-        .bind(t)
-        .bind(server_id.to_string())
-        .bind(kind.as_str().to_string())
-        .bind(t - RESYNC_AGAIN_SECS)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() > 0)
+/// The inventory capability's step in the records transaction: applies the record, then asks
+/// for what follows. A diff that does not fit the stored state asks the agent for a full
+/// snapshot of that kind (claimed here, at most once per kind every ten minutes, so a broken
+/// agent is not flooded); a software change wakes vulnerability matching.
+pub(super) async fn record(
+    tx: &mut Transaction<'static, Any>,
+    server_id: &str,
+    inv: &Inventory,
+) -> Result<Vec<FollowUp>> {
+    let kind = inv.kind();
+    if apply_inventory(tx, server_id, inv).await? {
+        if !claim_resync_tx(tx, server_id, kind).await? {
+            return Ok(Vec::new());
+        }
+        tracing::warn!(%server_id, kind = %kind, "inventory diff does not fit the stored state; asking for a full snapshot");
+        return Ok(vec![FollowUp::QueueTask {
+            kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
+            params: serde_json::json!({ "kinds": [kind], "full": true }),
+            expires_in_secs: 86_400,
+        }]);
     }
+    if kind == InventoryKind::Software {
+        super::risk::software_changed(tx, server_id).await?;
+        return Ok(vec![FollowUp::Wake(Job::VulnMatching)]);
+    }
+    Ok(Vec::new())
+}
 
+async fn claim_resync_tx(
+    tx: &mut Transaction<'static, Any>,
+    server_id: &str,
+    kind: InventoryKind,
+) -> Result<bool> {
+    let t = now();
+    let r = sqlx::query(
+        "UPDATE inventory_state SET resync_requested_at = $1 WHERE server_id = $2 AND kind = $3 \
+         AND (resync_requested_at IS NULL OR resync_requested_at < $4)",
+    )
+    .bind(t)
+    .bind(server_id.to_string())
+    .bind(kind.as_str().to_string())
+    .bind(t - RESYNC_AGAIN_SECS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+impl Store {
     /// What the center holds per kind for one server, in kind order.
     pub async fn inventory_summary(&self, server_id: &str) -> Result<Vec<InventorySummary>> {
         let rows = sqlx::query(
@@ -770,7 +800,12 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            assert!(r.resync.is_empty(), "{backend}");
+            assert!(
+                !r.follow_ups
+                    .iter()
+                    .any(|f| matches!(f, crate::store::FollowUp::QueueTask { .. })),
+                "{backend}"
+            );
             assert_eq!(
                 names(st, id).await,
                 [(s("curl"), s("7.88")), (s("openssl"), s("3.0.11"))],
@@ -853,22 +888,34 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            assert_eq!(r.resync, [InventoryKind::Software], "{backend}");
-            assert_eq!(names(st, id).await.len(), 2, "{backend}");
-            assert!(
-                st.claim_resync(id, InventoryKind::Software).await.unwrap(),
+            assert_eq!(
+                r.follow_ups,
+                [crate::store::FollowUp::QueueTask {
+                    kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
+                    params: serde_json::json!({"kinds": ["software"], "full": true}),
+                    expires_in_secs: 86_400,
+                }],
                 "{backend}"
             );
-            assert!(
-                !st.claim_resync(id, InventoryKind::Software).await.unwrap(),
-                "{backend}: asked once"
-            );
+            assert_eq!(names(st, id).await.len(), 2, "{backend}");
+            // The same misfit again within ten minutes: the resync was asked once.
+            let again = st
+                .store_records(
+                    id,
+                    &[(
+                        4,
+                        rec(false, "d-unknown", "d9", 0, 1, vec![pkg("evil", "1")], &[]),
+                    )],
+                )
+                .await
+                .unwrap();
+            assert!(again.follow_ups.is_empty(), "{backend}: asked once");
 
             // A full snapshot in two parts: items not in any part go at the last part.
             st.store_records(
                 id,
                 &[(
-                    4,
+                    5,
                     rec(true, "", "d3", 0, 2, vec![pkg("openssl", "3.0.13")], &[]),
                 )],
             )
@@ -881,7 +928,7 @@ mod tests {
             );
             st.store_records(
                 id,
-                &[(5, rec(true, "", "d3", 1, 2, vec![pkg("bash", "5.2")], &[]))],
+                &[(6, rec(true, "", "d3", 1, 2, vec![pkg("bash", "5.2")], &[]))],
             )
             .await
             .unwrap();
@@ -909,7 +956,7 @@ mod tests {
             // A diff on the new state applies again.
             st.store_records(
                 id,
-                &[(6, rec(false, "d3", "d4", 0, 1, vec![], &["bash:amd64"]))],
+                &[(7, rec(false, "d3", "d4", 0, 1, vec![], &["bash:amd64"]))],
             )
             .await
             .unwrap();

@@ -272,7 +272,12 @@ mod tests {
                 .store_records(&srv.id, &[(1, rec("::ffff:192.0.2.1"))])
                 .await
                 .unwrap();
-            assert!(stored.config_changed, "{backend}");
+            assert!(
+                stored
+                    .follow_ups
+                    .contains(&crate::store::FollowUp::PushConfig),
+                "{backend}"
+            );
             let list = s.server_login_ips(&srv.id).await.unwrap();
             assert_eq!(addrs(&list), ["192.0.2.1"], "{backend}");
             assert_eq!(list.items[0].origin, "learned", "{backend}");
@@ -293,7 +298,12 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(
-                (stored.high, stored.config_changed),
+                (
+                    stored.high,
+                    stored
+                        .follow_ups
+                        .contains(&crate::store::FollowUp::PushConfig)
+                ),
                 (3, false),
                 "{backend}"
             );
@@ -349,7 +359,12 @@ mod tests {
                 .store_records(&srv.id, &[(3, rec("203.0.113.5"))])
                 .await
                 .unwrap();
-            assert!(!stored.config_changed, "{backend}");
+            assert!(
+                !stored
+                    .follow_ups
+                    .contains(&crate::store::FollowUp::PushConfig),
+                "{backend}"
+            );
             assert_eq!(
                 s.server_login_ips(&srv.id).await.unwrap(),
                 list,

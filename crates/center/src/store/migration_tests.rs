@@ -82,10 +82,8 @@ fn deployed_migrations_are_byte_identical() {
 fn shared_migrations_are_portable_and_follow_the_deployed_ones() {
     let last_deployed = SQLITE_MIGRATIONS.last().unwrap().0;
     assert_eq!(last_deployed, POSTGRES_MIGRATIONS.last().unwrap().0);
-    let mut want = last_deployed + 1;
-    for (version, name, sql) in SHARED_MIGRATIONS {
+    for (want, (version, name, sql)) in (last_deployed + 1..).zip(SHARED_MIGRATIONS) {
         assert_eq!(*version, want, "{name}: versions follow each other");
-        want += 1;
         for backend_only in [
             "AUTOINCREMENT",
             "IDENTITY",

@@ -22,12 +22,32 @@ pub struct StoredEvent {
 pub struct Stored {
     /// Highest seq now stored: the ack.
     pub high: u64,
-    /// Inventory kinds whose diff did not fit the stored state: ask the agent for a full snapshot.
-    pub resync: Vec<hostward_proto::InventoryKind>,
-    /// A software inventory record landed: the server's vulnerabilities need matching again.
-    pub software_changed: bool,
-    /// The server's usual login addresses changed (its config version moved): push the config.
-    pub config_changed: bool,
+    /// What the gateway does next, in order, once the transaction committed.
+    pub follow_ups: Vec<FollowUp>,
+}
+
+/// A step after a records transaction. Capabilities ask for these generic steps from their
+/// post-apply functions; the gateway carries them out without knowing any capability.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FollowUp {
+    /// The server's config version moved in the transaction: push it its config.
+    PushConfig,
+    /// Queue this task for the server. Whatever must not be asked twice was claimed inside
+    /// the transaction.
+    QueueTask {
+        kind: &'static str,
+        params: serde_json::Value,
+        expires_in_secs: i64,
+    },
+    /// Wake a background job of this replica now rather than at its next tick.
+    Wake(Job),
+}
+
+/// Background jobs a [`FollowUp::Wake`] can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Matching servers' software against the vulnerability database.
+    VulnMatching,
 }
 
 impl Store {
@@ -47,9 +67,7 @@ impl Store {
             .ok_or(StoreError::NotFound("server"))?
             .try_get("last_seq")?;
         let mut high = last;
-        let mut resync = Vec::new();
-        let mut software_changed = false;
-        let mut config_changed = false;
+        let mut follow_ups = Vec::new();
         let t = now();
         for (seq, msg) in records {
             let seq = *seq as i64;
@@ -96,12 +114,7 @@ impl Store {
                     }
                 }
                 Message::Inventory(inv) => {
-                    if super::inventory::apply_inventory(&mut tx, server_id, inv).await? {
-                        resync.push(inv.kind());
-                    } else if inv.kind() == hostward_proto::InventoryKind::Software {
-                        super::risk::software_changed(&mut tx, server_id).await?;
-                        software_changed = true;
-                    }
+                    follow_ups.extend(super::inventory::record(&mut tx, server_id, inv).await?);
                 }
                 Message::Risk(report) => {
                     super::risk::apply_risk_report(&mut tx, server_id, report).await?;
@@ -113,8 +126,9 @@ impl Store {
                     super::alarms::apply_block(&mut tx, server_id, change).await?;
                 }
                 Message::LoginIp(rec) => {
-                    config_changed |=
+                    let config_moved =
                         super::login_ips::apply_login_ip(&mut tx, server_id, rec).await?;
+                    follow_ups.extend(config_moved.then_some(FollowUp::PushConfig));
                 }
                 _ => {}
             }
@@ -128,11 +142,10 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        follow_ups.dedup();
         Ok(Stored {
             high: high as u64,
-            resync,
-            software_changed,
-            config_changed,
+            follow_ups,
         })
     }
 
