@@ -210,6 +210,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let cfg = Config::resolve(a.config.as_deref())?;
             init_logging(log_flag, &cfg.log_level);
             let dir = state_dir(a.state_dir, &cfg);
+            crate::mem::limit_arenas();
             runtime()?.block_on(cmd_run(dir, cfg))?;
             Ok(ExitCode::SUCCESS)
         }

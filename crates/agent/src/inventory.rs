@@ -272,8 +272,11 @@ impl Runner {
                         .is_none_or(|l| t >= *l + Duration::from_secs(pol.interval(*k)))
                 })
                 .collect();
-            for kind in due {
-                self.once(kind, false, &pol).await;
+            if !due.is_empty() {
+                for kind in due {
+                    self.once(kind, false, &pol).await;
+                }
+                crate::mem::release_after_job().await;
             }
             let next = InventoryKind::ALL
                 .into_iter()
@@ -298,6 +301,7 @@ impl Runner {
                             out.push(self.once(kind, req.full, &pol).await);
                         }
                         let _ = reply.send(out);
+                        crate::mem::release_after_job().await;
                     }
                 },
             }

@@ -9,6 +9,7 @@ pub mod enroll;
 pub mod facts;
 pub mod inventory;
 pub mod link;
+pub mod mem;
 pub mod respond;
 pub mod risk;
 pub mod tasks;

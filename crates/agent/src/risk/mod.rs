@@ -153,6 +153,7 @@ impl Scanner {
                         }
                         next = draw_next(unix_now(), &pol);
                         tracing::info!(next_scan_at = ?next, "daily risk scan done");
+                        crate::mem::release_after_job().await;
                     }
                 }
                 changed = policy.changed() => {
@@ -166,6 +167,7 @@ impl Scanner {
                     let pol = policy.borrow().clone();
                     let out = self.scan(&job.req, ScanTrigger::Task, job.task_id, &pol).await;
                     let _ = job.reply.send(out);
+                    crate::mem::release_after_job().await;
                 }
             }
         }
