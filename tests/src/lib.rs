@@ -1087,11 +1087,12 @@ impl Center {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> Result<String> {
-        let r = self
-            .http
-            .get(format!("{}/metrics", self.url()))
-            .send()
-            .await?;
+        self.metrics_via(&self.http).await
+    }
+
+    /// The `/metrics` text, fetched with `http` (e.g. a client bound to another source address).
+    pub async fn metrics_via(&self, http: &reqwest::Client) -> Result<String> {
+        let r = http.get(format!("{}/metrics", self.url())).send().await?;
         ensure!(
             r.status().as_u16() == 200,
             "GET /metrics answered {}",
@@ -1235,6 +1236,19 @@ pub struct Api {
 }
 
 impl Api {
+    /// The id of user `name`, from the user list this caller sees.
+    pub async fn user_id(&self, name: &str) -> Result<String> {
+        let users = self.get("/api/v1/users").await?.expect(200)?;
+        users.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| u["username"] == name)
+            .and_then(|u| u["id"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no user {name} in {}", users.text))
+    }
+
     pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Resp> {
         let m = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self.client.request(m, format!("{}{path}", self.base));

@@ -693,18 +693,7 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
             .first()
             .cloned()
             .ok_or_else(|| anyhow!("alice has no API tokens: {}", mine.text))?;
-        let users = root.get("/api/v1/users").await?.expect(200)?;
-        let find_user = |name: &str| -> Result<String> {
-            users.json["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|u| u["username"] == name)
-                .and_then(|u| u["id"].as_str())
-                .map(str::to_string)
-                .ok_or_else(|| anyhow!("no user {name} in {}", users.text))
-        };
-        let alice_id = find_user("alice")?;
+        let alice_id = root.user_id("alice").await?;
         let a = A {
             project: project_a.clone(),
             server: agent_a.server_id.clone(),

@@ -122,18 +122,6 @@ fn vm_hwm_kib(pid: u32) -> Result<u64> {
         .ok_or_else(|| anyhow!("no VmHWM in /proc/{pid}/status"))
 }
 
-async fn user_id(center: &Center, name: &str) -> Result<String> {
-    let users = center.api().get("/api/v1/users").await?.expect(200)?;
-    users.json["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|u| u["username"] == name)
-        .and_then(|u| u["id"].as_str())
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("no user {name}: {}", users.text))
-}
-
 /// Wrong passwords that the center checked (not refused unchecked) for `user`, from the audit
 /// log: today's code writes `auth.login_failed`, the old code also `auth.locked` for the one
 /// that locked.
@@ -321,7 +309,7 @@ async fn own_password_change_ends_other_sessions_and_revokes_api_tokens() -> Res
         // Carol, signed in twice and with an API token, changes her password in session A.
         let carol_pw = "carol-first-passphrase";
         center.add_user("carol", carol_pw, &[]).await?;
-        let carol = user_id(&center, "carol").await?;
+        let carol = center.api().user_id("carol").await?;
         let token = center.api_token("carol").await?;
         let a = client_from(&center, "127.0.0.1")?;
         let b = client_from(&center, "127.0.0.1")?;
@@ -380,7 +368,7 @@ async fn wrong_current_passwords_count_like_failed_logins() -> Result<()> {
         // Dave guesses his current password wrong: the guesses count like failed logins.
         let dave_pw = "dave-first-passphrase";
         center.add_user("dave", dave_pw, &[]).await?;
-        let dave = user_id(&center, "dave").await?;
+        let dave = center.api().user_id("dave").await?;
         let d = client_from(&center, "127.0.0.1")?;
         let csrf_d = login(&d, &center, "dave", dave_pw).await?.json["csrf_token"]
             .as_str()
@@ -434,7 +422,7 @@ async fn an_admin_reset_revokes_the_users_api_tokens() -> Result<()> {
         center
             .add_user("erin", "erin-first-passphrase", &[])
             .await?;
-        let erin = user_id(&center, "erin").await?;
+        let erin = center.api().user_id("erin").await?;
         let erin_token = center.api_token("erin").await?;
         ensure!(center.api_as(&erin_token).get("/api/v1/me").await?.status == 200);
         let reset = center
@@ -491,8 +479,8 @@ async fn a_project_admin_cannot_adopt_and_take_over_an_outsider() -> Result<()> 
             )
             .await?
             .expect(201)?;
-        let outsider = user_id(&center, "outsider").await?;
-        let member = user_id(&center, "member").await?;
+        let outsider = center.api().user_id("outsider").await?;
+        let member = center.api().user_id("member").await?;
 
         // Control: pa really administers p1.
         pa.put(
@@ -558,7 +546,7 @@ async fn must_change_password_is_enforced_on_the_api_and_the_console() -> Result
             )
             .await?
             .expect(201)?;
-        let newbie = user_id(&center, "newbie").await?;
+        let newbie = center.api().user_id("newbie").await?;
         let token = center.api_token("newbie").await?;
         let s = client_from(&center, "127.0.0.1")?;
         let signed = login(&s, &center, "newbie", pw).await?;

@@ -117,16 +117,7 @@ async fn console_and_api_from(center: &Center, src: IpAddr) -> Result<()> {
 }
 
 async fn metrics_from(center: &Center, src: IpAddr) -> Result<String> {
-    let r = client_from(center, src)?
-        .get(format!("{}/metrics", center.url()))
-        .send()
-        .await?;
-    ensure!(
-        r.status().as_u16() == 200,
-        "GET /metrics answered {}",
-        r.status()
-    );
-    Ok(r.text().await?)
+    center.metrics_via(&client_from(center, src)?).await
 }
 
 const REFUSED: &str = "hostward_console_connections_refused_total";
@@ -221,17 +212,22 @@ async fn per_address_cap(center: &Center) -> Result<()> {
     Ok(())
 }
 
+/// A response header as text, empty when absent.
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// HSTS on every answer of the port; `no-store` on API answers, including the one that returns
 /// a new enrollment token.
 async fn security_headers(center: &Center) -> Result<()> {
     let http = client_from(center, lo(2))?;
     for path in ["/login", "/healthz", "/api/v1/openapi.json", "/api/v1/nope"] {
         let r = http.get(format!("{}{path}", center.url())).send().await?;
-        let hsts = r
-            .headers()
-            .get("strict-transport-security")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let hsts = header(&r, "strict-transport-security");
         ensure!(
             hsts == "max-age=31536000",
             "GET {path}: Strict-Transport-Security {hsts:?}"
@@ -248,12 +244,7 @@ async fn security_headers(center: &Center) -> Result<()> {
         "creating a token answered {}",
         r.status()
     );
-    let cc = r
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let cc = header(&r, "cache-control");
     ensure!(
         cc.contains("no-store"),
         "the answer carrying a new enrollment token has Cache-Control {cc:?}"
@@ -263,12 +254,7 @@ async fn security_headers(center: &Center) -> Result<()> {
         .bearer_auth(&center.admin_token)
         .send()
         .await?;
-    let cc = r
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let cc = header(&r, "cache-control");
     ensure!(
         cc.contains("no-store"),
         "GET /api/v1/servers: Cache-Control {cc:?}"
