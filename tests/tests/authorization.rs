@@ -737,18 +737,8 @@ async fn project_b_cannot_touch_project_a() -> Result<()> {
         center
             .add_user("carol", PASSWORD, &["--project", "beta", "--role", "admin"])
             .await?;
-        let users = root.get("/api/v1/users").await?.expect(200)?;
-        let id_of = |name: &str| {
-            users.json["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|u| u["username"] == name)
-                .and_then(|u| u["id"].as_str())
-                .map(str::to_string)
-        };
-        let bob_id = id_of("bob").ok_or_else(|| anyhow!("no bob"))?;
-        let carol_id = id_of("carol").ok_or_else(|| anyhow!("no carol"))?;
+        let bob_id = root.user_id("bob").await?;
+        let carol_id = root.user_id("carol").await?;
         let bob = center.api_as(&center.api_token("bob").await?);
         let carol = center.api_as(&center.api_token("carol").await?);
 
