@@ -412,9 +412,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| path.display().to_string());
-            let done = crate::analyze::vulns::import(&state.store, &path, &source, replace, "cli")
-                .await
-                .with_context(|| format!("importing {}", path.display()))?;
+            let done = crate::capabilities::risk::matching::import(
+                &state.store,
+                &path,
+                &source,
+                replace,
+                "cli",
+            )
+            .await
+            .with_context(|| format!("importing {}", path.display()))?;
             if json {
                 return print_json(&done);
             }
@@ -433,7 +439,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Vulndb(VulndbCmd::Status { db }) => {
             let state = db.state().await?;
-            print_json(&api::risk::vulndb(&state, &system).await.map_err(api_err)?)
+            print_json(
+                &crate::capabilities::risk::api::vulndb(&state, &system)
+                    .await
+                    .map_err(api_err)?,
+            )
         }
         Command::Ca(CaCmd::Fingerprint { db }) => {
             let args = ServeArgs {

@@ -1,9 +1,9 @@
 //! The Hostward protection center. `main.rs` only calls [`cli::main`]; see ARCHITECTURE.md for
 //! the map of these modules and the invariants they keep.
 
-pub mod analyze;
 pub mod api;
 pub mod auth;
+pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -17,5 +17,6 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod tls;
+pub mod web;
 
 pub use state::AppState;

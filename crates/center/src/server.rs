@@ -143,8 +143,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     });
     gateway.spawn_jobs();
     spawn_housekeeping(state.clone());
-    crate::analyze::Analyzer::spawn(state.clone());
-    crate::analyze::vulns::spawn_fetch(state.clone());
+    crate::capabilities::spawn_jobs(&state);
     tracing::info!(console = %config.public_url, %api_addr, %gateway_addr, gateway_url = %config.gateway_url, max_console, open_files = nofile, "center started");
     Ok(Running {
         state,
@@ -161,15 +160,6 @@ fn spawn_housekeeping(state: AppState) {
             tick.tick().await;
             if let Err(e) = state.store.purge_expired_sessions().await {
                 tracing::error!(error = %e, "purging expired sessions failed");
-            }
-            match state
-                .store
-                .expire_alarms(state.config.alarm_retention_days)
-                .await
-            {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "expired old alarms"),
-                Err(e) => tracing::error!(error = %e, "expiring old alarms failed"),
             }
         }
     });

@@ -16,7 +16,7 @@ pub struct AppState {
     pub gateway: Gateway,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Vulnerability matching of this replica (its in-memory matcher and the job's wake-up).
-    pub analyzer: crate::analyze::Analyzer,
+    pub analyzer: crate::capabilities::risk::matching::Analyzer,
 }
 
 /// The center's CA and the facts about it that install commands carry.

@@ -3,15 +3,10 @@
 //! which are thin wrappers. Errors are [`ApiError`]; request bodies go through [`ApiJson`] and
 //! query strings through [`ApiQuery`] so every parse failure is a 400 naming the field.
 
-pub mod alarms;
 pub mod api_tokens;
 pub mod enroll;
-mod error;
-pub mod inventory;
-pub mod login_ips;
 pub mod openapi;
 pub mod projects;
-pub mod risk;
 pub mod servers;
 pub mod session;
 pub mod tasks;
@@ -26,7 +21,7 @@ use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use serde::de::DeserializeOwned;
 
-pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use crate::web::{ApiError, ErrorBody, ErrorDetail};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -45,97 +40,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/me", get(users::me_handler))
         .route("/api/v1/projects", get(projects::list_handler))
         .route(
-            "/api/v1/projects/{id}/inventory-policy",
-            get(inventory::policy_handler).put(inventory::set_policy_handler),
-        )
-        .route(
-            "/api/v1/servers/{id}/inventory",
-            get(inventory::summary_handler),
-        )
-        .route(
-            "/api/v1/servers/{id}/inventory/changes",
-            get(inventory::server_changes_handler),
-        )
-        .route(
-            "/api/v1/servers/{id}/inventory/{kind}",
-            get(inventory::items_handler),
-        )
-        .route(
-            "/api/v1/inventory/changes",
-            get(inventory::fleet_changes_handler),
-        )
-        .route("/api/v1/assets/{kind}", get(inventory::assets_handler))
-        .route(
-            "/api/v1/assets/{kind}/servers",
-            get(inventory::asset_servers_handler),
-        )
-        .route("/api/v1/alarms", get(alarms::list_handler))
-        .route(
-            "/api/v1/projects/{id}/bruteforce-policy",
-            get(alarms::policy_handler).put(alarms::set_policy_handler),
-        )
-        .route("/api/v1/alarms/actions", post(alarms::action_handler))
-        .route("/api/v1/alarms/{id}", get(alarms::detail_handler))
-        .route(
-            "/api/v1/alarm-whitelist",
-            get(alarms::whitelist_handler).post(alarms::add_whitelist_handler),
-        )
-        .route(
-            "/api/v1/alarm-whitelist/{id}",
-            delete(alarms::delete_whitelist_handler),
-        )
-        .route("/api/v1/blocked-ips", get(alarms::fleet_blocked_handler))
-        .route(
-            "/api/v1/servers/{id}/blocked-ips",
-            get(alarms::server_blocked_handler).post(alarms::block_handler),
-        )
-        .route(
-            "/api/v1/servers/{id}/blocked-ips/{addr}",
-            delete(alarms::unblock_handler),
-        )
-        .route("/api/v1/vulndb", get(risk::vulndb_handler))
-        .route("/api/v1/vulnerabilities", get(risk::groups_handler))
-        .route(
-            "/api/v1/vulnerabilities/findings",
-            get(risk::fleet_findings_handler),
-        )
-        .route(
-            "/api/v1/vulnerabilities/findings/{id}",
-            get(risk::finding_handler),
-        )
-        .route(
-            "/api/v1/vulnerabilities/actions",
-            post(risk::action_handler),
-        )
-        .route(
-            "/api/v1/vulnerability-rules",
-            get(risk::rules_handler).post(risk::create_rule_handler),
-        )
-        .route(
-            "/api/v1/vulnerability-rules/{id}",
-            delete(risk::delete_rule_handler),
-        )
-        .route("/api/v1/weak-passwords", get(risk::fleet_weak_handler))
-        .route("/api/v1/password-policy", get(risk::fleet_policy_handler))
-        .route("/api/v1/scans", get(risk::scans_handler))
-        .route(
-            "/api/v1/projects/{id}/risk-policy",
-            get(risk::policy_handler).put(risk::set_policy_handler),
-        )
-        .route(
-            "/api/v1/servers/{id}/vulnerabilities",
-            get(risk::server_findings_handler),
-        )
-        .route(
-            "/api/v1/servers/{id}/weak-passwords",
-            get(risk::server_weak_handler),
-        )
-        .route(
-            "/api/v1/servers/{id}/password-policy",
-            get(risk::server_policy_handler),
-        )
-        .route("/api/v1/servers/{id}/risk", get(risk::server_risk_handler))
-        .route(
             "/api/v1/servers",
             get(servers::list_handler).post(servers::create_handler),
         )
@@ -151,10 +55,6 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/servers/{id}/reinstall",
             post(tokens::reinstall_handler),
-        )
-        .route(
-            "/api/v1/servers/{id}/login-ips",
-            get(login_ips::get_handler).put(login_ips::set_handler),
         )
         .route(
             "/api/v1/servers/{id}/tasks",
@@ -185,6 +85,7 @@ pub fn router() -> Router<AppState> {
             "/api/v1/api-tokens/{id}",
             delete(api_tokens::revoke_handler),
         )
+        .merge(crate::capabilities::api_router())
 }
 
 /// A JSON body. Any failure (syntax, wrong type, missing field, content type) is 400
@@ -250,6 +151,20 @@ pub async fn scope(state: &AppState, p: &Principal) -> Result<Vec<String>, ApiEr
             .collect())
     } else {
         Ok(p.visible_projects())
+    }
+}
+
+/// Projects a fleet-wide view covers: the one asked for (which must be visible), else all.
+pub(crate) async fn fleet_scope(
+    state: &AppState,
+    p: &Principal,
+    project: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
+    let all = scope(state, p).await?;
+    match project.filter(|s| !s.is_empty()) {
+        None => Ok(all),
+        Some(id) if all.iter().any(|a| a == id) => Ok(vec![id.to_string()]),
+        Some(_) => Err(ApiError::not_found("project")),
     }
 }
 

@@ -3,10 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{
-    alarms, api_tokens, enroll, inventory, login_ips, projects, risk, servers, session, tasks,
-    tokens, users,
-};
+use super::{api_tokens, enroll, projects, servers, session, tasks, tokens, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,14 +24,6 @@ use super::{
         servers::delete_handler,
         servers::protection_handler,
         servers::revoke_handler,
-        inventory::summary_handler,
-        inventory::items_handler,
-        inventory::server_changes_handler,
-        inventory::fleet_changes_handler,
-        inventory::assets_handler,
-        inventory::asset_servers_handler,
-        inventory::policy_handler,
-        inventory::set_policy_handler,
         tasks::list_handler,
         tasks::create_for_server_handler,
         tasks::create_handler,
@@ -51,44 +40,13 @@ use super::{
         api_tokens::list_handler,
         api_tokens::create_handler,
         api_tokens::revoke_handler,
-        alarms::list_handler,
-        alarms::policy_handler,
-        alarms::set_policy_handler,
-        alarms::detail_handler,
-        alarms::action_handler,
-        alarms::whitelist_handler,
-        alarms::add_whitelist_handler,
-        alarms::delete_whitelist_handler,
-        alarms::fleet_blocked_handler,
-        alarms::server_blocked_handler,
-        alarms::block_handler,
-        alarms::unblock_handler,
-        login_ips::get_handler,
-        login_ips::set_handler,
-        risk::vulndb_handler,
-        risk::groups_handler,
-        risk::fleet_findings_handler,
-        risk::server_findings_handler,
-        risk::finding_handler,
-        risk::action_handler,
-        risk::rules_handler,
-        risk::create_rule_handler,
-        risk::delete_rule_handler,
-        risk::fleet_weak_handler,
-        risk::server_weak_handler,
-        risk::fleet_policy_handler,
-        risk::server_policy_handler,
-        risk::server_risk_handler,
-        risk::scans_handler,
-        risk::policy_handler,
-        risk::set_policy_handler,
     )
 )]
 pub struct ApiDoc;
 
 /// The document as served at `/api/v1/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    crate::capabilities::openapi(ApiDoc::openapi())
 }
 
 pub async fn handler() -> Json<utoipa::openapi::OpenApi> {

@@ -17,8 +17,8 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::api::ApiError;
 use crate::store::User;
+use crate::web::ApiError;
 
 pub use password::{
     HashPool, MIN_PASSWORD_LEN, hash_password, random_password, validate_new_password,

@@ -20,8 +20,8 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::api::ApiError;
 use crate::config::Config;
+use crate::web::ApiError;
 
 pub const MIN_PASSWORD_LEN: usize = 12;
 /// Argon2 input is bounded so a huge body cannot buy a long hash.

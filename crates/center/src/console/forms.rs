@@ -7,11 +7,10 @@ use std::future::Future;
 use axum::http::StatusCode;
 use hostward_proto::Severity;
 
-use super::inventory::url;
-use super::risk::severity_label;
-use super::servers::enc;
 use super::{ApiError, ConsoleError, Fields, Opt, PageResult, Principal, Role, see_other};
 use crate::AppState;
+use crate::web::labels::severity_label;
+use crate::web::page::{enc, url};
 
 /// The value, or None when it is empty.
 pub(crate) fn opt(s: &str) -> Option<String> {

@@ -6,27 +6,17 @@
 //! anything else happens ([`Post`]). Objects outside the caller's projects answer 404.
 //! Responses carry a strict CSP (no inline scripts or styles) and the other security headers.
 
-mod alarms;
-mod forms;
+pub(crate) mod forms;
 mod glue;
-mod inventory;
 mod login;
-mod login_ips;
-mod risk;
-mod servers;
+pub(crate) mod servers;
 mod tokens;
 mod users;
 
 #[cfg(test)]
-mod alarms_tests;
-#[cfg(test)]
-mod login_ips_tests;
-#[cfg(test)]
-mod risk_tests;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 #[cfg(test)]
 mod tokens_tests;
 
@@ -58,48 +48,6 @@ pub fn router() -> Router<AppState> {
         .route("/servers", get(servers::list))
         .route("/servers/{id}", get(servers::detail))
         .route("/servers/{id}/protection", post(servers::protection))
-        .route("/servers/{id}/changes", get(inventory::server_changes))
-        .route(
-            "/servers/{id}/inventory/{kind}",
-            get(inventory::server_kind),
-        )
-        .route(
-            "/servers/{id}/inventory/{kind}/collect",
-            post(inventory::collect),
-        )
-        .route("/servers/{id}/risks", get(risk::server_risks))
-        .route(
-            "/servers/{id}/login-ips",
-            get(login_ips::page).post(login_ips::save),
-        )
-        .route("/servers/{id}/risks/scan", post(risk::scan_server))
-        .route("/vulnerabilities", get(risk::vulnerabilities))
-        .route("/vulnerabilities/actions", post(risk::act))
-        .route("/vulnerabilities/findings/{id}", get(risk::finding))
-        .route("/vulnerabilities/{cve}", get(risk::cve))
-        .route("/risk/weak-passwords", get(risk::weak_passwords))
-        .route("/risk/password-policy", get(risk::password_policy))
-        .route("/risk/scans", get(risk::scans).post(risk::start_scans))
-        .route("/risk/rules", get(risk::rules).post(risk::create_rule))
-        .route("/risk/rules/{id}/delete", post(risk::delete_rule))
-        .route("/risk/policy", get(risk::policy).post(risk::save_policy))
-        .route("/alarms", get(alarms::list))
-        .route("/alarms/actions", post(alarms::act))
-        .route("/alarms/blocked", get(alarms::blocked).post(alarms::block))
-        .route("/alarms/blocked/unblock", post(alarms::unblock))
-        .route(
-            "/alarms/whitelist",
-            get(alarms::whitelist).post(alarms::create_rule),
-        )
-        .route("/alarms/whitelist/{id}/delete", post(alarms::delete_rule))
-        .route(
-            "/alarms/policy",
-            get(alarms::policy).post(alarms::save_policy),
-        )
-        .route("/alarms/{id}", get(alarms::detail))
-        .route("/assets", get(inventory::assets))
-        .route("/assets/changes", get(inventory::fleet_changes))
-        .route("/assets/{kind}/servers", get(inventory::asset_servers))
         .route(
             "/servers/{id}/revoke",
             get(servers::revoke_confirm).post(servers::revoke),
@@ -115,6 +63,7 @@ pub fn router() -> Router<AppState> {
             get(users::password_page).post(users::change_password),
         )
         .route("/static/{*path}", get(static_file))
+        .merge(crate::capabilities::console_router())
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -455,6 +404,29 @@ impl Nav {
             active,
             v: asset_version(),
         }
+    }
+
+    /// The top navigation: servers, each capability's entry in the list's order, then the
+    /// platform's administration pages.
+    pub fn entries(&self) -> Vec<crate::capabilities::NavEntry> {
+        use crate::capabilities::NavEntry;
+        let mut v = vec![NavEntry {
+            id: "servers",
+            label: "Servers",
+            href: "/servers",
+        }];
+        v.extend(crate::capabilities::nav());
+        v.push(NavEntry {
+            id: "tokens",
+            label: "Enrollment tokens",
+            href: "/tokens",
+        });
+        v.push(NavEntry {
+            id: "users",
+            label: "Users",
+            href: "/users",
+        });
+        v
     }
 }
 

@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::api::servers::{self as ops, ServerQuery, SetProtection};
 use crate::status;
 use crate::store::Server;
+use crate::web::page::enc;
 
 pub const PER_PAGE: u32 = 50;
 
@@ -87,21 +88,6 @@ pub(crate) fn risk_summary(counts: &serde_json::Value) -> String {
         }
     }
     parts.join(" · ")
-}
-
-/// `application/x-www-form-urlencoded` percent-encoding for query values.
-pub(crate) fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The list's query parameters; unknown values are kept as typed (they simply match nothing).
@@ -374,7 +360,7 @@ pub(crate) struct ServerPage {
     pub config_version: i64,
     pub history: Vec<HistoryView>,
     pub tasks: Vec<TaskView>,
-    pub tabs: Vec<super::inventory::Tab>,
+    pub tabs: Vec<crate::web::page::Tab>,
 }
 
 fn allowed(p: &super::Principal, project_id: &str, role: Role) -> bool {
@@ -391,7 +377,7 @@ pub async fn detail(
     let tasks = crate::api::tasks::list_for_server(&state, &p, &s.id)
         .await?
         .items;
-    let tabs = super::inventory::server_tabs(&state, &p, &s.id, "overview").await?;
+    let tabs = crate::capabilities::server_tabs(&state, &p, &s.id, "overview").await?;
     let project_name = super::project_names(&state, &p)
         .await?
         .into_iter()

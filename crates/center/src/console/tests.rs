@@ -87,7 +87,10 @@ async fn login_without_or_with_wrong_login_csrf_is_403() {
     let e = env().await;
     let p = e.state.store.ensure_project("default").await.unwrap();
     e.user("alice", &p.id, Some("admin")).await;
-    let creds = format!("username=alice&password={}", servers::enc(PASSWORD));
+    let creds = format!(
+        "username=alice&password={}",
+        crate::web::page::enc(PASSWORD)
+    );
     let res = e.post_form("/login", "", &creds).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(set_cookie(&res, glue::SESSION_COOKIE).is_none());
@@ -378,7 +381,7 @@ async fn locked_account_answers_like_a_wrong_password() {
     let c = set_cookie(&page, login::LOGIN_COOKIE).unwrap();
     let body_text = format!(
         "login_csrf={c}&username=alice&password={}",
-        servers::enc(PASSWORD)
+        crate::web::page::enc(PASSWORD)
     );
     let res = e
         .post_form(
@@ -494,7 +497,7 @@ async fn superadmin_manages_users_and_roles() {
     let (cookie, csrf) = e.login("root").await;
     let form = format!(
         "username=bob&password={}&project={}&role=viewer&csrf={csrf}",
-        servers::enc(PASSWORD),
+        crate::web::page::enc(PASSWORD),
         p.id
     );
     let res = e.post_form("/users", &cookie, &form).await;
@@ -566,8 +569,8 @@ async fn superadmin_manages_users_and_roles() {
             &bc,
             &format!(
                 "current_password={}&password={1}&password_again={1}&csrf={bcsrf0}",
-                servers::enc(PASSWORD),
-                servers::enc("bob's very own passphrase")
+                crate::web::page::enc(PASSWORD),
+                crate::web::page::enc("bob's very own passphrase")
             ),
         )
         .await;
@@ -630,15 +633,15 @@ async fn own_password_change() {
             &cookie,
             &format!(
                 "current_password=wrong&password={0}&password_again={0}&csrf={csrf}",
-                servers::enc(new)
+                crate::web::page::enc(new)
             ),
         )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let form = format!(
         "current_password={}&password={1}&password_again={1}&csrf={csrf}",
-        servers::enc(PASSWORD),
-        servers::enc(new)
+        crate::web::page::enc(PASSWORD),
+        crate::web::page::enc(new)
     );
     let res = e.post_form("/account/password", &cookie, &form).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);

@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
 use tower::ServiceExt;
 
-use super::{glue, login, router, servers};
+use super::{glue, login, router};
 use crate::AppState;
 use crate::config::Config;
 use crate::state::CenterPki;
@@ -111,7 +111,7 @@ impl Console {
                 &format!("{}={login_cookie}", login::LOGIN_COOKIE),
                 &format!(
                     "login_csrf={token}&username={name}&password={}",
-                    servers::enc(PASSWORD)
+                    crate::web::page::enc(PASSWORD)
                 ),
             )
             .await;

@@ -2,7 +2,7 @@
 //! handling state and history, whitelist rules, weak-password and password-policy results, and
 //! the server's risk status derived from all of them.
 //!
-//! Matching itself happens in `analyze::vulns`; this module only stores what it found. A
+//! Matching itself happens in `capabilities::risk::matching`; this module only stores what it found. A
 //! server's software is (re)matched when `risk_state.vuln_matched_version` differs from the
 //! database version: an import moves the version, a software inventory record resets the
 //! server's to -1. Any replica's analyzer may pick the work up.

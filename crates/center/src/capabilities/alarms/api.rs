@@ -3,24 +3,26 @@
 
 use std::net::IpAddr;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 use hostward_proto::alarm::{BLOCK_TASK, BlockRequest, UNBLOCK_TASK, alarm_type};
 use hostward_proto::bruteforce::Net;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::inventory::{csv_response, fleet_scope, is_csv, paging};
-use super::servers::visible_server;
-use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
+use crate::api::fleet_scope;
+use crate::api::servers::visible_server;
+use crate::api::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::auth::{Principal, Role};
 use crate::store::{
     AlarmFilter, AlarmRow, AlarmWhitelistRule, BlockedIp, HandlingEntry, History, NewTasks,
     PolicyKind, TaskRow, alarm_state, new_id, now,
 };
+use crate::web::paging::{csv_response, is_csv, paging};
 
 /// Longest manual block, minutes (30 days), as the agent's policy allows.
 pub const MAX_BLOCK_MINUTES: u32 = 43_200;
@@ -401,7 +403,7 @@ pub async fn add_whitelist(
     input: NewWhitelistRule,
 ) -> Result<AlarmWhitelistRule, ApiError> {
     let project_id =
-        super::target_project(state, p, input.project_id.as_deref(), Role::Operator).await?;
+        crate::api::target_project(state, p, input.project_id.as_deref(), Role::Operator).await?;
     let alarm_type = match input.alarm_type.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(t) if alarm_type(t).is_some() => Some(t.to_string()),
@@ -445,7 +447,7 @@ pub async fn add_whitelist(
 pub async fn delete_whitelist(state: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
     let rules = state
         .store
-        .alarm_whitelist(&super::scope(state, p).await?)
+        .alarm_whitelist(&crate::api::scope(state, p).await?)
         .await?;
     let Some(rule) = rules.into_iter().find(|r| r.id == id) else {
         return Err(ApiError::not_found("whitelist rule"));
@@ -596,7 +598,7 @@ pub async fn set_bruteforce_policy(
 // ---- HTTP handlers ----
 
 #[utoipa::path(get, path = "/api/v1/projects/{id}/bruteforce-policy", tag = "alarms", params(("id" = String, Path)),
-    responses((status = 200, body = BruteforcePolicyBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = BruteforcePolicyBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn policy_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -607,7 +609,7 @@ pub async fn policy_handler(
 
 #[utoipa::path(put, path = "/api/v1/projects/{id}/bruteforce-policy", tag = "alarms", params(("id" = String, Path)),
     request_body = Object,
-    responses((status = 200, body = BruteforcePolicyBody), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
+    responses((status = 200, body = BruteforcePolicyBody), (status = 400, body = crate::api::ErrorBody), (status = 403, body = crate::api::ErrorBody)))]
 pub async fn set_policy_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -618,7 +620,7 @@ pub async fn set_policy_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/alarms", tag = "alarms", params(AlarmQuery),
-    responses((status = 200, body = AlarmPage), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, body = AlarmPage), (status = 400, body = crate::api::ErrorBody)))]
 pub async fn list_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -663,7 +665,7 @@ pub async fn list_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/alarms/{id}", tag = "alarms", params(("id" = String, Path)),
-    responses((status = 200, body = AlarmDetail), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = AlarmDetail), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn detail_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -673,7 +675,7 @@ pub async fn detail_handler(
 }
 
 #[utoipa::path(post, path = "/api/v1/alarms/actions", tag = "alarms", request_body = AlarmActionBody,
-    responses((status = 200, body = AlarmActionResult), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = AlarmActionResult), (status = 400, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn action_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -699,7 +701,7 @@ pub async fn whitelist_handler(
 }
 
 #[utoipa::path(post, path = "/api/v1/alarm-whitelist", tag = "alarms", request_body = NewWhitelistRule,
-    responses((status = 201, body = AlarmWhitelistRule), (status = 400, body = super::ErrorBody)))]
+    responses((status = 201, body = AlarmWhitelistRule), (status = 400, body = crate::api::ErrorBody)))]
 pub async fn add_whitelist_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -712,7 +714,7 @@ pub async fn add_whitelist_handler(
 }
 
 #[utoipa::path(delete, path = "/api/v1/alarm-whitelist/{id}", tag = "alarms", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = super::ErrorBody)))]
+    responses((status = 204), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn delete_whitelist_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -733,7 +735,7 @@ pub async fn fleet_blocked_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/blocked-ips", tag = "alarms", params(("id" = String, Path), BlockedQuery),
-    responses((status = 200, body = BlockedList), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = BlockedList), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn server_blocked_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -745,7 +747,7 @@ pub async fn server_blocked_handler(
 
 #[utoipa::path(post, path = "/api/v1/servers/{id}/blocked-ips", tag = "alarms", params(("id" = String, Path)),
     request_body = BlockBody,
-    responses((status = 201, body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 201, body = Object), (status = 400, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn block_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -760,7 +762,7 @@ pub async fn block_handler(
 
 #[utoipa::path(delete, path = "/api/v1/servers/{id}/blocked-ips/{addr}", tag = "alarms",
     params(("id" = String, Path), ("addr" = String, Path)),
-    responses((status = 202, body = Object), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 202, body = Object), (status = 400, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn unblock_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -770,4 +772,58 @@ pub async fn unblock_handler(
         StatusCode::ACCEPTED,
         Json(unblock(&state, &p, &id, &addr).await?),
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes and OpenAPI
+
+/// The REST routes of alarms and brute-force defence, with full `/api/v1/…` paths.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/alarms", get(list_handler))
+        .route(
+            "/api/v1/projects/{id}/bruteforce-policy",
+            get(policy_handler).put(set_policy_handler),
+        )
+        .route("/api/v1/alarms/actions", post(action_handler))
+        .route("/api/v1/alarms/{id}", get(detail_handler))
+        .route(
+            "/api/v1/alarm-whitelist",
+            get(whitelist_handler).post(add_whitelist_handler),
+        )
+        .route(
+            "/api/v1/alarm-whitelist/{id}",
+            delete(delete_whitelist_handler),
+        )
+        .route("/api/v1/blocked-ips", get(fleet_blocked_handler))
+        .route(
+            "/api/v1/servers/{id}/blocked-ips",
+            get(server_blocked_handler).post(block_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/blocked-ips/{addr}",
+            delete(unblock_handler),
+        )
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_handler,
+    policy_handler,
+    set_policy_handler,
+    detail_handler,
+    action_handler,
+    whitelist_handler,
+    add_whitelist_handler,
+    delete_whitelist_handler,
+    fleet_blocked_handler,
+    server_blocked_handler,
+    block_handler,
+    unblock_handler,
+))]
+struct Doc;
+
+/// The OpenAPI paths of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <Doc as utoipa::OpenApi>::openapi()
 }

@@ -2,7 +2,7 @@
 //! one alarm with its evidence and handling history, the firewall blocks the agents report
 //! (with manual block and unblock), the alarm whitelist and the per-project brute-force policy.
 //!
-//! Every page reads and writes through [`crate::api::alarms`], so it shows and allows exactly
+//! Every page reads and writes through [`crate::capabilities::alarms::api`], so it shows and allows exactly
 //! what the REST API does for the same caller; objects of other projects answer 404 there.
 //! Evidence (user names, log lines) is attacker-controlled text: the templates escape it, none
 //! is marked safe.
@@ -13,29 +13,31 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::routing::{get, post};
 use hostward_proto::Severity;
 use hostward_proto::alarm::{ALARM_TYPES, Evidence, alarm_type};
 use hostward_proto::bruteforce::{MAX_USUAL_LOGIN_IPS, MAX_WHITELIST, Policy};
 
-use super::forms::{
-    Flash, checked_ids, lines, opt, opts, policy_project, project_choice, required_project,
-    safe_back, save_policy_form, seg, severity_opts, truthy, with_done,
-};
-use super::inventory::{Pager, page_param, param, url};
-use super::risk::{severity_class, severity_label};
-use super::{
-    ConsoleError, Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html,
-    html_status, project_names, project_opts, see_other,
-};
 use crate::AppState;
-use crate::api::alarms::{
+use crate::api::servers::ServerQuery;
+use crate::capabilities::alarms::api::{
     self as ops, AlarmAction, AlarmActionBody, AlarmQuery, BlockBody, BlockedQuery,
     MAX_BLOCK_MINUTES, NewWhitelistRule,
 };
-use crate::api::servers::ServerQuery;
+use crate::console::forms::{
+    Flash, checked_ids, lines, opt, opts, policy_project, project_choice, required_project,
+    safe_back, save_policy_form, seg, severity_opts, truthy, with_done,
+};
+use crate::console::{
+    ConsoleError, Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html,
+    html_status, project_names, project_opts, see_other,
+};
 use crate::store::{AlarmRow, BlockedIp, HandlingEntry, alarm_state};
+use crate::web::labels::{severity_class, severity_label};
+use crate::web::page::{Pager, page_param, param, url};
 
 /// Rows per page of the alarm list.
 pub const PER_PAGE: i64 = 50;
@@ -248,7 +250,7 @@ fn alarm_view(a: &AlarmRow, p: &Principal) -> AlarmView {
 // /alarms
 
 #[derive(Template)]
-#[template(path = "alarm_list.html")]
+#[template(path = "alarms/list.html")]
 pub(crate) struct AlarmsPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -465,7 +467,7 @@ fn history_row(h: &HandlingEntry) -> HistoryRow {
 }
 
 #[derive(Template)]
-#[template(path = "alarm_detail.html")]
+#[template(path = "alarms/detail.html")]
 pub(crate) struct AlarmPage {
     pub nav: Nav,
     pub flash: Option<Flash>,
@@ -581,7 +583,7 @@ pub(crate) struct BlockForm {
 }
 
 #[derive(Template)]
-#[template(path = "alarm_blocked.html")]
+#[template(path = "alarms/blocked.html")]
 pub(crate) struct BlockedPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -774,7 +776,7 @@ pub(crate) struct RuleForm {
 }
 
 #[derive(Template)]
-#[template(path = "alarm_whitelist.html")]
+#[template(path = "alarms/whitelist.html")]
 pub(crate) struct WhitelistPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -987,7 +989,7 @@ impl PolicyForm {
 }
 
 #[derive(Template)]
-#[template(path = "alarm_policy.html")]
+#[template(path = "alarms/policy.html")]
 pub(crate) struct PolicyPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -1036,7 +1038,7 @@ async fn render_policy(
 }
 
 #[derive(Template)]
-#[template(path = "alarm_no_project.html")]
+#[template(path = "alarms/no_project.html")]
 struct NoProjectPage {
     nav: Nav,
     section: &'static str,
@@ -1080,6 +1082,19 @@ pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> 
         },
     )
     .await
+}
+
+/// The console pages of this capability.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/alarms", get(list))
+        .route("/alarms/actions", post(act))
+        .route("/alarms/blocked", get(blocked).post(block))
+        .route("/alarms/blocked/unblock", post(unblock))
+        .route("/alarms/whitelist", get(whitelist).post(create_rule))
+        .route("/alarms/whitelist/{id}/delete", post(delete_rule))
+        .route("/alarms/policy", get(policy).post(save_policy))
+        .route("/alarms/{id}", get(detail))
 }
 
 #[cfg(test)]

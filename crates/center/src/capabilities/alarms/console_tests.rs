@@ -7,8 +7,7 @@ use hostward_proto::Message;
 use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
 use hostward_proto::bruteforce::Policy;
 
-use super::testutil::{Env, body, envs, hidden, location};
-use super::*;
+use crate::console::testutil::{Env, body, envs, hidden, location};
 use crate::store::{AlarmFilter, PolicyKind, alarm_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
@@ -205,7 +204,7 @@ async fn alarm_pages_render_for_a_viewer() {
                 || html.contains("/api/v1/alarms?format=csv&#38;severity=high&#38;since="),
             "[{b}] the CSV has the same filters: {html}"
         );
-        let today = fmt_utc(crate::store::now())[..10].to_string();
+        let today = crate::console::fmt_utc(crate::store::now())[..10].to_string();
         let html = e
             .alarm_page(&format!("/alarms?since={today}&state=unhandled"), &cookie)
             .await;
@@ -429,7 +428,7 @@ async fn an_operator_handles_alarms_through_the_forms() {
                 &cookie,
                 &format!(
                     "action=handle&alarm_{brute}=1&note=blocked+upstream&back={}&csrf={csrf}",
-                    servers::enc(&page)
+                    crate::web::page::enc(&page)
                 ),
             )
             .await;
@@ -754,7 +753,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
                  &whitelist={}&usual_login_ips=10.0.0.0%2F8&usual_hours_start={start}&usual_hours_end=18\
                  &csrf={csrf}",
                 p.id,
-                servers::enc(whitelist)
+                crate::web::page::enc(whitelist)
             )
         };
         let many: Vec<String> = (1..=51).map(|i| format!("10.0.0.{i}")).collect();

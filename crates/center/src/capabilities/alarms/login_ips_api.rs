@@ -2,15 +2,16 @@
 //! them. A login from an address in neither this list nor the project's (`usual_login_ips` of
 //! the brute-force policy) raises `unusual_login_ip`.
 
-use axum::Json;
 use axum::extract::{Path, State};
+use axum::routing;
+use axum::{Json, Router};
 use hostward_proto::bruteforce::{MAX_USUAL_LOGIN_IPS, Net, Policy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::servers::visible_server;
-use super::{ApiError, ApiJson, audit};
 use crate::AppState;
+use crate::api::servers::visible_server;
+use crate::api::{ApiError, ApiJson, audit};
 use crate::auth::{Principal, Role};
 use crate::store::{LoginIpEntry, PolicyKind, Server};
 
@@ -101,7 +102,7 @@ pub async fn set(
 }
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/login-ips", tag = "alarms", params(("id" = String, Path)),
-    responses((status = 200, body = LoginIpsBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = LoginIpsBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn get_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -112,8 +113,8 @@ pub async fn get_handler(
 
 #[utoipa::path(put, path = "/api/v1/servers/{id}/login-ips", tag = "alarms", params(("id" = String, Path)),
     request_body = SetLoginIps,
-    responses((status = 200, body = LoginIpsBody), (status = 400, body = super::ErrorBody),
-        (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = LoginIpsBody), (status = 400, body = crate::api::ErrorBody),
+        (status = 403, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn set_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -121,4 +122,24 @@ pub async fn set_handler(
     ApiJson(input): ApiJson<SetLoginIps>,
 ) -> Result<Json<LoginIpsBody>, ApiError> {
     Ok(Json(set(&state, &p, &id, input).await?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes and OpenAPI
+
+/// The REST routes of servers' usual login addresses, with full `/api/v1/…` paths.
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/servers/{id}/login-ips",
+        routing::get(get_handler).put(set_handler),
+    )
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_handler, set_handler,))]
+struct Doc;
+
+/// The OpenAPI paths of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <Doc as utoipa::OpenApi>::openapi()
 }

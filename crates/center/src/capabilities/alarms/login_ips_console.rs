@@ -4,18 +4,21 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::routing::get;
 use hostward_proto::bruteforce::MAX_USUAL_LOGIN_IPS;
 
-use super::forms::{Flash, lines, truthy};
-use super::inventory::{Tab, param, server_tabs, url};
-use super::{
+use crate::AppState;
+use crate::api::servers::visible_server;
+use crate::capabilities::alarms::login_ips_api::{self as ops, SetLoginIps};
+use crate::capabilities::server_tabs;
+use crate::console::forms::{Flash, lines, truthy};
+use crate::console::{
     ConsoleError, Nav, PageResult, Post, Principal, Role, Session, Ts, html_status, see_other,
 };
-use crate::AppState;
-use crate::api::login_ips::{self as ops, SetLoginIps};
-use crate::api::servers::visible_server;
+use crate::web::page::{Tab, param, url};
 
 pub(crate) struct EntryView {
     pub addr: String,
@@ -25,7 +28,7 @@ pub(crate) struct EntryView {
 }
 
 #[derive(Template)]
-#[template(path = "server_login_ips.html")]
+#[template(path = "alarms/login_ips.html")]
 pub(crate) struct LoginIpsPage {
     pub nav: Nav,
     pub sid: String,
@@ -140,4 +143,9 @@ pub async fn save(
         }
         Err(e) => Err(ConsoleError::from(e)),
     }
+}
+
+/// The console pages of this capability.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/servers/{id}/login-ips", get(page).post(save))
 }

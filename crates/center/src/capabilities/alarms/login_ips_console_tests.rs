@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use hostward_proto::Message;
 use hostward_proto::bruteforce::LoginIp;
 
-use super::testutil::{body, envs, location};
+use crate::console::testutil::{body, envs, location};
 
 #[tokio::test]
 async fn the_list_shows_origins_and_admins_edit_it_through_the_form() {

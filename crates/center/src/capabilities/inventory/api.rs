@@ -2,27 +2,25 @@
 //! groups with server counts, the servers behind a group, changes across servers), CSV export
 //! of every list, and the per-project inventory policy pushed to agents.
 
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use hostward_proto::inventory::{InventoryKind, InventoryPolicy};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::servers::visible_server;
-use super::{ApiError, ApiJson, ApiQuery, audit, scope};
 use crate::AppState;
+use crate::api::fleet_scope;
+use crate::api::servers::visible_server;
+use crate::api::{ApiError, ApiJson, ApiQuery, audit};
 use crate::auth::{Principal, Role};
 use crate::store::{
     AssetGroup, AssetServer, ChangeFilter, InventoryChange, InventoryItem, InventorySummary,
     PolicyKind,
 };
+use crate::web::paging::{csv_response, is_csv, paging};
 
-pub const DEFAULT_PER_PAGE: i64 = 100;
-pub const MAX_PER_PAGE: i64 = 1000;
-/// Rows in one CSV export, at most.
-pub const MAX_EXPORT_ROWS: i64 = 100_000;
 /// Shortest collection interval a policy may set (seconds); 0 turns a kind off.
 pub const MIN_INTERVAL_SECS: u64 = 1;
 pub const MAX_INTERVAL_SECS: u64 = 30 * 86_400;
@@ -142,85 +140,6 @@ pub fn kind_param(field: &str, s: &str) -> Result<InventoryKind, ApiError> {
         let all: Vec<&str> = InventoryKind::ALL.iter().map(|k| k.as_str()).collect();
         ApiError::invalid_query(format!("{field}: {s:?} is not one of {}", all.join(", ")))
     })
-}
-
-/// (page, per_page) checked; a CSV export takes every row.
-pub(crate) fn paging(
-    page: Option<i64>,
-    per_page: Option<i64>,
-    csv: bool,
-) -> Result<(i64, i64), ApiError> {
-    if csv {
-        return Ok((1, MAX_EXPORT_ROWS));
-    }
-    let page = page.unwrap_or(1);
-    if page < 1 {
-        return Err(ApiError::invalid_query("page: must be at least 1"));
-    }
-    let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(ApiError::invalid_query(format!(
-            "per_page: must be between 1 and {MAX_PER_PAGE}"
-        )));
-    }
-    Ok((page, per_page))
-}
-
-pub(crate) fn is_csv(format: Option<&str>) -> Result<bool, ApiError> {
-    match format.unwrap_or("json") {
-        "json" | "" => Ok(false),
-        "csv" => Ok(true),
-        other => Err(ApiError::invalid_query(format!(
-            "format: {other:?} is not one of json, csv"
-        ))),
-    }
-}
-
-/// Projects a fleet-wide view covers: the one asked for (which must be visible), else all.
-pub(crate) async fn fleet_scope(
-    state: &AppState,
-    p: &Principal,
-    project: Option<&str>,
-) -> Result<Vec<String>, ApiError> {
-    let all = scope(state, p).await?;
-    match project.filter(|s| !s.is_empty()) {
-        None => Ok(all),
-        Some(id) if all.iter().any(|a| a == id) => Ok(vec![id.to_string()]),
-        Some(_) => Err(ApiError::not_found("project")),
-    }
-}
-
-/// A CSV download. Cells that a spreadsheet would run as a formula are prefixed with `'`:
-/// inventory text comes from hosts, and a hostile host must not get code into an analyst's
-/// spreadsheet.
-pub fn csv_response(filename: &str, header: &[&str], rows: Vec<Vec<String>>) -> Response {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(header);
-    for row in rows {
-        let safe: Vec<String> = row
-            .into_iter()
-            .map(|c| {
-                if c.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-                    format!("'{c}")
-                } else {
-                    c
-                }
-            })
-            .collect();
-        let _ = w.write_record(&safe);
-    }
-    let body = w.into_inner().unwrap_or_default();
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{filename}\""),
-            ),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 fn compact(v: &serde_json::Value) -> String {
@@ -435,7 +354,7 @@ fn item_rows(items: &[InventoryItem]) -> Vec<Vec<String>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/inventory", tag = "inventory", params(("id" = String, Path)),
-    responses((status = 200, body = Summary), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = Summary), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn summary_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -446,7 +365,7 @@ pub async fn summary_handler(
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/inventory/{kind}", tag = "inventory",
     params(("id" = String, Path), ("kind" = String, Path, description = "accounts, ports, processes, software, autostart, kernel_modules, middleware"), ListQuery),
-    responses((status = 200, body = ItemPage, description = "JSON, or CSV with format=csv"), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = ItemPage, description = "JSON, or CSV with format=csv"), (status = 400, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn items_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -499,7 +418,7 @@ const CHANGE_HEADER: &[&str] = &[
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/inventory/changes", tag = "inventory",
     params(("id" = String, Path), ChangeQuery),
-    responses((status = 200, body = ChangePage, description = "JSON, or CSV with format=csv"), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = ChangePage, description = "JSON, or CSV with format=csv"), (status = 400, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn server_changes_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -518,7 +437,7 @@ pub async fn server_changes_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/inventory/changes", tag = "inventory", params(ChangeQuery),
-    responses((status = 200, body = ChangePage, description = "JSON, or CSV with format=csv"), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, body = ChangePage, description = "JSON, or CSV with format=csv"), (status = 400, body = crate::api::ErrorBody)))]
 pub async fn fleet_changes_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -537,7 +456,7 @@ pub async fn fleet_changes_handler(
 
 #[utoipa::path(get, path = "/api/v1/assets/{kind}", tag = "inventory",
     params(("kind" = String, Path, description = "accounts, ports, processes, software, autostart, kernel_modules, middleware"), ListQuery),
-    responses((status = 200, body = AssetPage, description = "JSON, or CSV with format=csv"), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, body = AssetPage, description = "JSON, or CSV with format=csv"), (status = 400, body = crate::api::ErrorBody)))]
 pub async fn assets_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -562,7 +481,7 @@ pub async fn assets_handler(
 
 #[utoipa::path(get, path = "/api/v1/assets/{kind}/servers", tag = "inventory",
     params(("kind" = String, Path), AssetServersQuery),
-    responses((status = 200, body = AssetServerPage, description = "JSON, or CSV with format=csv"), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, body = AssetServerPage, description = "JSON, or CSV with format=csv"), (status = 400, body = crate::api::ErrorBody)))]
 pub async fn asset_servers_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -595,7 +514,7 @@ pub async fn asset_servers_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{id}/inventory-policy", tag = "inventory", params(("id" = String, Path)),
-    responses((status = 200, body = PolicyBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = PolicyBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn policy_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -606,7 +525,7 @@ pub async fn policy_handler(
 
 #[utoipa::path(put, path = "/api/v1/projects/{id}/inventory-policy", tag = "inventory", params(("id" = String, Path)),
     request_body = SetPolicy,
-    responses((status = 200, body = PolicyBody), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = PolicyBody), (status = 400, body = crate::api::ErrorBody), (status = 403, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn set_policy_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -614,4 +533,43 @@ pub async fn set_policy_handler(
     ApiJson(input): ApiJson<SetPolicy>,
 ) -> Result<Json<PolicyBody>, ApiError> {
     Ok(Json(set_policy(&state, &p, &id, input).await?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes and OpenAPI
+
+/// The REST routes of inventory, with full `/api/v1/…` paths.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/projects/{id}/inventory-policy",
+            get(policy_handler).put(set_policy_handler),
+        )
+        .route("/api/v1/servers/{id}/inventory", get(summary_handler))
+        .route(
+            "/api/v1/servers/{id}/inventory/changes",
+            get(server_changes_handler),
+        )
+        .route("/api/v1/servers/{id}/inventory/{kind}", get(items_handler))
+        .route("/api/v1/inventory/changes", get(fleet_changes_handler))
+        .route("/api/v1/assets/{kind}", get(assets_handler))
+        .route("/api/v1/assets/{kind}/servers", get(asset_servers_handler))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    summary_handler,
+    items_handler,
+    server_changes_handler,
+    fleet_changes_handler,
+    assets_handler,
+    asset_servers_handler,
+    policy_handler,
+    set_policy_handler,
+))]
+struct Doc;
+
+/// The OpenAPI paths of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <Doc as utoipa::OpenApi>::openapi()
 }

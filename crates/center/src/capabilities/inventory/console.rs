@@ -2,7 +2,7 @@
 //! fleet-wide asset groups with a bar chart, the servers behind one group, and the fleet's
 //! changes.
 //!
-//! Every page reads through the operations of [`crate::api::inventory`] (and creates tasks
+//! Every page reads through the operations of [`crate::capabilities::inventory::api`] (and creates tasks
 //! through [`crate::api::tasks`]), so a page shows exactly what the REST API shows the same
 //! caller, and servers of other projects answer 404. Every string on these pages comes from an
 //! agent: templates escape it, none is marked safe. CSV downloads link to the REST API, which
@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
 use hostward_proto::inventory::{
     Account, AutostartItem, COLLECT_INVENTORY_TASK, CollectIssue, InventoryKind, Item,
     KernelModule, Middleware, Package, PasswordState, Port, PortRisk, Process,
@@ -19,15 +21,15 @@ use hostward_proto::inventory::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::servers::enc;
-use super::{
-    ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, fmt_bytes, fmt_utc,
-    html, project_opts, see_other,
-};
 use crate::AppState;
-use crate::api::inventory as ops;
 use crate::api::servers::visible_server;
+use crate::capabilities::inventory::api as ops;
+use crate::console::{
+    ConsoleError, Nav, Opt, PageResult, Post, Role, Session, Ts, fmt_bytes, fmt_utc, html,
+    project_opts, see_other,
+};
 use crate::store::{AssetGroup, AssetServer, InventoryChange, InventoryItem, InventorySummary};
+use crate::web::page::{Pager, Tab, clip, enc, page_param, param, scale, url};
 
 /// Rows per page on every inventory list.
 pub const PER_PAGE: i64 = 100;
@@ -94,15 +96,6 @@ fn kind_of(s: &str) -> Option<InventoryKind> {
 // ---------------------------------------------------------------------------------------------
 // Small pure helpers
 
-/// `s` cut at `max` characters with an ellipsis, and the full text as a title when it was cut
-/// (empty otherwise).
-pub(crate) fn clip(s: &str, max: usize) -> (String, String) {
-    match s.char_indices().nth(max) {
-        None => (s.to_string(), String::new()),
-        Some((i, _)) => (format!("{}…", &s[..i]), s.to_string()),
-    }
-}
-
 /// First 12 hex digits of a hash.
 pub(crate) fn short_hash(s: &str) -> String {
     s.chars().take(12).collect()
@@ -111,65 +104,6 @@ pub(crate) fn short_hash(s: &str) -> String {
 fn date(ts: i64) -> String {
     let s = fmt_utc(ts);
     s.get(..10).map(str::to_string).unwrap_or(s)
-}
-
-/// `/path?k=v&…` with the empty values left out.
-pub(crate) fn url(path: &str, pairs: &[(&str, &str)]) -> String {
-    let qs: Vec<String> = pairs
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect();
-    if qs.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{}", qs.join("&"))
-    }
-}
-
-/// A page number from a query; anything unreadable is page 1.
-pub(crate) fn page_param(m: &HashMap<String, String>) -> i64 {
-    m.get("page")
-        .and_then(|p| p.trim().parse::<i64>().ok())
-        .filter(|p| (1..=1_000_000).contains(p))
-        .unwrap_or(1)
-}
-
-pub(crate) fn param(m: &HashMap<String, String>, k: &str) -> String {
-    m.get(k).map(|v| v.trim().to_string()).unwrap_or_default()
-}
-
-/// The "a–b of n" line and the previous/next links of a list.
-pub(crate) struct Pager {
-    pub first: i64,
-    pub last: i64,
-    pub total: i64,
-    pub prev_url: Option<String>,
-    pub next_url: Option<String>,
-}
-
-impl Pager {
-    pub(crate) fn new(
-        page: i64,
-        per: i64,
-        shown: usize,
-        total: i64,
-        at: impl Fn(i64) -> String,
-    ) -> Pager {
-        let (first, last) = if shown == 0 {
-            (0, 0)
-        } else {
-            let first = (page - 1) * per + 1;
-            (first, first + shown as i64 - 1)
-        };
-        Pager {
-            first,
-            last,
-            total,
-            prev_url: (page > 1).then(|| at(page - 1)),
-            next_url: (page * per < total).then(|| at(page + 1)),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,17 +115,6 @@ pub const CHART_NUM_W: u32 = 60;
 pub const CHART_ROW_H: u32 = 22;
 pub const CHART_BAR_H: u32 = 15;
 const CHART_LABEL_CHARS: usize = 34;
-
-/// Length of a bar for `n` when `max` fills `width`: proportional, rounded, and at least one
-/// pixel for any `n > 0` so a present group never looks absent.
-pub(crate) fn scale(n: i64, max: i64, width: u32) -> u32 {
-    if n <= 0 || max <= 0 {
-        return 0;
-    }
-    let n = n.min(max);
-    let w = (n as f64 * f64::from(width) / max as f64).round() as u32;
-    w.clamp(1, width)
-}
 
 pub(crate) struct Bar {
     pub label: String,
@@ -747,69 +670,10 @@ fn change_view(c: &InventoryChange) -> ChangeView {
 // ---------------------------------------------------------------------------------------------
 // Server tabs
 
-pub(crate) struct Tab {
-    pub id: &'static str,
-    pub label: &'static str,
-    pub href: String,
-    pub count: Option<i64>,
-    pub active: bool,
-}
-
-/// The tab bar of a server's pages: overview, one tab per kind (with its item count once
-/// reported), change history, risks, usual login addresses.
-pub(crate) fn tabs(server_id: &str, summary: &[InventorySummary], active: &str) -> Vec<Tab> {
-    let mut v = vec![Tab {
-        id: "overview",
-        label: "Overview",
-        href: format!("/servers/{server_id}"),
-        count: None,
-        active: active == "overview",
-    }];
-    for k in InventoryKind::ALL {
-        v.push(Tab {
-            id: k.as_str(),
-            label: kind_label(k),
-            href: format!("/servers/{server_id}/inventory/{}", k.as_str()),
-            count: summary
-                .iter()
-                .find(|s| s.kind == k.as_str())
-                .map(|s| s.items),
-            active: active == k.as_str(),
-        });
-    }
-    v.push(Tab {
-        id: "changes",
-        label: "Change history",
-        href: format!("/servers/{server_id}/changes"),
-        count: None,
-        active: active == "changes",
-    });
-    v.push(Tab {
-        id: "risks",
-        label: "Risks",
-        href: format!("/servers/{server_id}/risks"),
-        count: None,
-        active: active == "risks",
-    });
-    v.push(Tab {
-        id: "login-ips",
-        label: "Login addresses",
-        href: format!("/servers/{server_id}/login-ips"),
-        count: None,
-        active: active == "login-ips",
-    });
-    v
-}
-
-/// The tab bar for the overview page (authorized like every inventory read).
-pub(crate) async fn server_tabs(
-    state: &AppState,
-    p: &Principal,
-    server_id: &str,
-    active: &str,
-) -> Result<Vec<Tab>, ConsoleError> {
-    let sum = ops::summary(state, p, server_id).await?;
-    Ok(tabs(&sum.server_id, &sum.kinds, active))
+/// The server's tab bar with the item counts of a summary already read.
+fn tabs(server_id: &str, summary: &[InventorySummary], active: &str) -> Vec<Tab> {
+    let counts = summary.iter().map(|s| (s.kind.clone(), s.items)).collect();
+    crate::capabilities::tab_bar(server_id, &counts, active)
 }
 
 pub(crate) struct IssueView {
@@ -831,7 +695,7 @@ pub(crate) fn issues(v: &Value) -> Vec<IssueView> {
 }
 
 #[derive(Template)]
-#[template(path = "server_inventory.html")]
+#[template(path = "inventory/server_inventory.html")]
 pub(crate) struct InventoryPage {
     pub nav: Nav,
     pub sid: String,
@@ -950,7 +814,7 @@ pub async fn collect(
 // Change history (one server, or the fleet)
 
 #[derive(Template)]
-#[template(path = "changes.html")]
+#[template(path = "inventory/changes.html")]
 pub(crate) struct ChangesPage {
     pub nav: Nav,
     /// The server whose history this is; `None` for the fleet.
@@ -1147,7 +1011,7 @@ fn group_href(kind: InventoryKind, g: &AssetGroup, project: &str) -> String {
 }
 
 #[derive(Template)]
-#[template(path = "assets.html")]
+#[template(path = "inventory/assets.html")]
 pub(crate) struct AssetsPage {
     pub nav: Nav,
     pub kind: &'static str,
@@ -1329,7 +1193,7 @@ pub(crate) struct AssetServerView {
 }
 
 #[derive(Template)]
-#[template(path = "asset_servers.html")]
+#[template(path = "inventory/asset_servers.html")]
 pub(crate) struct AssetServersPage {
     pub nav: Nav,
     pub kind: &'static str,
@@ -1427,6 +1291,17 @@ pub async fn asset_servers(
         name,
         value,
     })
+}
+
+/// The console pages of this capability.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/servers/{id}/changes", get(server_changes))
+        .route("/servers/{id}/inventory/{kind}", get(server_kind))
+        .route("/servers/{id}/inventory/{kind}/collect", post(collect))
+        .route("/assets", get(assets))
+        .route("/assets/changes", get(fleet_changes))
+        .route("/assets/{kind}/servers", get(asset_servers))
 }
 
 #[cfg(test)]
@@ -1647,44 +1522,6 @@ mod tests {
             ),
             "version 3.0.11"
         );
-    }
-
-    #[test]
-    fn tabs_cover_every_kind_with_counts() {
-        let sum = vec![InventorySummary {
-            kind: "software".into(),
-            items: 412,
-            collected_at: 1,
-            updated_at: 1,
-            issues: json!([]),
-            in_sync: true,
-        }];
-        let t = tabs("s1", &sum, "software");
-        let ids: Vec<&str> = t.iter().map(|t| t.id).collect();
-        assert_eq!(
-            ids,
-            [
-                "overview",
-                "accounts",
-                "ports",
-                "processes",
-                "software",
-                "autostart",
-                "kernel_modules",
-                "middleware",
-                "changes",
-                "risks",
-                "login-ips"
-            ]
-        );
-        let sw = t.iter().find(|t| t.id == "software").unwrap();
-        assert!(sw.active && sw.count == Some(412));
-        assert_eq!(sw.href, "/servers/s1/inventory/software");
-        assert_eq!(t[0].href, "/servers/s1");
-        assert_eq!(t[t.len() - 3].href, "/servers/s1/changes");
-        assert_eq!(t[t.len() - 2].href, "/servers/s1/risks");
-        assert_eq!(t.last().unwrap().href, "/servers/s1/login-ips");
-        assert!(t.iter().filter(|t| t.active).count() == 1);
     }
 
     fn nav() -> Nav {

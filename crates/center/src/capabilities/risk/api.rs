@@ -5,25 +5,27 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 use hostward_proto::Severity;
 use hostward_proto::risk::{FIX_TASK, FixRequest, RiskPolicy, SCAN_TASK};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::inventory::{csv_response, fleet_scope, is_csv, paging};
-use super::servers::visible_server;
-use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
+use crate::api::fleet_scope;
+use crate::api::servers::visible_server;
+use crate::api::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::auth::{Principal, Role};
 use crate::store::{
     HandlingEntry, History, NewTasks, PolicyKind, PolicyResultRow, RiskScanState, TaskRow,
     VulnDbImport, VulnDbStatus, VulnFilter, VulnFinding, VulnGroup, VulnRule, WeakPasswordRow,
     new_id, now, vuln_state,
 };
+use crate::web::paging::{csv_response, is_csv, paging};
 
 /// Findings one action may touch.
 pub const MAX_ACTION_FINDINGS: usize = 1000;
@@ -530,7 +532,7 @@ pub async fn create_rule(
     input: NewRule,
 ) -> Result<RuleCreated, ApiError> {
     let project_id =
-        super::target_project(state, p, input.project_id.as_deref(), Role::Operator).await?;
+        crate::api::target_project(state, p, input.project_id.as_deref(), Role::Operator).await?;
     let cve = exact("cve", input.cve.as_deref())?;
     let package = exact("package", input.package.as_deref())?;
     if cve.is_none() && package.is_none() {
@@ -771,7 +773,7 @@ const FINDING_CSV: &[&str] = &[
 ];
 
 #[utoipa::path(get, path = "/api/v1/vulndb", tag = "risk",
-    responses((status = 200, body = VulnDbBody), (status = 401, body = super::ErrorBody)))]
+    responses((status = 200, body = VulnDbBody), (status = 401, body = crate::api::ErrorBody)))]
 pub async fn vulndb_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -780,7 +782,7 @@ pub async fn vulndb_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/vulnerabilities", tag = "risk", params(VulnQuery),
-    responses((status = 200, body = GroupPage), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, body = GroupPage), (status = 400, body = crate::api::ErrorBody)))]
 pub async fn groups_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -816,7 +818,7 @@ pub async fn groups_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/vulnerabilities/findings", tag = "risk", params(VulnQuery),
-    responses((status = 200, body = FindingPage), (status = 400, body = super::ErrorBody)))]
+    responses((status = 200, body = FindingPage), (status = 400, body = crate::api::ErrorBody)))]
 pub async fn fleet_findings_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -835,7 +837,7 @@ pub async fn fleet_findings_handler(
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/vulnerabilities", tag = "risk",
     params(("id" = String, Path), VulnQuery),
-    responses((status = 200, body = FindingPage), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = FindingPage), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn server_findings_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -854,7 +856,7 @@ pub async fn server_findings_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/vulnerabilities/findings/{id}", tag = "risk", params(("id" = String, Path)),
-    responses((status = 200, body = FindingDetail), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = FindingDetail), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn finding_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -864,8 +866,8 @@ pub async fn finding_handler(
 }
 
 #[utoipa::path(post, path = "/api/v1/vulnerabilities/actions", tag = "risk", request_body = ActionBody,
-    responses((status = 200, body = ActionResult), (status = 400, body = super::ErrorBody),
-        (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+    responses((status = 200, body = ActionResult), (status = 400, body = crate::api::ErrorBody),
+        (status = 403, body = crate::api::ErrorBody), (status = 409, body = crate::api::ErrorBody)))]
 pub async fn action_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -891,7 +893,7 @@ pub async fn rules_handler(
 }
 
 #[utoipa::path(post, path = "/api/v1/vulnerability-rules", tag = "risk", request_body = NewRule,
-    responses((status = 201, body = RuleCreated), (status = 400, body = super::ErrorBody)))]
+    responses((status = 201, body = RuleCreated), (status = 400, body = crate::api::ErrorBody)))]
 pub async fn create_rule_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -904,7 +906,7 @@ pub async fn create_rule_handler(
 }
 
 #[utoipa::path(delete, path = "/api/v1/vulnerability-rules/{id}", tag = "risk", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = super::ErrorBody)))]
+    responses((status = 204), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn delete_rule_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -927,7 +929,7 @@ pub async fn fleet_weak_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/weak-passwords", tag = "risk", params(("id" = String, Path)),
-    responses((status = 200, body = WeakPasswordList), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = WeakPasswordList), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn server_weak_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -947,7 +949,7 @@ pub async fn fleet_policy_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/password-policy", tag = "risk", params(("id" = String, Path), FleetQuery),
-    responses((status = 200, body = PolicyResultList), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = PolicyResultList), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn server_policy_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -958,7 +960,7 @@ pub async fn server_policy_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/servers/{id}/risk", tag = "risk", params(("id" = String, Path)),
-    responses((status = 200, body = ServerRisk), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = ServerRisk), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn server_risk_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -978,7 +980,7 @@ pub async fn scans_handler(
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{id}/risk-policy", tag = "risk", params(("id" = String, Path)),
-    responses((status = 200, body = RiskPolicyBody), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = RiskPolicyBody), (status = 404, body = crate::api::ErrorBody)))]
 pub async fn policy_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -989,7 +991,7 @@ pub async fn policy_handler(
 
 #[utoipa::path(put, path = "/api/v1/projects/{id}/risk-policy", tag = "risk", params(("id" = String, Path)),
     request_body = Object,
-    responses((status = 200, body = RiskPolicyBody), (status = 400, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
+    responses((status = 200, body = RiskPolicyBody), (status = 400, body = crate::api::ErrorBody), (status = 403, body = crate::api::ErrorBody)))]
 pub async fn set_policy_handler(
     State(state): State<AppState>,
     p: Principal,
@@ -997,4 +999,78 @@ pub async fn set_policy_handler(
     ApiJson(policy): ApiJson<RiskPolicy>,
 ) -> Result<Json<RiskPolicyBody>, ApiError> {
     Ok(Json(set_risk_policy(&state, &p, &id, policy).await?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes and OpenAPI
+
+/// The REST routes of risk prevention, with full `/api/v1/…` paths.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/vulndb", get(vulndb_handler))
+        .route("/api/v1/vulnerabilities", get(groups_handler))
+        .route(
+            "/api/v1/vulnerabilities/findings",
+            get(fleet_findings_handler),
+        )
+        .route(
+            "/api/v1/vulnerabilities/findings/{id}",
+            get(finding_handler),
+        )
+        .route("/api/v1/vulnerabilities/actions", post(action_handler))
+        .route(
+            "/api/v1/vulnerability-rules",
+            get(rules_handler).post(create_rule_handler),
+        )
+        .route(
+            "/api/v1/vulnerability-rules/{id}",
+            delete(delete_rule_handler),
+        )
+        .route("/api/v1/weak-passwords", get(fleet_weak_handler))
+        .route("/api/v1/password-policy", get(fleet_policy_handler))
+        .route("/api/v1/scans", get(scans_handler))
+        .route(
+            "/api/v1/projects/{id}/risk-policy",
+            get(policy_handler).put(set_policy_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/vulnerabilities",
+            get(server_findings_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/weak-passwords",
+            get(server_weak_handler),
+        )
+        .route(
+            "/api/v1/servers/{id}/password-policy",
+            get(server_policy_handler),
+        )
+        .route("/api/v1/servers/{id}/risk", get(server_risk_handler))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    vulndb_handler,
+    groups_handler,
+    fleet_findings_handler,
+    server_findings_handler,
+    finding_handler,
+    action_handler,
+    rules_handler,
+    create_rule_handler,
+    delete_rule_handler,
+    fleet_weak_handler,
+    server_weak_handler,
+    fleet_policy_handler,
+    server_policy_handler,
+    server_risk_handler,
+    scans_handler,
+    policy_handler,
+    set_policy_handler,
+))]
+struct Doc;
+
+/// The OpenAPI paths of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <Doc as utoipa::OpenApi>::openapi()
 }

@@ -3,7 +3,7 @@
 //! weak passwords and password-policy results, scan tasks, whitelist rules and the per-project
 //! risk policy.
 //!
-//! Every page reads and writes through [`crate::api::risk`] (scans through
+//! Every page reads and writes through [`crate::capabilities::risk::api`] (scans through
 //! [`crate::api::tasks`]), so it shows and allows exactly what the REST API does for the same
 //! caller; objects of other projects answer 404 there. Every string that came from an agent or
 //! a vulnerability feed is escaped by the templates, none is marked safe.
@@ -15,33 +15,36 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::routing::{get, post};
 use hostward_proto::Severity;
 use hostward_proto::risk::{MAX_CUSTOM_WEAK_PASSWORDS, RiskPolicy, SCAN_TASK, ScanCheck};
 use serde_json::Value;
 
-use super::forms::{
+use crate::AppState;
+use crate::api::servers::{ServerQuery, visible_server};
+use crate::api::tasks::{self, CreateTasks};
+use crate::capabilities::inventory::console::{IssueView, issues};
+use crate::capabilities::risk::api::{
+    self as ops, Action, ActionBody, FleetQuery, NewRule, ScanQuery, VulnQuery,
+};
+use crate::capabilities::server_tabs;
+use crate::console::forms::{
     Flash, checked_ids, lines, opt, opts, policy_project, project_choice, required_project,
     safe_back, save_policy_form, seg, severity_opts, truthy, with_done,
 };
-use super::inventory::{
-    IssueView, Pager, Tab, clip, issues, page_param, param, scale, server_tabs, url,
-};
-use super::servers::risk_summary;
-use super::{
+use crate::console::servers::risk_summary;
+use crate::console::{
     ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
     project_names, project_opts, see_other,
 };
-use crate::AppState;
-use crate::api::risk::{
-    self as ops, Action, ActionBody, FleetQuery, NewRule, ScanQuery, VulnQuery,
-};
-use crate::api::servers::{ServerQuery, visible_server};
-use crate::api::tasks::{self, CreateTasks};
 use crate::store::{
     HandlingEntry, PolicyResultRow, TaskRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state,
 };
+use crate::web::labels::{severity_class, severity_label};
+use crate::web::page::{Pager, Tab, clip, page_param, param, scale, url};
 
 /// Rows per page of the vulnerability lists.
 pub const PER_PAGE: i64 = 50;
@@ -77,26 +80,6 @@ fn known_state(s: &str) -> String {
         .filter(|s| vuln_state::ALL.contains(s))
         .unwrap_or_default()
         .to_string()
-}
-
-pub(crate) fn severity_label(s: &str) -> &'static str {
-    match s {
-        "critical" => "Critical",
-        "high" => "High",
-        "medium" => "Medium",
-        "low" => "Low",
-        _ => "Unknown",
-    }
-}
-
-pub(crate) fn severity_class(s: &str) -> &'static str {
-    match s {
-        "critical" => "sev-critical",
-        "high" => "sev-high",
-        "medium" => "sev-medium",
-        "low" => "sev-low",
-        _ => "b-muted",
-    }
 }
 
 pub(crate) fn state_class(s: &str) -> &'static str {
@@ -441,7 +424,7 @@ pub(crate) struct SevCount {
 // /vulnerabilities
 
 #[derive(Template)]
-#[template(path = "risk_vulns.html")]
+#[template(path = "risk/vulns.html")]
 pub(crate) struct VulnsPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -656,7 +639,7 @@ pub(crate) struct FindingList {
 // /vulnerabilities/{cve}
 
 #[derive(Template)]
-#[template(path = "risk_cve.html")]
+#[template(path = "risk/cve.html")]
 pub(crate) struct CvePage {
     pub nav: Nav,
     pub flash: Option<Flash>,
@@ -777,7 +760,7 @@ fn history_row(h: &HandlingEntry) -> HistoryRow {
 }
 
 #[derive(Template)]
-#[template(path = "risk_finding.html")]
+#[template(path = "risk/finding.html")]
 pub(crate) struct FindingPage {
     pub nav: Nav,
     pub flash: Option<Flash>,
@@ -900,7 +883,7 @@ pub(crate) struct ScanTaskView {
 }
 
 #[derive(Template)]
-#[template(path = "risk_server.html")]
+#[template(path = "risk/server.html")]
 pub(crate) struct ServerRisksPage {
     pub nav: Nav,
     pub sid: String,
@@ -1057,7 +1040,7 @@ pub async fn scan_server(
 // /risk/weak-passwords and /risk/password-policy
 
 #[derive(Template)]
-#[template(path = "risk_weak.html")]
+#[template(path = "risk/weak.html")]
 pub(crate) struct WeakPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -1086,7 +1069,7 @@ pub async fn weak_passwords(
 }
 
 #[derive(Template)]
-#[template(path = "risk_policy_results.html")]
+#[template(path = "risk/policy_results.html")]
 pub(crate) struct PolicyResultsPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -1211,7 +1194,7 @@ pub(crate) struct CheckOpt {
 }
 
 #[derive(Template)]
-#[template(path = "risk_scans.html")]
+#[template(path = "risk/scans.html")]
 pub(crate) struct ScansPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -1501,7 +1484,7 @@ pub(crate) struct RuleForm {
 }
 
 #[derive(Template)]
-#[template(path = "risk_rules.html")]
+#[template(path = "risk/rules.html")]
 pub(crate) struct RulesPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -1691,7 +1674,7 @@ impl PolicyForm {
 }
 
 #[derive(Template)]
-#[template(path = "risk_policy.html")]
+#[template(path = "risk/policy.html")]
 pub(crate) struct PolicyPage {
     pub nav: Nav,
     pub section: &'static str,
@@ -1736,7 +1719,7 @@ async fn render_policy(
 }
 
 #[derive(Template)]
-#[template(path = "risk_no_project.html")]
+#[template(path = "risk/no_project.html")]
 struct NoProjectPage {
     nav: Nav,
     section: &'static str,
@@ -1791,6 +1774,23 @@ pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> 
         },
     )
     .await
+}
+
+/// The console pages of this capability.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/servers/{id}/risks", get(server_risks))
+        .route("/servers/{id}/risks/scan", post(scan_server))
+        .route("/vulnerabilities", get(vulnerabilities))
+        .route("/vulnerabilities/actions", post(act))
+        .route("/vulnerabilities/findings/{id}", get(finding))
+        .route("/vulnerabilities/{cve}", get(cve))
+        .route("/risk/weak-passwords", get(weak_passwords))
+        .route("/risk/password-policy", get(password_policy))
+        .route("/risk/scans", get(scans).post(start_scans))
+        .route("/risk/rules", get(rules).post(create_rule))
+        .route("/risk/rules/{id}/delete", post(delete_rule))
+        .route("/risk/policy", get(policy).post(save_policy))
 }
 
 #[cfg(test)]

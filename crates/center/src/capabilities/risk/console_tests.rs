@@ -9,8 +9,7 @@ use hostward_proto::risk::{
 };
 use hostward_proto::{Message, Severity};
 
-use super::testutil::{Env, body, envs, hidden, location};
-use super::*;
+use crate::console::testutil::{Env, body, envs, hidden, location};
 use crate::store::{MatchedVuln, vuln_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
@@ -368,7 +367,10 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
             .post_form(
                 "/vulnerabilities/actions",
                 &cookie,
-                &format!("action=ignore&back={}&csrf={csrf}", servers::enc(&back)),
+                &format!(
+                    "action=ignore&back={}&csrf={csrf}",
+                    crate::web::page::enc(&back)
+                ),
             )
             .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}]");
@@ -376,7 +378,7 @@ async fn an_operator_handles_findings_and_scans_through_the_forms() {
 
         let form = format!(
             "action=ignore&finding_{fid}=1&note=accepted+risk&back={}&csrf={csrf}",
-            servers::enc(&back)
+            crate::web::page::enc(&back)
         );
         let res = e
             .post_form("/vulnerabilities/actions", &cookie, &form)
@@ -580,8 +582,8 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
                 "project={}&window_start={}&window_end=23%3A30&jitter_secs=60&daily_scan=1&allow_fix=1\
                  &weak_password_budget_secs=120&custom_weak_passwords={}&csrf={csrf}",
                 p.id,
-                servers::enc(start),
-                servers::enc(words)
+                crate::web::page::enc(start),
+                crate::web::page::enc(words)
             )
         };
         let many: Vec<String> = (0..301).map(|i| format!("word{i}")).collect();

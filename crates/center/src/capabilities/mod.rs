@@ -1,0 +1,195 @@
+//! The center's capabilities, one folder each (API operations and handlers, console pages,
+//! jobs; templates in `templates/<capability>/`), and [`ALL`], the one list that wires them
+//! into the API router, the OpenAPI document, the console's routes and navigation, a server's
+//! tab bar and the background jobs. Adding a capability is a folder plus one line in [`ALL`]
+//! (ARCHITECTURE.md, "Adding a capability"); nothing outside its folder names it.
+//!
+//! The platform (servers, enrollment, users, tokens, tasks, sign-in) is not a capability: it is
+//! what every capability stands on, in `api/` and `console/`.
+
+pub mod alarms;
+pub mod inventory;
+pub mod risk;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use futures_util::future::BoxFuture;
+
+use crate::AppState;
+use crate::api::ApiError;
+use crate::auth::{Principal, Role};
+use crate::web::page::Tab;
+
+/// Every capability, in the order of the console's navigation and a server's tabs.
+pub const ALL: &[Capability] = &[inventory::CAPABILITY, risk::CAPABILITY, alarms::CAPABILITY];
+
+/// What a capability brings to the center. Everything is optional but the id.
+pub struct Capability {
+    /// Short name; ARCHITECTURE.md names every one (a tidy test checks).
+    pub id: &'static str,
+    /// Its REST routes, with full `/api/v1/…` paths.
+    pub api: fn() -> Router<AppState>,
+    /// The OpenAPI paths and schemas of those routes.
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+    /// Its console pages.
+    pub console: fn() -> Router<AppState>,
+    /// Its entry in the console's top navigation, if it has fleet-wide pages.
+    pub nav: Option<NavEntry>,
+    /// Its tabs on a server's pages.
+    pub server_tabs: &'static [ServerTab],
+    /// Figures its tabs show (tab id -> count), read for the caller; `None` when it shows none.
+    pub tab_counts: Option<TabCounts>,
+    /// Starts its background jobs; called once per replica, after the listeners are up.
+    pub jobs: fn(&AppState),
+}
+
+/// An entry of the console's top navigation.
+#[derive(Debug, Clone, Copy)]
+pub struct NavEntry {
+    /// Matches the `active` of the pages it covers.
+    pub id: &'static str,
+    pub label: &'static str,
+    pub href: &'static str,
+}
+
+/// A tab on a server's pages: `/servers/{id}/{path}`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerTab {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub path: &'static str,
+}
+
+/// Reads the counts a capability's tabs show, authorized for the caller.
+pub type TabCounts = for<'a> fn(
+    &'a AppState,
+    &'a Principal,
+    &'a str,
+) -> BoxFuture<'a, Result<HashMap<String, i64>, ApiError>>;
+
+/// A capability without jobs.
+pub fn no_jobs(_: &AppState) {}
+
+/// The REST routes of every capability.
+pub fn api_router() -> Router<AppState> {
+    ALL.iter().fold(Router::new(), |r, c| r.merge((c.api)()))
+}
+
+/// The console routes of every capability.
+pub fn console_router() -> Router<AppState> {
+    ALL.iter()
+        .fold(Router::new(), |r, c| r.merge((c.console)()))
+}
+
+/// The OpenAPI paths and schemas of every capability, merged into `doc`.
+pub fn openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for c in ALL {
+        doc.merge((c.openapi)());
+    }
+    doc
+}
+
+/// The navigation entries of every capability that has one.
+pub fn nav() -> impl Iterator<Item = NavEntry> {
+    ALL.iter().filter_map(|c| c.nav)
+}
+
+/// Starts every capability's background jobs.
+pub fn spawn_jobs(state: &AppState) {
+    for c in ALL {
+        (c.jobs)(state);
+    }
+}
+
+/// The tab bar of a server's pages: the overview, then each capability's tabs with their
+/// counts where known. Pure; [`server_tabs`] reads the counts.
+pub(crate) fn tab_bar(server_id: &str, counts: &HashMap<String, i64>, active: &str) -> Vec<Tab> {
+    let mut v = vec![Tab {
+        id: "overview",
+        label: "Overview",
+        href: format!("/servers/{server_id}"),
+        count: None,
+        active: active == "overview",
+    }];
+    for t in ALL.iter().flat_map(|c| c.server_tabs) {
+        v.push(Tab {
+            id: t.id,
+            label: t.label,
+            href: format!("/servers/{server_id}/{}", t.path),
+            count: counts.get(t.id).copied(),
+            active: active == t.id,
+        });
+    }
+    v
+}
+
+/// The tab bar for one of a server's pages, after checking the caller may see the server
+/// (another project's server is 404, as on every page).
+pub(crate) async fn server_tabs(
+    state: &AppState,
+    p: &Principal,
+    server_id: &str,
+    active: &str,
+) -> Result<Vec<Tab>, ApiError> {
+    crate::api::servers::visible_server(state, p, server_id, Role::Viewer).await?;
+    let mut counts = HashMap::new();
+    for read in ALL.iter().filter_map(|c| c.tab_counts) {
+        counts.extend(read(state, p, server_id).await?);
+    }
+    Ok(tab_bar(server_id, &counts, active))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tabs_cover_every_kind_with_counts() {
+        let counts = HashMap::from([("software".to_string(), 412)]);
+        let t = tab_bar("s1", &counts, "software");
+        let ids: Vec<&str> = t.iter().map(|t| t.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "overview",
+                "accounts",
+                "ports",
+                "processes",
+                "software",
+                "autostart",
+                "kernel_modules",
+                "middleware",
+                "changes",
+                "risks",
+                "login-ips"
+            ]
+        );
+        let sw = t.iter().find(|t| t.id == "software").unwrap();
+        assert!(sw.active && sw.count == Some(412));
+        assert_eq!(sw.href, "/servers/s1/inventory/software");
+        assert_eq!(t[0].href, "/servers/s1");
+        assert_eq!(t[t.len() - 3].href, "/servers/s1/changes");
+        assert_eq!(t[t.len() - 2].href, "/servers/s1/risks");
+        assert_eq!(t.last().unwrap().href, "/servers/s1/login-ips");
+        assert!(t.iter().filter(|t| t.active).count() == 1);
+    }
+
+    #[test]
+    fn capability_ids_are_unique_and_tabs_do_not_collide() {
+        let mut ids: Vec<&str> = ALL.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), ALL.len());
+        let mut tabs: Vec<&str> = ALL
+            .iter()
+            .flat_map(|c| c.server_tabs)
+            .map(|t| t.id)
+            .collect();
+        tabs.push("overview");
+        let n = tabs.len();
+        tabs.sort_unstable();
+        tabs.dedup();
+        assert_eq!(tabs.len(), n, "two tabs share an id");
+    }
+}

@@ -1,0 +1,40 @@
+//! Risk prevention: OS vulnerabilities matched on the center against the vulnerability
+//! database (the matching job and feed fetch in `matching.rs`), weak passwords and
+//! password-policy results from the agents' scans, whitelist rules, one-click fixes and the
+//! project's risk policy.
+
+pub mod api;
+pub(crate) mod console;
+pub mod matching;
+
+#[cfg(test)]
+mod console_tests;
+
+use super::{Capability, NavEntry, ServerTab};
+use crate::AppState;
+
+pub const CAPABILITY: Capability = Capability {
+    id: "risk",
+    api: api::router,
+    openapi: api::openapi,
+    console: console::router,
+    nav: Some(NavEntry {
+        id: "risk",
+        label: "Risks",
+        href: "/vulnerabilities",
+    }),
+    server_tabs: &[ServerTab {
+        id: "risks",
+        label: "Risks",
+        path: "risks",
+    }],
+    tab_counts: None,
+    jobs,
+};
+
+/// Matches every server whose software or the database moved, and fetches the feed when the
+/// center is configured with `--vulndb-url`.
+fn jobs(state: &AppState) {
+    matching::Analyzer::spawn(state.clone());
+    matching::spawn_fetch(state.clone());
+}
