@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub(crate) mod findings;
 pub mod gateway;
 pub mod install;
 pub mod listen;

@@ -24,18 +24,19 @@ use hostward_proto::bruteforce::{MAX_USUAL_LOGIN_IPS, MAX_WHITELIST, Policy};
 use crate::AppState;
 use crate::api::servers::ServerQuery;
 use crate::capabilities::alarms::api::{
-    self as ops, AlarmAction, AlarmActionBody, AlarmQuery, BlockBody, BlockedQuery,
-    MAX_BLOCK_MINUTES, NewWhitelistRule,
+    self as ops, AlarmActionBody, AlarmQuery, BlockBody, BlockedQuery, MAX_BLOCK_MINUTES,
+    NewWhitelistRule,
 };
 use crate::console::forms::{
-    Flash, checked_ids, lines, opt, opts, policy_project, project_choice, required_project,
-    safe_back, save_policy_form, seg, severity_opts, truthy, with_done,
+    Flash, lines, opt, opts, policy_project, project_choice, required_project, safe_back,
+    save_policy_form, seg, severity_opts, truthy, with_done,
 };
 use crate::console::{
-    ConsoleError, Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html,
-    html_status, project_names, project_opts, see_other,
+    Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
+    project_names, project_opts, see_other,
 };
-use crate::store::{AlarmRow, BlockedIp, HandlingEntry, alarm_state};
+use crate::findings::{self, ActionBar, ActionButton, ActionsView, HistoryView};
+use crate::store::{AlarmRow, BlockedIp, alarm_state};
 use crate::web::labels::{severity_class, severity_label};
 use crate::web::page::{Pager, page_param, param, url};
 
@@ -268,10 +269,9 @@ pub(crate) struct AlarmsPage {
     pub csv_url: String,
     pub filtered: bool,
     pub can_act: bool,
-    /// The Unblock button is offered (on the list: always; the API refuses alarms without a
+    /// The Unblock button is offered on the list always (the API refuses alarms without a
     /// source address).
-    pub unblock_ok: bool,
-    pub back: String,
+    pub actions: ActionsView,
 }
 
 /// The alarm list's filters as read from its query; nonsense values are dropped (they come
@@ -394,12 +394,11 @@ pub async fn list(
         state_opts: state_opts(&ap.state),
         range_opts: range_opts(&ap.range),
         can_act: rows.iter().any(|r| r.selectable),
-        unblock_ok: true,
         rows,
         pager,
         csv_url: ap.csv_url(now),
         filtered: ap.pairs("").iter().any(|(_, v)| !v.is_empty()),
-        back: ap.link(ap.page),
+        actions: ACTIONS.view(&p, &ap.link(ap.page), true),
         server: ap.server,
         since: ap.since,
         until: ap.until,
@@ -409,62 +408,72 @@ pub async fn list(
 /// `POST /alarms/actions`: handle, ignore, reopen, whitelist or unblock the checked alarms
 /// (`alarm_<id>` fields), then back to the page the form was on.
 pub async fn act(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
-    let action = match f.get("action") {
-        "handle" => AlarmAction::Handle,
-        "ignore" => AlarmAction::Ignore,
-        "reopen" => AlarmAction::Reopen,
-        "whitelist" => AlarmAction::Whitelist,
-        "unblock" => AlarmAction::Unblock,
-        "login_whitelist" => AlarmAction::LoginWhitelist,
-        _ => {
-            return Err(ConsoleError::bad_request(
-                "Field action must be handle, ignore, reopen, whitelist, unblock or login_whitelist.",
-            ));
-        }
-    };
-    let back = safe_back(f.get("back"), BACK).unwrap_or("/alarms");
-    let ids = checked_ids(&f, "alarm_");
-    if ids.is_empty() {
-        return Ok(see_other(&with_done(back, "none", 0)));
-    }
-    let done = f.get("action").to_string();
-    let r = ops::act(
-        &state,
-        &p,
-        AlarmActionBody {
-            action,
-            alarm_ids: ids,
-            note: f.opt("note"),
-        },
-    )
-    .await?;
-    Ok(see_other(&with_done(back, &done, r.changed)))
+    ACTIONS
+        .submit(&f, |action, alarm_ids, note| async move {
+            let body = AlarmActionBody {
+                action,
+                alarm_ids,
+                note,
+            };
+            Ok(ops::act(&state, &p, body).await?.changed)
+        })
+        .await
 }
+
+/// The alarms' bulk actions, in the order of the buttons.
+const ACTIONS: ActionBar = ActionBar {
+    checkbox_prefix: "alarm_",
+    class: "alarm-actions",
+    buttons: &[
+        ActionButton {
+            value: "handle",
+            label: "Handle",
+            class: "primary act-handle",
+            title: "",
+            conditional: false,
+        },
+        ActionButton {
+            value: "ignore",
+            label: "Ignore",
+            class: "act-ignore",
+            title: "",
+            conditional: false,
+        },
+        ActionButton {
+            value: "reopen",
+            label: "Reopen",
+            class: "act-reopen",
+            title: "",
+            conditional: false,
+        },
+        ActionButton {
+            value: "whitelist",
+            label: "Whitelist",
+            class: "act-whitelist",
+            title: "Ignore, and store future alarms of the same type from the same address as ignored",
+            conditional: false,
+        },
+        ActionButton {
+            value: "login_whitelist",
+            label: "Trust login address",
+            class: "act-login-whitelist",
+            title: "Add the source address to its server's usual login addresses (needs project admin), and mark handled",
+            conditional: false,
+        },
+        ActionButton {
+            value: "unblock",
+            label: "Unblock",
+            class: "danger act-unblock",
+            title: "Lift the firewall block of the source address on its server, and mark handled",
+            conditional: true,
+        },
+    ],
+    back: BACK,
+    home: "/alarms",
+};
 
 // ---------------------------------------------------------------------------------------------
 // /alarms/{id}
-
-pub(crate) struct HistoryRow {
-    pub at: Ts,
-    pub actor: String,
-    pub action: String,
-    pub from_state: String,
-    pub to_state: String,
-    pub to_class: &'static str,
-    pub note: String,
-}
-
-fn history_row(h: &HandlingEntry) -> HistoryRow {
-    HistoryRow {
-        at: Ts::at(h.ts),
-        actor: h.actor.clone(),
-        action: h.action.replace('_', " "),
-        from_state: h.from_state.clone(),
-        to_state: h.to_state.clone(),
-        to_class: state_class(&h.to_state),
-        note: h.note.clone(),
-    }
-}
 
 #[derive(Template)]
 #[template(path = "alarms/detail.html")]
@@ -478,10 +487,9 @@ pub(crate) struct AlarmPage {
     pub service: String,
     pub lines: Vec<String>,
     pub blocked_until: Option<Ts>,
-    pub history: Vec<HistoryRow>,
+    pub history: HistoryView,
     pub can_act: bool,
-    pub unblock_ok: bool,
-    pub back: String,
+    pub actions: ActionsView,
     pub whitelist_url: String,
 }
 
@@ -521,10 +529,9 @@ pub async fn detail(
         service: ev.service.unwrap_or_default(),
         lines: ev.lines,
         blocked_until: Ts::opt(ev.blocked_until),
-        history: d.history.iter().map(history_row).collect(),
+        history: findings::history("alarm-history", &d.history, state_class),
         can_act: p.require(&a.project_id, Role::Operator).is_ok(),
-        unblock_ok: !source.is_empty(),
-        back: format!("/alarms/{}", seg(&a.id)),
+        actions: ACTIONS.view(&p, &format!("/alarms/{}", seg(&a.id)), !source.is_empty()),
         whitelist_url: url(
             "/alarms/whitelist",
             &[

@@ -28,21 +28,20 @@ use crate::api::servers::{ServerQuery, visible_server};
 use crate::api::tasks::{self, CreateTasks};
 use crate::capabilities::inventory::console::{IssueView, issues};
 use crate::capabilities::risk::api::{
-    self as ops, Action, ActionBody, FleetQuery, NewRule, ScanQuery, VulnQuery,
+    self as ops, ActionBody, FleetQuery, NewRule, ScanQuery, VulnQuery,
 };
 use crate::capabilities::server_tabs;
 use crate::console::forms::{
     Flash, checked_ids, lines, opt, opts, policy_project, project_choice, required_project,
-    safe_back, save_policy_form, seg, severity_opts, truthy, with_done,
+    save_policy_form, seg, severity_opts, truthy,
 };
 use crate::console::servers::risk_summary;
 use crate::console::{
     ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
     project_names, project_opts, see_other,
 };
-use crate::store::{
-    HandlingEntry, PolicyResultRow, TaskRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state,
-};
+use crate::findings::{self, ActionBar, ActionButton, ActionsView, HistoryView};
+use crate::store::{PolicyResultRow, TaskRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state};
 use crate::web::labels::{severity_class, severity_label};
 use crate::web::page::{Pager, Tab, clip, page_param, param, scale, url};
 
@@ -656,7 +655,7 @@ pub(crate) struct CvePage {
     pub project_opts: Vec<Opt>,
     pub list: FindingList,
     pub rule_url: String,
-    pub back: String,
+    pub actions: ActionsView,
 }
 
 /// `GET /vulnerabilities/{cve}?state=&project=&page=`: the servers it affects.
@@ -728,7 +727,7 @@ pub async fn cve(
         project_opts: project_opts(&state, &p, &ff.project, Role::Viewer).await?,
         list: ff.list(&found, &p, &base, csv_url, true),
         rule_url: url("/risk/rules", &[("cve", &cve), ("project", &ff.project)]),
-        back: ff.link(&base, ff.page),
+        actions: ACTIONS.view(&p, &ff.link(&base, ff.page), true),
         action: base.clone(),
         cve,
     })
@@ -736,28 +735,6 @@ pub async fn cve(
 
 // ---------------------------------------------------------------------------------------------
 // /vulnerabilities/findings/{id}
-
-pub(crate) struct HistoryRow {
-    pub at: Ts,
-    pub actor: String,
-    pub action: String,
-    pub from_state: String,
-    pub to_state: String,
-    pub to_class: &'static str,
-    pub note: String,
-}
-
-fn history_row(h: &HandlingEntry) -> HistoryRow {
-    HistoryRow {
-        at: Ts::at(h.ts),
-        actor: h.actor.clone(),
-        action: h.action.replace('_', " "),
-        from_state: h.from_state.replace('_', " "),
-        to_state: h.to_state.replace('_', " "),
-        to_class: state_class(&h.to_state),
-        note: h.note.clone(),
-    }
-}
 
 #[derive(Template)]
 #[template(path = "risk/finding.html")]
@@ -773,9 +750,9 @@ pub(crate) struct FindingPage {
     pub fix_task_id: String,
     pub first_seen: Ts,
     pub last_seen: Ts,
-    pub history: Vec<HistoryRow>,
+    pub history: HistoryView,
     pub can_act: bool,
-    pub back: String,
+    pub actions: ActionsView,
 }
 
 /// `GET /vulnerabilities/findings/{id}`: one finding and who did what with it.
@@ -798,9 +775,13 @@ pub async fn finding(
         fix_task_id: f.fix_task_id.clone().unwrap_or_default(),
         first_seen: Ts::at(f.first_seen),
         last_seen: Ts::at(f.last_seen),
-        history: d.history.iter().map(history_row).collect(),
+        history: findings::history("finding-history", &d.history, state_class),
         can_act: f.present && p.require(&f.project_id, Role::Operator).is_ok(),
-        back: format!("/vulnerabilities/findings/{}", seg(&f.id)),
+        actions: ACTIONS.view(
+            &p,
+            &format!("/vulnerabilities/findings/{}", seg(&f.id)),
+            true,
+        ),
         f: finding_row(f, &p),
     })
 }
@@ -808,35 +789,55 @@ pub async fn finding(
 /// `POST /vulnerabilities/actions`: ignore, unignore, verify or fix the checked findings
 /// (`finding_<id>` fields), then back to the page the form was on.
 pub async fn act(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
-    let action = match f.get("action") {
-        "ignore" => Action::Ignore,
-        "unignore" => Action::Unignore,
-        "verify" => Action::Verify,
-        "fix" => Action::Fix,
-        _ => {
-            return Err(ConsoleError::bad_request(
-                "Field action must be ignore, unignore, verify or fix.",
-            ));
-        }
-    };
-    let back = safe_back(f.get("back"), BACK).unwrap_or("/vulnerabilities");
-    let ids = checked_ids(&f, "finding_");
-    if ids.is_empty() {
-        return Ok(see_other(&with_done(back, "none", 0)));
-    }
-    let done = f.get("action").to_string();
-    let r = ops::act(
-        &state,
-        &p,
-        ActionBody {
-            action,
-            finding_ids: ids,
-            note: f.opt("note"),
-        },
-    )
-    .await?;
-    Ok(see_other(&with_done(back, &done, r.changed)))
+    ACTIONS
+        .submit(&f, |action, finding_ids, note| async move {
+            let body = ActionBody {
+                action,
+                finding_ids,
+                note,
+            };
+            Ok(ops::act(&state, &p, body).await?.changed)
+        })
+        .await
 }
+
+/// The vulnerability findings' bulk actions, in the order of the buttons.
+const ACTIONS: ActionBar = ActionBar {
+    checkbox_prefix: "finding_",
+    class: "",
+    buttons: &[
+        ActionButton {
+            value: "ignore",
+            label: "Ignore",
+            class: "act-ignore",
+            title: "",
+            conditional: false,
+        },
+        ActionButton {
+            value: "unignore",
+            label: "Unignore",
+            class: "act-unignore",
+            title: "",
+            conditional: false,
+        },
+        ActionButton {
+            value: "verify",
+            label: "Verify",
+            class: "act-verify",
+            title: "",
+            conditional: false,
+        },
+        ActionButton {
+            value: "fix",
+            label: "Fix",
+            class: "danger act-fix",
+            title: "Runs the package manager on the server; the project's risk policy must allow one-click fixes",
+            conditional: false,
+        },
+    ],
+    back: BACK,
+    home: "/vulnerabilities",
+};
 
 // ---------------------------------------------------------------------------------------------
 // /servers/{id}/risks
@@ -912,7 +913,7 @@ pub(crate) struct ServerRisksPage {
     pub severity: String,
     pub severity_opts: Vec<Opt>,
     pub list: FindingList,
-    pub back: String,
+    pub actions: ActionsView,
     pub weak: Vec<WeakRow>,
     /// For the password-policy table: no server column on a server's own page.
     pub show_server: bool,
@@ -998,7 +999,7 @@ pub async fn server_risks(
             && srv.revoked_at.is_none(),
         severity_opts: severity_opts(&ff.severity),
         list,
-        back: ff.link(&base, ff.page),
+        actions: ACTIONS.view(&p, &ff.link(&base, ff.page), true),
         show_server: false,
         weak: weak.items.iter().map(weak_row).collect(),
         policy: policy.items.iter().map(policy_row).collect(),
@@ -1796,6 +1797,7 @@ pub fn router() -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::forms::{safe_back, with_done};
 
     #[test]
     fn hhmm_round_trips_and_names_the_field() {
