@@ -698,7 +698,7 @@ fn name_or_value_like(filter: &mut Sql, alias: &str, q: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, PolicyKind, testdb};
+    use crate::{NewServer, PolicyKind, testdb};
     use hostward_proto::Message;
     use hostward_proto::inventory::{InventoryPolicy, Items, Package};
 
@@ -803,7 +803,7 @@ mod tests {
             assert!(
                 !r.follow_ups
                     .iter()
-                    .any(|f| matches!(f, crate::store::FollowUp::QueueTask { .. })),
+                    .any(|f| matches!(f, crate::FollowUp::QueueTask { .. })),
                 "{backend}"
             );
             assert_eq!(
@@ -890,7 +890,7 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 r.follow_ups,
-                [crate::store::FollowUp::QueueTask {
+                [crate::FollowUp::QueueTask {
                     kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
                     params: serde_json::json!({"kinds": ["software"], "full": true}),
                     expires_in_secs: 86_400,

@@ -222,7 +222,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, testdb};
+    use crate::{NewServer, testdb};
     use hostward_proto::{Message, TaskState, TaskUpdate};
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use super::servers::visible_server;
 use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
-use crate::store::{
+use hostward_store::{
     AlarmFilter, AlarmRow, AlarmWhitelistRule, BlockedIp, HandlingEntry, History, NewTasks,
     PolicyKind, TaskRow, alarm_state, new_id, now,
 };

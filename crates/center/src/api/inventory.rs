@@ -14,7 +14,7 @@ use super::servers::visible_server;
 use super::{ApiError, ApiJson, ApiQuery, audit, scope};
 use crate::AppState;
 use crate::auth::{Principal, Role};
-use crate::store::{
+use hostward_store::{
     AssetGroup, AssetServer, ChangeFilter, InventoryChange, InventoryItem, InventorySummary,
     PolicyKind,
 };

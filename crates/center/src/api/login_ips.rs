@@ -12,7 +12,7 @@ use super::servers::visible_server;
 use super::{ApiError, ApiJson, audit};
 use crate::AppState;
 use crate::auth::{Principal, Role};
-use crate::store::{LoginIpEntry, PolicyKind, Server};
+use hostward_store::{LoginIpEntry, PolicyKind, Server};
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct LoginIpsBody {

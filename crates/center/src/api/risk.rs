@@ -19,7 +19,7 @@ use super::servers::visible_server;
 use super::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
-use crate::store::{
+use hostward_store::{
     HandlingEntry, History, NewTasks, PolicyKind, PolicyResultRow, RiskScanState, TaskRow,
     VulnDbImport, VulnDbStatus, VulnFilter, VulnFinding, VulnGroup, VulnRule, WeakPasswordRow,
     new_id, now, vuln_state,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::store::User;
+use hostward_store::User;
 
 pub use password::{
     HashPool, MIN_PASSWORD_LEN, hash_password, random_password, validate_new_password,
@@ -220,7 +220,7 @@ pub async fn principal_from_parts(
         // The row read just now says whether a write is due; most requests need none.
         let due = tok
             .last_used_at
-            .is_none_or(|t| t < crate::store::now() - 60);
+            .is_none_or(|t| t < hostward_store::now() - 60);
         if due && let Err(e) = state.store.touch_api_token(&tok.id).await {
             tracing::warn!(token_id = %tok.id, "recording API token use failed: {e}");
         }

@@ -8,7 +8,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use super::{Principal, password, principal_for_user, secret};
 use crate::AppState;
 use crate::api::ApiError;
-use crate::store::{AuditEntry, NewSession, now};
+use hostward_store::{AuditEntry, NewSession, now};
 
 /// `__Host-` binds the cookie to this origin: Secure, Path=/, no Domain.
 pub const SESSION_COOKIE: &str = "__Host-hostward_session";

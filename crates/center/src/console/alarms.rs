@@ -35,7 +35,7 @@ use crate::api::alarms::{
     MAX_BLOCK_MINUTES, NewWhitelistRule,
 };
 use crate::api::servers::ServerQuery;
-use crate::store::{AlarmRow, BlockedIp, HandlingEntry, alarm_state};
+use hostward_store::{AlarmRow, BlockedIp, HandlingEntry, alarm_state};
 
 /// Rows per page of the alarm list.
 pub const PER_PAGE: i64 = 50;
@@ -378,7 +378,7 @@ pub async fn list(
     Query(m): Query<HashMap<String, String>>,
 ) -> PageResult {
     let ap = AlarmParams::from_map(&m);
-    let now = crate::store::now();
+    let now = hostward_store::now();
     let found = ops::list(&state, &p, &ap.api(now)).await?;
     let rows: Vec<AlarmView> = found.items.iter().map(|a| alarm_view(a, &p)).collect();
     let pager = Pager::new(ap.page, PER_PAGE, rows.len(), found.total, |n| ap.link(n));

@@ -27,7 +27,7 @@ use super::{
 use crate::AppState;
 use crate::api::inventory as ops;
 use crate::api::servers::visible_server;
-use crate::store::{AssetGroup, AssetServer, InventoryChange, InventoryItem, InventorySummary};
+use hostward_store::{AssetGroup, AssetServer, InventoryChange, InventoryItem, InventorySummary};
 
 /// Rows per page on every inventory list.
 pub const PER_PAGE: i64 = 100;

@@ -39,7 +39,7 @@ use crate::api::risk::{
 };
 use crate::api::servers::{ServerQuery, visible_server};
 use crate::api::tasks::{self, CreateTasks};
-use crate::store::{
+use hostward_store::{
     HandlingEntry, PolicyResultRow, TaskRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state,
 };
 

@@ -11,7 +11,7 @@ use hostward_proto::{Message, Severity};
 
 use super::testutil::{Env, body, envs, hidden, location};
 use super::*;
-use crate::store::{MatchedVuln, vuln_state};
+use hostward_store::{MatchedVuln, vuln_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
 const CVE: &str = "CVE-2099-0001";
@@ -50,7 +50,7 @@ impl Env {
 
     /// A scan report with one weak password and a failed and a passed policy item.
     async fn seed_scan(&self, server_id: &str) {
-        let now = crate::store::now();
+        let now = hostward_store::now();
         let report = RiskReport {
             task_id: None,
             trigger: ScanTrigger::Task,
@@ -105,7 +105,7 @@ impl Env {
         let (items, _) = self
             .state
             .store
-            .vuln_findings(&crate::store::VulnFilter {
+            .vuln_findings(&hostward_store::VulnFilter {
                 server_id: Some(server_id.into()),
                 cve: Some(cve.into()),
                 page: 1,
@@ -602,7 +602,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .1,
@@ -632,7 +632,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         let (policy, version) = e
             .state
             .store
-            .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
+            .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
             .await
             .unwrap();
         assert!(version > 0, "[{b}]");
@@ -673,7 +673,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .0,
@@ -744,7 +744,7 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .1,
