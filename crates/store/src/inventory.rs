@@ -15,7 +15,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
-use super::{Bind, FollowUp, Job, Result, Sql, Store, like, now, offset, paged};
+use super::records::Applied;
+use super::{Bind, FollowUp, Result, Sql, Store, like, now, offset, paged};
 
 /// Rows per `IN (...)` list: well under both backends' parameter limits.
 const CHUNK: usize = 400;
@@ -398,32 +399,26 @@ fn summary(r: &AnyRow) -> Result<InventorySummary> {
     })
 }
 
-/// The inventory capability's step in the records transaction: applies the record, then asks
-/// for what follows. A diff that does not fit the stored state asks the agent for a full
-/// snapshot of that kind (claimed here, at most once per kind every ten minutes, so a broken
-/// agent is not flooded); a software change wakes vulnerability matching.
-pub(super) async fn record(
+/// The inventory capability's post-apply step in the records transaction. A diff that did not
+/// fit the stored state asks the agent for a full snapshot of that kind (claimed here, at most
+/// once per kind every ten minutes, so a broken agent is not flooded).
+pub(super) async fn after_record(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
-    inv: &Inventory,
+    applied: Applied<'_>,
 ) -> Result<Vec<FollowUp>> {
-    let kind = inv.kind();
-    if apply_inventory(tx, server_id, inv).await? {
-        if !claim_resync_tx(tx, server_id, kind).await? {
-            return Ok(Vec::new());
-        }
-        tracing::warn!(%server_id, kind = %kind, "inventory diff does not fit the stored state; asking for a full snapshot");
-        return Ok(vec![FollowUp::QueueTask {
-            kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
-            params: serde_json::json!({ "kinds": [kind], "full": true }),
-            expires_in_secs: 86_400,
-        }]);
+    let Applied::InventoryOutOfStep(kind) = applied else {
+        return Ok(Vec::new());
+    };
+    if !claim_resync_tx(tx, server_id, kind).await? {
+        return Ok(Vec::new());
     }
-    if kind == InventoryKind::Software {
-        super::risk::software_changed(tx, server_id).await?;
-        return Ok(vec![FollowUp::Wake(Job::VulnMatching)]);
-    }
-    Ok(Vec::new())
+    tracing::warn!(%server_id, kind = %kind, "inventory diff does not fit the stored state; asking for a full snapshot");
+    Ok(vec![FollowUp::QueueTask {
+        kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
+        params: serde_json::json!({ "kinds": [kind], "full": true }),
+        expires_in_secs: 86_400,
+    }])
 }
 
 async fn claim_resync_tx(

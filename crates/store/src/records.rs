@@ -1,7 +1,17 @@
-//! Agents' durable records stored exactly once: events and task updates with the per-agent seq.
+//! Agents' durable records stored exactly once: events and task updates with the per-agent seq,
+//! and the one place where each record kind is handed to its capability.
+//!
+//! A record goes through two phases inside the records transaction. Its capability's apply
+//! step (one `match` arm per record kind, so the compiler lists them) stores it and reports
+//! what changed as an [`Applied`]; then the post-apply steps run in the order written in
+//! [`post_apply`], each reacting to the changes that concern its capability (a finished fix
+//! task settles the risk findings, new software is matched again, a moved config version is
+//! pushed). What must happen after the commit goes back to the gateway as generic
+//! [`FollowUp`]s, which name no capability.
 
+use hostward_proto::inventory::InventoryKind;
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use super::{Result, Store, StoreError, now};
 use hostward_proto::Message;
@@ -43,17 +53,126 @@ pub enum FollowUp {
     Wake(Job),
 }
 
-/// Background jobs a [`FollowUp::Wake`] can name.
+/// Background jobs of a replica that a [`FollowUp::Wake`] can name: jobs, not capabilities
+/// (the gateway wakes one without knowing what it is for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     /// Matching servers' software against the vulnerability database.
     VulnMatching,
 }
 
+/// What a capability's apply step changed, for the post-apply steps. Internal to the store:
+/// the gateway sees only the [`FollowUp`]s these lead to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Applied<'a> {
+    /// Nothing another step reacts to.
+    Nothing,
+    /// A task reached a final state.
+    TaskFinished {
+        task_id: &'a str,
+        success: bool,
+        detail: &'a str,
+    },
+    /// An inventory record of this kind was applied.
+    Inventory(InventoryKind),
+    /// An inventory diff of this kind did not fit the stored state; nothing changed.
+    InventoryOutOfStep(InventoryKind),
+    /// The server's config version moved.
+    ConfigMoved,
+}
+
+/// The apply step: hands one record to its capability.
+async fn apply<'a>(
+    tx: &mut Transaction<'static, Any>,
+    server_id: &str,
+    seq: i64,
+    msg: &'a Message,
+) -> Result<Applied<'a>> {
+    Ok(match msg {
+        Message::Event(e) => {
+            sqlx::query(
+                "INSERT INTO events (server_id, seq, ts, received_at, event_type, data) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(server_id.to_string())
+            .bind(seq)
+            .bind(e.ts)
+            .bind(now())
+            .bind(e.event_type.clone())
+            .bind(e.data.to_string())
+            .execute(&mut **tx)
+            .await?;
+            Applied::Nothing
+        }
+        Message::TaskUpdate(u) => {
+            super::tasks::apply_update(tx, server_id, u).await?;
+            if u.state.is_final() {
+                Applied::TaskFinished {
+                    task_id: &u.task_id,
+                    success: u.state == hostward_proto::TaskState::Done,
+                    detail: u.output.get("error").and_then(|e| e.as_str()).unwrap_or(""),
+                }
+            } else {
+                Applied::Nothing
+            }
+        }
+        Message::Inventory(inv) => {
+            if super::inventory::apply_inventory(tx, server_id, inv).await? {
+                Applied::InventoryOutOfStep(inv.kind())
+            } else {
+                Applied::Inventory(inv.kind())
+            }
+        }
+        Message::Risk(report) => {
+            super::risk::apply_risk_report(tx, server_id, report).await?;
+            Applied::Nothing
+        }
+        Message::Alarm(alarm) => {
+            super::alarms::apply_alarm(tx, server_id, alarm).await?;
+            Applied::Nothing
+        }
+        Message::Block(change) => {
+            super::alarms::apply_block(tx, server_id, change).await?;
+            Applied::Nothing
+        }
+        Message::LoginIp(rec) => {
+            if super::login_ips::apply_login_ip(tx, server_id, rec).await? {
+                Applied::ConfigMoved
+            } else {
+                Applied::Nothing
+            }
+        }
+        // Not records: the gateway handles the rest of the protocol itself.
+        _ => Applied::Nothing,
+    })
+}
+
+/// The post-apply steps, in the order they run after each record. A new capability that reacts
+/// to another's records adds its step here, at the place its order requires.
+async fn post_apply(
+    tx: &mut Transaction<'static, Any>,
+    server_id: &str,
+    applied: Applied<'_>,
+    out: &mut Vec<FollowUp>,
+) -> Result<()> {
+    if applied == Applied::Nothing {
+        return Ok(());
+    }
+    // 1. Inventory: a diff that did not fit asks the agent for a full snapshot.
+    out.extend(super::inventory::after_record(tx, server_id, applied).await?);
+    // 2. Risk: a finished fix task settles its findings; new software is matched again.
+    out.extend(super::risk::after_record(tx, server_id, applied).await?);
+    // 3. Config: whatever moved the config version, the agent gets the new config.
+    if applied == Applied::ConfigMoved {
+        out.push(FollowUp::PushConfig);
+    }
+    Ok(())
+}
+
 impl Store {
     /// Stores a batch of an agent's durable records exactly once and returns the highest seq
     /// now stored, which the gateway acks. Records at or below the stored seq are duplicates of
-    /// an earlier delivery and are skipped. One transaction: records and seq move together.
+    /// an earlier delivery and are skipped. One transaction: records, their post-apply steps
+    /// and the seq move together.
     pub async fn store_records(
         &self,
         server_id: &str,
@@ -68,70 +187,13 @@ impl Store {
             .try_get("last_seq")?;
         let mut high = last;
         let mut follow_ups = Vec::new();
-        let t = now();
         for (seq, msg) in records {
             let seq = *seq as i64;
             if seq <= high {
                 continue;
             }
-            match msg {
-                Message::Event(e) => {
-                    sqlx::query(
-                        "INSERT INTO events (server_id, seq, ts, received_at, event_type, data) VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(server_id.to_string())
-                    .bind(seq)
-                    .bind(e.ts)
-                    .bind(t)
-                    .bind(e.event_type.clone())
-                    .bind(e.data.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Message::TaskUpdate(u) => {
-                    // A late update never moves a task out of a final state.
-                    sqlx::query(
-                        "UPDATE tasks SET state = $1, output = $2, updated_at = $3 \
-                         WHERE id = $4 AND server_id = $5 AND state NOT IN ('done', 'failed', 'expired')",
-                    )
-                    .bind(u.state.as_str().to_string())
-                    .bind(u.output.to_string())
-                    .bind(t)
-                    .bind(u.task_id.clone())
-                    .bind(server_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                    if u.state.is_final() {
-                        let detail = u.output.get("error").and_then(|e| e.as_str()).unwrap_or("");
-                        super::risk::fix_task_finished(
-                            &mut tx,
-                            server_id,
-                            &u.task_id,
-                            u.state == hostward_proto::TaskState::Done,
-                            detail,
-                        )
-                        .await?;
-                    }
-                }
-                Message::Inventory(inv) => {
-                    follow_ups.extend(super::inventory::record(&mut tx, server_id, inv).await?);
-                }
-                Message::Risk(report) => {
-                    super::risk::apply_risk_report(&mut tx, server_id, report).await?;
-                }
-                Message::Alarm(alarm) => {
-                    super::alarms::apply_alarm(&mut tx, server_id, alarm).await?;
-                }
-                Message::Block(change) => {
-                    super::alarms::apply_block(&mut tx, server_id, change).await?;
-                }
-                Message::LoginIp(rec) => {
-                    let config_moved =
-                        super::login_ips::apply_login_ip(&mut tx, server_id, rec).await?;
-                    follow_ups.extend(config_moved.then_some(FollowUp::PushConfig));
-                }
-                _ => {}
-            }
+            let applied = apply(&mut tx, server_id, seq, msg).await?;
+            post_apply(&mut tx, server_id, applied, &mut follow_ups).await?;
             high = seq;
         }
         if high != last {

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use hostward_proto::Severity;
+use hostward_proto::inventory::InventoryKind;
 use hostward_proto::risk::RiskReport;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -17,7 +18,10 @@ use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use super::history::{self, History};
-use super::{Bind, Result, Sql, Store, StoreError, flag, like, new_id, now, opt_i64, paged};
+use super::records::Applied;
+use super::{
+    Bind, FollowUp, Job, Result, Sql, Store, StoreError, flag, like, new_id, now, opt_i64, paged,
+};
 use crate::status;
 
 /// Handling states of a vulnerability finding.
@@ -514,11 +518,33 @@ pub(super) async fn apply_risk_report(
     refresh_risk_status(tx, server_id).await
 }
 
-/// The software of a server changed: its vulnerabilities must be matched again.
-pub(super) async fn software_changed(
+/// The risk capability's post-apply step in the records transaction: a finished `vuln_fix`
+/// task settles its findings, and a software record has the server's software matched again
+/// (by this replica's job at once, by any replica's otherwise).
+pub(super) async fn after_record(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
-) -> Result<()> {
+    applied: Applied<'_>,
+) -> Result<Vec<FollowUp>> {
+    match applied {
+        Applied::TaskFinished {
+            task_id,
+            success,
+            detail,
+        } => {
+            fix_task_finished(tx, server_id, task_id, success, detail).await?;
+            Ok(Vec::new())
+        }
+        Applied::Inventory(InventoryKind::Software) => {
+            software_changed(tx, server_id).await?;
+            Ok(vec![FollowUp::Wake(Job::VulnMatching)])
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The software of a server changed: its vulnerabilities must be matched again.
+async fn software_changed(tx: &mut Transaction<'static, Any>, server_id: &str) -> Result<()> {
     ensure_risk_state(tx, server_id).await?;
     sqlx::query("UPDATE risk_state SET vuln_matched_version = -1 WHERE server_id = $1")
         .bind(server_id.to_string())
@@ -530,7 +556,7 @@ pub(super) async fn software_changed(
 /// A `vuln_fix` task reached a final state: its findings move on from `fixing`. Success means
 /// `verifying` until the next software match (or `restart_required` for what needs a reboot);
 /// failure means `failed`.
-pub(super) async fn fix_task_finished(
+async fn fix_task_finished(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
     task_id: &str,
