@@ -15,7 +15,6 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
-use super::records::Applied;
 use super::{Bind, FollowUp, Result, Sql, Store, like, now, offset, paged};
 
 /// Rows per `IN (...)` list: well under both backends' parameter limits.
@@ -399,26 +398,23 @@ fn summary(r: &AnyRow) -> Result<InventorySummary> {
     })
 }
 
-/// The inventory capability's post-apply step in the records transaction. A diff that did not
-/// fit the stored state asks the agent for a full snapshot of that kind (claimed here, at most
-/// once per kind every ten minutes, so a broken agent is not flooded).
-pub(super) async fn after_record(
+/// The inventory capability's post-apply step for a diff that did not fit the stored state:
+/// asks the agent for a full snapshot of that kind (claimed here, at most once per kind every
+/// ten minutes, so a broken agent is not flooded).
+pub(super) async fn ask_full_snapshot(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
-    applied: Applied<'_>,
-) -> Result<Vec<FollowUp>> {
-    let Applied::InventoryOutOfStep(kind) = applied else {
-        return Ok(Vec::new());
-    };
+    kind: InventoryKind,
+) -> Result<Option<FollowUp>> {
     if !claim_resync_tx(tx, server_id, kind).await? {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     tracing::warn!(%server_id, kind = %kind, "inventory diff does not fit the stored state; asking for a full snapshot");
-    Ok(vec![FollowUp::QueueTask {
+    Ok(Some(FollowUp::QueueTask {
         kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
         params: serde_json::json!({ "kinds": [kind], "full": true }),
         expires_in_secs: 86_400,
-    }])
+    }))
 }
 
 async fn claim_resync_tx(

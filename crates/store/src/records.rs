@@ -141,26 +141,45 @@ async fn apply<'a>(
                 Applied::Nothing
             }
         }
-        // Not records: the gateway handles the rest of the protocol itself.
-        _ => Applied::Nothing,
+        // Not records: the gateway handles the rest of the protocol itself. Listed rather than
+        // `_` so that a new message kind is a compile error here until someone decides.
+        Message::Hello(_)
+        | Message::Heartbeat(_)
+        | Message::Bye(_)
+        | Message::Config(_)
+        | Message::Task(_)
+        | Message::Ack(_)
+        | Message::Error(_) => Applied::Nothing,
     })
 }
 
 /// The post-apply steps, in the order they run after each record. A new capability that reacts
-/// to another's records adds its step here, at the place its order requires.
+/// to another's records adds its step here, at the place its order requires; the steps' work
+/// lives in the capabilities' files.
 async fn post_apply(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
     applied: Applied<'_>,
     out: &mut Vec<FollowUp>,
 ) -> Result<()> {
-    if applied == Applied::Nothing {
-        return Ok(());
-    }
     // 1. Inventory: a diff that did not fit asks the agent for a full snapshot.
-    out.extend(super::inventory::after_record(tx, server_id, applied).await?);
-    // 2. Risk: a finished fix task settles its findings; new software is matched again.
-    out.extend(super::risk::after_record(tx, server_id, applied).await?);
+    if let Applied::InventoryOutOfStep(kind) = applied {
+        out.extend(super::inventory::ask_full_snapshot(tx, server_id, kind).await?);
+    }
+    // 2. Risk: a finished fix task settles its findings; new software is matched again, by
+    //    this replica's job at once (any replica's would pick it up at its next tick).
+    match applied {
+        Applied::TaskFinished {
+            task_id,
+            success,
+            detail,
+        } => super::risk::fix_task_finished(tx, server_id, task_id, success, detail).await?,
+        Applied::Inventory(InventoryKind::Software) => {
+            super::risk::software_changed(tx, server_id).await?;
+            out.push(FollowUp::Wake(Job::VulnMatching));
+        }
+        _ => {}
+    }
     // 3. Config: whatever moved the config version, the agent gets the new config.
     if applied == Applied::ConfigMoved {
         out.push(FollowUp::PushConfig);

@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet};
 
 use hostward_proto::Severity;
-use hostward_proto::inventory::InventoryKind;
 use hostward_proto::risk::RiskReport;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -18,10 +17,7 @@ use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use super::history::{self, History};
-use super::records::Applied;
-use super::{
-    Bind, FollowUp, Job, Result, Sql, Store, StoreError, flag, like, new_id, now, opt_i64, paged,
-};
+use super::{Bind, Result, Sql, Store, StoreError, flag, like, new_id, now, opt_i64, paged};
 use crate::status;
 
 /// Handling states of a vulnerability finding.
@@ -518,33 +514,11 @@ pub(super) async fn apply_risk_report(
     refresh_risk_status(tx, server_id).await
 }
 
-/// The risk capability's post-apply step in the records transaction: a finished `vuln_fix`
-/// task settles its findings, and a software record has the server's software matched again
-/// (by this replica's job at once, by any replica's otherwise).
-pub(super) async fn after_record(
+/// The software of a server changed: its vulnerabilities must be matched again.
+pub(super) async fn software_changed(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
-    applied: Applied<'_>,
-) -> Result<Vec<FollowUp>> {
-    match applied {
-        Applied::TaskFinished {
-            task_id,
-            success,
-            detail,
-        } => {
-            fix_task_finished(tx, server_id, task_id, success, detail).await?;
-            Ok(Vec::new())
-        }
-        Applied::Inventory(InventoryKind::Software) => {
-            software_changed(tx, server_id).await?;
-            Ok(vec![FollowUp::Wake(Job::VulnMatching)])
-        }
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// The software of a server changed: its vulnerabilities must be matched again.
-async fn software_changed(tx: &mut Transaction<'static, Any>, server_id: &str) -> Result<()> {
+) -> Result<()> {
     ensure_risk_state(tx, server_id).await?;
     sqlx::query("UPDATE risk_state SET vuln_matched_version = -1 WHERE server_id = $1")
         .bind(server_id.to_string())
@@ -556,7 +530,7 @@ async fn software_changed(tx: &mut Transaction<'static, Any>, server_id: &str) -
 /// A `vuln_fix` task reached a final state: its findings move on from `fixing`. Success means
 /// `verifying` until the next software match (or `restart_required` for what needs a reboot);
 /// failure means `failed`.
-async fn fix_task_finished(
+pub(super) async fn fix_task_finished(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
     task_id: &str,
