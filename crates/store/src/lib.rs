@@ -254,7 +254,9 @@ impl Store {
         self.backend
     }
 
-    pub fn pool(&self) -> &AnyPool {
+    /// Crate-private like [`Store::begin`]: no sqlx type leaves the store, so no other crate can
+    /// run SQL of its own through it.
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -262,7 +264,7 @@ impl Store {
     /// IMMEDIATE`): a deferred transaction that reads and then writes fails with
     /// SQLITE_BUSY_SNAPSHOT when another connection wrote in between, and busy_timeout cannot
     /// help with that.
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
