@@ -77,7 +77,6 @@ pub fn init() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         hostward_pki::install_default_provider();
-        sqlx::any::install_default_drivers();
     });
 }
 
@@ -658,23 +657,11 @@ impl PgDatabase {
     pub async fn create(env: &TestEnv, admin_url: &str) -> Result<PgDatabase> {
         init();
         let name = format!("hw_e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
-        let admin = sqlx::AnyPool::connect(admin_url)
+        let url = hostward_store::admin::create_database(admin_url, &name)
             .await
-            .with_context(|| "connecting to HOSTWARD_TEST_POSTGRES_URL".to_string())?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .with_context(|| format!("CREATE DATABASE {name}"))?;
-        admin.close().await;
-        let (base, query) = match admin_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (admin_url, String::new()),
-        };
-        let (prefix, _) = base
-            .rsplit_once('/')
-            .ok_or_else(|| anyhow!("HOSTWARD_TEST_POSTGRES_URL has no database path"))?;
+            .with_context(|| format!("CREATE DATABASE {name} on HOSTWARD_TEST_POSTGRES_URL"))?;
         let db = PgDatabase {
-            url: format!("{prefix}/{name}{query}"),
+            url,
             name,
             admin_url: admin_url.to_string(),
         };
@@ -683,15 +670,7 @@ impl PgDatabase {
     }
 
     async fn drop_database(&self) -> Result<()> {
-        let admin = sqlx::AnyPool::connect(&self.admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&admin)
-        .await?;
-        admin.close().await;
-        Ok(())
+        Ok(hostward_store::admin::drop_database(&self.admin_url, &self.name).await?)
     }
 }
 
@@ -1103,32 +1082,21 @@ impl Center {
         Ok(r.text().await?)
     }
 
-    /// A SQL connection to the center's database (read-only use in tests).
-    pub async fn db(&self) -> Result<sqlx::AnyPool> {
-        init();
-        let url = self.database_url.clone();
-        sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
+    /// The rows of one query on the center's database (read-only use in tests), with text
+    /// binds; each column as JSON ([`hostward_store::admin::query`]).
+    pub async fn query(&self, sql: &str, binds: &[&str]) -> Result<Vec<Vec<serde_json::Value>>> {
+        hostward_store::admin::query(&self.database_url, sql, binds)
             .await
-            .with_context(|| format!("connecting to {url}"))
+            .with_context(|| format!("query {sql} on {}", self.database_url))
     }
 
     /// One integer from a query such as `SELECT COUNT(*) AS n …`, with text binds.
     pub async fn query_i64(&self, sql: &str, binds: &[&str]) -> Result<i64> {
-        use sqlx::Row as _;
-        let pool = self.db().await?;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
-        for b in binds {
-            q = q.bind(b.to_string());
-        }
-        let row = q
-            .fetch_one(&pool)
-            .await
-            .with_context(|| format!("query {sql}"))?;
-        let v: i64 = row.try_get(0)?;
-        pool.close().await;
-        Ok(v)
+        let rows = self.query(sql, binds).await?;
+        rows.first()
+            .and_then(|row| row.first())
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| anyhow!("query {sql}: no integer in the first column: {rows:?}"))
     }
 
     /// Logs in through the console form with a fresh cookie jar.

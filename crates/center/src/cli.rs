@@ -607,7 +607,7 @@ async fn token(cmd: TokenCmd, system: &Principal) -> anyhow::Result<()> {
             if json {
                 return print_json(&tokens);
             }
-            let now = crate::store::now();
+            let now = hostward_store::now();
             for t in tokens {
                 let uses = match t.max_uses {
                     Some(m) => format!("{}/{m} uses", t.uses),
@@ -640,7 +640,7 @@ async fn server_cmd(cmd: ServerCmd, system: &Principal) -> anyhow::Result<()> {
     match cmd {
         ServerCmd::List { json, db } => {
             let state = db.state().await?;
-            let filter = crate::store::ServerFilter {
+            let filter = hostward_store::ServerFilter {
                 visible_projects: state
                     .store
                     .list_projects()

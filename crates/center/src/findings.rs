@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::Principal;
 use crate::console::forms::{checked_ids, safe_back, with_done};
 use crate::console::{ConsoleError, Fields, PageResult, Ts, see_other};
-use crate::store::HandlingEntry;
+use hostward_store::HandlingEntry;
 use crate::web::ApiError;
 
 /// One button of a bulk-action bar.

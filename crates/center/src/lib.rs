@@ -15,8 +15,6 @@ pub mod metrics;
 pub mod quickstart;
 pub mod server;
 pub mod state;
-pub mod status;
-pub mod store;
 pub mod tls;
 pub mod web;
 

@@ -11,7 +11,7 @@ use crate::api;
 use crate::auth::{Principal, Role};
 use crate::config::ServeArgs;
 use crate::state::AppState;
-use crate::store::DEFAULT_PROJECT;
+use hostward_store::DEFAULT_PROJECT;
 
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {

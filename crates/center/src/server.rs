@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::state::AppState;
-use crate::store::{DEFAULT_PROJECT, Store};
 use crate::{api, console, install, metrics, tls};
+use hostward_store::{DEFAULT_PROJECT, Store};
 
 /// A started center.
 pub struct Running {

@@ -6,7 +6,7 @@ use hostward_pki::Ca;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::store::Store;
+use hostward_store::Store;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::{ApiError, ApiJson, audit, expiry, text_field};
 use crate::AppState;
 use crate::auth::{Principal, secret};
-use crate::store::{ApiToken, NewApiToken};
+use hostward_store::{ApiToken, NewApiToken};
 
 pub const MAX_EXPIRY_SECS: i64 = 5 * 365 * 24 * 3600;
 

@@ -15,7 +15,7 @@ use super::tokens::parse_cidrs;
 use super::{ApiError, ApiJson, ClientIp};
 use crate::AppState;
 use crate::auth::secret;
-use crate::store::{AuditEntry, EnrollRefusal, Enrollment, EnrollmentToken, now};
+use hostward_store::{AuditEntry, EnrollRefusal, Enrollment, EnrollmentToken, now};
 
 /// Failed token checks per source address per window before the address is refused. Only
 /// failures count: a fleet rollout with a valid token from one NAT address is never throttled,

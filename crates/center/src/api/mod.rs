@@ -25,7 +25,7 @@ pub use crate::web::{ApiError, ErrorBody, ErrorDetail};
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::store::AuditEntry;
+use hostward_store::AuditEntry;
 
 /// Every route of the REST API, with full `/api/v1/…` paths; merge it into the console router.
 pub fn router() -> Router<AppState> {
@@ -248,7 +248,7 @@ pub(crate) async fn target_project(
     }
     let default = state
         .store
-        .project_by_name(crate::store::DEFAULT_PROJECT)
+        .project_by_name(hostward_store::DEFAULT_PROJECT)
         .await?;
     if let Some(d) = default
         && p.role_in(&d.id).is_some_and(|r| r >= min)
@@ -270,7 +270,7 @@ pub(crate) fn expiry(field: &str, secs: Option<i64>, max: i64) -> Result<Option<
         Some(s) if s > max => Err(ApiError::invalid_body(format!(
             "{field}: must be at most {max}"
         ))),
-        Some(s) => Ok(Some(crate::store::now() + s)),
+        Some(s) => Ok(Some(hostward_store::now() + s)),
     }
 }
 

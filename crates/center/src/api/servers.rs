@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiError, ApiJson, ApiQuery, audit, scope, target_project, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role};
-use crate::status;
-use crate::store::{NewServer, Server, ServerFilter, StatusChange};
+use hostward_store::status;
+use hostward_store::{NewServer, Server, ServerFilter, StatusChange};
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 500;

@@ -12,7 +12,7 @@ use super::servers::visible_server;
 use super::{ApiError, ApiJson, audit, expiry, scope};
 use crate::AppState;
 use crate::auth::{Principal, Role};
-use crate::store::{NewTasks, TaskRow};
+use hostward_store::{NewTasks, TaskRow};
 
 /// Kinds the agent has handlers for.
 /// Kinds anyone with operator rights may queue directly. (`vuln_fix` is not one: it goes

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::testutil::{PASSWORD, app, app_with};
 use crate::auth::Role;
-use crate::store::NewServer;
+use hostward_store::NewServer;
 
 #[tokio::test]
 async fn other_projects_are_invisible_and_roles_are_enforced() {
@@ -726,8 +726,8 @@ async fn openapi_document_lists_the_routes() {
 
 #[tokio::test]
 async fn inventory_queries_and_policies_reject_bad_input_naming_the_field() {
-    use crate::store::NewServer;
     use hostward_proto::inventory::{Inventory, Items, Port, PortRisk};
+    use hostward_store::NewServer;
     let t = app().await;
     let p = t.state.store.ensure_project("default").await.unwrap();
     let admin = t.user("ada", &[(&p.id, Role::Admin)]).await;
@@ -877,7 +877,7 @@ async fn server_login_ips_are_learned_listed_and_replaced_with_validation() {
         usual_login_ips: vec!["203.0.113.0/24".into()],
         ..Default::default()
     };
-    s.set_policy(&a.id, crate::store::PolicyKind::Bruteforce, &policy)
+    s.set_policy(&a.id, hostward_store::PolicyKind::Bruteforce, &policy)
         .await
         .unwrap();
     let viewer = t.user("vic", &[(&a.id, Role::Viewer)]).await;
@@ -904,7 +904,7 @@ async fn server_login_ips_are_learned_listed_and_replaced_with_validation() {
             .await
             .unwrap()
             .follow_ups
-            .contains(&crate::store::FollowUp::PushConfig)
+            .contains(&hostward_store::FollowUp::PushConfig)
     );
     let (st, body) = t.get(&uri, &vt).await;
     assert_eq!(st, StatusCode::OK, "{body}");
@@ -997,7 +997,7 @@ async fn server_login_ips_are_learned_listed_and_replaced_with_validation() {
             .await
             .unwrap()
             .follow_ups
-            .contains(&crate::store::FollowUp::PushConfig)
+            .contains(&hostward_store::FollowUp::PushConfig)
     );
     assert_eq!(s.server_login_ips(&srv.id).await.unwrap().items.len(), 2);
 }

@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::auth::{Role, hash_password, secret};
 use crate::config::ServeArgs;
 use crate::gateway::Gateway;
-use crate::store::{NewApiToken, NewUser, User, testdb};
+use hostward_store::{NewApiToken, NewUser, User, testdb};
 
 pub const PASSWORD: &str = "a long enough password";
 

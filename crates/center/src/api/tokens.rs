@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::{ApiError, ApiJson, audit, expiry, scope, target_project, text_field};
 use crate::AppState;
 use crate::auth::{Principal, Role, secret};
-use crate::store::{EnrollmentToken, NewEnrollmentToken};
+use hostward_store::{EnrollmentToken, NewEnrollmentToken};
 
 pub const MAX_EXPIRY_SECS: i64 = 365 * 24 * 3600;
 /// A token nobody set a lifetime for still ends: a leaked install command from last year must

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::{ApiError, ApiJson, audit, scope};
 use crate::AppState;
 use crate::auth::{self, Principal, Role};
-use crate::store::{Membership, NewUser, User};
+use hostward_store::{Membership, NewUser, User};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct ProjectRole {

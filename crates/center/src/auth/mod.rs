@@ -17,7 +17,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::store::User;
+use hostward_store::User;
 use crate::web::ApiError;
 
 pub use password::{
@@ -220,7 +220,7 @@ pub async fn principal_from_parts(
         // The row read just now says whether a write is due; most requests need none.
         let due = tok
             .last_used_at
-            .is_none_or(|t| t < crate::store::now() - 60);
+            .is_none_or(|t| t < hostward_store::now() - 60);
         if due && let Err(e) = state.store.touch_api_token(&tok.id).await {
             tracing::warn!(token_id = %tok.id, "recording API token use failed: {e}");
         }

@@ -7,7 +7,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::{Principal, password, principal_for_user, secret};
 use crate::AppState;
-use crate::store::{AuditEntry, NewSession, now};
+use hostward_store::{AuditEntry, NewSession, now};
 use crate::web::ApiError;
 
 /// `__Host-` binds the cookie to this origin: Secure, Path=/, no Domain.

@@ -34,8 +34,8 @@ use axum::routing::{get, post};
 use rust_embed::RustEmbed;
 
 use crate::AppState;
-use crate::store::StoreError;
 pub(crate) use glue::{ApiError, Principal, Role};
+use hostward_store::StoreError;
 
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                        frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
@@ -446,7 +446,7 @@ pub(crate) struct Ts {
 
 impl Ts {
     pub fn at(ts: i64) -> Ts {
-        Ts::at_now(ts, crate::store::now())
+        Ts::at_now(ts, hostward_store::now())
     }
 
     pub fn at_now(ts: i64, now: i64) -> Ts {

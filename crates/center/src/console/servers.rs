@@ -12,8 +12,8 @@ use super::{
 };
 use crate::AppState;
 use crate::api::servers::{self as ops, ServerQuery, SetProtection};
-use crate::status;
-use crate::store::Server;
+use hostward_store::status;
+use hostward_store::Server;
 use crate::web::page::enc;
 
 pub const PER_PAGE: u32 = 50;
@@ -271,7 +271,7 @@ pub(crate) async fn build_list(
         }
         .url()
     });
-    let now = crate::store::now();
+    let now = hostward_store::now();
     Ok(ServerList {
         counts,
         rows: items.iter().map(ServerView::new).collect(),

@@ -8,7 +8,7 @@ use sha2::Digest;
 
 use super::testutil::{Console, PASSWORD, body, hidden, set_cookie};
 use super::*;
-use crate::store::{NewServer, Store};
+use hostward_store::{NewServer, Store};
 
 struct Env {
     console: Console,
@@ -374,7 +374,7 @@ async fn locked_account_answers_like_a_wrong_password() {
     let u = e.state.store.user_by_name("alice").await.unwrap().unwrap();
     e.state
         .store
-        .lock_user_until(&u.id, crate::store::now() + 600)
+        .lock_user_until(&u.id, hostward_store::now() + 600)
         .await
         .unwrap();
     let page = e.get("/login", "").await;

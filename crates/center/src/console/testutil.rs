@@ -13,7 +13,7 @@ use super::{glue, login, router};
 use crate::AppState;
 use crate::config::Config;
 use crate::state::CenterPki;
-use crate::store::{NewServer, NewUser, Server, Store, testdb};
+use hostward_store::{NewServer, NewUser, Server, Store, testdb};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
@@ -217,7 +217,7 @@ impl Env {
     }
 
     /// The server's agent tasks (the latest ten).
-    pub async fn tasks(&self, server_id: &str) -> Vec<crate::store::TaskRow> {
+    pub async fn tasks(&self, server_id: &str) -> Vec<hostward_store::TaskRow> {
         self.state.store.list_tasks(server_id, 10).await.unwrap()
     }
 
@@ -239,7 +239,7 @@ impl Env {
         let token = self.state.store.test_token(project_id).await;
         self.state
             .store
-            .enroll(&crate::store::Enrollment {
+            .enroll(&hostward_store::Enrollment {
                 token_id: token.id,
                 grant_server_id: None,
                 token_created_at: token.created_at,

@@ -66,7 +66,7 @@ async fn render(
         .iter()
         .map(|(id, n)| (id.as_str(), n.as_str()))
         .collect();
-    let now = crate::store::now();
+    let now = hostward_store::now();
     let mut tokens: Vec<TokenView> = ops::list(state, p)
         .await?
         .items

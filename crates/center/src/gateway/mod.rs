@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::metrics as m;
-use crate::status::{self, StopHint};
-use crate::store::{Store, TaskRow, now};
+use hostward_store::status::{self, StopHint};
+use hostward_store::{Store, TaskRow, now};
 
 /// What the rest of the center can ask of a live session.
 #[derive(Debug)]
@@ -125,7 +125,7 @@ impl Gateway {
         self.deliver(tasks.to_vec());
     }
 
-    async fn dispatch(&self, server_ids: &[String]) -> crate::store::Result<()> {
+    async fn dispatch(&self, server_ids: &[String]) -> hostward_store::Result<()> {
         let tasks = self.inner.store.queued_tasks_for(server_ids).await?;
         self.deliver(tasks);
         Ok(())
@@ -432,7 +432,7 @@ impl Gateway {
                 Ok(true) => {
                     tracing::info!(server_id = %id, reason = "heartbeat_timeout", "agent offline")
                 }
-                Ok(false) | Err(crate::store::StoreError::NotFound(_)) => {}
+                Ok(false) | Err(hostward_store::StoreError::NotFound(_)) => {}
                 Err(e) => {
                     tracing::error!(server_id = %id, error = %e, "marking agent offline failed; will retry");
                     self.inner
@@ -528,8 +528,8 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use crate::api::testutil;
-    use crate::store::Enrollment;
     use hostward_pki::PeerIdentity;
+    use hostward_store::Enrollment;
 
     #[tokio::test]
     async fn expired_certificate_of_the_enrolled_agent_marks_tls_error() {

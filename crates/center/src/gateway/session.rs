@@ -14,8 +14,8 @@ use super::listener::Peer;
 use super::{Control, Gateway};
 use crate::AppState;
 use crate::metrics as m;
-use crate::status::{self, StopHint};
-use crate::store::{FollowUp, Job, PolicyKind, Server, now};
+use hostward_store::status::{self, StopHint};
+use hostward_store::{FollowUp, Job, PolicyKind, Server, now};
 
 /// Rejected frames after which a session is closed: a confused or hostile agent.
 const MAX_REJECTED: u32 = 10;
@@ -343,7 +343,7 @@ async fn follow_up(state: &AppState, server: &Server, step: FollowUp) {
         } => {
             let created = state
                 .store
-                .create_tasks(&crate::store::NewTasks {
+                .create_tasks(&hostward_store::NewTasks {
                     targets: &[(server.project_id.clone(), server.id.clone())],
                     kind,
                     params: &params,
@@ -367,7 +367,7 @@ async fn set_offline(state: &AppState, server_id: &str, reason: &str, hint: Stop
     {
         Ok(_) => tracing::info!(reason, "agent offline"),
         // The server was deleted: nothing left to mark.
-        Err(crate::store::StoreError::NotFound(_)) => {}
+        Err(hostward_store::StoreError::NotFound(_)) => {}
         Err(e) => tracing::error!(error = %e, reason, "marking agent offline failed"),
     }
 }

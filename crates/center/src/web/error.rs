@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::store::StoreError;
+use hostward_store::StoreError;
 
 /// An error answer. `code` is stable for clients; `message` is for people and never carries
 /// secrets or internal details (those go to the log).

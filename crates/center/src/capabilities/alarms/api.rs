@@ -18,7 +18,7 @@ use crate::api::fleet_scope;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::auth::{Principal, Role};
-use crate::store::{
+use hostward_store::{
     AlarmFilter, AlarmRow, AlarmWhitelistRule, BlockedIp, HandlingEntry, History, NewTasks,
     PolicyKind, TaskRow, alarm_state, new_id, now,
 };

@@ -36,7 +36,7 @@ use crate::console::{
     project_names, project_opts, see_other,
 };
 use crate::findings::{self, ActionBar, ActionButton, ActionsView, HistoryView};
-use crate::store::{AlarmRow, BlockedIp, alarm_state};
+use hostward_store::{AlarmRow, BlockedIp, alarm_state};
 use crate::web::labels::{severity_class, severity_label};
 use crate::web::page::{Pager, page_param, param, url};
 
@@ -380,7 +380,7 @@ pub async fn list(
     Query(m): Query<HashMap<String, String>>,
 ) -> PageResult {
     let ap = AlarmParams::from_map(&m);
-    let now = crate::store::now();
+    let now = hostward_store::now();
     let found = ops::list(&state, &p, &ap.api(now)).await?;
     let rows: Vec<AlarmView> = found.items.iter().map(|a| alarm_view(a, &p)).collect();
     let pager = Pager::new(ap.page, PER_PAGE, rows.len(), found.total, |n| ap.link(n));

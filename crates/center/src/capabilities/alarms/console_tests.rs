@@ -8,7 +8,7 @@ use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
 use hostward_proto::bruteforce::Policy;
 
 use crate::console::testutil::{Env, body, envs, hidden, location};
-use crate::store::{AlarmFilter, PolicyKind, alarm_state};
+use hostward_store::{AlarmFilter, PolicyKind, alarm_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
 const EVIL_LINE: &str = "sshd[77]: Failed password for invalid user \"><img src=x> from 192.0.2.7";
@@ -29,7 +29,7 @@ impl Env {
     /// A brute-force alarm from [`ATTACKER`] with hostile evidence (a minute ago), a root login
     /// without a source address (ten days ago), an active and an expired block.
     async fn seed(&self, server_id: &str) {
-        let now = crate::store::now();
+        let now = hostward_store::now();
         let brute = Message::Alarm(Alarm {
             ts: now - 60,
             alarm_type: "brute_force".into(),
@@ -96,7 +96,7 @@ impl Env {
         items[0].id.clone()
     }
 
-    async fn whitelist(&self, project_id: &str) -> Vec<crate::store::AlarmWhitelistRule> {
+    async fn whitelist(&self, project_id: &str) -> Vec<hostward_store::AlarmWhitelistRule> {
         self.state
             .store
             .alarm_whitelist(&[project_id.to_string()])
@@ -204,7 +204,7 @@ async fn alarm_pages_render_for_a_viewer() {
                 || html.contains("/api/v1/alarms?format=csv&#38;severity=high&#38;since="),
             "[{b}] the CSV has the same filters: {html}"
         );
-        let today = crate::console::fmt_utc(crate::store::now())[..10].to_string();
+        let today = crate::console::fmt_utc(hostward_store::now())[..10].to_string();
         let html = e
             .alarm_page(&format!("/alarms?since={today}&state=unhandled"), &cookie)
             .await;
@@ -1012,7 +1012,7 @@ async fn trusting_a_login_address_adds_it_to_the_servers_list_for_admins_only() 
         let hist = e
             .state
             .store
-            .handling_history(crate::store::History::Alarm, &brute)
+            .handling_history(hostward_store::History::Alarm, &brute)
             .await
             .unwrap();
         assert_eq!(

@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, audit};
 use crate::auth::{Principal, Role};
-use crate::store::{LoginIpEntry, PolicyKind, Server};
+use hostward_store::{LoginIpEntry, PolicyKind, Server};
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct LoginIpsBody {

@@ -15,7 +15,7 @@ use crate::api::fleet_scope;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, ApiQuery, audit};
 use crate::auth::{Principal, Role};
-use crate::store::{
+use hostward_store::{
     AssetGroup, AssetServer, ChangeFilter, InventoryChange, InventoryItem, InventorySummary,
     PolicyKind,
 };

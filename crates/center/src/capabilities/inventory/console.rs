@@ -28,7 +28,7 @@ use crate::console::{
     ConsoleError, Nav, Opt, PageResult, Post, Role, Session, Ts, fmt_bytes, fmt_utc, html,
     project_opts, see_other,
 };
-use crate::store::{AssetGroup, AssetServer, InventoryChange, InventoryItem, InventorySummary};
+use hostward_store::{AssetGroup, AssetServer, InventoryChange, InventoryItem, InventorySummary};
 use crate::web::page::{Pager, Tab, clip, enc, page_param, param, scale, url};
 
 /// Rows per page on every inventory list.

@@ -20,7 +20,7 @@ use crate::api::fleet_scope;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::auth::{Principal, Role};
-use crate::store::{
+use hostward_store::{
     HandlingEntry, History, NewTasks, PolicyKind, PolicyResultRow, RiskScanState, TaskRow,
     VulnDbImport, VulnDbStatus, VulnFilter, VulnFinding, VulnGroup, VulnRule, WeakPasswordRow,
     new_id, now, vuln_state,

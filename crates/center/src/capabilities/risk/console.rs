@@ -41,7 +41,7 @@ use crate::console::{
     project_names, project_opts, see_other,
 };
 use crate::findings::{self, ActionBar, ActionButton, ActionsView, HistoryView};
-use crate::store::{PolicyResultRow, TaskRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state};
+use hostward_store::{PolicyResultRow, TaskRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state};
 use crate::web::labels::{severity_class, severity_label};
 use crate::web::page::{Pager, Tab, clip, page_param, param, scale, url};
 

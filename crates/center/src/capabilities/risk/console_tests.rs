@@ -10,7 +10,7 @@ use hostward_proto::risk::{
 use hostward_proto::{Message, Severity};
 
 use crate::console::testutil::{Env, body, envs, hidden, location};
-use crate::store::{MatchedVuln, vuln_state};
+use hostward_store::{MatchedVuln, vuln_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
 const CVE: &str = "CVE-2099-0001";
@@ -49,7 +49,7 @@ impl Env {
 
     /// A scan report with one weak password and a failed and a passed policy item.
     async fn seed_scan(&self, server_id: &str) {
-        let now = crate::store::now();
+        let now = hostward_store::now();
         let report = RiskReport {
             task_id: None,
             trigger: ScanTrigger::Task,
@@ -104,7 +104,7 @@ impl Env {
         let (items, _) = self
             .state
             .store
-            .vuln_findings(&crate::store::VulnFilter {
+            .vuln_findings(&hostward_store::VulnFilter {
                 server_id: Some(server_id.into()),
                 cve: Some(cve.into()),
                 page: 1,
@@ -604,7 +604,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .1,
@@ -634,7 +634,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         let (policy, version) = e
             .state
             .store
-            .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
+            .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
             .await
             .unwrap();
         assert!(version > 0, "[{b}]");
@@ -675,7 +675,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .0,
@@ -746,7 +746,7 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, crate::store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
                 .await
                 .unwrap()
                 .1,

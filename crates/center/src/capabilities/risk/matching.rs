@@ -15,7 +15,7 @@ use hostward_vulndb::{Finding, Host, Matcher, Restart};
 use tokio::sync::{Mutex, Notify};
 
 use crate::AppState;
-use crate::store::{MatchedVuln, Store, VulnDbImport};
+use hostward_store::{MatchedVuln, Store, VulnDbImport};
 
 /// Servers matched per round of the job; the rest follow in the next round at once.
 const BATCH: i64 = 200;
@@ -152,7 +152,7 @@ pub enum ImportFailed {
     #[error("no advisory could be imported ({skipped} records skipped; first: {first})")]
     Nothing { skipped: usize, first: String },
     #[error("storing the advisories: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] hostward_store::StoreError),
     #[error("reading the feed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }

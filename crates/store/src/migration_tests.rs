@@ -12,52 +12,52 @@ use sqlx::Row;
 const DEPLOYED: &[(&str, &str, &str)] = &[
     (
         "sqlite/0001_init.sql",
-        include_str!("migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/sqlite/0001_init.sql"),
         "6289ee323b63f6c9c5b146bc823db190b9475122285d4b2e4652f84081a33ebf",
     ),
     (
         "sqlite/0002_inventory.sql",
-        include_str!("migrations/sqlite/0002_inventory.sql"),
+        include_str!("../migrations/sqlite/0002_inventory.sql"),
         "e0cbd64234e8f64abf849dbf1d288325658d1d040a455ea488c373b0d1b56238",
     ),
     (
         "sqlite/0003_risk.sql",
-        include_str!("migrations/sqlite/0003_risk.sql"),
+        include_str!("../migrations/sqlite/0003_risk.sql"),
         "5f96845aeab02701ebe5ec188077088b0f02b9b813ffadd3d616e86ae96313bc",
     ),
     (
         "sqlite/0004_alarms.sql",
-        include_str!("migrations/sqlite/0004_alarms.sql"),
+        include_str!("../migrations/sqlite/0004_alarms.sql"),
         "a4e3279ca7e30e64f88cc2b3cca645492ed75fd2773d479842cd5131d12c3888",
     ),
     (
         "sqlite/0005_login_ips.sql",
-        include_str!("migrations/sqlite/0005_login_ips.sql"),
+        include_str!("../migrations/sqlite/0005_login_ips.sql"),
         "a338cd86e1fa25afff23a8321ff0b5fdc582f39826e44fb58caa67e86fec7c98",
     ),
     (
         "postgres/0001_init.sql",
-        include_str!("migrations/postgres/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
         "9e5911990fc8e63960ab1cfe84ab3cfdcc3e37e70a3cdbff3d78480ae0262636",
     ),
     (
         "postgres/0002_inventory.sql",
-        include_str!("migrations/postgres/0002_inventory.sql"),
+        include_str!("../migrations/postgres/0002_inventory.sql"),
         "4ff4bb19b4afe5dd07f7d995ea2f07ca4a9c67960255b771e2fb2155651da664",
     ),
     (
         "postgres/0003_risk.sql",
-        include_str!("migrations/postgres/0003_risk.sql"),
+        include_str!("../migrations/postgres/0003_risk.sql"),
         "cb168f97aac33f8aba3001e0e2504073f68af40f7bf30449565248053137ce61",
     ),
     (
         "postgres/0004_alarms.sql",
-        include_str!("migrations/postgres/0004_alarms.sql"),
+        include_str!("../migrations/postgres/0004_alarms.sql"),
         "4e1badd1aa0d5e111daf4f188e73d2796b0070fc8be1d713300a380a044b6b8b",
     ),
     (
         "postgres/0005_login_ips.sql",
-        include_str!("migrations/postgres/0005_login_ips.sql"),
+        include_str!("../migrations/postgres/0005_login_ips.sql"),
         "c24a313dbb3312d7f68163fd91829485d29578850a474d5f493dfcfe603e604b",
     ),
 ];

@@ -164,8 +164,9 @@ impl Store {
         row.as_ref().map(token).transpose()
     }
 
-    /// An unlimited, unexpiring token of the project for tests that enroll through the store.
-    #[cfg(test)]
+    /// An unlimited, unexpiring token of the project for tests that enroll through the store
+    /// (the center's gateway and console tests too, hence the feature).
+    #[cfg(any(test, feature = "testdb"))]
     pub async fn test_token(&self, project_id: &str) -> EnrollmentToken {
         self.create_enrollment_token(&NewEnrollmentToken {
             project_id: project_id.into(),
@@ -197,7 +198,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EnrollRefusal, Enrollment, testdb};
+    use crate::{EnrollRefusal, Enrollment, testdb};
 
     #[tokio::test]
     async fn enrollment_tokens_round_trip() {
@@ -290,7 +291,7 @@ mod tests {
         }
     }
 
-    async fn grant(s: &Store, server: &crate::store::Server, created_at: i64) -> EnrollmentToken {
+    async fn grant(s: &Store, server: &crate::Server, created_at: i64) -> EnrollmentToken {
         let t = s
             .create_enrollment_token(&NewEnrollmentToken {
                 project_id: server.project_id.clone(),

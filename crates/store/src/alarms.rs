@@ -480,7 +480,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, testdb};
+    use crate::{NewServer, testdb};
     use hostward_proto::Message;
     use hostward_proto::alarm::Evidence;
 

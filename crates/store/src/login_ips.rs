@@ -233,7 +233,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, testdb};
+    use crate::{NewServer, testdb};
     use hostward_proto::Message;
 
     fn rec(addr: &str) -> Message {
@@ -245,7 +245,7 @@ mod tests {
         })
     }
 
-    async fn server(s: &Store, name: &str) -> crate::store::Server {
+    async fn server(s: &Store, name: &str) -> crate::Server {
         let p = s.ensure_project("default").await.unwrap();
         s.create_server(&NewServer {
             project_id: p.id,
@@ -273,9 +273,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(
-                stored
-                    .follow_ups
-                    .contains(&crate::store::FollowUp::PushConfig),
+                stored.follow_ups.contains(&crate::FollowUp::PushConfig),
                 "{backend}"
             );
             let list = s.server_login_ips(&srv.id).await.unwrap();
@@ -300,9 +298,7 @@ mod tests {
             assert_eq!(
                 (
                     stored.high,
-                    stored
-                        .follow_ups
-                        .contains(&crate::store::FollowUp::PushConfig)
+                    stored.follow_ups.contains(&crate::FollowUp::PushConfig)
                 ),
                 (3, false),
                 "{backend}"
@@ -360,9 +356,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(
-                !stored
-                    .follow_ups
-                    .contains(&crate::store::FollowUp::PushConfig),
+                !stored.follow_ups.contains(&crate::FollowUp::PushConfig),
                 "{backend}"
             );
             assert_eq!(

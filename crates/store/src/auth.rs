@@ -548,7 +548,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testdb;
+    use crate::testdb;
 
     fn alice() -> NewUser {
         NewUser {

@@ -66,7 +66,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testdb;
+    use crate::testdb;
 
     #[tokio::test]
     async fn ensure_project_is_idempotent() {

@@ -758,7 +758,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testdb;
+    use crate::testdb;
 
     fn facts(host: &str) -> hostward_proto::HostFacts {
         hostward_proto::HostFacts {

@@ -1,6 +1,10 @@
 //! Pure status rules: which protection status follows from an agent status, and the stable
 //! codes of statuses and reasons. The store applies these whenever an agent status changes, so
 //! the three status columns never disagree.
+//!
+//! It lives in the store, not in `proto`, because no agent ever sends or reads these codes (they
+//! are the center's own columns), and not in the center, because the store writes them: here the
+//! dependencies still point one way, center -> store -> proto.
 
 pub const NOT_INSTALLED: &str = "not_installed";
 pub const INSTALLING: &str = "installing";

@@ -1,10 +1,12 @@
-//! Storage: every SQL statement of the center lives under this module.
+//! Storage of the protection center: every SQL statement and migration lives in this crate, and
+//! it is the only crate of the workspace that depends on sqlx (`tests/tests/tidy.rs` holds that).
 //!
 //! One code path serves SQLite and PostgreSQL through the sqlx `Any` driver. To stay portable:
 //! placeholders are `$1, $2, …` (both backends accept them), ids are TEXT, times are Unix
 //! seconds in BIGINT, flags are 0/1 BIGINT, JSON is TEXT, and each backend has its own migration
 //! folder because only DDL differs (identity columns).
 
+pub mod admin;
 mod alarms;
 mod audit;
 mod auth;
@@ -16,6 +18,7 @@ mod projects;
 mod records;
 mod risk;
 mod servers;
+pub mod status;
 mod tasks;
 
 pub use alarms::*;
@@ -67,41 +70,57 @@ pub struct Store {
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
     (
         2,
         "inventory",
-        include_str!("migrations/sqlite/0002_inventory.sql"),
+        include_str!("../migrations/sqlite/0002_inventory.sql"),
     ),
-    (3, "risk", include_str!("migrations/sqlite/0003_risk.sql")),
+    (
+        3,
+        "risk",
+        include_str!("../migrations/sqlite/0003_risk.sql"),
+    ),
     (
         4,
         "alarms",
-        include_str!("migrations/sqlite/0004_alarms.sql"),
+        include_str!("../migrations/sqlite/0004_alarms.sql"),
     ),
     (
         5,
         "login_ips",
-        include_str!("migrations/sqlite/0005_login_ips.sql"),
+        include_str!("../migrations/sqlite/0005_login_ips.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("migrations/postgres/0001_init.sql")),
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
     (
         2,
         "inventory",
-        include_str!("migrations/postgres/0002_inventory.sql"),
+        include_str!("../migrations/postgres/0002_inventory.sql"),
     ),
-    (3, "risk", include_str!("migrations/postgres/0003_risk.sql")),
+    (
+        3,
+        "risk",
+        include_str!("../migrations/postgres/0003_risk.sql"),
+    ),
     (
         4,
         "alarms",
-        include_str!("migrations/postgres/0004_alarms.sql"),
+        include_str!("../migrations/postgres/0004_alarms.sql"),
     ),
     (
         5,
         "login_ips",
-        include_str!("migrations/postgres/0005_login_ips.sql"),
+        include_str!("../migrations/postgres/0005_login_ips.sql"),
     ),
 ];
 
@@ -113,14 +132,18 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         6,
         "enrollment_scope",
-        include_str!("migrations/0006_enrollment_scope.sql"),
+        include_str!("../migrations/0006_enrollment_scope.sql"),
     ),
     (
         7,
         "login_attempts",
-        include_str!("migrations/0007_login_attempts.sql"),
+        include_str!("../migrations/0007_login_attempts.sql"),
     ),
-    (8, "policies", include_str!("migrations/0008_policies.sql")),
+    (
+        8,
+        "policies",
+        include_str!("../migrations/0008_policies.sql"),
+    ),
 ];
 
 /// Placeholders of shared migrations and their text per backend.
@@ -231,7 +254,9 @@ impl Store {
         self.backend
     }
 
-    pub fn pool(&self) -> &AnyPool {
+    /// Crate-private like [`Store::begin`]: no sqlx type leaves the store, so no other crate can
+    /// run SQL of its own through it.
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -239,7 +264,7 @@ impl Store {
     /// IMMEDIATE`): a deferred transaction that reads and then writes fails with
     /// SQLITE_BUSY_SNAPSHOT when another connection wrote in between, and busy_timeout cannot
     /// help with that.
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -394,10 +419,11 @@ pub(crate) async fn paged(
 #[cfg(test)]
 mod migration_tests;
 
-#[cfg(test)]
-pub(crate) mod testdb {
+#[cfg(any(test, feature = "testdb"))]
+pub mod testdb {
     //! Storage tests run against both backends: SQLite in a temp dir always, PostgreSQL when
     //! `HOSTWARD_TEST_POSTGRES_URL` points at a server where we may create databases (CI sets it).
+    //! Public behind the `testdb` feature because the center's API and console tests use it too.
     use super::*;
 
     pub struct TestDb {
@@ -425,19 +451,12 @@ pub(crate) mod testdb {
     /// The URL of a new, empty database on the test PostgreSQL server.
     pub async fn postgres_url() -> Option<String> {
         let admin_url = std::env::var("HOSTWARD_TEST_POSTGRES_URL").ok()?;
-        sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect(&admin_url)
-            .await
-            .expect("connect to HOSTWARD_TEST_POSTGRES_URL");
         let name = format!("hw_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .expect("postgres URL has a database path");
-        Some(format!("{base}/{name}"))
+        Some(
+            admin::create_database(&admin_url, &name)
+                .await
+                .expect("create a database on HOSTWARD_TEST_POSTGRES_URL"),
+        )
     }
 
     /// Both backends that are available: SQLite always, PostgreSQL when configured. In CI

@@ -15,7 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
-use super::{Bind, FollowUp, Job, Result, Sql, Store, like, now, offset, paged};
+use super::{Bind, FollowUp, Result, Sql, Store, like, now, offset, paged};
 
 /// Rows per `IN (...)` list: well under both backends' parameter limits.
 const CHUNK: usize = 400;
@@ -398,32 +398,23 @@ fn summary(r: &AnyRow) -> Result<InventorySummary> {
     })
 }
 
-/// The inventory capability's step in the records transaction: applies the record, then asks
-/// for what follows. A diff that does not fit the stored state asks the agent for a full
-/// snapshot of that kind (claimed here, at most once per kind every ten minutes, so a broken
-/// agent is not flooded); a software change wakes vulnerability matching.
-pub(super) async fn record(
+/// The inventory capability's post-apply step for a diff that did not fit the stored state:
+/// asks the agent for a full snapshot of that kind (claimed here, at most once per kind every
+/// ten minutes, so a broken agent is not flooded).
+pub(super) async fn ask_full_snapshot(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
-    inv: &Inventory,
-) -> Result<Vec<FollowUp>> {
-    let kind = inv.kind();
-    if apply_inventory(tx, server_id, inv).await? {
-        if !claim_resync_tx(tx, server_id, kind).await? {
-            return Ok(Vec::new());
-        }
-        tracing::warn!(%server_id, kind = %kind, "inventory diff does not fit the stored state; asking for a full snapshot");
-        return Ok(vec![FollowUp::QueueTask {
-            kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
-            params: serde_json::json!({ "kinds": [kind], "full": true }),
-            expires_in_secs: 86_400,
-        }]);
+    kind: InventoryKind,
+) -> Result<Option<FollowUp>> {
+    if !claim_resync_tx(tx, server_id, kind).await? {
+        return Ok(None);
     }
-    if kind == InventoryKind::Software {
-        super::risk::software_changed(tx, server_id).await?;
-        return Ok(vec![FollowUp::Wake(Job::VulnMatching)]);
-    }
-    Ok(Vec::new())
+    tracing::warn!(%server_id, kind = %kind, "inventory diff does not fit the stored state; asking for a full snapshot");
+    Ok(Some(FollowUp::QueueTask {
+        kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
+        params: serde_json::json!({ "kinds": [kind], "full": true }),
+        expires_in_secs: 86_400,
+    }))
 }
 
 async fn claim_resync_tx(
@@ -698,7 +689,7 @@ fn name_or_value_like(filter: &mut Sql, alias: &str, q: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, PolicyKind, testdb};
+    use crate::{NewServer, PolicyKind, testdb};
     use hostward_proto::Message;
     use hostward_proto::inventory::{InventoryPolicy, Items, Package};
 
@@ -803,7 +794,7 @@ mod tests {
             assert!(
                 !r.follow_ups
                     .iter()
-                    .any(|f| matches!(f, crate::store::FollowUp::QueueTask { .. })),
+                    .any(|f| matches!(f, crate::FollowUp::QueueTask { .. })),
                 "{backend}"
             );
             assert_eq!(
@@ -890,7 +881,7 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 r.follow_ups,
-                [crate::store::FollowUp::QueueTask {
+                [crate::FollowUp::QueueTask {
                     kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
                     params: serde_json::json!({"kinds": ["software"], "full": true}),
                     expires_in_secs: 86_400,

@@ -98,7 +98,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testdb;
+    use crate::testdb;
 
     #[tokio::test]
     async fn audit_is_scoped_by_project() {

@@ -1400,7 +1400,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, testdb};
+    use crate::{NewServer, testdb};
     use hostward_proto::Message;
     use hostward_proto::risk::{
         PasswordPolicyResult, PolicyCheck, ScanCheck, ScanTrigger, WeakPassword,
@@ -1602,7 +1602,7 @@ mod tests {
                 .0;
             let idof = |p: &str| all.iter().find(|f| f.package == p).unwrap().id.clone();
             let tasks = s
-                .create_tasks(&crate::store::NewTasks {
+                .create_tasks(&crate::NewTasks {
                     targets: &[(pid.clone(), id.clone())],
                     kind: "vuln_fix",
                     params: &serde_json::json!({}),

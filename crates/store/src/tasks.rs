@@ -1,8 +1,9 @@
 //! Tasks for agents: queued, delivered, running, final; expiry and per-server listing.
 
+use hostward_proto::TaskUpdate;
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::{Bind, Result, Sql, Store, new_id, now, opt_i64};
 
@@ -50,6 +51,27 @@ pub struct NewTasks<'a> {
     pub params: &'a serde_json::Value,
     pub created_by: &'a str,
     pub expires_at: Option<i64>,
+}
+
+/// The tasks' apply step in the records transaction: an agent's update moves its task on. A
+/// late update never moves a task out of a final state.
+pub(super) async fn apply_update(
+    tx: &mut Transaction<'static, Any>,
+    server_id: &str,
+    u: &TaskUpdate,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET state = $1, output = $2, updated_at = $3 \
+         WHERE id = $4 AND server_id = $5 AND state NOT IN ('done', 'failed', 'expired')",
+    )
+    .bind(u.state.as_str().to_string())
+    .bind(u.output.to_string())
+    .bind(now())
+    .bind(u.task_id.clone())
+    .bind(server_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -222,7 +244,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewServer, testdb};
+    use crate::{NewServer, testdb};
     use hostward_proto::{Message, TaskState, TaskUpdate};
 
     #[tokio::test]
