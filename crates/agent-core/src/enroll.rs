@@ -4,8 +4,7 @@
 //! The token is a secret. It is sent only after the pinned handshake proved the center holds the
 //! CA the operator named, and it is never logged.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +13,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use hostward_proto::{EnrollRequest, EnrollResponse, HostFacts, InstallReport};
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
+
+use crate::util::write_atomic;
 
 pub const IDENTITY_FILE: &str = "identity.json";
 pub const KEY_FILE: &str = "agent.key";
@@ -111,43 +112,6 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting permissions of {}", dir.display()))
-}
-
-/// Temp file in the same directory + fsync + rename: a crash leaves the old file or the new
-/// one, never half of one. The mode is set at creation so a key is never briefly readable.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
 }
 
 /// The center's console/API URL, reduced to what enrollment needs.

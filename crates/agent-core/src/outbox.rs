@@ -1,22 +1,26 @@
-//! The durable outbox: records (`event`, `task_update`, `inventory`) wait here until the center acks them.
+//! The durable outbox: records (events, task updates and every module's records) wait here
+//! until the center acks them.
 //!
 //! SQLite in WAL mode so that the daemon and `hostward-agent emit` (another process) can write
 //! at once. `AUTOINCREMENT` keeps seqs unique for the life of the file, even after deletes and
 //! restarts, which the center's exactly-once check depends on. The table is bounded: when full,
 //! new records are dropped and counted (persisted), never blocking the writer.
+//!
+//! One rusqlite connection behind a mutex, used only on tokio's blocking threads: SQLite calls
+//! block (fsync, a writer in another process holding the lock for up to the busy timeout), and
+//! the agent's runtime has one thread that must keep the session alive meanwhile.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use hostward_proto::{Envelope, Message};
+use rusqlite::{Connection, OptionalExtension as _, params};
 use serde_json::Value;
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
 use tokio::sync::Notify;
+
+use crate::util::unix_now;
 
 pub const FILE_NAME: &str = "outbox.db";
 
@@ -33,129 +37,191 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
-/// Handle on the outbox. Cheap to clone; clones share the pool and the wake-up.
+/// Handle on the outbox. Cheap to clone; clones share the connection and the wake-up.
 #[derive(Clone)]
 pub struct Outbox {
-    pool: SqlitePool,
+    /// `None` once closed.
+    conn: Arc<Mutex<Option<Connection>>>,
     max_records: u64,
     queued: Arc<Notify>,
 }
 
+/// What a module gets of the outbox: it may add records, nothing else (the daemon alone sends,
+/// acks and deletes them).
+#[derive(Clone)]
+pub struct RecordSender {
+    outbox: Outbox,
+}
+
+impl RecordSender {
+    /// Appends a record; `None` means it was dropped because the outbox is full.
+    pub async fn push(&self, msg: &Message) -> Result<Option<u64>> {
+        self.outbox.push(msg).await
+    }
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // WAL is a property of the file (kept across opens); NORMAL is safe with WAL: a power
+    // cut may lose the last records, never corrupt the queue.
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(journal_mode = %mode, "the outbox could not switch to WAL");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The queue is read front to back once; a big page cache would only cost RSS.
+    conn.pragma_update(None, "cache_size", -256)?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
 impl Outbox {
     pub async fn open(path: &Path, max_records: u64) -> Result<Outbox> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            // The queue is read front to back once; a big page cache would only cost RSS.
-            .pragma("cache_size", "-256");
-        // One connection: the agent writes little, and each SQLite connection costs a thread
-        // and a page cache.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
+        let owned = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || connect(&owned))
             .await
+            .context("the outbox thread failed")?
             .with_context(|| format!("opening outbox {}", path.display()))?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&pool)
-            .await
-            .with_context(|| format!("creating outbox schema in {}", path.display()))?;
         Ok(Outbox {
-            pool,
+            conn: Arc::new(Mutex::new(Some(conn))),
             max_records: max_records.max(1),
             queued: Arc::new(Notify::new()),
         })
     }
 
+    /// The handle modules get: push only.
+    pub fn sender(&self) -> RecordSender {
+        RecordSender {
+            outbox: self.clone(),
+        }
+    }
+
+    /// Runs `f` on the connection on a blocking thread.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let c = guard
+                .as_ref()
+                .ok_or_else(|| anyhow!("the outbox is closed"))?;
+            f(c)
+        })
+        .await
+        .context("the outbox thread failed")?
+    }
+
     /// Appends a record; `None` means it was dropped because the outbox is full.
     pub async fn push(&self, msg: &Message) -> Result<Option<u64>> {
         let (kind, body) = split(msg)?;
-        // One statement, so the bound holds against a concurrent writer in another process.
-        let res = sqlx::query(
-            "INSERT INTO records (kind, body, created_at) SELECT ?1, ?2, ?3 WHERE (SELECT COUNT(*) FROM records) < ?4",
-        )
-        .bind(kind)
-        .bind(body)
-        .bind(unix_now())
-        .bind(self.max_records as i64)
-        .execute(&self.pool)
-        .await
-        .context("writing to the outbox")?;
-        if res.rows_affected() == 0 {
-            sqlx::query("INSERT INTO meta (key, value) VALUES ('dropped', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1")
-                .execute(&self.pool)
-                .await
-                .context("counting a dropped record")?;
-            return Ok(None);
+        let max = self.max_records as i64;
+        let seq = self
+            .with(move |c| {
+                // One statement, so the bound holds against a concurrent writer in another process.
+                let n = c
+                    .execute(
+                        "INSERT INTO records (kind, body, created_at) SELECT ?1, ?2, ?3 WHERE (SELECT COUNT(*) FROM records) < ?4",
+                        params![kind, body, unix_now(), max],
+                    )
+                    .context("writing to the outbox")?;
+                if n == 0 {
+                    c.execute("INSERT INTO meta (key, value) VALUES ('dropped', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1", [])
+                        .context("counting a dropped record")?;
+                    return Ok(None);
+                }
+                Ok(Some(c.last_insert_rowid() as u64))
+            })
+            .await?;
+        if seq.is_some() {
+            self.queued.notify_one();
         }
-        self.queued.notify_one();
-        Ok(Some(res.last_insert_rowid() as u64))
+        Ok(seq)
     }
 
     /// Records with seq > `seq`, oldest first, at most `limit` and about [`BATCH_BYTES`] (at
-    /// least one), so a backlog of large inventory records does not balloon the agent's memory.
+    /// least one), so a backlog of large records does not balloon the agent's memory.
     pub async fn unsent_after(&self, seq: u64, limit: u32) -> Result<Vec<Envelope>> {
-        use futures_util::TryStreamExt as _;
-        let mut rows =
-            sqlx::query("SELECT seq, kind, body FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2")
-                .bind(seq as i64)
-                .bind(limit as i64)
-                .fetch(&self.pool);
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(row) = rows.try_next().await.context("reading the outbox")? {
-            let seq: i64 = row.try_get("seq")?;
-            let kind: String = row.try_get("kind")?;
-            let body: String = row.try_get("body")?;
-            bytes += body.len();
-            match join(&kind, &body) {
-                Ok(msg) => out.push(Envelope::record(seq as u64, msg)),
-                // A row this build cannot decode (e.g. written by a newer emit) must not wedge
-                // the queue forever: skip it and say so.
-                Err(e) => {
-                    tracing::warn!(seq, kind, error = %e, "skipping undecodable outbox record")
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, kind, body FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .context("reading the outbox")?;
+            let mut rows = stmt
+                .query(params![seq as i64, limit as i64])
+                .context("reading the outbox")?;
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(row) = rows.next().context("reading the outbox")? {
+                let seq: i64 = row.get("seq")?;
+                let kind: String = row.get("kind")?;
+                let body: String = row.get("body")?;
+                bytes += body.len();
+                match join(&kind, &body) {
+                    Ok(msg) => out.push(Envelope::record(seq as u64, msg)),
+                    // A row this build cannot decode (e.g. written by a newer emit) must not wedge
+                    // the queue forever: skip it and say so.
+                    Err(e) => {
+                        tracing::warn!(seq, kind, error = %e, "skipping undecodable outbox record")
+                    }
+                }
+                if bytes >= BATCH_BYTES {
+                    break;
                 }
             }
-            if bytes >= BATCH_BYTES {
-                break;
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// The center stored everything up to `seq`: forget it.
     pub async fn ack(&self, seq: u64) -> Result<u64> {
-        let res = sqlx::query("DELETE FROM records WHERE seq <= ?1")
-            .bind(seq.min(i64::MAX as u64) as i64)
-            .execute(&self.pool)
-            .await
-            .context("deleting acked records")?;
-        Ok(res.rows_affected())
+        let seq = seq.min(i64::MAX as u64) as i64;
+        self.with(move |c| {
+            let n = c
+                .execute("DELETE FROM records WHERE seq <= ?1", params![seq])
+                .context("deleting acked records")?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     pub async fn depth(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n as u64)
+        self.with(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     pub async fn dropped(&self) -> Result<u64> {
-        let n: Option<i64> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'dropped'")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(n.unwrap_or(0) as u64)
+        self.with(|c| {
+            let n: Option<i64> = c
+                .query_row("SELECT value FROM meta WHERE key = 'dropped'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(n.unwrap_or(0) as u64)
+        })
+        .await
     }
 
     /// Highest seq ever assigned (0 if none), deleted records included.
     pub async fn last_seq(&self) -> Result<u64> {
-        let n: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'records'")
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(n.unwrap_or(0) as u64)
+        self.with(|c| {
+            let n: Option<i64> = c
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'records'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(n.unwrap_or(0) as u64)
+        })
+        .await
     }
 
     /// Resolves when this process queued a record; records from other processes are found by polling.
@@ -163,15 +229,26 @@ impl Outbox {
         self.queued.notified().await
     }
 
+    /// Closes the connection (the last one to close checkpoints the WAL into the file). Every
+    /// clone is closed with it: later calls fail.
     pub async fn close(&self) {
-        self.pool.close().await
+        let conn = self.conn.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let taken = conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(c) = taken
+                && let Err((_, e)) = c.close()
+            {
+                tracing::warn!(error = %e, "closing the outbox failed");
+            }
+        })
+        .await;
     }
 }
 
 fn split(msg: &Message) -> Result<(String, String)> {
     anyhow::ensure!(
         msg.is_record(),
-        "only records (event, task_update, inventory, risk) go through the outbox"
+        "only records go through the outbox, not control frames"
     );
     let mut v = serde_json::to_value(msg)?;
     let kind = v
@@ -188,13 +265,6 @@ fn join(kind: &str, body: &str) -> Result<Message> {
     Ok(serde_json::from_value(
         serde_json::json!({ "kind": kind, "body": body }),
     )?)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use hostward_agent::enroll::{self, EnrollError, EnrollOptions};
-use hostward_agent::link::{self, outbox::Outbox};
+use hostward_agent_core::daemon::Daemon;
+use hostward_agent_core::enroll::{self, EnrollError, EnrollOptions};
+use hostward_agent_core::link;
+use hostward_agent_core::outbox::Outbox;
 use hostward_proto::{Ack, AgentConfig, EnrollResponse, Envelope, Event, Message, Task, TaskState};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
@@ -324,7 +326,7 @@ async fn session_delivers_records_runs_tasks_and_says_bye() {
         .await
         .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agent = tokio::spawn(link::Daemon::new(creds, outbox).run(stop_rx));
+    let agent = tokio::spawn(Daemon::new(creds, outbox).run(stop_rx));
 
     let mut ws = tokio::time::timeout(Duration::from_secs(10), sessions.recv())
         .await
@@ -339,15 +341,14 @@ async fn session_delivers_records_runs_tasks_and_says_bye() {
         (hostward_proto::PROTOCOL_VERSION, 1)
     );
 
-    let cfg = AgentConfig {
-        version: 3,
-        heartbeat_secs: 1,
-        protection_enabled: true,
-        inventory: Default::default(),
-        risk: Default::default(),
-        bruteforce: Default::default(),
-        login_ips: Default::default(),
-    };
+    // Built from JSON so that the runtime's tests, too, name no module's policy: each has a
+    // default.
+    let cfg: AgentConfig = serde_json::from_value(serde_json::json!({
+        "version": 3,
+        "heartbeat_secs": 1,
+        "protection_enabled": true,
+    }))
+    .unwrap();
     ws.send(tungstenite::Message::text(
         Envelope::control(Message::Config(cfg)).to_json(),
     ))

@@ -1,13 +1,21 @@
-//! Real-time detectors. Each one is a module with its config, its logic and its tests; sources
-//! (log followers) feed them events and they decide. `authlog` reads authentication events from
-//! journald or the auth log files; `bruteforce` decides which source addresses to block;
-//! `runner` ties them to the firewall and the outbox.
+//! The brute-force defence module: `authlog` reads authentication events from journald or the
+//! auth log files; `engine` (pure) decides which source addresses to block and what to alarm
+//! on; `nft` blocks them in a table of our own; `runner` ties them to the records. This file
+//! holds the event types they share and the module's face to the runtime: the policy, the
+//! server's usual login addresses and protection on/off from each config, the block and
+//! unblock tasks, and the auth log counters in each heartbeat.
 
 pub mod authlog;
-pub mod bruteforce;
+pub mod engine;
+pub mod nft;
 pub mod runner;
 
 use std::net::IpAddr;
+
+use hostward_agent_core::module::{BoxFuture, Module};
+use hostward_proto::alarm::{BLOCK_TASK, BlockRequest, UNBLOCK_TASK};
+use hostward_proto::{AgentConfig, Heartbeat, Task};
+use serde_json::json;
 
 /// The service an authentication event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,4 +67,48 @@ pub struct AuthEvent {
     pub count: u32,
     /// The log line, at most 512 bytes, for the alarm's evidence.
     pub line: String,
+}
+
+impl Module for runner::Handle {
+    fn name(&self) -> &'static str {
+        "bruteforce"
+    }
+
+    fn task_kinds(&self) -> &'static [&'static str] {
+        &[BLOCK_TASK, UNBLOCK_TASK]
+    }
+
+    fn on_config<'a>(&'a self, cfg: &'a AgentConfig) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.set_enabled(cfg.protection_enabled).await;
+            self.set_policy(cfg.bruteforce.clone()).await;
+            self.set_login_ips(cfg.login_ips.clone()).await;
+        })
+    }
+
+    /// Blocks or unblocks an address (params: `{"addr": "...", "minutes": N}`).
+    fn on_task<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            let req: BlockRequest = serde_json::from_value(task.params.clone())
+                .map_err(|e| format!("bad params: {e}"))?;
+            let addr: IpAddr = req
+                .addr
+                .parse()
+                .map_err(|_| format!("bad params: addr {:?} is not an address", req.addr))?;
+            if task.kind == BLOCK_TASK {
+                let minutes = req
+                    .minutes
+                    .filter(|m| (1..=43_200).contains(m))
+                    .ok_or("bad params: minutes must be 1 to 43200")?;
+                self.block(addr, minutes).await?;
+            } else {
+                self.unblock(addr).await?;
+            }
+            Ok(json!({ "addr": addr.to_string() }))
+        })
+    }
+
+    fn heartbeat(&self, hb: &mut Heartbeat) {
+        hb.authlog = Some(self.authlog_stats());
+    }
 }

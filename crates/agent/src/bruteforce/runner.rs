@@ -1,5 +1,5 @@
 //! The brute-force defence loop: authentication events from `authlog` go through the
-//! `bruteforce` engine; its blocks go to the firewall (`respond::nft`) and, like its alarms, into
+//! `engine`; its blocks go to the firewall (`nft`) and, like its alarms, into
 //! the outbox as durable `block` and `alarm` records; usual login addresses it learns go there as
 //! `login_ip` records for the center, which keeps each server's list and pushes it back. Manual
 //! blocks and unblocks (tasks) go through the same loop, so the engine, the firewall and the
@@ -15,11 +15,12 @@ use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
 use hostward_proto::bruteforce::LoginIp;
 use tokio::sync::{mpsc, oneshot};
 
+use hostward_agent_core::RecordSender;
+use hostward_agent_core::util::{local_offset_secs, unix_now};
+
 use super::authlog;
-use super::bruteforce::{self, Decision, Engine, Policy, ServerLoginIps};
-use crate::link::outbox::Outbox;
-use crate::link::unix_now;
-use crate::respond::nft::{self, Nft};
+use super::engine::{self, Decision, Engine, Policy, ServerLoginIps};
+use super::nft::{self, Nft};
 
 /// How often old failure windows are pruned.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
@@ -105,7 +106,7 @@ pub fn spawn(
     authlog_cfg: &authlog::Config,
     firewall: nft::Config,
     state_dir: &Path,
-    outbox: Outbox,
+    outbox: RecordSender,
 ) -> Handle {
     let (tx, rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
@@ -137,8 +138,8 @@ pub fn spawn(
 async fn run(
     mut engine: Engine,
     nft: Option<Nft>,
-    outbox: Outbox,
-    mut events: mpsc::Receiver<crate::detect::AuthEvent>,
+    outbox: RecordSender,
+    mut events: mpsc::Receiver<crate::bruteforce::AuthEvent>,
     mut commands: mpsc::Receiver<Command>,
     _follower: authlog::Handle,
 ) {
@@ -260,7 +261,7 @@ async fn firewall_block(nft: Option<&Nft>, addr: IpAddr, timeout: Duration) -> R
 }
 
 /// Carries out one decision: the firewall first (the attack is live), then the records.
-async fn act(d: &Decision, nft: Option<&Nft>, outbox: &Outbox) {
+async fn act(d: &Decision, nft: Option<&Nft>, outbox: &RecordSender) {
     match d {
         Decision::Block(b) => {
             if let Err(e) = firewall_block(nft, b.addr, b.duration).await {
@@ -295,7 +296,7 @@ async fn act(d: &Decision, nft: Option<&Nft>, outbox: &Outbox) {
     }
 }
 
-fn login_ip(addr: IpAddr, ts: i64, user: &str, service: crate::detect::Service) -> LoginIp {
+fn login_ip(addr: IpAddr, ts: i64, user: &str, service: crate::bruteforce::Service) -> LoginIp {
     LoginIp {
         ts,
         addr: addr.to_string(),
@@ -306,9 +307,9 @@ fn login_ip(addr: IpAddr, ts: i64, user: &str, service: crate::detect::Service) 
 
 /// The wire form of an engine alarm. Brute force aggregates per source address; login alarms
 /// per address and user.
-fn alarm(a: &bruteforce::Alarm) -> Alarm {
+fn alarm(a: &engine::Alarm) -> Alarm {
     let key = match a.kind {
-        bruteforce::AlarmKind::BruteForce => a.addr.to_string(),
+        engine::AlarmKind::BruteForce => a.addr.to_string(),
         _ => format!("{} {}", a.addr, a.user),
     };
     let mut users = a.users.clone();
@@ -330,7 +331,7 @@ fn alarm(a: &bruteforce::Alarm) -> Alarm {
     }
 }
 
-async fn record(outbox: &Outbox, msg: Message) {
+async fn record(outbox: &RecordSender, msg: Message) {
     match outbox.push(&msg).await {
         Ok(Some(_)) => {}
         Ok(None) => tracing::error!("outbox full: a detector record was dropped"),
@@ -339,18 +340,18 @@ async fn record(outbox: &Outbox, msg: Message) {
 }
 
 fn local_hour(ts: i64) -> u8 {
-    let local = ts + crate::risk::schedule::local_offset_secs(ts);
+    let local = ts + local_offset_secs(ts);
     (local.rem_euclid(86_400) / 3600) as u8
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::Service;
-    use crate::detect::bruteforce::AlarmKind;
+    use crate::bruteforce::Service;
+    use crate::bruteforce::engine::AlarmKind;
 
-    fn engine_alarm(kind: AlarmKind) -> bruteforce::Alarm {
-        bruteforce::Alarm {
+    fn engine_alarm(kind: AlarmKind) -> engine::Alarm {
+        engine::Alarm {
             kind,
             ts: 100,
             addr: "192.0.2.7".parse().unwrap(),
@@ -395,10 +396,10 @@ mod tests {
     #[test]
     fn a_learned_address_is_a_valid_login_ip_record() {
         let mut engine = Engine::new(Policy::default()).unwrap();
-        let ev = crate::detect::AuthEvent {
+        let ev = crate::bruteforce::AuthEvent {
             ts: 100,
             service: Service::Ftp,
-            outcome: crate::detect::AuthOutcome::Success,
+            outcome: crate::bruteforce::AuthOutcome::Success,
             user: "alice".into(),
             invalid_user: false,
             source: "::ffff:192.0.2.9".parse().unwrap(),

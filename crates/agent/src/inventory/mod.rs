@@ -2,6 +2,10 @@
 //! asked), compares the result with what was last sent, and queues a full snapshot or a diff in
 //! the outbox, split into parts that fit a frame.
 //!
+//! Collectors, one per kind, live in `collect/`. This module answers the runtime: the policy
+//! from each config, `collect_inventory` tasks; others (risk) ask it for collections through
+//! its [`Handle`], as the module list wires them.
+//!
 //! What was last sent is kept per kind in `<state_dir>/inventory/<kind>.json` as item digests,
 //! not items, and is written only after the records are queued, so a crash re-sends rather than
 //! skips. If that file is lost or the center's copy drifted, the center sees a `base` it does
@@ -12,15 +16,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod collect;
+
 use anyhow::{Context, Result};
+use hostward_agent_core::module::{BoxFuture, Module};
+use hostward_agent_core::util::{unix_now, write_atomic};
+use hostward_agent_core::{RecordSender, tasks};
+use hostward_proto::inventory::COLLECT_INVENTORY_TASK;
 use hostward_proto::inventory::{CollectIssue, CollectNow, Inventory as Record, Items};
-use hostward_proto::{InventoryKind, InventoryPolicy, MAX_FRAME_BYTES, Message};
+use hostward_proto::{AgentConfig, InventoryKind, InventoryPolicy, MAX_FRAME_BYTES, Message, Task};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::collect::hashcache::sha256_hex;
-use crate::collect::{self, Collected, Ctx, HashCache};
-use crate::link::outbox::Outbox;
+use collect::hashcache::sha256_hex;
+use collect::{Collected, Ctx, HashCache};
 
 /// Items of one record part, in serialised bytes, at most: well inside the frame limit.
 const PART_BYTES: usize = MAX_FRAME_BYTES / 2;
@@ -184,7 +193,7 @@ impl SentStore {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let text = serde_json::to_vec(sent)?;
-        crate::enroll::write_atomic(&self.path(kind), &text, 0o600)
+        write_atomic(&self.path(kind), &text, 0o600)
     }
 }
 
@@ -228,8 +237,33 @@ impl Handle {
     }
 }
 
+impl Module for Handle {
+    fn name(&self) -> &'static str {
+        "inventory"
+    }
+
+    fn task_kinds(&self) -> &'static [&'static str] {
+        &[COLLECT_INVENTORY_TASK]
+    }
+
+    fn on_config<'a>(&'a self, cfg: &'a AgentConfig) -> BoxFuture<'a, ()> {
+        self.set_policy(cfg.inventory.clone());
+        Box::pin(async {})
+    }
+
+    /// Collects now (params: `{"kinds": [...], "full": bool}`, both optional) and reports per
+    /// kind how many items it found and records it queued.
+    fn on_task<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            let req: CollectNow = tasks::params(task)?;
+            let summary = self.collect_now(req).await.map_err(|e| e.to_string())?;
+            serde_json::to_value(summary).map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Starts the runner on the current runtime. It stops when every [`Handle`] is dropped.
-pub fn spawn(root: PathBuf, state_dir: &Path, outbox: Outbox) -> Handle {
+pub fn spawn(root: PathBuf, state_dir: &Path, outbox: RecordSender) -> Handle {
     let (policy_tx, policy_rx) = watch::channel(InventoryPolicy::default());
     let (now_tx, now_rx) = mpsc::channel(8);
     let runner = Runner {
@@ -249,7 +283,7 @@ pub fn spawn(root: PathBuf, state_dir: &Path, outbox: Outbox) -> Handle {
 struct Runner {
     root: PathBuf,
     store: SentStore,
-    outbox: Outbox,
+    outbox: RecordSender,
     hashes: Arc<HashCache>,
     last_run: HashMap<InventoryKind, tokio::time::Instant>,
 }
@@ -341,7 +375,7 @@ impl Runner {
         }
         let issues = collected.issues.len();
         let prev = self.store.load(kind);
-        let out = diff(collected, prev.as_ref(), full, crate::link::unix_now());
+        let out = diff(collected, prev.as_ref(), full, unix_now());
         let mut dropped = false;
         for rec in &out.records {
             match self.outbox.push(&Message::Inventory(rec.clone())).await {

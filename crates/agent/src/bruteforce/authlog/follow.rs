@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 
 use super::{Counters, MAX_LINE, Skip, Stats, parse_for};
-use crate::detect::{AuthEvent, Service};
+use hostward_agent_core::util::replace_file;
+pub(crate) use hostward_agent_core::util::unix_now;
+
+use crate::bruteforce::{AuthEvent, Service};
 
 const CHUNK: usize = 64 * 1024;
 /// Bytes before the offset remembered to recognise the file we were reading: a copytruncate
@@ -306,15 +309,8 @@ impl Ctx<'_, '_> {
 }
 
 fn write_state(path: &Path, s: &Saved) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(s)?)?;
-    std::fs::rename(&tmp, path)
-}
-
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    // Not fsynced: after a power cut a few lines are read twice at worst.
+    replace_file(path, &serde_json::to_vec(s)?, 0o644, false)
 }
 
 /// The state file name for a followed path.

@@ -15,7 +15,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::follow::LineBuf;
 use super::{Counters, MAX_LINE, Msg, Skip, first_of, parse_msg};
-use crate::detect::{AuthEvent, Service};
+use crate::bruteforce::{AuthEvent, Service};
 
 /// After journalctl exits, wait this long before starting it again.
 const RESTART: Duration = Duration::from_secs(5);
@@ -202,8 +202,7 @@ impl Journal {
 }
 
 fn save_cursor(path: &Path, cursor: &str) {
-    let tmp = path.with_extension("tmp");
-    let r = std::fs::write(&tmp, cursor).and_then(|()| std::fs::rename(&tmp, path));
+    let r = hostward_agent_core::util::replace_file(path, cursor.as_bytes(), 0o644, false);
     if let Err(e) = r {
         tracing::warn!(path = %path.display(), error = %e, "cannot save journal cursor");
     }

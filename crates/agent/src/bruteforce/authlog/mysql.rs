@@ -5,7 +5,7 @@
 //! fixed end of the message separates them.
 
 use super::{Found, Msg, Skip, parse_ip};
-use crate::detect::{AuthEvent, AuthOutcome, Service};
+use crate::bruteforce::{AuthEvent, AuthOutcome, Service};
 
 const PROGS: &[&str] = &["mysqld", "mariadbd", "mariadb", "mysql"];
 const DENIED: &str = "Access denied for user '";

@@ -4,7 +4,7 @@
 //! the message, never by searching from the left.
 
 use super::{Found, Msg, Skip, addr_port, pam_rhost, parse_ip, parse_port};
-use crate::detect::{AuthEvent, AuthOutcome, Service};
+use crate::bruteforce::{AuthEvent, AuthOutcome, Service};
 
 const PROGS: &[&str] = &["sshd", "sshd-session", "sshd-auth"];
 

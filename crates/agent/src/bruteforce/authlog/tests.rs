@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::detect::{AuthOutcome::*, Service::*};
+use crate::bruteforce::{AuthOutcome::*, Service::*};
 
 const NOW: i64 = 1_800_000_000;
 

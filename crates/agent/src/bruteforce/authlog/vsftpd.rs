@@ -5,7 +5,7 @@
 //! the line.
 
 use super::{Found, Msg, Skip, pam_rhost, parse_ip};
-use crate::detect::{AuthEvent, AuthOutcome, Service};
+use crate::bruteforce::{AuthEvent, AuthOutcome, Service};
 
 const FAIL: &str = "] FAIL LOGIN: Client \"";
 const OK: &str = "] OK LOGIN: Client \"";

@@ -44,13 +44,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
@@ -459,10 +457,9 @@ fn set_of(addr: IpAddr) -> &'static str {
     }
 }
 
+/// Expiries are unsigned here; a clock before 1970 reads as 0, as before.
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    hostward_agent_core::util::unix_now().max(0) as u64
 }
 
 fn ensure_script(table: &str, ports: &[u16]) -> String {
@@ -691,25 +688,9 @@ fn load_state(path: &Path) -> Result<BTreeMap<IpAddr, u64>, Error> {
 /// Write-then-rename so a crash leaves the old file or the new one, never half of one.
 fn save_state(path: &Path, state: &BTreeMap<IpAddr, u64>) -> std::io::Result<()> {
     let json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    // `mode` applies only on creation: a leftover temp file must not lend us its mode.
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&json)?;
     // No fsync: it doubled block() (~5 ms on ext4) and the file is a fallback; after a power
     // loss the center's list restores the blocks through `sync`.
-    drop(f);
-    std::fs::rename(&tmp, path)
+    hostward_agent_core::util::replace_file(path, &json, 0o600, false)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::AtomicUsize;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::*;
 

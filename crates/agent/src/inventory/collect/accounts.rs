@@ -652,7 +652,7 @@ fn expand(word: &str, aliases: &HashMap<String, Vec<String>>, depth: u32) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::HashCache;
+    use crate::inventory::collect::HashCache;
     use hostward_proto::inventory::InventoryPolicy;
     use std::path::Path;
 

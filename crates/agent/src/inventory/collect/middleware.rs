@@ -883,7 +883,7 @@ mod tests {
     use hostward_proto::inventory::{InventoryPolicy, PortRisk};
 
     use super::*;
-    use crate::collect::HashCache;
+    use crate::inventory::collect::HashCache;
 
     fn write(root: &Path, host: &str, content: impl AsRef<[u8]>) {
         let p = root.join(host.trim_start_matches('/'));

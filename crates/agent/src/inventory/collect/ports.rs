@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{Collected, Ctx};
 
-const DANGEROUS_PORTS: &str = include_str!("../../../../content/dangerous_ports.toml");
+const DANGEROUS_PORTS: &str = include_str!("../../../../../content/dangerous_ports.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

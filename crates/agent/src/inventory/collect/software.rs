@@ -404,7 +404,7 @@ fn source_rpm_name(file: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::HashCache;
+    use crate::inventory::collect::HashCache;
     use hostward_proto::inventory::InventoryPolicy;
 
     fn write(root: &Path, host_path: &str, bytes: impl AsRef<[u8]>) {

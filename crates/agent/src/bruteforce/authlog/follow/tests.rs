@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::*;
-use crate::detect::Service;
+use crate::bruteforce::Service;
 
 fn line(i: usize) -> String {
     format!(
