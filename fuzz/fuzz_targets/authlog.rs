@@ -2,8 +2,8 @@
 //! return an event, nothing or a skip, never panic, and a source address it reports must be
 //! written in the line (it never invents or rewrites one, beyond IPv4-mapped IPv6 to IPv4).
 #![no_main]
-use hostward_agent::detect::Service;
-use hostward_agent::detect::authlog::{parse_json_line, parse_line};
+use hostward_agent::bruteforce::Service;
+use hostward_agent::bruteforce::authlog::{parse_json_line, parse_line};
 use libfuzzer_sys::fuzz_target;
 
 /// Some address-looking token of the line is `addr`.

@@ -3,7 +3,7 @@
 //! input is split on NUL bytes into the files of a fixture root; every collector must return
 //! items and issues, never panic, and each issue must name a file.
 #![no_main]
-use hostward_agent::collect::{self, Ctx, HashCache};
+use hostward_agent::inventory::collect::{self, Ctx, HashCache};
 use hostward_proto::{InventoryKind, InventoryPolicy};
 use libfuzzer_sys::fuzz_target;
 

@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use hostward_agent::detect::Service;
-use hostward_agent::detect::authlog::parse_line;
+use hostward_agent::bruteforce::Service;
+use hostward_agent::bruteforce::authlog::parse_line;
 
 fn burst(n: usize) -> Vec<String> {
     (0..n)

@@ -15,8 +15,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use hostward_agent::detect::bruteforce::{Decision, Engine, Policy};
-use hostward_agent::detect::{AuthEvent, AuthOutcome, Service};
+use hostward_agent::bruteforce::engine::{Decision, Engine, Policy};
+use hostward_agent::bruteforce::{AuthEvent, AuthOutcome, Service};
 
 struct Counting;
 

@@ -8,9 +8,12 @@ use clap::{Parser, Subcommand};
 use hostward_proto::{Event, InventoryKind, Message};
 use tokio::sync::watch;
 
+use hostward_agent_core::enroll::{self, EnrollError, EnrollOptions};
+use hostward_agent_core::outbox::{self, Outbox};
+use hostward_agent_core::util::{unix_now, write_atomic};
+use hostward_agent_core::{Ctx, Daemon};
+
 use crate::config::Config;
-use crate::enroll::{self, EnrollError, EnrollOptions};
-use crate::link::{self, outbox::Outbox};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -238,7 +241,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 fn cmd_inventory(a: InventoryArgs, root: &Path) -> Result<ExitCode> {
-    use crate::collect::{self, Ctx, HashCache};
+    use crate::inventory::collect::{self, Ctx, HashCache};
     use crate::inventory::{Sent, diff, usage};
     let kinds = if a.kinds.is_empty() {
         InventoryKind::ALL.to_vec()
@@ -289,7 +292,7 @@ fn cmd_inventory(a: InventoryArgs, root: &Path) -> Result<ExitCode> {
                 })
             );
         }
-        let now = crate::link::unix_now();
+        let now = unix_now();
         let last = run == a.repeat;
         out.clear();
         for (kind, c) in results {
@@ -330,8 +333,10 @@ fn cmd_inventory(a: InventoryArgs, root: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn clone_collected(c: &crate::collect::Collected) -> crate::collect::Collected {
-    crate::collect::Collected {
+fn clone_collected(
+    c: &crate::inventory::collect::Collected,
+) -> crate::inventory::collect::Collected {
+    crate::inventory::collect::Collected {
         items: c.items.clone(),
         issues: c.issues.clone(),
     }
@@ -386,7 +391,7 @@ fn write_config(path: &Path, state_dir: &Path) -> Result<()> {
         state_dir: state_dir.to_path_buf(),
         ..Config::default()
     };
-    enroll::write_atomic(path, cfg.to_toml().as_bytes(), 0o644)
+    write_atomic(path, cfg.to_toml().as_bytes(), 0o644)
 }
 
 async fn open_outbox(dir: &Path, max_records: u64) -> Result<Outbox> {
@@ -395,7 +400,7 @@ async fn open_outbox(dir: &Path, max_records: u64) -> Result<Outbox> {
         "state directory {} does not exist (is this agent enrolled? run `hostward-agent enroll` first)",
         dir.display()
     );
-    Outbox::open(&dir.join(link::outbox::FILE_NAME), max_records).await
+    Outbox::open(&dir.join(outbox::FILE_NAME), max_records).await
 }
 
 async fn cmd_run(dir: PathBuf, cfg: Config) -> Result<()> {
@@ -418,13 +423,14 @@ async fn cmd_run(dir: PathBuf, cfg: Config) -> Result<()> {
         state_dir = %dir.display(),
         "agent starting"
     );
-    let inventory = crate::inventory::spawn(inventory_root.clone(), &dir, outbox.clone());
-    let risk = crate::risk::spawn(inventory_root, outbox.clone(), Some(inventory.clone()));
-    let detect = crate::detect::runner::spawn(&cfg.authlog, cfg.firewall, &dir, outbox.clone());
-    link::Daemon::new(creds, outbox)
-        .with_inventory(inventory)
-        .with_risk(risk)
-        .with_detect(detect)
+    let ctx = Ctx {
+        state_dir: dir,
+        root: inventory_root,
+        records: outbox.sender(),
+    };
+    let modules = crate::modules::all(&ctx, &cfg);
+    Daemon::new(creds, outbox)
+        .with_modules(modules)?
         .run(stop_rx)
         .await
 }
@@ -441,7 +447,7 @@ async fn cmd_emit(a: EmitArgs, dir: PathBuf, max_records: u64) -> Result<()> {
     let (mut first, mut last) = (None, None);
     for _ in 0..a.count {
         let msg = Message::Event(Event {
-            ts: link::unix_now(),
+            ts: unix_now(),
             event_type: a.event_type.clone(),
             data: data.clone(),
         });

@@ -20,10 +20,10 @@ pub struct Config {
     /// Filesystem root the inventory collectors read the host under; `/` except in tests.
     pub inventory_root: PathBuf,
     /// Where authentication events come from (`[authlog]`: source, per-service log paths).
-    pub authlog: crate::detect::authlog::Config,
+    pub authlog: crate::bruteforce::authlog::Config,
     /// The nftables table brute-force sources are blocked in (`[firewall]`: nft command, table
     /// name, protected TCP ports).
-    pub firewall: crate::respond::nft::Config,
+    pub firewall: crate::bruteforce::nft::Config,
 }
 
 impl Default for Config {

@@ -1,15 +1,12 @@
-//! The Hostward agent. The binary (`main.rs`) only calls [`cli::main`]; `hostward-sim` and the
-//! end-to-end tests use [`link`] and [`enroll`] directly. See ARCHITECTURE.md.
+//! The Hostward agent: its capabilities, one folder per module (`inventory`, `risk`,
+//! `bruteforce`), the list of what runs (`modules`), the config file and the command line. The
+//! runtime they plug into (link, outbox, enrollment, daemon) is `hostward-agent-core`. The
+//! binary (`main.rs`) only calls [`cli::main`]. See ARCHITECTURE.md.
 
+pub mod bruteforce;
 pub mod cli;
-pub mod collect;
 pub mod config;
-pub mod detect;
-pub mod enroll;
-pub mod facts;
 pub mod inventory;
-pub mod link;
 pub mod mem;
-pub mod respond;
+pub mod modules;
 pub mod risk;
-pub mod tasks;

@@ -1,5 +1,5 @@
 //! hostward-sim: N agents in one process, each with its own key and real certificate, speaking
-//! the real protocol through the agent's own link code. Prints a JSON status line every 5 s and,
+//! the real protocol through the agent runtime's own link code. Prints a JSON status line every 5 s and,
 //! per task, when the first and the last agent received it (broadcast latency).
 
 use std::collections::HashMap;
@@ -11,8 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures_util::StreamExt as _;
-use hostward_agent::enroll::{self, CenterUrl, EnrollError};
-use hostward_agent::link::{self, GatewayAddr, Incoming, WsStream};
+use hostward_agent_core::enroll::{self, CenterUrl, EnrollError};
+use hostward_agent_core::link::{self, GatewayAddr, Incoming, WsStream};
+use hostward_agent_core::util;
 use hostward_proto::{
     EnrollRequest, Envelope, Heartbeat, HostFacts, Message, TaskState, TaskUpdate,
 };
@@ -102,7 +103,7 @@ struct TaskStat {
 impl Stats {
     fn task_received(&self, id: &str, kind: &str) {
         self.tasks_received.fetch_add(1, Ordering::Relaxed);
-        let now = link::unix_now_ms();
+        let now = util::unix_now_ms();
         let mut tasks = self.tasks.lock().unwrap();
         let t = tasks.entry(id.to_string()).or_insert_with(|| TaskStat {
             kind: kind.to_string(),
@@ -324,7 +325,7 @@ async fn enroll_all(args: &Args) -> Result<Vec<SimIdentity>> {
         Ok(pem) => pem,
         Err(e) => bail!("{e}"),
     };
-    enroll::write_atomic(&ca_path, ca_pem.as_bytes(), 0o644)?;
+    util::write_atomic(&ca_path, ca_pem.as_bytes(), 0o644)?;
     let client = enroll::http_client(&ca_pem)?;
     eprintln!(
         "hostward-sim: enrolling {} agents ({} cached)",
@@ -349,7 +350,7 @@ async fn enroll_all(args: &Args) -> Result<Vec<SimIdentity>> {
             if let Ok(id) = &r {
                 let path = identity_path(&dir, i);
                 let text = serde_json::to_string(id).expect("identity serialises");
-                if let Err(e) = enroll::write_atomic(&path, text.as_bytes(), 0o600) {
+                if let Err(e) = util::write_atomic(&path, text.as_bytes(), 0o600) {
                     return (i, Err(EnrollError::Other(e)));
                 }
             }
@@ -414,7 +415,7 @@ fn sim_facts(seed: u64, i: usize) -> HostFacts {
             (i >> 8) & 255,
             i & 255
         )],
-        boot_time: link::unix_now() - 86_400,
+        boot_time: util::unix_now() - 86_400,
     }
 }
 
@@ -543,7 +544,7 @@ impl SimAgent {
     ) -> End {
         // Seqs from the clock (µs): strictly above anything an earlier run of this identity sent,
         // without keeping an outbox per simulated agent.
-        *seq = (*seq).max(link::unix_now_ms() * 1000);
+        *seq = (*seq).max(util::unix_now_ms() * 1000);
         let facts = sim_facts(self.seed, self.index);
         if link::send(ws, &link::hello(facts, 0, *seq)).await.is_err() {
             return End::Lost { configured: false };
@@ -570,7 +571,7 @@ impl SimAgent {
                             }
                             Message::Task(t) => {
                                 self.stats.task_received(&t.id, &t.kind);
-                                *seq = (*seq + 1).max(link::unix_now_ms() * 1000);
+                                *seq = (*seq + 1).max(util::unix_now_ms() * 1000);
                                 let update = Message::TaskUpdate(TaskUpdate {
                                     task_id: t.id,
                                     state: TaskState::Done,
@@ -592,7 +593,7 @@ impl SimAgent {
                     }
                 }
                 _ = tokio::time::sleep_until(next_hb) => {
-                    let hb = Envelope::control(Message::Heartbeat(Heartbeat { now: link::unix_now(), ..Heartbeat::default() }));
+                    let hb = Envelope::control(Message::Heartbeat(Heartbeat { now: util::unix_now(), ..Heartbeat::default() }));
                     if link::send(ws, &hb).await.is_err() {
                         return End::Lost { configured };
                     }

@@ -5,7 +5,8 @@
 //! `risk` record per scan.
 //!
 //! One module per check: `weak_password` (libxcrypt via `crypt`), `password_policy`; `fix` runs
-//! one-click package upgrades; `schedule` decides when the daily scan runs.
+//! one-click package upgrades; `schedule` decides when the daily scan runs. The software
+//! collection comes from the inventory module's handle, which the module list passes in.
 
 pub mod crypt;
 pub mod fix;
@@ -17,14 +18,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use hostward_proto::Message;
+use hostward_agent_core::module::{BoxFuture, Module};
+use hostward_agent_core::util::unix_now;
+use hostward_agent_core::{RecordSender, tasks};
 use hostward_proto::inventory::{CollectNow, InventoryKind};
-use hostward_proto::risk::{RiskPolicy, RiskReport, ScanCheck, ScanRequest, ScanTrigger};
+use hostward_proto::risk::{
+    FIX_TASK, FixRequest, RiskPolicy, RiskReport, SCAN_TASK, ScanCheck, ScanRequest, ScanTrigger,
+};
+use hostward_proto::{AgentConfig, Message, Task};
 use serde::Serialize;
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
-
-use crate::link::outbox::Outbox;
-use crate::link::unix_now;
 
 /// What a scan did, as the task result reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -52,11 +56,13 @@ struct Job {
     reply: oneshot::Sender<Result<ScanSummary, String>>,
 }
 
-/// Handle the daemon keeps: push the policy, ask for scans.
+/// Handle the daemon keeps: push the policy, ask for scans and fixes.
 #[derive(Clone)]
 pub struct Handle {
     policy: watch::Sender<RiskPolicy>,
     jobs: mpsc::Sender<Job>,
+    /// To re-collect the software inventory after a fix.
+    inventory: Option<crate::inventory::Handle>,
 }
 
 impl Handle {
@@ -95,24 +101,88 @@ impl Handle {
 
 /// Starts the scanner on the current runtime; it stops when every [`Handle`] is dropped.
 /// `root` is the filesystem the checks read (`/`, or a fixture tree in tests).
-pub fn spawn(root: PathBuf, outbox: Outbox, inventory: Option<crate::inventory::Handle>) -> Handle {
+pub fn spawn(
+    root: PathBuf,
+    outbox: RecordSender,
+    inventory: Option<crate::inventory::Handle>,
+) -> Handle {
     let (policy_tx, policy_rx) = watch::channel(RiskPolicy::default());
     let (jobs_tx, jobs_rx) = mpsc::channel(8);
     let scanner = Scanner {
         root,
         outbox,
-        inventory,
+        inventory: inventory.clone(),
     };
     tokio::spawn(scanner.run(policy_rx, jobs_rx));
     Handle {
         policy: policy_tx,
         jobs: jobs_tx,
+        inventory,
+    }
+}
+
+impl Handle {
+    /// Upgrades packages (params: `{"manager": "dpkg"|"rpm", "packages": [...]}`) if the policy
+    /// allows one-click fixes, then re-collects the software inventory so the center verifies
+    /// the fix at once.
+    async fn fix(&self, task: &Task) -> Result<serde_json::Value, String> {
+        let req: FixRequest =
+            serde_json::from_value(task.params.clone()).map_err(|e| format!("bad params: {e}"))?;
+        if !self.policy().allow_fix {
+            return Err("one-click fixes are off in this server's risk policy".to_string());
+        }
+        let out = fix::run(&req).await?;
+        if let Some(inv) = &self.inventory {
+            let again = CollectNow {
+                kinds: vec![InventoryKind::Software],
+                full: true,
+            };
+            if let Err(e) = inv.collect_now(again).await {
+                tracing::warn!(error = %e, "re-collecting software after a fix failed");
+            }
+        }
+        if out.success {
+            Ok(json!({ "exit_code": out.exit_code, "output": out.output }))
+        } else {
+            Err(format!(
+                "the package manager exited with {:?}: {}",
+                out.exit_code, out.output
+            ))
+        }
+    }
+}
+
+impl Module for Handle {
+    fn name(&self) -> &'static str {
+        "risk"
+    }
+
+    fn task_kinds(&self) -> &'static [&'static str] {
+        &[SCAN_TASK, FIX_TASK]
+    }
+
+    fn on_config<'a>(&'a self, cfg: &'a AgentConfig) -> BoxFuture<'a, ()> {
+        self.set_policy(cfg.risk.clone());
+        Box::pin(async {})
+    }
+
+    /// `risk_scan` (params: `{"checks": [...]}`, optional) scans now and reports what it
+    /// found; `vuln_fix` runs [`Handle::fix`].
+    fn on_task<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            if task.kind == FIX_TASK {
+                return self.fix(task).await;
+            }
+            let req: ScanRequest = tasks::params(task)?;
+            let summary = self.scan_now(req, Some(task.id.clone())).await?;
+            serde_json::to_value(summary).map_err(|e| e.to_string())
+        })
     }
 }
 
 struct Scanner {
     root: PathBuf,
-    outbox: Outbox,
+    outbox: RecordSender,
     inventory: Option<crate::inventory::Handle>,
 }
 
@@ -124,7 +194,7 @@ fn draw_next(now: i64, policy: &RiskPolicy) -> Option<i64> {
     policy.daily_scan.then(|| {
         schedule::next_scan_at(
             now,
-            schedule::local_offset_secs(now),
+            hostward_agent_core::util::local_offset_secs(now),
             policy,
             rand::random::<f64>(),
             rand::random::<f64>(),

@@ -1,6 +1,7 @@
 //! When the daily scan runs: once a day at a random point of the policy's window (server local
 //! time), plus a random delay up to the policy's jitter, so a fleet spreads its scans out. Pure:
-//! the caller passes the clock, the local UTC offset and the random draws.
+//! the caller passes the clock, the local UTC offset (`hostward_agent_core::util::local_offset_secs`)
+//! and the random draws.
 
 use hostward_proto::risk::RiskPolicy;
 
@@ -32,22 +33,6 @@ pub fn next_scan_at(
         }
     }
     local_midnight + 2 * DAY + start + into_window + delay - offset_secs
-}
-
-/// Local time minus UTC at `now`, from the host's time zone (TZ, /etc/localtime).
-pub fn local_offset_secs(now: i64) -> i64 {
-    use nix::libc;
-    let t: libc::time_t = now as libc::time_t;
-    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
-    // SAFETY: localtime_r writes only into `tm`, which lives on this stack frame; it is the
-    // reentrant variant, safe with other threads.
-    let ok = unsafe { !libc::localtime_r(&t, tm.as_mut_ptr()).is_null() };
-    if ok {
-        // SAFETY: localtime_r succeeded, so `tm` is initialised.
-        unsafe { tm.assume_init() }.tm_gmtoff
-    } else {
-        0
-    }
 }
 
 #[cfg(test)]
@@ -109,12 +94,5 @@ mod tests {
                 assert!(in_window, "now {now} offset {offset}: local {local}");
             }
         }
-    }
-
-    #[test]
-    fn local_offset_of_utc_host_is_zero_or_a_whole_quarter_hour() {
-        let off = local_offset_secs(NOON);
-        assert_eq!(off % 900, 0, "{off}");
-        assert!(off.abs() <= 14 * 3600);
     }
 }

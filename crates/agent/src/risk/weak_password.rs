@@ -32,7 +32,7 @@ use hostward_proto::risk::{WeakPassword, WeakPasswordResult, WeakReason};
 
 use super::crypt;
 // One reading of passwd/shadow lines for the inventory and this check.
-use crate::collect::accounts::{line_no, skip_line, valid_name};
+use crate::inventory::collect::accounts::{line_no, skip_line, valid_name};
 
 const PASSWD: &str = "/etc/passwd";
 const SHADOW: &str = "/etc/shadow";

@@ -1,0 +1,26 @@
+//! THE list of what runs in the agent: one line per module, in the order each config reaches
+//! them. A module that needs another gets its handle here (risk gets inventory's, for the
+//! software collection of a scan and the re-collection after a fix), never through the runtime.
+
+use std::sync::Arc;
+
+use hostward_agent_core::{Ctx, Module};
+
+use crate::config::Config;
+
+/// Starts every module on the current runtime and returns them for the daemon.
+pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
+    let inventory = crate::inventory::spawn(ctx.root.clone(), &ctx.state_dir, ctx.records.clone());
+    let risk = crate::risk::spawn(
+        ctx.root.clone(),
+        ctx.records.clone(),
+        Some(inventory.clone()),
+    );
+    let bruteforce = crate::bruteforce::runner::spawn(
+        &cfg.authlog,
+        cfg.firewall.clone(),
+        &ctx.state_dir,
+        ctx.records.clone(),
+    );
+    vec![Arc::new(inventory), Arc::new(risk), Arc::new(bruteforce)]
+}
