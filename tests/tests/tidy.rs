@@ -12,9 +12,8 @@ const MAX_LINES: usize = 1_500;
 /// Files already over [`MAX_LINES`] and the most they may have until they are split.
 const LONG_FILES: &[(&str, usize)] = &[
     ("crates/center/src/capabilities/inventory/console.rs", 1_690),
-    ("crates/center/src/capabilities/risk/console.rs", 1_881),
     ("crates/store/src/risk.rs", 1_936),
-    ("tests/src/lib.rs", 2_067),
+    ("tests/src/lib.rs", 2_035),
 ];
 
 /// Where `sqlx` may be named: the store crate alone. The e2e harness reads a center's database

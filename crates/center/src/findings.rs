@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use crate::auth::Principal;
 use crate::console::forms::{checked_ids, safe_back, with_done};
 use crate::console::{ConsoleError, Fields, PageResult, Ts, see_other};
-use hostward_store::HandlingEntry;
 use crate::web::ApiError;
+use hostward_store::HandlingEntry;
 
 /// One button of a bulk-action bar.
 #[derive(Debug, Clone, Copy)]

@@ -17,8 +17,8 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use hostward_store::User;
 use crate::web::ApiError;
+use hostward_store::User;
 
 pub use password::{
     HashPool, MIN_PASSWORD_LEN, hash_password, random_password, validate_new_password,

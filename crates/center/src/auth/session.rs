@@ -7,8 +7,8 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::{Principal, password, principal_for_user, secret};
 use crate::AppState;
-use hostward_store::{AuditEntry, NewSession, now};
 use crate::web::ApiError;
+use hostward_store::{AuditEntry, NewSession, now};
 
 /// `__Host-` binds the cookie to this origin: Secure, Path=/, no Domain.
 pub const SESSION_COOKIE: &str = "__Host-hostward_session";

@@ -12,9 +12,9 @@ use super::{
 };
 use crate::AppState;
 use crate::api::servers::{self as ops, ServerQuery, SetProtection};
-use hostward_store::status;
-use hostward_store::Server;
 use crate::web::page::enc;
+use hostward_store::Server;
+use hostward_store::status;
 
 pub const PER_PAGE: u32 = 50;
 

@@ -18,11 +18,11 @@ use crate::api::fleet_scope;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::auth::{Principal, Role};
+use crate::web::paging::{csv_response, is_csv, paging};
 use hostward_store::{
     AlarmFilter, AlarmRow, AlarmWhitelistRule, BlockedIp, HandlingEntry, History, NewTasks,
     PolicyKind, TaskRow, alarm_state, new_id, now,
 };
-use crate::web::paging::{csv_response, is_csv, paging};
 
 /// Longest manual block, minutes (30 days), as the agent's policy allows.
 pub const MAX_BLOCK_MINUTES: u32 = 43_200;

@@ -36,9 +36,9 @@ use crate::console::{
     project_names, project_opts, see_other,
 };
 use crate::findings::{self, ActionBar, ActionButton, ActionsView, HistoryView};
-use hostward_store::{AlarmRow, BlockedIp, alarm_state};
 use crate::web::labels::{severity_class, severity_label};
 use crate::web::page::{Pager, page_param, param, url};
+use hostward_store::{AlarmRow, BlockedIp, alarm_state};
 
 /// Rows per page of the alarm list.
 pub const PER_PAGE: i64 = 50;

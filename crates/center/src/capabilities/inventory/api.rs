@@ -15,11 +15,11 @@ use crate::api::fleet_scope;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, ApiQuery, audit};
 use crate::auth::{Principal, Role};
+use crate::web::paging::{csv_response, is_csv, paging};
 use hostward_store::{
     AssetGroup, AssetServer, ChangeFilter, InventoryChange, InventoryItem, InventorySummary,
     PolicyKind,
 };
-use crate::web::paging::{csv_response, is_csv, paging};
 
 /// Shortest collection interval a policy may set (seconds); 0 turns a kind off.
 pub const MIN_INTERVAL_SECS: u64 = 1;

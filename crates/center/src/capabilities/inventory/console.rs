@@ -28,8 +28,8 @@ use crate::console::{
     ConsoleError, Nav, Opt, PageResult, Post, Role, Session, Ts, fmt_bytes, fmt_utc, html,
     project_opts, see_other,
 };
-use hostward_store::{AssetGroup, AssetServer, InventoryChange, InventoryItem, InventorySummary};
 use crate::web::page::{Pager, Tab, clip, enc, page_param, param, scale, url};
+use hostward_store::{AssetGroup, AssetServer, InventoryChange, InventoryItem, InventorySummary};
 
 /// Rows per page on every inventory list.
 pub const PER_PAGE: i64 = 100;

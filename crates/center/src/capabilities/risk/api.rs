@@ -20,12 +20,12 @@ use crate::api::fleet_scope;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::auth::{Principal, Role};
+use crate::web::paging::{csv_response, is_csv, paging};
 use hostward_store::{
     HandlingEntry, History, NewTasks, PolicyKind, PolicyResultRow, RiskScanState, TaskRow,
     VulnDbImport, VulnDbStatus, VulnFilter, VulnFinding, VulnGroup, VulnRule, WeakPasswordRow,
     new_id, now, vuln_state,
 };
-use crate::web::paging::{csv_response, is_csv, paging};
 
 /// Findings one action may touch.
 pub const MAX_ACTION_FINDINGS: usize = 1000;

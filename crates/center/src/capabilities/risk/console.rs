@@ -20,37 +20,32 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use hostward_proto::Severity;
-use hostward_proto::risk::{MAX_CUSTOM_WEAK_PASSWORDS, RiskPolicy, SCAN_TASK, ScanCheck};
+use hostward_proto::risk::SCAN_TASK;
 use serde_json::Value;
 
 use crate::AppState;
-use crate::api::servers::{ServerQuery, visible_server};
+use crate::api::servers::visible_server;
 use crate::api::tasks::{self, CreateTasks};
 use crate::capabilities::inventory::console::{IssueView, issues};
-use crate::capabilities::risk::api::{
-    self as ops, ActionBody, FleetQuery, NewRule, ScanQuery, VulnQuery,
-};
+use crate::capabilities::risk::api::{self as ops, ActionBody, FleetQuery, NewRule, VulnQuery};
 use crate::capabilities::server_tabs;
-use crate::console::forms::{
-    Flash, checked_ids, lines, opt, opts, policy_project, project_choice, required_project,
-    save_policy_form, seg, severity_opts, truthy,
-};
+use crate::console::forms::{Flash, opt, opts, seg, severity_opts};
 use crate::console::servers::risk_summary;
 use crate::console::{
     ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
     project_names, project_opts, see_other,
 };
 use crate::findings::{self, ActionBar, ActionButton, ActionsView, HistoryView};
-use hostward_store::{PolicyResultRow, TaskRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state};
 use crate::web::labels::{severity_class, severity_label};
 use crate::web::page::{Pager, Tab, clip, page_param, param, scale, url};
+use hostward_store::{PolicyResultRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state};
 
 /// Rows per page of the vulnerability lists.
 pub const PER_PAGE: i64 = 50;
 /// Rows per page of the scan list (the API returns the latest 1,000).
 pub const SCAN_PER_PAGE: usize = 100;
 /// Servers offered in the scan form, at most (the API's largest page).
-const PICK_SERVERS: u32 = 500;
+pub(super) const PICK_SERVERS: u32 = 500;
 
 // ---------------------------------------------------------------------------------------------
 // Small pure helpers
@@ -144,7 +139,7 @@ pub(crate) fn parse_hhmm(field: &str, s: &str) -> Result<u32, String> {
     Ok(h * 60 + m)
 }
 
-fn flash(m: &HashMap<String, String>) -> Option<Flash> {
+pub(super) fn flash(m: &HashMap<String, String>) -> Option<Flash> {
     let n: usize = m.get("n").and_then(|n| n.parse().ok()).unwrap_or(0);
     let ok = |text: String| Some(Flash { class: "ok", text });
     match m.get("done").map(String::as_str)? {
@@ -1114,353 +1109,6 @@ pub async fn password_policy(
 }
 
 // ---------------------------------------------------------------------------------------------
-// /risk/scans
-
-pub(crate) struct ScanView {
-    pub id: String,
-    pub server_id: String,
-    pub server_name: String,
-    pub state: String,
-    pub created: Ts,
-    pub updated: Ts,
-    pub duration: String,
-    pub created_by: String,
-    pub checks: String,
-    pub result: String,
-}
-
-/// Which checks a scan task asked for, in words.
-fn scan_checks(params: &Value) -> String {
-    let list: Vec<String> = params
-        .get("checks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|c| c.replace('_', " "))
-        .collect();
-    if list.is_empty() {
-        "all checks".into()
-    } else {
-        list.join(", ")
-    }
-}
-
-/// What a finished scan reported, in a few words.
-fn scan_result(t: &TaskRow) -> String {
-    let o = &t.output;
-    if let Some(e) = o.get("error").and_then(Value::as_str) {
-        return clip(e, 160).0;
-    }
-    let mut parts = Vec::new();
-    if let Some(n) = o.get("weak_passwords").and_then(Value::as_i64) {
-        let checked = o
-            .get("accounts_checked")
-            .and_then(Value::as_i64)
-            .map(|c| format!(" of {c} accounts"))
-            .unwrap_or_default();
-        parts.push(format!("{n} weak password(s){checked}"));
-    }
-    if o.get("complete").and_then(Value::as_bool) == Some(false) {
-        parts.push("time budget ran out".into());
-    }
-    if let Some(n) = o.get("policy_failed").and_then(Value::as_i64) {
-        parts.push(format!("{n} policy item(s) failed"));
-    }
-    if o.get("software").is_some() {
-        parts.push("software collected".into());
-    }
-    parts.join(" · ")
-}
-
-pub(crate) struct StateCount {
-    pub state: String,
-    pub n: i64,
-    pub href: String,
-    pub active: bool,
-}
-
-pub(crate) struct ServerPick {
-    pub id: String,
-    pub name: String,
-    pub project: String,
-    pub agent_status: String,
-    pub checked: bool,
-}
-
-pub(crate) struct CheckOpt {
-    pub value: &'static str,
-    pub label: &'static str,
-    pub checked: bool,
-}
-
-#[derive(Template)]
-#[template(path = "risk/scans.html")]
-pub(crate) struct ScansPage {
-    pub nav: Nav,
-    pub section: &'static str,
-    pub flash: Option<Flash>,
-    pub error: Option<String>,
-    pub state: String,
-    pub project_opts: Vec<Opt>,
-    pub counts: Vec<StateCount>,
-    pub rows: Vec<ScanView>,
-    pub pager: Pager,
-    pub can_scan: bool,
-    pub operator_projects: Vec<Opt>,
-    pub checks: Vec<CheckOpt>,
-    pub servers: Vec<ServerPick>,
-    pub more_servers: bool,
-    pub target: String,
-}
-
-const TASK_STATES: &[&str] = &[
-    "queued",
-    "delivered",
-    "running",
-    "done",
-    "failed",
-    "expired",
-];
-
-fn check_label(c: ScanCheck) -> &'static str {
-    match c {
-        ScanCheck::Vulnerabilities => "Vulnerabilities (collect software, match)",
-        ScanCheck::WeakPasswords => "Weak passwords",
-        ScanCheck::PasswordPolicy => "Password policy",
-    }
-}
-
-/// What the scan form had, to show it again after a refusal.
-#[derive(Default)]
-struct ScanForm {
-    checks: Vec<ScanCheck>,
-    servers: Vec<String>,
-    project: String,
-    target: String,
-}
-
-async fn render_scans(
-    state: &AppState,
-    p: &Principal,
-    m: &HashMap<String, String>,
-    form: Option<ScanForm>,
-    status: StatusCode,
-    error: Option<String>,
-) -> PageResult {
-    let project = param(m, "project");
-    let st = Some(param(m, "state"))
-        .filter(|s| TASK_STATES.contains(&s.as_str()))
-        .unwrap_or_default();
-    let page = page_param(m);
-    let all = ops::scans(
-        state,
-        p,
-        &ScanQuery {
-            project: opt(&project),
-            state: None,
-        },
-    )
-    .await?;
-    let shown = if st.is_empty() {
-        all.items
-    } else {
-        ops::scans(
-            state,
-            p,
-            &ScanQuery {
-                project: opt(&project),
-                state: Some(st.clone()),
-            },
-        )
-        .await?
-        .items
-    };
-    let counts = TASK_STATES
-        .iter()
-        .map(|s| StateCount {
-            state: s.to_string(),
-            n: all.counts.get(*s).copied().unwrap_or(0),
-            href: url("/risk/scans", &[("state", s), ("project", &project)]),
-            active: st == *s,
-        })
-        .collect();
-    let total = shown.len();
-    let per = SCAN_PER_PAGE as i64;
-    let rows: Vec<ScanView> = shown
-        .iter()
-        .skip(((page - 1) * per) as usize)
-        .take(SCAN_PER_PAGE)
-        .map(|r| ScanView {
-            id: r.task.id.clone(),
-            server_id: r.task.server_id.clone(),
-            server_name: r.server_name.clone(),
-            state: r.task.state.clone(),
-            created: Ts::at(r.task.created_at),
-            updated: Ts::at(r.task.updated_at),
-            duration: r.duration_secs.map(duration).unwrap_or_default(),
-            created_by: r.task.created_by.clone(),
-            checks: scan_checks(&r.task.params),
-            result: scan_result(&r.task),
-        })
-        .collect();
-    let pager = Pager::new(page, per, rows.len(), total as i64, |n| {
-        url(
-            "/risk/scans",
-            &[
-                ("state", &st),
-                ("project", &project),
-                ("page", &n.to_string()),
-            ],
-        )
-    });
-    let form = form.unwrap_or_else(|| ScanForm {
-        checks: ScanCheck::ALL.to_vec(),
-        target: "selected".into(),
-        ..Default::default()
-    });
-    let operator_projects = project_opts(state, p, &form.project, Role::Operator).await?;
-    let can_scan = !operator_projects.is_empty();
-    let names: HashMap<String, String> = project_names(state, p).await?.into_iter().collect();
-    let (servers, more_servers) = if can_scan {
-        let list = crate::api::servers::list(
-            state,
-            p,
-            ServerQuery {
-                per_page: Some(PICK_SERVERS),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let more = list.total > list.items.len() as i64;
-        let picks = list
-            .items
-            .into_iter()
-            .filter(|s| p.require(&s.project_id, Role::Operator).is_ok())
-            .filter(|s| s.agent_id.is_some() && s.revoked_at.is_none())
-            .map(|s| ServerPick {
-                project: names.get(&s.project_id).cloned().unwrap_or_default(),
-                checked: form.servers.contains(&s.id),
-                id: s.id,
-                name: s.name,
-                agent_status: s.agent_status,
-            })
-            .collect();
-        (picks, more)
-    } else {
-        (Vec::new(), false)
-    };
-    let checks = ScanCheck::ALL
-        .iter()
-        .map(|c| CheckOpt {
-            value: c.as_str(),
-            label: check_label(*c),
-            checked: form.checks.contains(c),
-        })
-        .collect();
-    let mut servers: Vec<ServerPick> = servers;
-    servers.sort_by(|a, b| a.name.cmp(&b.name));
-    html_status(
-        status,
-        &ScansPage {
-            nav: Nav::new(p, "risk"),
-            section: "scans",
-            flash: flash(m),
-            error,
-            project_opts: project_opts(state, p, &project, Role::Viewer).await?,
-            counts,
-            rows,
-            pager,
-            can_scan,
-            operator_projects,
-            checks,
-            servers,
-            more_servers,
-            target: form.target,
-            state: st,
-        },
-    )
-}
-
-/// `GET /risk/scans?project=&state=&page=`
-pub async fn scans(
-    State(state): State<AppState>,
-    Session(p): Session,
-    Query(m): Query<HashMap<String, String>>,
-) -> PageResult {
-    render_scans(&state, &p, &m, None, StatusCode::OK, None).await
-}
-
-/// `POST /risk/scans`: a `risk_scan` task with the ticked checks for the ticked servers
-/// (`server_<id>`), or for every server of a project (`target=project`).
-pub async fn start_scans(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
-    let checks: Vec<ScanCheck> = ScanCheck::ALL
-        .into_iter()
-        .filter(|c| !f.get(&format!("check_{}", c.as_str())).is_empty())
-        .collect();
-    let servers = checked_ids(&f, "server_");
-    let target = if f.get("target") == "project" {
-        "project"
-    } else {
-        "selected"
-    };
-    let form = ScanForm {
-        checks: checks.clone(),
-        servers: servers.clone(),
-        project: f.get("project").to_string(),
-        target: target.into(),
-    };
-    let refuse = |msg: String, status: StatusCode, form: ScanForm| {
-        let state = state.clone();
-        let p = p.clone();
-        async move { render_scans(&state, &p, &HashMap::new(), Some(form), status, Some(msg)).await }
-    };
-    if checks.is_empty() {
-        return refuse(
-            "Tick at least one check.".into(),
-            StatusCode::BAD_REQUEST,
-            form,
-        )
-        .await;
-    }
-    let params = serde_json::json!({
-        "checks": checks.iter().map(|c| c.as_str()).collect::<Vec<_>>()
-    });
-    let input = if target == "project" {
-        CreateTasks {
-            all: Some(true),
-            project_id: f.opt("project"),
-            kind: SCAN_TASK.to_string(),
-            params: Some(params),
-            ..Default::default()
-        }
-    } else {
-        if servers.is_empty() {
-            return refuse(
-                "Tick at least one server, or choose to scan every server of a project.".into(),
-                StatusCode::BAD_REQUEST,
-                form,
-            )
-            .await;
-        }
-        CreateTasks {
-            server_ids: Some(servers),
-            kind: SCAN_TASK.to_string(),
-            params: Some(params),
-            ..Default::default()
-        }
-    };
-    match tasks::create(&state, &p, input).await {
-        Ok(list) => Ok(see_other(&format!(
-            "/risk/scans?done=scan&n={}",
-            list.items.len()
-        ))),
-        Err(e) if e.status == StatusCode::BAD_REQUEST => refuse(e.message, e.status, form).await,
-        Err(e) => Err(e.into()),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // /risk/rules
 
 pub(crate) struct RuleView {
@@ -1622,161 +1270,6 @@ pub async fn delete_rule(
     Ok(see_other("/risk/rules?done=rule_deleted"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// /risk/policy
-
-/// The policy form's fields as text, so a refused form shows what was typed.
-pub(crate) struct PolicyForm {
-    pub window_start: String,
-    pub window_end: String,
-    pub jitter_secs: String,
-    pub daily_scan: bool,
-    pub words: String,
-    pub word_count: usize,
-    pub budget_secs: String,
-    pub allow_fix: bool,
-}
-
-impl PolicyForm {
-    fn of(p: &RiskPolicy) -> PolicyForm {
-        PolicyForm {
-            window_start: fmt_hhmm(p.window_start_min),
-            window_end: fmt_hhmm(p.window_end_min),
-            jitter_secs: p.jitter_secs.to_string(),
-            daily_scan: p.daily_scan,
-            word_count: p.custom_weak_passwords.len(),
-            words: p.custom_weak_passwords.join("\n"),
-            budget_secs: p.weak_password_budget_secs.to_string(),
-            allow_fix: p.allow_fix,
-        }
-    }
-
-    fn words(&self) -> Vec<String> {
-        lines(&self.words)
-    }
-
-    /// The policy the form describes; the message names the field.
-    fn policy(&self) -> Result<RiskPolicy, String> {
-        let secs = |field: &str, s: &str| {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("{field}: a whole number of seconds"))
-        };
-        Ok(RiskPolicy {
-            window_start_min: parse_hhmm("window_start", &self.window_start)?,
-            window_end_min: parse_hhmm("window_end", &self.window_end)?,
-            jitter_secs: secs("jitter_secs", &self.jitter_secs)?,
-            daily_scan: self.daily_scan,
-            custom_weak_passwords: self.words(),
-            weak_password_budget_secs: secs("weak_password_budget_secs", &self.budget_secs)?,
-            allow_fix: self.allow_fix,
-        })
-    }
-}
-
-#[derive(Template)]
-#[template(path = "risk/policy.html")]
-pub(crate) struct PolicyPage {
-    pub nav: Nav,
-    pub section: &'static str,
-    pub flash: Option<Flash>,
-    pub error: Option<String>,
-    pub project_id: String,
-    pub project_name: String,
-    pub project_opts: Vec<Opt>,
-    pub version: i64,
-    pub can_edit: bool,
-    pub form: PolicyForm,
-    pub max_words: usize,
-}
-
-async fn render_policy(
-    state: &AppState,
-    p: &Principal,
-    project_id: &str,
-    form: Option<PolicyForm>,
-    status: StatusCode,
-    flash: Option<Flash>,
-    error: Option<String>,
-) -> PageResult {
-    let body = ops::risk_policy(state, p, project_id).await?;
-    let (project_name, project_opts) = project_choice(project_names(state, p).await?, project_id);
-    html_status(
-        status,
-        &PolicyPage {
-            nav: Nav::new(p, "risk"),
-            section: "policy",
-            flash,
-            error,
-            project_opts,
-            project_id: project_id.to_string(),
-            project_name,
-            version: body.version,
-            can_edit: p.require(project_id, Role::Admin).is_ok(),
-            form: form.unwrap_or_else(|| PolicyForm::of(&body.policy)),
-            max_words: MAX_CUSTOM_WEAK_PASSWORDS,
-        },
-    )
-}
-
-#[derive(Template)]
-#[template(path = "risk/no_project.html")]
-struct NoProjectPage {
-    nav: Nav,
-    section: &'static str,
-}
-
-/// `GET /risk/policy?project=` (default: the first project by name).
-pub async fn policy(
-    State(state): State<AppState>,
-    Session(p): Session,
-    Query(m): Query<HashMap<String, String>>,
-) -> PageResult {
-    let Some(project) = policy_project(&state, &p, param(&m, "project")).await? else {
-        return html(&NoProjectPage {
-            nav: Nav::new(&p, "risk"),
-            section: "policy",
-        });
-    };
-    render_policy(&state, &p, &project, None, StatusCode::OK, flash(&m), None).await
-}
-
-/// `POST /risk/policy`: replaces the project's risk policy (admins).
-pub async fn save_policy(State(state): State<AppState>, Post { p, f }: Post) -> PageResult {
-    let project = required_project(&f)?;
-    let mut form = PolicyForm {
-        window_start: f.get("window_start").to_string(),
-        window_end: f.get("window_end").to_string(),
-        jitter_secs: f.get("jitter_secs").to_string(),
-        daily_scan: truthy(&f, "daily_scan"),
-        words: f.get("custom_weak_passwords").to_string(),
-        word_count: 0,
-        budget_secs: f.get("weak_password_budget_secs").to_string(),
-        allow_fix: truthy(&f, "allow_fix"),
-    };
-    form.word_count = form.words().len();
-    save_policy_form(
-        &p,
-        &project,
-        "/risk/policy",
-        form,
-        PolicyForm::policy,
-        |policy| ops::set_risk_policy(&state, &p, &project, policy),
-        |form, msg| {
-            render_policy(
-                &state,
-                &p,
-                &project,
-                Some(form),
-                StatusCode::BAD_REQUEST,
-                None,
-                Some(msg),
-            )
-        },
-    )
-    .await
-}
-
 /// The console pages of this capability.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -1788,14 +1281,13 @@ pub fn router() -> Router<AppState> {
         .route("/vulnerabilities/{cve}", get(cve))
         .route("/risk/weak-passwords", get(weak_passwords))
         .route("/risk/password-policy", get(password_policy))
-        .route("/risk/scans", get(scans).post(start_scans))
         .route("/risk/rules", get(rules).post(create_rule))
         .route("/risk/rules/{id}/delete", post(delete_rule))
-        .route("/risk/policy", get(policy).post(save_policy))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::scans_console::scan_checks;
     use super::*;
     use crate::console::forms::{safe_back, with_done};
 

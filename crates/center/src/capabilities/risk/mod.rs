@@ -6,6 +6,8 @@
 pub mod api;
 pub(crate) mod console;
 pub mod matching;
+pub(crate) mod policy_console;
+pub(crate) mod scans_console;
 
 #[cfg(test)]
 mod console_tests;
@@ -17,7 +19,11 @@ pub const CAPABILITY: Capability = Capability {
     id: "risk",
     api: api::router,
     openapi: api::openapi,
-    console: console::router,
+    console: || {
+        console::router()
+            .merge(scans_console::router())
+            .merge(policy_console::router())
+    },
     nav: Some(NavEntry {
         id: "risk",
         label: "Risks",
