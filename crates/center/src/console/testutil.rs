@@ -216,6 +216,40 @@ impl Env {
         html
     }
 
+    /// Each form POST is refused with 403 without the CSRF token or with a wrong one, and sent
+    /// without a session it goes to the login page. (Callers then check nothing changed.)
+    pub async fn assert_posts_need_csrf(&self, cookie: &str, posts: &[(String, String)]) {
+        let b = self.backend;
+        for (uri, form) in posts {
+            for extra in ["", "&csrf=wrong"] {
+                let res = self.post_form(uri, cookie, &format!("{form}{extra}")).await;
+                assert_eq!(
+                    res.status(),
+                    StatusCode::FORBIDDEN,
+                    "[{b}] POST {uri}{extra}"
+                );
+            }
+            // Without a session at all: to the login page.
+            let res = self.post_form(uri, "", form).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}] POST {uri}");
+            assert_eq!(location(&res), "/login", "[{b}]");
+        }
+    }
+
+    /// Each page answers a request without a session with 303 to the login page.
+    pub async fn assert_pages_need_a_session(&self, uris: &[&str]) {
+        for uri in uris {
+            let res = self.get(uri, "").await;
+            assert_eq!(
+                res.status(),
+                StatusCode::SEE_OTHER,
+                "[{}] {uri}",
+                self.backend
+            );
+            assert_eq!(location(&res), "/login");
+        }
+    }
+
     /// The server's agent tasks (the latest ten).
     pub async fn tasks(&self, server_id: &str) -> Vec<hostward_store::TaskRow> {
         self.state.store.list_tasks(server_id, 10).await.unwrap()

@@ -849,7 +849,7 @@ async fn alarm_posts_without_the_csrf_token_are_refused() {
         e.seed(&srv.id).await;
         let brute = e.alarm_id(&srv.id, "brute_force").await;
         let (cookie, _) = e.login("root").await;
-        for (uri, form) in [
+        let posts = [
             (
                 "/alarms/actions".to_string(),
                 format!("action=handle&alarm_{brute}=1"),
@@ -875,20 +875,8 @@ async fn alarm_posts_without_the_csrf_token_are_refused() {
                     p.id
                 ),
             ),
-        ] {
-            for extra in ["", "&csrf=wrong"] {
-                let res = e.post_form(&uri, &cookie, &format!("{form}{extra}")).await;
-                assert_eq!(
-                    res.status(),
-                    StatusCode::FORBIDDEN,
-                    "[{b}] POST {uri}{extra}"
-                );
-            }
-            // Without a session at all: to the login page.
-            let res = e.post_form(&uri, "", &form).await;
-            assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}] POST {uri}");
-            assert_eq!(location(&res), "/login", "[{b}]");
-        }
+        ];
+        e.assert_posts_need_csrf(&cookie, &posts).await;
         assert_eq!(e.alarm_state(&brute).await, alarm_state::UNHANDLED, "[{b}]");
         assert!(e.tasks(&srv.id).await.is_empty(), "[{b}]");
         assert!(e.whitelist(&p.id).await.is_empty(), "[{b}]");
@@ -899,17 +887,14 @@ async fn alarm_posts_without_the_csrf_token_are_refused() {
 #[tokio::test]
 async fn alarm_pages_without_session_redirect_to_login() {
     for e in envs().await {
-        for uri in [
+        e.assert_pages_need_a_session(&[
             "/alarms",
             "/alarms/x",
             "/alarms/blocked",
             "/alarms/whitelist",
             "/alarms/policy",
-        ] {
-            let res = e.get(uri, "").await;
-            assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{}] {uri}", e.backend);
-            assert_eq!(location(&res), "/login");
-        }
+        ])
+        .await;
     }
 }
 

@@ -695,7 +695,7 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
         e.seed_vulns(&srv.id).await;
         let fid = e.finding_id(&srv.id, CVE).await;
         let (cookie, _) = e.login("root").await;
-        for (uri, form) in [
+        let posts = [
             (
                 "/vulnerabilities/actions".to_string(),
                 format!("action=ignore&finding_{fid}=1"),
@@ -717,20 +717,8 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
                     p.id
                 ),
             ),
-        ] {
-            for extra in ["", "&csrf=wrong"] {
-                let res = e.post_form(&uri, &cookie, &format!("{form}{extra}")).await;
-                assert_eq!(
-                    res.status(),
-                    StatusCode::FORBIDDEN,
-                    "[{b}] POST {uri}{extra}"
-                );
-            }
-            // Without a session at all: to the login page.
-            let res = e.post_form(&uri, "", &form).await;
-            assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{b}] POST {uri}");
-            assert_eq!(location(&res), "/login", "[{b}]");
-        }
+        ];
+        e.assert_posts_need_csrf(&cookie, &posts).await;
         let f = e.state.store.vuln_finding(&fid).await.unwrap().unwrap();
         assert_eq!(f.state, vuln_state::UNHANDLED, "[{b}] nothing changed");
         assert!(e.tasks(&srv.id).await.is_empty(), "[{b}]");
@@ -759,7 +747,7 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
 #[tokio::test]
 async fn risk_pages_without_session_redirect_to_login() {
     for e in envs().await {
-        for uri in [
+        e.assert_pages_need_a_session(&[
             "/vulnerabilities",
             "/vulnerabilities/CVE-1",
             "/vulnerabilities/findings/x",
@@ -769,10 +757,7 @@ async fn risk_pages_without_session_redirect_to_login() {
             "/risk/scans",
             "/risk/rules",
             "/risk/policy",
-        ] {
-            let res = e.get(uri, "").await;
-            assert_eq!(res.status(), StatusCode::SEE_OTHER, "[{}] {uri}", e.backend);
-            assert_eq!(location(&res), "/login");
-        }
+        ])
+        .await;
     }
 }
