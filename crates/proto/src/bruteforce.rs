@@ -53,6 +53,10 @@ pub struct Policy {
     pub usual_hours: Option<(u8, u8)>,
 }
 
+impl crate::Section for Policy {
+    const KEY: &'static str = "bruteforce";
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Policy {
@@ -146,6 +150,10 @@ pub struct ServerLoginIps {
     /// Whether a login from a new address adds it to `usual` (while the project's
     /// `learn_usual_ips` is on and the list has room) instead of alarming.
     pub learning: bool,
+}
+
+impl crate::Section for ServerLoginIps {
+    const KEY: &'static str = "login_ips";
 }
 
 impl Default for ServerLoginIps {

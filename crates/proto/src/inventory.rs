@@ -554,6 +554,10 @@ pub struct InventoryPolicy {
     pub ignored_ports: Vec<u16>,
 }
 
+impl crate::Section for InventoryPolicy {
+    const KEY: &'static str = "inventory";
+}
+
 impl InventoryPolicy {
     pub fn interval(&self, kind: InventoryKind) -> u64 {
         self.interval_secs

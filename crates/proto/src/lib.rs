@@ -357,24 +357,54 @@ pub struct Bye {
 }
 
 /// Configuration pushed by the center; the agent applies a version once.
+///
+/// Besides the fields every agent uses, it carries one section per capability, keyed by the
+/// section's [`Section::KEY`] (`inventory`, `risk`, `bruteforce`, `login_ips`, …) and flattened
+/// beside the fields on the wire, so a new capability adds its section without changing this
+/// type, the runtime or the gateway. Each module reads its own with [`AgentConfig::section`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentConfig {
     pub version: i64,
     pub heartbeat_secs: u64,
     /// Protection switched off by a user: the agent stays connected but runs no detectors.
     pub protection_enabled: bool,
-    /// Inventory schedule and port exceptions.
-    #[serde(default)]
-    pub inventory: InventoryPolicy,
-    /// Daily scan window, weak-password list, one-click fixes.
-    #[serde(default)]
-    pub risk: RiskPolicy,
-    /// Brute-force thresholds, block durations, whitelist, login monitoring.
-    #[serde(default)]
-    pub bruteforce: bruteforce::Policy,
-    /// This server's own usual login addresses and whether it still learns them.
-    #[serde(default)]
-    pub login_ips: bruteforce::ServerLoginIps,
+    #[serde(flatten)]
+    pub sections: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A capability's part of [`AgentConfig`]: its policy, or per-server settings.
+pub trait Section: Serialize + serde::de::DeserializeOwned + Default {
+    /// The section's name in the config frame and, for project policies, the `capability` of
+    /// its row in the center's policies table.
+    const KEY: &'static str;
+}
+
+impl AgentConfig {
+    /// A config with no capability sections (each module then runs on its defaults).
+    pub fn new(version: i64, heartbeat_secs: u64, protection_enabled: bool) -> AgentConfig {
+        AgentConfig {
+            version,
+            heartbeat_secs,
+            protection_enabled,
+            sections: Default::default(),
+        }
+    }
+
+    /// Adds or replaces the section of `T`.
+    pub fn with<T: Section>(mut self, value: &T) -> AgentConfig {
+        let v = serde_json::to_value(value).expect("config sections serialise");
+        self.sections.insert(T::KEY.to_string(), v);
+        self
+    }
+
+    /// The section of `T`: its default when the center sent none (a center older than the
+    /// capability), an error naming the section and the field when it does not decode.
+    pub fn section<T: Section>(&self) -> Result<T, String> {
+        match self.sections.get(T::KEY) {
+            None => Ok(T::default()),
+            Some(v) => T::deserialize(v).map_err(|e| format!("config section {}: {e}", T::KEY)),
+        }
+    }
 }
 
 /// Work the center asks of an agent. `kind` names the handler; unknown kinds fail the task.
@@ -602,12 +632,40 @@ mod tests {
     }
 
     #[test]
+    fn config_sections_keep_the_wire_format_and_name_a_bad_section() {
+        let cfg = AgentConfig::new(7, 30, true)
+            .with(&RiskPolicy::default())
+            .with(&bruteforce::ServerLoginIps {
+                usual: vec!["10.0.0.1".into()],
+                learning: false,
+            });
+        let wire = serde_json::to_value(&cfg).unwrap();
+        // The sections sit beside the common fields, as the typed fields did before.
+        assert_eq!(wire["version"], 7);
+        assert_eq!(wire["login_ips"]["usual"][0], "10.0.0.1");
+        assert!(wire["risk"].is_object());
+        let back: AgentConfig = serde_json::from_value(wire).unwrap();
+        assert_eq!(back, cfg);
+        assert_eq!(
+            back.section::<bruteforce::ServerLoginIps>().unwrap().usual,
+            ["10.0.0.1"]
+        );
+        let bad: AgentConfig = serde_json::from_str(
+            r#"{"version":1,"heartbeat_secs":30,"protection_enabled":true,"risk":{"window_start_min":"x"}}"#,
+        )
+        .unwrap();
+        let e = bad.section::<RiskPolicy>().unwrap_err();
+        assert!(e.starts_with("config section risk:"), "{e}");
+    }
+
+    #[test]
     fn a_config_without_login_ips_means_an_empty_list_that_learns() {
         let cfg: AgentConfig =
             serde_json::from_str(r#"{"version":1,"heartbeat_secs":30,"protection_enabled":true}"#)
                 .unwrap();
-        assert_eq!(cfg.login_ips.usual, Vec::<String>::new());
-        assert!(cfg.login_ips.learning);
+        let login_ips: bruteforce::ServerLoginIps = cfg.section().unwrap();
+        assert_eq!(login_ips.usual, Vec::<String>::new());
+        assert!(login_ips.learning);
         let list = bruteforce::ServerLoginIps {
             usual: vec!["10.0.0.1".into(), "nope".into()],
             learning: false,

@@ -183,6 +183,10 @@ pub struct RiskPolicy {
     pub allow_fix: bool,
 }
 
+impl crate::Section for RiskPolicy {
+    const KEY: &'static str = "risk";
+}
+
 impl Default for RiskPolicy {
     fn default() -> Self {
         RiskPolicy {

@@ -132,6 +132,17 @@ impl Store {
         Ok((policy, r.try_get("policy_version")?))
     }
 
+    /// The project's policy version: it counts changes of all its policies (0 until one is
+    /// first set) and is part of every agent's config version.
+    pub async fn policy_version(&self, project_id: &str) -> Result<i64> {
+        let r = sqlx::query("SELECT policy_version FROM projects WHERE id = $1")
+            .bind(project_id.to_string())
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("project"))?;
+        Ok(r.try_get("policy_version")?)
+    }
+
     /// Replaces a project's policy, bumping its own version and the project's, in one
     /// transaction; returns the project's new policy version.
     pub async fn set_policy<T: serde::Serialize>(

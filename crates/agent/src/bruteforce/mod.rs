@@ -81,8 +81,15 @@ impl Module for runner::Handle {
     fn on_config<'a>(&'a self, cfg: &'a AgentConfig) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.set_enabled(cfg.protection_enabled).await;
-            self.set_policy(cfg.bruteforce.clone()).await;
-            self.set_login_ips(cfg.login_ips.clone()).await;
+            // A section that does not decode keeps what is in force (see the risk module).
+            match cfg.section() {
+                Ok(policy) => self.set_policy(policy).await,
+                Err(e) => tracing::error!("{e}; keeping the current brute-force policy"),
+            }
+            match cfg.section() {
+                Ok(ips) => self.set_login_ips(ips).await,
+                Err(e) => tracing::error!("{e}; keeping the current usual login addresses"),
+            }
         })
     }
 

@@ -247,7 +247,11 @@ impl Module for Handle {
     }
 
     fn on_config<'a>(&'a self, cfg: &'a AgentConfig) -> BoxFuture<'a, ()> {
-        self.set_policy(cfg.inventory.clone());
+        // A section that does not decode keeps the policy in force (see the risk module).
+        match cfg.section() {
+            Ok(policy) => self.set_policy(policy),
+            Err(e) => tracing::error!("{e}; keeping the current inventory policy"),
+        }
         Box::pin(async {})
     }
 

@@ -162,7 +162,12 @@ impl Module for Handle {
     }
 
     fn on_config<'a>(&'a self, cfg: &'a AgentConfig) -> BoxFuture<'a, ()> {
-        self.set_policy(cfg.risk.clone());
+        // A section that does not decode keeps the policy in force (the center validates every
+        // policy it stores, so this is a version mismatch worth a loud line, not a reset).
+        match cfg.section() {
+            Ok(policy) => self.set_policy(policy),
+            Err(e) => tracing::error!("{e}; keeping the current risk policy"),
+        }
         Box::pin(async {})
     }
 

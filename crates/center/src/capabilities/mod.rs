@@ -16,6 +16,9 @@ use std::collections::HashMap;
 use axum::Router;
 use futures_util::future::BoxFuture;
 
+use hostward_proto::Section;
+use hostward_store::{PolicyKind, Server};
+
 use crate::AppState;
 use crate::api::ApiError;
 use crate::auth::{Principal, Role};
@@ -42,6 +45,8 @@ pub struct Capability {
     pub tab_counts: Option<TabCounts>,
     /// Starts its background jobs; called once per replica, after the listeners are up.
     pub jobs: fn(&AppState),
+    /// Its sections of a server's agent config (its project policy, per-server settings).
+    pub config: Option<ConfigSections>,
 }
 
 /// An entry of the console's top navigation.
@@ -68,6 +73,10 @@ pub type TabCounts = for<'a> fn(
     &'a str,
 ) -> BoxFuture<'a, Result<HashMap<String, i64>, ApiError>>;
 
+/// Reads a capability's sections of one server's agent config: (section key, value).
+pub type ConfigSections =
+    for<'a> fn(&'a AppState, &'a Server) -> BoxFuture<'a, Vec<(&'static str, serde_json::Value)>>;
+
 /// A capability without jobs.
 pub fn no_jobs(_: &AppState) {}
 
@@ -93,6 +102,40 @@ pub fn openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 /// The navigation entries of every capability that has one.
 pub fn nav() -> impl Iterator<Item = NavEntry> {
     ALL.iter().filter_map(|c| c.nav)
+}
+
+/// Every capability's sections of a server's agent config, in the list's order.
+pub async fn config_sections(
+    state: &AppState,
+    server: &Server,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for read in ALL.iter().filter_map(|c| c.config) {
+        for (key, value) in read(state, server).await {
+            out.insert(key.to_string(), value);
+        }
+    }
+    out
+}
+
+/// The project policy of type `T` as a config section. A failed read sends the defaults and
+/// says so in the log: the agent must still get a config (its version moves on the next change).
+pub async fn policy_section<T: Section>(
+    state: &AppState,
+    project_id: &str,
+    which: PolicyKind,
+) -> (&'static str, serde_json::Value) {
+    let policy: T = match state.store.policy(project_id, which).await {
+        Ok((p, _)) => p,
+        Err(e) => {
+            tracing::error!(error = %e, policy = ?which, "reading a policy failed; sending defaults");
+            T::default()
+        }
+    };
+    (
+        T::KEY,
+        serde_json::to_value(policy).expect("policies serialise"),
+    )
 }
 
 /// Starts every capability's background jobs.

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use hostward_proto::bruteforce::ServerLoginIps;
 use hostward_proto::{AgentConfig, DecodeError, Envelope, ErrorFrame, Message, Task};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -15,7 +14,7 @@ use super::{Control, Gateway};
 use crate::AppState;
 use crate::metrics as m;
 use hostward_store::status::{self, StopHint};
-use hostward_store::{FollowUp, Job, PolicyKind, Server, now};
+use hostward_store::{FollowUp, Job, Server, now};
 
 /// Rejected frames after which a session is closed: a confused or hostile agent.
 const MAX_REJECTED: u32 = 10;
@@ -288,46 +287,23 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
 /// with either (both counters only grow). A policy that cannot be read is sent as its defaults,
 /// rather than stopping the agent's config.
 async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelope {
-    async fn read<T: serde::de::DeserializeOwned + Default>(
-        state: &AppState,
-        project: &str,
-        which: PolicyKind,
-    ) -> (T, i64) {
-        state.store.policy(project, which).await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, policy = ?which, "reading a policy failed; sending defaults");
-            Default::default()
-        })
-    }
-    let project = &server.project_id;
-    let (inventory, policy_version) = read(state, project, PolicyKind::Inventory).await;
-    let (risk, _) = read(state, project, PolicyKind::Risk).await;
-    let (bruteforce, _) = read(state, project, PolicyKind::Bruteforce).await;
-    let login_ips = match state.store.server_login_ips(&server.id).await {
-        Ok(l) => ServerLoginIps {
-            usual: l.items.into_iter().map(|e| e.addr).collect(),
-            learning: l.learning,
-        },
-        // Not the defaults here: an empty list that learns would take whatever logs in next
-        // as usual. Without learning an empty list raises nothing; the next config fixes it.
-        Err(e) => {
-            tracing::error!(error = %e, "reading the server's usual login addresses failed");
-            ServerLoginIps {
-                usual: Vec::new(),
-                learning: false,
-            }
-        }
-    };
+    let policy_version = state
+        .store
+        .policy_version(&server.project_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the project's policy version failed");
+            0
+        });
     let version = server.config_version + policy_version;
-    gw.config_sent(&server.id, version);
-    Envelope::control(Message::Config(AgentConfig {
+    let mut config = AgentConfig::new(
         version,
-        heartbeat_secs: state.config.heartbeat_secs,
-        protection_enabled: server.protection_wanted,
-        inventory,
-        risk,
-        bruteforce,
-        login_ips,
-    }))
+        state.config.heartbeat_secs,
+        server.protection_wanted,
+    );
+    config.sections = crate::capabilities::config_sections(state, server).await;
+    gw.config_sent(&server.id, version);
+    Envelope::control(Message::Config(config))
 }
 
 /// Carries out what a records transaction asked for; capabilities name the steps, this knows

@@ -15,6 +15,10 @@ mod login_ips_console_tests;
 use std::time::Duration;
 
 use axum::Router;
+use futures_util::FutureExt as _;
+use hostward_proto::Section as _;
+use hostward_proto::bruteforce::{Policy, ServerLoginIps};
+use hostward_store::{PolicyKind, Server};
 
 use super::{Capability, NavEntry, ServerTab};
 use crate::AppState;
@@ -44,7 +48,31 @@ pub const CAPABILITY: Capability = Capability {
     }],
     tab_counts: None,
     jobs,
+    config: Some(|state, server| config(state, server).boxed()),
 };
+
+/// The project's brute-force policy and the server's own usual login addresses.
+async fn config(state: &AppState, server: &Server) -> Vec<(&'static str, serde_json::Value)> {
+    let policy =
+        super::policy_section::<Policy>(state, &server.project_id, PolicyKind::Bruteforce).await;
+    let login_ips = match state.store.server_login_ips(&server.id).await {
+        Ok(l) => ServerLoginIps {
+            usual: l.items.into_iter().map(|e| e.addr).collect(),
+            learning: l.learning,
+        },
+        // Not the defaults here: an empty list that learns would take whatever logs in next
+        // as usual. Without learning an empty list raises nothing; the next config fixes it.
+        Err(e) => {
+            tracing::error!(error = %e, "reading the server's usual login addresses failed");
+            ServerLoginIps {
+                usual: Vec::new(),
+                learning: false,
+            }
+        }
+    };
+    let login_ips = serde_json::to_value(login_ips).expect("login addresses serialise");
+    vec![policy, (ServerLoginIps::KEY, login_ips)]
+}
 
 /// Deletes alarms `--alarm-retention-days` after their last occurrence, every five minutes.
 fn jobs(state: &AppState) {

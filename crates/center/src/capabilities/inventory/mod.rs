@@ -8,6 +8,8 @@ pub(crate) mod console;
 use std::collections::HashMap;
 
 use futures_util::FutureExt as _;
+use hostward_proto::InventoryPolicy;
+use hostward_store::PolicyKind;
 
 use super::{Capability, NavEntry, ServerTab, no_jobs};
 
@@ -34,6 +36,19 @@ pub const CAPABILITY: Capability = Capability {
         .boxed()
     }),
     jobs: no_jobs,
+    config: Some(|state, server| {
+        async move {
+            vec![
+                super::policy_section::<InventoryPolicy>(
+                    state,
+                    &server.project_id,
+                    PolicyKind::Inventory,
+                )
+                .await,
+            ]
+        }
+        .boxed()
+    }),
 };
 
 /// One tab per kind, in `InventoryKind::ALL`'s order (a test keeps them in step), then the

@@ -12,6 +12,10 @@ pub(crate) mod scans_console;
 #[cfg(test)]
 mod console_tests;
 
+use futures_util::FutureExt as _;
+use hostward_proto::RiskPolicy;
+use hostward_store::PolicyKind;
+
 use super::{Capability, NavEntry, ServerTab};
 use crate::AppState;
 
@@ -36,6 +40,15 @@ pub const CAPABILITY: Capability = Capability {
     }],
     tab_counts: None,
     jobs,
+    config: Some(|state, server| {
+        async move {
+            vec![
+                super::policy_section::<RiskPolicy>(state, &server.project_id, PolicyKind::Risk)
+                    .await,
+            ]
+        }
+        .boxed()
+    }),
 };
 
 /// Matches every server whose software or the database moved, and fetches the feed when the
