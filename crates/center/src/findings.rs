@@ -9,12 +9,15 @@
 //! The component only reads forms and shapes rows; every change still goes through the
 //! capability's API operation, which checks the caller.
 
+use std::collections::HashMap;
 use std::future::Future;
+
+use axum::http::StatusCode;
 
 use serde::de::DeserializeOwned;
 
-use crate::auth::Principal;
-use crate::console::forms::{checked_ids, safe_back, with_done};
+use crate::auth::{Principal, Role};
+use crate::console::forms::{checked_ids, safe_back, seg, with_done};
 use crate::console::{ConsoleError, Fields, PageResult, Ts, see_other};
 use crate::web::ApiError;
 use hostward_store::HandlingEntry;
@@ -145,6 +148,70 @@ pub(crate) fn history(
                 note: h.note.clone(),
             })
             .collect(),
+    }
+}
+
+/// What every whitelist rule shows beside what it matches: its project, why, who made it and
+/// when, and the delete button for those who may (operators of its project).
+pub(crate) struct RuleMeta {
+    pub id: String,
+    pub project: String,
+    pub reason: String,
+    pub created_by: String,
+    pub created: Ts,
+    pub can_delete: bool,
+    /// Where the delete button posts.
+    pub delete_url: String,
+}
+
+/// The stored facts of a rule, as every kind of whitelist rule has them.
+pub(crate) struct RuleFacts<'a> {
+    pub id: String,
+    pub project_id: &'a str,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+impl RuleMeta {
+    /// `rules_path` is the page of these rules (`/alarms/whitelist`); deleting posts to
+    /// `<rules_path>/<id>/delete`.
+    pub(crate) fn new(
+        p: &Principal,
+        project_names: &HashMap<String, String>,
+        rules_path: &str,
+        r: RuleFacts<'_>,
+    ) -> RuleMeta {
+        RuleMeta {
+            project: project_names.get(r.project_id).cloned().unwrap_or_default(),
+            can_delete: p.require(r.project_id, Role::Operator).is_ok(),
+            delete_url: format!("{rules_path}/{}/delete", seg(&r.id)),
+            id: r.id,
+            reason: r.reason,
+            created_by: r.created_by,
+            created: Ts::at(r.created_at),
+        }
+    }
+}
+
+/// Creates a whitelist rule from a form through the capability's API operation: on success
+/// back to the rules page with the outcome (`done(result)`); on a refusal the person can fix
+/// (`fixable`: the API's message names the field) the page again with what was typed and the
+/// message beside the form; anything else is an error page.
+pub(crate) async fn create_rule<T, R, RFut>(
+    created: Result<T, ApiError>,
+    fixable: &[StatusCode],
+    done: impl FnOnce(T) -> String,
+    rerender: R,
+) -> PageResult
+where
+    R: FnOnce(StatusCode, String) -> RFut,
+    RFut: Future<Output = PageResult>,
+{
+    match created {
+        Ok(r) => Ok(see_other(&done(r))),
+        Err(e) if fixable.contains(&e.status) => rerender(e.status, e.message).await,
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -35,7 +35,9 @@ use crate::console::{
     Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
     project_names, project_opts, see_other,
 };
-use crate::findings::{self, ActionBar, ActionButton, ActionsView, HistoryView};
+use crate::findings::{
+    self, ActionBar, ActionButton, ActionsView, HistoryView, RuleFacts, RuleMeta,
+};
 use crate::web::labels::{severity_class, severity_label};
 use crate::web::page::{Pager, page_param, param, url};
 use hostward_store::{AlarmRow, BlockedIp, alarm_state};
@@ -763,15 +765,10 @@ pub async fn unblock(State(state): State<AppState>, Post { p, f }: Post) -> Page
 // /alarms/whitelist
 
 pub(crate) struct RuleView {
-    pub id: String,
-    pub project: String,
+    pub meta: RuleMeta,
     pub alarm_type: String,
     pub type_title: String,
     pub source_ip: String,
-    pub reason: String,
-    pub created_by: String,
-    pub created: Ts,
-    pub can_delete: bool,
 }
 
 #[derive(Default)]
@@ -811,15 +808,21 @@ async fn render_whitelist(
         .items
         .into_iter()
         .map(|r| RuleView {
-            project: names.get(&r.project_id).cloned().unwrap_or_default(),
-            can_delete: p.require(&r.project_id, Role::Operator).is_ok(),
             type_title: r.alarm_type.as_deref().map(type_title).unwrap_or_default(),
             alarm_type: r.alarm_type.unwrap_or_default(),
             source_ip: r.source_ip.unwrap_or_default(),
-            id: r.id,
-            reason: r.reason,
-            created_by: r.created_by,
-            created: Ts::at(r.created_at),
+            meta: RuleMeta::new(
+                p,
+                &names,
+                "/alarms/whitelist",
+                RuleFacts {
+                    project_id: &r.project_id,
+                    id: r.id,
+                    reason: r.reason,
+                    created_by: r.created_by,
+                    created_at: r.created_at,
+                },
+            ),
         })
         .collect();
     let form_project = if form.project.is_empty() {
@@ -871,13 +874,14 @@ pub async fn create_rule(State(state): State<AppState>, Post { p, f }: Post) -> 
         source_ip: f.opt("source_ip"),
         reason: f.get("reason").to_string(),
     };
-    match ops::add_whitelist(&state, &p, input).await {
-        Ok(_) => Ok(see_other("/alarms/whitelist?done=rule")),
-        Err(e) if [StatusCode::BAD_REQUEST, StatusCode::CONFLICT].contains(&e.status) => {
-            render_whitelist(&state, &p, &HashMap::new(), form, e.status, Some(e.message)).await
-        }
-        Err(e) => Err(e.into()),
-    }
+    let none = HashMap::new();
+    findings::create_rule(
+        ops::add_whitelist(&state, &p, input).await,
+        &[StatusCode::BAD_REQUEST, StatusCode::CONFLICT],
+        |_| "/alarms/whitelist?done=rule".to_string(),
+        |status, message| render_whitelist(&state, &p, &none, form, status, Some(message)),
+    )
+    .await
 }
 
 /// `POST /alarms/whitelist/{id}/delete`

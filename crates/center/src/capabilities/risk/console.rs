@@ -35,7 +35,9 @@ use crate::console::{
     ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
     project_names, project_opts, see_other,
 };
-use crate::findings::{self, ActionBar, ActionButton, ActionsView, HistoryView};
+use crate::findings::{
+    self, ActionBar, ActionButton, ActionsView, HistoryView, RuleFacts, RuleMeta,
+};
 use crate::web::labels::{severity_class, severity_label};
 use crate::web::page::{Pager, Tab, clip, page_param, param, scale, url};
 use hostward_store::{PolicyResultRow, VulnFinding, VulnGroup, WeakPasswordRow, vuln_state};
@@ -1112,15 +1114,10 @@ pub async fn password_policy(
 // /risk/rules
 
 pub(crate) struct RuleView {
-    pub id: String,
-    pub project: String,
+    pub meta: RuleMeta,
     pub cve: String,
     pub package: String,
     pub servers: Vec<(String, String)>,
-    pub reason: String,
-    pub created_by: String,
-    pub created: Ts,
-    pub can_delete: bool,
 }
 
 #[derive(Default)]
@@ -1172,15 +1169,21 @@ async fn render_rules(
             servers.push((id.clone(), server_names[id].clone()));
         }
         rows.push(RuleView {
-            project: names.get(&r.project_id).cloned().unwrap_or_default(),
-            can_delete: p.require(&r.project_id, Role::Operator).is_ok(),
-            id: r.id,
             cve: r.cve.unwrap_or_default(),
             package: r.package.unwrap_or_default(),
             servers,
-            reason: r.reason,
-            created_by: r.created_by,
-            created: Ts::at(r.created_at),
+            meta: RuleMeta::new(
+                p,
+                &names,
+                "/risk/rules",
+                RuleFacts {
+                    project_id: &r.project_id,
+                    id: r.id,
+                    reason: r.reason,
+                    created_by: r.created_by,
+                    created_at: r.created_at,
+                },
+            ),
         });
     }
     let form_project = if form.project.is_empty() {
@@ -1239,25 +1242,20 @@ pub async fn create_rule(State(state): State<AppState>, Post { p, f }: Post) -> 
         server_ids,
         reason: f.get("reason").to_string(),
     };
-    match ops::create_rule(&state, &p, input).await {
-        Ok(r) => Ok(see_other(&format!(
-            "/risk/rules?done=rule&n={}",
-            r.servers_affected
-        ))),
-        // Typed input: say what was wrong next to the form (a server id that is not in the
-        // project is "not found", which tells nothing about other projects).
-        Err(e)
-            if [
-                StatusCode::BAD_REQUEST,
-                StatusCode::NOT_FOUND,
-                StatusCode::CONFLICT,
-            ]
-            .contains(&e.status) =>
-        {
-            render_rules(&state, &p, &HashMap::new(), form, e.status, Some(e.message)).await
-        }
-        Err(e) => Err(e.into()),
-    }
+    // A server id that is not in the project is "not found", which tells nothing about other
+    // projects, so it is shown next to the form like the other refusals.
+    let none = HashMap::new();
+    findings::create_rule(
+        ops::create_rule(&state, &p, input).await,
+        &[
+            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
+        ],
+        |r| format!("/risk/rules?done=rule&n={}", r.servers_affected),
+        |status, message| render_rules(&state, &p, &none, form, status, Some(message)),
+    )
+    .await
 }
 
 /// `POST /risk/rules/{id}/delete`
