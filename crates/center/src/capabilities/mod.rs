@@ -17,7 +17,7 @@ use axum::Router;
 use futures_util::future::BoxFuture;
 
 use hostward_proto::Section;
-use hostward_store::{PolicyKind, Server};
+use hostward_store::{Job, PolicyKind, Server};
 
 use crate::AppState;
 use crate::api::ApiError;
@@ -47,6 +47,9 @@ pub struct Capability {
     pub jobs: fn(&AppState),
     /// Its sections of a server's agent config (its project policy, per-server settings).
     pub config: Option<ConfigSections>,
+    /// Wakes its job when a records transaction asks for it (`FollowUp::Wake`); other
+    /// capabilities' jobs are ignored.
+    pub wake: Option<fn(&AppState, Job)>,
 }
 
 /// An entry of the console's top navigation.
@@ -136,6 +139,13 @@ pub async fn policy_section<T: Section>(
         T::KEY,
         serde_json::to_value(policy).expect("policies serialise"),
     )
+}
+
+/// Wakes the job a records transaction asked for, whichever capability owns it.
+pub fn wake(state: &AppState, job: Job) {
+    for w in ALL.iter().filter_map(|c| c.wake) {
+        w(state, job);
+    }
 }
 
 /// Starts every capability's background jobs.

@@ -14,7 +14,7 @@ use super::{Control, Gateway};
 use crate::AppState;
 use crate::metrics as m;
 use hostward_store::status::{self, StopHint};
-use hostward_store::{FollowUp, Job, Server, now};
+use hostward_store::{FollowUp, Server, now};
 
 /// Rejected frames after which a session is closed: a confused or hostile agent.
 const MAX_REJECTED: u32 = 10;
@@ -311,7 +311,7 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
 async fn follow_up(state: &AppState, server: &Server, step: FollowUp) {
     match step {
         FollowUp::PushConfig => state.gateway.config_changed(&server.id),
-        FollowUp::Wake(Job::VulnMatching) => state.analyzer.wake(),
+        FollowUp::Wake(job) => crate::capabilities::wake(state, job),
         FollowUp::QueueTask {
             kind,
             params,

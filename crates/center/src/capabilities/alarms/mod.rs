@@ -49,6 +49,7 @@ pub const CAPABILITY: Capability = Capability {
     tab_counts: None,
     jobs,
     config: Some(|state, server| config(state, server).boxed()),
+    wake: None,
 };
 
 /// The project's brute-force policy and the server's own usual login addresses.

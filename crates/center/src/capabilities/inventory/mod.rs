@@ -49,6 +49,7 @@ pub const CAPABILITY: Capability = Capability {
         }
         .boxed()
     }),
+    wake: None,
 };
 
 /// One tab per kind, in `InventoryKind::ALL`'s order (a test keeps them in step), then the

@@ -14,7 +14,7 @@ mod console_tests;
 
 use futures_util::FutureExt as _;
 use hostward_proto::RiskPolicy;
-use hostward_store::PolicyKind;
+use hostward_store::{Job, PolicyKind};
 
 use super::{Capability, NavEntry, ServerTab};
 use crate::AppState;
@@ -48,6 +48,9 @@ pub const CAPABILITY: Capability = Capability {
             ]
         }
         .boxed()
+    }),
+    wake: Some(|state, job| match job {
+        Job::VulnMatching => state.analyzer.wake(),
     }),
 };
 
