@@ -14,15 +14,10 @@ use crate::AppState;
 use crate::auth::{Principal, Role};
 use hostward_store::{NewTasks, TaskRow};
 
-/// Kinds the agent has handlers for.
-/// Kinds anyone with operator rights may queue directly. (`vuln_fix` is not one: it goes
-/// through the vulnerability fix action, which checks the project's policy.)
-pub const TASK_KINDS: &[&str] = &[
-    "ping",
-    "collect_facts",
-    "collect_inventory",
-    hostward_proto::risk::SCAN_TASK,
-];
+/// The agent runtime's own task kinds, which anyone with operator rights may queue; the
+/// capabilities add theirs (`Capability::tasks`). A kind not offered there (`vuln_fix`) goes
+/// through its capability's own action, which checks what it must.
+pub const RUNTIME_TASK_KINDS: &[&str] = &["ping", "collect_facts"];
 /// A task nobody set an expiry for still must not run days after it was asked for.
 pub const DEFAULT_EXPIRY_SECS: i64 = 24 * 3600;
 pub const MAX_EXPIRY_SECS: i64 = 30 * 24 * 3600;
@@ -111,25 +106,23 @@ pub async fn create(
     p: &Principal,
     input: CreateTasks,
 ) -> Result<TaskList, ApiError> {
-    if !TASK_KINDS.contains(&input.kind.as_str()) {
+    let offered = crate::capabilities::tasks();
+    let check = offered.iter().find(|t| t.kind == input.kind);
+    if check.is_none() && !RUNTIME_TASK_KINDS.contains(&input.kind.as_str()) {
+        let mut all: Vec<&str> = RUNTIME_TASK_KINDS.to_vec();
+        all.extend(offered.iter().map(|t| t.kind));
         return Err(ApiError::invalid_body(format!(
             "kind: {:?} is not one of {}",
             input.kind,
-            TASK_KINDS.join(", ")
+            all.join(", ")
         )));
     }
     let params = input.params.unwrap_or_else(|| serde_json::json!({}));
     if !params.is_object() {
         return Err(ApiError::invalid_body("params: must be an object"));
     }
-    if input.kind == hostward_proto::inventory::COLLECT_INVENTORY_TASK
-        && let Err(e) =
-            serde_json::from_value::<hostward_proto::inventory::CollectNow>(params.clone())
-    {
-        return Err(ApiError::invalid_body(format!("params: {e}")));
-    }
-    if input.kind == hostward_proto::risk::SCAN_TASK
-        && let Err(e) = serde_json::from_value::<hostward_proto::risk::ScanRequest>(params.clone())
+    if let Some(t) = check
+        && let Err(e) = (t.check_params)(&params)
     {
         return Err(ApiError::invalid_body(format!("params: {e}")));
     }

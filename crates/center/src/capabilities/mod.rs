@@ -47,6 +47,8 @@ pub struct Capability {
     pub jobs: fn(&AppState),
     /// Its sections of a server's agent config (its project policy, per-server settings).
     pub config: Option<ConfigSections>,
+    /// Agent task kinds operators may queue through `POST /tasks`, with their params check.
+    pub tasks: &'static [TaskKind],
     /// Wakes its job when a records transaction asks for it (`FollowUp::Wake`); other
     /// capabilities' jobs are ignored.
     pub wake: Option<fn(&AppState, Job)>,
@@ -75,6 +77,23 @@ pub type TabCounts = for<'a> fn(
     &'a Principal,
     &'a str,
 ) -> BoxFuture<'a, Result<HashMap<String, i64>, ApiError>>;
+
+/// An agent task kind a capability offers to operators.
+pub struct TaskKind {
+    pub kind: &'static str,
+    /// Checks the params object; the error says what is wrong (the API prefixes `params: `).
+    pub check_params: fn(&serde_json::Value) -> Result<(), String>,
+}
+
+/// A params check for tasks whose params decode as `T`.
+pub fn params_as<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<(), String> {
+    T::deserialize(v).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The task kinds every capability offers, in the list's order.
+pub fn tasks() -> Vec<&'static TaskKind> {
+    ALL.iter().flat_map(|c| c.tasks).collect()
+}
 
 /// Reads a capability's sections of one server's agent config: (section key, value).
 pub type ConfigSections =

@@ -49,6 +49,7 @@ pub const CAPABILITY: Capability = Capability {
     tab_counts: None,
     jobs,
     config: Some(|state, server| config(state, server).boxed()),
+    tasks: &[],
     wake: None,
 };
 

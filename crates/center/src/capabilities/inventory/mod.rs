@@ -49,6 +49,10 @@ pub const CAPABILITY: Capability = Capability {
         }
         .boxed()
     }),
+    tasks: &[super::TaskKind {
+        kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
+        check_params: super::params_as::<hostward_proto::inventory::CollectNow>,
+    }],
     wake: None,
 };
 

@@ -49,6 +49,10 @@ pub const CAPABILITY: Capability = Capability {
         }
         .boxed()
     }),
+    tasks: &[super::TaskKind {
+        kind: hostward_proto::risk::SCAN_TASK,
+        check_params: super::params_as::<hostward_proto::risk::ScanRequest>,
+    }],
     wake: Some(|state, job| match job {
         Job::VulnMatching => state.analyzer.wake(),
     }),
