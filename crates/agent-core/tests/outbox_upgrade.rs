@@ -10,7 +10,10 @@ async fn an_outbox_written_by_the_sqlx_agent_is_read_and_continued() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("outbox.db");
     std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/outbox-sqlx-0.1.0.db"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/outbox-sqlx-0.1.0.db"
+        ),
         &path,
     )
     .unwrap();
@@ -24,7 +27,10 @@ async fn an_outbox_written_by_the_sqlx_agent_is_read_and_continued() {
         let Message::Event(e) = &env.msg else {
             panic!("expected the queued events, got {:?}", env.msg)
         };
-        assert_eq!((e.event_type.as_str(), &e.data), ("custom", &serde_json::json!({"n": 1})));
+        assert_eq!(
+            (e.event_type.as_str(), &e.data),
+            ("custom", &serde_json::json!({"n": 1}))
+        );
     }
     let next = Event {
         ts: 1,

@@ -689,7 +689,7 @@ fn name_or_value_like(filter: &mut Sql, alias: &str, q: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NewServer, PolicyKind, testdb};
+    use crate::{NewServer, testdb};
     use hostward_proto::Message;
     use hostward_proto::inventory::{InventoryPolicy, Items, Package};
 
@@ -1054,10 +1054,7 @@ mod tests {
         for (backend, db) in testdb::all().await {
             let st = &db.store;
             let p = st.ensure_project("default").await.unwrap();
-            let (pol, v) = st
-                .policy::<InventoryPolicy>(&p.id, PolicyKind::Inventory)
-                .await
-                .unwrap();
+            let (pol, v) = st.policy::<InventoryPolicy>(&p.id).await.unwrap();
             assert_eq!((pol, v), (InventoryPolicy::default(), 0), "{backend}");
             let srv = st
                 .create_server(&NewServer {
@@ -1071,17 +1068,9 @@ mod tests {
             let mut pol = InventoryPolicy::default();
             pol.interval_secs.insert(InventoryKind::Ports, 5);
             pol.ignored_ports = vec![6379];
+            assert_eq!(st.set_policy(&p.id, &pol).await.unwrap(), 1, "{backend}");
             assert_eq!(
-                st.set_policy(&p.id, PolicyKind::Inventory, &pol)
-                    .await
-                    .unwrap(),
-                1,
-                "{backend}"
-            );
-            assert_eq!(
-                st.policy::<InventoryPolicy>(&p.id, PolicyKind::Inventory)
-                    .await
-                    .unwrap(),
+                st.policy::<InventoryPolicy>(&p.id).await.unwrap(),
                 (pol, 1),
                 "{backend}"
             );

@@ -171,18 +171,16 @@ async fn policies_move_from_project_columns_into_the_policies_table() {
         old.pool().close().await;
 
         let new = Store::connect(&url).await.unwrap();
-        let (risk, version): (serde_json::Value, i64) =
-            new.policy(&a.id, PolicyKind::Risk).await.unwrap();
+        let (risk, version): (serde_json::Value, i64) = new.policy_at(&a.id, "risk").await.unwrap();
         assert_eq!(
             (risk["allow_fix"].as_bool(), version),
             (Some(true), 1),
             "{backend}"
         );
-        let (untouched, v0): (serde_json::Value, i64) =
-            new.policy(&b.id, PolicyKind::Risk).await.unwrap();
+        let (untouched, v0): (serde_json::Value, i64) = new.policy_at(&b.id, "risk").await.unwrap();
         assert_eq!((untouched, v0), (serde_json::Value::Null, 0), "{backend}");
         let v = new
-            .set_policy(&a.id, PolicyKind::Bruteforce, &serde_json::json!({"x": 1}))
+            .set_policy_at(&a.id, "bruteforce", &serde_json::json!({"x": 1}))
             .await
             .unwrap();
         assert_eq!(

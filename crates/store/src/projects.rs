@@ -1,5 +1,6 @@
 //! Projects, the tenancy unit every object belongs to, and their policies pushed to agents.
 
+use hostward_proto::Section;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -83,42 +84,35 @@ mod tests {
     }
 }
 
-/// The capabilities that keep a policy per scope, each pushed to agents in their config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyKind {
-    Inventory,
-    Risk,
-    Bruteforce,
-}
-
-impl PolicyKind {
-    /// The `capability` key of its rows in `policies`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyKind::Inventory => "inventory",
-            PolicyKind::Risk => "risk",
-            PolicyKind::Bruteforce => "bruteforce",
-        }
-    }
-}
-
 /// Policies of projects are rows of scope kind `project`.
 const PROJECT_SCOPE: &str = "project";
 
 impl Store {
-    /// A project's policy (the defaults until one is set) and the project's policy version,
-    /// which counts changes of all its policies (0 until one is first set).
-    pub async fn policy<T: serde::de::DeserializeOwned + Default>(
+    /// A project's policy of type `T` (the defaults until one is set) and the project's policy
+    /// version, which counts changes of all its policies (0 until one is first set). The row is
+    /// the one whose `capability` is `T::KEY`, the name its config section has on the wire.
+    pub async fn policy<T: Section>(&self, project_id: &str) -> Result<(T, i64)> {
+        self.policy_at(project_id, T::KEY).await
+    }
+
+    /// Replaces a project's policy of type `T`, bumping its own version and the project's, in
+    /// one transaction; returns the project's new policy version.
+    pub async fn set_policy<T: Section>(&self, project_id: &str, policy: &T) -> Result<i64> {
+        self.set_policy_at(project_id, T::KEY, policy).await
+    }
+
+    /// [`Store::policy`] by the row's key (the migration tests read rows of any shape).
+    pub(crate) async fn policy_at<T: serde::de::DeserializeOwned + Default>(
         &self,
         project_id: &str,
-        which: PolicyKind,
+        key: &str,
     ) -> Result<(T, i64)> {
         let r = sqlx::query(
             "SELECT p.policy_version, pol.body FROM projects p LEFT JOIN policies pol \
              ON pol.scope_kind = $1 AND pol.scope_id = p.id AND pol.capability = $2 WHERE p.id = $3",
         )
         .bind(PROJECT_SCOPE)
-        .bind(which.as_str())
+        .bind(key)
         .bind(project_id.to_string())
         .fetch_optional(self.pool())
         .await?
@@ -143,12 +137,11 @@ impl Store {
         Ok(r.try_get("policy_version")?)
     }
 
-    /// Replaces a project's policy, bumping its own version and the project's, in one
-    /// transaction; returns the project's new policy version.
-    pub async fn set_policy<T: serde::Serialize>(
+    /// [`Store::set_policy`] by the row's key.
+    pub(crate) async fn set_policy_at<T: serde::Serialize>(
         &self,
         project_id: &str,
-        which: PolicyKind,
+        key: &str,
         policy: &T,
     ) -> Result<i64> {
         let text = serde_json::to_string(policy).expect("policy serialises");
@@ -168,7 +161,7 @@ impl Store {
         )
         .bind(PROJECT_SCOPE)
         .bind(project_id.to_string())
-        .bind(which.as_str())
+        .bind(key)
         .bind(text)
         .bind(now())
         .execute(&mut *tx)

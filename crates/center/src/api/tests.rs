@@ -877,9 +877,7 @@ async fn server_login_ips_are_learned_listed_and_replaced_with_validation() {
         usual_login_ips: vec!["203.0.113.0/24".into()],
         ..Default::default()
     };
-    s.set_policy(&a.id, hostward_store::PolicyKind::Bruteforce, &policy)
-        .await
-        .unwrap();
+    s.set_policy(&a.id, &policy).await.unwrap();
     let viewer = t.user("vic", &[(&a.id, Role::Viewer)]).await;
     let operator = t.user("otto", &[(&a.id, Role::Operator)]).await;
     let admin = t.user("ada", &[(&a.id, Role::Admin)]).await;

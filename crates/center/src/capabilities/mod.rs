@@ -17,7 +17,7 @@ use axum::Router;
 use futures_util::future::BoxFuture;
 
 use hostward_proto::Section;
-use hostward_store::{Job, PolicyKind, Server};
+use hostward_store::{Job, Server};
 
 use crate::AppState;
 use crate::api::ApiError;
@@ -145,12 +145,11 @@ pub async fn config_sections(
 pub async fn policy_section<T: Section>(
     state: &AppState,
     project_id: &str,
-    which: PolicyKind,
 ) -> (&'static str, serde_json::Value) {
-    let policy: T = match state.store.policy(project_id, which).await {
+    let policy: T = match state.store.policy(project_id).await {
         Ok((p, _)) => p,
         Err(e) => {
-            tracing::error!(error = %e, policy = ?which, "reading a policy failed; sending defaults");
+            tracing::error!(error = %e, policy = T::KEY, "reading a policy failed; sending defaults");
             T::default()
         }
     };
@@ -221,8 +220,9 @@ mod tests {
         let counts = HashMap::from([("software".to_string(), 412)]);
         let t = tab_bar("s1", &counts, "software");
         let ids: Vec<&str> = t.iter().map(|t| t.id).collect();
+        // The overview, inventory's kinds and its change history first ...
         assert_eq!(
-            ids,
+            ids[..9],
             [
                 "overview",
                 "accounts",
@@ -233,17 +233,24 @@ mod tests {
                 "kernel_modules",
                 "middleware",
                 "changes",
-                "risks",
-                "login-ips"
             ]
         );
+        // ... then every other capability's tabs in the list's order (risks, login addresses,
+        // and whatever comes next).
+        let rest: Vec<&str> = ALL[1..]
+            .iter()
+            .flat_map(|c| c.server_tabs)
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids[9..], rest);
+        let href = |id: &str| t.iter().find(|t| t.id == id).unwrap().href.clone();
         let sw = t.iter().find(|t| t.id == "software").unwrap();
         assert!(sw.active && sw.count == Some(412));
         assert_eq!(sw.href, "/servers/s1/inventory/software");
         assert_eq!(t[0].href, "/servers/s1");
-        assert_eq!(t[t.len() - 3].href, "/servers/s1/changes");
-        assert_eq!(t[t.len() - 2].href, "/servers/s1/risks");
-        assert_eq!(t.last().unwrap().href, "/servers/s1/login-ips");
+        assert_eq!(href("changes"), "/servers/s1/changes");
+        assert_eq!(href("risks"), "/servers/s1/risks");
+        assert_eq!(href("login-ips"), "/servers/s1/login-ips");
         assert!(t.iter().filter(|t| t.active).count() == 1);
     }
 

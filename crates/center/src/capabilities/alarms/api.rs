@@ -21,7 +21,7 @@ use crate::auth::{Principal, Role};
 use crate::web::paging::{csv_response, is_csv, paging};
 use hostward_store::{
     AlarmFilter, AlarmRow, AlarmWhitelistRule, BlockedIp, HandlingEntry, History, NewTasks,
-    PolicyKind, TaskRow, alarm_state, new_id, now,
+    TaskRow, alarm_state, new_id, now,
 };
 
 /// Longest manual block, minutes (30 days), as the agent's policy allows.
@@ -558,10 +558,7 @@ pub async fn bruteforce_policy(
     project_id: &str,
 ) -> Result<BruteforcePolicyBody, ApiError> {
     p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state
-        .store
-        .policy(project_id, PolicyKind::Bruteforce)
-        .await?;
+    let (policy, version) = state.store.policy(project_id).await?;
     Ok(BruteforcePolicyBody { policy, version })
 }
 
@@ -575,10 +572,7 @@ pub async fn set_bruteforce_policy(
 ) -> Result<BruteforcePolicyBody, ApiError> {
     p.require(project_id, Role::Admin)?;
     policy.validate().map_err(ApiError::invalid_body)?;
-    let version = state
-        .store
-        .set_policy(project_id, PolicyKind::Bruteforce, &policy)
-        .await?;
+    let version = state.store.set_policy(project_id, &policy).await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);
     }

@@ -8,7 +8,7 @@ use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
 use hostward_proto::bruteforce::Policy;
 
 use crate::console::testutil::{Env, body, envs, hidden, location};
-use hostward_store::{AlarmFilter, PolicyKind, alarm_state};
+use hostward_store::{AlarmFilter, alarm_state};
 
 const EVIL: &str = "<script>alert(1)</script>";
 const EVIL_LINE: &str = "sshd[77]: Failed password for invalid user \"><img src=x> from 192.0.2.7";
@@ -106,11 +106,7 @@ impl Env {
 
     /// The project's brute-force policy and its version.
     async fn policy(&self, project_id: &str) -> (Policy, i64) {
-        self.state
-            .store
-            .policy::<Policy>(project_id, PolicyKind::Bruteforce)
-            .await
-            .unwrap()
+        self.state.store.policy::<Policy>(project_id).await.unwrap()
     }
 
     async fn alarm_state(&self, id: &str) -> String {

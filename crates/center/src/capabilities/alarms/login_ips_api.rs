@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, audit};
 use crate::auth::{Principal, Role};
-use hostward_store::{LoginIpEntry, PolicyKind, Server};
+use hostward_store::{LoginIpEntry, Server};
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct LoginIpsBody {
@@ -35,10 +35,7 @@ pub struct SetLoginIps {
 
 async fn body(state: &AppState, srv: &Server) -> Result<LoginIpsBody, ApiError> {
     let list = state.store.server_login_ips(&srv.id).await?;
-    let (policy, _): (Policy, i64) = state
-        .store
-        .policy(&srv.project_id, PolicyKind::Bruteforce)
-        .await?;
+    let (policy, _): (Policy, i64) = state.store.policy(&srv.project_id).await?;
     Ok(LoginIpsBody {
         learning: list.learning,
         items: list.items,

@@ -18,7 +18,7 @@ use axum::Router;
 use futures_util::FutureExt as _;
 use hostward_proto::Section as _;
 use hostward_proto::bruteforce::{Policy, ServerLoginIps};
-use hostward_store::{PolicyKind, Server};
+use hostward_store::Server;
 
 use super::{Capability, NavEntry, ServerTab};
 use crate::AppState;
@@ -55,8 +55,7 @@ pub const CAPABILITY: Capability = Capability {
 
 /// The project's brute-force policy and the server's own usual login addresses.
 async fn config(state: &AppState, server: &Server) -> Vec<(&'static str, serde_json::Value)> {
-    let policy =
-        super::policy_section::<Policy>(state, &server.project_id, PolicyKind::Bruteforce).await;
+    let policy = super::policy_section::<Policy>(state, &server.project_id).await;
     let login_ips = match state.store.server_login_ips(&server.id).await {
         Ok(l) => ServerLoginIps {
             usual: l.items.into_iter().map(|e| e.addr).collect(),

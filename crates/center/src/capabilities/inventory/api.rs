@@ -18,7 +18,6 @@ use crate::auth::{Principal, Role};
 use crate::web::paging::{csv_response, is_csv, paging};
 use hostward_store::{
     AssetGroup, AssetServer, ChangeFilter, InventoryChange, InventoryItem, InventorySummary,
-    PolicyKind,
 };
 
 /// Shortest collection interval a policy may set (seconds); 0 turns a kind off.
@@ -287,10 +286,7 @@ pub async fn policy(
     project_id: &str,
 ) -> Result<PolicyBody, ApiError> {
     p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state
-        .store
-        .policy(project_id, PolicyKind::Inventory)
-        .await?;
+    let (policy, version) = state.store.policy(project_id).await?;
     Ok(policy_body(policy, version))
 }
 
@@ -319,10 +315,7 @@ pub async fn set_policy(
         interval_secs: input.interval_secs,
         ignored_ports: ignored,
     };
-    let version = state
-        .store
-        .set_policy(project_id, PolicyKind::Inventory, &policy)
-        .await?;
+    let version = state.store.set_policy(project_id, &policy).await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);
     }

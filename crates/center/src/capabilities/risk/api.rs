@@ -22,9 +22,9 @@ use crate::api::{ApiError, ApiJson, ApiQuery, audit, text_field};
 use crate::auth::{Principal, Role};
 use crate::web::paging::{csv_response, is_csv, paging};
 use hostward_store::{
-    HandlingEntry, History, NewTasks, PolicyKind, PolicyResultRow, RiskScanState, TaskRow,
-    VulnDbImport, VulnDbStatus, VulnFilter, VulnFinding, VulnGroup, VulnRule, WeakPasswordRow,
-    new_id, now, vuln_state,
+    HandlingEntry, History, NewTasks, PolicyResultRow, RiskScanState, TaskRow, VulnDbImport,
+    VulnDbStatus, VulnFilter, VulnFinding, VulnGroup, VulnRule, WeakPasswordRow, new_id, now,
+    vuln_state,
 };
 
 /// Findings one action may touch.
@@ -453,13 +453,7 @@ async fn fix(
             .push(f);
     }
     for (project, _) in by_server.keys() {
-        if !state
-            .store
-            .policy::<RiskPolicy>(project, PolicyKind::Risk)
-            .await?
-            .0
-            .allow_fix
-        {
+        if !state.store.policy::<RiskPolicy>(project).await?.0.allow_fix {
             return Err(ApiError::conflict(
                 "one-click fixes are off in this project's risk policy (allow_fix)",
             ));
@@ -699,7 +693,7 @@ pub async fn risk_policy(
     project_id: &str,
 ) -> Result<RiskPolicyBody, ApiError> {
     p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state.store.policy(project_id, PolicyKind::Risk).await?;
+    let (policy, version) = state.store.policy(project_id).await?;
     Ok(RiskPolicyBody { policy, version })
 }
 
@@ -714,10 +708,7 @@ pub async fn set_risk_policy(
     policy.validate().map_err(ApiError::invalid_body)?;
     policy.custom_weak_passwords.sort();
     policy.custom_weak_passwords.dedup();
-    let version = state
-        .store
-        .set_policy(project_id, PolicyKind::Risk, &policy)
-        .await?;
+    let version = state.store.set_policy(project_id, &policy).await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);
     }

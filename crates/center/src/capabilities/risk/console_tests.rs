@@ -604,7 +604,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id)
                 .await
                 .unwrap()
                 .1,
@@ -634,7 +634,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         let (policy, version) = e
             .state
             .store
-            .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
+            .policy::<hostward_proto::RiskPolicy>(&p.id)
             .await
             .unwrap();
         assert!(version > 0, "[{b}]");
@@ -675,7 +675,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id)
                 .await
                 .unwrap()
                 .0,
@@ -734,7 +734,7 @@ async fn risk_posts_without_the_csrf_token_are_refused() {
         assert_eq!(
             e.state
                 .store
-                .policy::<hostward_proto::RiskPolicy>(&p.id, hostward_store::PolicyKind::Risk)
+                .policy::<hostward_proto::RiskPolicy>(&p.id)
                 .await
                 .unwrap()
                 .1,

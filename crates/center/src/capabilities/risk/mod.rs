@@ -14,7 +14,7 @@ mod console_tests;
 
 use futures_util::FutureExt as _;
 use hostward_proto::RiskPolicy;
-use hostward_store::{Job, PolicyKind};
+use hostward_store::Job;
 
 use super::{Capability, NavEntry, ServerTab};
 use crate::AppState;
@@ -41,13 +41,8 @@ pub const CAPABILITY: Capability = Capability {
     tab_counts: None,
     jobs,
     config: Some(|state, server| {
-        async move {
-            vec![
-                super::policy_section::<RiskPolicy>(state, &server.project_id, PolicyKind::Risk)
-                    .await,
-            ]
-        }
-        .boxed()
+        async move { vec![super::policy_section::<RiskPolicy>(state, &server.project_id).await] }
+            .boxed()
     }),
     tasks: &[super::TaskKind {
         kind: hostward_proto::risk::SCAN_TASK,
