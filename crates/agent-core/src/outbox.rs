@@ -70,8 +70,10 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
         tracing::warn!(journal_mode = %mode, "the outbox could not switch to WAL");
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // The queue is read front to back once; a big page cache would only cost RSS.
-    conn.pragma_update(None, "cache_size", -256)?;
+    // The queue is read front to back once; a big page cache would only cost RSS. At 256 KiB,
+    // the pages that an idle agent's records had passed through stayed cached (~180 KiB of its
+    // heap); a page read again comes from the kernel's page cache.
+    conn.pragma_update(None, "cache_size", -64)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
