@@ -1,8 +1,9 @@
 //! The center's capabilities, one folder each (API operations and handlers, console pages,
 //! jobs; templates in `templates/<capability>/`), and [`ALL`], the one list that wires them
 //! into the API router, the OpenAPI document, the console's routes and navigation, a server's
-//! tab bar and the background jobs. Adding a capability is a folder plus one line in [`ALL`]
-//! (ARCHITECTURE.md, "Adding a capability"); nothing outside its folder names it.
+//! tab bar, the background jobs and the jobs records wake, the task kinds operators may queue
+//! and each server's agent-config sections. Adding a capability to the center is a folder plus
+//! its `pub mod` and its entry in [`ALL`] (ARCHITECTURE.md, "Adding a capability").
 //!
 //! The platform (servers, enrollment, users, tokens, tasks, sign-in) is not a capability: it is
 //! what every capability stands on, in `api/` and `console/`.
@@ -27,7 +28,8 @@ use crate::web::page::Tab;
 /// Every capability, in the order of the console's navigation and a server's tabs.
 pub const ALL: &[Capability] = &[inventory::CAPABILITY, risk::CAPABILITY, alarms::CAPABILITY];
 
-/// What a capability brings to the center. Everything is optional but the id.
+/// What a capability brings to the center; it leaves out what it has none of (`None`, an empty
+/// list, [`no_jobs`]).
 pub struct Capability {
     /// Short name; ARCHITECTURE.md names every one (a tidy test checks).
     pub id: &'static str,

@@ -12,42 +12,41 @@ use hostward_proto::InventoryPolicy;
 
 use super::{Capability, NavEntry, ServerTab, no_jobs};
 
-pub const CAPABILITY: Capability =
-    Capability {
-        id: "inventory",
-        api: api::router,
-        openapi: api::openapi,
-        console: console::router,
-        nav: Some(NavEntry {
-            id: "assets",
-            label: "Assets",
-            href: "/assets",
-        }),
-        server_tabs: TABS,
-        tab_counts: Some(|state, p, server_id| {
-            async move {
-                let sum = api::summary(state, p, server_id).await?;
-                Ok(sum
-                    .kinds
-                    .iter()
-                    .map(|k| (k.kind.clone(), k.items))
-                    .collect::<HashMap<_, _>>())
-            }
-            .boxed()
-        }),
-        jobs: no_jobs,
-        config: Some(|state, server| {
-            async move {
+pub const CAPABILITY: Capability = Capability {
+    id: "inventory",
+    api: api::router,
+    openapi: api::openapi,
+    console: console::router,
+    nav: Some(NavEntry {
+        id: "assets",
+        label: "Assets",
+        href: "/assets",
+    }),
+    server_tabs: TABS,
+    tab_counts: Some(|state, p, server_id| {
+        async move {
+            let sum = api::summary(state, p, server_id).await?;
+            Ok(sum
+                .kinds
+                .iter()
+                .map(|k| (k.kind.clone(), k.items))
+                .collect::<HashMap<_, _>>())
+        }
+        .boxed()
+    }),
+    jobs: no_jobs,
+    config: Some(|state, server| {
+        async move {
                 vec![super::policy_section::<InventoryPolicy>(state, &server.project_id).await]
             }
             .boxed()
-        }),
-        tasks: &[super::TaskKind {
-            kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
-            check_params: super::params_as::<hostward_proto::inventory::CollectNow>,
-        }],
-        wake: None,
-    };
+    }),
+    tasks: &[super::TaskKind {
+        kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
+        check_params: super::params_as::<hostward_proto::inventory::CollectNow>,
+    }],
+    wake: None,
+};
 
 /// One tab per kind, in `InventoryKind::ALL`'s order (a test keeps them in step), then the
 /// change history.
