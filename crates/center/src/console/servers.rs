@@ -12,7 +12,6 @@ use super::{
 };
 use crate::AppState;
 use crate::api::servers::{self as ops, ServerQuery, SetProtection};
-use crate::web::page::enc;
 use hostward_store::Server;
 use hostward_store::status;
 
@@ -132,16 +131,7 @@ impl ListQuery {
             ("project", &self.project),
             ("page", if self.page > 1 { &page } else { "" }),
         ];
-        let qs: Vec<String> = pairs
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={}", enc(v)))
-            .collect();
-        if qs.is_empty() {
-            "/servers".to_string()
-        } else {
-            format!("/servers?{}", qs.join("&"))
-        }
+        crate::web::page::url("/servers", &pairs)
     }
 
     /// The API query; filter values outside the known sets are dropped rather than refused.
