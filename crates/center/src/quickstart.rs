@@ -40,6 +40,10 @@ pub struct UpArgs {
 
 /// Creates the first administrator if there are no users yet. Returns the user name and the
 /// one-time password to show the operator; the password is not stored anywhere in clear.
+///
+/// Replicas started together on an empty database all get here: the one whose insert wins
+/// shows the password, the others find the administrator there (the user name's unique key
+/// decides) and start normally.
 pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<(String, String)>> {
     if !state.store.list_users().await?.is_empty() {
         return Ok(None);
@@ -53,10 +57,14 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<(String,
         project_id: Some(project.id),
         role: Some(Role::Admin),
     };
-    api::users::create(state, &Principal::system(), input)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
-    Ok(Some(("admin".into(), password)))
+    match api::users::create(state, &Principal::system(), input).await {
+        Ok(_) => Ok(Some(("admin".into(), password))),
+        Err(e) if e.code == "conflict" && !state.store.list_users().await?.is_empty() => {
+            tracing::info!("another replica created the first administrator");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!("{}: {}", e.code, e.message)),
+    }
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -192,4 +200,28 @@ async fn start_local_agent(
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two replicas started together on an empty database both run; one creates the first
+    /// administrator and the other finds it there.
+    #[tokio::test]
+    async fn replicas_starting_together_create_one_first_administrator() {
+        for e in crate::console::testutil::envs().await {
+            let b = e.backend;
+            let (one, two) = tokio::join!(bootstrap_admin(&e.state), bootstrap_admin(&e.state));
+            let one = one.unwrap_or_else(|err| panic!("[{b}] first: {err:#}"));
+            let two = two.unwrap_or_else(|err| panic!("[{b}] second: {err:#}"));
+            assert_eq!(
+                usize::from(one.is_some()) + usize::from(two.is_some()),
+                1,
+                "[{b}] exactly one creates the administrator"
+            );
+            assert_eq!(e.state.store.list_users().await.unwrap().len(), 1, "[{b}]");
+            assert!(bootstrap_admin(&e.state).await.unwrap().is_none(), "[{b}]");
+        }
+    }
 }
