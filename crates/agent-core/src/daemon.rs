@@ -1,5 +1,6 @@
-//! The daemon: what the agent keeps between sessions and the session loop. It sends `hello`,
-//! pumps the outbox within an ack window, hands every `config` to every module, runs each task
+//! The daemon: what the agent keeps between sessions and the session loop. It connects to one of
+//! the center's gateways (moving to the next when one fails), sends `hello`, applies the
+//! center's `resume` to the outbox, pumps the outbox within an ack window, hands every `config` to every module, runs each task
 //! on the module that claims its kind (or runs `ping`/`collect_facts` itself), and adds each
 //! module's figures to the heartbeat. It names no module: they come in as `dyn Module`.
 
@@ -14,12 +15,13 @@ use hostward_proto::{AgentConfig, Envelope, Heartbeat, Message};
 use tokio::sync::watch;
 
 use crate::enroll::Credentials;
+use crate::link::gateways::Gateways;
 use crate::link::{
     ConnectError, DEFAULT_HEARTBEAT, Incoming, WsStream, backoff, connect, decode, goodbye, hello,
     parse_gateway_url, send, stop_reason, stopped,
 };
 use crate::module::Module;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Resumed};
 use crate::tasks;
 use crate::util::unix_now;
 
@@ -35,6 +37,7 @@ pub struct Daemon {
     pub outbox: Outbox,
     /// Root for facts (tests point it at fixtures).
     pub facts_root: PathBuf,
+    gateways: Gateways,
     config: Option<AgentConfig>,
     recent_tasks: tasks::Recent,
     cpu: CpuSampler,
@@ -52,6 +55,7 @@ enum SessionEnd {
 impl Daemon {
     pub fn new(creds: Credentials, outbox: Outbox) -> Daemon {
         Daemon {
+            gateways: Gateways::load(&creds.identity.gateway_url, None),
             creds,
             outbox,
             facts_root: PathBuf::from("/"),
@@ -61,6 +65,15 @@ impl Daemon {
             modules: Vec::new(),
             routes: HashMap::new(),
         }
+    }
+
+    /// Keeps the center's gateway list in `state_dir` (and starts from the one saved there).
+    pub fn with_state_dir(mut self, state_dir: &std::path::Path) -> Daemon {
+        self.gateways = Gateways::load(
+            &self.creds.identity.gateway_url,
+            Some(Gateways::file_in(state_dir)),
+        );
+        self
     }
 
     /// Adds the modules that run in this agent. Fails if two claim the same task kind, or one
@@ -89,10 +102,12 @@ impl Daemon {
 
     /// Runs until `stop` turns true. Returns Ok after a graceful stop.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
-        let gw = parse_gateway_url(&self.creds.identity.gateway_url)?;
+        // The enrolled gateway must parse; advertised ones were checked when they came in.
+        parse_gateway_url(&self.creds.identity.gateway_url)?;
         let tls = self.creds.tls_config()?;
         let mut attempt: u32 = 0;
         loop {
+            let gw = parse_gateway_url(self.gateways.current())?;
             let connected = tokio::select! {
                 r = connect(&gw, tls.clone()) => r,
                 _ = stopped(&mut stop) => return self.finish().await,
@@ -103,9 +118,10 @@ impl Daemon {
                     match self.session(&mut ws, &mut stop).await {
                         SessionEnd::Stopped => return self.finish().await,
                         SessionEnd::Lost { configured, why } => {
-                            tracing::warn!(reason = %why, "session ended");
+                            tracing::warn!(gateway = %gw.url, reason = %why, "session ended");
                             if configured {
                                 attempt = 0;
+                                self.gateways.worked();
                             }
                         }
                     }
@@ -122,11 +138,19 @@ impl Daemon {
                 }
                 Err(e) => tracing::warn!(gateway = %gw.url, "{e}"),
             }
-            let delay = backoff::delay(attempt);
-            attempt = attempt.saturating_add(1);
+            // Another replica is tried after a short jittered pause; once every one has failed
+            // since the last good session, the full back-off applies.
+            let delay = if self.gateways.failed() {
+                let d = backoff::delay(attempt);
+                attempt = attempt.saturating_add(1);
+                d
+            } else {
+                backoff::full_jitter(0, backoff::BASE / 2, backoff::CAP, rand::random::<f64>())
+            };
             tracing::info!(
                 delay_ms = delay.as_millis() as u64,
                 attempt,
+                next_gateway = %self.gateways.current(),
                 "reconnecting after back-off"
             );
             tokio::select! {
@@ -151,9 +175,18 @@ impl Daemon {
 
     async fn session(&mut self, ws: &mut WsStream, stop: &mut watch::Receiver<bool>) -> SessionEnd {
         let last_seq = self.outbox.last_seq().await.unwrap_or(0);
+        let outbox_id = match self.outbox.id().await {
+            Ok(id) => id,
+            Err(e) => {
+                return SessionEnd::Lost {
+                    configured: false,
+                    why: format!("reading the outbox id: {e:#}"),
+                };
+            }
+        };
         let facts = crate::facts::collect(&self.facts_root);
         let version = self.config.as_ref().map_or(0, |c| c.version);
-        if let Err(e) = send(ws, &hello(facts, version, last_seq)).await {
+        if let Err(e) = send(ws, &hello(facts, version, last_seq, &outbox_id)).await {
             return SessionEnd::Lost {
                 configured: false,
                 why: format!("sending hello: {e}"),
@@ -205,6 +238,7 @@ impl Daemon {
                                 for m in &self.modules {
                                     m.on_config(&cfg).await;
                                 }
+                                self.gateways.update(&cfg.gateways);
                                 self.config = Some(cfg);
                                 if period_changed {
                                     hb = heartbeat_timer(self.heartbeat_period());
@@ -212,6 +246,14 @@ impl Daemon {
                                 configured = true;
                                 pump = true;
                             }
+                            // Before config, so before any record is sent: a new outbox must
+                            // number above what the center stored, or send nothing.
+                            Message::Resume(r) => match self.outbox.resume(&r).await {
+                                Ok(Resumed::Same) => {}
+                                Ok(Resumed::Renumbered(shift)) => tracing::warn!(center_last_seq = r.last_seq, shift,
+                                    "this outbox is new to the center: its records now number above the center's stored seq"),
+                                Err(e) => return lost!(format!("could not renumber the outbox above the center's seq {}: {e:#}", r.last_seq)),
+                            },
                             Message::Ack(a) => {
                                 if let Err(e) = self.outbox.ack(a.seq).await {
                                     tracing::error!(error = %e, "could not delete acked records");
@@ -324,6 +366,8 @@ impl Daemon {
             cpu_percent,
             outbox_depth: self.outbox.depth().await.unwrap_or(0),
             outbox_dropped: self.outbox.dropped().await.unwrap_or(0),
+            outbox_error: self.outbox.failing(),
+            outbox_reset: self.outbox.reset().await.unwrap_or_default(),
             ..Heartbeat::default()
         };
         for m in &self.modules {

@@ -515,6 +515,10 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Identity, EnrollError> {
         .context("the center returned an unusable certificate")?;
     parse_gateway_check(&creds.identity.gateway_url)?;
     creds.store(&opts.state_dir)?;
+    // The other replicas' gateways, so the first connect can already fail over.
+    let file = crate::link::gateways::Gateways::file_in(&opts.state_dir);
+    crate::link::gateways::Gateways::load(&creds.identity.gateway_url, Some(file))
+        .update(&resp.gateway_urls);
     tracing::info!(agent_id = %creds.identity.agent_id, server_id = %creds.identity.server_id, "enrolled");
     Ok(creds.identity)
 }

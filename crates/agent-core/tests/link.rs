@@ -92,6 +92,7 @@ async fn fake_api(pki: Arc<Pki>, seen: Arc<Mutex<Vec<String>>>) -> u16 {
                             server_id: "server-1".into(),
                             cert_pem: issued.cert_pem,
                             gateway_url: "wss://127.0.0.1:1/agent/v1".into(),
+                            gateway_urls: Vec::new(),
                         };
                         ("200 OK", serde_json::to_string(&resp).unwrap())
                     }

@@ -406,7 +406,13 @@ async fn open_outbox(dir: &Path, max_records: u64) -> Result<Outbox> {
 async fn cmd_run(dir: PathBuf, cfg: Config) -> Result<()> {
     let inventory_root = cfg.inventory_root.clone();
     let creds = enroll::Credentials::load(&dir)?;
-    let outbox = open_outbox(&dir, cfg.outbox_max_records).await?;
+    anyhow::ensure!(
+        dir.is_dir(),
+        "state directory {} does not exist (is this agent enrolled? run `hostward-agent enroll` first)",
+        dir.display()
+    );
+    let outbox =
+        Outbox::open_or_reset(&dir.join(outbox::FILE_NAME), cfg.outbox_max_records).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -430,6 +436,7 @@ async fn cmd_run(dir: PathBuf, cfg: Config) -> Result<()> {
     };
     let modules = crate::modules::all(&ctx, &cfg);
     Daemon::new(creds, outbox)
+        .with_state_dir(&ctx.state_dir)
         .with_modules(modules)?
         .run(stop_rx)
         .await
@@ -443,30 +450,28 @@ async fn cmd_emit(a: EmitArgs, dir: PathBuf, max_records: u64) -> Result<()> {
         "--event-type must not be empty"
     );
     let outbox = open_outbox(&dir, max_records).await?;
-    let (mut queued, mut dropped) = (0u64, 0u64);
-    let (mut first, mut last) = (None, None);
-    for _ in 0..a.count {
-        let msg = Message::Event(Event {
-            ts: unix_now(),
-            event_type: a.event_type.clone(),
-            data: data.clone(),
-        });
-        match outbox.push(&msg).await? {
-            Some(seq) => {
-                queued += 1;
-                first.get_or_insert(seq);
-                last = Some(seq);
-            }
-            None => dropped += 1,
-        }
-    }
+    let msgs: Vec<Message> = (0..a.count)
+        .map(|_| {
+            Message::Event(Event {
+                ts: unix_now(),
+                event_type: a.event_type.clone(),
+                data: data.clone(),
+            })
+        })
+        .collect();
+    // All or none: a caller told "failed" knows nothing of this call was queued.
+    let pushed = outbox.push_all(&msgs).await;
     outbox.close().await;
-    if dropped > 0 {
-        tracing::warn!(dropped, "outbox full: events dropped");
-    }
+    let seqs = pushed.context("queuing the events failed; none were queued")?;
+    let Some(seqs) = seqs else {
+        anyhow::bail!(
+            "the outbox has no room for {} more records; none were queued (counted as dropped)",
+            msgs.len()
+        );
+    };
     println!(
         "{}",
-        serde_json::json!({ "queued": queued, "dropped": dropped, "first_seq": first, "last_seq": last })
+        serde_json::json!({ "queued": seqs.len(), "dropped": 0, "first_seq": seqs.first(), "last_seq": seqs.last() })
     );
     Ok(())
 }

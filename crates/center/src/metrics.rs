@@ -18,6 +18,14 @@ pub const OUTBOX_DEPTH: &str = "hostward_agent_outbox_depth";
 pub const OUTBOX_DROPPED: &str = "hostward_agent_outbox_dropped";
 pub const DB_LATENCY: &str = "hostward_db_latency_seconds";
 pub const RECORDS_STORED: &str = "hostward_records_stored_total";
+/// Attempts to store an agent's record that failed (the record is retried, never acked).
+pub const RECORDS_STORE_FAILURES: &str = "hostward_records_store_failures_total";
+/// Records no retry can store, kept whole in `rejected_records` and acked.
+pub const RECORDS_REJECTED: &str = "hostward_records_rejected_total";
+/// Sessions closed because a record could not be stored in time: the agent resends it.
+pub const RECORDS_UNAVAILABLE: &str = "hostward_records_unavailable_total";
+/// Live agents whose heartbeat says their outbox is failing (disk full, I/O errors).
+pub const OUTBOX_FAILING: &str = "hostward_agent_outbox_failing";
 pub const VULN_MATCHES: &str = "hostward_vuln_matches_total";
 /// Console/API (8443) connections closed by a listener limit; `reason`: `per_address`, `total`
 /// (caps, at accept), `tls_timeout`, `header_timeout` (slow or idle clients).

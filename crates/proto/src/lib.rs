@@ -160,6 +160,7 @@ pub enum Message {
     Config(AgentConfig),
     Task(Task),
     Ack(Ack),
+    Resume(Resume),
     // both ways
     Error(ErrorFrame),
 }
@@ -243,6 +244,35 @@ pub struct Hello {
     /// Highest seq the agent has ever assigned; lets the center spot a reset outbox.
     #[serde(default)]
     pub last_seq: u64,
+    /// Random id of the agent's outbox, made when the outbox file is created. A different id
+    /// than the one the center last stored from means a new outbox (lost, truncated, corrupt,
+    /// reinstalled): the center answers with [`Resume`] so the agent numbers above what is
+    /// stored. Empty from agents older than this field.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub outbox_id: String,
+}
+
+/// The center's answer to a `hello` that carries an outbox id, sent before `config`: what it
+/// has stored from this server. An agent whose outbox is `outbox_id` deletes its records up to
+/// `last_seq` (an ack); any other outbox renumbers its records above `last_seq` first, so a new
+/// outbox never reuses a seq the center already stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Outbox the stored records came from; empty when the center never stored one with an id.
+    pub outbox_id: String,
+    /// Highest seq stored from this server.
+    pub last_seq: u64,
+}
+
+/// Why the agent started a new outbox: the old file could not be used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxReset {
+    /// Unix seconds.
+    pub at: i64,
+    pub reason: String,
+    /// Where the old file was moved, when it was kept for inspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -253,8 +283,15 @@ pub struct Heartbeat {
     pub cpu_percent: f64,
     /// Records waiting in the outbox.
     pub outbox_depth: u64,
-    /// Records dropped because the outbox was full, since the agent started.
+    /// Records dropped because the outbox was full or refused the write (disk full, I/O error).
     pub outbox_dropped: u64,
+    /// The outbox's last failure (a write or a delete), while it keeps failing; None when the
+    /// last operation worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_error: Option<String>,
+    /// Set when the agent had to start a new outbox because the old one was unreadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_reset: Option<OutboxReset>,
     /// What the authentication log sources read since the agent started; None while the
     /// detectors do not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -368,6 +405,10 @@ pub struct AgentConfig {
     pub heartbeat_secs: u64,
     /// Protection switched off by a user: the agent stays connected but runs no detectors.
     pub protection_enabled: bool,
+    /// Gateway URLs of the center's live replicas. The agent keeps the list and moves to
+    /// another when the one it uses fails. Empty from a center older than this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
     #[serde(flatten)]
     pub sections: std::collections::BTreeMap<String, serde_json::Value>,
 }
@@ -386,6 +427,7 @@ impl AgentConfig {
             version,
             heartbeat_secs,
             protection_enabled,
+            gateways: Vec::new(),
             sections: Default::default(),
         }
     }
@@ -452,6 +494,10 @@ pub struct EnrollResponse {
     pub cert_pem: String,
     /// `wss://host:port/agent/v1` the agent should connect to.
     pub gateway_url: String,
+    /// Every live replica's gateway URL (the agent fails over among them), `gateway_url`
+    /// included. Empty from a center older than this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_urls: Vec<String>,
 }
 
 /// Body of `POST /api/v1/enroll/report`: progress and failures of an install, so the console can

@@ -546,7 +546,10 @@ impl SimAgent {
         // without keeping an outbox per simulated agent.
         *seq = (*seq).max(util::unix_now_ms() * 1000);
         let facts = sim_facts(self.seed, self.index);
-        if link::send(ws, &link::hello(facts, 0, *seq)).await.is_err() {
+        if link::send(ws, &link::hello(facts, 0, *seq, ""))
+            .await
+            .is_err()
+        {
             return End::Lost { configured: false };
         }
         let mut configured = false;

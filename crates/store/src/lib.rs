@@ -16,6 +16,7 @@ mod inventory;
 mod login_ips;
 mod projects;
 mod records;
+mod replicas;
 mod risk;
 mod servers;
 pub mod status;
@@ -56,6 +57,27 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl StoreError {
+    /// Whether trying again cannot help: the data breaks a constraint or the row it needs is
+    /// gone. Everything else (a pool timeout, a lost connection, a busy SQLite file, a database
+    /// restarting) may pass, so a record that failed with it is retried, never skipped.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                !matches!(e.kind(), sqlx::error::ErrorKind::Other)
+            }
+            StoreError::Db(
+                sqlx::Error::ColumnDecode { .. }
+                | sqlx::Error::Decode(_)
+                | sqlx::Error::TypeNotFound { .. }
+                | sqlx::Error::ColumnNotFound(_),
+            ) => true,
+            StoreError::Db(_) | StoreError::Migrate(_) | StoreError::BadUrl(_) => false,
+            StoreError::NotFound(_) | StoreError::Conflict(_) => true,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -143,6 +165,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "policies",
         include_str!("../migrations/0008_policies.sql"),
+    ),
+    (
+        9,
+        "delivery",
+        include_str!("../migrations/0009_delivery.sql"),
     ),
 ];
 

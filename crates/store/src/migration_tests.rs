@@ -130,14 +130,32 @@ async fn a_database_of_the_previous_release_upgrades_with_its_data() {
         let old = Store::connect_at_version(&url, 5).await.unwrap();
         let a = old.ensure_project("a").await.unwrap();
         let b = old.ensure_project("b").await.unwrap();
-        let srv = old
-            .install_report(&a.id, "", "web-01", "web-01", None)
-            .await
-            .unwrap();
+        // Written as release 5 wrote it: this build's queries name later columns.
+        let srv_id = "srv-web-01".to_string();
+        sqlx::query(
+            "INSERT INTO servers (id, project_id, name, region, hostname, install_id, agent_status, agent_reason, \
+             agent_changed_at, protection_status, protection_reason, protection_changed_at, risk_changed_at, created_at, last_seq) \
+             VALUES ($1, $2, 'web-01', '', 'web-01', 'web-01', 'installing', '', 1, 'unprotected', '', 1, 1, 1, 42)",
+        )
+        .bind(srv_id.clone())
+        .bind(a.id.clone())
+        .execute(old.pool())
+        .await
+        .unwrap();
         old.pool().close().await;
 
         let new = Store::connect(&url).await.unwrap();
-        let kept = new.server(&srv.id).await.unwrap().unwrap();
+        let kept = new.server(&srv_id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                kept.last_seq,
+                kept.outbox_id.as_str(),
+                kept.outbox_replaced_at
+            ),
+            (42, "", None),
+            "{backend}: the stored seq is kept and no outbox is known yet"
+        );
+        let srv = kept.clone();
         assert_eq!(kept.install_id.as_deref(), Some("web-01"), "{backend}");
         // Install ids are per project now: B's report makes B's own server.
         let other = new

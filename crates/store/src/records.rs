@@ -149,6 +149,7 @@ async fn apply<'a>(
         | Message::Config(_)
         | Message::Task(_)
         | Message::Ack(_)
+        | Message::Resume(_)
         | Message::Error(_) => Applied::Nothing,
     })
 }
@@ -197,6 +198,17 @@ impl Store {
         server_id: &str,
         records: &[(u64, Message)],
     ) -> Result<Stored> {
+        self.store_records_from(server_id, "", records).await
+    }
+
+    /// As [`Store::store_records`], naming the agent outbox they come from (empty from agents
+    /// that send none); it is stored with the seq, so the next connect's `resume` names it.
+    pub async fn store_records_from(
+        &self,
+        server_id: &str,
+        outbox_id: &str,
+        records: &[(u64, Message)],
+    ) -> Result<Stored> {
         let mut tx = self.begin().await?;
         let last: i64 = sqlx::query("SELECT last_seq FROM servers WHERE id = $1")
             .bind(server_id.to_string())
@@ -216,11 +228,14 @@ impl Store {
             high = seq;
         }
         if high != last {
-            sqlx::query("UPDATE servers SET last_seq = $1 WHERE id = $2")
-                .bind(high)
-                .bind(server_id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE servers SET last_seq = $1, outbox_id = CASE WHEN $2 = '' THEN outbox_id ELSE $2 END WHERE id = $3",
+            )
+            .bind(high)
+            .bind(outbox_id.to_string())
+            .bind(server_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         follow_ups.dedup();
@@ -228,6 +243,74 @@ impl Store {
             high: high as u64,
             follow_ups,
         })
+    }
+
+    /// Keeps a record its capability could not store (see [`StoreError::is_permanent`]) whole,
+    /// with the error, and moves the seq past it in one transaction: it is acked like a stored
+    /// record, so it neither blocks the agent's later records nor is lost. Returns the seq to
+    /// ack.
+    pub async fn reject_record(
+        &self,
+        server_id: &str,
+        outbox_id: &str,
+        seq: u64,
+        msg: &Message,
+        error: &str,
+    ) -> Result<u64> {
+        let mut v = serde_json::to_value(msg).expect("messages serialise");
+        let kind = v
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let body = v
+            .get_mut("body")
+            .map(serde_json::Value::take)
+            .unwrap_or_default();
+        let mut tx = self.begin().await?;
+        let last: i64 = sqlx::query("SELECT last_seq FROM servers WHERE id = $1")
+            .bind(server_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("server"))?
+            .try_get("last_seq")?;
+        let seq = seq as i64;
+        if seq > last {
+            sqlx::query(
+                "INSERT INTO rejected_records (server_id, seq, kind, body, error, received_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(server_id.to_string())
+            .bind(seq)
+            .bind(kind)
+            .bind(body.to_string())
+            .bind(error.to_string())
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE servers SET last_seq = $1, outbox_id = CASE WHEN $2 = '' THEN outbox_id ELSE $2 END WHERE id = $3",
+            )
+            .bind(seq)
+            .bind(outbox_id.to_string())
+            .bind(server_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(seq.max(last) as u64)
+    }
+
+    /// Records of a server kept by [`Store::reject_record`]: (seq, kind, error), oldest first.
+    pub async fn rejected_records(&self, server_id: &str) -> Result<Vec<(i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, error FROM rejected_records WHERE server_id = $1 ORDER BY seq",
+        )
+        .bind(server_id.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("seq")?, r.try_get("kind")?, r.try_get("error")?)))
+            .collect()
     }
 
     /// Newest events of a server first.
@@ -315,6 +398,56 @@ mod tests {
                 .map(|e| e.seq)
                 .collect();
             assert_eq!(seqs, vec![8, 7, 6, 5, 4, 3, 2, 1], "{backend}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_that_breaks_a_constraint_is_kept_and_acked_not_retried_forever() {
+        assert!(!StoreError::Db(sqlx::Error::PoolTimedOut).is_permanent());
+        assert!(!StoreError::Db(sqlx::Error::PoolClosed).is_permanent());
+        for (backend, db) in testdb::all().await {
+            let s = &db.store;
+            let p = s.ensure_project("default").await.unwrap();
+            let srv = s
+                .create_server(&NewServer {
+                    project_id: p.id,
+                    name: "h".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let first: Vec<_> = (1..=3).map(|i| (i as u64, ev(i))).collect();
+            s.store_records_from(&srv.id, "box-a", &first)
+                .await
+                .unwrap();
+            assert_eq!(
+                s.server(&srv.id).await.unwrap().unwrap().outbox_id,
+                "box-a",
+                "{backend}"
+            );
+            // An agent of the old kind restarted its outbox: the stored seq went back down and
+            // seq 2 is taken by an event already.
+            s.reset_last_seq(&srv.id, 0).await.unwrap();
+            let err = s.store_records(&srv.id, &[(2, ev(20))]).await.unwrap_err();
+            assert!(err.is_permanent(), "{backend}: {err}");
+            let high = s
+                .reject_record(&srv.id, "", 2, &ev(20), &err.to_string())
+                .await
+                .unwrap();
+            assert_eq!(high, 2, "{backend}");
+            let kept = s.rejected_records(&srv.id).await.unwrap();
+            assert_eq!(kept.len(), 1, "{backend}");
+            assert_eq!((kept[0].0, kept[0].1.as_str()), (2, "event"), "{backend}");
+            // Rejecting again (a resend) keeps one copy.
+            s.reject_record(&srv.id, "", 2, &ev(20), "again")
+                .await
+                .unwrap();
+            assert_eq!(
+                s.rejected_records(&srv.id).await.unwrap().len(),
+                1,
+                "{backend}"
+            );
+            assert_eq!(s.count_events(&srv.id).await.unwrap(), 3, "{backend}");
         }
     }
 }

@@ -34,6 +34,11 @@ pub struct Server {
     pub config_version: i64,
     pub last_seen_at: Option<i64>,
     pub last_seq: i64,
+    /// Id of the agent outbox the stored records came from ('' until an agent sends one).
+    pub outbox_id: String,
+    /// When the agent last connected with a different outbox than the stored records came
+    /// from: records queued in the old one may be lost.
+    pub outbox_replaced_at: Option<i64>,
     /// The agent's own figures from its last heartbeat (RSS, CPU, outbox depth).
     pub heartbeat: serde_json::Value,
     pub revoked_at: Option<i64>,
@@ -45,7 +50,7 @@ pub struct Server {
 const SERVER_COLUMNS: &str = "id, project_id, name, region, hostname, ip_addresses, facts_json, agent_id, agent_version, \
      cert_serial, agent_status, agent_reason, agent_changed_at, protection_wanted, protection_status, protection_reason, \
      protection_changed_at, risk_status, risk_counts, risk_changed_at, config_version, last_seen_at, last_seq, \
-     heartbeat_json, revoked_at, install_id, created_at";
+     outbox_id, outbox_replaced_at, heartbeat_json, revoked_at, install_id, created_at";
 
 fn json_col(row: &AnyRow, col: &str) -> Result<serde_json::Value> {
     let text: String = row.try_get(col)?;
@@ -82,6 +87,8 @@ fn server(row: &AnyRow) -> Result<Server> {
         config_version: row.try_get("config_version")?,
         last_seen_at: opt_i64(row, "last_seen_at"),
         last_seq: row.try_get("last_seq")?,
+        outbox_id: row.try_get("outbox_id")?,
+        outbox_replaced_at: opt_i64(row, "outbox_replaced_at"),
         heartbeat: json_col(row, "heartbeat_json")?,
         revoked_at: opt_i64(row, "revoked_at"),
         install_id: row.try_get("install_id")?,
@@ -538,7 +545,7 @@ impl Store {
         // was presented: that admin decision is what lifts it.
         sqlx::query(
             "UPDATE servers SET agent_id = $1, cert_serial = $2, cert_not_after = $3, hostname = $4, ip_addresses = $5, \
-             facts_json = $6, revoked_at = NULL, last_seq = 0 WHERE id = $7",
+             facts_json = $6, revoked_at = NULL, outbox_id = '' WHERE id = $7",
         )
         .bind(e.agent_id.clone())
         .bind(e.cert_serial.clone())
@@ -717,6 +724,16 @@ impl Store {
     pub async fn reset_last_seq(&self, server_id: &str, seq: i64) -> Result<()> {
         sqlx::query("UPDATE servers SET last_seq = $1 WHERE id = $2 AND last_seq > $1")
             .bind(seq)
+            .bind(server_id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The agent connected with another outbox than the stored records came from.
+    pub async fn outbox_replaced(&self, server_id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE servers SET outbox_replaced_at = $1 WHERE id = $2")
+            .bind(at)
             .bind(server_id.to_string())
             .execute(self.pool())
             .await?;

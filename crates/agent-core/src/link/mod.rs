@@ -4,6 +4,7 @@
 //! them (connect → session → back-off with full jitter → again) is `crate::daemon`.
 
 pub mod backoff;
+pub mod gateways;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,7 +185,7 @@ pub fn decode(msg: WsMessage) -> Incoming {
     }
 }
 
-pub fn hello(facts: HostFacts, config_version: i64, last_seq: u64) -> Envelope {
+pub fn hello(facts: HostFacts, config_version: i64, last_seq: u64, outbox_id: &str) -> Envelope {
     Envelope::control(Message::Hello(Hello {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: PROTOCOL_VERSION,
@@ -192,6 +193,7 @@ pub fn hello(facts: HostFacts, config_version: i64, last_seq: u64) -> Envelope {
         facts,
         config_version,
         last_seq,
+        outbox_id: outbox_id.to_string(),
     }))
 }
 
@@ -274,7 +276,7 @@ mod tests {
             decode(WsMessage::Close(None)),
             Incoming::Closed(_)
         ));
-        let h = hello(HostFacts::default(), 0, 9);
+        let h = hello(HostFacts::default(), 0, 9, "");
         let Message::Hello(h) = h.msg else { panic!() };
         assert_eq!((h.protocol, h.last_seq), (PROTOCOL_VERSION, 9));
     }

@@ -235,6 +235,7 @@ pub async fn enroll(
         server_id: srv.id,
         cert_pem: issued.cert_pem,
         gateway_url: state.config.gateway_url.clone(),
+        gateway_urls: state.gateway.gateways(),
     })
 }
 

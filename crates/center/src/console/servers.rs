@@ -346,6 +346,9 @@ pub(crate) struct ServerPage {
     pub hb_rss: String,
     pub hb_cpu: String,
     pub hb_outbox: String,
+    /// What is wrong with the agent's outbox: failing writes, a reset, a replacement the center
+    /// saw. Each may mean records were lost, so each is said plainly.
+    pub outbox_problems: Vec<String>,
     pub hb_authlog: String,
     pub config_version: i64,
     pub history: Vec<HistoryView>,
@@ -413,6 +416,7 @@ pub async fn detail(
             (Some(d), _) => format!("{d} queued"),
             _ => "–".into(),
         },
+        outbox_problems: outbox_problems(&s),
         hb_authlog: authlog_summary(hb.get("authlog")),
         config_version: s.config_version,
         history: history
@@ -524,6 +528,38 @@ fn authlog_summary(v: Option<&serde_json::Value>) -> String {
             ", {} skipped ({})",
             st.skipped(),
             parts.join(", ")
+        ));
+    }
+    out
+}
+
+/// The server page's outbox warnings, from the agent's last heartbeat and the center's own
+/// record of a replaced outbox.
+fn outbox_problems(s: &hostward_store::Server) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(e) = s.heartbeat.get("outbox_error").and_then(|v| v.as_str()) {
+        out.push(format!("Outbox failing: {e}"));
+    }
+    if let Some(r) = s.heartbeat.get("outbox_reset") {
+        let at = r.get("at").and_then(|v| v.as_i64()).map(|t| Ts::at(t).abs);
+        let reason = r
+            .get("reason")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown reason");
+        let moved = r
+            .get("moved_to")
+            .and_then(|v| v.as_str())
+            .map(|m| format!(" (old file kept at {m})"))
+            .unwrap_or_default();
+        out.push(format!(
+            "Outbox started anew{}: {reason}{moved}",
+            at.map(|a| format!(" at {a}")).unwrap_or_default()
+        ));
+    }
+    if let Some(t) = s.outbox_replaced_at {
+        out.push(format!(
+            "The agent connected with a new outbox at {}: records queued in the old one may be lost",
+            Ts::at(t).abs
         ));
     }
     out

@@ -23,6 +23,11 @@ use crate::metrics as m;
 use hostward_store::status::{self, StopHint};
 use hostward_store::{Store, TaskRow, now};
 
+/// How often a replica advertises itself, and how long after its last advertisement it still
+/// counts as live.
+const REPLICA_ADVERTISE_SECS: u64 = 10;
+const REPLICA_TTL_SECS: i64 = 35;
+
 /// What the rest of the center can ask of a live session.
 #[derive(Debug)]
 pub(crate) enum Control {
@@ -63,6 +68,10 @@ struct Inner {
     /// Config version last sent to each live session here, so a change made through another
     /// replica (protection switch, project policy) is pushed by the config poll.
     config_sent: Mutex<HashMap<String, i64>>,
+    /// This replica's id in the replicas table, and when it started.
+    replica: (String, i64),
+    /// Gateway URLs of the live replicas, this one's included, as agents get them.
+    gateways: Mutex<Vec<String>>,
 }
 
 impl Gateway {
@@ -70,7 +79,6 @@ impl Gateway {
         Gateway {
             inner: Arc::new(Inner {
                 store,
-                config,
                 next_conn: AtomicU64::new(1),
                 sessions: Mutex::default(),
                 seen: Mutex::default(),
@@ -79,6 +87,9 @@ impl Gateway {
                 delivered: Mutex::default(),
                 in_flight: Mutex::default(),
                 config_sent: Mutex::default(),
+                replica: (format!("{:032x}", rand::random::<u128>()), now()),
+                gateways: Mutex::new(vec![config.gateway_url.clone()]),
+                config,
             }),
         }
     }
@@ -307,6 +318,49 @@ impl Gateway {
         }
     }
 
+    /// Gateway URLs agents may use: every live replica's, this one's first.
+    pub fn gateways(&self) -> Vec<String> {
+        self.inner.gateways.lock().unwrap().clone()
+    }
+
+    /// Advertises this replica and reads the others: when the list changes, every agent here
+    /// gets a config with the new list, so it knows where to go if this replica dies.
+    async fn advertise(&self) {
+        let own = &self.inner.config.gateway_url;
+        let (id, started) = &self.inner.replica;
+        let t = now();
+        let listed = match self.inner.store.replica_seen(id, own, *started, t).await {
+            Ok(()) => self.inner.store.live_gateways(t - REPLICA_TTL_SECS).await,
+            Err(e) => Err(e),
+        };
+        let mut list = match listed {
+            Ok(l) => l,
+            Err(e) => return tracing::warn!(error = %e, "advertising this replica failed"),
+        };
+        list.retain(|u| u != own);
+        list.insert(0, own.clone());
+        let changed = {
+            let mut have = self.inner.gateways.lock().unwrap();
+            let changed = *have != list;
+            *have = list.clone();
+            changed
+        };
+        if changed {
+            tracing::info!(gateways = ?list, "replica gateways changed; pushing them to agents");
+            let held: Vec<String> = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            for id in held {
+                self.config_changed(&id);
+            }
+        }
+    }
+
     fn delivered(&self, ids: impl IntoIterator<Item = String>) {
         self.inner.delivered.lock().unwrap().extend(ids);
     }
@@ -339,6 +393,9 @@ impl Gateway {
                 if n.is_multiple_of(2) {
                     gw.poll_tasks().await;
                     config_fingerprint = gw.poll_config(config_fingerprint).await;
+                }
+                if n % (2 * REPLICA_ADVERTISE_SECS) == 1 {
+                    gw.advertise().await;
                 }
                 if n.is_multiple_of(20) {
                     gw.sweep_stale().await;
@@ -386,17 +443,19 @@ impl Gateway {
                 }
             }
         }
-        let (depth, dropped) = self
-            .inner
-            .reported
-            .lock()
-            .unwrap()
-            .values()
-            .fold((0u64, 0u64), |(d, x), hb| {
-                (d + hb.outbox_depth, x + hb.outbox_dropped)
-            });
+        let (depth, dropped, failing) = self.inner.reported.lock().unwrap().values().fold(
+            (0u64, 0u64, 0u64),
+            |(d, x, f), hb| {
+                (
+                    d + hb.outbox_depth,
+                    x + hb.outbox_dropped,
+                    f + u64::from(hb.outbox_error.is_some()),
+                )
+            },
+        );
         metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
         metrics::gauge!(m::OUTBOX_DROPPED).set(dropped as f64);
+        metrics::gauge!(m::OUTBOX_FAILING).set(failing as f64);
         metrics::gauge!(m::AGENTS_ONLINE).set(self.online_count() as f64);
     }
 

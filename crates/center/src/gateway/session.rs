@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use hostward_proto::{AgentConfig, DecodeError, Envelope, ErrorFrame, Message, Task};
+use hostward_proto::{AgentConfig, DecodeError, Envelope, ErrorFrame, Message, Resume, Task};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -18,6 +18,10 @@ use hostward_store::{FollowUp, Server, now};
 
 /// Rejected frames after which a session is closed: a confused or hostile agent.
 const MAX_REJECTED: u32 = 10;
+/// How long one record is retried while the database fails, before the session is closed so
+/// the agent resends it later. Long enough to ride out a database restart without closing
+/// thousands of sessions; short enough that the agent's heartbeats are read again soon.
+const STORE_RETRY_BUDGET: Duration = Duration::from_secs(30);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Sink = futures_util::stream::SplitSink<WebSocket, WsMessage>;
@@ -137,16 +141,40 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
             return close(&mut sink, "unavailable", "center database unavailable").await;
         }
     };
-    if (hello.last_seq as i64) < server.last_seq {
-        tracing::warn!(
-            agent_last_seq = hello.last_seq,
-            stored = server.last_seq,
-            "agent outbox restarted below the stored seq"
-        );
-        let _ = state
-            .store
-            .reset_last_seq(&server.id, hello.last_seq as i64)
-            .await;
+    if hello.outbox_id.is_empty() {
+        // An agent without outbox ids: the old rule, lower the stored seq to its counter.
+        if (hello.last_seq as i64) < server.last_seq {
+            tracing::warn!(
+                agent_last_seq = hello.last_seq,
+                stored = server.last_seq,
+                "agent outbox restarted below the stored seq"
+            );
+            let _ = state
+                .store
+                .reset_last_seq(&server.id, hello.last_seq as i64)
+                .await;
+        }
+    } else {
+        if !server.outbox_id.is_empty() && server.outbox_id != hello.outbox_id {
+            tracing::warn!(
+                stored_outbox = %server.outbox_id,
+                agent_outbox = %hello.outbox_id,
+                stored_seq = server.last_seq,
+                "agent connected with a new outbox; records queued in the old one may be lost"
+            );
+            if let Err(e) = state.store.outbox_replaced(&server.id, now()).await {
+                tracing::error!(error = %e, "recording the outbox replacement failed");
+            }
+        }
+        // Before config, so before the agent sends any record.
+        let resume = Envelope::control(Message::Resume(Resume {
+            outbox_id: server.outbox_id.clone(),
+            last_seq: server.last_seq.max(0) as u64,
+        }));
+        if send(&mut sink, &resume).await.is_err() {
+            gw.unregister(&server.id, conn_id, Some(now()));
+            return;
+        }
     }
     tracing::info!(version = %hello.agent_version, "agent online");
     if send(&mut sink, &config_frame(&state, &gw, &server).await)
@@ -214,17 +242,21 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                             send_error(&mut sink, "malformed", "records need a seq above 0").await;
                             continue;
                         }
-                        match state.store.store_records(&server.id, &[(env.seq, msg)]).await {
-                            Ok(stored) => {
-                                metrics::counter!(m::RECORDS_STORED).increment(1);
+                        match store_record(&state, &server.id, &hello.outbox_id, env.seq, &msg).await {
+                            Some(stored) => {
                                 for step in stored.follow_ups {
                                     follow_up(&state, &server, step).await;
                                 }
                                 let ack = Envelope::control(Message::Ack(hostward_proto::Ack { seq: stored.high }));
                                 if send(&mut sink, &ack).await.is_err() { break End::Dropped; }
                             }
-                            // No ack: the agent keeps the record and sends it again.
-                            Err(e) => tracing::error!(error = %e, seq = env.seq, "storing a record failed"),
+                            // Nothing later in this session may be stored (its ack would cover
+                            // this record): close, and the agent resends from this record on.
+                            None => {
+                                metrics::counter!(m::RECORDS_UNAVAILABLE).increment(1);
+                                close(&mut sink, "unavailable", "the center could not store a record; send it again later").await;
+                                break End::Dropped;
+                            }
                         }
                     }
                     other => {
@@ -283,6 +315,64 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
     }
 }
 
+/// Stores one record, retrying while the database fails (for up to [`STORE_RETRY_BUDGET`]),
+/// and returns what to ack, or None when it could not be stored in time. The ack then covers
+/// exactly the records stored: a failed record is never skipped by a later one. A record no
+/// retry can store is kept in `rejected_records` and acked. Every failure is counted and
+/// logged with the agent (from the session's span) and the seq.
+async fn store_record(
+    state: &AppState,
+    server_id: &str,
+    outbox_id: &str,
+    seq: u64,
+    msg: &Message,
+) -> Option<hostward_store::Stored> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let err = match state
+            .store
+            .store_records_from(server_id, outbox_id, &[(seq, msg.clone())])
+            .await
+        {
+            Ok(stored) => {
+                metrics::counter!(m::RECORDS_STORED).increment(1);
+                return Some(stored);
+            }
+            Err(e) => e,
+        };
+        metrics::counter!(m::RECORDS_STORE_FAILURES).increment(1);
+        if err.is_permanent() {
+            tracing::error!(error = %err, seq, "a record cannot be stored; keeping it in rejected_records");
+            match state
+                .store
+                .reject_record(server_id, outbox_id, seq, msg, &err.to_string())
+                .await
+            {
+                Ok(high) => {
+                    metrics::counter!(m::RECORDS_REJECTED).increment(1);
+                    return Some(hostward_store::Stored {
+                        high,
+                        follow_ups: Vec::new(),
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, seq, "keeping the rejected record failed"),
+            }
+        } else {
+            tracing::error!(error = %err, seq, "storing a record failed; retrying");
+        }
+        if started.elapsed() + pause > STORE_RETRY_BUDGET {
+            tracing::error!(
+                seq,
+                "storing a record kept failing; closing the session so the agent resends it"
+            );
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// The agent's config: the server's own switches plus its project's policies. The version grows
 /// with either (both counters only grow). A policy that cannot be read is sent as its defaults,
 /// rather than stopping the agent's config.
@@ -302,6 +392,7 @@ async fn config_frame(state: &AppState, gw: &Gateway, server: &Server) -> Envelo
         server.protection_wanted,
     );
     config.sections = crate::capabilities::config_sections(state, server).await;
+    config.gateways = gw.gateways();
     gw.config_sent(&server.id, version);
     Envelope::control(Message::Config(config))
 }
