@@ -361,7 +361,7 @@ impl Outbox {
     /// one renumbers its records (and the counter) above the center's seq, in one transaction,
     /// so `emit` in another process never takes a seq in between.
     pub async fn resume(&self, center: &Resume) -> Result<Resumed> {
-        let (id, inherited) = self.with(|c| identity(c)).await?;
+        let (id, inherited) = self.with(identity).await?;
         let same = if center.outbox_id.is_empty() {
             inherited
         } else {

@@ -488,12 +488,20 @@ async fn cmd_status(dir: PathBuf, max_records: u64) -> Result<()> {
         "server_id": identity.server_id,
         "center_url": identity.center_url,
         "gateway_url": identity.gateway_url,
+        "gateways": hostward_agent_core::link::gateways::Gateways::load(
+            &identity.gateway_url,
+            Some(hostward_agent_core::link::gateways::Gateways::file_in(&dir)),
+        )
+        .urls(),
         "state_dir": dir,
         "outbox": {
+            "id": outbox.id().await?,
             "depth": outbox.depth().await?,
             "dropped": outbox.dropped().await?,
             "last_seq": outbox.last_seq().await?,
             "max_records": max_records,
+            "failing": outbox.failing(),
+            "reset": outbox.reset().await?,
         },
     });
     outbox.close().await;

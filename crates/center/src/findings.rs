@@ -81,7 +81,7 @@ impl ActionBar {
             Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
             _ => names.join(""),
         };
-        ConsoleError::bad_request(&format!("Field action must be {list}."))
+        ConsoleError::bad_request(format!("Field action must be {list}."))
     }
 
     /// Reads a bulk-action form (`action`, checked `<prefix><id>` boxes, `note`, `back`), runs

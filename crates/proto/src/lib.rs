@@ -86,6 +86,7 @@ impl Envelope {
         }
         if let Message::Hello(h) = &env.msg {
             bounded("body.agent_version", &h.agent_version, 64)
+                .and_then(|()| bounded("body.outbox_id", &h.outbox_id, 64))
                 .and_then(|()| h.facts.validate("body.facts."))
                 .map_err(DecodeError::Malformed)?;
         }
@@ -556,6 +557,27 @@ mod tests {
     }
 
     #[test]
+    fn resume_round_trips_and_hello_names_its_outbox_only_when_it_has_one() {
+        let r = Envelope::control(Message::Resume(Resume {
+            outbox_id: "ab".into(),
+            last_seq: 5000,
+        }));
+        assert_eq!(Envelope::from_json(&r.to_json()).unwrap(), r);
+        // An agent older than outbox ids sends none; the center reads that as empty.
+        let old = r#"{"v":1,"seq":0,"kind":"hello","body":{"agent_version":"0.1.0","protocol":1,"now":0,"facts":{"hostname":"h","os_id":"","os_version":"","os_name":"","kernel":"","arch":"","ips":[],"boot_time":0}}}"#;
+        let Message::Hello(h) = Envelope::from_json(old).unwrap().msg else {
+            panic!("hello")
+        };
+        assert_eq!(h.outbox_id, "");
+        let long = old.replace(
+            r#""protocol":1"#,
+            &format!(r#""protocol":1,"outbox_id":"{}""#, "x".repeat(65)),
+        );
+        let err = Envelope::from_json(&long).unwrap_err();
+        assert!(err.to_string().contains("body.outbox_id"), "{err}");
+    }
+
+    #[test]
     fn hello_fields_are_bounded_and_named() {
         let hello = |facts: HostFacts| {
             Envelope::control(Message::Hello(Hello {
@@ -565,6 +587,7 @@ mod tests {
                 facts,
                 config_version: 0,
                 last_seq: 0,
+                outbox_id: "0f".repeat(16),
             }))
             .to_json()
         };

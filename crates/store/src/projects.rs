@@ -65,25 +65,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::testdb;
-
-    #[tokio::test]
-    async fn ensure_project_is_idempotent() {
-        for (backend, db) in testdb::all().await {
-            let a = db.store.ensure_project("default").await.unwrap();
-            let b = db.store.ensure_project("default").await.unwrap();
-            assert_eq!(a, b, "{backend}");
-            assert_eq!(
-                db.store.list_projects().await.unwrap().len(),
-                1,
-                "{backend}"
-            );
-        }
-    }
-}
-
 /// Policies of projects are rows of scope kind `project`.
 const PROJECT_SCOPE: &str = "project";
 
@@ -173,5 +154,24 @@ impl Store {
             .try_get("policy_version")?;
         tx.commit().await?;
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testdb;
+
+    #[tokio::test]
+    async fn ensure_project_is_idempotent() {
+        for (backend, db) in testdb::all().await {
+            let a = db.store.ensure_project("default").await.unwrap();
+            let b = db.store.ensure_project("default").await.unwrap();
+            assert_eq!(a, b, "{backend}");
+            assert_eq!(
+                db.store.list_projects().await.unwrap().len(),
+                1,
+                "{backend}"
+            );
+        }
     }
 }

@@ -51,6 +51,10 @@ impl Gateways {
         &self.urls[self.current]
     }
 
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
     pub fn len(&self) -> usize {
         self.urls.len()
     }
