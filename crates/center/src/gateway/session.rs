@@ -242,7 +242,11 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                             send_error(&mut sink, "malformed", "records need a seq above 0").await;
                             continue;
                         }
-                        match store_record(&state, &server.id, &hello.outbox_id, env.seq, &msg).await {
+                        let stored = store_record(&state, &server.id, &hello.outbox_id, env.seq, &msg).await;
+                        // Frames waited unread while the store was retried: the center was busy,
+                        // not the agent silent.
+                        last_frame = Instant::now();
+                        match stored {
                             Some(stored) => {
                                 for step in stored.follow_ups {
                                     follow_up(&state, &server, step).await;
