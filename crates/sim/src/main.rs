@@ -1,6 +1,11 @@
 //! hostward-sim: N agents in one process, each with its own key and real certificate, speaking
-//! the real protocol through the agent runtime's own link code. Prints a JSON status line every 5 s and,
-//! per task, when the first and the last agent received it (broadcast latency).
+//! the real protocol through the agent runtime's own link code: failover among the center's
+//! advertised gateways, and optionally `sim` events at a set rate through an in-memory outbox
+//! per agent (resent after a lost session until acked). Prints a JSON status line every 5 s
+//! (`--status-secs`: sessions, events produced/sent/acked/pending, failovers) and a final one on
+//! exit, and per task when the first and the last agent received it (broadcast latency).
+
+mod outbox;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,13 +15,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use futures_util::StreamExt as _;
+use futures_util::{SinkExt as _, StreamExt as _};
 use hostward_agent_core::enroll::{self, CenterUrl, EnrollError};
-use hostward_agent_core::link::{self, GatewayAddr, Incoming, WsStream};
+use hostward_agent_core::link::gateways::Gateways;
+use hostward_agent_core::link::{self, GatewayAddr, Incoming, WsStream, backoff};
 use hostward_agent_core::util;
 use hostward_proto::{
-    EnrollRequest, Envelope, Heartbeat, HostFacts, Message, TaskState, TaskUpdate,
+    EnrollRequest, Envelope, Event, Heartbeat, HostFacts, Message, TaskState, TaskUpdate,
 };
+use outbox::Outbox;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
@@ -67,6 +74,14 @@ struct Args {
     /// Log level for the JSON logs on stderr.
     #[arg(long, value_name = "FILTER", default_value = "warn")]
     log_level: String,
+    /// Events (type `sim`) each agent produces per minute, with jitter; kept in memory until
+    /// acked and resent after a lost session. 0 sends none. SIGUSR1 stops producing (what is
+    /// pending still goes), so a run can wait for `events_pending` to reach 0.
+    #[arg(long, value_name = "N", default_value_t = 0.0)]
+    events_per_min: f64,
+    /// Seconds between two JSON status lines on stdout.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    status_secs: f64,
 }
 
 /// A cached identity: what one simulated agent needs to connect again.
@@ -82,6 +97,8 @@ struct SimIdentity {
 #[derive(Default)]
 struct Stats {
     connected: AtomicU64,
+    /// Sessions that got their config (the center has stored the hello).
+    configured: AtomicU64,
     connecting: AtomicU64,
     /// Agents waiting to retry after a failed connect or a lost session.
     failed: AtomicU64,
@@ -89,6 +106,22 @@ struct Stats {
     refused: AtomicU64,
     tasks_received: AtomicU64,
     heartbeats_sent: AtomicU64,
+    /// Sessions established at another gateway than the agent's previous session.
+    failovers: AtomicU64,
+    /// Sessions that ended without the agent stopping (dropped, closed by the center).
+    sessions_lost: AtomicU64,
+    events_produced: AtomicU64,
+    /// Event frames sent, resends included.
+    events_sent: AtomicU64,
+    events_acked: AtomicU64,
+    /// Produced, not yet acked.
+    events_pending: AtomicU64,
+    /// Not queued because the agent's outbox was full.
+    events_dropped: AtomicU64,
+    /// Agents whose gateway list holds more than the enrolled one (the center advertised others).
+    multi_gateway: AtomicU64,
+    /// Set by SIGUSR1: agents stop producing events.
+    stopped_producing: std::sync::atomic::AtomicBool,
     tasks: Mutex<HashMap<String, TaskStat>>,
 }
 
@@ -117,21 +150,39 @@ impl Stats {
         t.dirty = true;
     }
 
-    fn print(&self, started: std::time::Instant, all_tasks: bool) {
+    fn status(&self, started: std::time::Instant) -> serde_json::Value {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        println!(
-            "{}",
-            serde_json::json!({
-                "elapsed_secs": started.elapsed().as_secs(),
-                "connected": g(&self.connected),
-                "connecting": g(&self.connecting),
-                "failed": g(&self.failed),
-                "connect_errors": g(&self.connect_errors),
-                "refused": g(&self.refused),
-                "tasks_received": g(&self.tasks_received),
-                "heartbeats_sent": g(&self.heartbeats_sent),
-            })
-        );
+        serde_json::json!({
+            "elapsed_secs": started.elapsed().as_secs(),
+            "unix_ms": util::unix_now_ms(),
+            "connected": g(&self.connected),
+            "configured": g(&self.configured),
+            "connecting": g(&self.connecting),
+            "failed": g(&self.failed),
+            "connect_errors": g(&self.connect_errors),
+            "refused": g(&self.refused),
+            "failovers": g(&self.failovers),
+            "sessions_lost": g(&self.sessions_lost),
+            "multi_gateway": g(&self.multi_gateway),
+            "tasks_received": g(&self.tasks_received),
+            "heartbeats_sent": g(&self.heartbeats_sent),
+            "events_produced": g(&self.events_produced),
+            "events_sent": g(&self.events_sent),
+            "events_acked": g(&self.events_acked),
+            "events_pending": g(&self.events_pending),
+            "events_dropped": g(&self.events_dropped),
+            "producing": !self.stopped_producing.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The status line, then the tasks seen since the last one (all of them in the final one).
+    fn print(&self, started: std::time::Instant, last: bool) {
+        let mut status = self.status(started);
+        if last {
+            status["final"] = true.into();
+        }
+        println!("{status}");
+        let all_tasks = last;
         let mut tasks = self.tasks.lock().unwrap();
         for (id, t) in tasks.iter_mut().filter(|(_, t)| t.dirty || all_tasks) {
             t.dirty = false;
@@ -181,6 +232,14 @@ fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<()> {
     anyhow::ensure!(args.agents > 0, "--agents must be at least 1");
     anyhow::ensure!(args.ramp_per_sec > 0.0, "--ramp-per-sec must be positive");
+    anyhow::ensure!(
+        args.events_per_min.is_finite() && args.events_per_min >= 0.0,
+        "--events-per-min must be 0 or more"
+    );
+    anyhow::ensure!(
+        args.status_secs.is_finite() && args.status_secs >= 0.05,
+        "--status-secs must be at least 0.05"
+    );
     raise_nofile(args.agents);
     let identities = enroll_all(&args).await?;
     let stats = Arc::new(Stats::default());
@@ -189,12 +248,24 @@ async fn run(args: Args) -> Result<()> {
 
     let printer = {
         let stats = stats.clone();
+        let every = Duration::from_secs_f64(args.status_secs);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 stats.print(started, false);
+            }
+        })
+    };
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("installing the SIGUSR1 handler")?;
+    let usr1_watch = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                stats.stopped_producing.store(true, Ordering::Relaxed);
+                eprintln!("hostward-sim: SIGUSR1: no more events are produced");
             }
         })
     };
@@ -203,6 +274,8 @@ async fn run(args: Args) -> Result<()> {
         args.state_dir.join(enroll::CA_FILE),
     )?);
     let heartbeat = (args.heartbeat_secs > 0).then(|| Duration::from_secs(args.heartbeat_secs));
+    let event_every =
+        (args.events_per_min > 0.0).then(|| Duration::from_secs_f64(60.0 / args.events_per_min));
     let mut agents = tokio::task::JoinSet::new();
     let spawner = {
         let stats = stats.clone();
@@ -216,15 +289,15 @@ async fn run(args: Args) -> Result<()> {
                 if *stop_rx.borrow() {
                     break;
                 }
-                let agent = SimAgent {
-                    index: i,
+                let agent = SimAgent::new(
+                    i,
                     seed,
-                    identity: id,
-                    ca_pem: ca_pem.clone(),
+                    id,
+                    ca_pem.clone(),
                     heartbeat,
-                    rng: StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64),
-                    stats: stats.clone(),
-                };
+                    event_every,
+                    stats.clone(),
+                );
                 agents.spawn(agent.run(stop_rx.clone()));
             }
             agents
@@ -259,6 +332,7 @@ async fn run(args: Args) -> Result<()> {
     // Sessions say bye; give them a bounded time to do so.
     let _ = tokio::time::timeout(Duration::from_secs(10), agents.join_all()).await;
     printer.abort();
+    usr1_watch.abort();
     stats.print(started, true);
     Ok(())
 }
@@ -446,6 +520,9 @@ async fn enroll_one(
     })
 }
 
+/// Records sent but not yet acked in one session, at most (the real agent's window).
+const SEND_WINDOW: usize = 512;
+
 struct SimAgent {
     index: usize,
     seed: u64,
@@ -454,6 +531,11 @@ struct SimAgent {
     heartbeat: Option<Duration>,
     rng: StdRng,
     stats: Arc<Stats>,
+    outbox: Outbox,
+    /// Mean time between two events; None produces none.
+    event_every: Option<Duration>,
+    next_event: Option<tokio::time::Instant>,
+    events_made: u64,
 }
 
 enum End {
@@ -461,15 +543,88 @@ enum End {
     Lost { configured: bool },
 }
 
+/// Resolves at `at`; never when there is no next event.
+async fn due(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl SimAgent {
-    async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let gw = match link::parse_gateway_url(&self.identity.gateway_url) {
-            Ok(gw) => gw,
-            Err(e) => {
-                tracing::error!(agent = self.index, error = %e, "bad gateway URL");
-                return;
-            }
+    fn new(
+        index: usize,
+        seed: u64,
+        identity: SimIdentity,
+        ca_pem: Arc<String>,
+        heartbeat: Option<Duration>,
+        event_every: Option<Duration>,
+        stats: Arc<Stats>,
+    ) -> SimAgent {
+        let mut rng =
+            StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
+        // The first event lands anywhere in the period, so agents do not produce in step.
+        let next_event =
+            event_every.map(|p| tokio::time::Instant::now() + p.mul_f64(rng.random::<f64>()));
+        SimAgent {
+            index,
+            seed,
+            identity,
+            ca_pem,
+            heartbeat,
+            rng,
+            stats,
+            outbox: Outbox::new(outbox::MAX_RECORDS),
+            event_every,
+            next_event,
+            events_made: 0,
+        }
+    }
+
+    /// Queues one `sim` event and schedules the next (mean period ±50 %).
+    fn produce(&mut self) {
+        let Some(period) = self.event_every else {
+            return;
         };
+        if self.stats.stopped_producing.load(Ordering::Relaxed) {
+            self.next_event = None;
+            return;
+        }
+        self.events_made += 1;
+        let event = Message::Event(Event {
+            ts: util::unix_now(),
+            event_type: "sim".into(),
+            data: serde_json::json!({ "agent": self.index, "n": self.events_made }),
+        });
+        let s = &self.stats;
+        s.events_produced.fetch_add(1, Ordering::Relaxed);
+        if self.outbox.push(event) {
+            s.events_pending.fetch_add(1, Ordering::Relaxed);
+        } else {
+            s.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        let base = self.next_event.unwrap_or_else(tokio::time::Instant::now);
+        let next = base + period.mul_f64(self.rng.random_range(0.5..1.5));
+        // After a stall (a busy runtime), do not fire a burst to catch up.
+        self.next_event = Some(next.max(tokio::time::Instant::now()));
+    }
+
+    /// Waits until `until` (or a stop), producing events meanwhile.
+    async fn pause(&mut self, until: tokio::time::Instant, stop: &mut watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                _ = link::stopped(stop) => return,
+                _ = due(self.next_event) => self.produce(),
+            }
+        }
+    }
+
+    /// Connects to the current gateway as the real daemon does: on a failed connect or a lost
+    /// session it moves to the next gateway the center advertised after a short jittered pause,
+    /// and backs off (full jitter, growing) once every gateway failed since the last good
+    /// session.
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let tls = match hostward_pki::client_config(
             &self.ca_pem,
             Some((&self.identity.cert_pem, &self.identity.key_pem)),
@@ -480,27 +635,54 @@ impl SimAgent {
                 return;
             }
         };
+        let mut gateways = Gateways::load(&self.identity.gateway_url, None);
         let mut attempt = 0u32;
-        let mut seq: u64 = 0;
+        let mut last_url: Option<String> = None;
         loop {
             if *stop.borrow() {
                 return;
             }
-            let s = &self.stats;
+            // The enrolled URL was checked at enrollment, advertised ones by `Gateways`.
+            let gw = match link::parse_gateway_url(gateways.current()) {
+                Ok(gw) => gw,
+                Err(e) => {
+                    tracing::error!(agent = self.index, error = %e, "bad gateway URL");
+                    return;
+                }
+            };
+            let s = self.stats.clone();
             s.connecting.fetch_add(1, Ordering::Relaxed);
-            let connected = tokio::select! {
-                r = link::connect(&gw, tls.clone()) => r,
-                _ = link::stopped(&mut stop) => { s.connecting.fetch_sub(1, Ordering::Relaxed); return; }
+            let connected = {
+                let connect = link::connect(&gw, tls.clone());
+                tokio::pin!(connect);
+                loop {
+                    tokio::select! {
+                        r = &mut connect => break Some(r),
+                        _ = link::stopped(&mut stop) => break None,
+                        _ = due(self.next_event) => self.produce(),
+                    }
+                }
             };
             s.connecting.fetch_sub(1, Ordering::Relaxed);
+            let Some(connected) = connected else { return };
             match connected {
                 Ok(mut ws) => {
+                    if last_url.as_deref().is_some_and(|u| u != gw.url) {
+                        s.failovers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last_url = Some(gw.url.clone());
                     s.connected.fetch_add(1, Ordering::Relaxed);
-                    let end = self.session(&mut ws, &gw, &mut stop, &mut seq).await;
-                    self.stats.connected.fetch_sub(1, Ordering::Relaxed);
+                    let end = self.session(&mut ws, &gw, &mut stop, &mut gateways).await;
+                    s.connected.fetch_sub(1, Ordering::Relaxed);
+                    if matches!(end, End::Lost { .. }) {
+                        s.sessions_lost.fetch_add(1, Ordering::Relaxed);
+                    }
                     match end {
                         End::Stopped => return,
-                        End::Lost { configured } if configured => attempt = 0,
+                        End::Lost { configured: true } => {
+                            attempt = 0;
+                            gateways.worked();
+                        }
                         End::Lost { .. } => {}
                     }
                 }
@@ -509,18 +691,23 @@ impl SimAgent {
                     if matches!(e, link::ConnectError::Refused { .. }) {
                         s.refused.fetch_add(1, Ordering::Relaxed);
                     }
-                    tracing::warn!(agent = self.index, error = %e, "connect failed");
+                    tracing::warn!(agent = self.index, gateway = %gw.url, error = %e, "connect failed");
                 }
             }
-            let ceiling = link::backoff::ceiling(attempt, link::backoff::BASE, link::backoff::CAP);
-            let delay = ceiling.mul_f64(self.rng.random::<f64>());
-            attempt = attempt.saturating_add(1);
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = link::stopped(&mut stop) => {}
-            }
-            self.stats.failed.fetch_sub(1, Ordering::Relaxed);
+            // daemon.rs: the next gateway after a short jittered pause; the full back-off once
+            // every gateway failed since the last good session.
+            let unit = self.rng.random::<f64>();
+            let delay = if gateways.failed() {
+                let d = backoff::full_jitter(attempt, backoff::BASE, backoff::CAP, unit);
+                attempt = attempt.saturating_add(1);
+                d
+            } else {
+                backoff::full_jitter(0, backoff::BASE / 2, backoff::CAP, unit)
+            };
+            s.failed.fetch_add(1, Ordering::Relaxed);
+            self.pause(tokio::time::Instant::now() + delay, &mut stop)
+                .await;
+            s.failed.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -535,54 +722,100 @@ impl SimAgent {
         tokio::time::Instant::now() + period.mul_f64(factor)
     }
 
+    /// Sends the records after `sent_upto` that fit in the window, in seq order.
+    async fn send_pending(&mut self, ws: &mut WsStream, sent_upto: &mut u64) -> Result<(), ()> {
+        for (seq, json, event) in self.outbox.next_batch(*sent_upto, SEND_WINDOW) {
+            ws.send(link::WsMessage::text(json)).await.map_err(|_| ())?;
+            if event {
+                self.stats.events_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            *sent_upto = seq;
+        }
+        Ok(())
+    }
+
+    fn acked(&mut self, seq: u64) {
+        let a = self.outbox.ack(seq);
+        let s = &self.stats;
+        s.events_acked.fetch_add(a.events, Ordering::Relaxed);
+        s.events_pending.fetch_sub(a.events, Ordering::Relaxed);
+    }
+
     async fn session(
         &mut self,
         ws: &mut WsStream,
         gw: &GatewayAddr,
         stop: &mut watch::Receiver<bool>,
-        seq: &mut u64,
+        gateways: &mut Gateways,
     ) -> End {
-        // Seqs from the clock (µs): strictly above anything an earlier run of this identity sent,
-        // without keeping an outbox per simulated agent.
-        *seq = (*seq).max(util::unix_now_ms() * 1000);
+        let mut configured = false;
+        let end = self.frames(ws, gw, stop, gateways, &mut configured).await;
+        if configured {
+            self.stats.configured.fetch_sub(1, Ordering::Relaxed);
+        }
+        end
+    }
+
+    /// hello, then frames both ways; every unacked record goes again after `config`.
+    async fn frames(
+        &mut self,
+        ws: &mut WsStream,
+        gw: &GatewayAddr,
+        stop: &mut watch::Receiver<bool>,
+        gateways: &mut Gateways,
+        configured: &mut bool,
+    ) -> End {
         let facts = sim_facts(self.seed, self.index);
-        if link::send(ws, &link::hello(facts, 0, *seq, ""))
+        let last_seq = self.outbox.hello_seq();
+        if link::send(ws, &link::hello(facts, 0, last_seq, ""))
             .await
             .is_err()
         {
             return End::Lost { configured: false };
         }
-        let mut configured = false;
+        let mut sent_upto = 0u64;
         let mut period = self.heartbeat.unwrap_or(link::DEFAULT_HEARTBEAT);
         let mut next_hb = self.next_heartbeat(period, true);
         loop {
+            if *configured && self.send_pending(ws, &mut sent_upto).await.is_err() {
+                return End::Lost { configured: true };
+            }
+            let lost = End::Lost {
+                configured: *configured,
+            };
             tokio::select! {
                 _ = link::stopped(stop) => {
                     link::goodbye(ws, "agent_stopped").await;
                     return End::Stopped;
                 }
                 msg = ws.next() => {
-                    let Some(Ok(msg)) = msg else { return End::Lost { configured } };
+                    let Some(Ok(msg)) = msg else { return lost };
                     match link::decode(msg) {
                         Incoming::Frame(env) => match env.msg {
                             Message::Config(c) => {
-                                configured = true;
+                                if !*configured {
+                                    *configured = true;
+                                    self.stats.configured.fetch_add(1, Ordering::Relaxed);
+                                }
+                                let before = gateways.len();
+                                gateways.update(&c.gateways);
+                                if before == 1 && gateways.len() > 1 {
+                                    self.stats.multi_gateway.fetch_add(1, Ordering::Relaxed);
+                                }
                                 if self.heartbeat.is_none() && c.heartbeat_secs > 0 && Duration::from_secs(c.heartbeat_secs) != period {
                                     period = Duration::from_secs(c.heartbeat_secs);
                                     next_hb = self.next_heartbeat(period, true);
                                 }
                             }
+                            Message::Ack(a) => self.acked(a.seq),
                             Message::Task(t) => {
                                 self.stats.task_received(&t.id, &t.kind);
-                                *seq = (*seq + 1).max(util::unix_now_ms() * 1000);
-                                let update = Message::TaskUpdate(TaskUpdate {
+                                // Through the outbox, so it keeps its place in seq order.
+                                self.outbox.push(Message::TaskUpdate(TaskUpdate {
                                     task_id: t.id,
                                     state: TaskState::Done,
                                     output: serde_json::json!({ "simulated": true, "pong": true }),
-                                });
-                                if link::send(ws, &Envelope::record(*seq, update)).await.is_err() {
-                                    return End::Lost { configured };
-                                }
+                                }));
                             }
                             Message::Error(e) => tracing::warn!(agent = self.index, code = %e.code, message = %e.message, "center error"),
                             _ => {}
@@ -590,7 +823,7 @@ impl SimAgent {
                         Incoming::Bad(e) => tracing::warn!(agent = self.index, error = %e, "undecodable frame"),
                         Incoming::Closed(reason) => {
                             tracing::warn!(agent = self.index, gateway = %gw.url, reason, "center closed the session");
-                            return End::Lost { configured };
+                            return lost;
                         }
                         Incoming::Ignore => {}
                     }
@@ -598,11 +831,12 @@ impl SimAgent {
                 _ = tokio::time::sleep_until(next_hb) => {
                     let hb = Envelope::control(Message::Heartbeat(Heartbeat { now: util::unix_now(), ..Heartbeat::default() }));
                     if link::send(ws, &hb).await.is_err() {
-                        return End::Lost { configured };
+                        return lost;
                     }
                     self.stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
                     next_hb = self.next_heartbeat(period, false);
                 }
+                _ = due(self.next_event) => self.produce(),
             }
         }
     }
