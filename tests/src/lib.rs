@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod faults;
 mod html;
 pub mod lab;
 mod raw;
@@ -587,8 +588,7 @@ pub async fn run_cmd_timeout(
 // ---------------------------------------------------------------------------------------------
 // Local accounts
 
-/// A local account with a password (for attackers to guess, or checks to find); removed on
-/// drop.
+/// A local account with a password (for attackers to guess, or checks to find); removed on drop.
 pub struct User(pub String);
 
 impl User {
@@ -689,6 +689,8 @@ pub struct CenterOpts {
     pub heartbeat_secs: u64,
     /// Extra `serve` flags.
     pub extra_args: Vec<String>,
+    /// The database to run on instead of a fresh one (e.g. a [`faults::PrivatePostgres`]).
+    pub database_url: Option<String>,
 }
 
 impl Default for CenterOpts {
@@ -696,6 +698,7 @@ impl Default for CenterOpts {
         CenterOpts {
             heartbeat_secs: 1,
             extra_args: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -737,18 +740,18 @@ impl Center {
     pub async fn start(env: &TestEnv, backend: Backend, opts: CenterOpts) -> Result<Center> {
         let dir = env.subdir("center");
         let data_dir = dir.join("data");
-        let database_url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", data_dir.join("hostward.db").display()),
-            Backend::Postgres => {
+        let database_url = match (backend, opts.database_url.clone()) {
+            (_, Some(url)) => url,
+            (Backend::Sqlite, None) => format!("sqlite://{}/hostward.db", data_dir.display()),
+            (Backend::Postgres, None) => {
                 let admin = pg_admin_url()?.ok_or_else(|| {
                     anyhow!("a PostgreSQL center needs HOSTWARD_TEST_POSTGRES_URL")
                 })?;
                 PgDatabase::create(env, &admin).await?.url
             }
         };
-        let label = format!("center[{}]", dir.file_name().unwrap().to_string_lossy());
         let mut center = Center {
-            label,
+            label: format!("center[{}]", dir.file_name().unwrap().to_string_lossy()),
             backend,
             dir,
             data_dir,
