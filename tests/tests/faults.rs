@@ -311,6 +311,21 @@ async fn a_corrupt_outbox_is_moved_aside() -> Result<()> {
         )
         .await?;
         eprintln!("outbox_reset: {reset}");
+        // The server page says it, in words an operator acts on.
+        center
+            .add_user("ops", "faults-console-password-42", &["--superadmin"])
+            .await?;
+        let console = center
+            .console_login("ops", "faults-console-password-42")
+            .await?;
+        let page = console
+            .get(&format!("/servers/{}", agent.server_id))
+            .await?;
+        ensure!(
+            page.status == 200 && page.body.contains("Outbox started anew"),
+            "the server page does not show the outbox reset: {}",
+            truncate(&page.body, 2000)
+        );
         Ok(())
     })
     .await
@@ -503,6 +518,43 @@ async fn agents_fail_over_to_the_surviving_replica() -> Result<()> {
             took.as_secs_f64()
         );
         Ok(())
+    })
+    .await
+}
+
+/// What held before and must keep holding: the center killed -9 mid-stream and restarted, and
+/// the agent killed -9 with records queued and restarted, twice each; every record arrives once.
+#[tokio::test]
+async fn records_survive_kill9_of_the_center_and_the_agent() -> Result<()> {
+    let env = TestEnv::new("faults-kill9");
+    env.run(async {
+        let mut center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let mut agent = Agent::start(&env, &center, "kill9").await?;
+        center
+            .api()
+            .wait_status(&agent.server_id, "online", None, secs(30))
+            .await?;
+        let mut emitted = 0i64;
+        for round in 0..4 {
+            for _ in 0..10 {
+                agent.emit(EVENT_TYPE, 100).await?;
+                emitted += 100;
+            }
+            // Mid-stream: records are in flight, some stored and not yet acked.
+            if round % 2 == 0 {
+                center.kill9().await?;
+                agent.emit(EVENT_TYPE, 100).await?;
+                emitted += 100;
+                center.restart(&env).await?;
+            } else {
+                agent.kill9().await?;
+                agent.emit(EVENT_TYPE, 100).await?;
+                emitted += 100;
+                agent.run(&env)?;
+            }
+        }
+        eprintln!("emitted {emitted} events through 2 center and 2 agent kill -9s");
+        expect_stored(&center, &agent.server_id, EVENT_TYPE, emitted, secs(180)).await
     })
     .await
 }
