@@ -542,10 +542,12 @@ impl Store {
             }
         };
         // revoked_at can only be set here when a re-install token issued after the revocation
-        // was presented: that admin decision is what lifts it.
+        // was presented: that admin decision is what lifts it. The stored seq and outbox stay:
+        // a reinstall with a new outbox numbers above them (`resume`), one that kept its state
+        // dir goes on where it was.
         sqlx::query(
             "UPDATE servers SET agent_id = $1, cert_serial = $2, cert_not_after = $3, hostname = $4, ip_addresses = $5, \
-             facts_json = $6, revoked_at = NULL, outbox_id = '' WHERE id = $7",
+             facts_json = $6, revoked_at = NULL WHERE id = $7",
         )
         .bind(e.agent_id.clone())
         .bind(e.cert_serial.clone())
