@@ -89,6 +89,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Policies as agents' configs last read them (`Store::policy_for_config`).
+    policies: std::sync::Arc<std::sync::Mutex<projects::PolicyCache>>,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -237,7 +239,11 @@ impl Store {
         if backend == Backend::Sqlite {
             pool.execute("PRAGMA journal_mode = WAL;").await?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            policies: Default::default(),
+        })
     }
 
     /// A store whose schema stops at `version`, as an older release left it.

@@ -65,6 +65,25 @@ impl Store {
     }
 }
 
+/// Policies read for agents' configs, so a reconnect storm does not read every capability's
+/// policy once per agent. An entry serves only while the project's policy version it was read
+/// at is the newest this replica has read: every config frame reads the version first
+/// ([`Store::policy_version`]), so a change made anywhere misses the cache at the next frame.
+#[derive(Default)]
+pub(crate) struct PolicyCache {
+    /// Newest policy version read per project (versions only grow).
+    newest: std::collections::HashMap<String, i64>,
+    /// (project, policy key) -> (policy version it was read at, body).
+    bodies: std::collections::HashMap<(String, &'static str), (i64, serde_json::Value)>,
+}
+
+impl PolicyCache {
+    fn saw(&mut self, project_id: &str, version: i64) {
+        let v = self.newest.entry(project_id.to_string()).or_insert(version);
+        *v = (*v).max(version);
+    }
+}
+
 /// Policies of projects are rows of scope kind `project`.
 const PROJECT_SCOPE: &str = "project";
 
@@ -115,7 +134,32 @@ impl Store {
             .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound("project"))?;
-        Ok(r.try_get("policy_version")?)
+        let v: i64 = r.try_get("policy_version")?;
+        self.policies.lock().unwrap().saw(project_id, v);
+        Ok(v)
+    }
+
+    /// [`Store::policy`] for an agent's config, read right after [`Store::policy_version`]:
+    /// from the cache when nothing changed since it was read (see [`PolicyCache`]).
+    pub async fn policy_for_config<T: Section>(&self, project_id: &str) -> Result<T> {
+        {
+            let cache = self.policies.lock().unwrap();
+            let newest = cache.newest.get(project_id);
+            if let Some((v, body)) = cache.bodies.get(&(project_id.to_string(), T::KEY))
+                && newest == Some(v)
+                && let Ok(policy) = T::deserialize(body)
+            {
+                return Ok(policy);
+            }
+        }
+        let (policy, v): (T, i64) = self.policy(project_id).await?;
+        let body = serde_json::to_value(&policy).expect("policies serialise");
+        let mut cache = self.policies.lock().unwrap();
+        cache.saw(project_id, v);
+        cache
+            .bodies
+            .insert((project_id.to_string(), T::KEY), (v, body));
+        Ok(policy)
     }
 
     /// [`Store::set_policy`] by the row's key.
@@ -171,6 +215,46 @@ mod tests {
                 db.store.list_projects().await.unwrap().len(),
                 1,
                 "{backend}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn config_policies_are_cached_until_the_version_moves() {
+        use hostward_proto::RiskPolicy;
+        for (backend, db) in testdb::all().await {
+            let s = &db.store;
+            let p = s.ensure_project("default").await.unwrap();
+            s.policy_version(&p.id).await.unwrap();
+            let first: RiskPolicy = s.policy_for_config(&p.id).await.unwrap();
+            assert!(!first.allow_fix, "{backend}");
+            // Changed behind this store's back (another replica): the next config reads the
+            // version first and must miss the cache.
+            let other = crate::Store {
+                pool: s.pool.clone(),
+                backend: s.backend,
+                policies: Default::default(),
+            };
+            other
+                .set_policy(
+                    &p.id,
+                    &RiskPolicy {
+                        allow_fix: true,
+                        ..RiskPolicy::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let cached: RiskPolicy = s.policy_for_config(&p.id).await.unwrap();
+            assert!(
+                !cached.allow_fix,
+                "{backend}: no version read yet, the cached body serves"
+            );
+            s.policy_version(&p.id).await.unwrap();
+            let fresh: RiskPolicy = s.policy_for_config(&p.id).await.unwrap();
+            assert!(
+                fresh.allow_fix,
+                "{backend}: the moved version misses the cache"
             );
         }
     }

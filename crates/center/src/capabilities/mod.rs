@@ -142,14 +142,15 @@ pub async fn config_sections(
     out
 }
 
-/// The project policy of type `T` as a config section. A failed read sends the defaults and
-/// says so in the log: the agent must still get a config (its version moves on the next change).
+/// The project policy of type `T` as a config section (cached per policy version: the config
+/// frame reads the version first). A failed read sends the defaults and says so in the log: the
+/// agent must still get a config (its version moves on the next change).
 pub async fn policy_section<T: Section>(
     state: &AppState,
     project_id: &str,
 ) -> (&'static str, serde_json::Value) {
-    let policy: T = match state.store.policy(project_id).await {
-        Ok((p, _)) => p,
+    let policy: T = match state.store.policy_for_config(project_id).await {
+        Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, policy = T::KEY, "reading a policy failed; sending defaults");
             T::default()
