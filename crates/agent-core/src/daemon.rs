@@ -249,7 +249,8 @@ impl Daemon {
                             // Before config, so before any record is sent: a new outbox must
                             // number above what the center stored, or send nothing.
                             Message::Resume(r) => match self.outbox.resume(&r).await {
-                                Ok(Resumed::Same) => {}
+                                // A first connect, or nothing queued below the center's seq.
+                                Ok(Resumed::Same | Resumed::Renumbered(0)) => {}
                                 Ok(Resumed::Renumbered(shift)) => tracing::warn!(center_last_seq = r.last_seq, shift,
                                     "this outbox is new to the center: its records now number above the center's stored seq"),
                                 Err(e) => return lost!(format!("could not renumber the outbox above the center's seq {}: {e:#}", r.last_seq)),
