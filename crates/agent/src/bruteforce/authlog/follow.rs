@@ -2,7 +2,8 @@
 //! bytes by offset and splitting on `\n`, through rename+create rotation (the renamed file is
 //! read to its end by its open descriptor, and a little longer since the writer may not have
 //! reopened yet, before the new one) and copytruncate (the file shrank, or the bytes before our
-//! offset changed: start again at 0). The position is kept in a state file so that a restart
+//! offset changed: first the copy beside it from where we stopped, when one holds what we read,
+//! then start again at 0). The position is kept in a state file so that a restart
 //! neither replays nor loses lines; without one, reading starts at the end.
 
 use std::fs::File;
@@ -442,6 +443,13 @@ impl Follower {
             (Some(c), Some(id)) if (c.dev, c.ino) == id => {
                 if c.truncated() {
                     tracing::info!(path = %path.display(), "log truncated, reading from its start");
+                    // Copytruncate copies first: lines written after our last read and before the
+                    // truncation are only in the copy.
+                    if let Some(copy) = find_copy(path, c)
+                        && cx.finish(copy).is_err()
+                    {
+                        return false;
+                    }
                     c.set_offset(0);
                 }
             }
@@ -553,6 +561,36 @@ fn find_rotated(path: &Path, s: &Saved) -> Option<Open> {
         if (md.dev(), md.ino()) == (s.dev, s.ino) {
             let mut o = Open::new(&entry.path())?;
             o.resume(s);
+            return Some(o);
+        }
+    }
+    None
+}
+
+/// After a copytruncate of `path`: the copy beside it (`auth.log.1`) of what `c` had read,
+/// longer than that, positioned where `c` stopped. None when `c` had read nothing to match on.
+fn find_copy(path: &Path, c: &Open) -> Option<Open> {
+    if c.tail.is_empty() {
+        return None;
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let name = path.file_name()?.to_str()?;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let n = entry.file_name();
+        let Some(n) = n.to_str() else { continue };
+        if n == name || !n.starts_with(name) {
+            continue;
+        }
+        let Some(mut o) = Open::new(&entry.path()) else {
+            continue;
+        };
+        let at = c.offset - c.tail.len() as u64;
+        if (o.dev, o.ino) != (c.dev, c.ino)
+            && o.len() > c.offset
+            && o.bytes_at(at, c.tail.len()).as_deref() == Some(&c.tail[..])
+        {
+            tracing::info!(copy = %entry.path().display(), from = c.offset, "reading the lines the truncation left only in the copy");
+            o.set_offset(c.offset);
             return Some(o);
         }
     }

@@ -128,6 +128,30 @@ fn rename_rotation_loses_and_repeats_nothing() {
 }
 
 #[test]
+fn lines_written_just_before_a_copytruncate_are_read_from_the_copy() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("auth.log");
+    File::create(&p).unwrap();
+    let mut f = follower(d.path());
+    poll(&mut f);
+    append(&p, format!("{}{}", line(0), line(1)).as_bytes());
+    assert_eq!(poll(&mut f), users(0..2));
+    // Written, then copied and truncated before we look again: only the copy holds line 2.
+    append(&p, line(2).as_bytes());
+    std::fs::copy(&p, d.path().join("auth.log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&p, line(3).as_bytes());
+    assert_eq!(poll(&mut f), users(2..4));
+    append(&p, line(4).as_bytes());
+    assert_eq!(poll(&mut f), users(4..5), "nothing twice");
+}
+
+#[test]
 fn copytruncate_restarts_at_zero() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("auth.log");
