@@ -568,13 +568,7 @@ fn split(msg: &Message) -> Result<(String, String)> {
         msg.is_record(),
         "only records go through the outbox, not control frames"
     );
-    let mut v = serde_json::to_value(msg)?;
-    let kind = v
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let body = v.get_mut("body").map(Value::take).unwrap_or(Value::Null);
+    let (kind, body) = msg.kind_and_body();
     Ok((kind, body.to_string()))
 }
 

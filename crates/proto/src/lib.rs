@@ -167,6 +167,22 @@ pub enum Message {
 }
 
 impl Message {
+    /// The message as its wire `kind` and `body`, apart: how the agent's outbox and the
+    /// center's rejected records keep it (and rebuild it from the two).
+    pub fn kind_and_body(&self) -> (String, serde_json::Value) {
+        let mut v = serde_json::to_value(self).expect("messages serialise");
+        let kind = v
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let body = v
+            .get_mut("body")
+            .map(serde_json::Value::take)
+            .unwrap_or_default();
+        (kind, body)
+    }
+
     /// Whether this message is a durable record (carries a seq and awaits an ack).
     pub fn is_record(&self) -> bool {
         matches!(

@@ -188,6 +188,35 @@ async fn post_apply(
     Ok(())
 }
 
+/// The highest seq stored from the server.
+async fn stored_seq(tx: &mut Transaction<'static, Any>, server_id: &str) -> Result<i64> {
+    Ok(sqlx::query("SELECT last_seq FROM servers WHERE id = $1")
+        .bind(server_id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("server"))?
+        .try_get("last_seq")?)
+}
+
+/// Moves the stored seq to `seq`, and the outbox it came from to `outbox_id` (unless empty: an
+/// agent that sends no id leaves the known one).
+async fn advance_seq(
+    tx: &mut Transaction<'static, Any>,
+    server_id: &str,
+    seq: i64,
+    outbox_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE servers SET last_seq = $1, outbox_id = CASE WHEN $2 = '' THEN outbox_id ELSE $2 END WHERE id = $3",
+    )
+    .bind(seq)
+    .bind(outbox_id.to_string())
+    .bind(server_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Stores a batch of an agent's durable records exactly once and returns the highest seq
     /// now stored, which the gateway acks. Records at or below the stored seq are duplicates of
@@ -210,12 +239,7 @@ impl Store {
         records: &[(u64, Message)],
     ) -> Result<Stored> {
         let mut tx = self.begin().await?;
-        let last: i64 = sqlx::query("SELECT last_seq FROM servers WHERE id = $1")
-            .bind(server_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("server"))?
-            .try_get("last_seq")?;
+        let last = stored_seq(&mut tx, server_id).await?;
         let mut high = last;
         let mut follow_ups = Vec::new();
         for (seq, msg) in records {
@@ -228,14 +252,7 @@ impl Store {
             high = seq;
         }
         if high != last {
-            sqlx::query(
-                "UPDATE servers SET last_seq = $1, outbox_id = CASE WHEN $2 = '' THEN outbox_id ELSE $2 END WHERE id = $3",
-            )
-            .bind(high)
-            .bind(outbox_id.to_string())
-            .bind(server_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+            advance_seq(&mut tx, server_id, high, outbox_id).await?;
         }
         tx.commit().await?;
         follow_ups.dedup();
@@ -257,23 +274,9 @@ impl Store {
         msg: &Message,
         error: &str,
     ) -> Result<u64> {
-        let mut v = serde_json::to_value(msg).expect("messages serialise");
-        let kind = v
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let body = v
-            .get_mut("body")
-            .map(serde_json::Value::take)
-            .unwrap_or_default();
+        let (kind, body) = msg.kind_and_body();
         let mut tx = self.begin().await?;
-        let last: i64 = sqlx::query("SELECT last_seq FROM servers WHERE id = $1")
-            .bind(server_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("server"))?
-            .try_get("last_seq")?;
+        let last = stored_seq(&mut tx, server_id).await?;
         let seq = seq as i64;
         if seq > last {
             sqlx::query(
@@ -287,14 +290,7 @@ impl Store {
             .bind(now())
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE servers SET last_seq = $1, outbox_id = CASE WHEN $2 = '' THEN outbox_id ELSE $2 END WHERE id = $3",
-            )
-            .bind(seq)
-            .bind(outbox_id.to_string())
-            .bind(server_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+            advance_seq(&mut tx, server_id, seq, outbox_id).await?;
         }
         tx.commit().await?;
         Ok(seq.max(last) as u64)

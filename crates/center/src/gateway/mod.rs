@@ -212,6 +212,17 @@ impl Gateway {
         });
     }
 
+    /// Servers whose agent has a live session on this replica.
+    fn held(&self) -> Vec<String> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Agents with a live session on this replica.
     pub fn online_count(&self) -> usize {
         self.inner.sessions.lock().unwrap().len()
@@ -347,14 +358,7 @@ impl Gateway {
         };
         if changed {
             tracing::info!(gateways = ?list, "replica gateways changed; pushing them to agents");
-            let held: Vec<String> = self
-                .inner
-                .sessions
-                .lock()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect();
+            let held = self.held();
             for id in held {
                 self.config_changed(&id);
             }
@@ -535,14 +539,7 @@ impl Gateway {
 
     /// Closes sessions whose server was deleted, here or through another replica.
     async fn close_deleted(&self) {
-        let local: Vec<String> = self
-            .inner
-            .sessions
-            .lock()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
+        let local = self.held();
         match self.inner.store.missing_servers(&local).await {
             Ok(gone) => {
                 let sessions = self.inner.sessions.lock().unwrap();

@@ -265,7 +265,7 @@ async fn session(state: AppState, server: Server, peer: Peer, socket: WebSocket)
                     }
                     other => {
                         metrics::counter!(m::FRAMES_REJECTED, "reason" => "unexpected_kind").increment(1);
-                        let kind = serde_json::to_value(&other).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string)).unwrap_or_default();
+                        let (kind, _) = other.kind_and_body();
                         send_error(&mut sink, "unexpected_kind", &format!("agents do not send {kind} frames")).await;
                     }
                 }

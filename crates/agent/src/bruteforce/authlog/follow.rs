@@ -547,54 +547,58 @@ impl Follower {
     }
 }
 
-/// A file beside `path` (`auth.log.1`, `auth.log-20261201`) that is the one `s` describes.
-fn find_rotated(path: &Path, s: &Saved) -> Option<Open> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
-    let name = path.file_name()?.to_str()?;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let n = entry.file_name();
-        let Some(n) = n.to_str() else { continue };
-        if n == name || !n.starts_with(name) {
-            continue;
-        }
-        let Ok(md) = entry.metadata() else { continue };
-        if (md.dev(), md.ino()) == (s.dev, s.ino) {
-            let mut o = Open::new(&entry.path())?;
-            o.resume(s);
-            return Some(o);
-        }
-    }
-    None
+/// Files beside `path` whose names extend its name (`auth.log.1`, `auth.log-20261201`): where
+/// rotation puts the old file or its copy.
+fn beside(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (
+        path.parent().filter(|d| !d.as_os_str().is_empty()),
+        path.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n != name && n.starts_with(name))
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
-/// After a copytruncate of `path`: the copy beside it (`auth.log.1`) of what `c` had read,
-/// longer than that, positioned where `c` stopped. None when `c` had read nothing to match on.
+/// The file beside `path` that is the one `s` describes (renamed by rotation).
+fn find_rotated(path: &Path, s: &Saved) -> Option<Open> {
+    let p = beside(path)
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok_and(|md| (md.dev(), md.ino()) == (s.dev, s.ino)))?;
+    let mut o = Open::new(&p)?;
+    o.resume(s);
+    Some(o)
+}
+
+/// After a copytruncate of `path`: the copy beside it of what `c` had read, longer than that,
+/// positioned where `c` stopped. None when `c` had read nothing to match on.
 fn find_copy(path: &Path, c: &Open) -> Option<Open> {
     if c.tail.is_empty() {
         return None;
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
-    let name = path.file_name()?.to_str()?;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let n = entry.file_name();
-        let Some(n) = n.to_str() else { continue };
-        if n == name || !n.starts_with(name) {
-            continue;
-        }
-        let Some(mut o) = Open::new(&entry.path()) else {
-            continue;
-        };
-        let at = c.offset - c.tail.len() as u64;
-        if (o.dev, o.ino) != (c.dev, c.ino)
+    let at = c.offset - c.tail.len() as u64;
+    beside(path).into_iter().find_map(|p| {
+        let mut o = Open::new(&p)?;
+        let holds_ours = (o.dev, o.ino) != (c.dev, c.ino)
             && o.len() > c.offset
-            && o.bytes_at(at, c.tail.len()).as_deref() == Some(&c.tail[..])
-        {
-            tracing::info!(copy = %entry.path().display(), from = c.offset, "reading the lines the truncation left only in the copy");
-            o.set_offset(c.offset);
-            return Some(o);
+            && o.bytes_at(at, c.tail.len()).as_deref() == Some(&c.tail[..]);
+        if !holds_ours {
+            return None;
         }
-    }
-    None
+        tracing::info!(copy = %p.display(), from = c.offset, "reading the lines the truncation left only in the copy");
+        o.set_offset(c.offset);
+        Some(o)
+    })
 }
 
 #[cfg(test)]

@@ -127,6 +127,16 @@ fn rename_rotation_loses_and_repeats_nothing() {
     assert_eq!((s.lines, s.events), (1000, 1000));
 }
 
+/// What copytruncate does to the log after copying it: empties it in place.
+fn truncate(p: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 #[test]
 fn lines_written_just_before_a_copytruncate_are_read_from_the_copy() {
     let d = tempfile::tempdir().unwrap();
@@ -139,12 +149,7 @@ fn lines_written_just_before_a_copytruncate_are_read_from_the_copy() {
     // Written, then copied and truncated before we look again: only the copy holds line 2.
     append(&p, line(2).as_bytes());
     std::fs::copy(&p, d.path().join("auth.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&p);
     append(&p, line(3).as_bytes());
     assert_eq!(poll(&mut f), users(2..4));
     append(&p, line(4).as_bytes());
@@ -161,21 +166,11 @@ fn copytruncate_restarts_at_zero() {
     append(&p, format!("{}{}", line(0), line(1)).as_bytes());
     assert_eq!(poll(&mut f), users(0..2));
     // Truncated, then fewer bytes than we had read.
-    OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&p);
     append(&p, line(2).as_bytes());
     assert_eq!(poll(&mut f), users(2..3));
     // Truncated, then more bytes than we had read before we look again.
-    OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&p);
     append(&p, format!("{}{}{}", line(3), line(40), line(5)).as_bytes());
     assert_eq!(poll(&mut f), vec!["user3", "user40", "user5"]);
     append(&p, line(6).as_bytes());
