@@ -1,0 +1,149 @@
+//! The BPF tier: loads `bpf/sensor.bpf.o` with aya, attaches its tp_btf programs, drains the
+//! ring buffer into the event channel and keeps the quarantine's deny map.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::BtfTracePoint;
+use aya::{Btf, Ebpf};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use crate::{Counters, InodeKey, raw};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
+
+/// (program, tracepoint) pairs in the object.
+const PROGRAMS: &[(&str, &str)] = &[
+    ("handle_exec", "sched_process_exec"),
+    ("handle_fork", "sched_process_fork"),
+    ("handle_exit", "sched_process_exit"),
+    ("handle_tcp_state", "inet_sock_set_state"),
+];
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Key {
+    ino: u64,
+    dev: u32,
+    pad: u32,
+}
+
+// SAFETY: plain integers, no padding beyond the explicit field.
+unsafe impl aya::Pod for Key {}
+
+pub struct Loaded {
+    bpf: Ebpf,
+}
+
+/// Loads and attaches every program; any failure means this tier is not usable here.
+pub fn load() -> Result<Loaded, String> {
+    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+    let mut bpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e:?}"))?;
+    for (prog, tp) in PROGRAMS {
+        let p: &mut BtfTracePoint = bpf
+            .program_mut(prog)
+            .ok_or_else(|| format!("program {prog} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("{prog}: {e}"))?;
+        p.load(tp, &btf).map_err(|e| format!("loading tp_btf/{tp}: {e}"))?;
+        p.attach().map_err(|e| format!("attaching tp_btf/{tp}: {e}"))?;
+    }
+    Ok(Loaded { bpf })
+}
+
+impl Loaded {
+    /// Loads and attaches the BPF-LSM exec check; Err names why the kernel refused it.
+    pub fn try_lsm(&mut self) -> Result<(), String> {
+        let btf = Btf::from_sys_fs().map_err(|e| e.to_string())?;
+        let p: &mut aya::programs::Lsm = self
+            .bpf
+            .program_mut("deny_exec_lsm")
+            .ok_or("program deny_exec_lsm missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        p.load("bprm_check_security", &btf).map_err(|e| e.to_string())?;
+        p.attach().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Runs until the receiver is dropped: ring buffer -> decode -> channel. Events the channel
+    /// has no room for are counted as dropped in userspace, never waited for: a slow consumer
+    /// must not stall the ring buffer into losing newer events silently.
+    pub async fn run(
+        mut self,
+        tx: mpsc::Sender<crate::Event>,
+        counters: Arc<Counters>,
+        mut deny: mpsc::UnboundedReceiver<(InodeKey, bool)>,
+    ) {
+        let ring = match self.bpf.take_map("events").map(RingBuf::try_from) {
+            Some(Ok(r)) => r,
+            _ => {
+                tracing::error!("sensor: the ring buffer map is missing");
+                return;
+            }
+        };
+        let stats: Option<PerCpuArray<MapData, u64>> =
+            self.bpf.take_map("stats").and_then(|m| m.try_into().ok());
+        let mut deny_map: Option<BpfHashMap<MapData, Key, u8>> =
+            self.bpf.take_map("deny_exec").and_then(|m| m.try_into().ok());
+        // SAFETY: the ring buffer's descriptor is owned by `ring`, which the AsyncFd owns and
+        // drops (deregistering first); nothing else closes it.
+        let mut ring = match unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) } {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "sensor: cannot poll the ring buffer");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let Ok(mut guard) = guard else { return };
+                    let rb = guard.get_inner_mut();
+                    while let Some(item) = rb.next() {
+                        match raw::decode(&item) {
+                            Ok(ev) => {
+                                counters.received.fetch_add(1, Ordering::Relaxed);
+                                if tx.try_send(ev).is_err() {
+                                    if tx.is_closed() {
+                                        return;
+                                    }
+                                    counters.dropped_user.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Err(e) => {
+                                counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(error = %e, "sensor: record skipped");
+                            }
+                        }
+                    }
+                    guard.clear_ready();
+                }
+                change = deny.recv() => {
+                    let Some((k, on)) = change else { return };
+                    if let Some(m) = deny_map.as_mut() {
+                        let key = Key { ino: k.ino, dev: k.dev, pad: 0 };
+                        let r = if on { m.insert(key, 1u8, 0) } else { m.remove(&key) };
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, ino = k.ino, "sensor: deny map update failed");
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(s) = &stats {
+                        let sum = |i: u32| s.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+                        counters.seen_kernel.store(sum(0), Ordering::Relaxed);
+                        counters.dropped_kernel.store(sum(1), Ordering::Relaxed);
+                    }
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The fallback tier where BPF is unusable: the netlink proc connector tells fork, exec and exit
+//! by pid, and [`crate::procfs`] reads the rest from `/proc` while the process still lives.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use crate::event::{Event, Task};
+use crate::{Counters, procfs};
+
+const NETLINK_CONNECTOR: i32 = 11;
+const CN_IDX_PROC: u32 = 1;
+const CN_VAL_PROC: u32 = 1;
+const PROC_CN_MCAST_LISTEN: u32 = 1;
+const NLMSG_DONE: u16 = 3;
+
+const PROC_EVENT_FORK: u32 = 0x1;
+const PROC_EVENT_EXEC: u32 = 0x2;
+const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+
+/// Header sizes: nlmsghdr (16) + cn_msg (20); proc_event's data starts 16 bytes further.
+const EVENT_AT: usize = 36;
+const DATA_AT: usize = EVENT_AT + 16;
+
+pub struct Listener {
+    fd: OwnedFd,
+}
+
+/// Subscribes to process events; fails without CAP_NET_ADMIN or without the connector.
+pub fn listen() -> Result<Listener, String> {
+    // SAFETY: plain socket(2); the result is checked before it is owned.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            NETLINK_CONNECTOR,
+        )
+    };
+    if raw < 0 {
+        return Err(format!(
+            "proc connector socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: raw is a fresh, valid descriptor we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_nl is plain data; zeroed is valid.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as u16;
+    sa.nl_groups = CN_IDX_PROC;
+    // SAFETY: sa lives for the call and its size is passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(format!("proc connector bind: {}", std::io::Error::last_os_error()));
+    }
+    let mut msg = Vec::with_capacity(40);
+    msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&std::process::id().to_ne_bytes());
+    msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    msg.extend_from_slice(&4u16.to_ne_bytes()); // len
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    // SAFETY: msg is a live buffer of the given length.
+    let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    if n < 0 {
+        return Err(format!("proc connector listen: {}", std::io::Error::last_os_error()));
+    }
+    Ok(Listener { fd })
+}
+
+/// One proc connector message, decoded: what happened to which process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Raw {
+    Fork { parent: u32, child: u32 },
+    Exec { pid: u32 },
+    Exit { pid: u32, code: i32 },
+    Other,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Decodes one datagram; None when it is too short for what it claims.
+pub fn decode(b: &[u8]) -> Option<Raw> {
+    let what = u32_at(b, EVENT_AT)?;
+    Some(match what {
+        // fork: parent_pid, parent_tgid, child_pid, child_tgid
+        PROC_EVENT_FORK => {
+            let child_pid = u32_at(b, DATA_AT + 8)?;
+            let child = u32_at(b, DATA_AT + 12)?;
+            if child_pid != child {
+                return Some(Raw::Other); // a new thread
+            }
+            Raw::Fork {
+                parent: u32_at(b, DATA_AT + 4)?,
+                child,
+            }
+        }
+        PROC_EVENT_EXEC => Raw::Exec {
+            pid: u32_at(b, DATA_AT + 4)?,
+        },
+        PROC_EVENT_EXIT => {
+            let pid = u32_at(b, DATA_AT)?;
+            let tgid = u32_at(b, DATA_AT + 4)?;
+            if pid != tgid {
+                return Some(Raw::Other);
+            }
+            Raw::Exit {
+                pid: tgid,
+                code: u32_at(b, DATA_AT + 8)? as i32,
+            }
+        }
+        _ => Raw::Other,
+    })
+}
+
+impl Listener {
+    pub async fn run(self, proc: PathBuf, tx: mpsc::Sender<Event>, counters: Arc<Counters>) {
+        // SAFETY: the socket is owned by the AsyncFd, which deregisters it before closing it.
+        let fd = match unsafe { AsyncFd::register_with_interest(self.fd, Interest::READABLE) } {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "sensor: cannot poll the proc connector");
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let Ok(mut guard) = fd.readable().await else { return };
+            loop {
+                // SAFETY: buf is a live buffer of its length.
+                let n = unsafe {
+                    libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::WouldBlock {
+                        guard.clear_ready();
+                        break;
+                    }
+                    if e.raw_os_error() == Some(libc::ENOBUFS) {
+                        // The socket overflowed: the kernel dropped an unknown number.
+                        counters.dropped_kernel.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    tracing::error!(error = %e, "sensor: proc connector read failed");
+                    return;
+                }
+                counters.seen_kernel.fetch_add(1, Ordering::Relaxed);
+                let ts_ns = crate::boot_ns();
+                let ev = match decode(&buf[..n as usize]) {
+                    Some(Raw::Fork { parent, child }) => Some(Event::Fork {
+                        ts_ns,
+                        task: Task {
+                            pid: parent,
+                            ..Default::default()
+                        },
+                        child,
+                    }),
+                    Some(Raw::Exec { pid }) => match procfs::exec(&proc, pid, ts_ns) {
+                        Some(e) => Some(Event::Exec(Box::new(e))),
+                        None => {
+                            counters.incomplete.fetch_add(1, Ordering::Relaxed);
+                            None
+                        }
+                    },
+                    Some(Raw::Exit { pid, code }) => Some(Event::Exit { ts_ns, pid, code }),
+                    Some(Raw::Other) => None,
+                    None => {
+                        counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                };
+                if let Some(ev) = ev {
+                    counters.received.fetch_add(1, Ordering::Relaxed);
+                    if tx.try_send(ev).is_err() {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        counters.dropped_user.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(what: u32, data: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; EVENT_AT];
+        b.extend_from_slice(&what.to_ne_bytes());
+        b.extend_from_slice(&[0u8; 12]);
+        for d in data {
+            b.extend_from_slice(&d.to_ne_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn messages_decode_and_threads_are_not_processes() {
+        assert_eq!(
+            decode(&msg(PROC_EVENT_FORK, &[10, 10, 11, 11])),
+            Some(Raw::Fork { parent: 10, child: 11 })
+        );
+        assert_eq!(decode(&msg(PROC_EVENT_FORK, &[10, 10, 12, 11])), Some(Raw::Other));
+        assert_eq!(decode(&msg(PROC_EVENT_EXEC, &[11, 11])), Some(Raw::Exec { pid: 11 }));
+        assert_eq!(
+            decode(&msg(PROC_EVENT_EXIT, &[11, 11, 256, 17])),
+            Some(Raw::Exit { pid: 11, code: 256 })
+        );
+        assert_eq!(decode(&msg(PROC_EVENT_EXEC, &[11])), None);
+        assert_eq!(decode(&[1, 2, 3]), None);
+    }
+}

@@ -1,0 +1,172 @@
+//! What the sensor reports, whichever tier produced it: plain data, serialisable so that
+//! detectors are tested on recorded sequences (`tests/fixtures/*.jsonl` in the agent).
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+/// One kernel event about a process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum Event {
+    Exec(Box<Exec>),
+    /// A new process (not a thread): `child` starts as a copy of `task`.
+    Fork { ts_ns: u64, task: Task, child: u32 },
+    Exit { ts_ns: u64, pid: u32, code: i32 },
+    /// An outbound connection (TCP SYN sent).
+    Connect(Connect),
+    /// A quarantined file was executed and the process killed before it ran.
+    Killed(Box<Exec>),
+}
+
+impl Event {
+    pub fn pid(&self) -> u32 {
+        match self {
+            Event::Exec(e) | Event::Killed(e) => e.task.pid,
+            Event::Fork { task, .. } => task.pid,
+            Event::Exit { pid, .. } => *pid,
+            Event::Connect(c) => c.task.pid,
+        }
+    }
+}
+
+/// Who did it: the process (thread group) and its credentials at the time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Session id (the session leader's pid).
+    #[serde(default)]
+    pub sid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub egid: u32,
+    /// The parent's effective uid: an exec that raises euid above it crossed a privilege line.
+    #[serde(default)]
+    pub parent_euid: u32,
+    #[serde(default)]
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exec {
+    pub ts_ns: u64,
+    pub task: Task,
+    /// The path exec was called with (may be relative, or `/dev/fd/N` for fexecve).
+    pub filename: String,
+    /// The name of the executed file's own directory entry (`memfd:x` for a memfd).
+    #[serde(default)]
+    pub file_name: String,
+    #[serde(default)]
+    pub ino: u64,
+    #[serde(default)]
+    pub dev: u32,
+    /// The executed file's mode bits, set-user-ID and set-group-ID included.
+    #[serde(default)]
+    pub mode: u32,
+    /// Links to the executed file; 0 for a deleted file or a memfd.
+    #[serde(default = "one")]
+    pub nlink: u32,
+    pub argv: Vec<String>,
+    /// Working directory; None when the tier could not read it.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub tty: Option<String>,
+    /// stdin, stdout and stderr of the new program.
+    #[serde(default)]
+    pub fds: [Fd; 3],
+    /// The same three of its parent at the time.
+    #[serde(default)]
+    pub parent_fds: [Fd; 3],
+}
+
+fn one() -> u32 {
+    1
+}
+
+pub const S_ISUID: u32 = 0o4000;
+pub const S_ISGID: u32 = 0o2000;
+
+impl Exec {
+    /// The executable's path as best known: the exec path, made absolute with the cwd.
+    pub fn exe(&self) -> String {
+        if self.filename.starts_with('/') {
+            return self.filename.clone();
+        }
+        match &self.cwd {
+            Some(cwd) => format!("{}/{}", cwd.trim_end_matches('/'), self.filename),
+            None => self.filename.clone(),
+        }
+    }
+
+    /// Memfd or deleted file: nothing on disk to scan or quarantine.
+    pub fn fileless(&self) -> bool {
+        self.nlink == 0 || self.file_name.starts_with("memfd:")
+    }
+
+    pub fn setuid(&self) -> bool {
+        self.mode & S_ISUID != 0
+    }
+
+    pub fn setgid(&self) -> bool {
+        self.mode & S_ISGID != 0
+    }
+
+    pub fn command_line(&self) -> String {
+        self.argv.join(" ")
+    }
+}
+
+/// What a standard descriptor is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Fd {
+    #[default]
+    Closed,
+    /// An internet socket, with its peer when connected.
+    Inet {
+        /// `tcp`, `udp` or `raw`.
+        proto: String,
+        #[serde(default)]
+        peer: Option<SocketAddr>,
+    },
+    /// A unix or other non-internet socket.
+    Socket,
+    Pipe,
+    /// A character device: terminals, /dev/null.
+    Char,
+    File,
+    Other,
+}
+
+impl Fd {
+    pub fn is_inet(&self) -> bool {
+        matches!(self, Fd::Inet { .. })
+    }
+
+    pub fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Fd::Inet { peer, .. } => *peer,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connect {
+    pub ts_ns: u64,
+    pub task: Task,
+    /// `tcp` (the BPF tier) or `udp` (seen by the /proc poller of the fallback tier only).
+    pub proto: String,
+    pub peer: SocketAddr,
+}
+
+impl Connect {
+    pub fn peer_ip(&self) -> IpAddr {
+        self.peer.ip()
+    }
+}

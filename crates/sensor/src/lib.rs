@@ -1,0 +1,182 @@
+//! hostward-sensor: what processes do, as it happens, from the strongest source this kernel
+//! allows. Tiers are chosen at start by trying, never by reading the kernel config (a VM kernel
+//! with `bpf` in its LSM list still refuses every LSM program):
+//!
+//! - `lsm`: the tp_btf programs plus BPF-LSM, which refuses the exec of quarantined files.
+//! - `bpf`: the tp_btf programs (exec, fork, exit, outbound TCP) into a ring buffer; quarantined
+//!   files are killed at exec, before they run an instruction of their own.
+//! - `proc`: the netlink proc connector and `/proc`, where BPF is unusable. Short-lived
+//!   processes may be gone before `/proc` is read (counted as `incomplete`), and there are no
+//!   connect events or exec kills.
+//!
+//! The BPF object is built from `bpf/sensor.bpf.c` and committed (`bpf/build.sh`; CI checks the
+//! two match); `build.rs` rebuilds it when clang is present, so `cargo build` needs no clang.
+
+pub mod event;
+pub mod procfs;
+pub mod raw;
+
+mod bpf;
+mod cnproc;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use event::{Connect, Event, Exec, Fd, Task};
+
+/// Where events come from; the order is strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Lsm,
+    Bpf,
+    Proc,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Lsm => "lsm",
+            Tier::Bpf => "bpf",
+            Tier::Proc => "proc",
+        }
+    }
+}
+
+/// What the agent's config asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Want {
+    /// The strongest tier that loads.
+    #[default]
+    Auto,
+    /// Never load BPF (a kernel where it misbehaves, or a test of the fallback).
+    Proc,
+}
+
+/// A file by (kernel device, inode), as the kernel sees `bprm->file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub ino: u64,
+    /// The kernel's `s_dev`: see [`procfs::kernel_dev`].
+    pub dev: u32,
+}
+
+/// Counters of the event path, read into every heartbeat.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events the kernel side offered (BPF: per-CPU counter; proc: datagrams).
+    pub seen_kernel: AtomicU64,
+    /// Lost in the kernel: ring buffer full (BPF), socket overflow (proc; each counts one
+    /// overflow, of an unknown number of events).
+    pub dropped_kernel: AtomicU64,
+    /// Decoded and handed on.
+    pub received: AtomicU64,
+    /// Lost because the consumer's queue was full.
+    pub dropped_user: AtomicU64,
+    /// Proc tier: execs whose process was gone before /proc was read.
+    pub incomplete: AtomicU64,
+    pub undecodable: AtomicU64,
+}
+
+/// A snapshot of [`Counters`] with the tier, for the heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub seen_kernel: u64,
+    pub dropped_kernel: u64,
+    pub received: u64,
+    pub dropped_user: u64,
+    pub incomplete: u64,
+    pub undecodable: u64,
+}
+
+pub struct Sensor {
+    pub tier: Tier,
+    /// Why this tier and not a stronger one, in words for the server page.
+    pub reason: String,
+    counters: Arc<Counters>,
+    deny: Option<mpsc::UnboundedSender<(InodeKey, bool)>>,
+}
+
+/// Events queued between the sensor and its consumer: about 2 s of a 5,000 exec/s storm.
+pub const QUEUE: usize = 10_000;
+
+impl Sensor {
+    /// Starts the strongest tier that works (on the current tokio runtime) and returns the
+    /// sensor with its event stream; Err only when no tier works at all.
+    pub fn start(want: Want, proc: PathBuf) -> Result<(Sensor, mpsc::Receiver<Event>), String> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let counters = Arc::new(Counters::default());
+        let mut refused = Vec::new();
+        if want == Want::Auto {
+            match bpf::load() {
+                Ok(mut loaded) => {
+                    let (tier, why) = match loaded.try_lsm() {
+                        Ok(()) => (Tier::Lsm, "BPF-LSM loaded: quarantined files are refused at exec".to_string()),
+                        Err(e) => (
+                            Tier::Bpf,
+                            format!("BPF-LSM refused by this kernel ({e}); quarantined files are killed at exec instead"),
+                        ),
+                    };
+                    let (dtx, drx) = mpsc::unbounded_channel();
+                    tokio::spawn(loaded.run(tx, counters.clone(), drx));
+                    return Ok((
+                        Sensor { tier, reason: why, counters, deny: Some(dtx) },
+                        rx,
+                    ));
+                }
+                Err(e) => refused.push(format!("BPF unusable: {e}")),
+            }
+        } else {
+            refused.push("BPF turned off in agent.toml ([sensor] tier = \"proc\")".to_string());
+        }
+        let listener = cnproc::listen().map_err(|e| format!("{}; {e}", refused.join("; ")))?;
+        tokio::spawn(listener.run(proc, tx, counters.clone()));
+        refused.push(
+            "events from the proc connector and /proc: no outbound-connection events, no exec kills, short-lived processes may lack details".into(),
+        );
+        Ok((
+            Sensor {
+                tier: Tier::Proc,
+                reason: refused.join("; "),
+                counters,
+                deny: None,
+            },
+            rx,
+        ))
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            seen_kernel: g(&c.seen_kernel),
+            dropped_kernel: g(&c.dropped_kernel),
+            received: g(&c.received),
+            dropped_user: g(&c.dropped_user),
+            incomplete: g(&c.incomplete),
+            undecodable: g(&c.undecodable),
+        }
+    }
+
+    /// Whether this tier can stop a file from running (kill at exec or refuse it).
+    pub fn can_deny_exec(&self) -> bool {
+        self.deny.is_some()
+    }
+
+    /// Adds or removes a file from the kernel's deny list; false when this tier has none.
+    pub fn deny_exec(&self, key: InodeKey, on: bool) -> bool {
+        self.deny.as_ref().is_some_and(|d| d.send((key, on)).is_ok())
+    }
+}
+
+/// CLOCK_BOOTTIME in ns, the clock BPF's `bpf_ktime_get_boot_ns` uses.
+pub fn boot_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
