@@ -15,17 +15,34 @@ pub struct Mitre {
     pub technique: &'static str,
 }
 
-/// What every alarm type means: stable code, default severity, ATT&CK placement, a title.
+/// What every alarm type means: stable code, default severity, ATT&CK placement, a title, the
+/// reference product's category and event-type code (Huawei Cloud HSS `event_type`, where it
+/// has one), and what to do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlarmType {
     pub code: &'static str,
     pub title: &'static str,
     pub severity: Severity,
     pub mitre: Mitre,
+    pub category: &'static str,
+    pub hss_code: Option<u32>,
+    pub recommendation: &'static str,
 }
 
 const CREDENTIAL_ACCESS: (&str, &str) = ("TA0006", "Credential Access");
 const INITIAL_ACCESS: (&str, &str) = ("TA0001", "Initial Access");
+const EXECUTION: (&str, &str) = ("TA0002", "Execution");
+const PERSISTENCE: (&str, &str) = ("TA0003", "Persistence");
+const PRIVILEGE_ESCALATION: (&str, &str) = ("TA0004", "Privilege Escalation");
+const DEFENSE_EVASION: (&str, &str) = ("TA0005", "Defense Evasion");
+const DISCOVERY: (&str, &str) = ("TA0007", "Discovery");
+const COMMAND_AND_CONTROL: (&str, &str) = ("TA0011", "Command and Control");
+const IMPACT: (&str, &str) = ("TA0040", "Impact");
+const RECONNAISSANCE: (&str, &str) = ("TA0043", "Reconnaissance");
+
+const USER: &str = "Abnormal user behaviour";
+const SYSTEM: &str = "Abnormal system behaviour";
+const NETWORK: &str = "Abnormal network";
 
 const fn mitre(
     tactic: (&'static str, &'static str),
@@ -51,24 +68,36 @@ pub const ALARM_TYPES: &[AlarmType] = &[
             "T1110.001",
             "Brute Force: Password Guessing",
         ),
+        category: USER,
+        hss_code: Some(4002),
+        recommendation: "Check that the source is blocked; use keys instead of passwords, or allow SSH only from known addresses.",
     },
     AlarmType {
         code: "password_cracked",
         title: "Login after brute force: password cracked",
         severity: Severity::Critical,
         mitre: mitre(CREDENTIAL_ACCESS, "T1110", "Brute Force"),
+        category: USER,
+        hss_code: Some(4004),
+        recommendation: "Treat the account as compromised: change its password, end its sessions, and look for what was done after the login.",
     },
     AlarmType {
         code: "unusual_login_ip",
         title: "Login from an unusual address",
         severity: Severity::Medium,
         mitre: mitre(INITIAL_ACCESS, "T1078", "Valid Accounts"),
+        category: USER,
+        hss_code: Some(4004),
+        recommendation: "Confirm the login with the account's owner; if nobody made it, change the password and end the session.",
     },
     AlarmType {
         code: "unusual_login_time",
         title: "Login at an unusual hour",
         severity: Severity::Medium,
         mitre: mitre(INITIAL_ACCESS, "T1078", "Valid Accounts"),
+        category: USER,
+        hss_code: Some(4004),
+        recommendation: "Confirm the login with the account's owner; if nobody made it, change the password and end the session.",
     },
     AlarmType {
         code: "root_login",
@@ -79,6 +108,153 @@ pub const ALARM_TYPES: &[AlarmType] = &[
             "T1078.003",
             "Valid Accounts: Local Accounts",
         ),
+        category: USER,
+        hss_code: Some(4004),
+        recommendation: "Log in as a named user and use sudo; set PermitRootLogin no.",
+    },
+    AlarmType {
+        code: "reverse_shell",
+        title: "Reverse shell",
+        severity: Severity::Critical,
+        mitre: mitre(EXECUTION, "T1059.004", "Command and Scripting Interpreter: Unix Shell"),
+        category: SYSTEM,
+        hss_code: Some(1017),
+        recommendation: "Isolate and kill the process tree, block the peer address, and find how the shell was started (the parent process, a web server, a cron entry).",
+    },
+    AlarmType {
+        code: "abnormal_shell",
+        title: "Shell binary copied, moved or changed",
+        severity: Severity::Medium,
+        mitre: mitre(DEFENSE_EVASION, "T1036.003", "Masquerading: Rename System Utilities"),
+        category: SYSTEM,
+        hss_code: Some(3018),
+        recommendation: "Check who changed the shell binary and why; remove copies outside the system paths and restore the original's mode and links.",
+    },
+    AlarmType {
+        code: "high_risk_command",
+        title: "High-risk command",
+        severity: Severity::High,
+        mitre: mitre(EXECUTION, "T1059.004", "Command and Scripting Interpreter: Unix Shell"),
+        category: SYSTEM,
+        hss_code: Some(3015),
+        recommendation: "Confirm the command with whoever ran it (the process chain shows the session); if nobody did, treat the account as compromised.",
+    },
+    AlarmType {
+        code: "process_privilege_escalation",
+        title: "Process privilege escalation",
+        severity: Severity::Critical,
+        mitre: mitre(PRIVILEGE_ESCALATION, "T1548.001", "Abuse Elevation Control Mechanism: Setuid and Setgid"),
+        category: SYSTEM,
+        hss_code: Some(3003),
+        recommendation: "Kill the process, remove the set-user-ID bit from the program (or patch the kernel if no program was run), and look for what the root process did.",
+    },
+    AlarmType {
+        code: "file_privilege_escalation",
+        title: "File privilege escalation (set-user-ID, set-group-ID or capabilities added)",
+        severity: Severity::High,
+        mitre: mitre(PRIVILEGE_ESCALATION, "T1548.001", "Abuse Elevation Control Mechanism: Setuid and Setgid"),
+        category: SYSTEM,
+        hss_code: Some(3002),
+        recommendation: "Remove the bit or capability (chmod u-s, setcap -r) unless a package installed it, and check who set it.",
+    },
+    AlarmType {
+        code: "persistence_cron",
+        title: "Suspicious scheduled task",
+        severity: Severity::High,
+        mitre: mitre(PERSISTENCE, "T1053.003", "Scheduled Task/Job: Cron"),
+        category: SYSTEM,
+        hss_code: Some(3027),
+        recommendation: "Read the new cron entry; remove it if nobody added it on purpose, and check what it ran.",
+    },
+    AlarmType {
+        code: "persistence_service",
+        title: "Suspicious auto-start service",
+        severity: Severity::Medium,
+        mitre: mitre(PERSISTENCE, "T1543.002", "Create or Modify System Process: Systemd Service"),
+        category: SYSTEM,
+        hss_code: Some(3027),
+        recommendation: "Check the unit or init script and the program it starts; disable and remove it if it is not yours.",
+    },
+    AlarmType {
+        code: "persistence_preload",
+        title: "Preloaded library configured (ld.so.preload)",
+        severity: Severity::Critical,
+        mitre: mitre(PERSISTENCE, "T1574.006", "Hijack Execution Flow: Dynamic Linker Hijacking"),
+        category: SYSTEM,
+        hss_code: Some(3027),
+        recommendation: "Empty /etc/ld.so.preload unless you put the library there, isolate the library, and check running processes for it (it hides rootkits).",
+    },
+    AlarmType {
+        code: "persistence_ssh_key",
+        title: "SSH authorized keys changed",
+        severity: Severity::High,
+        mitre: mitre(PERSISTENCE, "T1098.004", "Account Manipulation: SSH Authorized Keys"),
+        category: SYSTEM,
+        hss_code: Some(3027),
+        recommendation: "Check every key in the file against its owner's; remove unknown ones.",
+    },
+    AlarmType {
+        code: "persistence_shell_profile",
+        title: "Shell start-up file changed",
+        severity: Severity::Medium,
+        mitre: mitre(PERSISTENCE, "T1546.004", "Event Triggered Execution: Unix Shell Configuration Modification"),
+        category: SYSTEM,
+        hss_code: Some(3027),
+        recommendation: "Read the change to the profile or rc file; revert it if nobody made it on purpose.",
+    },
+    AlarmType {
+        code: "invalid_account",
+        title: "Invalid account (hidden, cloned root, or non-root in a root group)",
+        severity: Severity::Critical,
+        mitre: mitre(PERSISTENCE, "T1136.001", "Create Account: Local Account"),
+        category: USER,
+        hss_code: Some(4006),
+        recommendation: "Lock or remove the account unless it is known, and look for how it was created (the process chain).",
+    },
+    AlarmType {
+        code: "fileless_execution",
+        title: "Fileless execution (memfd or deleted file)",
+        severity: Severity::Critical,
+        mitre: mitre(DEFENSE_EVASION, "T1620", "Reflective Code Loading"),
+        category: "Fileless attack",
+        hss_code: None,
+        recommendation: "Kill the process tree and look at its parent: in-memory programs are how droppers hide their payload.",
+    },
+    AlarmType {
+        code: "crypto_miner",
+        title: "Cryptocurrency miner",
+        severity: Severity::High,
+        mitre: mitre(IMPACT, "T1496", "Resource Hijacking"),
+        category: "Malware",
+        hss_code: Some(1001),
+        recommendation: "Isolate and kill the miner, remove how it persists (cron, services), and find how it got in.",
+    },
+    AlarmType {
+        code: "abnormal_outbound",
+        title: "Connection to a malicious address",
+        severity: Severity::High,
+        mitre: mitre(COMMAND_AND_CONTROL, "T1071", "Application Layer Protocol"),
+        category: NETWORK,
+        hss_code: Some(3007),
+        recommendation: "Find what the process sends there; kill it and block the address if it is not expected.",
+    },
+    AlarmType {
+        code: "port_scan",
+        title: "Port scan",
+        severity: Severity::Low,
+        mitre: mitre(RECONNAISSANCE, "T1595.001", "Active Scanning: Scanning IP Blocks"),
+        category: "Reconnaissance",
+        hss_code: None,
+        recommendation: "The source is blocked per policy; close ports that need not be open.",
+    },
+    AlarmType {
+        code: "honeypot",
+        title: "Connection to a decoy port",
+        severity: Severity::Medium,
+        mitre: mitre(DISCOVERY, "T1046", "Network Service Discovery"),
+        category: NETWORK,
+        hss_code: None,
+        recommendation: "Nothing legitimate uses a decoy port: the source is probing the host and is blocked per policy.",
     },
 ];
 
@@ -124,6 +300,50 @@ pub struct Evidence {
     /// Whether the detector blocked the source, and until when (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_until: Option<i64>,
+    /// The process that did it first, then its ancestors up to the session leader (or init),
+    /// at most [`MAX_CHAIN`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessInfo>,
+    /// The file involved: a persistence file written, a shell copied, an executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The remote end of a connection, `addr:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The rule that matched (a high-risk command pattern's name, an indicator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Facts the detector concluded from, at most 10, each at most 512 bytes
+    /// (`stdin is tcp 10.0.0.5:4444`, `euid 1000 -> 0 without exec`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+    /// What the agent did on its own (isolate and kill per policy) and how it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+pub const MAX_CHAIN: usize = 16;
+
+/// One process of an alarm's chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Executable path; empty when the agent never saw it start (older than the agent).
+    pub exe: String,
+    /// Arguments, space-separated, at most 1,024 bytes.
+    pub cmdline: String,
+    pub uid: u32,
+    pub euid: u32,
+    /// The user name of `uid`, when the host knows it.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// A change of the agent's firewall blocks (`kind: "block"`), so the center's list of blocked
@@ -176,6 +396,37 @@ impl Alarm {
             && ip.parse::<std::net::IpAddr>().is_err()
         {
             return Err(format!("evidence.source_ip: {ip:?} is not an address"));
+        }
+        if e.processes.len() > MAX_CHAIN {
+            return Err(format!("evidence.processes: at most {MAX_CHAIN}"));
+        }
+        for (i, p) in e.processes.iter().enumerate() {
+            if p.exe.len() > 4096 || p.cmdline.len() > 1024 || p.user.len() > 256 {
+                return Err(format!(
+                    "evidence.processes[{i}]: exe at most 4,096 bytes, cmdline 1,024, user 256"
+                ));
+            }
+            if p.cwd.as_ref().is_some_and(|c| c.len() > 4096)
+                || p.tty.as_ref().is_some_and(|t| t.len() > 64)
+                || p.sha256.as_ref().is_some_and(|h| h.len() != 64)
+            {
+                return Err(format!(
+                    "evidence.processes[{i}]: cwd at most 4,096 bytes, tty 64, sha256 64 hex digits"
+                ));
+            }
+        }
+        for (name, v) in [
+            ("file", &e.file),
+            ("peer", &e.peer),
+            ("rule", &e.rule),
+            ("response", &e.response),
+        ] {
+            if v.as_ref().is_some_and(|v| v.len() > 4096) {
+                return Err(format!("evidence.{name}: at most 4,096 bytes"));
+            }
+        }
+        if e.details.len() > 10 || e.details.iter().any(|d| d.len() > 512) {
+            return Err("evidence.details: at most 10, each at most 512 bytes".into());
         }
         Ok(())
     }

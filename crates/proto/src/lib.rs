@@ -15,8 +15,10 @@
 use serde::{Deserialize, Serialize};
 
 pub mod alarm;
+pub mod behaviour;
 pub mod bruteforce;
 pub mod inventory;
+pub mod quarantine;
 pub mod risk;
 pub mod severity;
 pub use alarm::{Alarm, BlockChange};
@@ -155,6 +157,8 @@ pub enum Message {
     Block(BlockChange),
     /// A usual login address the agent learned.
     LoginIp(bruteforce::LoginIp),
+    /// A file isolated, restored or deleted by the agent's quarantine.
+    IsolatedFile(quarantine::IsolatedFile),
     /// Graceful shutdown: the center records `offline` / `agent_stopped`.
     Bye(Bye),
     // center -> agent
@@ -194,6 +198,7 @@ impl Message {
                 | Message::Alarm(_)
                 | Message::Block(_)
                 | Message::LoginIp(_)
+                | Message::IsolatedFile(_)
         )
     }
 }
@@ -313,6 +318,9 @@ pub struct Heartbeat {
     /// detectors do not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authlog: Option<AuthlogStats>,
+    /// The runtime sensor's tier and counters; None from agents without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<behaviour::SensorReport>,
 }
 
 /// Counters of the authentication log sources: `lines` = `events` + `ignored` + the

@@ -15,6 +15,7 @@ mod history;
 mod inventory;
 mod login_ips;
 mod projects;
+mod quarantine;
 mod records;
 mod replicas;
 mod risk;
@@ -30,6 +31,7 @@ pub use history::{HandlingEntry, History};
 pub use inventory::*;
 pub use login_ips::*;
 pub use projects::*;
+pub use quarantine::*;
 pub use records::*;
 pub use risk::*;
 pub use servers::*;
@@ -172,6 +174,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "delivery",
         include_str!("../migrations/0009_delivery.sql"),
+    ),
+    (
+        10,
+        "quarantine",
+        include_str!("../migrations/0010_quarantine.sql"),
     ),
 ];
 

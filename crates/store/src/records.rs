@@ -141,6 +141,10 @@ async fn apply<'a>(
                 Applied::Nothing
             }
         }
+        Message::IsolatedFile(rec) => {
+            super::quarantine::apply_isolated_file(tx, server_id, rec).await?;
+            Applied::Nothing
+        }
         // Not records: the gateway handles the rest of the protocol itself. Listed rather than
         // `_` so that a new message kind is a compile error here until someone decides.
         Message::Hello(_)

@@ -327,6 +327,7 @@ fn alarm(a: &engine::Alarm) -> Alarm {
             service: Some(a.service.as_str().into()),
             lines: a.sample_lines.clone(),
             blocked_until: a.blocked_until,
+            ..Default::default()
         },
     }
 }

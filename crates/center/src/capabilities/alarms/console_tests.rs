@@ -41,6 +41,7 @@ impl Env {
                 service: Some("ssh".into()),
                 lines: vec![EVIL_LINE.into()],
                 blocked_until: Some(now + 3600),
+                ..Default::default()
             },
         });
         let root = Message::Alarm(Alarm {
