@@ -121,6 +121,11 @@ pub struct RunArgs {
     /// State directory; overrides the config's state_dir.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Runtime sensor: `auto` (the strongest tier that loads: BPF-LSM, BPF, else the proc
+    /// connector), `proc` (never load BPF), `off` (no runtime detection); overrides
+    /// `[behaviour] sensor` in the config.
+    #[arg(long, value_name = "TIER", env = "HOSTWARD_AGENT_SENSOR")]
+    pub sensor: Option<crate::behaviour::SensorSetting>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -210,7 +215,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             cmd_enroll(a, dir)
         }
         Command::Run(a) => {
-            let cfg = Config::resolve(a.config.as_deref())?;
+            let mut cfg = Config::resolve(a.config.as_deref())?;
+            if let Some(s) = a.sensor {
+                cfg.behaviour.sensor = s;
+            }
             init_logging(log_flag, &cfg.log_level);
             let dir = state_dir(a.state_dir, &cfg);
             crate::mem::limit_arenas();

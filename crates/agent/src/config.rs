@@ -24,6 +24,8 @@ pub struct Config {
     /// The nftables table brute-force sources are blocked in (`[firewall]`: nft command, table
     /// name, protected TCP ports).
     pub firewall: crate::bruteforce::nft::Config,
+    /// Runtime detection (`[behaviour]`: sensor tier auto/proc/off, network namespace).
+    pub behaviour: crate::behaviour::Config,
 }
 
 impl Default for Config {
@@ -35,6 +37,7 @@ impl Default for Config {
             inventory_root: PathBuf::from("/"),
             authlog: Default::default(),
             firewall: Default::default(),
+            behaviour: Default::default(),
         }
     }
 }

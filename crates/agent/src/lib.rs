@@ -1,12 +1,14 @@
 //! The Hostward agent: its capabilities, one folder per module (`inventory`, `risk`,
-//! `bruteforce`), the list of what runs (`modules`), the config file and the command line. The
+//! `bruteforce`, `quarantine`, `behaviour`), the list of what runs (`modules`), the config file and the command line. The
 //! runtime they plug into (link, outbox, enrollment, daemon) is `hostward-agent-core`. The
 //! binary (`main.rs`) only calls [`cli::main`]. See ARCHITECTURE.md.
 
+pub mod behaviour;
 pub mod bruteforce;
 pub mod cli;
 pub mod config;
 pub mod inventory;
 pub mod mem;
 pub mod modules;
+pub mod quarantine;
 pub mod risk;

@@ -1,6 +1,8 @@
 //! THE list of what runs in the agent: one line per module, in the order each config reaches
 //! them. A module that needs another gets its handle here (risk gets inventory's, for the
-//! software collection of a scan and the re-collection after a fix), never through the runtime.
+//! software collection of a scan and the re-collection after a fix; behaviour gets the
+//! quarantine, for isolate-and-kill, and bruteforce's firewall, for blocking scanners), never
+//! through the runtime.
 
 use std::sync::Arc;
 
@@ -22,5 +24,18 @@ pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
         &ctx.state_dir,
         ctx.records.clone(),
     );
-    vec![Arc::new(inventory), Arc::new(risk), Arc::new(bruteforce)]
+    let quarantine = crate::quarantine::spawn(&ctx.state_dir, ctx.records.clone());
+    let behaviour = crate::behaviour::runner::spawn(
+        &cfg.behaviour,
+        ctx.records.clone(),
+        quarantine.clone(),
+        Some(bruteforce.clone()),
+    );
+    vec![
+        Arc::new(inventory),
+        Arc::new(risk),
+        Arc::new(bruteforce),
+        Arc::new(crate::quarantine::QuarantineModule(quarantine)),
+        Arc::new(behaviour),
+    ]
 }

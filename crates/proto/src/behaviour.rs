@@ -156,7 +156,9 @@ impl Default for BehaviourPolicy {
                 "sysrv", "xmrig-notls", "ccminer",
             ]),
             miner_hashes: Vec::new(),
-            stratum_ports: vec![3333, 3334, 3335, 4444, 5555, 7777, 8888, 9999, 14433, 14444, 45560, 45700],
+            // Ports only mining pools use by convention; 4444, 5555, 8888 and 9999 are left out, as
+            // too many other programs listen there (Jupyter, adb, debug servers).
+            stratum_ports: vec![3333, 3334, 3335, 3336, 3357, 14433, 14444, 45560, 45700],
             ioc_addresses: Vec::new(),
             process_whitelist: Vec::new(),
             whitelist: Vec::new(),

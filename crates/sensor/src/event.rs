@@ -136,7 +136,11 @@ pub enum Fd {
     },
     /// A unix or other non-internet socket.
     Socket,
-    Pipe,
+    /// A pipe, by inode: both ends of a shell pipeline show the same one.
+    Pipe {
+        #[serde(default)]
+        ino: u64,
+    },
     /// A character device: terminals, /dev/null.
     Char,
     File,
@@ -146,6 +150,13 @@ pub enum Fd {
 impl Fd {
     pub fn is_inet(&self) -> bool {
         matches!(self, Fd::Inet { .. })
+    }
+
+    pub fn pipe(&self) -> Option<u64> {
+        match self {
+            Fd::Pipe { ino } if *ino != 0 => Some(*ino),
+            _ => None,
+        }
     }
 
     pub fn peer(&self) -> Option<SocketAddr> {

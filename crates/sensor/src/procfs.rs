@@ -135,8 +135,10 @@ fn fds(proc: &Path, pid: u32) -> [Fd; 3] {
         {
             return inet_socket(&dir, ino).unwrap_or(Fd::Socket);
         }
-        if l.starts_with("pipe:") {
-            return Fd::Pipe;
+        if let Some(ino) = l.strip_prefix("pipe:[").and_then(|s| s.strip_suffix(']')) {
+            return Fd::Pipe {
+                ino: ino.parse().unwrap_or(0),
+            };
         }
         if l.starts_with("/dev/") {
             return Fd::Char;
@@ -249,7 +251,7 @@ mod tests {
         assert_eq!(e.argv, ["bash", "-i"]);
         assert_eq!(e.cwd.as_deref(), Some("/tmp"));
         assert_eq!(e.fds[0].peer(), Some("127.0.0.1:4444".parse().unwrap()));
-        assert_eq!(e.fds[1], Fd::Pipe);
+        assert_eq!(e.fds[1], Fd::Pipe { ino: 5 });
         assert_eq!(e.parent_fds[0], Fd::Closed);
         assert!(exec(p, 101, 9).is_none(), "a process gone is None");
     }

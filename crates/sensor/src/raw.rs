@@ -187,7 +187,7 @@ fn fd(f: &FdInfo) -> Fd {
                 .map(|ip| SocketAddr::new(ip, u16::from_be(f.dport))),
         },
         0o140000 => Fd::Socket,
-        0o010000 => Fd::Pipe,
+        0o010000 => Fd::Pipe { ino: f.ino },
         0o020000 => Fd::Char,
         0o100000 => Fd::File,
         _ => Fd::Other,

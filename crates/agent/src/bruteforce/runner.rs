@@ -32,6 +32,8 @@ enum Command {
     Block {
         addr: IpAddr,
         minutes: u32,
+        /// `manual`, or the detector that asked (`port_scan`, `honeypot`).
+        reason: &'static str,
         reply: oneshot::Sender<Result<(), String>>,
     },
     Unblock {
@@ -59,10 +61,16 @@ impl Handle {
     }
 
     pub async fn block(&self, addr: IpAddr, minutes: u32) -> Result<(), String> {
+        self.block_for(addr, minutes, "manual").await
+    }
+
+    /// Blocks for another module's detector; `reason` names it in the `block` record.
+    pub async fn block_for(&self, addr: IpAddr, minutes: u32, reason: &'static str) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Block {
             addr,
             minutes,
+            reason,
             reply,
         })
         .await?;
@@ -172,7 +180,7 @@ async fn run(
             }
             cmd = commands.recv() => match cmd {
                 None => return,
-                Some(Command::Block { addr, minutes, reply }) => {
+                Some(Command::Block { addr, minutes, reason, reply }) => {
                     let secs = u64::from(minutes) * 60;
                     let out = firewall_block(nft.as_ref(), addr, Duration::from_secs(secs)).await;
                     if out.is_ok() {
@@ -181,7 +189,7 @@ async fn run(
                             ts: now,
                             addr: addr.to_string(),
                             action: "blocked".into(),
-                            reason: "manual".into(),
+                            reason: reason.into(),
                             service: None,
                             expires_at: Some(now + secs as i64),
                         })).await;

@@ -66,8 +66,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-// Plain reads, not mmap: a file truncated while mapped raises SIGBUS.
-fn hash_file(path: &Path) -> Option<String> {
+/// Hex SHA-256 of a file, uncached. Plain reads, not mmap: a file truncated while mapped
+/// raises SIGBUS.
+pub fn hash_file(path: &Path) -> Option<String> {
     let mut f = std::fs::File::open(path).ok()?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 << 10];
