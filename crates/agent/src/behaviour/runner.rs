@@ -517,11 +517,27 @@ impl Runner {
         if let Some(first) = processes.first_mut() {
             first.sha256 = sha256.clone();
         }
+        // What to isolate: the program that dialled out, when it is no system program (the
+        // dropper a shell was started by), else the process itself.
+        let target = f
+            .dialler
+            .and_then(|d| self.table.get(d))
+            .filter(|d| d.exe.starts_with('/') && !crate::quarantine::system_file(Path::new(&d.exe)))
+            .cloned()
+            .or_else(|| proc.clone());
+        let mut file = f.file.clone();
+        if f.isolate
+            && let Some(t) = &target
+            && t.pid != f.pid
+        {
+            file = Some(t.exe.clone());
+        }
         let mut response = None;
         if f.isolate && self.det.cfg.policy.auto_isolate && f.pid > 1 {
+            let t = target.as_ref();
             let req = IsolateRequest {
-                pid: Some(f.pid),
-                path: proc.as_ref().map(|p| p.exe.clone()).filter(|e| e.starts_with('/')),
+                pid: Some(t.map(|t| t.pid).unwrap_or(f.pid)),
+                path: t.map(|p| p.exe.clone()).filter(|e| e.starts_with('/')),
                 reason: f.alarm_type.into(),
             };
             response = Some(match self.quarantine.isolate(req).await {
@@ -554,7 +570,7 @@ impl Runner {
                 source_ip: f.source_ip.map(|i| i.to_string()),
                 blocked_until,
                 processes,
-                file: f.file.map(|p| clip(&p, 4096)),
+                file: file.map(|p| clip(&p, 4096)),
                 peer: f.peer.map(|p| p.to_string()),
                 rule: f.rule,
                 details,

@@ -145,7 +145,10 @@ impl Table {
     }
 
     fn exec(&mut self, e: &Exec) {
-        let prev_euid = self.procs.get(&e.task.pid).filter(|p| p.exited_ns.is_none()).map(|p| p.euid);
+        let prev = self.procs.get(&e.task.pid).filter(|p| p.exited_ns.is_none());
+        let prev_euid = prev.map(|p| p.euid);
+        // Sockets survive exec: the connections stay the process's.
+        let connections = prev.map(|p| p.connections.clone()).unwrap_or_default();
         let p = Proc {
             prev_euid,
             pid: e.task.pid,
@@ -162,7 +165,7 @@ impl Table {
             execed: true,
             ino: e.ino,
             dev: e.dev,
-            connections: Vec::new(),
+            connections,
             exited_ns: None,
         };
         // A parent unknown so far (started before us and missed by the seed) gets a stub, so
@@ -190,8 +193,9 @@ impl Table {
         }
     }
 
-    /// The process and its ancestors, nearest first, up to the session leader or init (at most
-    /// `MAX_CHAIN`). `users` names uids.
+    /// The process and its ancestors, nearest first, up to init (not included; at most
+    /// `MAX_CHAIN`). Past the session leader too: a shell a pty spawned leads its own session,
+    /// and what spawned it is the evidence. `users` names uids.
     pub fn chain(&self, pid: u32, users: &dyn Fn(u32) -> String) -> Vec<ProcessInfo> {
         let mut out = Vec::new();
         let mut cur = pid;
@@ -204,7 +208,7 @@ impl Table {
                 break;
             };
             out.push(info(p, users));
-            if p.pid == p.sid || p.ppid == cur || p.pid == 1 {
+            if p.ppid == cur || p.ppid <= 1 {
                 break;
             }
             cur = p.ppid;
@@ -292,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn chains_stop_at_the_session_leader_and_forks_inherit() {
+    fn chains_go_past_the_session_leader_and_forks_inherit() {
         let mut t = Table::default();
         t.apply(&exec(100, 1, 100, "/usr/sbin/sshd", &["sshd: alice"]));
         t.apply(&exec(200, 100, 200, "/bin/bash", &["-bash"]));
@@ -305,7 +309,7 @@ mod tests {
         let names = |u: u32| format!("u{u}");
         let chain = t.chain(201, &names);
         let pids: Vec<u32> = chain.iter().map(|p| p.pid).collect();
-        assert_eq!(pids, [201, 200], "stops at the session leader 200");
+        assert_eq!(pids, [201, 200, 100], "up to init, past the session leader 200");
         assert_eq!(chain[0].exe, "/usr/bin/python3");
         assert_eq!(chain[0].user, "u0");
         assert_eq!(t.descendants(100), [200, 201]);
@@ -323,6 +327,7 @@ mod tests {
         t.apply(&exec(300, 299, 1, "/bin/sh", &["sh"]));
         let chain = t.chain(300, &|_| String::new());
         assert_eq!(chain.iter().map(|p| p.pid).collect::<Vec<_>>(), [300, 299]);
+        assert!(t.chain(1, &|_| String::new()).len() == 1);
         assert_eq!(chain[1].exe, "");
     }
 

@@ -54,7 +54,7 @@ impl Outcome {
 
 /// System directories: a reverse shell run by /usr/bin/bash is killed, but bash stays.
 /// `/usr/local` is where attackers drop tools, so it is not one.
-fn system_file(p: &Path) -> bool {
+pub fn system_file(p: &Path) -> bool {
     !p.starts_with("/usr/local")
         && ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/boot"]
             .iter()

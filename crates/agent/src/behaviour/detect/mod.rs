@@ -36,6 +36,9 @@ pub struct Finding {
     pub details: Vec<String>,
     /// Isolate and kill applies (a reverse shell, a miner, a fileless program).
     pub isolate: bool,
+    /// The process that opened the connection a reverse shell runs on (itself or an
+    /// ancestor): the dropper to isolate, when it is not a system program.
+    pub dialler: Option<u32>,
     /// Block `source_ip` on the firewall (a scan or a honeypot visit, per policy).
     pub block: bool,
 }

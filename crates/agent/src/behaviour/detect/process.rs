@@ -29,11 +29,18 @@ pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>
     }
     let exe = e.exe();
     let name = name_of(&exe);
-    if !is_shell(name) && !is_interpreter(name) {
-        return;
-    }
     let names = ["stdin", "stdout", "stderr"];
     let own = e.fds[0].is_inet() && (e.fds[1].is_inet() || e.fds[2].is_inet());
+    // Any program, whatever its name (a renamed shell), run on a connection this process or an
+    // ancestor opened outwards: inbound services (inetd, socket activation) accepted theirs.
+    let dialled = own
+        && e.fds[0].peer().is_some_and(|peer| {
+            t.get(e.task.pid).is_some_and(|p| p.connections.contains(&peer))
+                || t.ancestors(e.task.pid).iter().any(|a| a.connections.contains(&peer))
+        });
+    if !is_shell(name) && !is_interpreter(name) && !dialled {
+        return;
+    }
     let parent = e.parent_fds[0].is_inet() && (e.parent_fds[1].is_inet() || e.parent_fds[2].is_inet());
     let parent_proc = t.get(e.task.ppid);
     // A relay's child shell: the relay's own connection is the peer, when we saw it.
@@ -63,16 +70,24 @@ pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>
         (p.connections.last().copied(), "a socket relay started it")
     };
     details.insert(0, format!("{name} started and {how}"));
+    let dialler = peer.and_then(|peer| {
+        std::iter::once(t.get(e.task.pid))
+            .flatten()
+            .chain(t.ancestors(e.task.pid))
+            .find(|p| p.connections.contains(&peer))
+            .map(|p| p.pid)
+    });
     out.push(Finding {
         alarm_type: "reverse_shell",
         key: match peer {
-            Some(p) => format!("{exe} -> {}", p.ip()),
+            Some(p) => format!("{exe} -> {p}"),
             None => exe.clone(),
         },
         pid: e.task.pid,
         peer,
         details,
         isolate: true,
+        dialler,
         ..Default::default()
     });
 }

