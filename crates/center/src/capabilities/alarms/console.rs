@@ -187,6 +187,10 @@ fn flash(m: &HashMap<String, String>) -> Option<Flash> {
                 .into(),
         ),
         "saved" => ok("Brute-force policy saved; the project's agents apply it at once.".into()),
+        "isolate" => ok(
+            "Isolate and kill queued: the agent kills the process tree, isolates its executable and reports the file under Isolated files."
+                .into(),
+        ),
         _ => None,
     }
 }
@@ -549,6 +553,9 @@ pub(crate) struct AlarmPage {
     pub response: String,
     pub history: HistoryView,
     pub can_act: bool,
+    /// Operators may isolate and kill the alarm's process: the evidence names it with its
+    /// executable (the agent checks it, so a reused pid is not killed).
+    pub can_isolate: bool,
     pub actions: ActionsView,
     pub whitelist_url: String,
 }
@@ -600,6 +607,8 @@ pub async fn detail(
         response: ev.response.unwrap_or_default(),
         history: findings::history("alarm-history", &d.history, state_class),
         can_act: p.require(&a.project_id, Role::Operator).is_ok(),
+        can_isolate: p.require(&a.project_id, Role::Operator).is_ok()
+            && ev.processes.first().is_some_and(|p| !p.exe.is_empty()),
         actions: ACTIONS.view(&p, &format!("/alarms/{}", seg(&a.id)), !source.is_empty()),
         whitelist_url: url(
             "/alarms/whitelist",
