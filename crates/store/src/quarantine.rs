@@ -5,9 +5,11 @@ use hostward_proto::quarantine::IsolatedFile;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use utoipa::ToSchema;
+
 use crate::{Bind, Result, Sql, Store, now};
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ToSchema)]
 pub struct IsolatedFileRow {
     pub server_id: String,
     pub server_name: String,

@@ -1,4 +1,5 @@
-//! An `AppState` on a temporary SQLite store, and request helpers for handler tests.
+//! An `AppState` on a temporary store (SQLite, or each available backend), and request helpers
+//! for handler tests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,20 @@ pub async fn app() -> TestApp {
 
 /// `tweak` adjusts the config before the state is built.
 pub async fn app_with(tweak: impl FnOnce(&mut crate::config::Config)) -> TestApp {
-    let db = testdb::sqlite().await;
+    app_on(testdb::sqlite().await, tweak)
+}
+
+/// One app per available backend (SQLite always, PostgreSQL when
+/// `HOSTWARD_TEST_POSTGRES_URL` is set), with the backend's name.
+pub async fn apps() -> Vec<(&'static str, TestApp)> {
+    let mut out = Vec::new();
+    for (backend, db) in testdb::all().await {
+        out.push((backend, app_on(db, |_| {})));
+    }
+    out
+}
+
+fn app_on(db: testdb::TestDb, tweak: impl FnOnce(&mut crate::config::Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let args = ServeArgs {
         public_url: Some("https://center.test:8443".into()),

@@ -9,6 +9,7 @@
 //! what every capability stands on, in `api/` and `console/`.
 
 pub mod alarms;
+pub mod behaviour;
 pub mod inventory;
 pub mod risk;
 
@@ -26,7 +27,12 @@ use crate::auth::Principal;
 use crate::web::page::Tab;
 
 /// Every capability, in the order of the console's navigation and a server's tabs.
-pub const ALL: &[Capability] = &[inventory::CAPABILITY, risk::CAPABILITY, alarms::CAPABILITY];
+pub const ALL: &[Capability] = &[
+    inventory::CAPABILITY,
+    risk::CAPABILITY,
+    alarms::CAPABILITY,
+    behaviour::CAPABILITY,
+];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty
 /// list, [`no_jobs`]).

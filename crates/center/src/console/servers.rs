@@ -350,6 +350,8 @@ pub(crate) struct ServerPage {
     /// saw. Each may mean records were lost, so each is said plainly.
     pub outbox_problems: Vec<String>,
     pub hb_authlog: String,
+    /// The runtime sensor from the last heartbeat; None when the agent reports none.
+    pub sensor: Option<SensorView>,
     pub config_version: i64,
     pub history: Vec<HistoryView>,
     pub tasks: Vec<TaskView>,
@@ -418,6 +420,7 @@ pub async fn detail(
         },
         outbox_problems: outbox_problems(&s),
         hb_authlog: authlog_summary(hb.get("authlog")),
+        sensor: sensor_view(hb.get("sensor")),
         config_version: s.config_version,
         history: history
             .into_iter()
@@ -531,6 +534,53 @@ fn authlog_summary(v: Option<&serde_json::Value>) -> String {
         ));
     }
     out
+}
+
+/// The runtime sensor row of the server page.
+pub(crate) struct SensorView {
+    /// `lsm`, `bpf`, `proc` or `off`, as the agent says.
+    pub tier: String,
+    /// A tier that watches nothing: said as a warning.
+    pub off: bool,
+    pub reason: String,
+    /// `N events seen, M received`, then each non-zero loss.
+    pub counters: String,
+    /// Detectors this tier cannot run, each with why.
+    pub unavailable: Vec<String>,
+}
+
+/// The heartbeat's sensor report as the server page says it; None when there is none (an
+/// agent without a sensor, or before its first heartbeat).
+fn sensor_view(v: Option<&serde_json::Value>) -> Option<SensorView> {
+    let r: hostward_proto::behaviour::SensorReport = serde_json::from_value(v?.clone()).ok()?;
+    let mut counters = format!("{} events seen, {} received", r.seen_kernel, r.received);
+    for (n, what) in [
+        (r.dropped_kernel, "lost in the kernel"),
+        (r.dropped_user, "lost in the agent"),
+        (
+            r.incomplete,
+            "incomplete (process gone before /proc was read)",
+        ),
+        (r.undecodable, "undecodable"),
+    ] {
+        if n > 0 {
+            counters.push_str(&format!(", {n} {what}"));
+        }
+    }
+    if r.processes > 0 {
+        counters.push_str(&format!("; {} processes tracked", r.processes));
+    }
+    Some(SensorView {
+        off: r.tier == "off" || r.tier.is_empty(),
+        tier: if r.tier.is_empty() {
+            "off".into()
+        } else {
+            r.tier
+        },
+        reason: r.reason,
+        counters,
+        unavailable: r.unavailable,
+    })
 }
 
 /// The server page's outbox warnings, from the agent's last heartbeat and the center's own

@@ -646,3 +646,81 @@ async fn own_password_change() {
     let res = e.post_form("/account/password", &cookie, &form).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn the_server_page_reports_the_runtime_sensor_or_says_it_is_not_reported() {
+    for e in super::testutil::envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("vic", &p.id, Some("viewer")).await;
+        let with = e.agent_server(&p.id, "web-1").await;
+        let without = e.agent_server(&p.id, "web-2").await;
+        let old = e.agent_server(&p.id, "web-3").await;
+        let hb = |sensor: serde_json::Value| {
+            serde_json::json!({"now": 1, "rss_bytes": 1, "cpu_percent": 0.5, "outbox_depth": 0,
+                "outbox_dropped": 0, "sensor": sensor})
+            .to_string()
+        };
+        let sensor = serde_json::json!({
+            "tier": "proc", "reason": "BPF is not permitted: <kernel.unprivileged_bpf_disabled>",
+            "seen_kernel": 1200, "received": 1190, "dropped_kernel": 0, "dropped_user": 4,
+            "incomplete": 6, "undecodable": 0, "processes": 310,
+            "unavailable": ["abnormal_outbound: needs BPF", "port_scan: needs BPF"]
+        });
+        e.state
+            .store
+            .flush_last_seen(&[
+                (with.id.clone(), 10, hb(sensor)),
+                (without.id.clone(), 10, hb(serde_json::json!({"tier": "off", "reason": "no kernel support"}))),
+                (
+                    old.id.clone(),
+                    10,
+                    r#"{"now": 1, "rss_bytes": 1, "cpu_percent": 0.5, "outbox_depth": 0, "outbox_dropped": 0}"#.into(),
+                ),
+            ])
+            .await
+            .unwrap();
+        let (cookie, _) = e.login("vic").await;
+
+        let html = e.page(&format!("/servers/{}", with.id), &cookie).await;
+        assert!(
+            html.contains("<span id=\"sensor-tier-name\">proc</span>"),
+            "[{b}] {html}"
+        );
+        assert!(
+            html.contains("1200 events seen, 1190 received, 4 lost in the agent, 6 incomplete (process gone before /proc was read); 310 processes tracked"),
+            "[{b}] the losses that are not zero"
+        );
+        assert!(
+            !html.contains("lost in the kernel"),
+            "[{b}] a zero loss is not listed"
+        );
+        assert!(
+            html.contains("&#60;kernel.unprivileged_bpf_disabled&#62;")
+                || html.contains("&lt;kernel.unprivileged_bpf_disabled&gt;"),
+            "[{b}] the reason, escaped"
+        );
+        let list = &html[html.find("id=\"sensor-unavailable\"").expect("the list")..];
+        assert!(
+            list.contains("<li>abnormal_outbound: needs BPF</li><li>port_scan: needs BPF</li>"),
+            "[{b}]"
+        );
+        assert!(html.contains("not available on this tier:"), "[{b}]");
+
+        let html = e.page(&format!("/servers/{}", without.id), &cookie).await;
+        assert!(
+            html.contains("<span id=\"sensor-tier-name\">off</span>"),
+            "[{b}]"
+        );
+        assert!(html.contains("no kernel support"), "[{b}]");
+        assert!(!html.contains("id=\"sensor-unavailable\""), "[{b}]");
+
+        let html = e.page(&format!("/servers/{}", old.id), &cookie).await;
+        let row = &html[html.find("id=\"sensor-tier\"").expect("the row")..];
+        assert!(
+            row[..200.min(row.len())].contains("not reported by this agent"),
+            "[{b}] {row}"
+        );
+        assert!(!html.contains("id=\"sensor-tier-name\""), "[{b}]");
+    }
+}

@@ -64,6 +64,13 @@ pub struct AlarmPage {
 pub struct AlarmDetail {
     pub alarm: AlarmRow,
     pub history: Vec<HandlingEntry>,
+    /// The type's category in the catalog (the reference product's, e.g. `Abnormal system
+    /// behaviour`).
+    pub category: String,
+    /// The reference product's event-type code, `HSS 1017`, when it has one.
+    pub hss_code: Option<String>,
+    /// What to do about an alarm of this type.
+    pub recommendation: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -189,7 +196,8 @@ pub async fn list(state: &AppState, p: &Principal, q: &AlarmQuery) -> Result<Ala
     })
 }
 
-async fn visible_alarm(
+/// One alarm, if the caller has `min` in its project (404 when it has no role there).
+pub(crate) async fn visible_alarm(
     state: &AppState,
     p: &Principal,
     id: &str,
@@ -205,11 +213,17 @@ async fn visible_alarm(
 
 pub async fn detail(state: &AppState, p: &Principal, id: &str) -> Result<AlarmDetail, ApiError> {
     let alarm = visible_alarm(state, p, id, Role::Viewer).await?;
+    let kind = alarm_type(&alarm.alarm_type);
     Ok(AlarmDetail {
         history: state
             .store
             .handling_history(History::Alarm, &alarm.id)
             .await?,
+        category: kind.map(|t| t.category.to_string()).unwrap_or_default(),
+        hss_code: kind.and_then(|t| t.hss_code).map(|c| format!("HSS {c}")),
+        recommendation: kind
+            .map(|t| t.recommendation.to_string())
+            .unwrap_or_default(),
         alarm,
     })
 }

@@ -1,6 +1,7 @@
 //! Alarm and brute-force defence pages: the fleet's alarms (filters, paging, CSV, handling),
-//! one alarm with its evidence and handling history, the firewall blocks the agents report
-//! (with manual block and unblock), the alarm whitelist and the per-project brute-force policy.
+//! one alarm with its evidence (the process chain drawn as a tree) and handling history, the
+//! firewall blocks the agents report (with manual block and unblock), the alarm whitelist and
+//! the per-project brute-force policy.
 //!
 //! Every page reads and writes through [`crate::capabilities::alarms::api`], so it shows and allows exactly
 //! what the REST API does for the same caller; objects of other projects answer 404 there.
@@ -18,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use hostward_proto::Severity;
-use hostward_proto::alarm::{ALARM_TYPES, Evidence, alarm_type};
+use hostward_proto::alarm::{ALARM_TYPES, Evidence, ProcessInfo, alarm_type};
 use hostward_proto::bruteforce::{MAX_USUAL_LOGIN_IPS, MAX_WHITELIST, Policy};
 
 use crate::AppState;
@@ -186,6 +187,10 @@ fn flash(m: &HashMap<String, String>) -> Option<Flash> {
                 .into(),
         ),
         "saved" => ok("Brute-force policy saved; the project's agents apply it at once.".into()),
+        "isolate" => ok(
+            "Isolate and kill queued: the agent kills the process tree, isolates its executable and reports the file under Isolated files."
+                .into(),
+        ),
         _ => None,
     }
 }
@@ -477,6 +482,54 @@ const ACTIONS: ActionBar = ActionBar {
 // ---------------------------------------------------------------------------------------------
 // /alarms/{id}
 
+/// One process of an alarm's chain as the page shows it. Every string came from the agent.
+pub(crate) struct ProcessNode {
+    pub pid: u32,
+    pub exe: String,
+    pub cmdline: String,
+    /// `alice (uid 1000, euid 0)`; the effective uid only when it differs.
+    pub user: String,
+    pub cwd: String,
+    pub tty: String,
+    pub sha256: String,
+    pub sha_short: String,
+    /// The alarm's own process (the deepest node).
+    pub own: bool,
+}
+
+/// The chain as the page draws it: the session leader (oldest ancestor) first, the alarm's
+/// own process last. The evidence lists it the other way round.
+pub(crate) fn process_chain(processes: &[ProcessInfo]) -> Vec<ProcessNode> {
+    processes
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, p)| {
+            let ids = if p.uid == p.euid {
+                format!("uid {}", p.uid)
+            } else {
+                format!("uid {}, euid {}", p.uid, p.euid)
+            };
+            let sha256 = p.sha256.clone().unwrap_or_default();
+            ProcessNode {
+                pid: p.pid,
+                exe: p.exe.clone(),
+                cmdline: p.cmdline.clone(),
+                user: if p.user.is_empty() {
+                    ids
+                } else {
+                    format!("{} ({ids})", p.user)
+                },
+                cwd: p.cwd.clone().unwrap_or_default(),
+                tty: p.tty.clone().unwrap_or_default(),
+                sha_short: sha256.chars().take(12).collect(),
+                sha256,
+                own: i == 0,
+            }
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "alarms/detail.html")]
 pub(crate) struct AlarmPage {
@@ -485,12 +538,24 @@ pub(crate) struct AlarmPage {
     pub a: AlarmView,
     pub project_name: String,
     pub tactic_url: String,
+    pub category: String,
+    pub hss_code: String,
+    pub recommendation: String,
     pub users: Vec<String>,
     pub service: String,
     pub lines: Vec<String>,
     pub blocked_until: Option<Ts>,
+    pub processes: Vec<ProcessNode>,
+    pub file: String,
+    pub peer: String,
+    pub rule: String,
+    pub details: Vec<String>,
+    pub response: String,
     pub history: HistoryView,
     pub can_act: bool,
+    /// Operators may isolate and kill the alarm's process: the evidence names it with its
+    /// executable (the agent checks it, so a reused pid is not killed).
+    pub can_isolate: bool,
     pub actions: ActionsView,
     pub whitelist_url: String,
 }
@@ -527,12 +592,23 @@ pub async fn detail(
         } else {
             String::new()
         },
+        category: d.category.clone(),
+        hss_code: d.hss_code.clone().unwrap_or_default(),
+        recommendation: d.recommendation.clone(),
         users: ev.users,
         service: ev.service.unwrap_or_default(),
         lines: ev.lines,
         blocked_until: Ts::opt(ev.blocked_until),
+        processes: process_chain(&ev.processes),
+        file: ev.file.unwrap_or_default(),
+        peer: ev.peer.unwrap_or_default(),
+        rule: ev.rule.unwrap_or_default(),
+        details: ev.details,
+        response: ev.response.unwrap_or_default(),
         history: findings::history("alarm-history", &d.history, state_class),
         can_act: p.require(&a.project_id, Role::Operator).is_ok(),
+        can_isolate: p.require(&a.project_id, Role::Operator).is_ok()
+            && ev.processes.first().is_some_and(|p| !p.exe.is_empty()),
         actions: ACTIONS.view(&p, &format!("/alarms/{}", seg(&a.id)), !source.is_empty()),
         whitelist_url: url(
             "/alarms/whitelist",

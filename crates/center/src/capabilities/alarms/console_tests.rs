@@ -1004,3 +1004,140 @@ async fn trusting_a_login_address_adds_it_to_the_servers_list_for_admins_only() 
         );
     }
 }
+
+#[tokio::test]
+async fn a_runtime_alarm_shows_its_process_tree_catalog_facts_and_evidence_escaped() {
+    use hostward_proto::alarm::ProcessInfo;
+    for e in envs().await {
+        let b = e.backend;
+        let p = e.state.store.ensure_project("default").await.unwrap();
+        e.user("vic", &p.id, Some("viewer")).await;
+        let srv = e.agent_server(&p.id, "web-1").await;
+        let proc = |pid, ppid, exe: &str, cmdline: &str, (uid, euid), user: &str| ProcessInfo {
+            pid,
+            ppid,
+            exe: exe.into(),
+            cmdline: cmdline.into(),
+            uid,
+            euid,
+            user: user.into(),
+            ..Default::default()
+        };
+        let own = ProcessInfo {
+            cwd: Some("/tmp/.x".into()),
+            tty: Some("pts/0".into()),
+            sha256: Some("cd".repeat(32)),
+            ..proc(4242, 4000, "/tmp/.x/sh", "sh -i", (1000, 0), "alice")
+        };
+        let shell = Message::Alarm(Alarm {
+            ts: hostward_store::now() - 60,
+            alarm_type: "reverse_shell".into(),
+            key: "4242".into(),
+            count: 1,
+            evidence: Evidence {
+                processes: vec![
+                    own,
+                    proc(
+                        4000,
+                        100,
+                        "/usr/bin/bash",
+                        &format!("bash -c '{EVIL}'"),
+                        (1000, 1000),
+                        "alice",
+                    ),
+                    proc(
+                        100,
+                        1,
+                        "/usr/sbin/sshd",
+                        "sshd: alice [priv]",
+                        (0, 0),
+                        "root",
+                    ),
+                ],
+                file: Some("/tmp/.x/sh".into()),
+                peer: Some("192.0.2.9:4444".into()),
+                details: vec!["stdin is tcp 192.0.2.9:4444".into(), EVIL_LINE.into()],
+                response: Some("none (auto_isolate is off)".into()),
+                ..Default::default()
+            },
+        });
+        e.state
+            .store
+            .store_records(&srv.id, &[(1, shell)])
+            .await
+            .unwrap();
+        let id = e.alarm_id(&srv.id, "reverse_shell").await;
+        let (cookie, _) = e.login("vic").await;
+        let html = e.alarm_page(&format!("/alarms/{id}"), &cookie).await;
+
+        // The tree: the session leader at the top, the alarm's own process deepest and marked.
+        let at = |needle: &str| {
+            html.find(needle)
+                .unwrap_or_else(|| panic!("[{b}] {needle} missing"))
+        };
+        let (sshd, bash, sh) = (
+            at("data-pid=\"100\""),
+            at("data-pid=\"4000\""),
+            at("data-pid=\"4242\""),
+        );
+        assert!(sshd < bash && bash < sh, "[{b}] oldest ancestor first");
+        let tree = &html[at("id=\"evidence-processes\"")..];
+        let tree = &tree[..tree.find("</section>").unwrap_or(tree.len())];
+        assert_eq!(tree.matches("<ul class=\"proc-tree\">").count(), 3, "[{b}]");
+        let before_own = &html[at("id=\"evidence-processes\"")..sh];
+        assert!(!before_own.contains("</ul>"), "[{b}] nested, not siblings");
+        assert!(
+            html.contains("<li class=\"proc own\" data-pid=\"4242\">")
+                && html.matches("class=\"proc own\"").count() == 1,
+            "[{b}] the alarm's process is marked"
+        );
+        for shown in [
+            "alice (uid 1000, euid 0)",
+            "alice (uid 1000)",
+            "root (uid 0)",
+            "/tmp/.x/sh",
+            "sshd: alice [priv]",
+            ">pts/0<",
+            ">cdcdcdcdcdcd<",
+            "/tmp/.x<",
+        ] {
+            assert!(html.contains(shown), "[{b}] {shown}");
+        }
+        // The catalog's facts.
+        assert!(
+            html.contains("id=\"alarm-category\">Abnormal system behaviour"),
+            "[{b}]"
+        );
+        assert!(html.contains("id=\"alarm-hss\">HSS 1017<"), "[{b}]");
+        let rec = hostward_proto::alarm::alarm_type("reverse_shell")
+            .unwrap()
+            .recommendation;
+        assert!(
+            html.contains(&format!("id=\"alarm-recommendation\">{rec}<")),
+            "[{b}]"
+        );
+        // The other evidence, escaped.
+        assert!(html.contains("id=\"evidence-file\">/tmp/.x/sh<"), "[{b}]");
+        assert!(
+            html.contains("id=\"evidence-peer\">192.0.2.9:4444<"),
+            "[{b}]"
+        );
+        assert!(
+            html.contains("<li>stdin is tcp 192.0.2.9:4444</li>"),
+            "[{b}]"
+        );
+        assert!(
+            html.contains("id=\"evidence-response\">none (auto_isolate is off)<"),
+            "[{b}]"
+        );
+        assert_escaped(&html, "process chain");
+        assert!(
+            !html.contains("id=\"isolate-form\""),
+            "[{b}] viewers do not isolate"
+        );
+        assert!(
+            !html.contains("Sample log lines"),
+            "[{b}] no log lines to show"
+        );
+    }
+}
