@@ -318,3 +318,119 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
     })
     .await
 }
+
+/// Whether a process still runs (a zombie does not).
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[tokio::test]
+async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new("behaviour-isolate");
+    env.run(async {
+        require_tools(&["ncat", "cc", "nft"]).await?;
+        let n = Netns::new().await?;
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let agent = behaviour_agent(&env, &center, &n, "victim", "auto").await?;
+        let server = agent.server_id.clone();
+        let dir = env.subdir("isolate");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let built = build_dropper(&dir).await?;
+        let bin = dir.join("rsh");
+        std::fs::copy(&built, &bin)?;
+        std::os::unix::fs::chown(&bin, Some(65534), Some(65534))?;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o750))?;
+
+        // The dropper dials out and runs a shell on the connection.
+        let _l = listener(&env, &dir, "127.0.0.1", 19201, "sleep 30", 30)?;
+        tokio::time::sleep(millis(300)).await;
+        let (_a, _) = attack(&env, &dir, "dropper", &format!("{} 127.0.0.1 19201", bin.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "the dropper's shell", |a| peer_is(a, "127.0.0.1:19201")).await?;
+        ensure!(a["evidence"]["file"].as_str() == bin.to_str(), "the dropper is the file to isolate: {a}");
+        let pids: Vec<i64> = a["evidence"]["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_i64()).collect();
+        let (shell, dropper) = (pids[0], pids[1]);
+        ensure!(alive(shell) && alive(dropper), "both run before the isolation");
+
+        // Isolate and kill, as a person does from the alarm.
+        let task = api
+            .post("/api/v1/isolated-files/isolate", json!({"alarm_id": a["id"]}))
+            .await?
+            .expect(201)?;
+        let done = wait_task(&api, task.json["id"].as_str().unwrap_or("")).await?;
+        ensure!(done["output"]["killed"].as_array().is_some_and(|k| k.len() >= 2), "{done}");
+        host_until("the tree to die", || !alive(shell) && !alive(dropper)).await?;
+        ensure!(!bin.exists(), "the dropper left its path");
+        let list = wait_until("the isolated file at the center", secs(30), millis(200), || async {
+            let r = api.get(&format!("/api/v1/isolated-files?server={server}")).await?.expect(200)?;
+            let item = r.json["items"].as_array().and_then(|i| i.first().cloned()).ok_or_else(|| anyhow!("none yet"))?;
+            ensure!(item["state"] == "isolated", "{item}");
+            Ok(item)
+        })
+        .await?;
+        ensure!(list["path"].as_str() == bin.to_str() && list["uid"] == 65534 && list["mode"] == 0o750, "{list}");
+        ensure!(list["reason"] == "reverse_shell", "{list}");
+        let stored = std::fs::read_dir(agent.state_dir.join("quarantine"))?
+            .flatten()
+            .find(|e| e.file_name() != "index.json")
+            .ok_or_else(|| anyhow!("nothing in the quarantine dir"))?;
+        ensure!(stored.metadata()?.permissions().mode() & 0o7777 == 0, "kept with mode 0000");
+
+        // A copy put back, under any name, is refused at exec; so is the original build.
+        let copy = dir.join("rsh-again");
+        std::fs::copy(&built, &copy)?;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+        for path in [&copy, &built] {
+            let r = std::process::Command::new(path).output();
+            ensure!(
+                matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied),
+                "{} ran: {r:?}",
+                path.display()
+            );
+        }
+        // Other programs still run.
+        ensure!(std::process::Command::new("/usr/bin/id").output()?.status.success());
+
+        // Restore: back with owner and mode, and runnable again.
+        let file_id = list["file_id"].as_str().unwrap_or("").to_string();
+        let r = api
+            .post("/api/v1/isolated-files/actions", json!({"action": "restore", "files": [{"server_id": server, "file_id": file_id}]}))
+            .await?
+            .expect(200)?;
+        wait_task(&api, r.json["tasks"][0]["id"].as_str().unwrap_or("")).await?;
+        let m = std::fs::metadata(&bin)?;
+        use std::os::unix::fs::MetadataExt;
+        ensure!((m.uid(), m.gid(), m.mode() & 0o7777) == (65534, 65534, 0o750), "restored as {:o}", m.mode());
+        ensure!(std::fs::read(&bin)? == std::fs::read(&built)?, "the same bytes");
+        let st = std::process::Command::new(&bin).status()?;
+        ensure!(st.code() == Some(2), "runs again (usage exit 2): {st:?}");
+        wait_until("the restore at the center", secs(30), millis(200), || async {
+            let r = api.get(&format!("/api/v1/isolated-files?server={server}")).await?.expect(200)?;
+            ensure!(r.json["items"][0]["state"] == "restored", "{}", r.text);
+            Ok(())
+        })
+        .await?;
+
+        // Automatic isolate and kill, once the project's policy asks for it.
+        let project = server_of(&api.server_detail(&server).await?)["project_id"].as_str().unwrap_or("").to_string();
+        let uri = format!("/api/v1/projects/{project}/behaviour-policy");
+        let mut policy = api.get(&uri).await?.expect(200)?.json["policy"].clone();
+        policy["auto_isolate"] = json!(true);
+        api.put(&uri, policy).await?.expect(200)?;
+        tokio::time::sleep(secs(2)).await;
+        let _l2 = listener(&env, &dir, "127.0.0.1", 19202, "sleep 30", 30)?;
+        tokio::time::sleep(millis(300)).await;
+        let (_a2, _) = attack(&env, &dir, "dropper-2", &format!("{} 127.0.0.1 19202", bin.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "the second run", |a| peer_is(a, "127.0.0.1:19202")).await?;
+        ensure!(
+            a["evidence"]["response"].as_str().is_some_and(|r| r.starts_with("isolated and killed automatically")),
+            "{a}"
+        );
+        let pids: Vec<i64> = a["evidence"]["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_i64()).collect();
+        host_until("the auto-killed tree to die", || pids.iter().take(2).all(|p| !alive(*p))).await?;
+        ensure!(!bin.exists(), "isolated again");
+        Ok(())
+    })
+    .await
+}

@@ -166,10 +166,16 @@ async fn run(
     let mut expire = tokio::time::interval(EXPIRE_EVERY);
     let mut heal = tokio::time::interval_at(tokio::time::Instant::now() + HEAL_EVERY, HEAL_EVERY);
     let mut enabled = true;
+    // With every log source off (or gone) the firewall still serves blocks: manual ones and
+    // other modules' (port scans).
+    let mut logs_open = true;
     loop {
         tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { return };
+            ev = events.recv(), if logs_open => {
+                let Some(ev) = ev else {
+                    logs_open = false;
+                    continue;
+                };
                 if !enabled {
                     continue;
                 }

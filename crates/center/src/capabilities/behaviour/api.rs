@@ -345,7 +345,14 @@ pub async fn isolate(
             }
             let a = visible_alarm(state, p, &id, Role::Operator).await?;
             let ev: Evidence = serde_json::from_value(a.evidence.clone()).unwrap_or_default();
-            let Some(proc) = ev.processes.first() else {
+            // The program to isolate is the chain's process whose executable the evidence names
+            // as its file (the dropper that dialled out for a reverse shell), else the alarm's
+            // own process.
+            let named = ev
+                .file
+                .as_ref()
+                .and_then(|f| ev.processes.iter().find(|p| p.exe == *f));
+            let Some(proc) = named.or(ev.processes.first()) else {
                 return Err(ApiError::conflict(
                     "alarm_id: the alarm's evidence names no process to kill",
                 ));
