@@ -17,7 +17,7 @@ pub mod procfs;
 pub mod raw;
 
 mod bpf;
-mod cnproc;
+pub mod cnproc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
