@@ -136,6 +136,18 @@ async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<(
         let acct = detail(&api, &acct).await?;
         ensure!(chain_exes(&acct).first().is_some_and(|e| e.ends_with("useradd")), "the writer: {acct}");
 
+        // 10. A shell copied into /tmp under another name, then made set-user-ID.
+        let copy = format!("/tmp/.hw-e2e-{}", std::process::id());
+        let t10 = unix_now();
+        std::fs::copy("/bin/bash", &copy)?;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755))?;
+        let shell = wait_behaviour_alarm(&api, &server, "abnormal_shell", "the shell copy", |a| a["evidence"]["file"] == copy).await;
+        let suid = wait_behaviour_alarm(&api, &server, "file_privilege_escalation", "the set-user-ID bit", |a| a["evidence"]["file"] == copy).await;
+        let _ = std::fs::remove_file(&copy);
+        let (shell, suid) = (shell?, suid?);
+        ensure!(detection_secs(&shell, t10) <= 5 && detection_secs(&suid, t10) <= 5, "{shell} {suid}");
+        ensure!(shell["evidence"]["details"].to_string().contains("is a copy of the shell"), "{shell}");
+
         // 9. A write to /etc/ld.so.preload (empty, so nothing is preloaded; removed at once).
         let preload = Path::new("/etc/ld.so.preload");
         let before = std::fs::read(preload).ok();
@@ -205,7 +217,7 @@ async fn a_root_cron_line_that_downloads_and_runs_is_caught_twice() -> Result<()
 }
 
 #[tokio::test]
-async fn an_nmap_syn_scan_from_another_namespace_is_alarmed_and_blocked() -> Result<()> {
+async fn an_nmap_syn_scan_and_a_decoy_port_visit_are_alarmed_and_blocked() -> Result<()> {
     let _serial = SERIAL.lock().await;
     let env = TestEnv::new("behaviour-scan");
     env.run(async {
@@ -227,6 +239,26 @@ async fn an_nmap_syn_scan_from_another_namespace_is_alarmed_and_blocked() -> Res
         ensure!(!n.can_connect(None, VICTIM_IP, 22).await?, "the scanner's new connections are dropped");
         let blocked = api.get(&format!("/api/v1/servers/{server}/blocked-ips")).await?.expect(200)?;
         ensure!(blocked.text.contains("port_scan"), "the block's reason: {}", blocked.text);
+
+        // A decoy port, turned on by policy: one connection is an alarm and a block.
+        let project = server_of(&api.server_detail(&server).await?)["project_id"].as_str().unwrap_or("").to_string();
+        let uri = format!("/api/v1/projects/{project}/behaviour-policy");
+        let mut policy = api.get(&uri).await?.expect(200)?.json["policy"].clone();
+        policy["disabled"] = json!([]);
+        policy["honeypot_ports"] = json!([2323]);
+        api.put(&uri, policy).await?.expect(200)?;
+        let visitor = "10.79.0.7";
+        n.add_attacker_addr(visitor).await?;
+        wait_until("the decoy port to answer", secs(30), millis(300), || async {
+            ensure!(n.can_connect(Some(visitor), VICTIM_IP, 2323).await?, "not open yet");
+            Ok(())
+        })
+        .await?;
+        // The visit that answered happened within the last probe's 2 s timeout.
+        let t1 = unix_now() - 2;
+        let a = wait_behaviour_alarm(&api, &server, "honeypot", "the decoy visit", |a| a["source_ip"] == visitor).await?;
+        ensure!(detection_secs(&a, t1) <= 5, "{a}");
+        n.wait_blocked(visitor).await?;
         Ok(())
     })
     .await
@@ -530,7 +562,7 @@ async fn an_exec_storm_is_counted_not_lost_and_the_agent_stays_within_its_caps()
         // Each exec is a fork, an exec and an exit: at least 150,000 events.
         ensure!(seen >= 150_000, "the kernel side saw {seen}");
         // Everything seen is received or counted lost; what is left is in flight between two
-        // counter reads (at most the 4 MiB ring buffer's worth, about 2,900 records).
+        // counter reads (at most the 1 MiB ring buffer's worth, about 700 exec records).
         let accounted = received + lost_k + lost_u + bad;
         ensure!(seen.abs_diff(accounted) <= 3_000, "seen {seen} but accounted {accounted}: {after}");
         let detail = api.server_detail(&server).await?;

@@ -283,9 +283,10 @@ impl BehaviourPolicy {
     }
 }
 
-/// The runtime sensor's state in a heartbeat: which tier runs, why, and its counters.
-/// `seen_kernel = received + dropped_kernel + dropped_user + incomplete + undecodable`, give or
-/// take the events in flight; every loss is in one of the `dropped_*` or `incomplete`.
+/// The runtime sensor's state in a heartbeat: which tier runs, why, and its counters. In the
+/// BPF tiers `seen_kernel = received + dropped_kernel + dropped_user + undecodable`, give or
+/// take the records in flight; every loss is in one of the `dropped_*` (and, in the proc tier,
+/// `incomplete`: processes gone before /proc was read).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SensorReport {

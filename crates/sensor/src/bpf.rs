@@ -34,8 +34,36 @@ struct Key {
 // SAFETY: plain integers, no padding beyond the explicit field.
 unsafe impl aya::Pod for Key {}
 
+/// How long a lone event may wait in the ring buffer: short beside the 1 s alarm goal, long
+/// enough that an idle agent wakes only ten times a second for it.
+const DRAIN_MS: u64 = 100;
+
+/// Decodes one record and hands it on; false when the consumer is gone. A record the queue
+/// has no room for is counted lost, never waited for: a stalled consumer must not stall the
+/// ring buffer into losing newer events silently.
+fn deliver(item: &[u8], tx: &mpsc::Sender<crate::Event>, counters: &Counters) -> bool {
+    match raw::decode(item) {
+        Ok(ev) => match tx.try_send(ev) {
+            Ok(()) => {
+                counters.received.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                counters.dropped_user.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        },
+        Err(e) => {
+            counters.undecodable.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "sensor: record skipped");
+        }
+    }
+    true
+}
+
 pub struct Loaded {
     bpf: Ebpf,
+    /// The kernel's parsed BTF (megabytes): kept only until the LSM attempt, then dropped.
+    btf: Option<Btf>,
 }
 
 /// Loads and attaches every program; any failure means this tier is not usable here.
@@ -51,13 +79,13 @@ pub fn load() -> Result<Loaded, String> {
         p.load(tp, &btf).map_err(|e| format!("loading tp_btf/{tp}: {e}"))?;
         p.attach().map_err(|e| format!("attaching tp_btf/{tp}: {e}"))?;
     }
-    Ok(Loaded { bpf })
+    Ok(Loaded { bpf, btf: Some(btf) })
 }
 
 impl Loaded {
     /// Loads and attaches the BPF-LSM exec check; Err names why the kernel refused it.
     pub fn try_lsm(&mut self) -> Result<(), String> {
-        let btf = Btf::from_sys_fs().map_err(|e| e.to_string())?;
+        let btf = self.btf.take().ok_or("the kernel's BTF was already released")?;
         let p: &mut aya::programs::Lsm = self
             .bpf
             .program_mut("deny_exec_lsm")
@@ -69,9 +97,7 @@ impl Loaded {
         Ok(())
     }
 
-    /// Runs until the receiver is dropped: ring buffer -> decode -> channel. Events the channel
-    /// has no room for are counted as dropped in userspace, never waited for: a slow consumer
-    /// must not stall the ring buffer into losing newer events silently.
+    /// Runs until the receiver is dropped: ring buffer -> decode -> channel ([`deliver`]).
     pub async fn run(
         mut self,
         tx: mpsc::Sender<crate::Event>,
@@ -99,26 +125,26 @@ impl Loaded {
             }
         };
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        // The BPF side wakes us only for a batch (see WAKEUP_BYTES): drain on a short timer
+        // too, which bounds the delay of a lone event.
+        let mut drain = tokio::time::interval(std::time::Duration::from_millis(DRAIN_MS));
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = drain.tick() => {
+                    let rb = ring.get_mut();
+                    while let Some(item) = rb.next() {
+                        if !deliver(&item, &tx, &counters) {
+                            return;
+                        }
+                    }
+                }
                 guard = ring.readable_mut() => {
                     let Ok(mut guard) = guard else { return };
                     let rb = guard.get_inner_mut();
                     while let Some(item) = rb.next() {
-                        match raw::decode(&item) {
-                            Ok(ev) => {
-                                counters.received.fetch_add(1, Ordering::Relaxed);
-                                if tx.try_send(ev).is_err() {
-                                    if tx.is_closed() {
-                                        return;
-                                    }
-                                    counters.dropped_user.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            Err(e) => {
-                                counters.undecodable.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(error = %e, "sensor: record skipped");
-                            }
+                        if !deliver(&item, &tx, &counters) {
+                            return;
                         }
                     }
                     guard.clear_ready();

@@ -190,12 +190,14 @@ impl Listener {
                     }
                 };
                 if let Some(ev) = ev {
-                    counters.received.fetch_add(1, Ordering::Relaxed);
-                    if tx.try_send(ev).is_err() {
-                        if tx.is_closed() {
-                            return;
+                    match tx.try_send(ev) {
+                        Ok(()) => {
+                            counters.received.fetch_add(1, Ordering::Relaxed);
                         }
-                        counters.dropped_user.fetch_add(1, Ordering::Relaxed);
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            counters.dropped_user.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
             }

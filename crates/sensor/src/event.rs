@@ -129,8 +129,7 @@ pub enum Fd {
     Closed,
     /// An internet socket, with its peer when connected.
     Inet {
-        /// `tcp`, `udp` or `raw`.
-        proto: String,
+        proto: Proto,
         #[serde(default)]
         peer: Option<SocketAddr>,
     },
@@ -167,12 +166,30 @@ impl Fd {
     }
 }
 
+/// An internet socket's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Raw,
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Raw => "raw",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Connect {
     pub ts_ns: u64,
     pub task: Task,
-    /// `tcp` (the BPF tier) or `udp` (seen by the /proc poller of the fallback tier only).
-    pub proto: String,
+    pub proto: Proto,
     pub peer: SocketAddr,
 }
 

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub use event::{Connect, Event, Exec, Fd, Task};
+pub use event::{Connect, Event, Exec, Fd, Proto, Task};
 
 /// Where events come from; the order is strongest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +74,8 @@ pub struct Counters {
     /// Lost in the kernel: ring buffer full (BPF), socket overflow (proc; each counts one
     /// overflow, of an unknown number of events).
     pub dropped_kernel: AtomicU64,
-    /// Decoded and handed on.
+    /// Decoded and handed on. In the BPF tier `seen_kernel = received + dropped_kernel +
+    /// dropped_user + undecodable`, give or take the records in the ring buffer.
     pub received: AtomicU64,
     /// Lost because the consumer's queue was full.
     pub dropped_user: AtomicU64,

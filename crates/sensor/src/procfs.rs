@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::event::{Exec, Fd, Task};
+use crate::event::{Exec, Fd, Proto, Task};
 
 /// The process's task fields from `status` and `stat`.
 pub fn task(proc: &Path, pid: u32) -> Option<Task> {
@@ -154,17 +154,17 @@ fn fds(proc: &Path, pid: u32) -> [Fd; 3] {
 /// Finds a socket inode in the process's own network namespace tables.
 fn inet_socket(dir: &Path, ino: u64) -> Option<Fd> {
     for (table, proto) in [
-        ("net/tcp", "tcp"),
-        ("net/tcp6", "tcp"),
-        ("net/udp", "udp"),
-        ("net/udp6", "udp"),
+        ("net/tcp", Proto::Tcp),
+        ("net/tcp6", Proto::Tcp),
+        ("net/udp", Proto::Udp),
+        ("net/udp6", Proto::Udp),
     ] {
         let Ok(text) = std::fs::read_to_string(dir.join(table)) else {
             continue;
         };
         if let Some(peer) = find_inode(&text, ino) {
             return Some(Fd::Inet {
-                proto: proto.into(),
+                proto,
                 peer: peer.filter(|p| !p.ip().is_unspecified()),
             });
         }

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::event::{Connect, Event, Exec, Fd, Task};
+use crate::event::{Connect, Event, Exec, Fd, Proto, Task};
 
 const EV_EXEC: u32 = 1;
 const EV_FORK: u32 = 2;
@@ -133,7 +133,7 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
                 _ => Event::Connect(Connect {
                     ts_ns: e.ts_ns,
                     task: task(&e.t),
-                    proto: "tcp".into(),
+                    proto: Proto::Tcp,
                     peer: SocketAddr::new(
                         addr(e.family, &e.daddr).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                         u16::from_be(e.dport),
@@ -177,11 +177,10 @@ fn fd(f: &FdInfo) -> Fd {
         0 => Fd::Closed,
         0o140000 if matches!(f.family, AF_INET | AF_INET6) => Fd::Inet {
             proto: match f.sock_type {
-                SOCK_STREAM => "tcp",
-                SOCK_DGRAM => "udp",
-                _ => "raw",
-            }
-            .into(),
+                SOCK_STREAM => Proto::Tcp,
+                SOCK_DGRAM => Proto::Udp,
+                _ => Proto::Raw,
+            },
             peer: addr(f.family, &f.daddr)
                 .filter(|ip| !ip.is_unspecified())
                 .map(|ip| SocketAddr::new(ip, u16::from_be(f.dport))),

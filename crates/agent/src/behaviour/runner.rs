@@ -220,6 +220,8 @@ impl Runner {
                 }
             }
         };
+        // Loading parsed the kernel's BTF (megabytes, freed again): give it back.
+        crate::mem::release();
         if let Some(s) = &sensor {
             tracing::info!(tier = s.tier.as_str(), reason = %s.reason, "runtime sensor started");
             if s.tier == Tier::Proc {
@@ -424,7 +426,9 @@ impl Runner {
         for f in found {
             self.emit(f).await;
         }
-        self.table.prune(hostward_sensor::boot_ns());
+        if self.table.prune(hostward_sensor::boot_ns()) {
+            crate::mem::release();
+        }
         let cutoff = unix_now_ms().saturating_sub(REPEAT_MS * 6);
         self.sent.retain(|_, (at, n)| *at > cutoff || *n > 0);
         self.flush_repeats().await;

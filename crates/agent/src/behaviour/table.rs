@@ -11,8 +11,9 @@ use hostward_sensor::{Event, Exec, Fd};
 
 /// Processes kept at most; beyond it the oldest exited ones go first, then the oldest.
 pub const MAX_PROCESSES: usize = 65_536;
-/// How long an exited process stays, in ns of the sensor's clock.
-const EXITED_KEEP_NS: u64 = 30_000_000_000;
+/// How long an exited process stays, in ns of the sensor's clock: its children's events and
+/// the alarms about them are handled within milliseconds; 10 s covers a stalled moment.
+const EXITED_KEEP_NS: u64 = 10_000_000_000;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Proc {
@@ -121,7 +122,7 @@ impl Table {
                     p.exited_ns = Some(*ts_ns);
                     self.exited.push_back((*pid, *ts_ns));
                 }
-                self.prune(*ts_ns);
+                let _ = self.prune(*ts_ns);
             }
             Event::Connect(c) => {
                 if !self.procs.contains_key(&c.task.pid) {
@@ -180,8 +181,9 @@ impl Table {
         self.insert(p);
     }
 
-    /// Drops processes that exited long enough ago.
-    pub fn prune(&mut self, now_ns: u64) {
+    /// Drops processes that exited long enough ago; true when the table shrank to a quarter of
+    /// its allocation (the runner then hands the freed memory back).
+    pub fn prune(&mut self, now_ns: u64) -> bool {
         while let Some(&(pid, at)) = self.exited.front() {
             if now_ns.saturating_sub(at) < EXITED_KEEP_NS {
                 break;
@@ -191,6 +193,12 @@ impl Table {
                 self.procs.remove(&pid);
             }
         }
+        if self.procs.capacity() > 4096 && self.procs.len() < self.procs.capacity() / 4 {
+            self.procs.shrink_to_fit();
+            self.exited.shrink_to_fit();
+            return true;
+        }
+        false
     }
 
     /// The process and its ancestors, nearest first, up to init (not included; at most
@@ -316,7 +324,7 @@ mod tests {
         // Exit: kept for a while, then pruned.
         t.apply(&Event::Exit { ts_ns: 10, pid: 201, code: 0 });
         assert!(t.get(201).is_some());
-        t.prune(10 + EXITED_KEEP_NS);
+        let _ = t.prune(10 + EXITED_KEEP_NS);
         assert!(t.get(201).is_none());
         assert_eq!(t.descendants(100), [200]);
     }
