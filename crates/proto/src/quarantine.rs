@@ -37,7 +37,9 @@ impl IsolateRequest {
         if let Some(p) = &self.path
             && (!p.starts_with('/') || p.len() > 4096)
         {
-            return Err(format!("path: {p:?} is not an absolute path (at most 4,096 bytes)"));
+            return Err(format!(
+                "path: {p:?} is not an absolute path (at most 4,096 bytes)"
+            ));
         }
         if self.reason.len() > 64 {
             return Err("reason: at most 64 bytes".into());
@@ -81,7 +83,10 @@ impl IsolatedFile {
             return Err("id: 1 to 64 bytes".into());
         }
         if !matches!(self.action.as_str(), "isolated" | "restored" | "deleted") {
-            return Err(format!("action: {:?} is not isolated, restored or deleted", self.action));
+            return Err(format!(
+                "action: {:?} is not isolated, restored or deleted",
+                self.action
+            ));
         }
         if !self.path.starts_with('/') || self.path.len() > 4096 {
             return Err("path: an absolute path of at most 4,096 bytes".into());
@@ -105,11 +110,23 @@ mod tests {
 
     #[test]
     fn requests_and_records_are_checked() {
-        let r = IsolateRequest { pid: None, path: None, reason: String::new() };
+        let r = IsolateRequest {
+            pid: None,
+            path: None,
+            reason: String::new(),
+        };
         assert!(r.validate().unwrap_err().starts_with("pid or path"));
-        let r = IsolateRequest { pid: Some(1), path: None, reason: String::new() };
+        let r = IsolateRequest {
+            pid: Some(1),
+            path: None,
+            reason: String::new(),
+        };
         assert!(r.validate().unwrap_err().starts_with("pid:"));
-        let r = IsolateRequest { pid: Some(77), path: Some("tmp/x".into()), reason: String::new() };
+        let r = IsolateRequest {
+            pid: Some(77),
+            path: Some("tmp/x".into()),
+            reason: String::new(),
+        };
         assert!(r.validate().unwrap_err().starts_with("path:"));
         let mut f = IsolatedFile {
             ts: 1,

@@ -7,7 +7,8 @@ async fn main() {
         Some("proc") => hostward_sensor::Want::Proc,
         _ => hostward_sensor::Want::Auto,
     };
-    let (sensor, mut rx) = hostward_sensor::Sensor::start(want, "/proc".into()).expect("no sensor tier works here");
+    let (sensor, mut rx) =
+        hostward_sensor::Sensor::start(want, "/proc".into()).expect("no sensor tier works here");
     eprintln!("tier {}: {}", sensor.tier.as_str(), sensor.reason);
     while let Some(ev) = rx.recv().await {
         println!("{}", serde_json::to_string(&ev).expect("events serialise"));

@@ -76,23 +76,32 @@ pub fn load() -> Result<Loaded, String> {
             .ok_or_else(|| format!("program {prog} missing from the object"))?
             .try_into()
             .map_err(|e| format!("{prog}: {e}"))?;
-        p.load(tp, &btf).map_err(|e| format!("loading tp_btf/{tp}: {e}"))?;
-        p.attach().map_err(|e| format!("attaching tp_btf/{tp}: {e}"))?;
+        p.load(tp, &btf)
+            .map_err(|e| format!("loading tp_btf/{tp}: {e}"))?;
+        p.attach()
+            .map_err(|e| format!("attaching tp_btf/{tp}: {e}"))?;
     }
-    Ok(Loaded { bpf, btf: Some(btf) })
+    Ok(Loaded {
+        bpf,
+        btf: Some(btf),
+    })
 }
 
 impl Loaded {
     /// Loads and attaches the BPF-LSM exec check; Err names why the kernel refused it.
     pub fn try_lsm(&mut self) -> Result<(), String> {
-        let btf = self.btf.take().ok_or("the kernel's BTF was already released")?;
+        let btf = self
+            .btf
+            .take()
+            .ok_or("the kernel's BTF was already released")?;
         let p: &mut aya::programs::Lsm = self
             .bpf
             .program_mut("deny_exec_lsm")
             .ok_or("program deny_exec_lsm missing")?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        p.load("bprm_check_security", &btf).map_err(|e| e.to_string())?;
+        p.load("bprm_check_security", &btf)
+            .map_err(|e| e.to_string())?;
         p.attach().map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -113,8 +122,10 @@ impl Loaded {
         };
         let stats: Option<PerCpuArray<MapData, u64>> =
             self.bpf.take_map("stats").and_then(|m| m.try_into().ok());
-        let mut deny_map: Option<BpfHashMap<MapData, Key, u8>> =
-            self.bpf.take_map("deny_exec").and_then(|m| m.try_into().ok());
+        let mut deny_map: Option<BpfHashMap<MapData, Key, u8>> = self
+            .bpf
+            .take_map("deny_exec")
+            .and_then(|m| m.try_into().ok());
         // SAFETY: the ring buffer's descriptor is owned by `ring`, which the AsyncFd owns and
         // drops (deregistering first); nothing else closes it.
         let mut ring = match unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) } {

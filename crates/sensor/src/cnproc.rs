@@ -62,7 +62,10 @@ pub fn listen() -> Result<Listener, String> {
         )
     };
     if rc < 0 {
-        return Err(format!("proc connector bind: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "proc connector bind: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let mut msg = Vec::with_capacity(40);
     msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
@@ -80,7 +83,10 @@ pub fn listen() -> Result<Listener, String> {
     // SAFETY: msg is a live buffer of the given length.
     let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
     if n < 0 {
-        return Err(format!("proc connector listen: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "proc connector listen: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(Listener { fd })
 }
@@ -144,12 +150,13 @@ impl Listener {
         };
         let mut buf = vec![0u8; 8192];
         loop {
-            let Ok(mut guard) = fd.readable().await else { return };
+            let Ok(mut guard) = fd.readable().await else {
+                return;
+            };
             loop {
                 // SAFETY: buf is a live buffer of its length.
-                let n = unsafe {
-                    libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                };
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n < 0 {
                     let e = std::io::Error::last_os_error();
                     if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -223,10 +230,19 @@ mod tests {
     fn messages_decode_and_threads_are_not_processes() {
         assert_eq!(
             decode(&msg(PROC_EVENT_FORK, &[10, 10, 11, 11])),
-            Some(Raw::Fork { parent: 10, child: 11 })
+            Some(Raw::Fork {
+                parent: 10,
+                child: 11
+            })
         );
-        assert_eq!(decode(&msg(PROC_EVENT_FORK, &[10, 10, 12, 11])), Some(Raw::Other));
-        assert_eq!(decode(&msg(PROC_EVENT_EXEC, &[11, 11])), Some(Raw::Exec { pid: 11 }));
+        assert_eq!(
+            decode(&msg(PROC_EVENT_FORK, &[10, 10, 12, 11])),
+            Some(Raw::Other)
+        );
+        assert_eq!(
+            decode(&msg(PROC_EVENT_EXEC, &[11, 11])),
+            Some(Raw::Exec { pid: 11 })
+        );
         assert_eq!(
             decode(&msg(PROC_EVENT_EXIT, &[11, 11, 256, 17])),
             Some(Raw::Exit { pid: 11, code: 256 })

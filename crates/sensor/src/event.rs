@@ -11,8 +11,16 @@ use serde::{Deserialize, Serialize};
 pub enum Event {
     Exec(Box<Exec>),
     /// A new process (not a thread): `child` starts as a copy of `task`.
-    Fork { ts_ns: u64, task: Task, child: u32 },
-    Exit { ts_ns: u64, pid: u32, code: i32 },
+    Fork {
+        ts_ns: u64,
+        task: Task,
+        child: u32,
+    },
+    Exit {
+        ts_ns: u64,
+        pid: u32,
+        code: i32,
+    },
     /// An outbound connection (TCP SYN sent).
     Connect(Connect),
     /// A quarantined file was executed and the process killed before it ran.

@@ -117,16 +117,26 @@ impl Sensor {
             match bpf::load() {
                 Ok(mut loaded) => {
                     let (tier, why) = match loaded.try_lsm() {
-                        Ok(()) => (Tier::Lsm, "BPF-LSM loaded: quarantined files are refused at exec".to_string()),
+                        Ok(()) => (
+                            Tier::Lsm,
+                            "BPF-LSM loaded: quarantined files are refused at exec".to_string(),
+                        ),
                         Err(e) => (
                             Tier::Bpf,
-                            format!("BPF-LSM refused by this kernel ({e}); quarantined files are killed at exec instead"),
+                            format!(
+                                "BPF-LSM refused by this kernel ({e}); quarantined files are killed at exec instead"
+                            ),
                         ),
                     };
                     let (dtx, drx) = mpsc::unbounded_channel();
                     tokio::spawn(loaded.run(tx, counters.clone(), drx));
                     return Ok((
-                        Sensor { tier, reason: why, counters, deny: Some(dtx) },
+                        Sensor {
+                            tier,
+                            reason: why,
+                            counters,
+                            deny: Some(dtx),
+                        },
                         rx,
                     ));
                 }
@@ -171,7 +181,9 @@ impl Sensor {
 
     /// Adds or removes a file from the kernel's deny list; false when this tier has none.
     pub fn deny_exec(&self, key: InodeKey, on: bool) -> bool {
-        self.deny.as_ref().is_some_and(|d| d.send((key, on)).is_ok())
+        self.deny
+            .as_ref()
+            .is_some_and(|d| d.send((key, on)).is_ok())
     }
 }
 

@@ -16,7 +16,11 @@ pub fn task(proc: &Path, pid: u32) -> Option<Task> {
         status
             .lines()
             .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let uids = ids("Uid:");
@@ -88,10 +92,7 @@ pub fn exec(proc: &Path, pid: u32, ts_ns: u64) -> Option<Exec> {
         filename: exe.clone(),
         file_name,
         ino: meta.as_ref().map(|m| m.ino()).unwrap_or(0),
-        dev: meta
-            .as_ref()
-            .map(|m| kernel_dev(m.dev()))
-            .unwrap_or(0),
+        dev: meta.as_ref().map(|m| kernel_dev(m.dev())).unwrap_or(0),
         mode: meta.as_ref().map(|m| m.mode()).unwrap_or(0),
         nlink: if deleted {
             0
@@ -189,7 +190,9 @@ pub fn parse_addr(s: &str) -> Option<SocketAddr> {
     let (a, p) = s.split_once(':')?;
     let port = u16::from_str_radix(p, 16).ok()?;
     let ip = match a.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(a, 16).ok()?.swap_bytes())),
+        8 => IpAddr::V4(Ipv4Addr::from(
+            u32::from_str_radix(a, 16).ok()?.swap_bytes(),
+        )),
         32 => {
             let mut b = [0u8; 16];
             for (i, w) in b.chunks_mut(4).enumerate() {
@@ -233,7 +236,11 @@ mod tests {
         let me = p.join("100");
         std::fs::create_dir_all(me.join("fd")).unwrap();
         std::fs::create_dir_all(me.join("net")).unwrap();
-        std::fs::write(me.join("status"), "Name:\tbash\nPPid:\t50\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n").unwrap();
+        std::fs::write(
+            me.join("status"),
+            "Name:\tbash\nPPid:\t50\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n",
+        )
+        .unwrap();
         std::fs::write(me.join("stat"), "100 (ba sh) S 50 100 77 0").unwrap();
         std::fs::write(me.join("cmdline"), b"bash\0-i\0").unwrap();
         std::os::unix::fs::symlink("/bin/sh", me.join("exe")).unwrap();
@@ -243,11 +250,18 @@ mod tests {
         std::fs::write(me.join("net/tcp"), "hdr\n   0: 0100007F:C350 0100007F:115C 01 00000000:00000000 00:00000000 00000000  1000        0 4242 1\n").unwrap();
         let parent = p.join("50");
         std::fs::create_dir_all(&parent).unwrap();
-        std::fs::write(parent.join("status"), "Name:\tpython3\nPPid:\t1\nUid:\t1000\t1000\t1000\t1000\n").unwrap();
+        std::fs::write(
+            parent.join("status"),
+            "Name:\tpython3\nPPid:\t1\nUid:\t1000\t1000\t1000\t1000\n",
+        )
+        .unwrap();
         let e = exec(p, 100, 9).unwrap();
         assert_eq!(e.task.ppid, 50);
         assert_eq!(e.task.sid, 77);
-        assert_eq!((e.task.uid, e.task.euid, e.task.parent_euid), (1000, 0, 1000));
+        assert_eq!(
+            (e.task.uid, e.task.euid, e.task.parent_euid),
+            (1000, 0, 1000)
+        );
         assert_eq!(e.argv, ["bash", "-i"]);
         assert_eq!(e.cwd.as_deref(), Some("/tmp"));
         assert_eq!(e.fds[0].peer(), Some("127.0.0.1:4444".parse().unwrap()));
@@ -260,6 +274,9 @@ mod tests {
     fn kernel_dev_matches_the_kernel_encoding() {
         // st_dev 8:1 (sda1) -> s_dev (8 << 20) | 1.
         assert_eq!(kernel_dev(nix::sys::stat::makedev(8, 1)), (8 << 20) | 1);
-        assert_eq!(kernel_dev(nix::sys::stat::makedev(259, 65536)), (259 << 20) | 65536);
+        assert_eq!(
+            kernel_dev(nix::sys::stat::makedev(259, 65536)),
+            (259 << 20) | 65536
+        );
     }
 }

@@ -103,7 +103,10 @@ fn read<T: Copy>(b: &[u8], kind: u32) -> Result<T, DecodeError> {
 
 /// Decodes one ring buffer record.
 pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
-    let Some(kind) = b.get(..4).map(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]])) else {
+    let Some(kind) = b
+        .get(..4)
+        .map(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]))
+    else {
         return Err(DecodeError::Short(b.len(), 0));
     };
     match kind {
@@ -248,8 +251,10 @@ mod tests {
 
     fn bytes<T: Copy>(v: &T) -> Vec<u8> {
         // SAFETY: T is one of the plain #[repr(C)] records above.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
-            .to_vec()
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
     }
 
     #[test]

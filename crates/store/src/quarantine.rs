@@ -190,18 +190,44 @@ mod tests {
             }
             s.store_records(
                 &srv.id,
-                &[(1, change("q1", "isolated", 100)), (2, bad), (3, change("q1", "restored", 200))],
+                &[
+                    (1, change("q1", "isolated", 100)),
+                    (2, bad),
+                    (3, change("q1", "restored", 200)),
+                ],
             )
             .await
             .unwrap();
-            let all = s.isolated_files(&[p.id.clone()], None, None).await.unwrap();
-            assert_eq!(all.len(), 1, "{backend}: the malformed record stored nothing");
+            let all = s
+                .isolated_files(std::slice::from_ref(&p.id), None, None)
+                .await
+                .unwrap();
+            assert_eq!(
+                all.len(),
+                1,
+                "{backend}: the malformed record stored nothing"
+            );
             let f = &all[0];
-            assert_eq!((f.state.as_str(), f.isolated_at, f.mode), ("restored", 100, 0o4755), "{backend}");
+            assert_eq!(
+                (f.state.as_str(), f.isolated_at, f.mode),
+                ("restored", 100, 0o4755),
+                "{backend}"
+            );
             assert_eq!(f.killed, [42, 43], "{backend}");
-            assert!(s.isolated_files(&[p.id.clone()], None, Some("isolated")).await.unwrap().is_empty());
-            assert!(s.isolated_files(&[], None, None).await.unwrap().is_empty(), "no projects, no rows");
-            assert_eq!(s.isolated_file(&srv.id, "q1").await.unwrap().unwrap().path, "/tmp/rsh");
+            assert!(
+                s.isolated_files(std::slice::from_ref(&p.id), None, Some("isolated"))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(
+                s.isolated_files(&[], None, None).await.unwrap().is_empty(),
+                "no projects, no rows"
+            );
+            assert_eq!(
+                s.isolated_file(&srv.id, "q1").await.unwrap().unwrap().path,
+                "/tmp/rsh"
+            );
             assert!(s.isolated_file(&srv.id, "q9").await.unwrap().is_none());
         }
     }

@@ -101,7 +101,10 @@ pub fn watch(extra: &[PathBuf]) -> Result<Watcher, String> {
         )
     };
     if raw < 0 {
-        return Err(format!("fanotify_init: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "fanotify_init: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: a fresh descriptor we own from here.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -109,7 +112,9 @@ pub fn watch(extra: &[PathBuf]) -> Result<Watcher, String> {
     let mut paths: Vec<PathBuf> = DIRS.iter().map(PathBuf::from).collect();
     paths.extend(extra.iter().cloned());
     for p in paths {
-        let Ok(canon) = std::fs::canonicalize(&p) else { continue };
+        let Ok(canon) = std::fs::canonicalize(&p) else {
+            continue;
+        };
         if !canon.is_dir() {
             continue;
         }
@@ -117,9 +122,19 @@ pub fn watch(extra: &[PathBuf]) -> Result<Watcher, String> {
         if dirs.contains_key(&h) {
             continue; // /bin -> /usr/bin on merged-/usr systems
         }
-        let Ok(c) = CString::new(canon.as_os_str().as_bytes()) else { continue };
+        let Ok(c) = CString::new(canon.as_os_str().as_bytes()) else {
+            continue;
+        };
         // SAFETY: fd is our fanotify descriptor; c lives for the call.
-        let rc = unsafe { libc::fanotify_mark(fd.as_raw_fd(), libc::FAN_MARK_ADD, MASK, libc::AT_FDCWD, c.as_ptr()) };
+        let rc = unsafe {
+            libc::fanotify_mark(
+                fd.as_raw_fd(),
+                libc::FAN_MARK_ADD,
+                MASK,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+            )
+        };
         if rc != 0 {
             tracing::warn!(dir = %canon.display(), error = %std::io::Error::last_os_error(), "not watching a directory");
             continue;
@@ -155,8 +170,12 @@ pub fn facts(path: &str, shells: &[ShellPrint]) -> Option<FileFacts> {
     let m = std::fs::symlink_metadata(path).ok()?;
     let caps = m.is_file() && xattr_exists(path, "security.capability");
     let shell_copy_of = if m.is_file() && shells.iter().any(|s| s.size == m.size()) {
-        crate::inventory::collect::hashcache::hash_file(Path::new(path))
-            .and_then(|h| shells.iter().find(|s| s.sha256 == h && s.size == m.size()).map(|s| s.path.clone()))
+        crate::inventory::collect::hashcache::hash_file(Path::new(path)).and_then(|h| {
+            shells
+                .iter()
+                .find(|s| s.sha256 == h && s.size == m.size())
+                .map(|s| s.path.clone())
+        })
     } else {
         None
     };
@@ -189,9 +208,11 @@ pub fn decode(buf: &[u8]) -> Vec<(FileOp, u32, Vec<u8>, String)> {
         if len < 24 || at + len > buf.len() {
             break;
         }
-        let meta_len = u16::from_ne_bytes(buf[at + 6..at + 8].try_into().expect("2 bytes")) as usize;
+        let meta_len =
+            u16::from_ne_bytes(buf[at + 6..at + 8].try_into().expect("2 bytes")) as usize;
         let mask = u64::from_ne_bytes(buf[at + 8..at + 16].try_into().expect("8 bytes"));
-        let pid = i32::from_ne_bytes(buf[at + 20..at + 24].try_into().expect("4 bytes")).max(0) as u32;
+        let pid =
+            i32::from_ne_bytes(buf[at + 20..at + 24].try_into().expect("4 bytes")).max(0) as u32;
         let op = if mask & libc::FAN_CLOSE_WRITE != 0 {
             Some(FileOp::Write)
         } else if mask & libc::FAN_MOVED_TO != 0 {
@@ -208,7 +229,8 @@ pub fn decode(buf: &[u8]) -> Vec<(FileOp, u32, Vec<u8>, String)> {
         let mut info = at + meta_len.max(24);
         while let (Some(op), true) = (op, info + 4 <= at + len) {
             let kind = buf[info];
-            let ilen = u16::from_ne_bytes(buf[info + 2..info + 4].try_into().expect("2 bytes")) as usize;
+            let ilen =
+                u16::from_ne_bytes(buf[info + 2..info + 4].try_into().expect("2 bytes")) as usize;
             if ilen < 4 || info + ilen > at + len {
                 break;
             }
@@ -234,7 +256,12 @@ pub fn decode(buf: &[u8]) -> Vec<(FileOp, u32, Vec<u8>, String)> {
 
 impl Watcher {
     /// Runs on the calling (dedicated) thread until the receiver goes away.
-    pub fn run(self, tx: mpsc::Sender<FileEvent>, shells: Arc<std::sync::Mutex<Vec<ShellPrint>>>, dropped: Arc<AtomicU64>) {
+    pub fn run(
+        self,
+        tx: mpsc::Sender<FileEvent>,
+        shells: Arc<std::sync::Mutex<Vec<ShellPrint>>>,
+        dropped: Arc<AtomicU64>,
+    ) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             // SAFETY: buf is a live buffer of its length; fd is ours.
@@ -250,13 +277,25 @@ impl Watcher {
             let ts_ns = hostward_sensor::boot_ns();
             let prints = shells.lock().map(|s| s.clone()).unwrap_or_default();
             for (op, pid, handle, name) in decode(&buf[..n as usize]) {
-                let Some(dir) = self.dirs.get(&handle) else { continue };
+                let Some(dir) = self.dirs.get(&handle) else {
+                    continue;
+                };
                 if name.is_empty() || name == "." {
                     continue;
                 }
                 let path = format!("{}/{}", dir.trim_end_matches('/'), name);
-                let facts = if op == FileOp::Delete { None } else { facts(&path, &prints) };
-                let ev = FileEvent { ts_ns, pid, path, op, facts };
+                let facts = if op == FileOp::Delete {
+                    None
+                } else {
+                    facts(&path, &prints)
+                };
+                let ev = FileEvent {
+                    ts_ns,
+                    pid,
+                    path,
+                    op,
+                    facts,
+                };
                 match tx.try_send(ev) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Closed(_)) => return,

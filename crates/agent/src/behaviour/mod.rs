@@ -72,7 +72,9 @@ impl Module for Behaviour {
                     Ok(()) => {
                         let _ = self.tx.send(Command::Policy(Box::new(p))).await;
                     }
-                    Err(e) => tracing::error!("behaviour policy refused ({e}); keeping the current one"),
+                    Err(e) => {
+                        tracing::error!("behaviour policy refused ({e}); keeping the current one")
+                    }
                 },
                 Err(e) => tracing::error!("{e}; keeping the current behaviour policy"),
             }

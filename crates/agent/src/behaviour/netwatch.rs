@@ -60,9 +60,13 @@ pub fn open_syn_socket(netns: Option<PathBuf>) -> Result<OwnedFd, String> {
     in_netns(netns, || {
         let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
         // SAFETY: plain socket(2); checked before owned.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+        let raw =
+            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
         if raw < 0 {
-            return Err(format!("packet socket: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         // SAFETY: fresh descriptor, owned from here.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -82,7 +86,10 @@ pub fn open_syn_socket(netns: Option<PathBuf>) -> Result<OwnedFd, String> {
             )
         };
         if rc != 0 {
-            return Err(format!("attaching the SYN filter: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "attaching the SYN filter: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(fd)
     })
@@ -121,7 +128,9 @@ pub fn run_syn_reader(fd: OwnedFd, tx: mpsc::Sender<Probe>) {
             tracing::error!(error = %std::io::Error::last_os_error(), "SYN reader stopped");
             return;
         }
-        let Some((source, port)) = parse_syn(&buf[..n as usize]) else { continue };
+        let Some((source, port)) = parse_syn(&buf[..n as usize]) else {
+            continue;
+        };
         let probe = Probe {
             ts_ms: hostward_agent_core::util::unix_now_ms() as u64,
             source,
@@ -135,7 +144,10 @@ pub fn run_syn_reader(fd: OwnedFd, tx: mpsc::Sender<Probe>) {
 }
 
 /// Decoy listeners on those of `ports` nothing listens on (in `netns` when given).
-pub fn open_honeypots(netns: Option<PathBuf>, ports: Vec<u16>) -> Result<Vec<(u16, TcpListener)>, String> {
+pub fn open_honeypots(
+    netns: Option<PathBuf>,
+    ports: Vec<u16>,
+) -> Result<Vec<(u16, TcpListener)>, String> {
     in_netns(netns, move || {
         let mut out = Vec::new();
         for port in ports {
@@ -157,9 +169,13 @@ pub fn open_honeypots(netns: Option<PathBuf>, ports: Vec<u16>) -> Result<Vec<(u1
 
 /// Accepts and drops connections on a decoy, reporting each visitor.
 pub async fn run_honeypot(port: u16, l: TcpListener, tx: mpsc::Sender<Probe>) {
-    let Ok(l) = tokio::net::TcpListener::from_std(l) else { return };
+    let Ok(l) = tokio::net::TcpListener::from_std(l) else {
+        return;
+    };
     loop {
-        let Ok((conn, peer)) = l.accept().await else { continue };
+        let Ok((conn, peer)) = l.accept().await else {
+            continue;
+        };
         drop(conn);
         let probe = Probe {
             ts_ms: hostward_agent_core::util::unix_now_ms() as u64,

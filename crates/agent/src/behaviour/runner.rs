@@ -33,6 +33,9 @@ use crate::quarantine::Quarantine;
 /// into the next one (a storm of one command is one record every 10 s, not one per exec).
 const REPEAT_MS: u64 = 10_000;
 const TICK: Duration = Duration::from_secs(5);
+/// File changes wait for the writer's exec to arrive from the sensor (which batches its
+/// records up to 100 ms), so the alarm names the writer; at most this long.
+const FILE_WAIT: Duration = Duration::from_millis(250);
 
 /// Starts the sensor (per `cfg.sensor`) and the loop.
 pub fn spawn(
@@ -86,6 +89,8 @@ struct Runner {
     enabled: bool,
     /// When a package manager last ran (sensor clock): shells it replaces are no alarm.
     installing_until_ns: u64,
+    /// File changes whose writer the table does not know yet, oldest first.
+    waiting_files: std::collections::VecDeque<(tokio::time::Instant, FileEvent)>,
 }
 
 fn read_users() -> HashMap<u32, String> {
@@ -111,12 +116,16 @@ fn read_shells() -> (Vec<ShellFile>, Vec<ShellPrint>) {
     let mut files = Vec::new();
     let mut prints: Vec<ShellPrint> = Vec::new();
     for p in paths {
-        let Ok(real) = std::fs::canonicalize(&p) else { continue };
+        let Ok(real) = std::fs::canonicalize(&p) else {
+            continue;
+        };
         let real_s = real.to_string_lossy().into_owned();
         if files.iter().any(|f: &ShellFile| f.path == real_s) {
             continue;
         }
-        let Ok(m) = std::fs::metadata(&real) else { continue };
+        let Ok(m) = std::fs::metadata(&real) else {
+            continue;
+        };
         files.push(ShellFile {
             path: real_s.clone(),
             dev: m.dev(),
@@ -126,7 +135,11 @@ fn read_shells() -> (Vec<ShellFile>, Vec<ShellPrint>) {
             size: m.size(),
         });
         if let Some(h) = crate::inventory::collect::hashcache::hash_file(&real) {
-            prints.push(ShellPrint { path: real_s, size: m.size(), sha256: h });
+            prints.push(ShellPrint {
+                path: real_s,
+                size: m.size(),
+                sha256: h,
+            });
         }
     }
     (files, prints)
@@ -147,8 +160,20 @@ fn shell_now(f: &ShellFile) -> Option<ShellFile> {
 /// Set-user-ID and set-group-ID files in the program directories now.
 fn suid_baseline() -> HashMap<String, u32> {
     let mut out = HashMap::new();
-    for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin", "/tmp", "/var/tmp", "/dev/shm"] {
-        let Ok(dir) = std::fs::read_dir(d) else { continue };
+    for d in [
+        "/usr/bin",
+        "/usr/sbin",
+        "/bin",
+        "/sbin",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+        "/tmp",
+        "/var/tmp",
+        "/dev/shm",
+    ] {
+        let Ok(dir) = std::fs::read_dir(d) else {
+            continue;
+        };
         for e in dir.flatten() {
             if let Ok(m) = e.path().symlink_metadata()
                 && m.is_file()
@@ -164,12 +189,22 @@ fn suid_baseline() -> HashMap<String, u32> {
 /// Processes alive before the sensor started, from /proc, so chains reach them.
 fn seed(table: &mut Table) {
     let proc = Path::new("/proc");
-    let Ok(dir) = std::fs::read_dir(proc) else { return };
+    let Ok(dir) = std::fs::read_dir(proc) else {
+        return;
+    };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Some(t) = procfs::task(proc, pid) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Some(t) = procfs::task(proc, pid) else {
+            continue;
+        };
         let exe = std::fs::read_link(e.path().join("exe"))
-            .map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_string())
+            .map(|p| {
+                p.to_string_lossy()
+                    .trim_end_matches(" (deleted)")
+                    .to_string()
+            })
             .unwrap_or_default();
         let argv = std::fs::read(e.path().join("cmdline"))
             .unwrap_or_default()
@@ -204,12 +239,17 @@ impl Runner {
             SensorSetting::Off => {
                 let mut r = report.lock().expect("report");
                 r.tier = "off".into();
-                r.reason = "runtime detection is off in agent.toml ([behaviour] sensor = \"off\")".into();
+                r.reason =
+                    "runtime detection is off in agent.toml ([behaviour] sensor = \"off\")".into();
                 r.unavailable = vec!["all runtime detectors: the sensor is off".into()];
                 return None;
             }
             s => {
-                let want = if s == SensorSetting::Proc { Want::Proc } else { Want::Auto };
+                let want = if s == SensorSetting::Proc {
+                    Want::Proc
+                } else {
+                    Want::Auto
+                };
                 match Sensor::start(want, PathBuf::from("/proc")) {
                     Ok((sensor, rx)) => (Some(sensor), rx),
                     Err(e) => {
@@ -253,7 +293,10 @@ impl Runner {
             )),
         }
         if !quarantine.can_refuse() {
-            unavailable.push("isolated files cannot be refused at exec (fanotify permission events refused)".into());
+            unavailable.push(
+                "isolated files cannot be refused at exec (fanotify permission events refused)"
+                    .into(),
+            );
         }
         let (probes_tx, probes) = mpsc::channel(4096);
         match netwatch::open_syn_socket(netns.clone()) {
@@ -292,6 +335,7 @@ impl Runner {
             honeypot_ports: Vec::new(),
             enabled: true,
             installing_until_ns: 0,
+            waiting_files: std::collections::VecDeque::new(),
         };
         r.update_report();
         Some(r)
@@ -301,15 +345,19 @@ impl Runner {
         // Accounts as they are when detection starts: what is wrong already is raised once.
         self.check_accounts(0).await;
         let mut tick = tokio::time::interval(TICK);
+        let mut files_tick = tokio::time::interval(Duration::from_millis(50));
+        files_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = files_tick.tick(), if !self.waiting_files.is_empty() => self.release_files().await,
                 ev = self.events.recv(), if self.sensor.is_some() => {
                     let Some(ev) = ev else { self.sensor = None; continue };
                     self.on_event(ev).await;
                 }
                 fe = self.files.recv() => {
                     let Some(fe) = fe else { continue };
-                    self.on_file(fe).await;
+                    self.waiting_files.push_back((tokio::time::Instant::now(), fe));
+                    self.release_files().await;
                 }
                 p = self.probes.recv() => {
                     let Some(p) = p else { continue };
@@ -335,7 +383,11 @@ impl Runner {
     }
 
     async fn set_policy(&mut self, p: BehaviourPolicy) {
-        let ports = if p.on("honeypot") { p.honeypot_ports.clone() } else { Vec::new() };
+        let ports = if p.on("honeypot") {
+            p.honeypot_ports.clone()
+        } else {
+            Vec::new()
+        };
         match Compiled::new(p) {
             Ok(c) => self.det.cfg = c,
             Err(e) => {
@@ -354,7 +406,11 @@ impl Runner {
                         let opened: Vec<u16> = ls.iter().map(|(p, _)| *p).collect();
                         tracing::info!(ports = ?opened, "decoy ports open");
                         for (port, l) in ls {
-                            self.honeypots.push(tokio::spawn(netwatch::run_honeypot(port, l, self.probes_tx.clone())));
+                            self.honeypots.push(tokio::spawn(netwatch::run_honeypot(
+                                port,
+                                l,
+                                self.probes_tx.clone(),
+                            )));
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "opening decoy ports failed"),
@@ -378,11 +434,26 @@ impl Runner {
         }
     }
 
+    /// Handles waiting file changes, in order, as far as their writers are known (or waited
+    /// for long enough).
+    async fn release_files(&mut self) {
+        while let Some((at, fe)) = self.waiting_files.front() {
+            let known = fe.pid == 0 || self.table.get(fe.pid).is_some_and(|p| !p.exe.is_empty());
+            if !known && at.elapsed() < FILE_WAIT {
+                break;
+            }
+            let (_, fe) = self.waiting_files.pop_front().expect("front exists");
+            self.on_file(fe).await;
+        }
+    }
+
     async fn on_file(&mut self, fe: FileEvent) {
         if fe.pid != 0 && self.det.ours(&self.table, fe.pid) {
             return;
         }
-        if matches!(fe.path.as_str(), "/etc/passwd" | "/etc/group") && matches!(fe.op, FileOp::Write | FileOp::MovedTo) {
+        if matches!(fe.path.as_str(), "/etc/passwd" | "/etc/group")
+            && matches!(fe.op, FileOp::Write | FileOp::MovedTo)
+        {
             self.users = read_users();
             if self.enabled {
                 self.check_accounts(fe.pid).await;
@@ -417,8 +488,17 @@ impl Runner {
     async fn on_tick(&mut self) {
         let now: Vec<Option<ShellFile>> = self.shells.iter().map(shell_now).collect();
         let installing = hostward_sensor::boot_ns() < self.installing_until_ns;
-        let found = files::shell_changes(&self.det.cfg, &self.shells, &now, installing || !self.enabled);
-        if now.iter().zip(&self.shells).any(|(n, b)| n.as_ref() != Some(b)) {
+        let found = files::shell_changes(
+            &self.det.cfg,
+            &self.shells,
+            &now,
+            installing || !self.enabled,
+        );
+        if now
+            .iter()
+            .zip(&self.shells)
+            .any(|(n, b)| n.as_ref() != Some(b))
+        {
             let (files, prints) = read_shells();
             self.shells = files;
             *self.shell_prints.lock().expect("prints") = prints;
@@ -458,7 +538,8 @@ impl Runner {
         r.unavailable = self.unavailable.clone();
         let dropped = self.files_dropped.load(Ordering::Relaxed);
         if dropped > 0 {
-            r.unavailable.push(format!("{dropped} file changes were lost (queue full)"));
+            r.unavailable
+                .push(format!("{dropped} file changes were lost (queue full)"));
         }
     }
 
@@ -483,7 +564,10 @@ impl Runner {
                 key: k,
                 count,
                 evidence: Evidence {
-                    details: vec![format!("{count} repeat(s) in the last {} s", REPEAT_MS / 1000)],
+                    details: vec![format!(
+                        "{count} repeat(s) in the last {} s",
+                        REPEAT_MS / 1000
+                    )],
                     ..Default::default()
                 },
             };
@@ -497,7 +581,11 @@ impl Runner {
             .as_ref()
             .filter(|p| p.exe.starts_with('/'))
             .and_then(|p| self.hashes.sha256(Path::new(&p.exe)));
-        if self.det.cfg.whitelisted(f.alarm_type, proc.as_ref(), sha256.as_deref()) {
+        if self
+            .det
+            .cfg
+            .whitelisted(f.alarm_type, proc.as_ref(), sha256.as_deref())
+        {
             return;
         }
         let mut key = f.key.clone();
@@ -509,7 +597,10 @@ impl Runner {
             key.truncate(cut);
         }
         let now = unix_now_ms();
-        let slot = self.sent.entry((f.alarm_type.to_string(), key.clone())).or_insert((0, 0));
+        let slot = self
+            .sent
+            .entry((f.alarm_type.to_string(), key.clone()))
+            .or_insert((0, 0));
         if slot.0 != 0 && now.saturating_sub(slot.0) < REPEAT_MS {
             slot.1 += 1;
             return;
@@ -517,7 +608,11 @@ impl Runner {
         *slot = (now, 0);
         let users = &self.users;
         let name = |uid: u32| users.get(&uid).cloned().unwrap_or_default();
-        let mut processes = if f.pid != 0 { self.table.chain(f.pid, &name) } else { Vec::new() };
+        let mut processes = if f.pid != 0 {
+            self.table.chain(f.pid, &name)
+        } else {
+            Vec::new()
+        };
         if let Some(first) = processes.first_mut() {
             first.sha256 = sha256.clone();
         }
@@ -526,7 +621,9 @@ impl Runner {
         let target = f
             .dialler
             .and_then(|d| self.table.get(d))
-            .filter(|d| d.exe.starts_with('/') && !crate::quarantine::system_file(Path::new(&d.exe)))
+            .filter(|d| {
+                d.exe.starts_with('/') && !crate::quarantine::system_file(Path::new(&d.exe))
+            })
             .cloned()
             .or_else(|| proc.clone());
         let mut file = f.file.clone();
@@ -559,12 +656,7 @@ impl Runner {
                 Err(e) => response = Some(format!("blocking {ip} failed: {e}")),
             }
         }
-        let details = f
-            .details
-            .iter()
-            .take(10)
-            .map(|d| clip(d, 512))
-            .collect();
+        let details = f.details.iter().take(10).map(|d| clip(d, 512)).collect();
         let alarm = Alarm {
             ts: unix_now(),
             alarm_type: f.alarm_type.into(),

@@ -91,7 +91,12 @@ impl Table {
             }
         }
         // No exited one left: drop the oldest start (a pid storm with nothing exiting).
-        if let Some(pid) = self.procs.values().min_by_key(|p| p.start_ns).map(|p| p.pid) {
+        if let Some(pid) = self
+            .procs
+            .values()
+            .min_by_key(|p| p.start_ns)
+            .map(|p| p.pid)
+        {
             self.procs.remove(&pid);
         }
     }
@@ -136,7 +141,9 @@ impl Table {
                         ..Default::default()
                     });
                 }
-                let Some(p) = self.procs.get_mut(&c.task.pid) else { return };
+                let Some(p) = self.procs.get_mut(&c.task.pid) else {
+                    return;
+                };
                 if p.connections.len() >= 8 {
                     p.connections.remove(0);
                 }
@@ -146,7 +153,10 @@ impl Table {
     }
 
     fn exec(&mut self, e: &Exec) {
-        let prev = self.procs.get(&e.task.pid).filter(|p| p.exited_ns.is_none());
+        let prev = self
+            .procs
+            .get(&e.task.pid)
+            .filter(|p| p.exited_ns.is_none());
         let prev_euid = prev.map(|p| p.euid);
         // Sockets survive exec: the connections stay the process's.
         let connections = prev.map(|p| p.connections.clone()).unwrap_or_default();
@@ -189,7 +199,11 @@ impl Table {
                 break;
             }
             self.exited.pop_front();
-            if self.procs.get(&pid).is_some_and(|p| p.exited_ns == Some(at)) {
+            if self
+                .procs
+                .get(&pid)
+                .is_some_and(|p| p.exited_ns == Some(at))
+            {
                 self.procs.remove(&pid);
             }
         }
@@ -310,19 +324,38 @@ mod tests {
         t.apply(&exec(200, 100, 200, "/bin/bash", &["-bash"]));
         t.apply(&Event::Fork {
             ts_ns: 5,
-            task: Task { pid: 200, ppid: 100, sid: 200, ..Default::default() },
+            task: Task {
+                pid: 200,
+                ppid: 100,
+                sid: 200,
+                ..Default::default()
+            },
             child: 201,
         });
-        t.apply(&exec(201, 200, 200, "/usr/bin/python3", &["python3", "-c", "pty"]));
+        t.apply(&exec(
+            201,
+            200,
+            200,
+            "/usr/bin/python3",
+            &["python3", "-c", "pty"],
+        ));
         let names = |u: u32| format!("u{u}");
         let chain = t.chain(201, &names);
         let pids: Vec<u32> = chain.iter().map(|p| p.pid).collect();
-        assert_eq!(pids, [201, 200, 100], "up to init, past the session leader 200");
+        assert_eq!(
+            pids,
+            [201, 200, 100],
+            "up to init, past the session leader 200"
+        );
         assert_eq!(chain[0].exe, "/usr/bin/python3");
         assert_eq!(chain[0].user, "u0");
         assert_eq!(t.descendants(100), [200, 201]);
         // Exit: kept for a while, then pruned.
-        t.apply(&Event::Exit { ts_ns: 10, pid: 201, code: 0 });
+        t.apply(&Event::Exit {
+            ts_ns: 10,
+            pid: 201,
+            code: 0,
+        });
         assert!(t.get(201).is_some());
         let _ = t.prune(10 + EXITED_KEEP_NS);
         assert!(t.get(201).is_none());

@@ -65,7 +65,12 @@ impl Handle {
     }
 
     /// Blocks for another module's detector; `reason` names it in the `block` record.
-    pub async fn block_for(&self, addr: IpAddr, minutes: u32, reason: &'static str) -> Result<(), String> {
+    pub async fn block_for(
+        &self,
+        addr: IpAddr,
+        minutes: u32,
+        reason: &'static str,
+    ) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Block {
             addr,

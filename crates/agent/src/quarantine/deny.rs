@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 /// Filesystem types whose files can be executed and are local.
-const FS_TYPES: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "f2fs", "zfs", "vfat", "reiserfs", "jfs"];
+const FS_TYPES: &[&str] = &[
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "f2fs", "zfs", "vfat", "reiserfs",
+    "jfs",
+];
 
 pub type Denied = Arc<Mutex<Vec<(u64, String)>>>;
 
@@ -51,10 +54,16 @@ pub fn open() -> Result<Deny, String> {
         )
     };
     if raw < 0 {
-        return Err(format!("fanotify_init: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "fanotify_init: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: fresh descriptor owned from here.
-    Ok(Deny { fd: unsafe { OwnedFd::from_raw_fd(raw) }, marked: false })
+    Ok(Deny {
+        fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        marked: false,
+    })
 }
 
 impl Deny {
@@ -62,7 +71,13 @@ impl Deny {
         let c = CString::new(path).map_err(|e| e.to_string())?;
         // SAFETY: our fanotify fd; c lives for the call.
         let rc = unsafe {
-            libc::fanotify_mark(self.fd.as_raw_fd(), flags, libc::FAN_OPEN_EXEC_PERM, libc::AT_FDCWD, c.as_ptr())
+            libc::fanotify_mark(
+                self.fd.as_raw_fd(),
+                flags,
+                libc::FAN_OPEN_EXEC_PERM,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+            )
         };
         if rc != 0 {
             return Err(format!("{path}: {}", std::io::Error::last_os_error()));
@@ -76,7 +91,11 @@ impl Deny {
             return Vec::new();
         }
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let flags = if on { libc::FAN_MARK_ADD } else { libc::FAN_MARK_REMOVE } | libc::FAN_MARK_FILESYSTEM;
+        let flags = if on {
+            libc::FAN_MARK_ADD
+        } else {
+            libc::FAN_MARK_REMOVE
+        } | libc::FAN_MARK_FILESYSTEM;
         let mut problems = Vec::new();
         for m in mount_points(&mounts) {
             if let Err(e) = self.mark(flags, &m) {
@@ -87,7 +106,13 @@ impl Deny {
             // Drops the ignore marks cached for allowed files with the filesystem marks.
             // SAFETY: our fanotify fd.
             unsafe {
-                libc::fanotify_mark(self.fd.as_raw_fd(), libc::FAN_MARK_FLUSH | libc::FAN_MARK_FILESYSTEM, 0, libc::AT_FDCWD, std::ptr::null());
+                libc::fanotify_mark(
+                    self.fd.as_raw_fd(),
+                    libc::FAN_MARK_FLUSH | libc::FAN_MARK_FILESYSTEM,
+                    0,
+                    libc::AT_FDCWD,
+                    std::ptr::null(),
+                );
             }
         }
         self.marked = on;
@@ -124,11 +149,19 @@ impl Deny {
                     }
                     let resp = libc::fanotify_response {
                         fd: efd,
-                        response: if allow { libc::FAN_ALLOW } else { libc::FAN_DENY },
+                        response: if allow {
+                            libc::FAN_ALLOW
+                        } else {
+                            libc::FAN_DENY
+                        },
                     };
                     // SAFETY: resp lives for the call.
                     unsafe {
-                        libc::write(fd, (&resp as *const libc::fanotify_response).cast(), std::mem::size_of::<libc::fanotify_response>());
+                        libc::write(
+                            fd,
+                            (&resp as *const libc::fanotify_response).cast(),
+                            std::mem::size_of::<libc::fanotify_response>(),
+                        );
                     }
                     if allow {
                         // Cache: no more events for this inode until it is modified.
@@ -157,7 +190,9 @@ impl Deny {
 
 /// Allow unless the file's size and SHA-256 are an isolated file's.
 fn verdict(mut file: &std::fs::File, denied: &Denied) -> bool {
-    let Ok(meta) = file.metadata() else { return true };
+    let Ok(meta) = file.metadata() else {
+        return true;
+    };
     let list = denied.lock().map(|d| d.clone()).unwrap_or_default();
     if !list.iter().any(|(size, _)| *size == meta.len()) {
         return true;

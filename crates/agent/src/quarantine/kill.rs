@@ -10,10 +10,16 @@ use nix::unistd::Pid;
 /// pid -> ppid of every process under `proc`.
 pub fn parents(proc: &Path) -> HashMap<u32, u32> {
     let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir(proc) else { return out };
+    let Ok(dir) = std::fs::read_dir(proc) else {
+        return out;
+    };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
         let after = stat.rfind(')').map(|i| &stat[i + 1..]).unwrap_or("");
         if let Some(ppid) = after.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
             out.insert(pid, ppid);
@@ -28,7 +34,11 @@ pub fn tree(parents: &HashMap<u32, u32>, root: u32) -> Vec<u32> {
     let mut i = 0;
     while i < out.len() {
         let p = out[i];
-        let mut kids: Vec<u32> = parents.iter().filter(|(c, pp)| **pp == p && **c != p).map(|(c, _)| *c).collect();
+        let mut kids: Vec<u32> = parents
+            .iter()
+            .filter(|(c, pp)| **pp == p && **c != p)
+            .map(|(c, _)| *c)
+            .collect();
         kids.sort_unstable();
         for k in kids {
             if !out.contains(&k) {
@@ -43,7 +53,10 @@ pub fn tree(parents: &HashMap<u32, u32>, root: u32) -> Vec<u32> {
 /// Stops then kills the tree under `root`; returns the pids signalled. Never pid 1 or us.
 pub fn kill_tree(proc: &Path, root: u32) -> Vec<u32> {
     let me = std::process::id();
-    let pids: Vec<u32> = tree(&parents(proc), root).into_iter().filter(|p| *p > 1 && *p != me).collect();
+    let pids: Vec<u32> = tree(&parents(proc), root)
+        .into_iter()
+        .filter(|p| *p > 1 && *p != me)
+        .collect();
     for p in &pids {
         let _ = kill(Pid::from_raw(*p as i32), Signal::SIGSTOP);
     }
@@ -83,7 +96,8 @@ mod tests {
         assert!(!status.success());
         std::thread::sleep(std::time::Duration::from_millis(100));
         for k in &kids[1..] {
-            let alive = std::fs::read_to_string(format!("/proc/{k}/stat")).is_ok_and(|s| !s.contains(") Z "));
+            let alive = std::fs::read_to_string(format!("/proc/{k}/stat"))
+                .is_ok_and(|s| !s.contains(") Z "));
             assert!(!alive, "{k} still runs");
         }
     }

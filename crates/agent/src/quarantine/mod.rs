@@ -44,7 +44,11 @@ impl Outcome {
     pub fn describe(&self) -> String {
         let mut s = format!("killed {} process(es)", self.killed.len());
         match (&self.entry, &self.file_problem) {
-            (Some(e), _) => s.push_str(&format!("; {} isolated (SHA-256 {})", e.path, &e.sha256[..16])),
+            (Some(e), _) => s.push_str(&format!(
+                "; {} isolated (SHA-256 {})",
+                e.path,
+                &e.sha256[..16]
+            )),
             (None, Some(p)) => s.push_str(&format!("; file not isolated: {p}")),
             (None, None) => {}
         }
@@ -167,7 +171,10 @@ impl Quarantine {
         }
         let mut problem = None;
         let entry = match file {
-            Some(f) if f.to_string_lossy().ends_with(" (deleted)") || f.to_string_lossy().starts_with("/memfd:") => {
+            Some(f)
+                if f.to_string_lossy().ends_with(" (deleted)")
+                    || f.to_string_lossy().starts_with("/memfd:") =>
+            {
                 problem = Some("the program ran from memory or a deleted file".into());
                 None
             }
@@ -178,14 +185,21 @@ impl Quarantine {
                 ));
                 None
             }
-            Some(f) => match self.vault.lock().expect("vault").isolate(&f, &req.reason, killed.clone()) {
-                Ok(e) => Some(e),
-                Err(e) if req.pid.is_some() => {
-                    problem = Some(e);
-                    None
+            Some(f) => {
+                match self
+                    .vault
+                    .lock()
+                    .expect("vault")
+                    .isolate(&f, &req.reason, killed.clone())
+                {
+                    Ok(e) => Some(e),
+                    Err(e) if req.pid.is_some() => {
+                        problem = Some(e);
+                        None
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
             None => None,
         };
         Ok(Outcome {
@@ -237,8 +251,8 @@ impl Module for QuarantineModule {
         Box::pin(async move {
             match task.kind.as_str() {
                 ISOLATE_TASK => {
-                    let req: IsolateRequest =
-                        serde_json::from_value(task.params.clone()).map_err(|e| format!("params: {e}"))?;
+                    let req: IsolateRequest = serde_json::from_value(task.params.clone())
+                        .map_err(|e| format!("params: {e}"))?;
                     let o = self.0.isolate(req).await?;
                     Ok(json!({
                         "killed": o.killed,
@@ -248,7 +262,8 @@ impl Module for QuarantineModule {
                     }))
                 }
                 RESTORE_TASK | DELETE_TASK => {
-                    let r: FileRef = serde_json::from_value(task.params.clone()).map_err(|e| format!("params: {e}"))?;
+                    let r: FileRef = serde_json::from_value(task.params.clone())
+                        .map_err(|e| format!("params: {e}"))?;
                     let e = if task.kind == RESTORE_TASK {
                         self.0.restore(&r.id).await?
                     } else {

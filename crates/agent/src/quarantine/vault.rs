@@ -65,17 +65,28 @@ impl Vault {
     }
 
     /// Moves `path` into the quarantine; the entry is returned (and kept).
-    pub fn isolate(&mut self, path: &Path, reason: &str, killed: Vec<u32>) -> Result<Entry, String> {
-        let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn isolate(
+        &mut self,
+        path: &Path,
+        reason: &str,
+        killed: Vec<u32>,
+    ) -> Result<Entry, String> {
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if !meta.is_file() {
             return Err(format!("{} is not a regular file", path.display()));
         }
         if meta.size() > MAX_BYTES {
-            return Err(format!("{} is larger than {} MiB", path.display(), MAX_BYTES >> 20));
+            return Err(format!(
+                "{} is larger than {} MiB",
+                path.display(),
+                MAX_BYTES >> 20
+            ));
         }
         let mut src = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut data = Vec::with_capacity(meta.size() as usize);
-        src.read_to_end(&mut data).map_err(|e| format!("{}: {e}", path.display()))?;
+        src.read_to_end(&mut data)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let sha256 = hex::encode(Sha256::digest(&data));
         let id = format!("{}-{}", &sha256[..16], unix_now());
         let dest = self.dir.join(&id);
@@ -113,15 +124,18 @@ impl Vault {
             return Err(format!("{} exists again; move it away first", e.path));
         }
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|err| format!("{}: {err}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|err| format!("{}: {err}", parent.display()))?;
         }
         // Mode 0 while written; owner, then mode (set-user-ID bits survive only after chown).
         write_atomic(dest, &data, 0).map_err(|err| format!("{}: {err}", e.path))?;
-        std::os::unix::fs::lchown(dest, Some(e.uid), Some(e.gid)).map_err(|err| format!("chown {}: {err}", e.path))?;
+        std::os::unix::fs::lchown(dest, Some(e.uid), Some(e.gid))
+            .map_err(|err| format!("chown {}: {err}", e.path))?;
         std::fs::set_permissions(dest, std::fs::Permissions::from_mode(e.mode))
             .map_err(|err| format!("chmod {}: {err}", e.path))?;
         self.entries.retain(|x| x.id != id);
-        self.save().map_err(|err| format!("quarantine index: {err}"))?;
+        self.save()
+            .map_err(|err| format!("quarantine index: {err}"))?;
         let _ = std::fs::remove_file(&src);
         Ok(e)
     }
@@ -147,7 +161,10 @@ impl Vault {
 
     /// Hashes and sizes refused at exec: isolated and deleted files alike.
     pub fn denied(&self) -> Vec<(u64, String)> {
-        self.entries.iter().map(|e| (e.size, e.sha256.clone())).collect()
+        self.entries
+            .iter()
+            .map(|e| (e.size, e.sha256.clone()))
+            .collect()
     }
 }
 
@@ -166,7 +183,11 @@ mod tests {
         let e = v.isolate(&victim, "reverse_shell", vec![7]).unwrap();
         assert!(!victim.exists());
         let stored = t.path().join("state/quarantine").join(&e.id);
-        assert_eq!(std::fs::metadata(&stored).unwrap().mode() & 0o7777, 0, "mode 0000");
+        assert_eq!(
+            std::fs::metadata(&stored).unwrap().mode() & 0o7777,
+            0,
+            "mode 0000"
+        );
         assert_eq!(e.mode, 0o4755);
         assert_eq!(v.denied().len(), 1);
         // The index survives a reopen.

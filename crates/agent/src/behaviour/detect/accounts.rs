@@ -45,7 +45,11 @@ pub fn check(passwd: &str, group: &str) -> Vec<(String, String)> {
         if gid != "0" {
             continue;
         }
-        for member in f[3].split(',').map(str::trim).filter(|m| !m.is_empty() && *m != "root") {
+        for member in f[3]
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty() && *m != "root")
+        {
             out.push((
                 format!("rootgroup {member}"),
                 format!("non-root user {member} is a member of group {name} (gid 0)"),
@@ -64,7 +68,12 @@ pub struct Known {
 impl Known {
     /// Findings for problems not seen before; problems that went away are forgotten, so they
     /// alarm again if they come back. `pid`: the writer that changed the files (0 at start).
-    pub fn update(&mut self, cfg: &Compiled, found: Vec<(String, String)>, pid: u32) -> Vec<Finding> {
+    pub fn update(
+        &mut self,
+        cfg: &Compiled,
+        found: Vec<(String, String)>,
+        pid: u32,
+    ) -> Vec<Finding> {
         let now: BTreeSet<String> = found.iter().map(|(k, _)| k.clone()).collect();
         let mut out = Vec::new();
         if cfg.on("invalid_account") {

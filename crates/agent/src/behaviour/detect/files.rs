@@ -85,7 +85,10 @@ pub fn persistence_type(path: &str) -> Option<&'static str> {
         || path == "/etc/bash.bashrc"
         || path == "/etc/environment"
         || ((path.starts_with("/root/") || path.starts_with("/home/"))
-            && matches!(name, ".bashrc" | ".bash_profile" | ".profile" | ".zshrc" | ".bash_login"))
+            && matches!(
+                name,
+                ".bashrc" | ".bash_profile" | ".profile" | ".zshrc" | ".bash_login"
+            ))
     {
         return Some("persistence_shell_profile");
     }
@@ -98,7 +101,15 @@ pub fn in_program_dir(path: &str) -> bool {
     let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
     matches!(
         dir,
-        "/usr/bin" | "/usr/sbin" | "/bin" | "/sbin" | "/usr/local/bin" | "/usr/local/sbin" | "/tmp" | "/var/tmp" | "/dev/shm"
+        "/usr/bin"
+            | "/usr/sbin"
+            | "/bin"
+            | "/sbin"
+            | "/usr/local/bin"
+            | "/usr/local/sbin"
+            | "/tmp"
+            | "/var/tmp"
+            | "/dev/shm"
     )
 }
 
@@ -127,7 +138,11 @@ pub fn on_file(
             details: vec![format!(
                 "{} {}",
                 ev.path,
-                if ev.op == FileOp::Write { "written" } else { "renamed into place" }
+                if ev.op == FileOp::Write {
+                    "written"
+                } else {
+                    "renamed into place"
+                }
             )],
             ..Default::default()
         });

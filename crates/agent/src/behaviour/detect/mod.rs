@@ -94,7 +94,7 @@ impl Compiled {
     /// Whether a finding about `p` (with its executable's hash when known) is whitelisted.
     pub fn whitelisted(&self, alarm_type: &str, p: Option<&Proc>, sha256: Option<&str>) -> bool {
         let Some(p) = p else { return false };
-        if self.policy.process_whitelist.iter().any(|w| *w == p.exe) {
+        if self.policy.process_whitelist.contains(&p.exe) {
             return true;
         }
         let cmd = command_line(&p.exe, &p.argv);
@@ -129,27 +129,56 @@ pub fn command_line(exe: &str, argv: &[String]) -> String {
 pub fn is_shell(name: &str) -> bool {
     matches!(
         name,
-        "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" | "csh" | "tcsh" | "fish" | "ash" | "busybox" | "rbash"
+        "sh" | "bash"
+            | "dash"
+            | "zsh"
+            | "ksh"
+            | "mksh"
+            | "csh"
+            | "tcsh"
+            | "fish"
+            | "ash"
+            | "busybox"
+            | "rbash"
     )
 }
 
 /// Interpreters a reverse shell is commonly written in.
 pub fn is_interpreter(name: &str) -> bool {
     let base = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
-    matches!(base, "python" | "perl" | "php" | "ruby" | "lua" | "node" | "tclsh" | "awk" | "gawk")
+    matches!(
+        base,
+        "python" | "perl" | "php" | "ruby" | "lua" | "node" | "tclsh" | "awk" | "gawk"
+    )
 }
 
 /// Tools that relay a socket to a program (`socat exec:`, `nc -e`).
 pub fn is_relay(name: &str) -> bool {
-    matches!(name, "socat" | "nc" | "ncat" | "netcat" | "nc.traditional" | "nc.openbsd" | "telnet" | "openssl")
+    matches!(
+        name,
+        "socat" | "nc" | "ncat" | "netcat" | "nc.traditional" | "nc.openbsd" | "telnet" | "openssl"
+    )
 }
 
 /// Programs whose writes to system paths are installs, not attacks.
 pub fn is_package_manager(name: &str) -> bool {
     matches!(
         name,
-        "dpkg" | "apt" | "apt-get" | "aptitude" | "unattended-upgr" | "unattended-upgrade" | "rpm" | "dnf" | "yum"
-            | "microdnf" | "zypper" | "apk" | "snapd" | "packagekitd" | "dpkg-deb"
+        "dpkg"
+            | "apt"
+            | "apt-get"
+            | "aptitude"
+            | "unattended-upgr"
+            | "unattended-upgrade"
+            | "rpm"
+            | "dnf"
+            | "yum"
+            | "microdnf"
+            | "zypper"
+            | "apk"
+            | "snapd"
+            | "packagekitd"
+            | "dpkg-deb"
     )
 }
 
@@ -160,7 +189,9 @@ fn name_of(exe: &str) -> &str {
 /// Whether `pid` or one of its ancestors is a package manager.
 pub fn under_package_manager(t: &Table, pid: u32) -> bool {
     t.get(pid).is_some_and(|p| is_package_manager(p.name()))
-        || t.ancestors(pid).iter().any(|a| is_package_manager(a.name()))
+        || t.ancestors(pid)
+            .iter()
+            .any(|a| is_package_manager(a.name()))
 }
 
 /// Pipe ends seen recently, for "download | shell" typed at a prompt (two execs, one pipe).
@@ -245,7 +276,9 @@ impl Detectors {
     fn on_exec(&mut self, e: &Exec, t: &Table, out: &mut Vec<Finding>) {
         // Everything a reverse shell runs inherits its socket: one alarm, for the shell.
         let under_shell = self.shells_seen.contains(&e.task.pid)
-            || t.ancestors(e.task.pid).iter().any(|a| self.shells_seen.contains(&a.pid));
+            || t.ancestors(e.task.pid)
+                .iter()
+                .any(|a| self.shells_seen.contains(&a.pid));
         if !under_shell {
             let before = out.len();
             process::reverse_shell(&self.cfg, e, t, out);
@@ -259,7 +292,10 @@ impl Detectors {
         if self.cfg.on("high_risk_command") {
             let found = commands::matches(&self.cfg, e);
             let parent_rules = self.matched.get(&e.task.ppid).cloned().unwrap_or_default();
-            let mine: Vec<String> = found.iter().map(|f| f.rule.clone().unwrap_or_default()).collect();
+            let mine: Vec<String> = found
+                .iter()
+                .map(|f| f.rule.clone().unwrap_or_default())
+                .collect();
             out.extend(
                 found
                     .into_iter()

@@ -18,11 +18,17 @@ pub fn on_connect(cfg: &Compiled, c: &Connect, t: &Table, out: &mut Vec<Finding>
             pid: c.task.pid,
             peer: Some(c.peer),
             rule: Some(format!("indicator {net}")),
-            details: vec![format!("{} connection to {} (on the indicator list as {net})", c.proto, c.peer)],
+            details: vec![format!(
+                "{} connection to {} (on the indicator list as {net})",
+                c.proto, c.peer
+            )],
             ..Default::default()
         });
     }
-    if cfg.on("crypto_miner") && cfg.policy.stratum_ports.contains(&c.peer.port()) && !ip.is_unspecified() {
+    if cfg.on("crypto_miner")
+        && cfg.policy.stratum_ports.contains(&c.peer.port())
+        && !ip.is_unspecified()
+    {
         out.push(Finding {
             alarm_type: "crypto_miner",
             key: format!("{exe} -> {ip}"),
@@ -47,10 +53,16 @@ pub fn miner_exec(cfg: &Compiled, e: &Exec, out: &mut Vec<Finding>) {
     }
     let exe = e.exe();
     let name = name_of(&exe).to_ascii_lowercase();
-    let by_name = cfg.policy.miner_names.iter().any(|m| name == m.to_ascii_lowercase());
+    let by_name = cfg
+        .policy
+        .miner_names
+        .iter()
+        .any(|m| name == m.to_ascii_lowercase());
     let pool = e.argv.iter().find(|a| {
         let a = a.to_ascii_lowercase();
-        a.contains("stratum+tcp://") || a.contains("stratum+ssl://") || a.contains("stratum2+tcp://")
+        a.contains("stratum+tcp://")
+            || a.contains("stratum+ssl://")
+            || a.contains("stratum2+tcp://")
     });
     if !by_name && pool.is_none() {
         return;
@@ -60,13 +72,20 @@ pub fn miner_exec(cfg: &Compiled, e: &Exec, out: &mut Vec<Finding>) {
         details.push(format!("{name} is a known miner's name"));
     }
     if let Some(p) = pool {
-        details.push(format!("mining pool argument: {}", p.chars().take(400).collect::<String>()));
+        details.push(format!(
+            "mining pool argument: {}",
+            p.chars().take(400).collect::<String>()
+        ));
     }
     out.push(Finding {
         alarm_type: "crypto_miner",
         key: exe.clone(),
         pid: e.task.pid,
-        rule: Some(if by_name { "miner name".into() } else { "pool URL".into() }),
+        rule: Some(if by_name {
+            "miner name".into()
+        } else {
+            "pool URL".into()
+        }),
         file: Some(exe),
         details,
         isolate: true,

@@ -35,17 +35,23 @@ pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>
     // ancestor opened outwards: inbound services (inetd, socket activation) accepted theirs.
     let dialled = own
         && e.fds[0].peer().is_some_and(|peer| {
-            t.get(e.task.pid).is_some_and(|p| p.connections.contains(&peer))
-                || t.ancestors(e.task.pid).iter().any(|a| a.connections.contains(&peer))
+            t.get(e.task.pid)
+                .is_some_and(|p| p.connections.contains(&peer))
+                || t.ancestors(e.task.pid)
+                    .iter()
+                    .any(|a| a.connections.contains(&peer))
         });
     if !is_shell(name) && !is_interpreter(name) && !dialled {
         return;
     }
-    let parent = e.parent_fds[0].is_inet() && (e.parent_fds[1].is_inet() || e.parent_fds[2].is_inet());
+    let parent =
+        e.parent_fds[0].is_inet() && (e.parent_fds[1].is_inet() || e.parent_fds[2].is_inet());
     let parent_proc = t.get(e.task.ppid);
     // A relay's child shell: the relay's own connection is the peer, when we saw it.
     let relay = is_shell(name)
-        && parent_proc.is_some_and(|p| is_relay(p.name()) || is_relay(&p.argv.first().cloned().unwrap_or_default()));
+        && parent_proc.is_some_and(|p| {
+            is_relay(p.name()) || is_relay(&p.argv.first().cloned().unwrap_or_default())
+        });
     if !own && !parent && !relay {
         return;
     }
@@ -54,7 +60,10 @@ pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>
         for (i, fd) in e.fds.iter().enumerate() {
             details.push(format!("{} is a {}", names[i], describe(fd)));
         }
-        (e.fds.iter().find_map(Fd::peer), "its standard input and output are a network socket")
+        (
+            e.fds.iter().find_map(Fd::peer),
+            "its standard input and output are a network socket",
+        )
     } else if parent {
         for (i, fd) in e.parent_fds.iter().enumerate() {
             details.push(format!("parent's {} is a {}", names[i], describe(fd)));
@@ -104,7 +113,7 @@ pub fn privilege_escalation(cfg: &Compiled, e: &Exec, table: &Table, out: &mut V
     }
     let exe = e.exe();
     if e.setuid() {
-        if cfg.policy.suid_allowed.iter().any(|a| *a == exe) {
+        if cfg.policy.suid_allowed.contains(&exe) {
             return;
         }
         out.push(Finding {

@@ -38,10 +38,15 @@ impl Scans {
             return;
         }
         let pol = &cfg.policy;
-        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&p.source) {
-            if let Some(old) = self.sources.iter().min_by_key(|(_, s)| s.last_ms).map(|(a, _)| *a) {
-                self.sources.remove(&old);
-            }
+        if self.sources.len() >= MAX_SOURCES
+            && !self.sources.contains_key(&p.source)
+            && let Some(old) = self
+                .sources
+                .iter()
+                .min_by_key(|(_, s)| s.last_ms)
+                .map(|(a, _)| *a)
+        {
+            self.sources.remove(&old);
         }
         let s = self.sources.entry(p.source).or_default();
         s.last_ms = p.ts_ms;
@@ -64,7 +69,11 @@ impl Scans {
             return;
         }
         let window_ms = u64::from(pol.scan_window_secs) * 1000;
-        while s.ports.front().is_some_and(|(t, _)| p.ts_ms.saturating_sub(*t) > window_ms) {
+        while s
+            .ports
+            .front()
+            .is_some_and(|(t, _)| p.ts_ms.saturating_sub(*t) > window_ms)
+        {
             s.ports.pop_front();
         }
         s.ports.push_back((p.ts_ms, p.port));

@@ -9,13 +9,17 @@ use super::{Compiled, Detectors, Finding};
 use crate::behaviour::table::Table;
 
 fn replay(name: &str, policy: BehaviourPolicy) -> (Vec<Finding>, Table) {
-    let path = format!("{}/src/behaviour/detect/fixtures/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/src/behaviour/detect/fixtures/{name}.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     let mut t = Table::default();
     let mut d = Detectors::new(Compiled::new(policy).unwrap(), 1);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let ev: Event = serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}:{}: {e}", i + 1));
+        let ev: Event =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}:{}: {e}", i + 1));
         t.apply(&ev);
         out.extend(d.on_event(&ev, &t));
     }
@@ -45,15 +49,28 @@ fn python_pty_is_caught_through_the_parents_socket() {
     let (f, t) = replay("python_pty", BehaviourPolicy::default());
     assert_eq!(types(&f), ["reverse_shell"], "{f:#?}");
     assert_eq!(t.get(f[0].pid).unwrap().exe, "/bin/bash");
-    assert!(f[0].details.iter().any(|d| d.contains("parent's stdin is a tcp socket to 127.0.0.1:9002")), "{:?}", f[0].details);
+    assert!(
+        f[0].details
+            .iter()
+            .any(|d| d.contains("parent's stdin is a tcp socket to 127.0.0.1:9002")),
+        "{:?}",
+        f[0].details
+    );
 }
 
 #[test]
 fn socat_and_ncat_e_are_caught_as_relayed_shells() {
     let (f, t) = replay("socat", BehaviourPolicy::default());
     assert_eq!(types(&f), ["reverse_shell"], "{f:#?}");
-    assert_eq!(f[0].peer, Some("127.0.0.1:9003".parse().unwrap()), "the relay's connection");
-    assert_eq!(t.get(t.get(f[0].pid).unwrap().ppid).unwrap().name(), "socat");
+    assert_eq!(
+        f[0].peer,
+        Some("127.0.0.1:9003".parse().unwrap()),
+        "the relay's connection"
+    );
+    assert_eq!(
+        t.get(t.get(f[0].pid).unwrap().ppid).unwrap().name(),
+        "socat"
+    );
     let (f, _) = replay("ncat_e", BehaviourPolicy::default());
     assert_eq!(types(&f), ["reverse_shell"], "{f:#?}");
     assert!(f[0].details[1].contains("ncat"), "{:?}", f[0].details);
@@ -64,7 +81,11 @@ fn a_suid_shell_escalation_is_one_alarm_not_two() {
     let (f, _) = replay("suid_bash", BehaviourPolicy::default());
     assert_eq!(types(&f), ["process_privilege_escalation"], "{f:#?}");
     assert_eq!(f[0].file.as_deref(), Some("/tmp/rec/rootbash"));
-    assert!(f[0].details[0].contains("euid 65534 -> 0"), "{:?}", f[0].details);
+    assert!(
+        f[0].details[0].contains("euid 65534 -> 0"),
+        "{:?}",
+        f[0].details
+    );
     // su itself is on the allowed list; taking rootbash onto it silences the alarm.
     let mut p = BehaviourPolicy::default();
     p.suid_allowed.push("/tmp/rec/rootbash".into());
@@ -81,14 +102,24 @@ fn memfd_execution_is_fileless() {
 #[test]
 fn download_piped_to_a_shell_is_caught_from_the_pipe_and_the_command_line() {
     let (f, _) = replay("curl_sh", BehaviourPolicy::default());
-    let rules: Vec<_> = f.iter().map(|f| (f.alarm_type, f.rule.clone().unwrap_or_default())).collect();
+    let rules: Vec<_> = f
+        .iter()
+        .map(|f| (f.alarm_type, f.rule.clone().unwrap_or_default()))
+        .collect();
     // The test's own `bash -c '... | sh'` line, and the two execs joined by one pipe.
     assert_eq!(
         rules,
-        [("high_risk_command", "download_to_shell".to_string()), ("high_risk_command", "download_to_shell".to_string())],
+        [
+            ("high_risk_command", "download_to_shell".to_string()),
+            ("high_risk_command", "download_to_shell".to_string())
+        ],
         "{f:#?}"
     );
-    assert!(f[1].details[0].contains("curl -s http://127.0.0.1:8765/x.sh"), "{:?}", f[1].details);
+    assert!(
+        f[1].details[0].contains("curl -s http://127.0.0.1:8765/x.sh"),
+        "{:?}",
+        f[1].details
+    );
 }
 
 #[test]
@@ -98,7 +129,10 @@ fn a_stratum_connection_is_a_miner() {
     assert_eq!(f[0].peer, Some("127.0.0.1:3333".parse().unwrap()));
     let mut p = BehaviourPolicy::default();
     p.disabled.insert("crypto_miner".into());
-    assert!(replay("miner", p).0.is_empty(), "a detector switched off raises nothing");
+    assert!(
+        replay("miner", p).0.is_empty(),
+        "a detector switched off raises nothing"
+    );
 }
 
 #[test]
@@ -106,7 +140,11 @@ fn indicator_addresses_alarm_on_connect() {
     let mut p = BehaviourPolicy::default();
     p.ioc_addresses.push("127.0.0.0/8".into());
     let (f, _) = replay("curl_sh", p);
-    assert!(f.iter().any(|f| f.alarm_type == "abnormal_outbound" && f.peer == Some("127.0.0.1:8765".parse().unwrap())), "{f:#?}");
+    assert!(
+        f.iter().any(|f| f.alarm_type == "abnormal_outbound"
+            && f.peer == Some("127.0.0.1:8765".parse().unwrap())),
+        "{f:#?}"
+    );
 }
 
 #[test]
@@ -122,17 +160,25 @@ fn whitelists_match_on_path_and_command() {
     let (f, t) = replay("bash_tcp", BehaviourPolicy::default());
     let p = t.get(f[0].pid);
     let mut pol = BehaviourPolicy::default();
-    pol.whitelist.push(hostward_proto::behaviour::WhitelistRule {
-        alarm_type: Some("reverse_shell".into()),
-        command: Some("^bash -i$".into()),
-        ..Default::default()
-    });
+    pol.whitelist
+        .push(hostward_proto::behaviour::WhitelistRule {
+            alarm_type: Some("reverse_shell".into()),
+            command: Some("^bash -i$".into()),
+            ..Default::default()
+        });
     let c = Compiled::new(pol).unwrap();
     assert!(c.whitelisted("reverse_shell", p, None));
-    assert!(!c.whitelisted("high_risk_command", p, None), "the rule names one type");
+    assert!(
+        !c.whitelisted("high_risk_command", p, None),
+        "the rule names one type"
+    );
     let mut pol = BehaviourPolicy::default();
     pol.process_whitelist.push("/usr/bin/bash".into());
-    assert!(Compiled::new(pol).unwrap().whitelisted("reverse_shell", p, None));
+    assert!(
+        Compiled::new(pol)
+            .unwrap()
+            .whitelisted("reverse_shell", p, None)
+    );
 }
 
 mod files_accounts_scans {
@@ -148,12 +194,22 @@ mod files_accounts_scans {
     }
 
     fn write(path: &str, pid: u32, op: FileOp, facts: Option<FileFacts>) -> FileEvent {
-        FileEvent { ts_ns: 1, pid, path: path.into(), op, facts }
+        FileEvent {
+            ts_ns: 1,
+            pid,
+            path: path.into(),
+            op,
+            facts,
+        }
     }
 
     fn exec(pid: u32, ppid: u32, exe: &str) -> Event {
         Event::Exec(Box::new(hostward_sensor::Exec {
-            task: hostward_sensor::Task { pid, ppid, ..Default::default() },
+            task: hostward_sensor::Task {
+                pid,
+                ppid,
+                ..Default::default()
+            },
             filename: exe.into(),
             argv: vec![exe.rsplit('/').next().unwrap().into()],
             ..Default::default()
@@ -167,7 +223,10 @@ mod files_accounts_scans {
         t.apply(&exec(10, 1, "/usr/bin/bash"));
         t.apply(&exec(20, 1, "/usr/bin/dpkg"));
         t.apply(&exec(21, 20, "/usr/bin/cp"));
-        let facts = Some(FileFacts { mode: 0o100644, ..Default::default() });
+        let facts = Some(FileFacts {
+            mode: 0o100644,
+            ..Default::default()
+        });
         let none = HashMap::new();
         let mut out = Vec::new();
         for (path, pid) in [
@@ -179,12 +238,30 @@ mod files_accounts_scans {
             ("/etc/systemd/system/pkg.service", 21),
             ("/etc/hostname", 10),
         ] {
-            on_file(&c, &write(path, pid, FileOp::Write, facts.clone()), &t, &none, &mut out);
+            on_file(
+                &c,
+                &write(path, pid, FileOp::Write, facts.clone()),
+                &t,
+                &none,
+                &mut out,
+            );
         }
         // A temporary file renamed away before it was read is left to its rename.
-        on_file(&c, &write("/var/spool/cron/crontabs/tmp.X", 10, FileOp::Write, None), &t, &none, &mut out);
+        on_file(
+            &c,
+            &write("/var/spool/cron/crontabs/tmp.X", 10, FileOp::Write, None),
+            &t,
+            &none,
+            &mut out,
+        );
         // The installer's write of ld.so.preload still alarms.
-        on_file(&c, &write("/etc/ld.so.preload", 21, FileOp::Write, facts.clone()), &t, &none, &mut out);
+        on_file(
+            &c,
+            &write("/etc/ld.so.preload", 21, FileOp::Write, facts.clone()),
+            &t,
+            &none,
+            &mut out,
+        );
         assert_eq!(
             types(&out),
             [
@@ -205,27 +282,85 @@ mod files_accounts_scans {
         let t = Table::default();
         let mut base = HashMap::new();
         base.insert("/usr/bin/sudo".to_string(), 0o4000);
-        let suid = Some(FileFacts { mode: 0o104755, ..Default::default() });
+        let suid = Some(FileFacts {
+            mode: 0o104755,
+            ..Default::default()
+        });
         let mut out = Vec::new();
-        on_file(&c, &write("/tmp/x", 5, FileOp::Attrib, suid.clone()), &t, &base, &mut out);
-        on_file(&c, &write("/usr/bin/sudo", 5, FileOp::Attrib, suid.clone()), &t, &base, &mut out);
-        on_file(&c, &write("/home/a/x", 5, FileOp::Attrib, suid), &t, &base, &mut out);
-        let copy = Some(FileFacts { mode: 0o100755, shell_copy_of: Some("/usr/bin/bash".into()), ..Default::default() });
-        on_file(&c, &write("/tmp/.sh", 5, FileOp::Write, copy), &t, &base, &mut out);
-        assert_eq!(types(&out), ["file_privilege_escalation", "abnormal_shell"], "{out:#?}");
+        on_file(
+            &c,
+            &write("/tmp/x", 5, FileOp::Attrib, suid.clone()),
+            &t,
+            &base,
+            &mut out,
+        );
+        on_file(
+            &c,
+            &write("/usr/bin/sudo", 5, FileOp::Attrib, suid.clone()),
+            &t,
+            &base,
+            &mut out,
+        );
+        on_file(
+            &c,
+            &write("/home/a/x", 5, FileOp::Attrib, suid),
+            &t,
+            &base,
+            &mut out,
+        );
+        let copy = Some(FileFacts {
+            mode: 0o100755,
+            shell_copy_of: Some("/usr/bin/bash".into()),
+            ..Default::default()
+        });
+        on_file(
+            &c,
+            &write("/tmp/.sh", 5, FileOp::Write, copy),
+            &t,
+            &base,
+            &mut out,
+        );
+        assert_eq!(
+            types(&out),
+            ["file_privilege_escalation", "abnormal_shell"],
+            "{out:#?}"
+        );
         assert!(out[0].details[0].contains("set-user-ID"));
     }
 
     #[test]
     fn shell_binaries_changed_in_place_alarm_but_not_during_installs() {
         let c = cfg();
-        let b = ShellFile { path: "/usr/bin/bash".into(), dev: 1, ino: 2, mode: 0o100755, nlink: 1, size: 9 };
-        let chmod = ShellFile { mode: 0o104755, ..b.clone() };
-        let linked = ShellFile { nlink: 2, ..b.clone() };
-        assert!(shell_changes(&c, &[b.clone()], &[Some(b.clone())], false).is_empty());
-        assert_eq!(shell_changes(&c, &[b.clone()], &[Some(chmod.clone())], false)[0].details[0], "/usr/bin/bash mode changed from 755 to 4755");
-        assert!(shell_changes(&c, &[b.clone()], &[Some(linked)], false)[0].details[0].contains("hard link"));
-        assert!(shell_changes(&c, &[b.clone()], &[None], false)[0].details[0].contains("moved or deleted"));
+        let b = ShellFile {
+            path: "/usr/bin/bash".into(),
+            dev: 1,
+            ino: 2,
+            mode: 0o100755,
+            nlink: 1,
+            size: 9,
+        };
+        let chmod = ShellFile {
+            mode: 0o104755,
+            ..b.clone()
+        };
+        let linked = ShellFile {
+            nlink: 2,
+            ..b.clone()
+        };
+        assert!(shell_changes(&c, std::slice::from_ref(&b), &[Some(b.clone())], false).is_empty());
+        assert_eq!(
+            shell_changes(&c, std::slice::from_ref(&b), &[Some(chmod.clone())], false)[0].details
+                [0],
+            "/usr/bin/bash mode changed from 755 to 4755"
+        );
+        assert!(
+            shell_changes(&c, std::slice::from_ref(&b), &[Some(linked)], false)[0].details[0]
+                .contains("hard link")
+        );
+        assert!(
+            shell_changes(&c, std::slice::from_ref(&b), &[None], false)[0].details[0]
+                .contains("moved or deleted")
+        );
         assert!(shell_changes(&c, &[b], &[Some(chmod)], true).is_empty());
     }
 
@@ -241,7 +376,11 @@ mod files_accounts_scans {
         assert_eq!(k.update(&c, found.clone(), 7).len(), 3);
         assert!(k.update(&c, found, 7).is_empty(), "raised once");
         assert!(k.update(&c, Vec::new(), 0).is_empty());
-        assert_eq!(k.update(&c, check(passwd, ""), 9).len(), 2, "back again: raised again");
+        assert_eq!(
+            k.update(&c, check(passwd, ""), 9).len(),
+            2,
+            "back again: raised again"
+        );
     }
 
     #[test]
@@ -251,11 +390,29 @@ mod files_accounts_scans {
         let mut out = Vec::new();
         let src = "10.79.0.2".parse().unwrap();
         for port in 1..=19u16 {
-            s.on_probe(&c, Probe { ts_ms: 1000 + u64::from(port), source: src, port, honeypot: false }, &mut out);
+            s.on_probe(
+                &c,
+                Probe {
+                    ts_ms: 1000 + u64::from(port),
+                    source: src,
+                    port,
+                    honeypot: false,
+                },
+                &mut out,
+            );
         }
         assert!(out.is_empty(), "19 ports is below the default 20");
         for port in 20..=100u16 {
-            s.on_probe(&c, Probe { ts_ms: 2000 + u64::from(port), source: src, port, honeypot: false }, &mut out);
+            s.on_probe(
+                &c,
+                Probe {
+                    ts_ms: 2000 + u64::from(port),
+                    source: src,
+                    port,
+                    honeypot: false,
+                },
+                &mut out,
+            );
         }
         assert_eq!(types(&out), ["port_scan"], "one alarm per scan");
         assert!(out[0].block);
@@ -263,20 +420,56 @@ mod files_accounts_scans {
         let slow = "10.79.0.3".parse().unwrap();
         let mut quiet = Vec::new();
         for port in 1..=40u16 {
-            s.on_probe(&c, Probe { ts_ms: u64::from(port) * 11_000, source: slow, port, honeypot: false }, &mut quiet);
+            s.on_probe(
+                &c,
+                Probe {
+                    ts_ms: u64::from(port) * 11_000,
+                    source: slow,
+                    port,
+                    honeypot: false,
+                },
+                &mut quiet,
+            );
         }
         assert!(quiet.is_empty());
         let mut pol = BehaviourPolicy::default();
         pol.disabled.clear();
         let c = Compiled::new(pol).unwrap();
         let mut hp = Vec::new();
-        s.on_probe(&c, Probe { ts_ms: 1, source: "10.79.0.4".parse().unwrap(), port: 23, honeypot: true }, &mut hp);
-        s.on_probe(&c, Probe { ts_ms: 2, source: "10.79.0.4".parse().unwrap(), port: 445, honeypot: true }, &mut hp);
+        s.on_probe(
+            &c,
+            Probe {
+                ts_ms: 1,
+                source: "10.79.0.4".parse().unwrap(),
+                port: 23,
+                honeypot: true,
+            },
+            &mut hp,
+        );
+        s.on_probe(
+            &c,
+            Probe {
+                ts_ms: 2,
+                source: "10.79.0.4".parse().unwrap(),
+                port: 445,
+                honeypot: true,
+            },
+            &mut hp,
+        );
         assert_eq!(types(&hp), ["honeypot"]);
         // Loopback is never a scanner.
         let mut lo = Vec::new();
         for port in 1..=100u16 {
-            s.on_probe(&c, Probe { ts_ms: 5, source: "127.0.0.1".parse().unwrap(), port, honeypot: false }, &mut lo);
+            s.on_probe(
+                &c,
+                Probe {
+                    ts_ms: 5,
+                    source: "127.0.0.1".parse().unwrap(),
+                    port,
+                    honeypot: false,
+                },
+                &mut lo,
+            );
         }
         assert!(lo.is_empty());
     }
