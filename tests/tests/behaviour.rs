@@ -813,17 +813,27 @@ async fn an_exec_storm_is_counted_not_lost_and_the_agent_stays_within_its_caps()
         )
         .await?;
         ensure!(out.success(), "{out}");
-        // Let the counters settle into a heartbeat.
-        tokio::time::sleep(secs(4)).await;
-        let after = sensor(&api.server_detail(&server).await?);
-        let d = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
-        let (seen, received, lost_k, lost_u, bad) = (d("seen_kernel"), d("received"), d("dropped_kernel"), d("dropped_user"), d("undecodable"));
-        eprintln!("storm: seen {seen}, received {received}, lost in the kernel {lost_k}, in the agent {lost_u}, undecodable {bad}");
-        // Each exec is a fork, an exec and an exit: at least 150,000 events.
-        ensure!(seen >= 150_000, "the kernel side saw {seen}");
+        // The report is refreshed every 5 s and sent with the next heartbeat: wait for the
+        // counters to cover the storm.
+        let (seen, accounted, after) = wait_until("the storm in the sensor report", secs(30), millis(500), || async {
+            let after = sensor(&api.server_detail(&server).await?);
+            let d = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+            let seen = d("seen_kernel");
+            // Each exec is a fork, an exec and an exit: at least 150,000 events.
+            ensure!(seen >= 150_000, "the kernel side saw {seen} so far");
+            let accounted = d("received") + d("dropped_kernel") + d("dropped_user") + d("undecodable");
+            eprintln!(
+                "storm: seen {seen}, received {}, lost in the kernel {}, in the agent {}, undecodable {}",
+                d("received"),
+                d("dropped_kernel"),
+                d("dropped_user"),
+                d("undecodable")
+            );
+            Ok((seen, accounted, after))
+        })
+        .await?;
         // Everything seen is received or counted lost; what is left is in flight between two
         // counter reads (at most the 1 MiB ring buffer's worth, about 700 exec records).
-        let accounted = received + lost_k + lost_u + bad;
         ensure!(seen.abs_diff(accounted) <= 3_000, "seen {seen} but accounted {accounted}: {after}");
         let detail = api.server_detail(&server).await?;
         let hb = &server_of(&detail)["heartbeat"];

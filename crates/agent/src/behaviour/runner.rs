@@ -485,7 +485,53 @@ impl Runner {
         }
     }
 
+    /// CPU time of the running programs that are not system ones, for the sustained-load
+    /// miner check.
+    async fn sample_cpu(&mut self) {
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        let now = unix_now_ms();
+        let candidates: Vec<(u32, String)> = self
+            .table
+            .iter()
+            .filter(|p| p.exited_ns.is_none() && p.exe.starts_with('/'))
+            .filter(|p| !crate::quarantine::system_file(Path::new(&p.exe)))
+            .map(|p| (p.pid, p.exe.clone()))
+            .collect();
+        let mut alive = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (pid, exe) in candidates {
+            if self.det.ours(&self.table, pid) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let after = stat.rfind(')').map(|i| &stat[i + 1..]).unwrap_or("");
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let (Some(u), Some(s)) = (
+                f.get(11).and_then(|x| x.parse::<f64>().ok()),
+                f.get(12).and_then(|x| x.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            alive.insert(pid);
+            self.det
+                .cpu
+                .on_sample(&self.det.cfg, pid, &exe, now, (u + s) / hz, &mut out);
+        }
+        self.det.cpu.retain(&alive);
+        for f in out {
+            self.emit(f).await;
+        }
+    }
+
     async fn on_tick(&mut self) {
+        if self.enabled {
+            self.sample_cpu().await;
+        }
         let now: Vec<Option<ShellFile>> = self.shells.iter().map(shell_now).collect();
         let installing = hostward_sensor::boot_ns() < self.installing_until_ns;
         let found = files::shell_changes(

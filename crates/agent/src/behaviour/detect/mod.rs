@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod commands;
+pub mod cpu;
 pub mod files;
 pub mod network;
 pub mod process;
@@ -233,6 +234,7 @@ pub struct Detectors {
     matched_order: VecDeque<u32>,
     pub scans: scan::Scans,
     pub accounts: accounts::Known,
+    pub cpu: cpu::CpuWatch,
     /// Reverse shells raised recently, by pid.
     shells_seen: Vec<u32>,
     /// The agent's own pid: what it and its children do is not an attack.
@@ -248,6 +250,7 @@ impl Detectors {
             matched_order: VecDeque::new(),
             scans: scan::Scans::default(),
             accounts: accounts::Known::default(),
+            cpu: cpu::CpuWatch::default(),
             shells_seen: Vec::new(),
             own_pid,
         }
