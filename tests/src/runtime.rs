@@ -200,6 +200,31 @@ pub fn attack(env: &TestEnv, dir: &Path, label: &str, script: &str) -> Result<(P
     Ok((Proc::spawn(env, label, cmd, dir, label)?, start))
 }
 
+/// The host's cron when it runs, else one of our own (no systemd in some CI containers),
+/// killed when dropped.
+pub async fn cron(env: &TestEnv, dir: &Path) -> Result<Option<Proc>> {
+    let running = run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None).await?;
+    if running.success() {
+        return Ok(None);
+    }
+    let mut c = command("/usr/sbin/cron");
+    c.arg("-f");
+    Ok(Some(Proc::spawn(env, "cron", c, dir, "cron")?))
+}
+
+/// Changes the behaviour policy of `server`'s project through the API (`edit` gets its JSON).
+pub async fn set_policy(api: &Api, server: &str, edit: impl FnOnce(&mut Value)) -> Result<()> {
+    let project = server_of(&api.server_detail(server).await?)["project_id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let uri = format!("/api/v1/projects/{project}/behaviour-policy");
+    let mut policy = api.get(&uri).await?.expect(200)?.json["policy"].clone();
+    edit(&mut policy);
+    api.put(&uri, policy).await?.expect(200)?;
+    Ok(())
+}
+
 /// Waits until `f` holds or 30 s pass, for conditions on the host (a process gone, a file back).
 pub async fn host_until(what: &str, f: impl Fn() -> bool) -> Result<()> {
     let start = Instant::now();

@@ -200,17 +200,7 @@ async fn a_root_cron_line_that_downloads_and_runs_is_caught_twice() -> Result<()
         ])
         .arg(&dir);
         let _web = Proc::spawn(&env, "http", web, &dir, "http")?;
-        // The host's cron if it runs, else our own (no systemd in some CI containers).
-        let _cron = if run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None)
-            .await?
-            .success()
-        {
-            None
-        } else {
-            let mut c = command("/usr/sbin/cron");
-            c.arg("-f");
-            Some(Proc::spawn(&env, "cron", c, &dir, "cron")?)
-        };
+        let _cron = cron(&env, &dir).await?;
         let file = format!("/etc/cron.d/hostward-e2e-{}", std::process::id());
         let t0 = unix_now();
         std::fs::write(
@@ -297,15 +287,11 @@ async fn an_nmap_syn_scan_and_a_decoy_port_visit_are_alarmed_and_blocked() -> Re
         );
 
         // A decoy port, turned on by policy: one connection is an alarm and a block.
-        let project = server_of(&api.server_detail(&server).await?)["project_id"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let uri = format!("/api/v1/projects/{project}/behaviour-policy");
-        let mut policy = api.get(&uri).await?.expect(200)?.json["policy"].clone();
-        policy["disabled"] = json!([]);
-        policy["honeypot_ports"] = json!([2323]);
-        api.put(&uri, policy).await?.expect(200)?;
+        set_policy(&api, &server, |p| {
+            p["disabled"] = json!([]);
+            p["honeypot_ports"] = json!([2323]);
+        })
+        .await?;
         let visitor = "10.79.0.7";
         n.add_attacker_addr(visitor).await?;
         wait_until(
@@ -392,16 +378,7 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
         let api = center.api();
         let agent = behaviour_agent(&env, &center, &n, "victim", "auto").await?;
         let server = agent.server_id.clone();
-        let _cron = if run_cmd(Path::new("pgrep"), &["-x".into(), "cron".into()], None)
-            .await?
-            .success()
-        {
-            None
-        } else {
-            let mut c = command("/usr/sbin/cron");
-            c.arg("-f");
-            Some(Proc::spawn(&env, "cron", c, &dir, "cron")?)
-        };
+        let _cron = cron(&env, &dir).await?;
         let result = async {
             // An install, from the real package archive.
             let out = run_cmd_timeout(
@@ -687,14 +664,10 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
         .await?;
 
         // Automatic isolate and kill, once the project's policy asks for it.
-        let project = server_of(&api.server_detail(&server).await?)["project_id"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let uri = format!("/api/v1/projects/{project}/behaviour-policy");
-        let mut policy = api.get(&uri).await?.expect(200)?.json["policy"].clone();
-        policy["auto_isolate"] = json!(true);
-        api.put(&uri, policy).await?.expect(200)?;
+        set_policy(&api, &server, |p| {
+            p["auto_isolate"] = json!(true);
+        })
+        .await?;
         tokio::time::sleep(secs(2)).await;
         let _l2 = listener(&env, &dir, "127.0.0.1", 19202, "sleep 30", 30)?;
         tokio::time::sleep(millis(300)).await;

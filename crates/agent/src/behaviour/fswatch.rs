@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::detect::files::{FileEvent, FileFacts, FileOp};
+use super::detect::files::{self, FileEvent, FileFacts, FileOp};
 
-/// Directories watched, when they exist (and each home directory and its `.ssh`).
+/// Directories watched, when they exist, beside [`files::PROGRAM_DIRS`] (and each home
+/// directory and its `.ssh`): where persistence and accounts live.
 pub const DIRS: &[&str] = &[
     "/etc",
     "/etc/cron.d",
@@ -35,15 +36,6 @@ pub const DIRS: &[&str] = &[
     "/etc/profile.d",
     "/root",
     "/root/.ssh",
-    "/usr/bin",
-    "/usr/sbin",
-    "/bin",
-    "/sbin",
-    "/usr/local/bin",
-    "/usr/local/sbin",
-    "/tmp",
-    "/var/tmp",
-    "/dev/shm",
 ];
 
 /// A shell binary's size and hash, to recognise copies.
@@ -109,7 +101,11 @@ pub fn watch(extra: &[PathBuf]) -> Result<Watcher, String> {
     // SAFETY: a fresh descriptor we own from here.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut dirs = HashMap::new();
-    let mut paths: Vec<PathBuf> = DIRS.iter().map(PathBuf::from).collect();
+    let mut paths: Vec<PathBuf> = DIRS
+        .iter()
+        .chain(files::PROGRAM_DIRS)
+        .map(PathBuf::from)
+        .collect();
     paths.extend(extra.iter().cloned());
     for p in paths {
         let Ok(canon) = std::fs::canonicalize(&p) else {

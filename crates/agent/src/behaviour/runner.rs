@@ -160,17 +160,7 @@ fn shell_now(f: &ShellFile) -> Option<ShellFile> {
 /// Set-user-ID and set-group-ID files in the program directories now.
 fn suid_baseline() -> HashMap<String, u32> {
     let mut out = HashMap::new();
-    for d in [
-        "/usr/bin",
-        "/usr/sbin",
-        "/bin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/local/sbin",
-        "/tmp",
-        "/var/tmp",
-        "/dev/shm",
-    ] {
+    for d in files::PROGRAM_DIRS {
         let Ok(dir) = std::fs::read_dir(d) else {
             continue;
         };

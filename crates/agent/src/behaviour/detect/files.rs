@@ -95,22 +95,24 @@ pub fn persistence_type(path: &str) -> Option<&'static str> {
     None
 }
 
-/// Whether a path is in a directory the agent watches for new set-user-ID files and shell
-/// copies (program directories and the world-writable ones).
+/// Directories where new set-user-ID files and shell copies are looked for: the program
+/// directories and the world-writable ones.
+pub const PROGRAM_DIRS: &[&str] = &[
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/tmp",
+    "/var/tmp",
+    "/dev/shm",
+];
+
+/// Whether a path is directly in one of [`PROGRAM_DIRS`].
 pub fn in_program_dir(path: &str) -> bool {
     let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    matches!(
-        dir,
-        "/usr/bin"
-            | "/usr/sbin"
-            | "/bin"
-            | "/sbin"
-            | "/usr/local/bin"
-            | "/usr/local/sbin"
-            | "/tmp"
-            | "/var/tmp"
-            | "/dev/shm"
-    )
+    PROGRAM_DIRS.contains(&dir)
 }
 
 pub fn on_file(
