@@ -2,9 +2,13 @@
 //! allows. Tiers are chosen at start by trying, never by reading the kernel config (a VM kernel
 //! with `bpf` in its LSM list still refuses every LSM program):
 //!
-//! - `lsm`: the tp_btf programs plus BPF-LSM, which refuses the exec of quarantined files.
-//! - `bpf`: the tp_btf programs (exec, fork, exit, outbound TCP) into a ring buffer; quarantined
-//!   files are killed at exec, before they run an instruction of their own.
+//! - `lsm`: the tp_btf programs plus a BPF-LSM exec check, which refuses the inodes in the deny
+//!   map in the kernel.
+//! - `bpf`: the tp_btf programs (exec, fork, exit, outbound TCP) into a ring buffer; an exec of an
+//!   inode in the deny map is killed before it runs an instruction of its own.
+//!
+//! The agent does not fill the deny map yet: it refuses isolated files (copies included, by
+//! size and SHA-256) with fanotify permission events, on every tier (`quarantine::deny`).
 //! - `proc`: the netlink proc connector and `/proc`, where BPF is unusable. Short-lived
 //!   processes may be gone before `/proc` is read (counted as `incomplete`), and there are no
 //!   connect events or exec kills.
@@ -119,12 +123,12 @@ impl Sensor {
                     let (tier, why) = match loaded.try_lsm() {
                         Ok(()) => (
                             Tier::Lsm,
-                            "BPF-LSM loaded: quarantined files are refused at exec".to_string(),
+                            "BPF-LSM and the tracepoints loaded".to_string(),
                         ),
                         Err(e) => (
                             Tier::Bpf,
                             format!(
-                                "BPF-LSM refused by this kernel ({e}); quarantined files are killed at exec instead"
+                                "BPF-LSM refused by this kernel ({e}); the tracepoints loaded"
                             ),
                         ),
                     };

@@ -2,8 +2,7 @@
 //! local filesystem, answered by a dedicated thread. A file whose size is no isolated file's is
 //! allowed at once and cached (an ignore mark, dropped by the kernel when the file changes);
 //! only a size match is hashed. Marks exist only while something is isolated, so a host with
-//! an empty quarantine pays nothing. This works on every tier (the BPF tier adds a kill of the
-//! isolated inode at exec; BPF-LSM would refuse it in the kernel).
+//! an empty quarantine pays nothing. This works on every sensor tier, and without one.
 
 use std::ffi::CString;
 use std::io::Read;
