@@ -552,3 +552,53 @@ pub async fn wait_alarm(api: &Api, alarm_type: &str, source: &str) -> Result<Val
     )
     .await
 }
+
+/// A fresh local account whose SSH key login works against an [`Sshd`] started with
+/// [`KeyAccount::sshd_options`]: the key is authorized through a file of our own, so nothing in
+/// the account's home changes. The account is deleted when this is dropped.
+pub struct KeyAccount {
+    pub account: User,
+    pub user: String,
+    /// The client's private key.
+    pub key: PathBuf,
+    keys: PathBuf,
+}
+
+impl KeyAccount {
+    pub async fn new(env: &TestEnv, prefix: &str) -> Result<KeyAccount> {
+        let keys = env.subdir("keys");
+        let key = keys.join("client_key");
+        let args = [
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            &key.display().to_string(),
+        ];
+        run_cmd(Path::new("ssh-keygen"), &args.map(String::from), None)
+            .await?
+            .ok()?;
+        let (account, _) = User::random(prefix).await?;
+        let user = account.0.clone();
+        std::fs::copy(
+            keys.join("client_key.pub"),
+            keys.join(format!("{user}.keys")),
+        )?;
+        Ok(KeyAccount {
+            account,
+            user,
+            key,
+            keys,
+        })
+    }
+
+    /// The sshd options that authorize the key (pass them to [`Sshd::start`]).
+    pub fn sshd_options(&self) -> [String; 2] {
+        [
+            format!("AuthorizedKeysFile={}/%u.keys", self.keys.display()),
+            "StrictModes=no".into(),
+        ]
+    }
+}

@@ -106,6 +106,16 @@ pub fn chain_exes(alarm: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The pids of an alarm's process chain, nearest first.
+pub fn chain_pids(alarm: &Value) -> Vec<i64> {
+    alarm["evidence"]["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["pid"].as_i64())
+        .collect()
+}
+
 /// Seconds from `start` to the agent's conclusion (the alarm's first_seen), which the issue
 /// bounds at 5 s; the alarm's arrival at the center is not part of it.
 pub fn detection_secs(alarm: &Value, start_unix: i64) -> i64 {
@@ -169,8 +179,8 @@ int main(int argc, char **argv) {
 }
 
 /// A TCP listener on loopback (`ncat -l ADDR PORT`) that sends `script` once connected and keeps
-/// the connection `hold_secs`; killed when dropped.
-pub fn listener(
+/// the connection `hold_secs`; listening when this returns, killed when dropped.
+pub async fn listener(
     env: &TestEnv,
     dir: &Path,
     addr: &str,
@@ -183,13 +193,20 @@ pub fn listener(
         "(sleep 1; printf '{script}\\n'; sleep {hold_secs}) | timeout {} ncat -l {addr} {port}",
         hold_secs + 30
     ));
-    Proc::spawn(
+    let p = Proc::spawn(
         env,
         &format!("listener[{port}]"),
         cmd,
         dir,
         &format!("listener-{port}"),
-    )
+    )?;
+    // A probe connection would be the listener's one client: read the socket table instead.
+    let want = format!(":{port:04X} 00000000:0000 0A");
+    host_until(&format!("port {port} to listen"), || {
+        std::fs::read_to_string("/proc/net/tcp").is_ok_and(|t| t.contains(&want))
+    })
+    .await?;
+    Ok(p)
 }
 
 /// Runs `script` with `sh -c` in a new session, in the background; killed when dropped.

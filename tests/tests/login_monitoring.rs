@@ -100,32 +100,10 @@ async fn usual_login_addresses_are_learned_edited_and_enforced_with_a_real_sshd(
             n.add_attacker_addr(addr).await?;
         }
         // The client's key, authorized for a fresh local account through a file of our own.
-        let keys = env.subdir("keys");
-        let client_key = keys.join("client_key");
-        run_cmd(
-            Path::new("ssh-keygen"),
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                &client_key.display().to_string(),
-            ]
-            .map(String::from),
-            None,
-        )
-        .await?
-        .ok()?;
-        let (account, _) = User::random("lm").await?;
-        let user = account.0.clone();
-        std::fs::copy(
-            keys.join("client_key.pub"),
-            keys.join(format!("{user}.keys")),
-        )?;
-        let authorized = format!("AuthorizedKeysFile={}/%u.keys", keys.display());
-        let sshd = Sshd::start(&env, &n, &[&authorized, "StrictModes=no"]).await?;
+        let acct = lab::KeyAccount::new(&env, "lm").await?;
+        let (client_key, user) = (acct.key.clone(), acct.user.clone());
+        let opts = acct.sshd_options();
+        let sshd = Sshd::start(&env, &n, &[&opts[0], &opts[1]]).await?;
 
         let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
         let api = center.api();

@@ -121,15 +121,10 @@ impl Sensor {
             match bpf::load() {
                 Ok(mut loaded) => {
                     let (tier, why) = match loaded.try_lsm() {
-                        Ok(()) => (
-                            Tier::Lsm,
-                            "BPF-LSM and the tracepoints loaded".to_string(),
-                        ),
+                        Ok(()) => (Tier::Lsm, "BPF-LSM and the tracepoints loaded".to_string()),
                         Err(e) => (
                             Tier::Bpf,
-                            format!(
-                                "BPF-LSM refused by this kernel ({e}); the tracepoints loaded"
-                            ),
+                            format!("BPF-LSM refused by this kernel ({e}); the tracepoints loaded"),
                         ),
                     };
                     let (dtx, drx) = mpsc::unbounded_channel();
