@@ -469,6 +469,8 @@ pub mod testdb {
     pub struct TestDb {
         pub store: Store,
         _dir: Option<tempfile::TempDir>,
+        // After `store`: fields drop in order, so the pool goes before its database.
+        _pg: Option<PgTestDatabase>,
     }
 
     pub async fn sqlite() -> TestDb {
@@ -477,26 +479,59 @@ pub mod testdb {
         TestDb {
             store: Store::connect(&url).await.unwrap(),
             _dir: Some(dir),
+            _pg: None,
         }
     }
 
     /// A fresh database on the test PostgreSQL server, or None when none is configured.
     pub async fn postgres() -> Option<TestDb> {
+        let pg = postgres_database().await?;
         Some(TestDb {
-            store: Store::connect(&postgres_url().await?).await.unwrap(),
+            store: Store::connect(&pg.url).await.unwrap(),
             _dir: None,
+            _pg: Some(pg),
         })
     }
 
-    /// The URL of a new, empty database on the test PostgreSQL server.
-    pub async fn postgres_url() -> Option<String> {
+    /// A new, empty database on the test PostgreSQL server, dropped when this is dropped: a
+    /// suite run thousands of times must not leave thousands of databases behind (a cluster
+    /// that large takes minutes to recover after an unclean stop).
+    pub struct PgTestDatabase {
+        pub url: String,
+        admin_url: String,
+        name: String,
+    }
+
+    impl Drop for PgTestDatabase {
+        fn drop(&mut self) {
+            let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+            // Drop runs inside the test's runtime, which cannot be blocked on: a thread of
+            // its own with a runtime of its own.
+            let dropped = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(admin::drop_database(&admin_url, &name))
+                    .map_err(std::io::Error::other)
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test database {}: {dropped:?}", self.name);
+            }
+        }
+    }
+
+    pub async fn postgres_database() -> Option<PgTestDatabase> {
         let admin_url = std::env::var("HOSTWARD_TEST_POSTGRES_URL").ok()?;
         let name = format!("hw_test_{}", uuid::Uuid::new_v4().simple());
-        Some(
-            admin::create_database(&admin_url, &name)
-                .await
-                .expect("create a database on HOSTWARD_TEST_POSTGRES_URL"),
-        )
+        let url = admin::create_database(&admin_url, &name)
+            .await
+            .expect("create a database on HOSTWARD_TEST_POSTGRES_URL");
+        Some(PgTestDatabase {
+            url,
+            admin_url,
+            name,
+        })
     }
 
     /// Both backends that are available: SQLite always, PostgreSQL when configured. In CI

@@ -111,22 +111,26 @@ fn shared_migrations_are_portable_and_follow_the_deployed_ones() {
     );
 }
 
-/// URLs of a new, empty database per available backend.
-async fn empty_databases(dir: &tempfile::TempDir) -> Vec<(&'static str, String)> {
+/// URLs of a new, empty database per available backend, and the PostgreSQL one's guard.
+async fn empty_databases(
+    dir: &tempfile::TempDir,
+) -> (Vec<(&'static str, String)>, Option<testdb::PgTestDatabase>) {
     let mut urls = vec![(
         "sqlite",
         format!("sqlite://{}", dir.path().join("old.db").display()),
     )];
-    if let Some(url) = testdb::postgres_url().await {
-        urls.push(("postgres", url));
+    let pg = testdb::postgres_database().await;
+    if let Some(pg) = &pg {
+        urls.push(("postgres", pg.url.clone()));
     }
-    urls
+    (urls, pg)
 }
 
 #[tokio::test]
 async fn a_database_of_the_previous_release_upgrades_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    for (backend, url) in empty_databases(&dir).await {
+    let (urls, _pg) = empty_databases(&dir).await;
+    for (backend, url) in urls {
         let old = Store::connect_at_version(&url, 5).await.unwrap();
         let a = old.ensure_project("a").await.unwrap();
         let b = old.ensure_project("b").await.unwrap();
@@ -174,7 +178,8 @@ async fn a_database_of_the_previous_release_upgrades_with_its_data() {
 #[tokio::test]
 async fn policies_move_from_project_columns_into_the_policies_table() {
     let dir = tempfile::tempdir().unwrap();
-    for (backend, url) in empty_databases(&dir).await {
+    let (urls, _pg) = empty_databases(&dir).await;
+    for (backend, url) in urls {
         let old = Store::connect_at_version(&url, 7).await.unwrap();
         let a = old.ensure_project("a").await.unwrap();
         let b = old.ensure_project("b").await.unwrap();
