@@ -3,6 +3,8 @@
 # center, sensor `auto`) and Debian's auditd logging execve as the peer, in the same run:
 #   1. exec overhead: wall time of `for i in $(seq 20000); do /bin/true; done` with nothing,
 #      with the agent, with auditd (rounds alternate; medians). Goal: <= 5 % and below auditd.
+#      Beside it, the cost every system call pays for the sensor's sys_exit program (credential
+#      changes, ptrace, memfd, accept, module loads): `dd bs=1` copying 2 MB, 4 million calls.
 #   2. agent CPU and RSS at 1,000 execs/s (paced) and idle. Goal: <= 3 % of one core, <= 12 MB.
 #   3. attack-to-alarm at the center: a bash /dev/tcp reverse shell to a loopback listener, from
 #      the spawn to the alarm's row in the center's database. Goal: median <= 1 s.
@@ -47,10 +49,12 @@ start_agent() {
 }
 stop_agent() { kill "$agent" 2>/dev/null || true; wait "$agent" 2>/dev/null || true; agent=""; }
 
-loop() { python3 - <<'PY'
-import subprocess, time
+EXECS='for i in $(seq 20000); do /bin/true; done'
+SYSCALLS='dd if=/dev/zero of=/dev/null bs=1 count=2000000 status=none'
+loop() { python3 - "$1" <<'PY'
+import subprocess, sys, time
 t = time.monotonic()
-subprocess.run(["bash", "-c", "for i in $(seq 20000); do /bin/true; done"], check=True)
+subprocess.run(["bash", "-c", sys.argv[1]], check=True)
 print(f"{time.monotonic() - t:.3f}")
 PY
 }
@@ -67,26 +71,31 @@ start_auditd() {
 }
 stop_auditd() { auditctl -D >/dev/null 2>&1 || true; kill "$audit_pid" 2>/dev/null || true; wait "$audit_pid" 2>/dev/null || true; }
 
-echo "== 1. exec overhead: 20,000 x /bin/true, $ROUNDS rounds each, alternating"
-none=(); hw=(); au=()
+echo "== 1. exec overhead: 20,000 x /bin/true; syscall overhead: dd bs=1 (4 M calls); $ROUNDS rounds each, alternating"
+none=(); hw=(); au=(); snone=(); shw=(); sau=()
 for r in $(seq "$ROUNDS"); do
-  none+=("$(loop)")
-  start_agent; hw+=("$(loop)"); stop_agent
-  if [ "$have_auditd" = 1 ] && start_auditd 2>>"$work/auditd.log"; then au+=("$(loop)"); stop_auditd; fi
+  none+=("$(loop "$EXECS")"); snone+=("$(loop "$SYSCALLS")")
+  start_agent; hw+=("$(loop "$EXECS")"); shw+=("$(loop "$SYSCALLS")"); stop_agent
+  if [ "$have_auditd" = 1 ] && start_auditd 2>>"$work/auditd.log"; then
+    au+=("$(loop "$EXECS")"); sau+=("$(loop "$SYSCALLS")"); stop_auditd
+  fi
 done
-python3 - "${none[*]}" "${hw[*]}" "${au[*]:-}" <<'PY'
+show() { python3 - "$1" "$2" "$3" "${4:-}" <<'PY'
 import statistics, sys
-none, hw = [float(x) for x in sys.argv[1].split()], [float(x) for x in sys.argv[2].split()]
-au = [float(x) for x in sys.argv[3].split()] if sys.argv[3].strip() else []
+what, none, hw = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+au = [float(x) for x in sys.argv[4].split()] if sys.argv[4].strip() else []
 base = statistics.median(none)
 def show(name, xs):
     m = statistics.median(xs)
-    print(f"  {name:<22} median {m:6.2f} s ({20000/m:5.0f} execs/s)  overhead {100*(m-base)/base:+5.1f} %   runs {xs}")
+    print(f"  {what:<9} {name:<22} median {m:6.2f} s  overhead {100*(m-base)/base:+5.1f} %   runs {xs}")
 show("no sensor", none)
 show("hostward sensor", hw)
 if au: show("auditd (execve rule)", au)
 else: print("  auditd: not available here (apt-get install -y auditd), not measured")
 PY
+}
+show execs "${none[*]}" "${hw[*]}" "${au[*]:-}"
+show syscalls "${snone[*]}" "${shw[*]}" "${sau[*]:-}"
 
 echo "== 2. agent CPU and RSS at 1,000 execs/s for 30 s, then idle for 30 s"
 start_agent

@@ -253,3 +253,28 @@ pub async fn host_until(what: &str, f: impl Fn() -> bool) -> Result<()> {
     }
     Err(anyhow!("timed out waiting for {what}"))
 }
+
+/// A copy of python3 holding `cap_setuid+ep` in `dir` (readable by everyone): run by an
+/// unprivileged user, `os.setuid(0)` makes it root with no exec, the GTFOBins way.
+pub async fn cap_setuid_python(dir: &Path) -> Result<PathBuf> {
+    let py = dir.join("capy");
+    std::fs::copy("/usr/bin/python3", &py)?;
+    let args = ["cap_setuid+ep".to_string(), py.display().to_string()];
+    run_cmd(Path::new("setcap"), &args, None).await?.ok()?;
+    Ok(py)
+}
+
+/// A `sleep 30` started by the test itself: a process no attack script is an ancestor of.
+pub fn sleeper(env: &TestEnv, dir: &Path) -> Result<Proc> {
+    let mut c = command("sleep");
+    c.arg("30");
+    Proc::spawn(env, "sleeper", c, dir, "sleeper")
+}
+
+/// The script of a process attaching with ptrace to the pid in its argument (a process it did
+/// not start), then letting go.
+pub const PTRACE_ATTACH_PY: &str = "import ctypes, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\npid = int(sys.argv[1])\nr = libc.ptrace(16, pid, 0, 0)\nprint('attach', pid, r, ctypes.get_errno(), flush=True)\ntime.sleep(1)\nlibc.ptrace(17, pid, 0, 0)\n";
+
+/// The script of a process asking the kernel to load the module file in its argument
+/// (`finit_module`), printing the errno it got.
+pub const FINIT_MODULE_PY: &str = "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\nfd = os.open(sys.argv[1], os.O_RDONLY)\nprint('finit_module', libc.syscall(313, fd, b'', 0), ctypes.get_errno(), flush=True)\n";

@@ -1,7 +1,8 @@
 //! Runtime detection end to end with real attacks and real tools: reverse shells (bash
 //! `/dev/tcp`, python pty, socat, `ncat -e`), a set-user-ID shell run by an unprivileged user,
 //! memfd execution, a fake miner on a stratum port, `useradd -o -u 0`, a write to
-//! `ld.so.preload`, a root cron line that downloads and runs, an nmap SYN scan from another
+//! `ld.so.preload`, root by `setuid(0)` with `cap_setuid`, a ptrace attach, a module load, a
+//! root cron line that downloads and runs, an nmap SYN scan from another
 //! network namespace (then blocked), isolate-and-kill with quarantine, refusal and restore; a
 //! normal workload that must raise nothing; the proc-connector tier with BPF forced off; a
 //! storm of 50,000 execs. Every attack targets loopback or the test's own namespaces.
@@ -44,7 +45,7 @@ async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<(
     let _serial = SERIAL.lock().await;
     let env = TestEnv::new("behaviour-attacks");
     env.run(async {
-        require_tools(&["ncat", "socat", "/usr/bin/python3", "useradd", "userdel", "su", "nft"]).await?;
+        require_tools(&["ncat", "socat", "/usr/bin/python3", "useradd", "userdel", "su", "nft", "setcap"]).await?;
         let n = Netns::new().await?;
         let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
         let api = center.api();
@@ -163,6 +164,44 @@ async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<(
         ensure!(a["severity"] == "critical", "{a}");
         let a = detail(&api, &a).await?;
         ensure!(chain_exes(&a).first().is_some_and(|e| e.ends_with("sh") || e.ends_with("dash")), "the writer is the shell: {a}");
+
+        // 11. Root by a set*id call with no exec: python holding cap_setuid, run by nobody.
+        let capy = cap_setuid_python(&suid_dir).await?;
+        let (_a11, t11) = attack(&env, &dir, "cap-setuid", &format!("su nobody -s /bin/sh -c '{} -c \"import os, time; os.setuid(0); time.sleep(2)\"'", capy.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "process_privilege_escalation", "setuid(0) by cap_setuid", |a| {
+            a["evidence"]["file"].as_str() == capy.to_str() && a["evidence"]["details"].to_string().contains("by a set*id call")
+        })
+        .await?;
+        ensure!(detection_secs(&a, t11) <= 5, "{a}");
+        ensure!(a["evidence"]["details"].to_string().contains("uid 65534, euid 65534 -> uid 0, euid 0"), "{a}");
+
+        // 12. ptrace attach to a process the tracer did not start.
+        let victim = sleeper(&env, &dir)?;
+        let inject = dir.join("inject.py");
+        std::fs::write(&inject, PTRACE_ATTACH_PY)?;
+        let (_a12, t12) = attack(&env, &dir, "ptrace", &format!("/usr/bin/python3 {} {}", inject.display(), victim.pid()))?;
+        let a = wait_behaviour_alarm(&api, &server, "process_injection", "ptrace attach", |a| {
+            a["evidence"]["details"].to_string().contains(&format!("(pid {})", victim.pid()))
+        })
+        .await?;
+        ensure!(detection_secs(&a, t12) <= 5, "{a}");
+        let a = detail(&api, &a).await?;
+        ensure!(first_process(&a)["cmdline"].as_str().is_some_and(|c| c.contains("inject.py")), "the tracer: {a}");
+        ensure!(a["technique"].as_str().is_some_and(|t| t.starts_with("T1055.008")), "{a}");
+        drop(victim);
+
+        // 13. A kernel module load asked for (refused here: not a module, or no module support).
+        let ko = dir.join("hw_rootkit.ko");
+        std::fs::write(&ko, b"\x7fELF not a module")?;
+        let insmod = dir.join("insmod.py");
+        std::fs::write(&insmod, FINIT_MODULE_PY)?;
+        let (_a13, t13) = attack(&env, &dir, "module", &format!("/usr/bin/python3 {} {}", insmod.display(), ko.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "kernel_module_load", "finit_module", |a| {
+            a["evidence"]["details"].to_string().contains("module file hw_rootkit.ko")
+        })
+        .await?;
+        ensure!(detection_secs(&a, t13) <= 5, "{a}");
+        ensure!(a["evidence"]["details"].to_string().contains("the kernel refused it"), "{a}");
         Ok(())
     })
     .await
@@ -669,7 +708,7 @@ async fn with_bpf_off_the_proc_tier_detects_what_it_can_and_says_what_it_cannot(
     let _serial = SERIAL.lock().await;
     let env = TestEnv::new("behaviour-proc");
     env.run(async {
-        require_tools(&["ncat", "/usr/bin/python3", "su", "useradd", "userdel", "nft"]).await?;
+        require_tools(&["ncat", "/usr/bin/python3", "su", "useradd", "userdel", "nft", "setcap"]).await?;
         let n = Netns::new().await?;
         let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
         let api = center.api();
@@ -697,6 +736,17 @@ async fn with_bpf_off_the_proc_tier_detects_what_it_can_and_says_what_it_cannot(
         let (_m, t) = attack(&env, &dir, "memfd", &format!("/usr/bin/python3 {}", memfd.display()))?;
         let a = wait_behaviour_alarm(&api, &server, "fileless_execution", "memfd", |a| a["evidence"]["details"].to_string().contains("memfd:payload")).await?;
         ensure!(detection_secs(&a, t) <= 5, "{a}");
+        // Root gained by a set*id call and a ptrace attach: the proc connector reports both.
+        let capy = cap_setuid_python(&dir).await?;
+        let (_c, t) = attack(&env, &dir, "cap-setuid", &format!("su nobody -s /bin/sh -c '{} -c \"import os, time; os.setuid(0); time.sleep(2)\"'", capy.display()))?;
+        let a = wait_behaviour_alarm(&api, &server, "process_privilege_escalation", "setuid(0) by cap_setuid", |a| a["evidence"]["file"].as_str() == capy.to_str()).await?;
+        ensure!(detection_secs(&a, t) <= 5, "{a}");
+        let victim = sleeper(&env, &dir)?;
+        let inject = dir.join("inject.py");
+        std::fs::write(&inject, PTRACE_ATTACH_PY)?;
+        let (_p, t) = attack(&env, &dir, "ptrace", &format!("/usr/bin/python3 {} {}", inject.display(), victim.pid()))?;
+        let a = wait_behaviour_alarm(&api, &server, "process_injection", "ptrace attach", |a| a["evidence"]["details"].to_string().contains(&format!("(pid {})", victim.pid()))).await?;
+        ensure!(detection_secs(&a, t) <= 5, "{a}");
         // File-based detection does not depend on the tier.
         let name = format!("hw0{:05}", rand::random::<u32>() % 100_000);
         let out = run_cmd(Path::new("useradd"), &["-o", "-u", "0", "-M", "-s", "/usr/sbin/nologin", &name].map(String::from), None).await?;
@@ -712,7 +762,7 @@ async fn with_bpf_off_the_proc_tier_detects_what_it_can_and_says_what_it_cannot(
         let unavailable = sensor["unavailable"].to_string();
         ensure!(sensor["tier"] == "proc", "{sensor}");
         ensure!(sensor["reason"].as_str().is_some_and(|r| r.contains("BPF turned off")), "{sensor}");
-        ensure!(unavailable.contains("abnormal_outbound: needs BPF") && unavailable.contains("crypto_miner"), "{sensor}");
+        ensure!(unavailable.contains("abnormal_outbound: needs BPF") && unavailable.contains("crypto_miner") && unavailable.contains("kernel_module: needs BPF"), "{sensor}");
         center.add_user("ops", "behaviour-console-password-42", &["--superadmin"]).await?;
         let console = center.console_login("ops", "behaviour-console-password-42").await?;
         let page = console.get(&format!("/servers/{server}")).await?;

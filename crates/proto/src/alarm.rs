@@ -296,6 +296,32 @@ pub const ALARM_TYPES: &[AlarmType] = &[
         hss_code: None,
         recommendation: "Nothing legitimate uses a decoy port: the source is probing the host and is blocked per policy.",
     },
+    AlarmType {
+        code: "process_injection",
+        title: "Process injection (ptrace attach)",
+        severity: Severity::High,
+        mitre: mitre(
+            PRIVILEGE_ESCALATION,
+            "T1055.008",
+            "Process Injection: Ptrace System Calls",
+        ),
+        category: "Fileless attack",
+        hss_code: None,
+        recommendation: "A program attached to a process it did not start: code can be injected into it, or its memory (keys, passwords) read. Unless a person was debugging, kill the tracer and check the traced process.",
+    },
+    AlarmType {
+        code: "kernel_module_load",
+        title: "Kernel module load",
+        severity: Severity::High,
+        mitre: mitre(
+            PERSISTENCE,
+            "T1547.006",
+            "Boot or Logon Autostart Execution: Kernel Modules and Extensions",
+        ),
+        category: "Rootkits",
+        hss_code: Some(1010),
+        recommendation: "Rootkits load as kernel modules. If nobody installed this module, treat the host as compromised: the kernel can no longer be trusted to report on itself.",
+    },
 ];
 
 /// The catalog entry of a type code.

@@ -34,6 +34,8 @@ pub const DETECTORS: &[&str] = &[
     "abnormal_outbound",
     "port_scan",
     "honeypot",
+    "process_injection",
+    "kernel_module",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,13 @@ pub struct BehaviourPolicy {
     pub commands: Vec<CommandPattern>,
     /// Set-user-ID and set-group-ID programs allowed to raise a process to root, by path.
     pub suid_allowed: Vec<String>,
+    /// Tracers allowed to attach to processes they did not start, by executable path (a
+    /// debugger people use on production). Empty by default: `strace -p` on sshd reads
+    /// passwords as they are typed.
+    pub ptrace_allowed: Vec<String>,
+    /// Kernel modules whose loading is expected, by file name without `.ko` (loads the kernel
+    /// itself requests through modprobe are never alarms).
+    pub module_allowed: Vec<String>,
     /// Executable file names of known miners.
     pub miner_names: Vec<String>,
     /// SHA-256 of known miner binaries.
@@ -150,6 +159,8 @@ impl Default for BehaviourPolicy {
                 "/usr/sbin/exim4",
                 "/usr/sbin/pppd",
             ]),
+            ptrace_allowed: Vec::new(),
+            module_allowed: Vec::new(),
             miner_names: s(&[
                 "xmrig",
                 "xmr-stak",
@@ -228,12 +239,21 @@ impl BehaviourPolicy {
         }
         for (field, list) in [
             ("suid_allowed", &self.suid_allowed),
+            ("ptrace_allowed", &self.ptrace_allowed),
             ("process_whitelist", &self.process_whitelist),
         ] {
             check_len(field, list, MAX_LIST)?;
             if let Some((i, p)) = list.iter().enumerate().find(|(_, p)| !p.starts_with('/')) {
                 return Err(format!("{field}[{i}]: {p:?} is not an absolute path"));
             }
+        }
+        check_len("module_allowed", &self.module_allowed, MAX_LIST)?;
+        if let Some((i, m)) = self.module_allowed.iter().enumerate().find(|(_, m)| {
+            m.is_empty() || m.len() > 64 || m.contains('/') || m.chars().any(char::is_whitespace)
+        }) {
+            return Err(format!(
+                "module_allowed[{i}]: {m:?} is not a module name (1 to 64 bytes, no '/' or spaces)"
+            ));
         }
         check_len("miner_names", &self.miner_names, MAX_LIST)?;
         check_len("miner_hashes", &self.miner_hashes, MAX_LIST)?;
@@ -377,6 +397,18 @@ mod tests {
         let mut p = BehaviourPolicy::default();
         p.ioc_addresses.push("10.0.0.300".into());
         assert!(p.validate().unwrap_err().starts_with("ioc_addresses[0]"));
+        let p = BehaviourPolicy {
+            module_allowed: vec!["tun".into(), "../evil.ko".into()],
+            ..Default::default()
+        };
+        assert!(p.validate().unwrap_err().starts_with("module_allowed[1]"));
+        let mut p = BehaviourPolicy::default();
+        p.ptrace_allowed.push("gdb".into());
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .starts_with("ptrace_allowed[0]: \"gdb\" is not an absolute path")
+        );
         let bad: Result<BehaviourPolicy, _> = serde_json::from_str(r#"{"auto_isolat":true}"#);
         assert!(bad.is_err(), "unknown fields are refused");
     }

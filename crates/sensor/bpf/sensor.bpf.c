@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-// Hostward's runtime sensor: process lifecycle and outbound TCP events into one ring buffer, and
-// kill-after-exec of quarantined files. CO-RE (vmlinux.h from `bpftool btf dump`), tp_btf only:
+// Hostward's runtime sensor: process lifecycle, outbound TCP and a few rare system calls
+// (credential changes, ptrace attach, memfd creation, accept, module loads) into one ring
+// buffer, and kill-after-exec of quarantined files. CO-RE (vmlinux.h from `bpftool btf dump`), tp_btf only:
 // tp_btf needs no tracefs and loads on this project's reference kernel, where BPF-LSM, fentry and
 // kprobes are refused (`../shared/reference/runtime-sensor-measured.md`).
 //
@@ -19,6 +20,11 @@ char LICENSE[] SEC("license") = "GPL";
 #define EV_EXIT 3
 #define EV_CONNECT 4
 #define EV_KILLED 5
+#define EV_CREDS 6
+#define EV_PTRACE 7
+#define EV_MEMFD 8
+#define EV_ACCEPT 9
+#define EV_MODULE 10
 
 #define ARGV_LEN 512
 #define PATH_LEN 256
@@ -85,6 +91,18 @@ struct small_event {
 	u8 daddr[16];
 	u16 sport;
 	u16 pad[3];
+};
+
+// A system call's outcome: what `kind` it was, its return value and up to two arguments.
+struct sys_event {
+	u32 kind;
+	s32 ret;
+	u64 ts_ns;
+	struct task_info t;
+	u64 arg0;
+	u64 arg1;
+	struct fd_info fd; // accept: the new connection
+	char name[64];     // memfd_create: its name; finit_module: the file's name
 };
 
 struct inode_key {
@@ -342,6 +360,101 @@ int BPF_PROG(handle_tcp_state, const struct sock *sk, const int oldstate, const 
 		return 0;
 	read_daddr(e.daddr, e.family, sk);
 	emit_small(&e);
+	return 0;
+}
+
+// x86-64 system call numbers (the object is built for x86 only: vmlinux.h and pt_regs are).
+#define NR_PTRACE 101
+#define NR_SETUID 105
+#define NR_SETGID 106
+#define NR_SETREUID 113
+#define NR_SETREGID 114
+#define NR_SETRESUID 117
+#define NR_SETRESGID 119
+#define NR_SETFSUID 122
+#define NR_SETFSGID 123
+#define NR_INIT_MODULE 175
+#define NR_ACCEPT 43
+#define NR_ACCEPT4 288
+#define NR_FINIT_MODULE 313
+#define NR_MEMFD_CREATE 319
+#define PTRACE_ATTACH 16
+#define PTRACE_SEIZE 0x4206
+
+// The rare calls that no tracepoint of their own reports (kprobes and fentry are refused on
+// the reference kernel). Every system call runs this, so it decides on the number alone and
+// returns: a load and a compare for all but the calls it reports.
+SEC("tp_btf/sys_exit")
+int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
+{
+	long nr = regs->orig_ax;
+	u32 kind;
+	switch (nr) {
+	case NR_SETUID:
+	case NR_SETGID:
+	case NR_SETREUID:
+	case NR_SETREGID:
+	case NR_SETRESUID:
+	case NR_SETRESGID:
+	case NR_SETFSUID:
+	case NR_SETFSGID:
+		kind = EV_CREDS;
+		break;
+	case NR_PTRACE:
+		kind = EV_PTRACE;
+		break;
+	case NR_MEMFD_CREATE:
+		kind = EV_MEMFD;
+		break;
+	case NR_ACCEPT:
+	case NR_ACCEPT4:
+		kind = EV_ACCEPT;
+		break;
+	case NR_INIT_MODULE:
+	case NR_FINIT_MODULE:
+		kind = EV_MODULE;
+		break;
+	default:
+		return 0;
+	}
+	struct task_struct *p = bpf_get_current_task_btf();
+	u64 a0 = regs->di, a1 = regs->si;
+	if (kind == EV_CREDS) {
+		// glibc makes every thread of a process call set*id: report the leader's. setfsuid
+		// returns the previous id, the others 0 on success.
+		if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid) ||
+		    (ret != 0 && nr != NR_SETFSUID && nr != NR_SETFSGID))
+			return 0;
+	} else if (kind == EV_PTRACE) {
+		if (a0 != PTRACE_ATTACH && a0 != PTRACE_SEIZE)
+			return 0;
+	} else if (kind == EV_MEMFD || kind == EV_ACCEPT) {
+		if (ret < 0)
+			return 0;
+	}
+	struct sys_event e = {};
+	e.kind = kind;
+	e.ret = ret;
+	e.ts_ns = bpf_ktime_get_boot_ns();
+	fill_task(&e.t, p);
+	e.arg0 = nr == NR_INIT_MODULE ? 0 : a0;
+	e.arg1 = a1;
+	if (kind == EV_MEMFD) {
+		bpf_probe_read_user_str(e.name, sizeof(e.name), (void *)a0);
+	} else if (kind == EV_ACCEPT) {
+		fill_fd(&e.fd, p, ret & 0xffff);
+		if (e.fd.family != AF_INET && e.fd.family != AF_INET6)
+			return 0;
+	} else if (nr == NR_FINIT_MODULE) {
+		struct file **fds = BPF_CORE_READ(p, files, fdt, fd);
+		struct file *f = 0;
+		bpf_core_read(&f, sizeof(f), &fds[a0 & 0xffff]);
+		if (f)
+			bpf_probe_read_kernel_str(e.name, sizeof(e.name), BPF_CORE_READ(f, f_path.dentry, d_name.name));
+	}
+	count(0);
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), wakeup_flag()))
+		count(1);
 	return 0;
 }
 

@@ -21,6 +21,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("handle_fork", "sched_process_fork"),
     ("handle_exit", "sched_process_exit"),
     ("handle_tcp_state", "inet_sock_set_state"),
+    ("handle_sys_exit", "sys_exit"),
 ];
 
 #[repr(C)]

@@ -21,6 +21,9 @@ const NLMSG_DONE: u16 = 3;
 
 const PROC_EVENT_FORK: u32 = 0x1;
 const PROC_EVENT_EXEC: u32 = 0x2;
+const PROC_EVENT_UID: u32 = 0x4;
+const PROC_EVENT_GID: u32 = 0x40;
+const PROC_EVENT_PTRACE: u32 = 0x100;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 
 /// Header sizes: nlmsghdr (16) + cn_msg (20); proc_event's data starts 16 bytes further.
@@ -94,9 +97,26 @@ pub fn listen() -> Result<Listener, String> {
 /// One proc connector message, decoded: what happened to which process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Raw {
-    Fork { parent: u32, child: u32 },
-    Exec { pid: u32 },
-    Exit { pid: u32, code: i32 },
+    Fork {
+        parent: u32,
+        child: u32,
+    },
+    Exec {
+        pid: u32,
+    },
+    Exit {
+        pid: u32,
+        code: i32,
+    },
+    /// The process's uid or gid changed (commit_creds reports every change, set*id or not).
+    Creds {
+        pid: u32,
+    },
+    /// `tracer` attached to `target`.
+    Ptrace {
+        target: u32,
+        tracer: u32,
+    },
     Other,
 }
 
@@ -133,6 +153,25 @@ pub fn decode(b: &[u8]) -> Option<Raw> {
                 pid: tgid,
                 code: u32_at(b, DATA_AT + 8)? as i32,
             }
+        }
+        // id: process_pid, process_tgid, ruid or rgid, euid or egid; each thread of a
+        // process changes its own credentials: the leader's stands for the process.
+        PROC_EVENT_UID | PROC_EVENT_GID => {
+            let pid = u32_at(b, DATA_AT)?;
+            let tgid = u32_at(b, DATA_AT + 4)?;
+            if pid != tgid {
+                return Some(Raw::Other);
+            }
+            Raw::Creds { pid: tgid }
+        }
+        // ptrace: process_pid, process_tgid, tracer_pid, tracer_tgid (0 on detach)
+        PROC_EVENT_PTRACE => {
+            let target = u32_at(b, DATA_AT + 4)?;
+            let tracer = u32_at(b, DATA_AT + 12)?;
+            if tracer == 0 {
+                return Some(Raw::Other);
+            }
+            Raw::Ptrace { target, tracer }
         }
         _ => Raw::Other,
     })
@@ -174,13 +213,26 @@ impl Listener {
                 counters.seen_kernel.fetch_add(1, Ordering::Relaxed);
                 let ts_ns = crate::boot_ns();
                 let ev = match decode(&buf[..n as usize]) {
+                    // The connector tells no credentials with a fork: they are marked unknown,
+                    // and changes come as their own events (Raw::Creds).
                     Some(Raw::Fork { parent, child }) => Some(Event::Fork {
                         ts_ns,
-                        task: Task {
-                            pid: parent,
-                            ..Default::default()
-                        },
+                        task: Task::unknown(parent),
                         child,
+                    }),
+                    Some(Raw::Creds { pid }) => match procfs::task(&proc, pid) {
+                        Some(task) => Some(Event::Creds { ts_ns, task }),
+                        None => {
+                            counters.incomplete.fetch_add(1, Ordering::Relaxed);
+                            None
+                        }
+                    },
+                    Some(Raw::Ptrace { target, tracer }) => Some(Event::Ptrace {
+                        ts_ns,
+                        task: procfs::task(&proc, tracer).unwrap_or(Task::unknown(tracer)),
+                        target,
+                        request: "attach".into(),
+                        result: 0,
                     }),
                     Some(Raw::Exec { pid }) => match procfs::exec(&proc, pid, ts_ns) {
                         Some(e) => Some(Event::Exec(Box::new(e))),
@@ -248,6 +300,25 @@ mod tests {
             Some(Raw::Exit { pid: 11, code: 256 })
         );
         assert_eq!(decode(&msg(PROC_EVENT_EXEC, &[11])), None);
+        assert_eq!(
+            decode(&msg(PROC_EVENT_UID, &[11, 11, 1000, 0])),
+            Some(Raw::Creds { pid: 11 })
+        );
+        assert_eq!(
+            decode(&msg(PROC_EVENT_GID, &[12, 11, 0, 0])),
+            Some(Raw::Other)
+        );
+        assert_eq!(
+            decode(&msg(PROC_EVENT_PTRACE, &[11, 11, 20, 20])),
+            Some(Raw::Ptrace {
+                target: 11,
+                tracer: 20
+            })
+        );
+        assert_eq!(
+            decode(&msg(PROC_EVENT_PTRACE, &[11, 11, 0, 0])),
+            Some(Raw::Other)
+        );
         assert_eq!(decode(&[1, 2, 3]), None);
     }
 }

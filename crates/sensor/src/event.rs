@@ -25,6 +25,41 @@ pub enum Event {
     Connect(Connect),
     /// A quarantined file was executed and the process killed before it ran.
     Killed(Box<Exec>),
+    /// A successful set*id call: the process's credentials now (BPF tier), or as `/proc`
+    /// read them right after the kernel reported the change (proc tier).
+    Creds {
+        ts_ns: u64,
+        task: Task,
+    },
+    /// `ptrace(PTRACE_ATTACH or PTRACE_SEIZE, target)` by `task`.
+    Ptrace {
+        ts_ns: u64,
+        task: Task,
+        target: u32,
+        /// "attach" or "seize"; "attach" from the proc tier, which does not tell them apart.
+        request: String,
+        /// The call's result: 0, or minus the errno (only successes from the proc tier).
+        result: i32,
+    },
+    /// A new anonymous memory file (`memfd_create`).
+    Memfd {
+        ts_ns: u64,
+        task: Task,
+        name: String,
+        flags: u32,
+    },
+    /// An inbound TCP connection accepted by `task` (`peer` is the remote end).
+    Accept(Connect),
+    /// A kernel module load asked for (`init_module`, `finit_module`), whatever the kernel said.
+    Module {
+        ts_ns: u64,
+        task: Task,
+        /// The module file's name (`finit_module`); empty when loaded from memory.
+        #[serde(default)]
+        file: String,
+        /// 0 when loaded, else minus the errno (ENOSYS on a kernel without modules).
+        result: i32,
+    },
 }
 
 impl Event {
@@ -33,7 +68,11 @@ impl Event {
             Event::Exec(e) | Event::Killed(e) => e.task.pid,
             Event::Fork { task, .. } => task.pid,
             Event::Exit { pid, .. } => *pid,
-            Event::Connect(c) => c.task.pid,
+            Event::Connect(c) | Event::Accept(c) => c.task.pid,
+            Event::Creds { task, .. }
+            | Event::Ptrace { task, .. }
+            | Event::Memfd { task, .. }
+            | Event::Module { task, .. } => task.pid,
         }
     }
 }
@@ -57,6 +96,24 @@ pub struct Task {
     pub parent_euid: u32,
     #[serde(default)]
     pub comm: String,
+}
+
+impl Task {
+    /// The kernel's "no id" (`(uid_t)-1`): credentials the tier could not tell.
+    pub const UNKNOWN_ID: u32 = u32::MAX;
+
+    /// A task known by its pid alone.
+    pub fn unknown(pid: u32) -> Task {
+        Task {
+            pid,
+            uid: Self::UNKNOWN_ID,
+            euid: Self::UNKNOWN_ID,
+            gid: Self::UNKNOWN_ID,
+            egid: Self::UNKNOWN_ID,
+            parent_euid: Self::UNKNOWN_ID,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -199,6 +256,9 @@ pub struct Connect {
     pub task: Task,
     pub proto: Proto,
     pub peer: SocketAddr,
+    /// The local port (for an accepted connection, the listening service's).
+    #[serde(default)]
+    pub local_port: u16,
 }
 
 impl Connect {

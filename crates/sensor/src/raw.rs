@@ -11,6 +11,12 @@ const EV_FORK: u32 = 2;
 const EV_EXIT: u32 = 3;
 const EV_CONNECT: u32 = 4;
 const EV_KILLED: u32 = 5;
+const EV_CREDS: u32 = 6;
+const EV_PTRACE: u32 = 7;
+const EV_MEMFD: u32 = 8;
+const EV_ACCEPT: u32 = 9;
+const EV_MODULE: u32 = 10;
+const PTRACE_SEIZE: u64 = 0x4206;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -80,9 +86,23 @@ struct SmallEvent {
     pad: [u16; 3],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SysEvent {
+    kind: u32,
+    ret: i32,
+    ts_ns: u64,
+    t: TaskInfo,
+    arg0: u64,
+    arg1: u64,
+    fd: FdInfo,
+    name: [u8; 64],
+}
+
 /// Sizes the C compiler gives the same structs (checked against the object's BTF in tests).
 pub const EXEC_SIZE: usize = std::mem::size_of::<ExecEvent>();
 pub const SMALL_SIZE: usize = std::mem::size_of::<SmallEvent>();
+pub const SYS_SIZE: usize = std::mem::size_of::<SysEvent>();
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -141,7 +161,49 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
                         addr(e.family, &e.daddr).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                         u16::from_be(e.dport),
                     ),
+                    local_port: e.sport,
                 }),
+            })
+        }
+        EV_CREDS..=EV_MODULE => {
+            let e: SysEvent = read(b, kind)?;
+            let (ts_ns, task) = (e.ts_ns, task(&e.t));
+            Ok(match kind {
+                EV_CREDS => Event::Creds { ts_ns, task },
+                EV_PTRACE => Event::Ptrace {
+                    ts_ns,
+                    task,
+                    target: e.arg1 as u32,
+                    request: if e.arg0 == PTRACE_SEIZE {
+                        "seize"
+                    } else {
+                        "attach"
+                    }
+                    .into(),
+                    result: e.ret,
+                },
+                EV_MEMFD => Event::Memfd {
+                    ts_ns,
+                    task,
+                    name: cstr(&e.name),
+                    flags: e.arg1 as u32,
+                },
+                EV_ACCEPT => Event::Accept(Connect {
+                    ts_ns,
+                    task,
+                    proto: Proto::Tcp,
+                    peer: SocketAddr::new(
+                        addr(e.fd.family, &e.fd.daddr).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                        u16::from_be(e.fd.dport),
+                    ),
+                    local_port: e.fd.sport,
+                }),
+                _ => Event::Module {
+                    ts_ns,
+                    task,
+                    file: cstr(&e.name),
+                    result: e.ret,
+                },
             })
         }
         k => Err(DecodeError::Kind(k)),
@@ -247,6 +309,7 @@ mod tests {
         // bpf/sensor.bpf.c: struct exec_event and struct small_event, as clang lays them out.
         assert_eq!(EXEC_SIZE, 1448);
         assert_eq!(SMALL_SIZE, 96);
+        assert_eq!(SYS_SIZE, 184);
     }
 
     fn bytes<T: Copy>(v: &T) -> Vec<u8> {
@@ -293,6 +356,47 @@ mod tests {
         assert_eq!(x.fds[1], Fd::Char);
         assert_eq!(x.fds[2], Fd::Closed);
         assert_eq!(x.exe(), "/bin/bash");
+    }
+
+    #[test]
+    fn system_call_records_decode() {
+        // SAFETY: all-zero is valid for these integer structs.
+        let mut e: SysEvent = unsafe { std::mem::zeroed() };
+        e.kind = EV_PTRACE;
+        e.t.pid = 50;
+        e.arg0 = PTRACE_SEIZE;
+        e.arg1 = 77;
+        e.ret = -1;
+        assert!(matches!(
+            decode(&bytes(&e)).unwrap(),
+            Event::Ptrace { target: 77, ref request, result: -1, .. } if request == "seize"
+        ));
+        e.kind = EV_MEMFD;
+        e.name[..4].copy_from_slice(b"evil");
+        e.arg1 = 1;
+        assert!(matches!(
+            decode(&bytes(&e)).unwrap(),
+            Event::Memfd { ref name, flags: 1, .. } if name == "evil"
+        ));
+        e.kind = EV_ACCEPT;
+        e.fd.family = AF_INET6;
+        e.fd.daddr = Ipv6Addr::LOCALHOST.octets();
+        e.fd.dport = 40000u16.to_be();
+        e.fd.sport = 22;
+        let Event::Accept(c) = decode(&bytes(&e)).unwrap() else {
+            panic!("not an accept")
+        };
+        assert_eq!((c.peer, c.local_port), ("[::1]:40000".parse().unwrap(), 22));
+        e.kind = EV_MODULE;
+        e.ret = -38;
+        assert!(matches!(
+            decode(&bytes(&e)).unwrap(),
+            Event::Module { ref file, result: -38, .. } if file == "evil"
+        ));
+        assert_eq!(
+            decode(&bytes(&e)[..100]),
+            Err(DecodeError::Short(100, EV_MODULE))
+        );
     }
 
     #[test]

@@ -258,7 +258,8 @@ impl Runner {
                 unavailable.extend([
                     "abnormal_outbound: needs BPF (the proc-connector tier sees no connections)".to_string(),
                     "crypto_miner: pool connections need BPF (miner names and pool URLs are still detected)".into(),
-                    "privilege_escalation: root gained without an exec needs BPF".into(),
+                    "kernel_module: needs BPF (the proc-connector tier sees no module loads)".into(),
+                    "fileless_execution: who created a memory file needs BPF (its execution is still detected)".into(),
                     "short-lived processes may be gone before /proc is read (counted as incomplete)".into(),
                 ]);
             }

@@ -7,7 +7,15 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use hostward_proto::alarm::{MAX_CHAIN, ProcessInfo};
-use hostward_sensor::{Event, Exec, Fd};
+use hostward_sensor::{Event, Exec, Fd, Task};
+
+/// Appends to one of a process's short histories, dropping the oldest past 8.
+fn push<T>(list: &mut Vec<T>, v: T) {
+    if list.len() >= 8 {
+        list.remove(0);
+    }
+    list.push(v);
+}
 
 /// Processes kept at most; beyond it the oldest exited ones go first, then the oldest.
 pub const MAX_PROCESSES: usize = 65_536;
@@ -34,10 +42,18 @@ pub struct Proc {
     /// Executable's (dev, inode), for isolation.
     pub ino: u64,
     pub dev: u32,
-    /// The effective uid this pid had before its latest exec, when known.
+    /// The effective uid this pid had before its latest exec or credential change, when known.
     pub prev_euid: Option<u32>,
+    /// The real uid before its latest credential change, when one was seen.
+    pub prev_uid: Option<u32>,
+    /// Its executable is set-user-ID: dropping and regaining root is its normal business.
+    pub suid: bool,
     /// Outbound connections it made, most recent last (at most 8).
     pub connections: Vec<SocketAddr>,
+    /// Inbound connections it accepted (peer, local port), most recent last (at most 8).
+    pub accepted: Vec<(SocketAddr, u16)>,
+    /// Anonymous memory files it created (`memfd_create` names), most recent last (at most 8).
+    pub memfds: Vec<String>,
     pub exited_ns: Option<u64>,
 }
 
@@ -122,7 +138,11 @@ impl Table {
                 p.pid = *child;
                 p.start_ns = *ts_ns;
                 p.execed = false;
+                // What the parent did stays the parent's: chains look at ancestors.
                 p.connections.clear();
+                p.accepted.clear();
+                p.memfds.clear();
+                p.prev_uid = None;
                 p.exited_ns = None;
                 self.insert(p);
             }
@@ -133,27 +153,39 @@ impl Table {
                 }
                 let _ = self.prune(*ts_ns);
             }
-            Event::Connect(c) => {
-                if !self.procs.contains_key(&c.task.pid) {
-                    self.insert(Proc {
-                        pid: c.task.pid,
-                        ppid: c.task.ppid,
-                        sid: c.task.sid,
-                        uid: c.task.uid,
-                        euid: c.task.euid,
-                        start_ns: c.ts_ns,
-                        ..Default::default()
-                    });
-                }
-                let Some(p) = self.procs.get_mut(&c.task.pid) else {
-                    return;
-                };
-                if p.connections.len() >= 8 {
-                    p.connections.remove(0);
-                }
-                p.connections.push(c.peer);
+            Event::Connect(c) => push(&mut self.entry(&c.task, c.ts_ns).connections, c.peer),
+            Event::Accept(c) => push(
+                &mut self.entry(&c.task, c.ts_ns).accepted,
+                (c.peer, c.local_port),
+            ),
+            Event::Memfd {
+                ts_ns, task, name, ..
+            } => push(&mut self.entry(task, *ts_ns).memfds, name.clone()),
+            Event::Creds { ts_ns, task } => {
+                let p = self.entry(task, *ts_ns);
+                p.prev_uid = Some(p.uid);
+                p.prev_euid = Some(p.euid);
+                p.uid = task.uid;
+                p.euid = task.euid;
             }
+            Event::Ptrace { .. } | Event::Module { .. } => {}
         }
+    }
+
+    /// The live entry of `task`, made from the event when the table does not know it.
+    fn entry(&mut self, task: &Task, ts_ns: u64) -> &mut Proc {
+        if !self.procs.contains_key(&task.pid) {
+            self.insert(Proc {
+                pid: task.pid,
+                ppid: task.ppid,
+                sid: task.sid,
+                uid: task.uid,
+                euid: task.euid,
+                start_ns: ts_ns,
+                ..Default::default()
+            });
+        }
+        self.procs.get_mut(&task.pid).expect("inserted above")
     }
 
     fn exec(&mut self, e: &Exec) {
@@ -162,8 +194,10 @@ impl Table {
             .get(&e.task.pid)
             .filter(|p| p.exited_ns.is_none());
         let prev_euid = prev.map(|p| p.euid);
-        // Sockets survive exec: the connections stay the process's.
+        // Descriptors survive exec: the connections and memory files stay the process's.
         let connections = prev.map(|p| p.connections.clone()).unwrap_or_default();
+        let accepted = prev.map(|p| p.accepted.clone()).unwrap_or_default();
+        let memfds = prev.map(|p| p.memfds.clone()).unwrap_or_default();
         let p = Proc {
             prev_euid,
             pid: e.task.pid,
@@ -180,7 +214,11 @@ impl Table {
             execed: true,
             ino: e.ino,
             dev: e.dev,
+            prev_uid: None,
+            suid: e.setuid(),
             connections,
+            accepted,
+            memfds,
             exited_ns: None,
         };
         // A parent unknown so far (started before us and missed by the seed) gets a stub, so

@@ -6,6 +6,8 @@ pub mod accounts;
 pub mod commands;
 pub mod cpu;
 pub mod files;
+pub mod injection;
+pub mod modules;
 pub mod network;
 pub mod process;
 pub mod scan;
@@ -271,7 +273,18 @@ impl Detectors {
             Event::Exec(e) => self.on_exec(e, t, &mut out),
             Event::Connect(c) => network::on_connect(&self.cfg, c, t, &mut out),
             Event::Fork { task, .. } => process::cred_change(&self.cfg, task, t, &mut out),
-            Event::Exit { .. } | Event::Killed(_) => {}
+            Event::Creds { task, .. } => process::setid(&self.cfg, task, t, &mut out),
+            Event::Ptrace {
+                task,
+                target,
+                request,
+                result,
+                ..
+            } => injection::ptrace(&self.cfg, task, *target, request, *result, t, &mut out),
+            Event::Module {
+                task, file, result, ..
+            } => modules::load(&self.cfg, task, file, *result, t, &mut out),
+            Event::Exit { .. } | Event::Killed(_) | Event::Memfd { .. } | Event::Accept(_) => {}
         }
         out
     }
@@ -290,7 +303,7 @@ impl Detectors {
             }
         }
         process::privilege_escalation(&self.cfg, e, t, out);
-        process::fileless(&self.cfg, e, out);
+        process::fileless(&self.cfg, e, t, out);
         network::miner_exec(&self.cfg, e, out);
         if self.cfg.on("high_risk_command") {
             let found = commands::matches(&self.cfg, e);

@@ -177,8 +177,48 @@ pub fn cred_change(cfg: &Compiled, task: &Task, t: &Table, out: &mut Vec<Finding
     });
 }
 
+/// A set*id call that made a process root whose real and effective uids were both not root
+/// and whose program is not set-user-ID: only CAP_SETUID allows that (file capabilities on an
+/// interpreter, the GTFOBins way) or an exploited kernel. Seen as it happens, not at the
+/// process's next exec or fork.
+pub fn setid(cfg: &Compiled, task: &Task, t: &Table, out: &mut Vec<Finding>) {
+    if !cfg.on("privilege_escalation") || task.euid != 0 {
+        return;
+    }
+    let Some(p) = t.get(task.pid) else { return };
+    let (Some(uid), Some(euid)) = (p.prev_uid, p.prev_euid) else {
+        return;
+    };
+    // A set-user-ID program regaining its saved root, and a root daemon switching back from a
+    // user, were root before: that is not a gain.
+    if p.suid || uid == 0 || euid == 0 || uid == Task::UNKNOWN_ID || euid == Task::UNKNOWN_ID {
+        return;
+    }
+    if cfg.policy.suid_allowed.contains(&p.exe) {
+        return;
+    }
+    out.push(Finding {
+        alarm_type: "process_privilege_escalation",
+        key: format!("setid {}", p.exe),
+        pid: task.pid,
+        file: Some(p.exe.clone()),
+        details: vec![
+            format!(
+                "uid {uid}, euid {euid} -> uid {}, euid 0 by a set*id call",
+                task.uid
+            ),
+            format!(
+                "{} is not set-user-ID: the process held CAP_SETUID (file capabilities on its program?) or the kernel was exploited",
+                p.exe
+            ),
+        ],
+        isolate: true,
+        ..Default::default()
+    });
+}
+
 /// Exec of a memfd or of a deleted file: nothing on disk to inspect.
-pub fn fileless(cfg: &Compiled, e: &Exec, out: &mut Vec<Finding>) {
+pub fn fileless(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>) {
     if !cfg.on("fileless_execution") || !e.fileless() {
         return;
     }
@@ -191,14 +231,34 @@ pub fn fileless(cfg: &Compiled, e: &Exec, out: &mut Vec<Finding>) {
     } else {
         format!("a deleted file ({})", e.filename)
     };
+    let mut details = vec![
+        format!("the program runs from {what}"),
+        format!("exec path {}", e.filename),
+    ];
+    // Who made the memory file, when the sensor saw memfd_create (BPF tier).
+    if let Some(name) = e.file_name.strip_prefix("memfd:") {
+        let name = name.trim_end_matches(" (deleted)");
+        let maker = std::iter::once(t.get(e.task.pid))
+            .flatten()
+            .chain(t.ancestors(e.task.pid))
+            .find(|p| p.memfds.iter().any(|m| m == name));
+        if let Some(p) = maker {
+            details.push(format!(
+                "memfd_create({name:?}) was called by pid {} ({}) before the exec",
+                p.pid,
+                if p.pid == e.task.pid {
+                    "this process, before it replaced itself".to_string()
+                } else {
+                    p.exe.clone()
+                }
+            ));
+        }
+    }
     out.push(Finding {
         alarm_type: "fileless_execution",
         key: e.file_name.clone(),
         pid: e.task.pid,
-        details: vec![
-            format!("the program runs from {what}"),
-            format!("exec path {}", e.filename),
-        ],
+        details,
         isolate: true,
         ..Default::default()
     });

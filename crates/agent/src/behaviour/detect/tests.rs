@@ -93,10 +93,68 @@ fn a_suid_shell_escalation_is_one_alarm_not_two() {
 }
 
 #[test]
-fn memfd_execution_is_fileless() {
+fn memfd_execution_is_fileless_and_names_who_made_the_memfd() {
     let (f, _) = replay("memfd", BehaviourPolicy::default());
     assert_eq!(types(&f), ["fileless_execution"], "{f:#?}");
     assert_eq!(f[0].key, "memfd:payload");
+    assert!(
+        f[0].details
+            .iter()
+            .any(|d| d.starts_with("memfd_create(\"payload\") was called by pid")),
+        "{:?}",
+        f[0].details
+    );
+}
+
+#[test]
+fn a_capability_setuid_to_root_is_escalation_when_it_happens() {
+    // nobody runs a python copy holding cap_setuid+ep: os.setuid(0), then `id`. The setuid
+    // itself is the alarm; su's own switch to nobody (root -> user) and the child shell that
+    // inherits root are not.
+    let (f, t) = replay("cap_setuid", BehaviourPolicy::default());
+    assert_eq!(types(&f), ["process_privilege_escalation"], "{f:#?}");
+    assert_eq!(f[0].file.as_deref(), Some("/tmp/rec/capy"));
+    assert!(f[0].details[0].starts_with("uid 65534, euid 65534 -> uid 0, euid 0"));
+    assert_eq!(t.get(f[0].pid).unwrap().euid, 0);
+    let mut p = BehaviourPolicy::default();
+    p.suid_allowed.push("/tmp/rec/capy".into());
+    assert!(replay("cap_setuid", p).0.is_empty());
+}
+
+#[test]
+fn ptrace_on_a_process_not_started_by_the_tracer_is_injection() {
+    // python attaches to its own child (allowed: debugging), then a second python attaches to
+    // a sleep its shell started (a sibling): one alarm, for the second.
+    let (f, t) = replay("ptrace", BehaviourPolicy::default());
+    assert_eq!(types(&f), ["process_injection"], "{f:#?}");
+    assert_eq!(t.get(f[0].pid).unwrap().argv[1], "/tmp/rec/ptrace.py");
+    assert!(
+        f[0].details[0].contains("/usr/bin/sleep"),
+        "{:?}",
+        f[0].details
+    );
+    let mut p = BehaviourPolicy::default();
+    p.ptrace_allowed.push("/usr/bin/python3".into());
+    assert!(replay("ptrace", p).0.is_empty());
+}
+
+#[test]
+fn a_module_load_is_an_alarm_even_when_the_kernel_refuses_it() {
+    let (f, _) = replay("module", BehaviourPolicy::default());
+    assert_eq!(types(&f), ["kernel_module_load"], "{f:#?}");
+    assert_eq!(f[0].key, "evil");
+    assert!(
+        f[0].details[0].contains("no module support (ENOSYS)"),
+        "{:?}",
+        f[0].details
+    );
+    let mut p = BehaviourPolicy::default();
+    p.module_allowed.push("evil".into());
+    assert!(replay("module", p).0.is_empty());
+    assert_eq!(
+        super::modules::module_name("/lib/modules/6.1/nf_tables.ko.xz"),
+        "nf_tables"
+    );
 }
 
 #[test]

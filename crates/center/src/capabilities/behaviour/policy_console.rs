@@ -50,6 +50,7 @@ fn detector_label(d: &str) -> String {
             "Persistence (cron, services, preloaded libraries, SSH keys, shell start-up files)"
                 .into()
         }
+        "kernel_module" => "Kernel module loads (rootkits)".into(),
         _ => alarm_type(d)
             .map(|t| t.title.to_string())
             .unwrap_or_else(|| d.replace('_', " ")),
@@ -79,6 +80,8 @@ pub(crate) struct PolicyForm {
     pub stratum_ports: String,
     pub ioc_addresses: String,
     pub process_whitelist: String,
+    pub ptrace_allowed: String,
+    pub module_allowed: String,
     /// `name | severity | pattern` per line.
     pub commands: String,
     /// `alarm_type | process_path | sha256 | command` per line, `-` for unset.
@@ -93,6 +96,8 @@ const LIST_FIELDS: &[&str] = &[
     "stratum_ports",
     "ioc_addresses",
     "process_whitelist",
+    "ptrace_allowed",
+    "module_allowed",
 ];
 
 fn join_ports(ports: &[u16], sep: &str) -> String {
@@ -148,6 +153,8 @@ impl PolicyForm {
             stratum_ports: join_ports(&p.stratum_ports, "\n"),
             ioc_addresses: p.ioc_addresses.join("\n"),
             process_whitelist: p.process_whitelist.join("\n"),
+            ptrace_allowed: p.ptrace_allowed.join("\n"),
+            module_allowed: p.module_allowed.join("\n"),
             commands: p
                 .commands
                 .iter()
@@ -194,6 +201,8 @@ impl PolicyForm {
             stratum_ports: text(LIST_FIELDS[3]),
             ioc_addresses: text(LIST_FIELDS[4]),
             process_whitelist: text(LIST_FIELDS[5]),
+            ptrace_allowed: text(LIST_FIELDS[6]),
+            module_allowed: text(LIST_FIELDS[7]),
             commands: text("commands"),
             whitelist: text("whitelist"),
         }
@@ -287,6 +296,8 @@ impl PolicyForm {
             stratum_ports: parse_ports("stratum_ports", &self.stratum_ports)?,
             ioc_addresses: lines(&self.ioc_addresses),
             process_whitelist: lines(&self.process_whitelist),
+            ptrace_allowed: lines(&self.ptrace_allowed),
+            module_allowed: lines(&self.module_allowed),
             whitelist: self.whitelist()?,
             scan_ports: num("scan_ports", &self.scan_ports)?,
             scan_window_secs: num("scan_window_secs", &self.scan_window_secs)?,
@@ -375,6 +386,22 @@ fn list_areas(form: &PolicyForm) -> Vec<ListArea<'_>> {
             hint: "executable paths never alarmed on",
             value: &form.process_whitelist,
             count: PolicyForm::count(&form.process_whitelist),
+            max: MAX_LIST,
+        },
+        ListArea {
+            name: LIST_FIELDS[6],
+            label: "Tracers allowed to attach to processes they did not start",
+            hint: "absolute paths of debuggers people use here",
+            value: &form.ptrace_allowed,
+            count: PolicyForm::count(&form.ptrace_allowed),
+            max: MAX_LIST,
+        },
+        ListArea {
+            name: LIST_FIELDS[7],
+            label: "Kernel modules expected to be loaded",
+            hint: "module names without .ko",
+            value: &form.module_allowed,
+            count: PolicyForm::count(&form.module_allowed),
             max: MAX_LIST,
         },
     ]
