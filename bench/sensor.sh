@@ -3,8 +3,9 @@
 # center, sensor `auto`) and Debian's auditd logging execve as the peer, in the same run:
 #   1. exec overhead: wall time of `for i in $(seq 20000); do /bin/true; done` with nothing,
 #      with the agent, with auditd (rounds alternate; medians). Goal: <= 5 % and below auditd.
-#      Beside it, the cost every system call pays for the sensor's sys_exit program (credential
-#      changes, ptrace, memfd, accept, module loads): `dd bs=1` copying 2 MB, 4 million calls.
+#      Beside it, what every system call pays: `dd bs=1` copying 2 MB, 4 million calls; with
+#      the default sensor and with `syscall_events = true` (the sys_exit program for memfd
+#      creation, accept and module loads), which a syscall tracepoint makes costly.
 #   2. agent CPU and RSS at 1,000 execs/s (paced) and idle. Goal: <= 3 % of one core, <= 12 MB.
 #   3. attack-to-alarm at the center: a bash /dev/tcp reverse shell to a loopback listener, from
 #      the spawn to the alarm's row in the center's database. Goal: median <= 1 s.
@@ -41,8 +42,9 @@ read -r secret fp < <("$bin/hostward" token create --data-dir "$work/center" --j
 "$bin/hostward-agent" enroll --center "https://127.0.0.1:$p1" --token "$secret" --ca-sha256 "$fp" \
   --state-dir "$work/agent" --allow-unsupported >/dev/null 2>"$work/enroll.log"
 
-start_agent() {
-  "$bin/hostward-agent" run --state-dir "$work/agent" --sensor auto 2>>"$work/agent.log" &
+printf '[behaviour]\nsyscall_events = true\n' >"$work/syscalls.toml"
+start_agent() { # [--config FILE]
+  "$bin/hostward-agent" run --state-dir "$work/agent" --sensor auto "$@" 2>>"$work/agent.log" &
   agent=$!
   for _ in $(seq 100); do grep -q '"runtime sensor started"' "$work/agent.log" 2>/dev/null && break; sleep 0.1; done
   sleep 2 # seeded, connected, policy applied
@@ -72,30 +74,33 @@ start_auditd() {
 stop_auditd() { auditctl -D >/dev/null 2>&1 || true; kill "$audit_pid" 2>/dev/null || true; wait "$audit_pid" 2>/dev/null || true; }
 
 echo "== 1. exec overhead: 20,000 x /bin/true; syscall overhead: dd bs=1 (4 M calls); $ROUNDS rounds each, alternating"
-none=(); hw=(); au=(); snone=(); shw=(); sau=()
+none=(); hw=(); hwx=(); au=(); snone=(); shw=(); shwx=(); sau=()
 for r in $(seq "$ROUNDS"); do
   none+=("$(loop "$EXECS")"); snone+=("$(loop "$SYSCALLS")")
   start_agent; hw+=("$(loop "$EXECS")"); shw+=("$(loop "$SYSCALLS")"); stop_agent
+  start_agent --config "$work/syscalls.toml"; hwx+=("$(loop "$EXECS")"); shwx+=("$(loop "$SYSCALLS")"); stop_agent
   if [ "$have_auditd" = 1 ] && start_auditd 2>>"$work/auditd.log"; then
     au+=("$(loop "$EXECS")"); sau+=("$(loop "$SYSCALLS")"); stop_auditd
   fi
 done
-show() { python3 - "$1" "$2" "$3" "${4:-}" <<'PY'
+show() { python3 - "$1" "$2" "$3" "$4" "${5:-}" <<'PY'
 import statistics, sys
 what, none, hw = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
-au = [float(x) for x in sys.argv[4].split()] if sys.argv[4].strip() else []
+hwx = [float(x) for x in sys.argv[4].split()]
+au = [float(x) for x in sys.argv[5].split()] if sys.argv[5].strip() else []
 base = statistics.median(none)
 def show(name, xs):
     m = statistics.median(xs)
-    print(f"  {what:<9} {name:<22} median {m:6.2f} s  overhead {100*(m-base)/base:+5.1f} %   runs {xs}")
+    print(f"  {what:<9} {name:<30} median {m:6.2f} s  overhead {100*(m-base)/base:+5.1f} %   runs {xs}")
 show("no sensor", none)
-show("hostward sensor", hw)
+show("hostward sensor (default)", hw)
+show("hostward + syscall_events", hwx)
 if au: show("auditd (execve rule)", au)
 else: print("  auditd: not available here (apt-get install -y auditd), not measured")
 PY
 }
-show execs "${none[*]}" "${hw[*]}" "${au[*]:-}"
-show syscalls "${snone[*]}" "${shw[*]}" "${sau[*]:-}"
+show execs "${none[*]}" "${hw[*]}" "${hwx[*]}" "${au[*]:-}"
+show syscalls "${snone[*]}" "${shw[*]}" "${shwx[*]}" "${sau[*]:-}"
 
 echo "== 2. agent CPU and RSS at 1,000 execs/s for 30 s, then idle for 30 s"
 start_agent

@@ -11,8 +11,10 @@ use serde_json::Value;
 use crate::lab::Netns;
 use crate::*;
 
-/// An enrolled agent with its runtime sensor at `sensor` (`auto` or `proc`), its firewall and
-/// scan watch in the victim namespace, no auth logs; running and online when this returns.
+/// An enrolled agent with its runtime sensor at `sensor` (`auto` or `proc`) and its system-call
+/// events on (every detector runs, so the normal workload is checked against all of them), its
+/// firewall and scan watch in the victim namespace, no auth logs; running and online when this
+/// returns.
 pub async fn behaviour_agent(
     env: &TestEnv,
     center: &Center,
@@ -25,7 +27,7 @@ pub async fn behaviour_agent(
     agent.enroll(env, center, &token.secret).await?;
     agent.sensor = sensor;
     let toml = format!(
-        "state_dir = {:?}\n\n[authlog]\nsource = \"files\"\n\n[authlog.ssh]\nenabled = false\n\n[authlog.ftp]\nenabled = false\n\n[authlog.mysql]\nenabled = false\n\n[behaviour]\nnetns = {:?}\n\n{}",
+        "state_dir = {:?}\n\n[authlog]\nsource = \"files\"\n\n[authlog.ssh]\nenabled = false\n\n[authlog.ftp]\nenabled = false\n\n[authlog.mysql]\nenabled = false\n\n[behaviour]\nnetns = {:?}\nsyscall_events = true\n\n{}",
         agent.state_dir.display().to_string(),
         n.victim,
         n.firewall_toml(&[22])

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-// Hostward's runtime sensor: process lifecycle, outbound TCP and a few rare system calls
-// (credential changes, ptrace attach, memfd creation, accept, module loads) into one ring
-// buffer, and kill-after-exec of quarantined files. CO-RE (vmlinux.h from `bpftool btf dump`), tp_btf only:
+// Hostward's runtime sensor: process lifecycle, outbound TCP and, when asked, a few rare system
+// calls (memfd creation, accept, module loads) into one ring buffer, and kill-after-exec of
+// quarantined files. Credential changes and ptrace attach come from the proc connector, which
+// costs nothing per system call. CO-RE (vmlinux.h from `bpftool btf dump`), tp_btf only:
 // tp_btf needs no tracefs and loads on this project's reference kernel, where BPF-LSM, fentry and
 // kprobes are refused (`../shared/reference/runtime-sensor-measured.md`).
 //
@@ -20,8 +21,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define EV_EXIT 3
 #define EV_CONNECT 4
 #define EV_KILLED 5
-#define EV_CREDS 6
-#define EV_PTRACE 7
 #define EV_MEMFD 8
 #define EV_ACCEPT 9
 #define EV_MODULE 10
@@ -364,45 +363,23 @@ int BPF_PROG(handle_tcp_state, const struct sock *sk, const int oldstate, const 
 }
 
 // x86-64 system call numbers (the object is built for x86 only: vmlinux.h and pt_regs are).
-#define NR_PTRACE 101
-#define NR_SETUID 105
-#define NR_SETGID 106
-#define NR_SETREUID 113
-#define NR_SETREGID 114
-#define NR_SETRESUID 117
-#define NR_SETRESGID 119
-#define NR_SETFSUID 122
-#define NR_SETFSGID 123
 #define NR_INIT_MODULE 175
 #define NR_ACCEPT 43
 #define NR_ACCEPT4 288
 #define NR_FINIT_MODULE 313
 #define NR_MEMFD_CREATE 319
-#define PTRACE_ATTACH 16
-#define PTRACE_SEIZE 0x4206
 
 // The rare calls that no tracepoint of their own reports (kprobes and fentry are refused on
 // the reference kernel). Every system call runs this, so it decides on the number alone and
-// returns: a load and a compare for all but the calls it reports.
+// returns: a load and a compare for all but the calls it reports. Attached only when the agent
+// asks (`syscall_events`): a syscall tracepoint sends every call of every task through the
+// kernel's slow path (bench/sensor.sh measures what that costs).
 SEC("tp_btf/sys_exit")
 int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 {
 	long nr = regs->orig_ax;
 	u32 kind;
 	switch (nr) {
-	case NR_SETUID:
-	case NR_SETGID:
-	case NR_SETREUID:
-	case NR_SETREGID:
-	case NR_SETRESUID:
-	case NR_SETRESGID:
-	case NR_SETFSUID:
-	case NR_SETFSGID:
-		kind = EV_CREDS;
-		break;
-	case NR_PTRACE:
-		kind = EV_PTRACE;
-		break;
 	case NR_MEMFD_CREATE:
 		kind = EV_MEMFD;
 		break;
@@ -419,19 +396,8 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	}
 	struct task_struct *p = bpf_get_current_task_btf();
 	u64 a0 = regs->di, a1 = regs->si;
-	if (kind == EV_CREDS) {
-		// glibc makes every thread of a process call set*id: report the leader's. setfsuid
-		// returns the previous id, the others 0 on success.
-		if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid) ||
-		    (ret != 0 && nr != NR_SETFSUID && nr != NR_SETFSGID))
-			return 0;
-	} else if (kind == EV_PTRACE) {
-		if (a0 != PTRACE_ATTACH && a0 != PTRACE_SEIZE)
-			return 0;
-	} else if (kind == EV_MEMFD || kind == EV_ACCEPT) {
-		if (ret < 0)
-			return 0;
-	}
+	if (kind != EV_MODULE && ret < 0)
+		return 0; // a refused module load is still an attempt worth telling
 	struct sys_event e = {};
 	e.kind = kind;
 	e.ret = ret;

@@ -11,7 +11,9 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-use crate::{Counters, InodeKey, raw};
+use std::path::PathBuf;
+
+use crate::{Counters, InodeKey, cnproc, raw};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
 
@@ -21,8 +23,10 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("handle_fork", "sched_process_fork"),
     ("handle_exit", "sched_process_exit"),
     ("handle_tcp_state", "inet_sock_set_state"),
-    ("handle_sys_exit", "sys_exit"),
 ];
+
+/// The system-call program, attached only when asked for (see `Options::syscall_events`).
+const SYSCALLS: (&str, &str) = ("handle_sys_exit", "sys_exit");
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -67,11 +71,12 @@ pub struct Loaded {
     btf: Option<Btf>,
 }
 
-/// Loads and attaches every program; any failure means this tier is not usable here.
-pub fn load() -> Result<Loaded, String> {
+/// Loads and attaches every program (the system-call one when `syscalls`); any failure means
+/// this tier is not usable here.
+pub fn load(syscalls: bool) -> Result<Loaded, String> {
     let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
     let mut bpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the BPF object: {e:?}"))?;
-    for (prog, tp) in PROGRAMS {
+    for (prog, tp) in PROGRAMS.iter().chain(syscalls.then_some(&SYSCALLS)) {
         let p: &mut BtfTracePoint = bpf
             .program_mut(prog)
             .ok_or_else(|| format!("program {prog} missing from the object"))?
@@ -107,12 +112,15 @@ impl Loaded {
         Ok(())
     }
 
-    /// Runs until the receiver is dropped: ring buffer -> decode -> channel ([`deliver`]).
+    /// Runs until the receiver is dropped: ring buffer -> decode -> channel ([`deliver`]),
+    /// and the proc connector's credential and ptrace events beside it. A connector event is
+    /// handed on after the ring buffer is drained, so the exec it follows comes first.
     pub async fn run(
         mut self,
         tx: mpsc::Sender<crate::Event>,
         counters: Arc<Counters>,
         mut deny: mpsc::UnboundedReceiver<(InodeKey, bool)>,
+        connector: Option<(cnproc::Listener, PathBuf)>,
     ) {
         let ring = match self.bpf.take_map("events").map(RingBuf::try_from) {
             Some(Ok(r)) => r,
@@ -136,6 +144,24 @@ impl Loaded {
                 return;
             }
         };
+        let (connector, proc) = match connector {
+            // SAFETY: the socket is owned by the listener, which the AsyncFd owns and drops
+            // (deregistering first); nothing else closes it.
+            Some((l, proc)) => {
+                match unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) } {
+                    Ok(fd) => (Some(fd), proc),
+                    Err(e) => {
+                        tracing::error!(error = %e, "sensor: cannot poll the proc connector");
+                        (None, proc)
+                    }
+                }
+            }
+            None => (None, PathBuf::new()),
+        };
+        // The connector's own count, added to the BPF side's in `seen_kernel`.
+        let conn_counters = Counters::default();
+        let mut buf = vec![0u8; 8192];
+        let mut events = Vec::new();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         // The BPF side wakes us only for a batch (see WAKEUP_BYTES): drain on a short timer
         // too, which bounds the delay of a lone event.
@@ -161,6 +187,24 @@ impl Loaded {
                     }
                     guard.clear_ready();
                 }
+                guard = async { connector.as_ref().expect("guarded").readable().await }, if connector.is_some() => {
+                    let Ok(mut guard) = guard else { return };
+                    let rb = ring.get_mut();
+                    while let Some(item) = rb.next() {
+                        if !deliver(&item, &tx, &counters) {
+                            return;
+                        }
+                    }
+                    let conn = guard.get_ref().get_ref();
+                    if let Err(e) = conn.drain(&proc, &conn_counters, &mut buf, &mut events) {
+                        tracing::error!(error = %e, "sensor: proc connector read failed");
+                        return;
+                    }
+                    guard.clear_ready();
+                    if !cnproc::send(&tx, &counters, events.drain(..)) {
+                        return;
+                    }
+                }
                 change = deny.recv() => {
                     let Some((k, on)) = change else { return };
                     if let Some(m) = deny_map.as_mut() {
@@ -174,8 +218,10 @@ impl Loaded {
                 _ = tick.tick() => {
                     if let Some(s) = &stats {
                         let sum = |i: u32| s.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
-                        counters.seen_kernel.store(sum(0), Ordering::Relaxed);
-                        counters.dropped_kernel.store(sum(1), Ordering::Relaxed);
+                        let conn = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                        counters.seen_kernel.store(sum(0) + conn(&conn_counters.seen_kernel), Ordering::Relaxed);
+                        counters.dropped_kernel.store(sum(1) + conn(&conn_counters.dropped_kernel), Ordering::Relaxed);
+                        counters.incomplete.store(conn(&conn_counters.incomplete), Ordering::Relaxed);
                     }
                     if tx.is_closed() {
                         return;

@@ -1,8 +1,11 @@
-//! The fallback tier where BPF is unusable: the netlink proc connector tells fork, exec and exit
-//! by pid, and [`crate::procfs`] reads the rest from `/proc` while the process still lives.
+//! The netlink proc connector. The fallback tier where BPF is unusable: it tells fork, exec and
+//! exit by pid, and [`crate::procfs`] reads the rest from `/proc` while the process still
+//! lives. Every tier: credential changes (reported from `commit_creds`, so a kernel exploit's
+//! too, not only set*id calls) and ptrace attaches, which no tracepoint reports and which cost
+//! nothing per system call this way.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -30,12 +33,44 @@ const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 const EVENT_AT: usize = 36;
 const DATA_AT: usize = EVENT_AT + 16;
 
+/// The event filter of a listen request (`enum proc_cn_event`): credential changes and ptrace.
+const CREDS_AND_PTRACE: u32 = PROC_EVENT_UID | PROC_EVENT_GID | PROC_EVENT_PTRACE;
+
+/// What a listener asks the connector for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Events {
+    All,
+    /// Credential changes and ptrace only (beside the BPF tier, which has the rest).
+    CredsAndPtrace,
+}
+
 pub struct Listener {
     fd: OwnedFd,
+    events: Events,
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Whether the running kernel filters connector events per listener (Linux 6.6+): an older one
+/// drops a listen request of the newer size, so it gets the old one and everything is sent.
+fn kernel_filters() -> bool {
+    let Ok(u) = nix::sys::utsname::uname() else {
+        return false;
+    };
+    let release = u.release().to_string_lossy().into_owned();
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
+    let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (major, minor) >= (6, 6)
 }
 
 /// Subscribes to process events; fails without CAP_NET_ADMIN or without the connector.
-pub fn listen() -> Result<Listener, String> {
+pub fn listen(events: Events) -> Result<Listener, String> {
     // SAFETY: plain socket(2); the result is checked before it is owned.
     let raw = unsafe {
         libc::socket(
@@ -70,8 +105,11 @@ pub fn listen() -> Result<Listener, String> {
             std::io::Error::last_os_error()
         ));
     }
-    let mut msg = Vec::with_capacity(40);
-    msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
+    // struct proc_input { mcast_op, event_type } where the kernel filters, else the bare op.
+    let filter = (events == Events::CredsAndPtrace && kernel_filters()).then_some(CREDS_AND_PTRACE);
+    let data_len: u16 = if filter.is_some() { 8 } else { 4 };
+    let mut msg = Vec::with_capacity(44);
+    msg.extend_from_slice(&(36 + u32::from(data_len)).to_ne_bytes()); // nlmsg_len
     msg.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
     msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
     msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
@@ -80,9 +118,12 @@ pub fn listen() -> Result<Listener, String> {
     msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
     msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
     msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
-    msg.extend_from_slice(&4u16.to_ne_bytes()); // len
+    msg.extend_from_slice(&data_len.to_ne_bytes()); // len
     msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
     msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    if let Some(f) = filter {
+        msg.extend_from_slice(&f.to_ne_bytes());
+    }
     // SAFETY: msg is a live buffer of the given length.
     let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
     if n < 0 {
@@ -91,7 +132,7 @@ pub fn listen() -> Result<Listener, String> {
             std::io::Error::last_os_error()
         ));
     }
-    Ok(Listener { fd })
+    Ok(Listener { fd, events })
 }
 
 /// One proc connector message, decoded: what happened to which process.
@@ -178,9 +219,86 @@ pub fn decode(b: &[u8]) -> Option<Raw> {
 }
 
 impl Listener {
+    /// Reads every waiting datagram (the socket is non-blocking) into `out`; Err when the
+    /// socket failed for good.
+    pub fn drain(
+        &self,
+        proc: &Path,
+        counters: &Counters,
+        buf: &mut [u8],
+        out: &mut Vec<Event>,
+    ) -> std::io::Result<()> {
+        loop {
+            // SAFETY: buf is a live buffer of its length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(()),
+                    // The socket overflowed: the kernel dropped an unknown number.
+                    Some(libc::ENOBUFS) => {
+                        counters.dropped_kernel.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(e),
+                }
+            }
+            let ts_ns = crate::boot_ns();
+            let raw = decode(&buf[..n as usize]);
+            if self.events == Events::CredsAndPtrace
+                && matches!(
+                    raw,
+                    Some(Raw::Fork { .. } | Raw::Exec { .. } | Raw::Exit { .. })
+                )
+            {
+                continue; // an old kernel that sends everything: BPF has these
+            }
+            counters.seen_kernel.fetch_add(1, Ordering::Relaxed);
+            let ev = match raw {
+                // The connector tells no credentials with a fork: they are marked unknown,
+                // and changes come as their own events (Raw::Creds).
+                Some(Raw::Fork { parent, child }) => Some(Event::Fork {
+                    ts_ns,
+                    task: Task::unknown(parent),
+                    child,
+                }),
+                Some(Raw::Exec { pid }) => procfs::exec(proc, pid, ts_ns)
+                    .map(|e| Event::Exec(Box::new(e)))
+                    .or_else(|| {
+                        counters.incomplete.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }),
+                Some(Raw::Exit { pid, code }) => Some(Event::Exit { ts_ns, pid, code }),
+                Some(Raw::Creds { pid }) => procfs::task(proc, pid)
+                    .map(|task| Event::Creds { ts_ns, task })
+                    .or_else(|| {
+                        counters.incomplete.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }),
+                Some(Raw::Ptrace { target, tracer }) => Some(Event::Ptrace {
+                    ts_ns,
+                    task: procfs::task(proc, tracer).unwrap_or(Task::unknown(tracer)),
+                    target,
+                    request: "attach".into(),
+                    result: 0,
+                }),
+                Some(Raw::Other) => None,
+                None => {
+                    counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            };
+            out.extend(ev);
+        }
+    }
+
+    /// The proc tier: runs until the receiver is dropped.
     pub async fn run(self, proc: PathBuf, tx: mpsc::Sender<Event>, counters: Arc<Counters>) {
-        // SAFETY: the socket is owned by the AsyncFd, which deregisters it before closing it.
-        let fd = match unsafe { AsyncFd::register_with_interest(self.fd, Interest::READABLE) } {
+        // SAFETY: the socket is owned by the listener, which the AsyncFd owns and drops
+        // (deregistering first); nothing else closes it.
+        let fd = match unsafe { AsyncFd::register_with_interest(self, Interest::READABLE) } {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "sensor: cannot poll the proc connector");
@@ -188,80 +306,41 @@ impl Listener {
             }
         };
         let mut buf = vec![0u8; 8192];
+        let mut events = Vec::new();
         loop {
             let Ok(mut guard) = fd.readable().await else {
                 return;
             };
-            loop {
-                // SAFETY: buf is a live buffer of its length.
-                let n =
-                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() == std::io::ErrorKind::WouldBlock {
-                        guard.clear_ready();
-                        break;
-                    }
-                    if e.raw_os_error() == Some(libc::ENOBUFS) {
-                        // The socket overflowed: the kernel dropped an unknown number.
-                        counters.dropped_kernel.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    tracing::error!(error = %e, "sensor: proc connector read failed");
-                    return;
-                }
-                counters.seen_kernel.fetch_add(1, Ordering::Relaxed);
-                let ts_ns = crate::boot_ns();
-                let ev = match decode(&buf[..n as usize]) {
-                    // The connector tells no credentials with a fork: they are marked unknown,
-                    // and changes come as their own events (Raw::Creds).
-                    Some(Raw::Fork { parent, child }) => Some(Event::Fork {
-                        ts_ns,
-                        task: Task::unknown(parent),
-                        child,
-                    }),
-                    Some(Raw::Creds { pid }) => match procfs::task(&proc, pid) {
-                        Some(task) => Some(Event::Creds { ts_ns, task }),
-                        None => {
-                            counters.incomplete.fetch_add(1, Ordering::Relaxed);
-                            None
-                        }
-                    },
-                    Some(Raw::Ptrace { target, tracer }) => Some(Event::Ptrace {
-                        ts_ns,
-                        task: procfs::task(&proc, tracer).unwrap_or(Task::unknown(tracer)),
-                        target,
-                        request: "attach".into(),
-                        result: 0,
-                    }),
-                    Some(Raw::Exec { pid }) => match procfs::exec(&proc, pid, ts_ns) {
-                        Some(e) => Some(Event::Exec(Box::new(e))),
-                        None => {
-                            counters.incomplete.fetch_add(1, Ordering::Relaxed);
-                            None
-                        }
-                    },
-                    Some(Raw::Exit { pid, code }) => Some(Event::Exit { ts_ns, pid, code }),
-                    Some(Raw::Other) => None,
-                    None => {
-                        counters.undecodable.fetch_add(1, Ordering::Relaxed);
-                        None
-                    }
-                };
-                if let Some(ev) = ev {
-                    match tx.try_send(ev) {
-                        Ok(()) => {
-                            counters.received.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            counters.dropped_user.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    }
-                }
+            if let Err(e) = fd.get_ref().drain(&proc, &counters, &mut buf, &mut events) {
+                tracing::error!(error = %e, "sensor: proc connector read failed");
+                return;
+            }
+            guard.clear_ready();
+            if !send(&tx, &counters, events.drain(..)) {
+                return;
             }
         }
     }
+}
+
+/// Hands events on; false once the receiver is gone.
+pub(crate) fn send(
+    tx: &mpsc::Sender<Event>,
+    counters: &Counters,
+    events: impl Iterator<Item = Event>,
+) -> bool {
+    for ev in events {
+        match tx.try_send(ev) {
+            Ok(()) => {
+                counters.received.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                counters.dropped_user.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //!
 //! - `lsm`: the tp_btf programs plus a BPF-LSM exec check, which refuses the inodes in the deny
 //!   map in the kernel.
-//! - `bpf`: the tp_btf programs (exec, fork, exit, outbound TCP) into a ring buffer; an exec of an
-//!   inode in the deny map is killed before it runs an instruction of its own.
+//! - `bpf`: the tp_btf programs (exec, fork, exit, outbound TCP; with `syscall_events`, memfd
+//!   creation, accept and module loads) into a ring buffer; an exec of an inode in the deny map
+//!   is killed before it runs an instruction of its own. Credential changes and ptrace attach
+//!   come from the proc connector beside it.
 //!
 //! The agent does not fill the deny map yet: it refuses isolated files (copies included, by
 //! size and SHA-256) with fanotify permission events, on every tier (`quarantine::deny`).
@@ -62,6 +64,18 @@ pub enum Want {
     Proc,
 }
 
+/// How the sensor is started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    pub want: Want,
+    /// Attach the system-call program (memfd creation, accept, module loads). Off by default:
+    /// a syscall tracepoint sends every system call of every task through the kernel's slow
+    /// path (`bench/sensor.sh` measures it).
+    pub syscall_events: bool,
+    /// Where /proc is (a test may point elsewhere).
+    pub proc: PathBuf,
+}
+
 /// A file by (kernel device, inode), as the kernel sees `bprm->file`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct InodeKey {
@@ -113,12 +127,13 @@ pub const QUEUE: usize = 10_000;
 impl Sensor {
     /// Starts the strongest tier that works (on the current tokio runtime) and returns the
     /// sensor with its event stream; Err only when no tier works at all.
-    pub fn start(want: Want, proc: PathBuf) -> Result<(Sensor, mpsc::Receiver<Event>), String> {
+    pub fn start(opts: Options) -> Result<(Sensor, mpsc::Receiver<Event>), String> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let mut refused = Vec::new();
-        if want == Want::Auto {
-            match bpf::load() {
+        let proc = opts.proc;
+        if opts.want == Want::Auto {
+            match bpf::load(opts.syscall_events) {
                 Ok(mut loaded) => {
                     let (tier, why) = match loaded.try_lsm() {
                         Ok(()) => (Tier::Lsm, "BPF-LSM and the tracepoints loaded".to_string()),
@@ -127,8 +142,19 @@ impl Sensor {
                             format!("BPF-LSM refused by this kernel ({e}); the tracepoints loaded"),
                         ),
                     };
+                    let (mut why, connector) = match cnproc::listen(cnproc::Events::CredsAndPtrace)
+                    {
+                        Ok(l) => (why, Some((l, proc))),
+                        Err(e) => (
+                            format!("{why}; no credential-change or ptrace events ({e})"),
+                            None,
+                        ),
+                    };
+                    if !opts.syscall_events {
+                        why.push_str("; system-call events (memfd creation, accept, module loads) off: syscall_events = true in agent.toml turns them on");
+                    }
                     let (dtx, drx) = mpsc::unbounded_channel();
-                    tokio::spawn(loaded.run(tx, counters.clone(), drx));
+                    tokio::spawn(loaded.run(tx, counters.clone(), drx, connector));
                     return Ok((
                         Sensor {
                             tier,
@@ -144,7 +170,8 @@ impl Sensor {
         } else {
             refused.push("BPF turned off in agent.toml ([sensor] tier = \"proc\")".to_string());
         }
-        let listener = cnproc::listen().map_err(|e| format!("{}; {e}", refused.join("; ")))?;
+        let listener = cnproc::listen(cnproc::Events::All)
+            .map_err(|e| format!("{}; {e}", refused.join("; ")))?;
         tokio::spawn(listener.run(proc, tx, counters.clone()));
         refused.push(
             "events from the proc connector and /proc: no outbound-connection events, no exec kills, short-lived processes may lack details".into(),

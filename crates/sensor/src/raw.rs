@@ -11,12 +11,10 @@ const EV_FORK: u32 = 2;
 const EV_EXIT: u32 = 3;
 const EV_CONNECT: u32 = 4;
 const EV_KILLED: u32 = 5;
-const EV_CREDS: u32 = 6;
-const EV_PTRACE: u32 = 7;
+// 6 and 7 are not used: credential changes and ptrace come from the proc connector.
 const EV_MEMFD: u32 = 8;
 const EV_ACCEPT: u32 = 9;
 const EV_MODULE: u32 = 10;
-const PTRACE_SEIZE: u64 = 0x4206;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -165,23 +163,10 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
                 }),
             })
         }
-        EV_CREDS..=EV_MODULE => {
+        EV_MEMFD..=EV_MODULE => {
             let e: SysEvent = read(b, kind)?;
             let (ts_ns, task) = (e.ts_ns, task(&e.t));
             Ok(match kind {
-                EV_CREDS => Event::Creds { ts_ns, task },
-                EV_PTRACE => Event::Ptrace {
-                    ts_ns,
-                    task,
-                    target: e.arg1 as u32,
-                    request: if e.arg0 == PTRACE_SEIZE {
-                        "seize"
-                    } else {
-                        "attach"
-                    }
-                    .into(),
-                    result: e.ret,
-                },
                 EV_MEMFD => Event::Memfd {
                     ts_ns,
                     task,
@@ -362,16 +347,10 @@ mod tests {
     fn system_call_records_decode() {
         // SAFETY: all-zero is valid for these integer structs.
         let mut e: SysEvent = unsafe { std::mem::zeroed() };
-        e.kind = EV_PTRACE;
-        e.t.pid = 50;
-        e.arg0 = PTRACE_SEIZE;
-        e.arg1 = 77;
-        e.ret = -1;
-        assert!(matches!(
-            decode(&bytes(&e)).unwrap(),
-            Event::Ptrace { target: 77, ref request, result: -1, .. } if request == "seize"
-        ));
+        e.kind = 7;
+        assert_eq!(decode(&bytes(&e)), Err(DecodeError::Kind(7)));
         e.kind = EV_MEMFD;
+        e.t.pid = 50;
         e.name[..4].copy_from_slice(b"evil");
         e.arg1 = 1;
         assert!(matches!(

@@ -30,6 +30,11 @@ pub struct Config {
     /// A network namespace (a name under /var/run/netns, or a path) to watch for port scans
     /// and open decoy ports in, instead of the agent's own.
     pub netns: Option<String>,
+    /// BPF tier: also report memfd creation, accepted connections and kernel module loads
+    /// (attempts included), from a program on every system call's exit. Off by default: that
+    /// tracepoint sends every system call of every task through the kernel's slow path
+    /// (`bench/sensor.sh` prints the cost beside auditd's).
+    pub syscall_events: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

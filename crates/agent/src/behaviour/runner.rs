@@ -15,7 +15,7 @@ use hostward_proto::Message;
 use hostward_proto::alarm::{Alarm, Evidence};
 use hostward_proto::behaviour::{BehaviourPolicy, SensorReport};
 use hostward_proto::quarantine::IsolateRequest;
-use hostward_sensor::{Event, Sensor, Tier, Want, procfs};
+use hostward_sensor::{Event, Options, Sensor, Tier, Want, procfs};
 use tokio::sync::mpsc;
 
 use super::detect::files::{self, FileEvent, FileOp, ShellFile};
@@ -50,11 +50,10 @@ pub fn spawn(
         reason: "starting".into(),
         ..Default::default()
     }));
-    let setting = cfg.sensor;
-    let netns = cfg.netns.as_deref().map(netwatch::netns_path);
+    let cfg = cfg.clone();
     let r = report.clone();
     tokio::spawn(async move {
-        let runner = Runner::start(setting, netns, records, quarantine, firewall, r).await;
+        let runner = Runner::start(cfg, records, quarantine, firewall, r).await;
         if let Some(runner) = runner {
             runner.run(rx).await;
         }
@@ -217,15 +216,15 @@ fn seed(table: &mut Table) {
 
 impl Runner {
     async fn start(
-        setting: SensorSetting,
-        netns: Option<PathBuf>,
+        cfg: Config,
         records: RecordSender,
         quarantine: Arc<Quarantine>,
         firewall: Option<Firewall>,
         report: Arc<Mutex<SensorReport>>,
     ) -> Option<Runner> {
+        let netns = cfg.netns.as_deref().map(netwatch::netns_path);
         let mut unavailable = Vec::new();
-        let (sensor, events) = match setting {
+        let (sensor, events) = match cfg.sensor {
             SensorSetting::Off => {
                 let mut r = report.lock().expect("report");
                 r.tier = "off".into();
@@ -240,7 +239,12 @@ impl Runner {
                 } else {
                     Want::Auto
                 };
-                match Sensor::start(want, PathBuf::from("/proc")) {
+                let opts = Options {
+                    want,
+                    syscall_events: cfg.syscall_events,
+                    proc: PathBuf::from("/proc"),
+                };
+                match Sensor::start(opts) {
                     Ok((sensor, rx)) => (Some(sensor), rx),
                     Err(e) => {
                         tracing::error!(error = %e, "no sensor tier works on this host");
@@ -261,6 +265,11 @@ impl Runner {
                     "kernel_module: needs BPF (the proc-connector tier sees no module loads)".into(),
                     "fileless_execution: who created a memory file needs BPF (its execution is still detected)".into(),
                     "short-lived processes may be gone before /proc is read (counted as incomplete)".into(),
+                ]);
+            } else if !cfg.syscall_events {
+                unavailable.extend([
+                    "kernel_module: needs syscall_events = true in agent.toml ([behaviour])".to_string(),
+                    "fileless_execution: who created a memory file needs syscall_events = true (its execution is still detected)".into(),
                 ]);
             }
         }

@@ -72,7 +72,13 @@ pub struct Table {
     procs: HashMap<u32, Proc>,
     /// Exited pids in exit order, for pruning.
     exited: VecDeque<(u32, u64)>,
+    /// Entries pruned since `prune` last asked for the freed heap to be handed back.
+    pruned: usize,
 }
+
+/// Pruned entries (their strings freed) after which the heap is worth handing back: an exec
+/// burst leaves thousands, freed over the 10 s after it.
+const RELEASE_AFTER: usize = 2048;
 
 impl Table {
     pub fn len(&self) -> usize {
@@ -233,8 +239,8 @@ impl Table {
         self.insert(p);
     }
 
-    /// Drops processes that exited long enough ago; true when the table shrank to a quarter of
-    /// its allocation (the runner then hands the freed memory back).
+    /// Drops processes that exited long enough ago; true when enough was freed for the runner
+    /// to hand the memory back (the table's allocation shrank, or many entries went).
     pub fn prune(&mut self, now_ns: u64) -> bool {
         while let Some(&(pid, at)) = self.exited.front() {
             if now_ns.saturating_sub(at) < EXITED_KEEP_NS {
@@ -247,11 +253,17 @@ impl Table {
                 .is_some_and(|p| p.exited_ns == Some(at))
             {
                 self.procs.remove(&pid);
+                self.pruned += 1;
             }
         }
-        if self.procs.capacity() > 4096 && self.procs.len() < self.procs.capacity() / 4 {
+        // Shrunk in steps as a burst's entries go, down to a host's usual few hundred.
+        let shrink = self.procs.capacity() > 1024 && self.procs.len() < self.procs.capacity() / 4;
+        if shrink {
             self.procs.shrink_to_fit();
             self.exited.shrink_to_fit();
+        }
+        if shrink || self.pruned >= RELEASE_AFTER {
+            self.pruned = 0;
             return true;
         }
         false
@@ -421,5 +433,31 @@ mod tests {
             t.apply(&exec(pid + 1000, 1, 1, "/bin/true", &["true"]));
         }
         assert!(t.len() <= MAX_PROCESSES + 1);
+    }
+
+    #[test]
+    fn after_a_burst_the_table_shrinks_back_and_asks_for_the_heap_to_be_released() {
+        let mut t = Table::default();
+        for pid in 2..20_000u32 {
+            t.apply(&exec(pid, 1, 1, "/bin/true", &["true"]));
+            t.apply(&Event::Exit {
+                ts_ns: u64::from(pid),
+                pid,
+                code: 0,
+            });
+        }
+        let burst = t.procs.capacity();
+        let mut released = 0;
+        // Pruned as time passes, one second at a time.
+        for s in 10..=12 {
+            released += usize::from(t.prune(s * 1_000_000_000 + 20_000));
+        }
+        assert!(t.len() <= 2, "{}", t.len());
+        assert!(
+            t.procs.capacity() <= 1024 && burst > 16_000,
+            "{burst} -> {}",
+            t.procs.capacity()
+        );
+        assert!(released >= 1);
     }
 }
