@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub mod alarm;
 pub mod behaviour;
 pub mod bruteforce;
+pub mod fim;
 pub mod inventory;
 pub mod quarantine;
 pub mod risk;

@@ -1,0 +1,401 @@
+//! The file integrity engine: what the monitored paths look like now (a [`Baseline`]: kind,
+//! size, mode, owner and BLAKE3 of each file) and what changed between two baselines. Pure: a
+//! function of a filesystem root (`/` in production, a fixture tree in tests); watching and
+//! reporting live beside it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use hostward_proto::fim::{FimPolicy, Operation, WatchedDir};
+
+/// Entries one scan records at most: a runaway directory (a cache with millions of files)
+/// costs its scan's completeness, which [`Scan::truncated`] says, not the agent's memory.
+pub const MAX_ENTRIES: usize = 500_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub size: u64,
+    /// Permission bits with set-user-ID, set-group-ID and sticky.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// BLAKE3 in hex of a regular file's content; a symlink's target.
+    pub hash: Option<String>,
+}
+
+/// Host path -> what it was.
+pub type Baseline = BTreeMap<String, Entry>;
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub baseline: Baseline,
+    /// Paths that could not be read, with why ("/srv/x: permission denied").
+    pub errors: Vec<String>,
+    /// [`MAX_ENTRIES`] was reached: what is past it is not watched.
+    pub truncated: bool,
+}
+
+fn at(root: &Path, host_path: &str) -> PathBuf {
+    root.join(host_path.trim_start_matches('/'))
+}
+
+/// BLAKE3 of a file's content.
+pub fn hash_file(path: &Path) -> io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path)?)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// What `host_path` is now (not following a final symlink); None when it does not exist.
+pub fn entry(root: &Path, host_path: &str) -> io::Result<Option<Entry>> {
+    let p = at(root, host_path);
+    let md = match std::fs::symlink_metadata(&p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let ft = md.file_type();
+    let (kind, hash) = if ft.is_file() {
+        (Kind::File, Some(hash_file(&p)?))
+    } else if ft.is_dir() {
+        (Kind::Dir, None)
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(&p)?;
+        (Kind::Symlink, Some(target.display().to_string()))
+    } else {
+        // Sockets, fifos, devices: their presence and attributes are what can change.
+        (Kind::Other, None)
+    };
+    Ok(Some(Entry {
+        kind,
+        size: if kind == Kind::File { md.len() } else { 0 },
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        hash,
+    }))
+}
+
+impl Scan {
+    fn add(&mut self, root: &Path, host_path: &str) -> Option<Kind> {
+        if self.baseline.len() >= MAX_ENTRIES {
+            self.truncated = true;
+            return None;
+        }
+        match entry(root, host_path) {
+            Ok(Some(e)) => {
+                let kind = e.kind;
+                self.baseline.insert(host_path.to_string(), e);
+                Some(kind)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.errors.push(format!("{host_path}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The names in a directory, sorted; an unreadable one is an error, a missing one nothing.
+    fn children(&mut self, root: &Path, dir: &str) -> Vec<String> {
+        match std::fs::read_dir(at(root, dir)) {
+            Ok(rd) => {
+                let mut names: Vec<String> = rd
+                    .filter_map(Result::ok)
+                    .map(|d| d.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                names
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                self.errors.push(format!("{dir}: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Walks a monitored directory. What `covers` leaves out is neither recorded nor descended
+    /// into: an excluded path with all below it, and names of an excluded type.
+    fn walk(&mut self, root: &Path, d: &WatchedDir) {
+        let mut stack = vec![d.path.clone()];
+        while let Some(dir) = stack.pop() {
+            for name in self.children(root, &dir) {
+                let path = format!("{dir}/{name}");
+                if !d.covers(&path) {
+                    continue;
+                }
+                if self.add(root, &path) == Some(Kind::Dir) && d.recursive {
+                    stack.push(path);
+                }
+                if self.truncated {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Everything the policy monitors, as it is now under `root`.
+pub fn scan(root: &Path, policy: &FimPolicy) -> Scan {
+    let mut s = Scan::default();
+    for f in &policy.important_files {
+        if s.add(root, f) == Some(Kind::Dir) {
+            for name in s.children(root, f) {
+                s.add(root, &format!("{f}/{name}"));
+            }
+        }
+    }
+    for d in &policy.directories {
+        s.walk(root, d);
+    }
+    s
+}
+
+/// One difference between two baselines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    pub op: Operation,
+    /// A move's old path.
+    pub from: Option<String>,
+    pub old: Option<Entry>,
+    pub new: Option<Entry>,
+}
+
+/// What changed from `old` to `new`, in path order. Content (kind, size or hash) is `modify`;
+/// mode or owner alone is `attributes`; a deleted file whose content appears at a new path is
+/// one `move`. A change of modification time alone is not a change (`touch`).
+pub fn diff(old: &Baseline, new: &Baseline) -> Vec<Change> {
+    let mut out = Vec::new();
+    let mut deleted: Vec<(&String, &Entry)> = Vec::new();
+    let mut created: Vec<(&String, &Entry)> = Vec::new();
+    for (path, o) in old {
+        match new.get(path) {
+            None => deleted.push((path, o)),
+            Some(n) if o.kind != n.kind || o.size != n.size || o.hash != n.hash => {
+                out.push(Change {
+                    path: path.clone(),
+                    op: Operation::Modify,
+                    from: None,
+                    old: Some(o.clone()),
+                    new: Some(n.clone()),
+                })
+            }
+            Some(n) if o.mode != n.mode || o.uid != n.uid || o.gid != n.gid => out.push(Change {
+                path: path.clone(),
+                op: Operation::Attributes,
+                from: None,
+                old: Some(o.clone()),
+                new: Some(n.clone()),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (path, n) in new {
+        if !old.contains_key(path) {
+            created.push((path, n));
+        }
+    }
+    for (path, n) in created {
+        let moved = (n.kind == Kind::File)
+            .then(|| {
+                deleted
+                    .iter()
+                    .position(|(_, o)| o.kind == Kind::File && o.hash == n.hash && o.size == n.size)
+            })
+            .flatten();
+        match moved {
+            Some(i) => {
+                let (from, o) = deleted.remove(i);
+                out.push(Change {
+                    path: path.clone(),
+                    op: Operation::Move,
+                    from: Some(from.clone()),
+                    old: Some(o.clone()),
+                    new: Some(n.clone()),
+                });
+            }
+            None => out.push(Change {
+                path: path.clone(),
+                op: Operation::Create,
+                from: None,
+                old: None,
+                new: Some(n.clone()),
+            }),
+        }
+    }
+    for (path, o) in deleted {
+        out.push(Change {
+            path: path.clone(),
+            op: Operation::Delete,
+            from: None,
+            old: Some(o.clone()),
+            new: None,
+        });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// Whether a change is in an important file's scope (the file itself, or a file directly in an
+/// important directory).
+pub fn important(policy: &FimPolicy, path: &str) -> bool {
+    policy.important_files.iter().any(|f| {
+        path == f
+            || path
+                .strip_prefix(f.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .is_some_and(|r| !r.is_empty() && !r.contains('/'))
+    })
+}
+
+/// Whether the policy records this change: important files always, a directory's changes when
+/// its operations include the change's.
+pub fn recorded(policy: &FimPolicy, c: &Change) -> bool {
+    important(policy, &c.path)
+        || policy.directories.iter().any(|d| {
+            d.records(c.op) && (d.covers(&c.path) || c.from.as_deref().is_some_and(|f| d.covers(f)))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn write(root: &Path, p: &str, content: &str) {
+        let f = at(root, p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, content).unwrap();
+    }
+
+    fn policy() -> FimPolicy {
+        FimPolicy {
+            enabled: true,
+            important_files: vec!["/etc/passwd".into(), "/etc/pam.d".into()],
+            directories: vec![WatchedDir {
+                path: "/srv/www".into(),
+                exclude: vec!["cache".into()],
+                exclude_types: vec!["log".into()],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "/etc/passwd", "root:x:0:0::/root:/bin/bash\n");
+        write(r, "/etc/pam.d/sshd", "auth include common-auth\n");
+        write(r, "/etc/pam.d/deep/x", "not direct\n");
+        write(r, "/etc/shadow", "not in the policy\n");
+        write(r, "/srv/www/index.html", "<h1>hello</h1>\n");
+        write(r, "/srv/www/css/site.css", "body{}\n");
+        write(r, "/srv/www/cache/page", "cached\n");
+        write(r, "/srv/www/access.log", "GET /\n");
+        d
+    }
+
+    #[test]
+    fn a_scan_records_the_policy_s_files_with_their_hashes_and_nothing_else() {
+        let d = tree();
+        let s = scan(d.path(), &policy());
+        let paths: Vec<&str> = s.baseline.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/pam.d",
+                "/etc/pam.d/deep",
+                "/etc/pam.d/sshd",
+                "/etc/passwd",
+                "/srv/www/css",
+                "/srv/www/css/site.css",
+                "/srv/www/index.html",
+            ]
+        );
+        let e = &s.baseline["/srv/www/index.html"];
+        assert_eq!(
+            e.hash.as_deref(),
+            Some(blake3::hash(b"<h1>hello</h1>\n").to_hex().as_str())
+        );
+        assert_eq!((e.kind, e.size), (Kind::File, 15));
+        assert!(s.errors.is_empty() && !s.truncated);
+    }
+
+    #[test]
+    fn changes_are_modify_attributes_create_delete_and_move() {
+        let d = tree();
+        let r = d.path();
+        let p = policy();
+        let before = scan(r, &p).baseline;
+        write(
+            r,
+            "/etc/passwd",
+            "root:x:0:0::/root:/bin/bash\nevil:x:0:0::/:/bin/sh\n",
+        );
+        std::fs::set_permissions(
+            at(r, "/srv/www/css/site.css"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        std::fs::rename(at(r, "/srv/www/index.html"), at(r, "/srv/www/old.html")).unwrap();
+        write(r, "/srv/www/shell.php", "<?php system($_GET[1]);\n");
+        std::fs::remove_file(at(r, "/etc/pam.d/sshd")).unwrap();
+        write(r, "/srv/www/cache/new", "excluded\n");
+        let after = scan(r, &p).baseline;
+        let changes = diff(&before, &after);
+        let got: Vec<(&str, Operation)> = changes.iter().map(|c| (c.path.as_str(), c.op)).collect();
+        assert_eq!(
+            got,
+            [
+                ("/etc/pam.d/sshd", Operation::Delete),
+                ("/etc/passwd", Operation::Modify),
+                ("/srv/www/css/site.css", Operation::Attributes),
+                ("/srv/www/old.html", Operation::Move),
+                ("/srv/www/shell.php", Operation::Create),
+            ]
+        );
+        let modify = &changes[1];
+        assert_ne!(
+            modify.old.as_ref().unwrap().hash,
+            modify.new.as_ref().unwrap().hash
+        );
+        assert_eq!(changes[3].from.as_deref(), Some("/srv/www/index.html"));
+        assert!(important(&p, "/etc/pam.d/sshd") && !important(&p, "/etc/pam.d/deep/x"));
+        assert!(changes.iter().all(|c| recorded(&p, c)));
+        // A directory recording only deletions leaves the create out.
+        let only_delete = FimPolicy {
+            directories: vec![WatchedDir {
+                operations: [Operation::Delete].into(),
+                ..p.directories[0].clone()
+            }],
+            ..p.clone()
+        };
+        assert!(!recorded(&only_delete, &changes[4]));
+    }
+
+    #[test]
+    fn touching_a_file_is_not_a_change() {
+        let d = tree();
+        let before = scan(d.path(), &policy()).baseline;
+        let f = std::fs::File::options()
+            .append(true)
+            .open(at(d.path(), "/srv/www/index.html"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        assert!(diff(&before, &scan(d.path(), &policy()).baseline).is_empty());
+    }
+}

@@ -1,0 +1,371 @@
+//! File integrity monitoring policy (section `fim`), pushed per project: the important files
+//! whose every change is an alarm, and up to 50 monitored directories whose changes land in
+//! the history. Validation names the field and index of what it refuses, so a policy is taken
+//! whole or not at all.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// Monitored directories per policy (the reference product's limit).
+pub const MAX_DIRECTORIES: usize = 50;
+/// Excluded paths and excluded file types per directory.
+pub const MAX_EXCLUDES: usize = 10;
+pub const MAX_TYPES: usize = 10;
+/// Bytes of a path.
+pub const MAX_PATH: usize = 256;
+pub const MAX_IMPORTANT: usize = 1_000;
+
+/// What happened to a file; a directory records the ones its policy asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Create,
+    Delete,
+    Move,
+    Modify,
+    /// Mode, owner or group.
+    Attributes,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 5] = [
+        Operation::Create,
+        Operation::Delete,
+        Operation::Move,
+        Operation::Modify,
+        Operation::Attributes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Move => "move",
+            Operation::Modify => "modify",
+            Operation::Attributes => "attributes",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FimPolicy {
+    pub enabled: bool,
+    /// Files whose every change is an alarm (a directory here means the files directly in it).
+    pub important_files: Vec<String>,
+    pub directories: Vec<WatchedDir>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchedDir {
+    pub path: String,
+    /// Subdirectories too.
+    pub recursive: bool,
+    /// The changes recorded; empty means all.
+    pub operations: BTreeSet<Operation>,
+    /// Paths under `path`, relative to it, left out with everything below them.
+    pub exclude: Vec<String>,
+    /// File name extensions left out, without the dot (`log`, `tmp`).
+    pub exclude_types: Vec<String>,
+}
+
+impl Default for WatchedDir {
+    fn default() -> Self {
+        WatchedDir {
+            path: String::new(),
+            recursive: true,
+            operations: BTreeSet::new(),
+            exclude: Vec::new(),
+            exclude_types: Vec::new(),
+        }
+    }
+}
+
+impl WatchedDir {
+    pub fn records(&self, op: Operation) -> bool {
+        self.operations.is_empty() || self.operations.contains(&op)
+    }
+
+    /// Whether `path` (absolute) is in this directory's scope: under it (directly, unless
+    /// recursive), not under an excluded path, not of an excluded type.
+    pub fn covers(&self, path: &str) -> bool {
+        let Some(rel) = path
+            .strip_prefix(self.path.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return false;
+        };
+        if rel.is_empty() || (!self.recursive && rel.contains('/')) {
+            return false;
+        }
+        if self.exclude.iter().any(|x| {
+            rel == x
+                || rel
+                    .strip_prefix(x.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        }) {
+            return false;
+        }
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        !name.rsplit_once('.').is_some_and(|(_, ext)| {
+            self.exclude_types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(ext))
+        })
+    }
+}
+
+impl crate::Section for FimPolicy {
+    const KEY: &'static str = "fim";
+}
+
+/// The reference product's important files, and the account, sudo, PAM, sshd and loader files
+/// an intruder changes to keep access.
+pub const IMPORTANT_FILES: &[&str] = &[
+    "/bin/ls",
+    "/bin/ps",
+    "/bin/bash",
+    "/bin/login",
+    "/usr/bin/ls",
+    "/usr/bin/ps",
+    "/usr/bin/bash",
+    "/usr/bin/login",
+    "/usr/bin/passwd",
+    "/usr/bin/top",
+    "/usr/bin/killall",
+    "/usr/bin/ssh",
+    "/usr/bin/wget",
+    "/usr/bin/curl",
+    "/usr/bin/sudo",
+    "/usr/bin/su",
+    "/usr/sbin/sshd",
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/pam.d",
+    "/etc/ssh/sshd_config",
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/crontab",
+    "/etc/hosts",
+];
+
+impl Default for FimPolicy {
+    fn default() -> Self {
+        FimPolicy {
+            enabled: true,
+            important_files: IMPORTANT_FILES.iter().map(|s| s.to_string()).collect(),
+            directories: Vec::new(),
+        }
+    }
+}
+
+/// An absolute, normalised path: no `.`/`..`/empty components, no trailing `/`, not `/`
+/// itself, at most [`MAX_PATH`] bytes, no `;` (the console's list separator).
+fn check_path(field: &str, p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("{field}: {p:?} is not an absolute path"));
+    }
+    if p == "/" {
+        return Err(format!(
+            "{field}: \"/\" is the whole file system; name a directory"
+        ));
+    }
+    if p.len() > MAX_PATH {
+        return Err(format!("{field}: longer than {MAX_PATH} bytes"));
+    }
+    if p.ends_with('/')
+        || p[1..]
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(format!(
+            "{field}: {p:?} is not normalised (no trailing '/', '//', '.' or '..')"
+        ));
+    }
+    if p.contains(';') || p.chars().any(char::is_control) {
+        return Err(format!("{field}: {p:?} holds ';' or a control character"));
+    }
+    Ok(())
+}
+
+impl FimPolicy {
+    /// Checks every field; the message starts with the field's name and index.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.important_files.len() > MAX_IMPORTANT {
+            return Err(format!(
+                "important_files: at most {MAX_IMPORTANT} entries, not {}",
+                self.important_files.len()
+            ));
+        }
+        for (i, p) in self.important_files.iter().enumerate() {
+            check_path(&format!("important_files[{i}]"), p)?;
+        }
+        if self.directories.len() > MAX_DIRECTORIES {
+            return Err(format!(
+                "directories: at most {MAX_DIRECTORIES} entries, not {}",
+                self.directories.len()
+            ));
+        }
+        for (i, d) in self.directories.iter().enumerate() {
+            let f = format!("directories[{i}]");
+            check_path(&format!("{f}.path"), &d.path)?;
+            if d.exclude.len() > MAX_EXCLUDES {
+                return Err(format!("{f}.exclude: at most {MAX_EXCLUDES} entries"));
+            }
+            for (j, x) in d.exclude.iter().enumerate() {
+                // Relative to the directory: checked as if it were below it.
+                if x.starts_with('/') {
+                    return Err(format!(
+                        "{f}.exclude[{j}]: {x:?} must be relative to {}",
+                        d.path
+                    ));
+                }
+                check_path(&format!("{f}.exclude[{j}]"), &format!("{}/{x}", d.path))?;
+            }
+            if d.exclude_types.len() > MAX_TYPES {
+                return Err(format!("{f}.exclude_types: at most {MAX_TYPES} entries"));
+            }
+            if let Some((j, t)) = d.exclude_types.iter().enumerate().find(|(_, t)| {
+                t.is_empty() || t.len() > 10 || !t.chars().all(|c| c.is_ascii_alphanumeric())
+            }) {
+                return Err(format!(
+                    "{f}.exclude_types[{j}]: {t:?} is not 1 to 10 letters and digits"
+                ));
+            }
+            for (j, other) in self.directories.iter().enumerate().take(i) {
+                let (a, b) = (&other.path, &d.path);
+                let nested = |outer: &str, inner: &str| {
+                    inner
+                        .strip_prefix(outer)
+                        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+                };
+                if nested(a, b) || nested(b, a) {
+                    return Err(format!(
+                        "{f}.path: {b:?} overlaps directories[{j}] ({a:?}); use one with exclusions"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(path: &str) -> WatchedDir {
+        WatchedDir {
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_default_policy_is_valid_and_watches_the_reference_files() {
+        let p = FimPolicy::default();
+        assert_eq!(p.validate(), Ok(()));
+        assert!(p.important_files.iter().any(|f| f == "/usr/bin/curl"));
+    }
+
+    #[test]
+    fn bad_paths_and_limits_are_refused_naming_them() {
+        let cases: Vec<(FimPolicy, &str)> = vec![
+            (
+                FimPolicy {
+                    directories: vec![dir("var/www")],
+                    ..Default::default()
+                },
+                "directories[0].path: \"var/www\" is not an absolute path",
+            ),
+            (
+                FimPolicy {
+                    directories: vec![dir("/")],
+                    ..Default::default()
+                },
+                "directories[0].path: \"/\" is the whole file system",
+            ),
+            (
+                FimPolicy {
+                    directories: vec![dir("/srv/www/../etc")],
+                    ..Default::default()
+                },
+                "directories[0].path: \"/srv/www/../etc\" is not normalised",
+            ),
+            (
+                FimPolicy {
+                    directories: vec![dir("/srv/www"), dir("/srv/www/html")],
+                    ..Default::default()
+                },
+                "directories[1].path: \"/srv/www/html\" overlaps directories[0]",
+            ),
+            (
+                FimPolicy {
+                    directories: (0..51).map(|i| dir(&format!("/d{i}"))).collect(),
+                    ..Default::default()
+                },
+                "directories: at most 50 entries, not 51",
+            ),
+            (
+                FimPolicy {
+                    directories: vec![WatchedDir {
+                        exclude_types: vec!["tar.gz".into()],
+                        ..dir("/srv")
+                    }],
+                    ..Default::default()
+                },
+                "directories[0].exclude_types[0]: \"tar.gz\"",
+            ),
+            (
+                FimPolicy {
+                    directories: vec![WatchedDir {
+                        exclude: vec!["../etc".into()],
+                        ..dir("/srv")
+                    }],
+                    ..Default::default()
+                },
+                "directories[0].exclude[0]",
+            ),
+        ];
+        for (p, want) in cases {
+            let e = p.validate().unwrap_err();
+            assert!(e.starts_with(want), "{e} does not start with {want}");
+        }
+        // Siblings with a shared prefix do not overlap.
+        let p = FimPolicy {
+            directories: vec![dir("/srv/www"), dir("/srv/www2")],
+            ..Default::default()
+        };
+        assert_eq!(p.validate(), Ok(()));
+        let bad: Result<FimPolicy, _> = serde_json::from_str(r#"{"directorys":[]}"#);
+        assert!(bad.is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn a_directory_covers_what_is_under_it_minus_its_exclusions() {
+        let d = WatchedDir {
+            exclude: vec!["cache".into()],
+            exclude_types: vec!["log".into()],
+            ..dir("/srv/www")
+        };
+        assert!(d.covers("/srv/www/index.html"));
+        assert!(d.covers("/srv/www/a/b.php"));
+        assert!(!d.covers("/srv/www"));
+        assert!(!d.covers("/srv/www2/x"));
+        assert!(!d.covers("/srv/www/cache/x"));
+        assert!(d.covers("/srv/www/cachex"));
+        assert!(!d.covers("/srv/www/a/access.LOG"));
+        let flat = WatchedDir {
+            recursive: false,
+            ..dir("/srv/www")
+        };
+        assert!(flat.covers("/srv/www/index.html") && !flat.covers("/srv/www/a/b"));
+    }
+}
