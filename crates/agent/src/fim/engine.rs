@@ -9,12 +9,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use hostward_proto::fim::{FimPolicy, Operation, WatchedDir};
+use serde::{Deserialize, Serialize};
 
 /// Entries one scan records at most: a runaway directory (a cache with millions of files)
 /// costs its scan's completeness, which [`Scan::truncated`] says, not the agent's memory.
 pub const MAX_ENTRIES: usize = 500_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     File,
     Dir,
@@ -22,7 +24,7 @@ pub enum Kind {
     Other,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub kind: Kind,
     pub size: u64,
@@ -32,6 +34,25 @@ pub struct Entry {
     pub gid: u32,
     /// BLAKE3 in hex of a regular file's content; a symlink's target.
     pub hash: Option<String>,
+    /// Identity and times, not compared: what lets a later scan trust the hash it has (see
+    /// [`scan`]).
+    pub ino: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl Entry {
+    /// Same inode, size, modification and status-change time: the content is what it was.
+    /// Writing a file always moves its ctime, which only the kernel sets (`touch -r` restores
+    /// the mtime, not the ctime).
+    fn unchanged_since(&self, before: &Entry) -> bool {
+        self.kind == Kind::File
+            && before.kind == Kind::File
+            && self.ino == before.ino
+            && self.size == before.size
+            && self.mtime_ns == before.mtime_ns
+            && self.ctime_ns == before.ctime_ns
+    }
 }
 
 /// Host path -> what it was.
@@ -57,8 +78,9 @@ pub fn hash_file(path: &Path) -> io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// What `host_path` is now (not following a final symlink); None when it does not exist.
-pub fn entry(root: &Path, host_path: &str) -> io::Result<Option<Entry>> {
+/// What `host_path` is now (not following a final symlink); None when it does not exist. A
+/// regular file is hashed unless `known` is the same file unchanged (its hash is reused).
+pub fn entry(root: &Path, host_path: &str, known: Option<&Entry>) -> io::Result<Option<Entry>> {
     let p = at(root, host_path);
     let md = match std::fs::symlink_metadata(&p) {
         Ok(m) => m,
@@ -66,8 +88,23 @@ pub fn entry(root: &Path, host_path: &str) -> io::Result<Option<Entry>> {
         Err(e) => return Err(e),
     };
     let ft = md.file_type();
+    let mut e = Entry {
+        kind: Kind::Other,
+        size: if ft.is_file() { md.len() } else { 0 },
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        hash: None,
+        ino: md.ino(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+    };
     let (kind, hash) = if ft.is_file() {
-        (Kind::File, Some(hash_file(&p)?))
+        e.kind = Kind::File;
+        match known.filter(|k| e.unchanged_since(k)) {
+            Some(k) => (Kind::File, k.hash.clone()),
+            None => (Kind::File, Some(hash_file(&p)?)),
+        }
     } else if ft.is_dir() {
         (Kind::Dir, None)
     } else if ft.is_symlink() {
@@ -77,39 +114,43 @@ pub fn entry(root: &Path, host_path: &str) -> io::Result<Option<Entry>> {
         // Sockets, fifos, devices: their presence and attributes are what can change.
         (Kind::Other, None)
     };
-    Ok(Some(Entry {
-        kind,
-        size: if kind == Kind::File { md.len() } else { 0 },
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        hash,
-    }))
+    e.kind = kind;
+    e.hash = hash;
+    Ok(Some(e))
 }
 
-impl Scan {
-    fn add(&mut self, root: &Path, host_path: &str) -> Option<Kind> {
-        if self.baseline.len() >= MAX_ENTRIES {
-            self.truncated = true;
+struct Walker<'a> {
+    root: &'a Path,
+    /// The previous baseline, whose hashes unchanged files keep.
+    known: Option<&'a Baseline>,
+    scan: Scan,
+}
+
+impl Walker<'_> {
+    fn add(&mut self, host_path: &str) -> Option<Kind> {
+        let s = &mut self.scan;
+        if s.baseline.len() >= MAX_ENTRIES {
+            s.truncated = true;
             return None;
         }
-        match entry(root, host_path) {
+        let known = self.known.and_then(|b| b.get(host_path));
+        match entry(self.root, host_path, known) {
             Ok(Some(e)) => {
                 let kind = e.kind;
-                self.baseline.insert(host_path.to_string(), e);
+                s.baseline.insert(host_path.to_string(), e);
                 Some(kind)
             }
             Ok(None) => None,
             Err(e) => {
-                self.errors.push(format!("{host_path}: {e}"));
+                s.errors.push(format!("{host_path}: {e}"));
                 None
             }
         }
     }
 
     /// The names in a directory, sorted; an unreadable one is an error, a missing one nothing.
-    fn children(&mut self, root: &Path, dir: &str) -> Vec<String> {
-        match std::fs::read_dir(at(root, dir)) {
+    fn children(&mut self, dir: &str) -> Vec<String> {
+        match std::fs::read_dir(at(self.root, dir)) {
             Ok(rd) => {
                 let mut names: Vec<String> = rd
                     .filter_map(Result::ok)
@@ -120,7 +161,7 @@ impl Scan {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => {
-                self.errors.push(format!("{dir}: {e}"));
+                self.scan.errors.push(format!("{dir}: {e}"));
                 Vec::new()
             }
         }
@@ -128,18 +169,18 @@ impl Scan {
 
     /// Walks a monitored directory. What `covers` leaves out is neither recorded nor descended
     /// into: an excluded path with all below it, and names of an excluded type.
-    fn walk(&mut self, root: &Path, d: &WatchedDir) {
+    fn walk(&mut self, d: &WatchedDir) {
         let mut stack = vec![d.path.clone()];
         while let Some(dir) = stack.pop() {
-            for name in self.children(root, &dir) {
+            for name in self.children(&dir) {
                 let path = format!("{dir}/{name}");
                 if !d.covers(&path) {
                     continue;
                 }
-                if self.add(root, &path) == Some(Kind::Dir) && d.recursive {
+                if self.add(&path) == Some(Kind::Dir) && d.recursive {
                     stack.push(path);
                 }
-                if self.truncated {
+                if self.scan.truncated {
                     return;
                 }
             }
@@ -147,20 +188,27 @@ impl Scan {
     }
 }
 
-/// Everything the policy monitors, as it is now under `root`.
-pub fn scan(root: &Path, policy: &FimPolicy) -> Scan {
-    let mut s = Scan::default();
+/// Everything the policy monitors, as it is now under `root`. With `known` (the last
+/// baseline), a file with the same inode, size, mtime and ctime keeps its hash instead of being
+/// read again: a check of an unchanged tree is a walk of its metadata. Pass None for a full
+/// re-read.
+pub fn scan(root: &Path, policy: &FimPolicy, known: Option<&Baseline>) -> Scan {
+    let mut w = Walker {
+        root,
+        known,
+        scan: Scan::default(),
+    };
     for f in &policy.important_files {
-        if s.add(root, f) == Some(Kind::Dir) {
-            for name in s.children(root, f) {
-                s.add(root, &format!("{f}/{name}"));
+        if w.add(f) == Some(Kind::Dir) {
+            for name in w.children(f) {
+                w.add(&format!("{f}/{name}"));
             }
         }
     }
     for d in &policy.directories {
-        s.walk(root, d);
+        w.walk(d);
     }
-    s
+    w.scan
 }
 
 /// One difference between two baselines.
@@ -312,7 +360,7 @@ mod tests {
     #[test]
     fn a_scan_records_the_policy_s_files_with_their_hashes_and_nothing_else() {
         let d = tree();
-        let s = scan(d.path(), &policy());
+        let s = scan(d.path(), &policy(), None);
         let paths: Vec<&str> = s.baseline.keys().map(String::as_str).collect();
         assert_eq!(
             paths,
@@ -340,7 +388,7 @@ mod tests {
         let d = tree();
         let r = d.path();
         let p = policy();
-        let before = scan(r, &p).baseline;
+        let before = scan(r, &p, None).baseline;
         write(
             r,
             "/etc/passwd",
@@ -355,7 +403,7 @@ mod tests {
         write(r, "/srv/www/shell.php", "<?php system($_GET[1]);\n");
         std::fs::remove_file(at(r, "/etc/pam.d/sshd")).unwrap();
         write(r, "/srv/www/cache/new", "excluded\n");
-        let after = scan(r, &p).baseline;
+        let after = scan(r, &p, None).baseline;
         let changes = diff(&before, &after);
         let got: Vec<(&str, Operation)> = changes.iter().map(|c| (c.path.as_str(), c.op)).collect();
         assert_eq!(
@@ -388,14 +436,42 @@ mod tests {
     }
 
     #[test]
+    fn a_check_reuses_the_hashes_of_unchanged_files_and_rereads_changed_ones() {
+        let d = tree();
+        let r = d.path();
+        let p = policy();
+        let mut before = scan(r, &p, None).baseline;
+        // A hash the file cannot have: kept, so it was not re-read.
+        before.get_mut("/srv/www/css/site.css").unwrap().hash = Some("kept".into());
+        before.get_mut("/srv/www/index.html").unwrap().hash = Some("kept".into());
+        // Same size, mtime put back: the ctime still moved.
+        let f = at(r, "/srv/www/index.html");
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&f, "<h1>HACKED</h1>").unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let after = scan(r, &p, Some(&before)).baseline;
+        assert_eq!(after["/srv/www/css/site.css"].hash.as_deref(), Some("kept"));
+        assert_eq!(
+            after["/srv/www/index.html"].hash.as_deref(),
+            Some(blake3::hash(b"<h1>HACKED</h1>").to_hex().as_str())
+        );
+    }
+
+    #[test]
     fn touching_a_file_is_not_a_change() {
         let d = tree();
-        let before = scan(d.path(), &policy()).baseline;
+        let before = scan(d.path(), &policy(), None).baseline;
         let f = std::fs::File::options()
             .append(true)
             .open(at(d.path(), "/srv/www/index.html"))
             .unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        assert!(diff(&before, &scan(d.path(), &policy()).baseline).is_empty());
+        assert!(diff(&before, &scan(d.path(), &policy(), None).baseline).is_empty());
     }
 }
