@@ -1,6 +1,7 @@
 //! The BPF tier: loads `bpf/sensor.bpf.o` with aya, attaches its tp_btf programs, drains the
 //! ring buffer into the event channel and keeps the quarantine's deny map.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,8 +11,6 @@ use aya::{Btf, Ebpf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-
-use std::path::PathBuf;
 
 use crate::{Counters, InodeKey, cnproc, raw};
 
@@ -144,7 +143,7 @@ impl Loaded {
                 return;
             }
         };
-        let (connector, proc) = match connector {
+        let (mut connector, proc) = match connector {
             // SAFETY: the socket is owned by the listener, which the AsyncFd owns and drops
             // (deregistering first); nothing else closes it.
             Some((l, proc)) => {
@@ -195,14 +194,16 @@ impl Loaded {
                             return;
                         }
                     }
-                    let conn = guard.get_ref().get_ref();
-                    if let Err(e) = conn.drain(&proc, &conn_counters, &mut buf, &mut events) {
-                        tracing::error!(error = %e, "sensor: proc connector read failed");
-                        return;
-                    }
+                    let read = guard.get_ref().get_ref().drain(&proc, &conn_counters, &mut buf, &mut events);
                     guard.clear_ready();
+                    drop(guard);
                     if !cnproc::send(&tx, &counters, events.drain(..)) {
                         return;
+                    }
+                    // The ring buffer goes on without it.
+                    if let Err(e) = read {
+                        tracing::error!(error = %e, "sensor: proc connector read failed; no more credential-change or ptrace events");
+                        connector = None;
                     }
                 }
                 change = deny.recv() => {
