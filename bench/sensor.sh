@@ -142,6 +142,14 @@ print(f"  at {rate:5.0f} execs/s: agent CPU {c:4.1f} % of one core, RSS peak {pe
 time.sleep(30) # settle: exited processes leave the table after 30 s
 c, peak, now, _ = measure(30, lambda s: (time.sleep(s), 0)[1])
 print(f"  idle:            agent CPU {c:4.2f} % of one core, RSS peak {peak:5.1f} MB, now {now:5.1f} MB")
+# Where the idle RSS is: resident kB per mapping (code pages, heap, the ring buffer's map).
+import collections, re
+cur, per = None, collections.Counter()
+for l in open(f"/proc/{pid}/smaps"):
+    m = re.match(r"^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$", l)
+    if m: cur = m.group(1) or "[anon]"
+    elif l.startswith("Rss:"): per[cur] += int(l.split()[1])
+print("  idle RSS by mapping: " + ", ".join(f"{name.rsplit('/', 1)[-1]} {kb / 1024:.1f} MB" for name, kb in per.most_common(5)))
 PY
 
 echo "== 3. attack-to-alarm at the center, $SHELLS bash /dev/tcp reverse shells"

@@ -532,24 +532,38 @@ pub async fn unblock(api: &Api, n: &Netns, server: &str, addr: &str) -> Result<(
 
 /// The first alarm of `alarm_type` whose source is `source`, waiting up to 30 s for it.
 pub async fn wait_alarm(api: &Api, alarm_type: &str, source: &str) -> Result<Value> {
-    wait_until(
+    wait_alarm_where(
+        api,
+        &format!("type={alarm_type}"),
         &format!("a {alarm_type} alarm from {source} at the center"),
         secs(30),
-        millis(200),
-        || async {
-            let r = api
-                .get(&format!("/api/v1/alarms?type={alarm_type}"))
-                .await?
-                .expect(200)?;
-            r.json["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|a| a["source_ip"] == source)
-                .cloned()
-                .ok_or_else(|| anyhow!("no alarm yet: {}", r.text))
-        },
+        |a| a["source_ip"] == source,
     )
+    .await
+}
+
+/// The first alarm listed by `/api/v1/alarms?{query}` that `pick` accepts, waiting up to
+/// `timeout`; `what` names it in the timeout's message.
+pub async fn wait_alarm_where(
+    api: &Api,
+    query: &str,
+    what: &str,
+    timeout: Duration,
+    pick: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    wait_until(what, timeout, millis(200), || async {
+        let r = api
+            .get(&format!("/api/v1/alarms?{query}"))
+            .await?
+            .expect(200)?;
+        r.json["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| pick(a))
+            .cloned()
+            .ok_or_else(|| anyhow!("none yet: {}", truncate(&r.text, 600)))
+    })
     .await
 }
 

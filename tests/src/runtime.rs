@@ -68,23 +68,12 @@ pub async fn wait_behaviour_alarm(
     what: &str,
     pick: impl Fn(&Value) -> bool,
 ) -> Result<Value> {
-    wait_until(
+    crate::lab::wait_alarm_where(
+        api,
+        &format!("type={alarm_type}&server={server}"),
         &format!("a {alarm_type} alarm for {what}"),
         secs(90),
-        millis(200),
-        || async {
-            let r = api
-                .get(&format!("/api/v1/alarms?type={alarm_type}&server={server}"))
-                .await?
-                .expect(200)?;
-            r.json["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|a| pick(a))
-                .cloned()
-                .ok_or_else(|| anyhow!("none yet: {}", truncate(&r.text, 600)))
-        },
+        pick,
     )
     .await
 }
@@ -256,26 +245,60 @@ pub async fn host_until(what: &str, f: impl Fn() -> bool) -> Result<()> {
     Err(anyhow!("timed out waiting for {what}"))
 }
 
-/// A copy of python3 holding `cap_setuid+ep` in `dir` (readable by everyone): run by an
-/// unprivileged user, `os.setuid(0)` makes it root with no exec, the GTFOBins way.
-pub async fn cap_setuid_python(dir: &Path) -> Result<PathBuf> {
+/// Root by a set*id call with no exec: nobody runs a copy of python3 holding `cap_setuid+ep`
+/// (in `dir`, which nobody must be able to read) that calls `os.setuid(0)` and then only
+/// sleeps, the GTFOBins way. Returns its `process_privilege_escalation` alarm, raised within
+/// 5 s.
+pub async fn cap_setuid_escalation(
+    env: &TestEnv,
+    dir: &Path,
+    api: &Api,
+    server: &str,
+) -> Result<Value> {
     let py = dir.join("capy");
     std::fs::copy("/usr/bin/python3", &py)?;
     let args = ["cap_setuid+ep".to_string(), py.display().to_string()];
     run_cmd(Path::new("setcap"), &args, None).await?.ok()?;
-    Ok(py)
+    let script = format!(
+        "su nobody -s /bin/sh -c '{} -c \"import os, time; os.setuid(0); time.sleep(2)\"'",
+        py.display()
+    );
+    let (_a, t) = attack(env, dir, "cap-setuid", &script)?;
+    let a = wait_behaviour_alarm(
+        api,
+        server,
+        "process_privilege_escalation",
+        "setuid(0) by cap_setuid",
+        |a| a["evidence"]["file"].as_str() == py.to_str(),
+    )
+    .await?;
+    ensure!(detection_secs(&a, t) <= 5, "{a}");
+    Ok(a)
 }
 
-/// A `sleep 30` started by the test itself: a process no attack script is an ancestor of.
-pub fn sleeper(env: &TestEnv, dir: &Path) -> Result<Proc> {
+/// The script of a process attaching with ptrace to the pid in its argument, then letting go.
+const PTRACE_ATTACH_PY: &str = "import ctypes, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\npid = int(sys.argv[1])\nr = libc.ptrace(16, pid, 0, 0)\nprint('attach', pid, r, ctypes.get_errno(), flush=True)\ntime.sleep(1)\nlibc.ptrace(17, pid, 0, 0)\n";
+
+/// A python process attaching with ptrace to a `sleep` the test itself started (so no attack
+/// script is its ancestor). Returns the `process_injection` alarm naming that pid, raised
+/// within 5 s.
+pub async fn ptrace_injection(env: &TestEnv, dir: &Path, api: &Api, server: &str) -> Result<Value> {
     let mut c = command("sleep");
     c.arg("30");
-    Proc::spawn(env, "sleeper", c, dir, "sleeper")
+    let victim = Proc::spawn(env, "sleeper", c, dir, "sleeper")?;
+    let inject = dir.join("inject.py");
+    std::fs::write(&inject, PTRACE_ATTACH_PY)?;
+    let script = format!("/usr/bin/python3 {} {}", inject.display(), victim.pid());
+    let (_a, t) = attack(env, dir, "ptrace", &script)?;
+    let a = wait_behaviour_alarm(api, server, "process_injection", "ptrace attach", |a| {
+        a["evidence"]["details"]
+            .to_string()
+            .contains(&format!("(pid {})", victim.pid()))
+    })
+    .await?;
+    ensure!(detection_secs(&a, t) <= 5, "{a}");
+    Ok(a)
 }
-
-/// The script of a process attaching with ptrace to the pid in its argument (a process it did
-/// not start), then letting go.
-pub const PTRACE_ATTACH_PY: &str = "import ctypes, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\npid = int(sys.argv[1])\nr = libc.ptrace(16, pid, 0, 0)\nprint('attach', pid, r, ctypes.get_errno(), flush=True)\ntime.sleep(1)\nlibc.ptrace(17, pid, 0, 0)\n";
 
 /// The script of a process asking the kernel to load the module file in its argument
 /// (`finit_module`), printing the errno it got.

@@ -166,29 +166,15 @@ async fn process_attacks_raise_their_alarms_with_the_process_chain() -> Result<(
         ensure!(chain_exes(&a).first().is_some_and(|e| e.ends_with("sh") || e.ends_with("dash")), "the writer is the shell: {a}");
 
         // 11. Root by a set*id call with no exec: python holding cap_setuid, run by nobody.
-        let capy = cap_setuid_python(&suid_dir).await?;
-        let (_a11, t11) = attack(&env, &dir, "cap-setuid", &format!("su nobody -s /bin/sh -c '{} -c \"import os, time; os.setuid(0); time.sleep(2)\"'", capy.display()))?;
-        let a = wait_behaviour_alarm(&api, &server, "process_privilege_escalation", "setuid(0) by cap_setuid", |a| {
-            a["evidence"]["file"].as_str() == capy.to_str() && a["evidence"]["details"].to_string().contains("by a set*id call")
-        })
-        .await?;
-        ensure!(detection_secs(&a, t11) <= 5, "{a}");
-        ensure!(a["evidence"]["details"].to_string().contains("uid 65534, euid 65534 -> uid 0, euid 0"), "{a}");
+        let a = cap_setuid_escalation(&env, &suid_dir, &api, &server).await?;
+        let details = a["evidence"]["details"].to_string();
+        ensure!(details.contains("by a set*id call") && details.contains("uid 65534, euid 65534 -> uid 0, euid 0"), "{a}");
 
         // 12. ptrace attach to a process the tracer did not start.
-        let victim = sleeper(&env, &dir)?;
-        let inject = dir.join("inject.py");
-        std::fs::write(&inject, PTRACE_ATTACH_PY)?;
-        let (_a12, t12) = attack(&env, &dir, "ptrace", &format!("/usr/bin/python3 {} {}", inject.display(), victim.pid()))?;
-        let a = wait_behaviour_alarm(&api, &server, "process_injection", "ptrace attach", |a| {
-            a["evidence"]["details"].to_string().contains(&format!("(pid {})", victim.pid()))
-        })
-        .await?;
-        ensure!(detection_secs(&a, t12) <= 5, "{a}");
+        let a = ptrace_injection(&env, &dir, &api, &server).await?;
         let a = detail(&api, &a).await?;
         ensure!(first_process(&a)["cmdline"].as_str().is_some_and(|c| c.contains("inject.py")), "the tracer: {a}");
         ensure!(a["technique"].as_str().is_some_and(|t| t.starts_with("T1055.008")), "{a}");
-        drop(victim);
 
         // 13. A kernel module load asked for (refused here: not a module, or no module support).
         let ko = dir.join("hw_rootkit.ko");
@@ -737,16 +723,8 @@ async fn with_bpf_off_the_proc_tier_detects_what_it_can_and_says_what_it_cannot(
         let a = wait_behaviour_alarm(&api, &server, "fileless_execution", "memfd", |a| a["evidence"]["details"].to_string().contains("memfd:payload")).await?;
         ensure!(detection_secs(&a, t) <= 5, "{a}");
         // Root gained by a set*id call and a ptrace attach: the proc connector reports both.
-        let capy = cap_setuid_python(&dir).await?;
-        let (_c, t) = attack(&env, &dir, "cap-setuid", &format!("su nobody -s /bin/sh -c '{} -c \"import os, time; os.setuid(0); time.sleep(2)\"'", capy.display()))?;
-        let a = wait_behaviour_alarm(&api, &server, "process_privilege_escalation", "setuid(0) by cap_setuid", |a| a["evidence"]["file"].as_str() == capy.to_str()).await?;
-        ensure!(detection_secs(&a, t) <= 5, "{a}");
-        let victim = sleeper(&env, &dir)?;
-        let inject = dir.join("inject.py");
-        std::fs::write(&inject, PTRACE_ATTACH_PY)?;
-        let (_p, t) = attack(&env, &dir, "ptrace", &format!("/usr/bin/python3 {} {}", inject.display(), victim.pid()))?;
-        let a = wait_behaviour_alarm(&api, &server, "process_injection", "ptrace attach", |a| a["evidence"]["details"].to_string().contains(&format!("(pid {})", victim.pid()))).await?;
-        ensure!(detection_secs(&a, t) <= 5, "{a}");
+        cap_setuid_escalation(&env, &dir, &api, &server).await?;
+        ptrace_injection(&env, &dir, &api, &server).await?;
         // File-based detection does not depend on the tier.
         let name = format!("hw0{:05}", rand::random::<u32>() % 100_000);
         let out = run_cmd(Path::new("useradd"), &["-o", "-u", "0", "-M", "-s", "/usr/sbin/nologin", &name].map(String::from), None).await?;

@@ -92,14 +92,13 @@ struct small_event {
 	u16 pad[3];
 };
 
-// A system call's outcome: what `kind` it was, its return value and up to two arguments.
+// A system call's outcome: what `kind` it was, its return value and what it was about.
 struct sys_event {
 	u32 kind;
 	s32 ret;
 	u64 ts_ns;
 	struct task_info t;
-	u64 arg0;
-	u64 arg1;
+	u64 flags;         // memfd_create's flags
 	struct fd_info fd; // accept: the new connection
 	char name[64];     // memfd_create: its name; finit_module: the file's name
 };
@@ -403,9 +402,8 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 	e.ret = ret;
 	e.ts_ns = bpf_ktime_get_boot_ns();
 	fill_task(&e.t, p);
-	e.arg0 = nr == NR_INIT_MODULE ? 0 : a0;
-	e.arg1 = a1;
 	if (kind == EV_MEMFD) {
+		e.flags = a1;
 		bpf_probe_read_user_str(e.name, sizeof(e.name), (void *)a0);
 	} else if (kind == EV_ACCEPT) {
 		fill_fd(&e.fd, p, ret & 0xffff);

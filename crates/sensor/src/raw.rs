@@ -91,8 +91,7 @@ struct SysEvent {
     ret: i32,
     ts_ns: u64,
     t: TaskInfo,
-    arg0: u64,
-    arg1: u64,
+    flags: u64,
     fd: FdInfo,
     name: [u8; 64],
 }
@@ -171,7 +170,7 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
                     ts_ns,
                     task,
                     name: cstr(&e.name),
-                    flags: e.arg1 as u32,
+                    flags: e.flags as u32,
                 },
                 EV_ACCEPT => Event::Accept(Connect {
                     ts_ns,
@@ -294,7 +293,7 @@ mod tests {
         // bpf/sensor.bpf.c: struct exec_event and struct small_event, as clang lays them out.
         assert_eq!(EXEC_SIZE, 1448);
         assert_eq!(SMALL_SIZE, 96);
-        assert_eq!(SYS_SIZE, 184);
+        assert_eq!(SYS_SIZE, 176);
     }
 
     fn bytes<T: Copy>(v: &T) -> Vec<u8> {
@@ -352,7 +351,7 @@ mod tests {
         e.kind = EV_MEMFD;
         e.t.pid = 50;
         e.name[..4].copy_from_slice(b"evil");
-        e.arg1 = 1;
+        e.flags = 1;
         assert!(matches!(
             decode(&bytes(&e)).unwrap(),
             Event::Memfd { ref name, flags: 1, .. } if name == "evil"
