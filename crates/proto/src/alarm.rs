@@ -322,6 +322,15 @@ pub const ALARM_TYPES: &[AlarmType] = &[
         hss_code: Some(1010),
         recommendation: "Rootkits load as kernel modules. If nobody installed this module, treat the host as compromised: the kernel can no longer be trusted to report on itself.",
     },
+    AlarmType {
+        code: "important_file_change",
+        title: "Important file changed",
+        severity: Severity::High,
+        mitre: mitre(PERSISTENCE, "T1554", "Compromise Host Software Binary"),
+        category: SYSTEM,
+        hss_code: Some(3004),
+        recommendation: "A system binary, account, sudo, PAM, sshd or loader file changed. Unless a package update or a planned change did it (the process is in the evidence), compare the new hash with the package's (dpkg --verify, rpm -V) and restore the file from the package.",
+    },
 ];
 
 /// The catalog entry of a type code.

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alarm::ProcessInfo;
+
 /// Monitored directories per policy (the reference product's limit).
 pub const MAX_DIRECTORIES: usize = 50;
 /// Excluded paths and excluded file types per directory.
@@ -257,6 +259,181 @@ impl FimPolicy {
     }
 }
 
+/// Changes one `file_changes` record carries at most; a scan that finds more sends several.
+pub const MAX_CHANGES: usize = 500;
+/// Bytes of a reported path (the kernel's PATH_MAX) and of a symlink target.
+pub const MAX_REPORTED_PATH: usize = 4096;
+
+/// File changes the agent saw (`kind: "file_changes"`), in the order it saw them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileChanges {
+    pub changes: Vec<FileChange>,
+}
+
+/// One change of one monitored path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileChange {
+    /// Unix seconds when the agent saw it.
+    pub ts: i64,
+    pub path: String,
+    pub op: Operation,
+    /// A move's old path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// On the policy's important-file list: the change is also an alarm.
+    #[serde(default)]
+    pub important: bool,
+    /// What the path was; None for a create.
+    #[serde(default)]
+    pub old: Option<FileState>,
+    /// What it is now; None for a delete.
+    #[serde(default)]
+    pub new: Option<FileState>,
+    /// The process that made the change, when the kernel named it (a real-time event); None
+    /// when a scan found the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessInfo>,
+    pub source: ChangeSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// A file event, seen as it happened.
+    Realtime,
+    /// A scan against the baseline (after an event-queue overflow, a restart or a policy
+    /// change, and every day).
+    Scan,
+}
+
+impl ChangeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeSource::Realtime => "realtime",
+            ChangeSource::Scan => "scan",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    /// Sockets, fifos, devices.
+    Other,
+}
+
+impl FileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::File => "file",
+            FileKind::Dir => "dir",
+            FileKind::Symlink => "symlink",
+            FileKind::Other => "other",
+        }
+    }
+}
+
+/// A path's state at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    pub kind: FileKind,
+    pub size: u64,
+    /// Permission bits with set-user-ID, set-group-ID and sticky.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// BLAKE3 in hex of a file's content; a symlink's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+fn check_reported(field: &str, p: &str) -> Result<(), String> {
+    if !p.starts_with('/') || p.len() > MAX_REPORTED_PATH || p.contains('\0') {
+        return Err(format!(
+            "{field}: not an absolute path of at most {MAX_REPORTED_PATH} bytes"
+        ));
+    }
+    Ok(())
+}
+
+impl FileChanges {
+    /// What the center checks before it stores a record: the message names the change and field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.changes.len() > MAX_CHANGES {
+            return Err(format!(
+                "changes: at most {MAX_CHANGES} per record, not {}",
+                self.changes.len()
+            ));
+        }
+        for (i, c) in self.changes.iter().enumerate() {
+            let f = format!("changes[{i}]");
+            check_reported(&format!("{f}.path"), &c.path)?;
+            if let Some(from) = &c.from {
+                check_reported(&format!("{f}.from"), from)?;
+            }
+            let (needs_old, needs_new) = match c.op {
+                Operation::Create => (false, true),
+                Operation::Delete => (true, false),
+                Operation::Move => (false, true),
+                Operation::Modify | Operation::Attributes => (true, true),
+            };
+            if needs_old && c.old.is_none() {
+                return Err(format!("{f}.old: a {} needs the old state", c.op.as_str()));
+            }
+            if needs_new && c.new.is_none() {
+                return Err(format!("{f}.new: a {} needs the new state", c.op.as_str()));
+            }
+            if c.op == Operation::Move && c.from.is_none() {
+                return Err(format!("{f}.from: a move needs the old path"));
+            }
+            for (name, s) in [("old", &c.old), ("new", &c.new)] {
+                if let Some(h) = s.as_ref().and_then(|s| s.hash.as_ref())
+                    && h.len() > MAX_REPORTED_PATH
+                {
+                    return Err(format!(
+                        "{f}.{name}.hash: longer than {MAX_REPORTED_PATH} bytes"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The file integrity monitor's state in each heartbeat: what is watched and how, so the
+/// console never shows a server as monitored when it is not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FimReport {
+    /// `watching` (baseline taken, real-time events on), `scanning` (taking the baseline),
+    /// `scan_only` (no real-time events: `reason` says why; changes are found by scans),
+    /// `off` (the policy or protection is off), `failing` (`reason`).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Paths in the baseline.
+    pub files: u64,
+    /// Directories with a real-time mark.
+    pub watched_dirs: u64,
+    /// Unix seconds of the last completed scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scan: Option<i64>,
+    /// Paths the last scan could not read.
+    pub scan_errors: u64,
+    /// The first of those, and monitored directories that do not exist on this host (at most
+    /// 10: `/srv/www: does not exist`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// The baseline hit its entry cap: what is past it is not monitored.
+    pub truncated: bool,
+    /// Event-queue overflows since start (each followed by a rescan).
+    pub overflows: u64,
+    /// Changes reported since start.
+    pub changes: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +544,80 @@ mod tests {
             ..dir("/srv/www")
         };
         assert!(flat.covers("/srv/www/index.html") && !flat.covers("/srv/www/a/b"));
+    }
+
+    fn state() -> FileState {
+        FileState {
+            kind: FileKind::File,
+            size: 1,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            hash: Some("ab".into()),
+        }
+    }
+
+    #[test]
+    fn file_change_records_are_checked_naming_the_change() {
+        let ok = FileChange {
+            ts: 1,
+            path: "/etc/passwd".into(),
+            op: Operation::Modify,
+            from: None,
+            important: true,
+            old: Some(state()),
+            new: Some(state()),
+            process: None,
+            source: ChangeSource::Realtime,
+        };
+        let rec = |c: FileChange| FileChanges {
+            changes: vec![ok.clone(), c],
+        };
+        assert_eq!(rec(ok.clone()).validate(), Ok(()));
+        let cases = [
+            (
+                FileChange {
+                    path: "etc/passwd".into(),
+                    ..ok.clone()
+                },
+                "changes[1].path: not an absolute path",
+            ),
+            (
+                FileChange {
+                    old: None,
+                    ..ok.clone()
+                },
+                "changes[1].old: a modify needs the old state",
+            ),
+            (
+                FileChange {
+                    op: Operation::Move,
+                    ..ok.clone()
+                },
+                "changes[1].from: a move needs the old path",
+            ),
+            (
+                FileChange {
+                    new: Some(FileState {
+                        hash: Some("x".repeat(5000)),
+                        ..state()
+                    }),
+                    ..ok.clone()
+                },
+                "changes[1].new.hash",
+            ),
+        ];
+        for (c, want) in cases {
+            let e = rec(c).validate().unwrap_err();
+            assert!(e.starts_with(want), "{e} does not start with {want}");
+        }
+        let many = FileChanges {
+            changes: vec![ok; MAX_CHANGES + 1],
+        };
+        assert!(
+            many.validate()
+                .unwrap_err()
+                .starts_with("changes: at most 500")
+        );
     }
 }

@@ -160,6 +160,8 @@ pub enum Message {
     LoginIp(bruteforce::LoginIp),
     /// A file isolated, restored or deleted by the agent's quarantine.
     IsolatedFile(quarantine::IsolatedFile),
+    /// Changes of monitored files (file integrity monitoring).
+    FileChanges(fim::FileChanges),
     /// Graceful shutdown: the center records `offline` / `agent_stopped`.
     Bye(Bye),
     // center -> agent
@@ -200,6 +202,7 @@ impl Message {
                 | Message::Block(_)
                 | Message::LoginIp(_)
                 | Message::IsolatedFile(_)
+                | Message::FileChanges(_)
         )
     }
 }
@@ -322,6 +325,9 @@ pub struct Heartbeat {
     /// The runtime sensor's tier and counters; None from agents without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensor: Option<behaviour::SensorReport>,
+    /// The file integrity monitor's state; None from agents without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fim: Option<fim::FimReport>,
 }
 
 /// Counters of the authentication log sources: `lines` = `events` + `ignored` + the
