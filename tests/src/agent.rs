@@ -1,6 +1,7 @@
 //! An agent under test: its state dir, enrollment, and a running `hostward-agent run` whose
-//! runtime sensor is off unless the test turns it on (agents see every process on the host,
-//! and tests of other areas must not raise each other's behaviour alarms).
+//! runtime sensor and file integrity monitor are off unless the test turns them on (agents see
+//! every process and every change of /etc on the host, and tests of other areas must not raise
+//! each other's alarms).
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -20,6 +21,9 @@ pub struct Agent {
     pub server_id: String,
     /// `--sensor` for `run`: `off` unless a behaviour test sets `auto` or `proc`.
     pub sensor: &'static str,
+    /// `--fim` for `run`: `off` unless a file-protection test sets `on` (the monitor sees
+    /// every test's changes of /etc).
+    pub fim: &'static str,
     proc: Option<Proc>,
 }
 
@@ -34,6 +38,7 @@ impl Agent {
             agent_id: String::new(),
             server_id: String::new(),
             sensor: "off",
+            fim: "off",
             proc: None,
         }
     }
@@ -126,6 +131,7 @@ impl Agent {
             .arg(&self.state_dir)
             .args(extra)
             .env("HOSTWARD_AGENT_SENSOR", self.sensor)
+            .env("HOSTWARD_AGENT_FIM", self.fim)
             .env("RUST_LOG", "info");
         self.proc = Some(Proc::spawn(env, &self.label, cmd, &self.dir, "agent")?);
         Ok(())

@@ -94,6 +94,11 @@ impl RecordSender {
     pub async fn push(&self, msg: &Message) -> Result<Option<u64>> {
         self.outbox.push(msg).await
     }
+
+    /// Appends records all or none, in one transaction: `None` means they were dropped.
+    pub async fn push_all(&self, msgs: &[Message]) -> Result<Option<Vec<u64>>> {
+        self.outbox.push_all(msgs).await
+    }
 }
 
 /// What [`Outbox::resume`] did with the center's word.

@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// `[behaviour] sensor` in the config.
     #[arg(long, value_name = "TIER", env = "HOSTWARD_AGENT_SENSOR")]
     pub sensor: Option<crate::behaviour::SensorSetting>,
+    /// File integrity monitoring: `on` (as the project's policy says) or `off` (never on this
+    /// host); overrides `[fim] enabled` in the config.
+    #[arg(long, value_name = "ON_OFF", env = "HOSTWARD_AGENT_FIM")]
+    pub fim: Option<crate::fim::Switch>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -218,6 +222,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut cfg = Config::resolve(a.config.as_deref())?;
             if let Some(s) = a.sensor {
                 cfg.behaviour.sensor = s;
+            }
+            if let Some(f) = a.fim {
+                cfg.fim.enabled = f == crate::fim::Switch::On;
             }
             init_logging(log_flag, &cfg.log_level);
             let dir = state_dir(a.state_dir, &cfg);

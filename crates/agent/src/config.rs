@@ -26,6 +26,8 @@ pub struct Config {
     pub firewall: crate::bruteforce::nft::Config,
     /// Runtime detection (`[behaviour]`: sensor tier auto/proc/off, network namespace).
     pub behaviour: crate::behaviour::Config,
+    /// File integrity monitoring (`[fim]`: enabled).
+    pub fim: crate::fim::Config,
 }
 
 impl Default for Config {
@@ -38,6 +40,7 @@ impl Default for Config {
             authlog: Default::default(),
             firewall: Default::default(),
             behaviour: Default::default(),
+            fim: Default::default(),
         }
     }
 }

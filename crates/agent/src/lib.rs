@@ -7,6 +7,7 @@ pub mod behaviour;
 pub mod bruteforce;
 pub mod cli;
 pub mod config;
+pub mod fanotify;
 pub mod fim;
 pub mod inventory;
 pub mod mem;

@@ -1,8 +1,8 @@
 //! THE list of what runs in the agent: one line per module, in the order each config reaches
 //! them. A module that needs another gets its handle here (risk gets inventory's, for the
 //! software collection of a scan and the re-collection after a fix; behaviour gets the
-//! quarantine, for isolate-and-kill, and bruteforce's firewall, for blocking scanners), never
-//! through the runtime.
+//! quarantine, for isolate-and-kill, and bruteforce's firewall, for blocking scanners; fim gets
+//! behaviour's, to name writers from its process table), never through the runtime.
 
 use std::sync::Arc;
 
@@ -31,11 +31,19 @@ pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
         quarantine.clone(),
         Some(bruteforce.clone()),
     );
+    let fim = crate::fim::runner::spawn(
+        &cfg.fim,
+        ctx.root.clone(),
+        &ctx.state_dir,
+        ctx.records.clone(),
+        Some(behaviour.clone()),
+    );
     vec![
         Arc::new(inventory),
         Arc::new(risk),
         Arc::new(bruteforce),
         Arc::new(crate::quarantine::QuarantineModule(quarantine)),
         Arc::new(behaviour),
+        Arc::new(fim),
     ]
 }

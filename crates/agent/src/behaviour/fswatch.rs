@@ -6,8 +6,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use super::detect::files::{self, FileEvent, FileFacts, FileOp};
+use crate::fanotify;
 
 /// Directories watched, when they exist, beside [`files::PROGRAM_DIRS`] (and each home
 /// directory and its `.ssh`): where persistence and accounts live.
@@ -59,47 +59,9 @@ const MASK: u64 = libc::FAN_CREATE
     | libc::FAN_DELETE
     | libc::FAN_EVENT_ON_CHILD;
 
-fn handle_of(path: &Path) -> Option<Vec<u8>> {
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut buf = vec![0u8; 8 + 128];
-    // file_handle { handle_bytes: u32, handle_type: i32, f_handle[] }
-    buf[..4].copy_from_slice(&128u32.to_ne_bytes());
-    let mut mount_id: libc::c_int = 0;
-    // SAFETY: buf holds a file_handle header with room for 128 handle bytes, as handle_bytes
-    // says; c and mount_id live for the call.
-    let rc = unsafe {
-        libc::name_to_handle_at(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            &mut mount_id,
-            0,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    let n = u32::from_ne_bytes(buf[..4].try_into().ok()?) as usize;
-    Some(buf[4..8 + n].to_vec())
-}
-
 /// Sets up the marks; Err when fanotify in this mode is refused (old kernel, no privilege).
 pub fn watch(extra: &[PathBuf]) -> Result<Watcher, String> {
-    // SAFETY: plain syscall; the result is checked before it is owned.
-    let raw = unsafe {
-        libc::fanotify_init(
-            libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_REPORT_DFID_NAME,
-            (libc::O_RDONLY | libc::O_LARGEFILE) as u32,
-        )
-    };
-    if raw < 0 {
-        return Err(format!(
-            "fanotify_init: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: a fresh descriptor we own from here.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = fanotify::init()?;
     let mut dirs = HashMap::new();
     let mut paths: Vec<PathBuf> = DIRS
         .iter()
@@ -114,25 +76,14 @@ pub fn watch(extra: &[PathBuf]) -> Result<Watcher, String> {
         if !canon.is_dir() {
             continue;
         }
-        let Some(h) = handle_of(&canon) else { continue };
+        let Some(h) = fanotify::handle_of(&canon) else {
+            continue;
+        };
         if dirs.contains_key(&h) {
             continue; // /bin -> /usr/bin on merged-/usr systems
         }
-        let Ok(c) = CString::new(canon.as_os_str().as_bytes()) else {
-            continue;
-        };
-        // SAFETY: fd is our fanotify descriptor; c lives for the call.
-        let rc = unsafe {
-            libc::fanotify_mark(
-                fd.as_raw_fd(),
-                libc::FAN_MARK_ADD,
-                MASK,
-                libc::AT_FDCWD,
-                c.as_ptr(),
-            )
-        };
-        if rc != 0 {
-            tracing::warn!(dir = %canon.display(), error = %std::io::Error::last_os_error(), "not watching a directory");
+        if let Err(e) = fanotify::mark(&fd, &canon, MASK, false) {
+            tracing::warn!(dir = %canon.display(), error = %e, "not watching a directory");
             continue;
         }
         // Report the path as asked for: /bin/x stays /bin/x only if /bin is real.
@@ -195,59 +146,21 @@ fn xattr_exists(path: &str, name: &str) -> bool {
     unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
 }
 
-/// Decodes one read buffer of fanotify events into (op, writer pid, dir handle, name).
-pub fn decode(buf: &[u8]) -> Vec<(FileOp, u32, Vec<u8>, String)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 24 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-        if len < 24 || at + len > buf.len() {
-            break;
-        }
-        let meta_len =
-            u16::from_ne_bytes(buf[at + 6..at + 8].try_into().expect("2 bytes")) as usize;
-        let mask = u64::from_ne_bytes(buf[at + 8..at + 16].try_into().expect("8 bytes"));
-        let pid =
-            i32::from_ne_bytes(buf[at + 20..at + 24].try_into().expect("4 bytes")).max(0) as u32;
-        let op = if mask & libc::FAN_CLOSE_WRITE != 0 {
-            Some(FileOp::Write)
-        } else if mask & libc::FAN_MOVED_TO != 0 {
-            Some(FileOp::MovedTo)
-        } else if mask & libc::FAN_CREATE != 0 {
-            Some(FileOp::Create)
-        } else if mask & libc::FAN_ATTRIB != 0 {
-            Some(FileOp::Attrib)
-        } else if mask & libc::FAN_DELETE != 0 {
-            Some(FileOp::Delete)
-        } else {
-            None
-        };
-        let mut info = at + meta_len.max(24);
-        while let (Some(op), true) = (op, info + 4 <= at + len) {
-            let kind = buf[info];
-            let ilen =
-                u16::from_ne_bytes(buf[info + 2..info + 4].try_into().expect("2 bytes")) as usize;
-            if ilen < 4 || info + ilen > at + len {
-                break;
-            }
-            // header (4) + fsid (8) + file_handle { bytes: u32, type: i32, handle[bytes] } + name
-            if kind == libc::FAN_EVENT_INFO_TYPE_DFID_NAME && ilen >= 20 {
-                let h = info + 12;
-                let hb = u32::from_ne_bytes(buf[h..h + 4].try_into().expect("4 bytes")) as usize;
-                let name_at = h + 8 + hb;
-                if name_at <= info + ilen {
-                    let handle = buf[h + 4..name_at].to_vec();
-                    let raw = &buf[name_at..info + ilen];
-                    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-                    let name = String::from_utf8_lossy(&raw[..end]).into_owned();
-                    out.push((op, pid, handle, name));
-                }
-            }
-            info += ilen;
-        }
-        at += len;
+/// The file operation an event stands for; None for what the detectors do not look at.
+fn op_of(mask: u64) -> Option<FileOp> {
+    if mask & libc::FAN_CLOSE_WRITE != 0 {
+        Some(FileOp::Write)
+    } else if mask & libc::FAN_MOVED_TO != 0 {
+        Some(FileOp::MovedTo)
+    } else if mask & libc::FAN_CREATE != 0 {
+        Some(FileOp::Create)
+    } else if mask & libc::FAN_ATTRIB != 0 {
+        Some(FileOp::Attrib)
+    } else if mask & libc::FAN_DELETE != 0 {
+        Some(FileOp::Delete)
+    } else {
+        None
     }
-    out
 }
 
 impl Watcher {
@@ -260,19 +173,18 @@ impl Watcher {
     ) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            // SAFETY: buf is a live buffer of its length; fd is ours.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
+            let n = match fanotify::read(&self.fd, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "file watcher stopped");
+                    return;
                 }
-                tracing::error!(error = %e, "file watcher stopped");
-                return;
-            }
+            };
             let ts_ns = hostward_sensor::boot_ns();
             let prints = shells.lock().map(|s| s.clone()).unwrap_or_default();
-            for (op, pid, handle, name) in decode(&buf[..n as usize]) {
+            for raw in fanotify::decode(&buf[..n]) {
+                let Some(op) = op_of(raw.mask) else { continue };
+                let (pid, handle, name) = (raw.pid, raw.dir, raw.name);
                 let Some(dir) = self.dirs.get(&handle) else {
                     continue;
                 };

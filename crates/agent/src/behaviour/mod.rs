@@ -15,6 +15,7 @@ pub mod table;
 use std::sync::{Arc, Mutex};
 
 use hostward_agent_core::module::{BoxFuture, Module};
+use hostward_proto::alarm::ProcessInfo;
 use hostward_proto::behaviour::{BehaviourPolicy, SensorReport};
 use hostward_proto::{AgentConfig, Heartbeat};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,8 @@ pub enum SensorSetting {
 pub(crate) enum Command {
     Policy(Box<BehaviourPolicy>),
     Enabled(bool),
+    /// The process and its ancestors as the table knows them.
+    Chain(u32, tokio::sync::oneshot::Sender<Vec<ProcessInfo>>),
 }
 
 /// The handle the daemon holds.
@@ -61,6 +64,21 @@ pub struct Behaviour {
 impl Behaviour {
     pub(crate) fn new(tx: mpsc::Sender<Command>, report: Arc<Mutex<SensorReport>>) -> Behaviour {
         Behaviour { tx, report }
+    }
+
+    /// A process and its ancestors from the process table, nearest first: what other modules
+    /// name a writer by when it exited before they could read /proc (the table keeps exited
+    /// processes 30 s). Empty when the module does not answer within a second.
+    pub async fn chain(&self, pid: u32) -> Vec<ProcessInfo> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Command::Chain(pid, tx)).await.is_err() {
+            return Vec::new();
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(1), rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
     }
 }
 

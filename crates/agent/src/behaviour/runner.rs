@@ -376,6 +376,11 @@ impl Runner {
                         self.enabled = on;
                     }
                     Some(Command::Policy(p)) => self.set_policy(*p).await,
+                    Some(Command::Chain(pid, reply)) => {
+                        let users = &self.users;
+                        let name = |uid: u32| users.get(&uid).cloned().unwrap_or_default();
+                        let _ = reply.send(self.table.chain(pid, &name));
+                    }
                 },
                 _ = tick.tick() => self.on_tick().await,
             }

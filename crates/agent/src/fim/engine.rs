@@ -8,21 +8,15 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use hostward_proto::fim::{FimPolicy, Operation, WatchedDir};
+use hostward_proto::fim::{FileState, FimPolicy, Operation, WatchedDir};
 use serde::{Deserialize, Serialize};
 
 /// Entries one scan records at most: a runaway directory (a cache with millions of files)
 /// costs its scan's completeness, which [`Scan::truncated`] says, not the agent's memory.
 pub const MAX_ENTRIES: usize = 500_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    Other,
-}
+/// The kind of a path, as the wire reports it.
+pub use hostward_proto::fim::FileKind as Kind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -52,6 +46,20 @@ impl Entry {
             && self.size == before.size
             && self.mtime_ns == before.mtime_ns
             && self.ctime_ns == before.ctime_ns
+    }
+}
+
+impl Entry {
+    /// What the wire reports of it.
+    pub fn state(&self) -> FileState {
+        FileState {
+            kind: self.kind,
+            size: self.size,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            hash: self.hash.clone(),
+        }
     }
 }
 
@@ -167,10 +175,17 @@ impl Walker<'_> {
         }
     }
 
-    /// Walks a monitored directory. What `covers` leaves out is neither recorded nor descended
-    /// into: an excluded path with all below it, and names of an excluded type.
-    fn walk(&mut self, d: &WatchedDir) {
-        let mut stack = vec![d.path.clone()];
+    /// Walks a monitored directory from `start` (the directory itself, or a directory below
+    /// it). What `covers` leaves out is neither recorded nor descended into: an excluded path
+    /// with all below it, and names of an excluded type.
+    fn walk(&mut self, d: &WatchedDir, start: &str) {
+        if start == d.path && !at(self.root, start).is_dir() {
+            self.scan
+                .errors
+                .push(format!("{start}: does not exist or is not a directory"));
+            return;
+        }
+        let mut stack = vec![start.to_string()];
         while let Some(dir) = stack.pop() {
             for name in self.children(&dir) {
                 let path = format!("{dir}/{name}");
@@ -183,6 +198,15 @@ impl Walker<'_> {
                 if self.scan.truncated {
                     return;
                 }
+            }
+        }
+    }
+
+    /// An important path: the file, or a directory and the entries directly in it.
+    fn important(&mut self, f: &str) {
+        if self.add(f) == Some(Kind::Dir) {
+            for name in self.children(f) {
+                self.add(&format!("{f}/{name}"));
             }
         }
     }
@@ -199,16 +223,64 @@ pub fn scan(root: &Path, policy: &FimPolicy, known: Option<&Baseline>) -> Scan {
         scan: Scan::default(),
     };
     for f in &policy.important_files {
-        if w.add(f) == Some(Kind::Dir) {
-            for name in w.children(f) {
-                w.add(&format!("{f}/{name}"));
+        w.important(f);
+    }
+    for d in &policy.directories {
+        w.walk(d, &d.path);
+    }
+    w.scan
+}
+
+/// Whether the policy monitors `path` at all (important, or in a directory's scope).
+pub fn in_scope(policy: &FimPolicy, path: &str) -> bool {
+    important(policy, path) || policy.directories.iter().any(|d| d.covers(path))
+}
+
+/// What a file event at `paths` changed: the part of `known` at or below them (`old`) and the
+/// same part as it is now (`new`), walked like [`scan`] walks it. `diff(old, new)` is the
+/// change; replacing `old`'s keys with `new` in the baseline brings it up to date. Paths out of
+/// the policy's scope are skipped.
+pub fn rescan(
+    root: &Path,
+    policy: &FimPolicy,
+    paths: &[String],
+    known: &Baseline,
+) -> (Baseline, Scan) {
+    let mut old = Baseline::new();
+    let mut w = Walker {
+        root,
+        known: Some(known),
+        scan: Scan::default(),
+    };
+    for p in paths {
+        if !in_scope(policy, p) {
+            continue;
+        }
+        let below = format!("{p}/");
+        old.extend(
+            known
+                .range(p.clone()..)
+                .take_while(|(k, _)| *k == p || k.starts_with(&below))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        if w.scan.baseline.contains_key(p) {
+            continue;
+        }
+        if policy.important_files.iter().any(|f| f == p) {
+            w.important(p);
+            continue;
+        }
+        if w.add(p) == Some(Kind::Dir) {
+            for d in policy
+                .directories
+                .iter()
+                .filter(|d| d.recursive && d.covers(p))
+            {
+                w.walk(d, p);
             }
         }
     }
-    for d in &policy.directories {
-        w.walk(d);
-    }
-    w.scan
+    (old, w.scan)
 }
 
 /// One difference between two baselines.
@@ -473,5 +545,42 @@ mod tests {
             .unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
         assert!(diff(&before, &scan(d.path(), &policy(), None).baseline).is_empty());
+    }
+
+    #[test]
+    fn a_rescan_of_event_paths_gives_the_same_changes_as_a_full_scan() {
+        let d = tree();
+        let r = d.path();
+        let p = policy();
+        let before = scan(r, &p, None).baseline;
+        std::fs::rename(at(r, "/srv/www/index.html"), at(r, "/srv/www/old.html")).unwrap();
+        std::fs::create_dir_all(at(r, "/srv/www/new/deep")).unwrap();
+        write(r, "/srv/www/new/deep/x.php", "<?php\n");
+        write(r, "/srv/www/cache/y", "excluded\n");
+        let events: Vec<String> = [
+            "/srv/www/index.html",
+            "/srv/www/old.html",
+            "/srv/www/new",
+            "/srv/www/cache/y",
+            "/elsewhere/z",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (old, now) = rescan(r, &p, &events, &before);
+        let partial = diff(&old, &now.baseline);
+        let full = diff(&before, &scan(r, &p, Some(&before)).baseline);
+        assert_eq!(partial, full);
+        let got: Vec<(&str, Operation)> = partial.iter().map(|c| (c.path.as_str(), c.op)).collect();
+        assert_eq!(
+            got,
+            [
+                ("/srv/www/new", Operation::Create),
+                ("/srv/www/new/deep", Operation::Create),
+                ("/srv/www/new/deep/x.php", Operation::Create),
+                ("/srv/www/old.html", Operation::Move),
+            ]
+        );
+        assert!(!in_scope(&p, "/srv/www/cache/y") && !in_scope(&p, "/elsewhere/z"));
     }
 }
