@@ -11,6 +11,7 @@ mod alarms;
 mod audit;
 mod auth;
 mod enrollment;
+mod fim;
 mod history;
 mod inventory;
 mod login_ips;
@@ -27,6 +28,7 @@ pub use alarms::*;
 pub use audit::*;
 pub use auth::*;
 pub use enrollment::*;
+pub use fim::*;
 pub use history::{HandlingEntry, History};
 pub use inventory::*;
 pub use login_ips::*;
@@ -54,6 +56,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A record that fails its own checks (`validate()`), which no retry can change.
+    #[error("invalid record: {0}")]
+    Invalid(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     BadUrl(String),
 }
@@ -76,7 +81,7 @@ impl StoreError {
                 | sqlx::Error::ColumnNotFound(_),
             ) => true,
             StoreError::Db(_) | StoreError::Migrate(_) | StoreError::BadUrl(_) => false,
-            StoreError::NotFound(_) | StoreError::Conflict(_) => true,
+            StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Invalid(_) => true,
         }
     }
 }
@@ -180,6 +185,7 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         "quarantine",
         include_str!("../migrations/0010_quarantine.sql"),
     ),
+    (11, "fim", include_str!("../migrations/0011_fim.sql")),
 ];
 
 /// Placeholders of shared migrations and their text per backend.

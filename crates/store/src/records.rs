@@ -145,6 +145,10 @@ async fn apply<'a>(
             super::quarantine::apply_isolated_file(tx, server_id, rec).await?;
             Applied::Nothing
         }
+        Message::FileChanges(rec) => {
+            super::fim::apply_file_changes(tx, server_id, rec).await?;
+            Applied::Nothing
+        }
         // Not records: the gateway handles the rest of the protocol itself. Listed rather than
         // `_` so that a new message kind is a compile error here until someone decides.
         Message::Hello(_)
