@@ -331,6 +331,15 @@ pub const ALARM_TYPES: &[AlarmType] = &[
         hss_code: Some(3004),
         recommendation: "A system binary, account, sudo, PAM, sshd or loader file changed. Unless a package update or a planned change did it (the process is in the evidence), compare the new hash with the package's (dpkg --verify, rpm -V) and restore the file from the package.",
     },
+    AlarmType {
+        code: "web_tamper",
+        title: "Web page tampering refused",
+        severity: Severity::High,
+        mitre: mitre(IMPACT, "T1491.001", "Defacement: Internal Defacement"),
+        category: "Web tamper protection",
+        hss_code: None,
+        recommendation: "A process that is not privileged tried to change a protected web directory; the change was refused or undone from the backup. Find how the process got there (a web shell, a stolen deploy key) and remove it; if it was a planned deploy, run it from a privileged process or inside an unlock window.",
+    },
 ];
 
 /// The catalog entry of a type code.

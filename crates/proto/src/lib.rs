@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod quarantine;
 pub mod risk;
 pub mod severity;
+pub mod tamper;
 pub use alarm::{Alarm, BlockChange};
 pub use inventory::{Inventory, InventoryKind, InventoryPolicy};
 pub use risk::{RiskPolicy, RiskReport};
@@ -328,6 +329,9 @@ pub struct Heartbeat {
     /// The file integrity monitor's state; None from agents without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fim: Option<fim::FimReport>,
+    /// Web tamper protection's state; None from agents without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tamper: Option<tamper::TamperReport>,
 }
 
 /// Counters of the authentication log sources: `lines` = `events` + `ignored` + the
