@@ -1,7 +1,8 @@
-//! fanotify in directory-fid mode (kernel 5.9+), the one copy the modules that watch
-//! directories share (behaviour's persistence watch, fim): a group reporting each event with
-//! the writer's pid and the directory handle + name it happened at, inode marks on
-//! directories, and the decoder of the event buffer.
+//! fanotify, the one copy of its calls the modules share: notification groups in
+//! directory-fid mode (kernel 5.9+: behaviour's persistence watch, fim, tamper's revert), which
+//! report each event with the writer's pid and the directory handle + name it happened at, and
+//! permission groups (quarantine's exec refusal, tamper's write refusal), whose events carry
+//! an open descriptor and wait for our answer.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -43,6 +44,78 @@ pub fn init() -> Result<OwnedFd, String> {
     }
     // SAFETY: a fresh descriptor we own from here.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A permission group: its events hold the file open (read-only) and block the opener until
+/// [`respond`] answers.
+pub fn init_perm() -> Result<OwnedFd, String> {
+    // SAFETY: plain syscall; the result is checked before it is owned.
+    let raw = unsafe {
+        libc::fanotify_init(
+            libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
+            (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
+        )
+    };
+    if raw < 0 {
+        return Err(format!(
+            "fanotify_init: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a fresh descriptor we own from here.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// One permission event: the file (owned: dropping it closes it), the opener's pid, the mask.
+pub struct PermEvent {
+    pub file: std::fs::File,
+    pub pid: u32,
+    pub mask: u64,
+}
+
+/// Decodes one read buffer of a permission group.
+pub fn perm_events(buf: &[u8]) -> Vec<PermEvent> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 24 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len < 24 || at + len > buf.len() {
+            break;
+        }
+        let mask = u64::from_ne_bytes(buf[at + 8..at + 16].try_into().expect("8 bytes"));
+        let efd = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
+        let pid =
+            i32::from_ne_bytes(buf[at + 20..at + 24].try_into().expect("4 bytes")).max(0) as u32;
+        if efd >= 0 {
+            use std::os::fd::FromRawFd as _;
+            // SAFETY: the kernel gave us this descriptor with the event; we own it from here.
+            let file = unsafe { std::fs::File::from_raw_fd(efd) };
+            out.push(PermEvent { file, pid, mask });
+        }
+        at += len;
+    }
+    out
+}
+
+/// Answers a permission event: the opener goes on, or gets EPERM.
+pub fn respond(group: std::os::fd::RawFd, ev: &PermEvent, allow: bool) {
+    use std::os::fd::AsRawFd as _;
+    let resp = libc::fanotify_response {
+        fd: ev.file.as_raw_fd(),
+        response: if allow {
+            libc::FAN_ALLOW
+        } else {
+            libc::FAN_DENY
+        },
+    };
+    // SAFETY: resp lives for the call; group is a permission group.
+    unsafe {
+        libc::write(
+            group,
+            (&resp as *const libc::fanotify_response).cast(),
+            std::mem::size_of::<libc::fanotify_response>(),
+        );
+    }
 }
 
 /// Adds (or, with `remove`, takes away) an inode mark on a directory.

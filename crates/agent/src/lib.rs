@@ -14,3 +14,4 @@ pub mod mem;
 pub mod modules;
 pub mod quarantine;
 pub mod risk;
+pub mod tamper;

@@ -45,5 +45,10 @@ pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
         Arc::new(crate::quarantine::QuarantineModule(quarantine)),
         Arc::new(behaviour),
         Arc::new(fim),
+        Arc::new(crate::tamper::runner::spawn(
+            ctx.root.clone(),
+            &ctx.state_dir,
+            ctx.records.clone(),
+        )),
     ]
 }

@@ -328,10 +328,10 @@ pub struct Heartbeat {
     pub sensor: Option<behaviour::SensorReport>,
     /// The file integrity monitor's state; None from agents without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fim: Option<fim::FimReport>,
+    pub fim: Option<Box<fim::FimReport>>,
     /// Web tamper protection's state; None from agents without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tamper: Option<tamper::TamperReport>,
+    pub tamper: Option<Box<tamper::TamperReport>>,
 }
 
 /// Counters of the authentication log sources: `lines` = `events` + `ignored` + the

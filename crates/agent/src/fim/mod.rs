@@ -84,6 +84,6 @@ impl Module for Fim {
     }
 
     fn heartbeat(&self, hb: &mut Heartbeat) {
-        hb.fim = self.report.lock().ok().map(|r| r.clone());
+        hb.fim = self.report.lock().ok().map(|r| Box::new(r.clone()));
     }
 }

@@ -78,7 +78,7 @@ pub fn spawn(
     }));
     let (ev_tx, ev_rx) = mpsc::channel(QUEUE);
     let lost = Arc::new(AtomicU64::new(0));
-    let (watch, watch_error) = match Watch::start(ev_tx, lost.clone()) {
+    let (watch, watch_error) = match Watch::start(ev_tx, lost.clone(), false) {
         Ok(w) => (Some(w), None),
         Err(e) => {
             tracing::warn!(error = %e, "file integrity: no real-time events; scans only");

@@ -42,11 +42,19 @@ pub struct Watch {
     /// Directory handle -> the directory's path, shared with the reader.
     dirs: Arc<Mutex<HashMap<Vec<u8>, String>>>,
     marked: BTreeSet<String>,
+    mask: u64,
 }
 
 impl Watch {
     /// Starts the reader; Err when fanotify is refused (no privilege, a kernel before 5.9).
-    pub fn start(tx: mpsc::Sender<WatchEvent>, lost: Arc<AtomicU64>) -> Result<Watch, String> {
+    /// `modify` adds every content change (a `truncate` by path, a write through a descriptor
+    /// opened earlier) to the closes: for watchers that must see a change before it is closed,
+    /// at the cost of an event per write.
+    pub fn start(
+        tx: mpsc::Sender<WatchEvent>,
+        lost: Arc<AtomicU64>,
+        modify: bool,
+    ) -> Result<Watch, String> {
         let fd = Arc::new(fanotify::init()?);
         let dirs = Arc::new(Mutex::new(HashMap::new()));
         let (rfd, rdirs) = (fd.clone(), dirs.clone());
@@ -58,6 +66,11 @@ impl Watch {
             fd,
             dirs,
             marked: BTreeSet::new(),
+            mask: if modify {
+                MASK | libc::FAN_MODIFY
+            } else {
+                MASK
+            },
         })
     }
 
@@ -68,7 +81,7 @@ impl Watch {
         let gone: Vec<String> = self.marked.difference(wanted).cloned().collect();
         for d in gone {
             let p = root.join(d.trim_start_matches('/'));
-            let _ = fanotify::mark(&self.fd, &p, MASK, true);
+            let _ = fanotify::mark(&self.fd, &p, self.mask, true);
             if let Ok(mut m) = self.dirs.lock() {
                 m.retain(|_, v| *v != d);
             }
@@ -91,7 +104,7 @@ impl Watch {
         let Some(h) = fanotify::handle_of(&p) else {
             return;
         };
-        match fanotify::mark(&self.fd, &p, MASK, false) {
+        match fanotify::mark(&self.fd, &p, self.mask, false) {
             Ok(()) => {
                 if let Ok(mut m) = self.dirs.lock() {
                     m.insert(h, dir.to_string());

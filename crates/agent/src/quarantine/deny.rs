@@ -6,10 +6,12 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
+
+use crate::fanotify;
 
 /// Filesystem types whose files can be executed and are local.
 const FS_TYPES: &[&str] = &[
@@ -45,22 +47,8 @@ pub fn mount_points(mounts: &str) -> Vec<String> {
 }
 
 pub fn open() -> Result<Deny, String> {
-    // SAFETY: plain syscall, checked.
-    let raw = unsafe {
-        libc::fanotify_init(
-            libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
-            (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
-        )
-    };
-    if raw < 0 {
-        return Err(format!(
-            "fanotify_init: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: fresh descriptor owned from here.
     Ok(Deny {
-        fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        fd: fanotify::init_perm()?,
         marked: false,
     })
 }
@@ -131,53 +119,25 @@ impl Deny {
                 }
                 return;
             }
-            let mut at = 0usize;
-            let n = n as usize;
-            while at + 24 <= n {
-                let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
-                let efd = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4"));
-                if len < 24 {
-                    break;
+            for ev in fanotify::perm_events(&buf[..n as usize]) {
+                let allow = verdict(&ev.file, &denied);
+                if !allow {
+                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                if efd >= 0 {
-                    // SAFETY: the kernel gave us this descriptor with the event; we own it.
-                    let file = unsafe { std::fs::File::from_raw_fd(efd) };
-                    let allow = verdict(&file, &denied);
-                    if !allow {
-                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    let resp = libc::fanotify_response {
-                        fd: efd,
-                        response: if allow {
-                            libc::FAN_ALLOW
-                        } else {
-                            libc::FAN_DENY
-                        },
-                    };
-                    // SAFETY: resp lives for the call.
+                fanotify::respond(fd, &ev, allow);
+                if allow {
+                    // Cache: no more events for this inode until it is modified.
+                    // SAFETY: our fanotify fd and the event's file descriptor.
                     unsafe {
-                        libc::write(
+                        libc::fanotify_mark(
                             fd,
-                            (&resp as *const libc::fanotify_response).cast(),
-                            std::mem::size_of::<libc::fanotify_response>(),
+                            libc::FAN_MARK_ADD | libc::FAN_MARK_IGNORED_MASK,
+                            libc::FAN_OPEN_EXEC_PERM,
+                            ev.file.as_raw_fd(),
+                            std::ptr::null(),
                         );
                     }
-                    if allow {
-                        // Cache: no more events for this inode until it is modified.
-                        // SAFETY: our fanotify fd and the event's file descriptor.
-                        unsafe {
-                            libc::fanotify_mark(
-                                fd,
-                                libc::FAN_MARK_ADD | libc::FAN_MARK_IGNORED_MASK,
-                                libc::FAN_OPEN_EXEC_PERM,
-                                efd,
-                                std::ptr::null(),
-                            );
-                        }
-                    }
-                    drop(file);
                 }
-                at += len;
             }
         }
     }

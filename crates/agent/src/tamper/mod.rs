@@ -1,0 +1,72 @@
+//! Web tamper protection: protected directories that refuse, before it happens, every write by
+//! a process that is not privileged (`guard`: fanotify permission events, the open's flags read
+//! from the waiting opener), refuse new, renamed and removed entries in the kernel (`lock`: the
+//! immutable attribute on each directory), and get back from a local backup (`backup`) what
+//! still changes; `runner` drives it from the project's `tamper` policy, the server's
+//! `tamper_unlock` and the policy's windows. This file is the module's face to the runtime.
+
+pub mod backup;
+pub mod guard;
+pub mod intent;
+pub mod lock;
+pub mod runner;
+
+use std::sync::{Arc, Mutex};
+
+use hostward_agent_core::module::{BoxFuture, Module};
+use hostward_proto::tamper::{TamperPolicy, TamperReport, TamperUnlock};
+use hostward_proto::{AgentConfig, Heartbeat};
+use tokio::sync::mpsc;
+
+/// The handle the daemon holds.
+#[derive(Clone)]
+pub struct Tamper {
+    tx: mpsc::Sender<runner::Command>,
+    report: Arc<Mutex<TamperReport>>,
+}
+
+impl Tamper {
+    pub(crate) fn new(
+        tx: mpsc::Sender<runner::Command>,
+        report: Arc<Mutex<TamperReport>>,
+    ) -> Tamper {
+        Tamper { tx, report }
+    }
+}
+
+impl Module for Tamper {
+    fn name(&self) -> &'static str {
+        "tamper"
+    }
+
+    fn on_config<'a>(&'a self, cfg: &'a AgentConfig) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let policy = match cfg.section::<TamperPolicy>() {
+                Ok(p) => match p.validate() {
+                    Ok(()) => Some(p),
+                    Err(e) => {
+                        tracing::error!("tamper policy refused ({e}); keeping the current one");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::error!("{e}; keeping the current tamper policy");
+                    None
+                }
+            };
+            let unlock = cfg.section::<TamperUnlock>().unwrap_or_default();
+            let _ = self
+                .tx
+                .send(runner::Command {
+                    policy,
+                    unlock,
+                    enabled: cfg.protection_enabled,
+                })
+                .await;
+        })
+    }
+
+    fn heartbeat(&self, hb: &mut Heartbeat) {
+        hb.tamper = self.report.lock().ok().map(|r| Box::new(r.clone()));
+    }
+}

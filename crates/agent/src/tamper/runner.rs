@@ -1,0 +1,790 @@
+//! The tamper protection loop. Locked (the normal state): every protected directory has the
+//! immutable attribute ([`super::lock`]), the guard refuses writes by processes that are not
+//! privileged ([`super::guard`]), and what still changes (a mode, a truncate, a lock someone
+//! lifted) is put back from the backup ([`super::backup`]) as soon as the file event arrives.
+//! Unlocked (a window of the policy, or "unlock now" from the console until a time): no lock,
+//! no guard; when it ends the new content is backed up and becomes the reference. The policy,
+//! the unlock and the reference survive a restart in `<state_dir>/tamper/`, and protection
+//! is put back from them at start, before the center is reached.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hostward_agent_core::RecordSender;
+use hostward_agent_core::util::{local_offset_secs, unix_now, unix_now_ms, write_atomic};
+use hostward_proto::Message;
+use hostward_proto::alarm::{Alarm, Evidence, ProcessInfo};
+use hostward_proto::fim::{FimPolicy, WatchedDir};
+use hostward_proto::tamper::{TamperPolicy, TamperReport, TamperUnlock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::backup::{self, Backup};
+use super::guard::{Guard, Rules, Verdict};
+use super::lock;
+use crate::fim::engine::{self, Baseline, Change, Kind};
+use crate::fim::watch::{Watch, WatchEvent};
+use hostward_proto::fim::Operation;
+
+const BATCH: Duration = Duration::from_millis(2);
+const TICK: Duration = Duration::from_secs(5);
+/// A full comparison with the backup this often.
+const VERIFY_EVERY: Duration = Duration::from_secs(60);
+/// A privileged process's write-open makes its change of that file the reference for this long.
+const PRIVILEGED_GRACE: Duration = Duration::from_secs(10);
+/// Repeats of one alarm (same file) within this are counted into the next one.
+const REPEAT_MS: u64 = 10_000;
+const ALARM: &str = "web_tamper";
+
+pub(crate) struct Command {
+    pub policy: Option<TamperPolicy>,
+    pub unlock: TamperUnlock,
+    pub enabled: bool,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    policy: Option<TamperPolicy>,
+    unlock: TamperUnlock,
+    /// The reference: what every protected path should be.
+    manifest: Baseline,
+}
+
+pub fn spawn(root: PathBuf, state_dir: &Path, records: RecordSender) -> super::Tamper {
+    let (tx, rx) = mpsc::channel(8);
+    let report = Arc::new(Mutex::new(TamperReport {
+        state: "starting".into(),
+        ..Default::default()
+    }));
+    let dir = state_dir.join("tamper");
+    let (vtx, vrx) = mpsc::channel(4096);
+    let (wtx, wrx) = mpsc::channel(8192);
+    let mut problems = Vec::new();
+    let guard = Guard::start(vtx)
+        .map_err(|e| problems.push(format!("no write refusal: {e}")))
+        .ok();
+    let watch = Watch::start(wtx, Arc::new(Default::default()), true)
+        .map_err(|e| problems.push(format!("no revert on file events: {e}")))
+        .ok();
+    let backup = Backup::open(&dir.join("backup"))
+        .map_err(|e| problems.push(format!("no backup dir: {e}")))
+        .ok();
+    let r = Runner {
+        root,
+        file: dir.join("state.json"),
+        records,
+        report: report.clone(),
+        saved: Saved::default(),
+        applied: None,
+        enabled: true,
+        locked: false,
+        guard,
+        watch,
+        backup,
+        start_problems: problems,
+        problems: Vec::new(),
+        reverted: 0,
+        last_verify: None,
+        sent: HashMap::new(),
+        privileged_writes: HashMap::new(),
+    };
+    tokio::spawn(r.run(rx, vrx, wrx));
+    super::Tamper::new(tx, report)
+}
+
+struct Runner {
+    root: PathBuf,
+    file: PathBuf,
+    records: RecordSender,
+    report: Arc<Mutex<TamperReport>>,
+    saved: Saved,
+    /// The policy protection runs with (validated, every directory present); None while off.
+    applied: Option<TamperPolicy>,
+    /// The server's protection switch.
+    enabled: bool,
+    locked: bool,
+    guard: Option<Guard>,
+    watch: Option<Watch>,
+    backup: Option<Backup>,
+    start_problems: Vec<String>,
+    problems: Vec<String>,
+    reverted: u64,
+    last_verify: Option<i64>,
+    /// (file) -> (first sent ms, repeats since)
+    sent: HashMap<String, (u64, u32)>,
+    /// Files a privileged process opened for writing, and when.
+    privileged_writes: HashMap<String, Instant>,
+}
+
+/// The engine's view of the protected directories: recursive, with their exclusions.
+fn as_fim(p: &TamperPolicy) -> FimPolicy {
+    FimPolicy {
+        enabled: true,
+        important_files: Vec::new(),
+        directories: p
+            .directories
+            .iter()
+            .map(|d| WatchedDir {
+                path: d.path.clone(),
+                recursive: true,
+                operations: Default::default(),
+                exclude: d.exclude.clone(),
+                exclude_types: d.exclude_types.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Whether a window of the policy is open at `now` (server local time).
+pub fn in_window(p: &TamperPolicy, now: i64) -> bool {
+    let local = now + local_offset_secs(now);
+    let minute = (local.rem_euclid(86_400) / 60) as u16;
+    // 1970-01-01 was a Thursday (4).
+    let weekday = ((local.div_euclid(86_400) + 3).rem_euclid(7) + 1) as u8;
+    p.windows
+        .iter()
+        .any(|w| w.on_day(weekday) && w.span().is_some_and(|(s, e)| s <= minute && minute < e))
+}
+
+impl Runner {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Command>,
+        mut verdicts: mpsc::Receiver<Verdict>,
+        mut events: mpsc::Receiver<WatchEvent>,
+    ) {
+        self.saved = self.load();
+        // Protection from what was last applied, before the center is reached.
+        if let Some(p) = self.saved.policy.clone() {
+            self.apply(p).await;
+        } else {
+            self.set_state(
+                "waiting",
+                Some("no policy from the center yet".into()),
+                None,
+            );
+        }
+        let mut tick = tokio::time::interval(TICK);
+        let mut next_verify = Instant::now() + VERIFY_EVERY;
+        loop {
+            tokio::select! {
+                c = cmds.recv() => match c {
+                    Some(c) => self.configure(c).await,
+                    None => return,
+                },
+                Some(v) = verdicts.recv() => self.verdict(v).await,
+                Some(ev) = events.recv() => {
+                    let mut batch = vec![ev];
+                    tokio::time::sleep(BATCH).await;
+                    while let Ok(e) = events.try_recv() {
+                        batch.push(e);
+                    }
+                    // Privileged writes first: their changes are not tampering.
+                    while let Ok(v) = verdicts.try_recv() {
+                        self.verdict(v).await;
+                    }
+                    self.events(batch).await;
+                }
+                _ = tick.tick() => {
+                    self.on_tick().await;
+                    if Instant::now() >= next_verify {
+                        next_verify = Instant::now() + VERIFY_EVERY;
+                        if self.locked {
+                            self.verify().await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn load(&self) -> Saved {
+        std::fs::read(&self.file)
+            .ok()
+            .and_then(|b| match serde_json::from_slice(&b) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "tamper state unreadable; waiting for the center's policy");
+                    None
+                }
+            })
+            .unwrap_or_default()
+    }
+
+    fn save(&self) {
+        let out = serde_json::to_vec(&self.saved)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| write_atomic(&self.file, &b, 0o600));
+        if let Err(e) = out {
+            tracing::error!(error = %e, "saving the tamper state failed");
+        }
+    }
+
+    fn set_state(&self, state: &str, reason: Option<String>, until: Option<i64>) {
+        let mut problems = self.start_problems.clone();
+        problems.extend(self.problems.iter().cloned());
+        problems.truncate(10);
+        if let Ok(mut r) = self.report.lock() {
+            *r = TamperReport {
+                state: state.into(),
+                reason,
+                until,
+                directories: self.guard.as_ref().map_or(0, |g| g.marked()) as u64,
+                files: self
+                    .saved
+                    .manifest
+                    .values()
+                    .filter(|e| e.kind == Kind::File)
+                    .count() as u64,
+                refused: self
+                    .guard
+                    .as_ref()
+                    .map_or(0, |g| g.refused.load(std::sync::atomic::Ordering::Relaxed)),
+                reverted: self.reverted,
+                last_verify: self.last_verify,
+                problems,
+            };
+        }
+    }
+
+    /// The unlock in force now: the console's until a time, or a window's.
+    fn unlocked_until(&self, p: &TamperPolicy) -> Option<Option<i64>> {
+        let now = unix_now();
+        match self.saved.unlock.until {
+            Some(t) if t > now => Some(Some(t)),
+            _ if in_window(p, now) => Some(None),
+            _ => None,
+        }
+    }
+
+    async fn configure(&mut self, c: Command) {
+        self.enabled = c.enabled;
+        if c.unlock != self.saved.unlock {
+            self.saved.unlock = c.unlock;
+            self.save();
+        }
+        let Some(p) = c.policy else {
+            // A refused policy: keep what runs.
+            self.on_tick().await;
+            return;
+        };
+        if !c.enabled || !p.enabled {
+            self.off(if c.enabled {
+                "web tamper protection is off in the project's policy"
+            } else {
+                "protection is off for this server"
+            });
+            self.saved.policy = Some(p);
+            self.save();
+            return;
+        }
+        if self.applied.as_ref() == Some(&p) {
+            self.on_tick().await;
+            return;
+        }
+        self.apply(p).await;
+    }
+
+    /// Lifts everything: no lock, no guard; the reference is kept for a later policy.
+    fn off(&mut self, why: &str) {
+        if let Some(p) = self.applied.take() {
+            self.unlock_all(&p);
+        }
+        if let Some(g) = self.guard.as_mut() {
+            g.set(&self.root, &BTreeSet::new());
+        }
+        if let Some(w) = self.watch.as_mut() {
+            w.set(&self.root, &BTreeSet::new());
+        }
+        self.locked = false;
+        self.set_state("off", Some(why.into()), None);
+    }
+
+    /// Every directory of the protected trees as the reference knows them.
+    fn tree_dirs(&self, p: &TamperPolicy) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = p.directories.iter().map(|d| d.path.clone()).collect();
+        out.extend(
+            self.saved
+                .manifest
+                .iter()
+                .filter(|(k, e)| e.kind == Kind::Dir && p.directories.iter().any(|d| d.covers(k)))
+                .map(|(k, _)| k.clone()),
+        );
+        out
+    }
+
+    fn host(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+
+    fn unlock_all(&mut self, p: &TamperPolicy) {
+        for d in self.tree_dirs(p) {
+            let _ = lock::set(&self.host(&d), false);
+        }
+    }
+
+    /// Takes a policy: every directory must exist (else the current one stays and the state
+    /// names the path), then lock or unlock as the time says.
+    async fn apply(&mut self, p: TamperPolicy) {
+        if !self.enabled || !p.enabled {
+            self.saved.policy = Some(p);
+            self.save();
+            self.off("web tamper protection is off");
+            return;
+        }
+        for (i, d) in p.directories.iter().enumerate() {
+            if !self.host(&d.path).is_dir() {
+                let why = format!(
+                    "directories[{i}].path: {} does not exist on this host or is not a directory; {}",
+                    d.path,
+                    if self.applied.is_some() {
+                        "the previous policy stays"
+                    } else {
+                        "nothing is protected"
+                    }
+                );
+                tracing::error!("{why}");
+                self.set_state("failing", Some(why), None);
+                return;
+            }
+        }
+        if self.guard.is_none() || self.backup.is_none() {
+            self.set_state("failing", Some(self.start_problems.join("; ")), None);
+            return;
+        }
+        // Directories no longer protected are unlocked and forgotten.
+        if let Some(old) = self.applied.take() {
+            let dropped: Vec<String> = old
+                .directories
+                .iter()
+                .filter(|d| !p.directories.iter().any(|n| n.path == d.path))
+                .map(|d| d.path.clone())
+                .collect();
+            for root in &dropped {
+                let keys: Vec<String> = self
+                    .saved
+                    .manifest
+                    .keys()
+                    .filter(|k| *k == root || k.starts_with(&format!("{root}/")))
+                    .cloned()
+                    .collect();
+                for k in keys {
+                    if self
+                        .saved
+                        .manifest
+                        .get(&k)
+                        .is_some_and(|e| e.kind == Kind::Dir)
+                    {
+                        let _ = lock::set(&self.host(&k), false);
+                    }
+                    self.saved.manifest.remove(&k);
+                }
+                let _ = lock::set(&self.host(root), false);
+            }
+        }
+        if let Some(mut r) = self.guard.as_ref().and_then(|g| g.rules.write().ok()) {
+            *r = Rules {
+                privileged: p.privileged.clone(),
+                dirs: p.directories.clone(),
+            };
+        }
+        let restart = self.saved.policy.as_ref() == Some(&p) && !self.saved.manifest.is_empty();
+        self.saved.policy = Some(p.clone());
+        self.applied = Some(p.clone());
+        match self.unlocked_until(&p) {
+            Some(until) => self.unlock(until).await,
+            None if restart => {
+                // The reference from before the restart: what changed meanwhile goes back.
+                self.lock_dirs().await;
+                self.verify().await;
+            }
+            None => self.relock().await,
+        }
+        self.save();
+    }
+
+    /// Backs up the trees as they are now (the new reference) and locks them.
+    async fn relock(&mut self) {
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        self.set_state("starting", Some("taking the backup".into()), None);
+        let (root, fp, known) = (
+            self.root.clone(),
+            as_fim(&p),
+            std::mem::take(&mut self.saved.manifest),
+        );
+        let scan = tokio::task::spawn_blocking(move || engine::scan(&root, &fp, Some(&known)))
+            .await
+            .unwrap_or_default();
+        self.problems = scan.errors.iter().take(5).cloned().collect();
+        if scan.truncated {
+            self.problems.push(format!(
+                "more than {} entries: the rest is not protected",
+                engine::MAX_ENTRIES
+            ));
+        }
+        let mut manifest = scan.baseline;
+        let mut failed = Vec::new();
+        if let Some(b) = self.backup.as_ref() {
+            for (path, e) in manifest.iter() {
+                if let (Kind::File, Some(h)) = (e.kind, e.hash.as_deref())
+                    && let Err(err) = b.store(&self.host(path), h)
+                {
+                    failed.push(path.clone());
+                    self.problems.push(format!("{path}: not backed up ({err})"));
+                }
+            }
+        }
+        // A file that could not be backed up cannot be restored: it is left out of the
+        // reference (and said so), rather than "restored" to nothing.
+        for f in failed {
+            manifest.remove(&f);
+        }
+        self.saved.manifest = manifest;
+        if let Some(b) = self.backup.as_ref() {
+            let _ = b.prune(&[&self.saved.manifest]);
+        }
+        self.lock_dirs().await;
+        self.save();
+    }
+
+    /// Puts the lock, the guard's marks and the file watch on every directory of the trees.
+    async fn lock_dirs(&mut self) {
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        let dirs = self.tree_dirs(&p);
+        let mut problems = Vec::new();
+        if let Some(g) = self.guard.as_mut() {
+            problems.extend(g.set(&self.root, &dirs));
+        }
+        if let Some(w) = self.watch.as_mut() {
+            w.set(&self.root, &dirs);
+        }
+        for d in &dirs {
+            if let Err(e) = lock::set(&self.host(d), true) {
+                problems.push(format!("{d}: not locked ({e})"));
+            }
+        }
+        self.locked = true;
+        self.problems.extend(problems.iter().cloned());
+        if problems.is_empty() {
+            self.set_state("protected", None, None);
+        } else {
+            self.set_state("failing", Some(problems.join("; ")), None);
+        }
+        tracing::info!(
+            directories = dirs.len(),
+            files = self.saved.manifest.len(),
+            "web tamper protection on"
+        );
+    }
+
+    async fn unlock(&mut self, until: Option<i64>) {
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        self.unlock_all(&p);
+        if let Some(g) = self.guard.as_mut() {
+            g.set(&self.root, &BTreeSet::new());
+        }
+        if let Some(w) = self.watch.as_mut() {
+            w.set(&self.root, &BTreeSet::new());
+        }
+        self.locked = false;
+        let why = match until {
+            Some(_) => "unlocked from the console",
+            None => "an unlock window of the policy is open",
+        };
+        self.set_state("unlocked", Some(why.into()), until);
+        tracing::info!(?until, "web tamper protection unlocked");
+    }
+
+    /// Windows opening and closing, unlocks ending, and a lock someone lifted put back.
+    async fn on_tick(&mut self) {
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        match (self.locked, self.unlocked_until(&p)) {
+            (true, Some(until)) => self.unlock(until).await,
+            (false, None) => self.relock().await,
+            (true, None) => {
+                let mut lifted = Vec::new();
+                for d in self.tree_dirs(&p) {
+                    if !lock::locked(&self.host(&d)).unwrap_or(true) {
+                        lifted.push(d.clone());
+                        let _ = lock::set(&self.host(&d), true);
+                    }
+                }
+                if !lifted.is_empty() {
+                    tracing::warn!(
+                        ?lifted,
+                        "the immutable attribute was removed from protected directories; put back"
+                    );
+                    self.verify().await;
+                }
+            }
+            (false, Some(until)) => {
+                let reason = self.report.lock().ok().and_then(|r| r.reason.clone());
+                self.set_state("unlocked", reason, until);
+            }
+        }
+    }
+
+    async fn verdict(&mut self, v: Verdict) {
+        match v {
+            Verdict::Privileged { path, .. } => {
+                self.privileged_writes.insert(path, Instant::now());
+            }
+            Verdict::Refused { path, process, why } => {
+                self.alarm(
+                    &path,
+                    Some(process),
+                    vec![format!("write refused: {why}")],
+                    "refused",
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn events(&mut self, batch: Vec<WatchEvent>) {
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        if !self.locked {
+            return;
+        }
+        self.privileged_writes
+            .retain(|_, t| t.elapsed() < PRIVILEGED_GRACE);
+        let mut accept = Vec::new();
+        let mut check: Vec<(String, Option<ProcessInfo>)> = Vec::new();
+        let mut overflow = false;
+        for ev in batch {
+            match ev {
+                WatchEvent::Overflow => overflow = true,
+                WatchEvent::Seen { path, process } => {
+                    if !p.directories.iter().any(|d| d.covers(&path)) {
+                        continue;
+                    }
+                    let privileged = process
+                        .as_ref()
+                        .is_some_and(|w| !w.exe.is_empty() && p.privileged.contains(&w.exe))
+                        || self.privileged_writes.contains_key(&path);
+                    if privileged {
+                        accept.push(path);
+                    } else if !check.iter().any(|(c, _)| *c == path) {
+                        check.push((path, process));
+                    }
+                }
+            }
+        }
+        if overflow {
+            self.verify().await;
+            return;
+        }
+        if !accept.is_empty() {
+            self.accept(&p, &accept).await;
+        }
+        if !check.is_empty() {
+            let paths: Vec<String> = check.iter().map(|(c, _)| c.clone()).collect();
+            let changes = self.changes(&p, &paths).await;
+            for c in changes {
+                let who = check
+                    .iter()
+                    .find(|(path, _)| *path == c.path || Some(path) == c.from.as_ref())
+                    .and_then(|(_, w)| w.clone());
+                self.revert(c, who).await;
+            }
+        }
+    }
+
+    /// What changed at `paths` against the reference.
+    async fn changes(&self, p: &TamperPolicy, paths: &[String]) -> Vec<Change> {
+        let (old, scan) = engine::rescan(&self.root, &as_fim(p), paths, &self.saved.manifest);
+        engine::diff(&old, &scan.baseline)
+    }
+
+    /// A privileged process's change becomes the reference.
+    async fn accept(&mut self, p: &TamperPolicy, paths: &[String]) {
+        let (old, scan) = engine::rescan(&self.root, &as_fim(p), paths, &self.saved.manifest);
+        for k in old.keys() {
+            self.saved.manifest.remove(k);
+        }
+        if let Some(b) = self.backup.as_ref() {
+            for (path, e) in scan.baseline.iter() {
+                if let (Kind::File, Some(h)) = (e.kind, e.hash.as_deref())
+                    && let Err(err) = b.store(&self.host(path), h)
+                {
+                    tracing::warn!(path, error = %err, "a privileged change could not be backed up");
+                }
+            }
+        }
+        self.saved.manifest.extend(scan.baseline);
+        self.save();
+    }
+
+    /// Puts one change back as the reference says.
+    async fn revert(&mut self, c: Change, who: Option<ProcessInfo>) {
+        let started = Instant::now();
+        let Some(b) = self.backup.as_ref() else {
+            return;
+        };
+        let root = self.root.clone();
+        let parent = |p: &str| -> PathBuf {
+            root.join(p.trim_start_matches('/'))
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| root.clone())
+        };
+        let put_back = |path: &str, e: &engine::Entry| -> Result<String, String> {
+            match lock::unlocked(&parent(path), || b.restore(&root, path, e)) {
+                Ok(Ok(())) => Ok(format!("{path} restored from the backup")),
+                Ok(Err(err)) | Err(err) => Err(format!("{path}: restore failed ({err})")),
+            }
+        };
+        let take_away = |path: &str| -> Result<String, String> {
+            let dest = root.join(path.trim_start_matches('/'));
+            match lock::unlocked(&parent(path), || backup::remove(&dest)) {
+                Ok(Ok(())) => Ok(format!("{path} removed")),
+                Ok(Err(err)) | Err(err) => Err(format!("{path}: not removed ({err})")),
+            }
+        };
+        let mut steps = Vec::new();
+        match c.op {
+            Operation::Create => steps.push(take_away(&c.path)),
+            Operation::Move => {
+                steps.push(take_away(&c.path));
+                if let (Some(from), Some(old)) = (c.from.as_deref(), c.old.as_ref()) {
+                    steps.push(put_back(from, old));
+                }
+            }
+            Operation::Delete | Operation::Modify | Operation::Attributes => {
+                if let Some(old) = c.old.as_ref() {
+                    steps.push(put_back(&c.path, old));
+                }
+            }
+        }
+        let done: Vec<String> = steps.iter().filter_map(|s| s.clone().ok()).collect();
+        let failed: Vec<String> = steps.iter().filter_map(|s| s.clone().err()).collect();
+        self.reverted += 1;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(path = %c.path, op = c.op.as_str(), ms, "tampering reverted");
+        let mut details = vec![format!("{} reverted in {ms:.1} ms", c.op.as_str())];
+        details.extend(done);
+        details.extend(failed.iter().cloned());
+        let response = if failed.is_empty() {
+            "reverted"
+        } else {
+            "revert failed"
+        };
+        self.alarm(&c.path, who, details, response).await;
+    }
+
+    /// Everything against the reference, put back where it differs.
+    async fn verify(&mut self) {
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        let (root, fp, known) = (self.root.clone(), as_fim(&p), self.saved.manifest.clone());
+        let scan = tokio::task::spawn_blocking(move || engine::scan(&root, &fp, Some(&known)))
+            .await
+            .unwrap_or_default();
+        self.last_verify = Some(unix_now());
+        // Deepest first, so a directory's content is dealt with before the directory.
+        let mut changes = engine::diff(&self.saved.manifest, &scan.baseline);
+        changes.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
+        for c in changes {
+            self.revert(c, None).await;
+        }
+        if self.locked {
+            let reason = None;
+            self.set_state("protected", reason, None);
+        }
+    }
+
+    async fn alarm(
+        &mut self,
+        path: &str,
+        who: Option<ProcessInfo>,
+        details: Vec<String>,
+        response: &str,
+    ) {
+        let now = unix_now_ms();
+        let slot = self.sent.entry(path.to_string()).or_insert((0, 0));
+        if slot.0 != 0 && now.saturating_sub(slot.0) < REPEAT_MS {
+            slot.1 += 1;
+            return;
+        }
+        let count = 1 + std::mem::take(&mut slot.1);
+        slot.0 = now;
+        if self.sent.len() > 10_000 {
+            self.sent
+                .retain(|_, (t, _)| now.saturating_sub(*t) < REPEAT_MS);
+        }
+        let alarm = Alarm {
+            ts: unix_now(),
+            alarm_type: ALARM.into(),
+            key: path.to_string(),
+            count,
+            evidence: Evidence {
+                processes: who.into_iter().collect(),
+                file: Some(path.to_string()),
+                details: details.into_iter().take(10).collect(),
+                response: Some(response.to_string()),
+                ..Default::default()
+            },
+        };
+        match self.records.push(&Message::Alarm(alarm)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::error!("outbox full: a tamper alarm was dropped"),
+            Err(e) => tracing::error!(error = %e, "queueing a tamper alarm failed"),
+        }
+        if let Ok(mut r) = self.report.lock() {
+            r.reverted = self.reverted;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostward_proto::tamper::Window;
+
+    #[test]
+    fn windows_open_on_their_days_and_minutes() {
+        let p = TamperPolicy {
+            windows: vec![Window {
+                days: vec![],
+                start: "02:00".into(),
+                end: "02:30".into(),
+            }],
+            ..Default::default()
+        };
+        // Find a local 02:10 and 03:00 near a known time.
+        let base = 1_800_000_000i64;
+        let off = local_offset_secs(base);
+        let local_midnight = (base + off).div_euclid(86_400) * 86_400 - off;
+        assert!(in_window(&p, local_midnight + 2 * 3600 + 600));
+        assert!(!in_window(&p, local_midnight + 3 * 3600));
+        assert!(
+            !in_window(&p, local_midnight + 2 * 3600 + 30 * 60),
+            "the end is outside"
+        );
+        let weekday = ((((local_midnight + off).div_euclid(86_400)) + 3).rem_euclid(7) + 1) as u8;
+        let other = TamperPolicy {
+            windows: vec![Window {
+                days: vec![weekday % 7 + 1],
+                ..p.windows[0].clone()
+            }],
+            ..Default::default()
+        };
+        assert!(
+            !in_window(&other, local_midnight + 2 * 3600 + 600),
+            "another day's window"
+        );
+    }
+}
