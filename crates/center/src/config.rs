@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// Days an alarm is kept after its last occurrence.
     #[arg(long, env = "HOSTWARD_ALARM_RETENTION_DAYS")]
     pub alarm_retention_days: Option<i64>,
+    /// Days a file change (file integrity monitoring) is kept after the agent saw it.
+    #[arg(long, env = "HOSTWARD_FILE_CHANGE_RETENTION_DAYS")]
+    pub file_change_retention_days: Option<i64>,
     /// Argon2 password checks run at once (each holds 19 MiB). Default: CPU cores, at most 4.
     #[arg(long, env = "HOSTWARD_PASSWORD_HASH_WORKERS")]
     pub password_hash_workers: Option<usize>,
@@ -136,6 +139,7 @@ pub struct Config {
     pub vulndb_fetch_hours: u64,
     pub vulndb_ca_file: PathBuf,
     pub alarm_retention_days: i64,
+    pub file_change_retention_days: i64,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
     pub password_hash_per_source: usize,
@@ -207,6 +211,9 @@ impl ServeArgs {
             vulndb_fetch_hours: self.vulndb_fetch_hours.or(file.vulndb_fetch_hours),
             vulndb_ca_file: self.vulndb_ca_file.or(file.vulndb_ca_file),
             alarm_retention_days: self.alarm_retention_days.or(file.alarm_retention_days),
+            file_change_retention_days: self
+                .file_change_retention_days
+                .or(file.file_change_retention_days),
             password_hash_workers: self.password_hash_workers.or(file.password_hash_workers),
             password_hash_queue: self.password_hash_queue.or(file.password_hash_queue),
             password_hash_per_source: self
@@ -315,6 +322,13 @@ impl ServeArgs {
                 msg: format!("{alarm_retention_days} is outside 1..=3650"),
             });
         }
+        let file_change_retention_days = a.file_change_retention_days.unwrap_or(90);
+        if !(1..=3650).contains(&file_change_retention_days) {
+            return Err(ConfigError::Invalid {
+                key: "file_change_retention_days",
+                msg: format!("{file_change_retention_days} is outside 1..=3650"),
+            });
+        }
         let hash_defaults = crate::auth::password::PoolConfig::default();
         let password_hash_workers = a.password_hash_workers.unwrap_or(hash_defaults.workers);
         if !(1..=64).contains(&password_hash_workers) {
@@ -363,6 +377,7 @@ impl ServeArgs {
             login_source_max_failures,
             console,
             alarm_retention_days,
+            file_change_retention_days,
             vulndb_url: a.vulndb_url,
             vulndb_fetch_hours,
             vulndb_ca_file: a
@@ -561,6 +576,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("console_body_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn file_change_retention_defaults_to_90_days_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostward.toml");
+        std::fs::write(&path, "file_change_retention_days = 30\n").unwrap();
+        let cfg = ServeArgs::default().resolve(dir.path()).unwrap();
+        assert_eq!(cfg.file_change_retention_days, 90);
+        let cfg = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap();
+        assert_eq!(cfg.file_change_retention_days, 30);
+        let err = ServeArgs {
+            file_change_retention_days: Some(0),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("file_change_retention_days"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod alarms;
 pub mod behaviour;
+pub mod fim;
 pub mod inventory;
 pub mod risk;
 
@@ -32,6 +33,7 @@ pub const ALL: &[Capability] = &[
     risk::CAPABILITY,
     alarms::CAPABILITY,
     behaviour::CAPABILITY,
+    fim::CAPABILITY,
 ];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty

@@ -352,6 +352,8 @@ pub(crate) struct ServerPage {
     pub hb_authlog: String,
     /// The runtime sensor from the last heartbeat; None when the agent reports none.
     pub sensor: Option<SensorView>,
+    /// The file integrity monitor from the last heartbeat; None when the agent reports none.
+    pub fim: Option<FimView>,
     pub config_version: i64,
     pub history: Vec<HistoryView>,
     pub tasks: Vec<TaskView>,
@@ -421,6 +423,7 @@ pub async fn detail(
         outbox_problems: outbox_problems(&s),
         hb_authlog: authlog_summary(hb.get("authlog")),
         sensor: sensor_view(hb.get("sensor")),
+        fim: fim_view(hb.get("fim")),
         config_version: s.config_version,
         history: history
             .into_iter()
@@ -580,6 +583,81 @@ fn sensor_view(v: Option<&serde_json::Value>) -> Option<SensorView> {
         reason: r.reason,
         counters,
         unavailable: r.unavailable,
+    })
+}
+
+/// The file integrity row of the server page.
+pub(crate) struct FimView {
+    /// The state in a word or two (`watching`, `scans only`, …).
+    pub label: String,
+    pub class: &'static str,
+    /// What the state means for the server's files.
+    pub meaning: &'static str,
+    pub reason: String,
+    /// Baseline size, real-time marks, changes, overflows and unreadable paths, zeros included:
+    /// a missing figure must not read as a good one.
+    pub figures: String,
+    pub last_scan: Option<Ts>,
+    /// The baseline hit its entry cap.
+    pub truncated: bool,
+    /// Unreadable paths and directories that do not exist, as the agent words them.
+    pub problems: Vec<String>,
+}
+
+/// The heartbeat's file integrity report as the server page says it; None when there is none
+/// (an agent without the monitor, or before its first heartbeat). A report this center cannot
+/// read is said to be one, never shown as absent or fine.
+fn fim_view(v: Option<&serde_json::Value>) -> Option<FimView> {
+    let Ok(r) = serde_json::from_value::<hostward_proto::fim::FimReport>(v?.clone()) else {
+        return Some(FimView {
+            label: "unreadable".into(),
+            class: "b-warn",
+            meaning: "the agent reported its file integrity monitor in a form this center does not read",
+            reason: String::new(),
+            figures: String::new(),
+            last_scan: None,
+            truncated: false,
+            problems: Vec::new(),
+        });
+    };
+    let (label, class, meaning) = match r.state.as_str() {
+        "watching" => (
+            "watching",
+            "b-ok",
+            "baseline taken; changes are seen as they happen, with the process that made them",
+        ),
+        "scanning" => (
+            "taking the baseline",
+            "b-warn",
+            "the first scan of the monitored paths is running",
+        ),
+        "scan_only" => (
+            "scans only",
+            "b-warn",
+            "no real-time events: changes are found by scans, without the process that made them",
+        ),
+        "off" => (
+            "off",
+            "b-bad",
+            "nothing is monitored: the policy or the server's protection is off",
+        ),
+        "failing" => ("failing", "b-bad", "nothing is monitored"),
+        "waiting" => ("waiting", "b-warn", "not monitoring yet"),
+        other => (other, "b-warn", "a state this center does not know"),
+    };
+    let figures = format!(
+        "{} files in the baseline, {} directories watched in real time, {} changes reported since the agent started, {} event-queue overflows (each followed by a rescan), {} paths the last scan could not read",
+        r.files, r.watched_dirs, r.changes, r.overflows, r.scan_errors
+    );
+    Some(FimView {
+        label: label.to_string(),
+        class,
+        meaning,
+        reason: r.reason.unwrap_or_default(),
+        figures,
+        last_scan: Ts::opt(r.last_scan),
+        truncated: r.truncated,
+        problems: r.problems,
     })
 }
 
