@@ -448,12 +448,13 @@ impl Runner {
         let mut out: Vec<FileChange> = Vec::with_capacity(changes.len());
         let mut alarms = Vec::new();
         let mut chains: HashMap<u32, Vec<ProcessInfo>> = HashMap::new();
+        let mut waited = false;
         for c in changes {
             let chain = match writer_of(writers, &c) {
                 Some(w) => match chains.get(&w.pid) {
                     Some(ch) => ch.clone(),
                     None => {
-                        let ch = self.chain(&w).await;
+                        let ch = self.chain(&w, &mut waited).await;
                         chains.insert(w.pid, ch.clone());
                         ch
                     }
@@ -506,23 +507,27 @@ impl Runner {
 }
 
 impl Runner {
-    /// The writer and its ancestors: from the behaviour module's process table, which has
-    /// processes that exited before /proc was read (waiting up to 250 ms for the sensor's
-    /// batch to bring their exec), else what /proc showed.
-    async fn chain(&self, seen: &ProcessInfo) -> Vec<ProcessInfo> {
-        if let Some(b) = &self.behaviour {
-            for _ in 0..6 {
-                let ch = b.chain(seen.pid).await;
-                if ch.first().is_some_and(|p| !p.exe.is_empty()) {
-                    return ch;
-                }
-                if !seen.exe.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    /// The writer and its ancestors. The writer as /proc showed it at the event when it
+    /// was still running, else (it exited first, like `echo > file`) as the behaviour
+    /// module's process table knows it, after waiting once per report for the sensor's batch
+    /// to bring its exec (the table keeps exited processes 30 s); the ancestors from the table.
+    async fn chain(&self, seen: &ProcessInfo, waited: &mut bool) -> Vec<ProcessInfo> {
+        let Some(b) = &self.behaviour else {
+            return vec![seen.clone()];
+        };
+        if seen.exe.is_empty() && !*waited {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            *waited = true;
+        }
+        let mut ch = b.chain(seen.pid).await;
+        if !seen.exe.is_empty() || ch.is_empty() {
+            if ch.is_empty() {
+                ch.push(seen.clone());
+            } else {
+                ch[0] = seen.clone();
             }
         }
-        vec![seen.clone()]
+        ch
     }
 }
 
