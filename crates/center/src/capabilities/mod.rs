@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod behaviour;
 pub mod inventory;
 pub mod risk;
+pub mod tamper;
 
 use std::collections::HashMap;
 
@@ -32,6 +33,7 @@ pub const ALL: &[Capability] = &[
     risk::CAPABILITY,
     alarms::CAPABILITY,
     behaviour::CAPABILITY,
+    tamper::CAPABILITY,
 ];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty

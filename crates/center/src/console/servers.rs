@@ -352,6 +352,9 @@ pub(crate) struct ServerPage {
     pub hb_authlog: String,
     /// The runtime sensor from the last heartbeat; None when the agent reports none.
     pub sensor: Option<SensorView>,
+    /// Web tamper protection from the last heartbeat, in words ("Not reported by this agent"
+    /// when it has none).
+    pub tamper: crate::capabilities::tamper::console::StateView,
     pub config_version: i64,
     pub history: Vec<HistoryView>,
     pub tasks: Vec<TaskView>,
@@ -421,6 +424,7 @@ pub async fn detail(
         outbox_problems: outbox_problems(&s),
         hb_authlog: authlog_summary(hb.get("authlog")),
         sensor: sensor_view(hb.get("sensor")),
+        tamper: crate::capabilities::tamper::console::heartbeat_state(hb),
         config_version: s.config_version,
         history: history
             .into_iter()
