@@ -22,6 +22,7 @@ mod replicas;
 mod risk;
 mod servers;
 pub mod status;
+mod tamper;
 mod tasks;
 
 pub use alarms::*;
@@ -37,6 +38,7 @@ pub use quarantine::*;
 pub use records::*;
 pub use risk::*;
 pub use servers::*;
+pub use tamper::*;
 pub use tasks::*;
 
 use std::borrow::Cow;
@@ -186,6 +188,7 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0010_quarantine.sql"),
     ),
     (11, "fim", include_str!("../migrations/0011_fim.sql")),
+    (12, "tamper", include_str!("../migrations/0012_tamper.sql")),
 ];
 
 /// Placeholders of shared migrations and their text per backend.

@@ -13,6 +13,7 @@ pub mod behaviour;
 pub mod fim;
 pub mod inventory;
 pub mod risk;
+pub mod tamper;
 
 use std::collections::HashMap;
 
@@ -34,6 +35,7 @@ pub const ALL: &[Capability] = &[
     alarms::CAPABILITY,
     behaviour::CAPABILITY,
     fim::CAPABILITY,
+    tamper::CAPABILITY,
 ];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty

@@ -354,6 +354,9 @@ pub(crate) struct ServerPage {
     pub sensor: Option<SensorView>,
     /// The file integrity monitor from the last heartbeat; None when the agent reports none.
     pub fim: Option<FimView>,
+    /// Web tamper protection from the last heartbeat, in words ("Not reported by this agent"
+    /// when it has none).
+    pub tamper: crate::capabilities::tamper::console::StateView,
     pub config_version: i64,
     pub history: Vec<HistoryView>,
     pub tasks: Vec<TaskView>,
@@ -424,6 +427,7 @@ pub async fn detail(
         hb_authlog: authlog_summary(hb.get("authlog")),
         sensor: sensor_view(hb.get("sensor")),
         fim: fim_view(hb.get("fim")),
+        tamper: crate::capabilities::tamper::console::heartbeat_state(hb),
         config_version: s.config_version,
         history: history
             .into_iter()
