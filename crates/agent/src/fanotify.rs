@@ -47,12 +47,14 @@ pub fn init() -> Result<OwnedFd, String> {
 }
 
 /// A permission group: its events hold the file open (read-only) and block the opener until
-/// [`respond`] answers.
+/// [`respond`] answers. Events name the opening thread, not its process: what it is doing
+/// (`/proc/<tid>/syscall`) is the thread's, and a multi-threaded opener's main thread is
+/// busy elsewhere.
 pub fn init_perm() -> Result<OwnedFd, String> {
     // SAFETY: plain syscall; the result is checked before it is owned.
     let raw = unsafe {
         libc::fanotify_init(
-            libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
+            libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC | libc::FAN_REPORT_TID,
             (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
         )
     };
@@ -66,10 +68,11 @@ pub fn init_perm() -> Result<OwnedFd, String> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// One permission event: the file (owned: dropping it closes it), the opener's pid, the mask.
+/// One permission event: the file (owned: dropping it closes it), the opening thread's id, the
+/// mask.
 pub struct PermEvent {
     pub file: std::fs::File,
-    pub pid: u32,
+    pub tid: u32,
     pub mask: u64,
 }
 
@@ -90,7 +93,11 @@ pub fn perm_events(buf: &[u8]) -> Vec<PermEvent> {
             use std::os::fd::FromRawFd as _;
             // SAFETY: the kernel gave us this descriptor with the event; we own it from here.
             let file = unsafe { std::fs::File::from_raw_fd(efd) };
-            out.push(PermEvent { file, pid, mask });
+            out.push(PermEvent {
+                file,
+                tid: pid,
+                mask,
+            });
         }
         at += len;
     }

@@ -15,6 +15,19 @@ use hostward_agent_core::outbox::Outbox;
 use hostward_proto::tamper::{ProtectedDir, TamperPolicy, TamperUnlock};
 use hostward_proto::{AgentConfig, Heartbeat, Message};
 
+/// Lifts the immutable attribute however the test ends, so the temp dir can go.
+struct Unlock(std::path::PathBuf);
+
+impl Drop for Unlock {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 fn root() -> bool {
     // SAFETY: no arguments, no side effects.
     unsafe { libc::geteuid() == 0 }
@@ -77,6 +90,8 @@ async fn writes_are_refused_gaps_reverted_privileged_and_unlocked_writes_kept() 
     }
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
     let dir = tmp.path();
+    // Declared after the temp dir, so it runs first: a failed assertion leaves the locks on.
+    let _unlock = Unlock(dir.join("www"));
     let www = dir.join("www");
     std::fs::create_dir_all(www.join("css")).unwrap();
     std::fs::create_dir_all(www.join("uploads")).unwrap();

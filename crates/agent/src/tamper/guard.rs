@@ -126,18 +126,54 @@ fn serve(fd: &OwnedFd, rules: &RwLock<Rules>, refused: &AtomicU64, tx: &mpsc::Se
     }
 }
 
+fn own_thread(tid: u32) -> bool {
+    std::fs::symlink_metadata(format!("/proc/self/task/{tid}")).is_ok()
+}
+
+/// The process a thread belongs to.
+fn tgid(tid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The opener's intent from its `/proc/<pid>/syscall`. The kernel wakes us as it queues the
+/// event, so the opener may not be asleep yet: the file then says "running", and we read again
+/// (for at most about 2 ms; it sleeps within microseconds).
+fn opener_intent(pid: u32) -> Intent {
+    let path = format!("/proc/{pid}/syscall");
+    let mut last = Intent::Unknown(-1);
+    for i in 0..200 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        last = intent::parse(&text);
+        if last != Intent::Unknown(-1) || !text.starts_with("running") {
+            return last;
+        }
+        if i < 20 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(10));
+        }
+    }
+    last
+}
+
 /// The answer to one open, and what to tell the runner.
 fn decide(ev: &fanotify::PermEvent, me: u32, rules: &RwLock<Rules>) -> (bool, Option<Verdict>) {
-    if ev.pid == me || ev.mask & libc::FAN_OPEN_PERM == 0 {
+    // One of our own threads (a scan, a restore, the backup).
+    if ev.mask & libc::FAN_OPEN_PERM == 0 || ev.tid == me || own_thread(ev.tid) {
         return (true, None);
     }
-    let text = std::fs::read_to_string(format!("/proc/{}/syscall", ev.pid)).unwrap_or_default();
-    let why = match intent::parse(&text) {
+    let why = match opener_intent(ev.tid) {
         Intent::Read => return (true, None),
         Intent::Write => "opened for writing".to_string(),
         Intent::Openat2(addr) => {
             let mut flags = [0u8; 8];
-            let read = std::fs::File::open(format!("/proc/{}/mem", ev.pid))
+            let read = std::fs::File::open(format!("/proc/{}/mem", ev.tid))
                 .and_then(|m| m.read_exact_at(&mut flags, addr));
             match read {
                 Ok(()) if !intent::writes(u64::from_ne_bytes(flags)) => return (true, None),
@@ -147,6 +183,8 @@ fn decide(ev: &fanotify::PermEvent, me: u32, rules: &RwLock<Rules>) -> (bool, Op
         }
         Intent::Unknown(nr) => format!("opened by system call {nr}, which may write"),
     };
+    // /proc/<tid> is the thread's view; its Tgid is the process.
+    let pid = tgid(ev.tid).unwrap_or(ev.tid);
     let path = std::fs::read_link(format!("/proc/self/fd/{}", ev.file.as_raw_fd()))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -156,13 +194,13 @@ fn decide(ev: &fanotify::PermEvent, me: u32, rules: &RwLock<Rules>) -> (bool, Op
     if !r.dirs.iter().any(|d| d.covers(&path)) {
         return (true, None); // an excluded file type
     }
-    let exe = std::fs::read_link(format!("/proc/{}/exe", ev.pid))
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     if !exe.is_empty() && r.privileged.contains(&exe) {
-        return (true, Some(Verdict::Privileged { path, pid: ev.pid }));
+        return (true, Some(Verdict::Privileged { path, pid }));
     }
     drop(r);
-    let process = crate::fim::watch::writer(ev.pid).unwrap_or_default();
+    let process = crate::fim::watch::writer(pid).unwrap_or_default();
     (false, Some(Verdict::Refused { path, process, why }))
 }

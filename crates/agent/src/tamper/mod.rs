@@ -11,6 +11,7 @@ pub mod intent;
 pub mod lock;
 pub mod runner;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hostward_agent_core::module::{BoxFuture, Module};
@@ -23,14 +24,21 @@ use tokio::sync::mpsc;
 pub struct Tamper {
     tx: mpsc::Sender<runner::Command>,
     report: Arc<Mutex<TamperReport>>,
+    /// The guard's count of refused writes, live (the report is rebuilt on state changes).
+    refused: Arc<AtomicU64>,
 }
 
 impl Tamper {
     pub(crate) fn new(
         tx: mpsc::Sender<runner::Command>,
         report: Arc<Mutex<TamperReport>>,
+        refused: Arc<AtomicU64>,
     ) -> Tamper {
-        Tamper { tx, report }
+        Tamper {
+            tx,
+            report,
+            refused,
+        }
     }
 }
 
@@ -67,6 +75,10 @@ impl Module for Tamper {
     }
 
     fn heartbeat(&self, hb: &mut Heartbeat) {
-        hb.tamper = self.report.lock().ok().map(|r| Box::new(r.clone()));
+        hb.tamper = self.report.lock().ok().map(|r| {
+            let mut r = Box::new(r.clone());
+            r.refused = self.refused.load(Ordering::Relaxed);
+            r
+        });
     }
 }

@@ -90,8 +90,13 @@ pub fn spawn(root: PathBuf, state_dir: &Path, records: RecordSender) -> super::T
         sent: HashMap::new(),
         privileged_writes: HashMap::new(),
     };
+    let refused = r
+        .guard
+        .as_ref()
+        .map(|g| g.refused.clone())
+        .unwrap_or_default();
     tokio::spawn(r.run(rx, vrx, wrx));
-    super::Tamper::new(tx, report)
+    super::Tamper::new(tx, report, refused)
 }
 
 struct Runner {
