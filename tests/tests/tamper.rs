@@ -102,6 +102,7 @@ async fn nginx_site(env: &TestEnv) -> Result<Site> {
     })
     .await?;
     Ok(Site {
+        _unlock: Unlock(www.clone()),
         www,
         deploy,
         port,

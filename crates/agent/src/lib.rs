@@ -1,5 +1,6 @@
 //! The Hostward agent: its capabilities, one folder per module (`inventory`, `risk`,
-//! `bruteforce`, `quarantine`, `behaviour`), the list of what runs (`modules`), the config file and the command line. The
+//! `bruteforce`, `quarantine`, `behaviour`, `fim`, `tamper`), the list of what runs
+//! (`modules`), the fanotify calls they share, the config file and the command line. The
 //! runtime they plug into (link, outbox, enrollment, daemon) is `hostward-agent-core`. The
 //! binary (`main.rs`) only calls [`cli::main`]. See ARCHITECTURE.md.
 

@@ -61,13 +61,15 @@ async fn wait_state(m: &dyn Module, want: &str) {
 }
 
 fn sh(script: &str) -> bool {
-    std::process::Command::new("/bin/sh")
+    let out = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap()
-        .success()
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("{script}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    out.status.success()
 }
 
 async fn until(what: &str, f: impl Fn() -> bool) {
@@ -82,7 +84,8 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| format!("<{e}>"))
 }
 
-#[tokio::test]
+// Multi-threaded: the module runs beside the test, which blocks in the processes it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_refused_gaps_reverted_privileged_and_unlocked_writes_kept() {
     if !root() {
         eprintln!("skipped: needs root");
@@ -119,6 +122,8 @@ async fn writes_are_refused_gaps_reverted_privileged_and_unlocked_writes_kept() 
     wait_state(&m, "protected").await;
     let s = state(&m).await;
     assert_eq!((s.files, s.directories), (2, 2), "{s:?}");
+    assert!(hostward_agent::tamper::lock::locked(&www).unwrap());
+    assert!(hostward_agent::tamper::lock::locked(&www.join("css")).unwrap());
 
     let index = www.join("index.html");
     let w = www.display();
@@ -195,6 +200,22 @@ async fn writes_are_refused_gaps_reverted_privileged_and_unlocked_writes_kept() 
         "<h1>v2</h1>\n",
         "a privileged change is not reverted"
     );
+    // It may add files too: its exec is held until the directory locks are lifted for it.
+    assert!(sh(&format!(
+        "{1} {0}/v2 {w}/added.html",
+        dir.display(),
+        deploy.display()
+    )));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        read(&www.join("added.html")),
+        "<h1>v2</h1>\n",
+        "the deploy's new file stays"
+    );
+    until("locked again after the deploy", || {
+        hostward_agent::tamper::lock::locked(&www).unwrap_or(false)
+    })
+    .await;
     assert!(!sh(&format!("echo defaced > {w}/index.html")));
 
     // Unlocked: writes work; locked again: refused, and the new content is the reference.

@@ -1,9 +1,13 @@
-//! Refusing writes before they happen: a fanotify permission group with `FAN_OPEN_PERM` marks
-//! on every protected directory, answered by a dedicated thread. Every open of a protected
-//! file waits for it, so it answers from what it can read at once: the opener's open flags (its
-//! `/proc/<pid>/syscall`, see [`super::intent`]) — a read is allowed on the spot — then, for a
-//! write, whether the opener runs a privileged executable. Refusals and privileged writes go
-//! to the runner afterwards, never before the answer.
+//! The permission group of tamper protection, answered by a dedicated thread. It marks every
+//! protected directory (`FAN_OPEN_PERM`): every open of a protected file waits for its answer,
+//! so it answers from what it can tell at once. The kernel has counted a write-opener as a
+//! writer of the file before it asks us, so when a read lease can be taken on the file nobody
+//! writes it and the open is a read, allowed on the spot (two fcntl calls); otherwise the
+//! opening thread's flags are read from its `/proc/<tid>/syscall` ([`super::intent`]) and a
+//! write is allowed only to a privileged executable. It also marks the privileged executables
+//! (`FAN_OPEN_EXEC_PERM`): when one starts, its exec is held until the runner has lifted the
+//! directory locks for it (a deploy). Refusals and privileged writes go to the runner
+//! afterwards, never before the answer.
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -40,13 +44,22 @@ pub enum Verdict {
     /// A privileged process opened a protected file for writing: its change is the new
     /// reference.
     Privileged { path: String, pid: u32 },
+    /// A privileged executable is starting as `pid`; its exec waits until `ready` is
+    /// answered (or 3 s pass).
+    Exec {
+        pid: u32,
+        ready: std::sync::mpsc::Sender<()>,
+    },
 }
 
 pub struct Guard {
     fd: Arc<OwnedFd>,
     marked: BTreeSet<String>,
+    execs: BTreeSet<String>,
     pub rules: Arc<RwLock<Rules>>,
     pub refused: Arc<AtomicU64>,
+    /// The locks are lifted (a deploy, an unlock): a privileged exec need not wait.
+    pub deploying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Guard {
@@ -54,14 +67,22 @@ impl Guard {
         let fd = Arc::new(fanotify::init_perm()?);
         let rules = Arc::new(RwLock::new(Rules::default()));
         let refused = Arc::new(AtomicU64::new(0));
-        let (f, r, n) = (fd.clone(), rules.clone(), refused.clone());
+        let deploying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, r, n, d) = (
+            fd.clone(),
+            rules.clone(),
+            refused.clone(),
+            deploying.clone(),
+        );
         std::thread::Builder::new()
             .name("tamper-guard".into())
-            .spawn(move || serve(&f, &r, &n, &tx))
+            .spawn(move || serve(&f, &r, &n, &d, &tx))
             .map_err(|e| format!("starting the guard thread: {e}"))?;
         Ok(Guard {
             fd,
             marked: BTreeSet::new(),
+            execs: BTreeSet::new(),
+            deploying,
             rules,
             refused,
         })
@@ -89,10 +110,41 @@ impl Guard {
     pub fn marked(&self) -> usize {
         self.marked.len()
     }
+
+    /// Watches exactly these executables (host paths) start; returns those that could not be
+    /// marked (not installed on this host), with why.
+    pub fn set_execs(&mut self, root: &Path, exes: &BTreeSet<String>) -> Vec<String> {
+        let mask = libc::FAN_OPEN_EXEC_PERM;
+        let mut problems = Vec::new();
+        for e in self.execs.difference(exes).cloned().collect::<Vec<_>>() {
+            let _ = fanotify::mark(&self.fd, &root.join(e.trim_start_matches('/')), mask, true);
+            self.execs.remove(&e);
+        }
+        for e in exes.difference(&self.execs.clone()) {
+            match fanotify::mark(&self.fd, &root.join(e.trim_start_matches('/')), mask, false) {
+                Ok(()) => {
+                    self.execs.insert(e.clone());
+                }
+                Err(err) => problems.push(format!("privileged {e}: {err}")),
+            }
+        }
+        problems
+    }
 }
 
-fn serve(fd: &OwnedFd, rules: &RwLock<Rules>, refused: &AtomicU64, tx: &mpsc::Sender<Verdict>) {
+fn serve(
+    fd: &Arc<OwnedFd>,
+    rules: &RwLock<Rules>,
+    refused: &AtomicU64,
+    deploying: &std::sync::atomic::AtomicBool,
+    tx: &mpsc::Sender<Verdict>,
+) {
     let me = std::process::id();
+    // A lease break would signal us with SIGIO, whose default is to end the process.
+    // SAFETY: setting a signal's disposition to ignore.
+    unsafe {
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
+    }
     let mut buf = vec![0u8; 4096];
     loop {
         let n = match fanotify::read(fd, &mut buf) {
@@ -114,6 +166,28 @@ fn serve(fd: &OwnedFd, rules: &RwLock<Rules>, refused: &AtomicU64, tx: &mpsc::Se
             }
         };
         for ev in fanotify::perm_events(&buf[..n]) {
+            if ev.mask & libc::FAN_OPEN_EXEC_PERM != 0 && ev.mask & libc::FAN_OPEN_PERM == 0 {
+                // A privileged executable starting: the locks go before it runs. Its exec
+                // waits on a thread of its own, so this one goes on answering (the runner
+                // opens protected files while it lifts the locks).
+                let (ready, done) = std::sync::mpsc::channel();
+                let pid = tgid(ev.tid).unwrap_or(ev.tid);
+                let sent = tx.blocking_send(Verdict::Exec { pid, ready }).is_ok()
+                    && !deploying.load(Ordering::Relaxed);
+                let group = fd.clone();
+                let waiter = std::thread::Builder::new()
+                    .name("tamper-exec".into())
+                    .spawn(move || {
+                        if sent {
+                            let _ = done.recv_timeout(std::time::Duration::from_secs(3));
+                        }
+                        fanotify::respond(group.as_raw_fd(), &ev, true);
+                    });
+                if let Err(e) = waiter {
+                    tracing::error!(error = %e, "no thread for a privileged exec; it runs locked");
+                }
+                continue;
+            }
             let (allow, verdict) = decide(&ev, me, rules);
             fanotify::respond(fd.as_raw_fd(), &ev, allow);
             if !allow {
@@ -162,8 +236,26 @@ fn opener_intent(pid: u32) -> Intent {
     last
 }
 
+/// Whether nobody has the file open for writing: a read lease conflicts with any writer,
+/// including an opener the kernel is asking us about. The lease is dropped at once (while we
+/// hold it, a writer's open would wait for us: we ignore SIGIO, which tells us of that).
+fn no_writers(f: &std::fs::File) -> bool {
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; F_SETLEASE takes an int.
+    unsafe {
+        if libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) != 0 {
+            return false;
+        }
+        libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK);
+    }
+    true
+}
+
 /// The answer to one open, and what to tell the runner.
 fn decide(ev: &fanotify::PermEvent, me: u32, rules: &RwLock<Rules>) -> (bool, Option<Verdict>) {
+    if ev.mask & libc::FAN_OPEN_PERM != 0 && no_writers(&ev.file) {
+        return (true, None);
+    }
     // One of our own threads (a scan, a restore, the backup).
     if ev.mask & libc::FAN_OPEN_PERM == 0 || ev.tid == me || own_thread(ev.tid) {
         return (true, None);

@@ -1,8 +1,9 @@
-//! The directory lock: the immutable attribute (`chattr +i`) on every protected directory.
-//! A directory so marked refuses, in the kernel and to root too, every change of its entries:
+//! The lock: the immutable attribute (`chattr +i`) on every protected directory and file. A
+//! directory so marked refuses, in the kernel and to root too, every change of its entries:
 //! creating a file (so not even an empty one is left behind by a refused `O_CREAT`), renaming
-//! into or out of it, unlinking, hard-linking, making a subdirectory. The files in it stay
-//! writable (the guard decides who may write them), and the mark survives an agent restart.
+//! into or out of it, unlinking, hard-linking, making a subdirectory; a file so marked refuses
+//! every write-open, truncate, mode and owner change. Reads cost nothing extra, and the mark
+//! survives an agent restart.
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -12,12 +13,14 @@ const GETFLAGS: libc::c_ulong = 0x8008_6601;
 const SETFLAGS: libc::c_ulong = 0x4008_6602;
 const IMMUTABLE: libc::c_int = 0x10;
 
-fn open_dir(dir: &Path) -> std::io::Result<std::fs::File> {
+/// A directory or regular file, read-only, not following a symlink (whose attributes cannot
+/// be set) and not blocking on a fifo.
+fn open_dir(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(dir)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
 }
 
 fn flags(f: &std::fs::File) -> std::io::Result<libc::c_int> {
@@ -29,12 +32,12 @@ fn flags(f: &std::fs::File) -> std::io::Result<libc::c_int> {
     Ok(v)
 }
 
-/// Whether the directory is locked now.
+/// Whether the directory or file is locked now.
 pub fn locked(dir: &Path) -> std::io::Result<bool> {
     Ok(flags(&open_dir(dir)?)? & IMMUTABLE != 0)
 }
 
-/// Locks (`on`) or unlocks a directory; a no-op when it already is.
+/// Locks (`on`) or unlocks a directory or file; a no-op when it already is.
 pub fn set(dir: &Path, on: bool) -> std::io::Result<()> {
     let f = open_dir(dir)?;
     let v = flags(&f)?;
@@ -98,7 +101,17 @@ mod tests {
             std::fs::hard_link(d.path().join("evil"), dir.join("l")).is_err(),
             "link"
         );
-        std::fs::write(dir.join("index.html"), "still writable content").unwrap();
+        std::fs::write(dir.join("index.html"), "content stays writable").unwrap();
+        set(&dir.join("index.html"), true).unwrap();
+        assert!(
+            std::fs::write(dir.join("index.html"), "x").is_err(),
+            "a locked file refuses writes"
+        );
+        assert!(
+            std::fs::read_to_string(dir.join("index.html")).is_ok(),
+            "and reads"
+        );
+        set(&dir.join("index.html"), false).unwrap();
         let made = unlocked(&dir, || std::fs::write(dir.join("restored"), "ok").is_ok()).unwrap();
         assert!(made && locked(&dir).unwrap(), "locked again after");
         set(&dir, false).unwrap();

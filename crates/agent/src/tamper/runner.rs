@@ -1,9 +1,14 @@
-//! The tamper protection loop. Locked (the normal state): every protected directory has the
-//! immutable attribute ([`super::lock`]), the guard refuses writes by processes that are not
-//! privileged ([`super::guard`]), and what still changes (a mode, a truncate, a lock someone
-//! lifted) is put back from the backup ([`super::backup`]) as soon as the file event arrives.
-//! Unlocked (a window of the policy, or "unlock now" from the console until a time): no lock,
-//! no guard; when it ends the new content is backed up and becomes the reference. The policy,
+//! The tamper protection loop, in one of three modes. Locked (the normal state): every
+//! protected directory has the immutable attribute ([`super::lock`]), so the kernel refuses
+//! every create, rename, link and unlink in it; the guard ([`super::guard`]) refuses every
+//! write-open by a process that is not privileged before it happens; what changes anyway (a
+//! mode, a truncate by path, a lock someone lifted by hand) is put back from the backup
+//! ([`super::backup`]) as soon as the file event arrives. Deploy (while a privileged
+//! executable runs; the guard holds its exec until the directory locks are lifted): the
+//! privileged processes may also add, rename and remove files, what other processes add,
+//! rename or remove is put back, and when the last privileged process exits the new content
+//! becomes the reference and the locks return. Unlocked (a window of the policy, or "unlock now" from the console until a time):
+//! no lock, no guard; when it ends the new content becomes the reference. The policy,
 //! the unlock and the reference survive a restart in `<state_dir>/tamper/`, and protection
 //! is put back from them at start, before the center is reached.
 
@@ -30,6 +35,8 @@ use hostward_proto::fim::Operation;
 
 const BATCH: Duration = Duration::from_millis(2);
 const TICK: Duration = Duration::from_secs(5);
+/// How often a deploy checks whether its privileged processes still run.
+const DEPLOY_TICK: Duration = Duration::from_millis(200);
 /// A full comparison with the backup this often.
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
 /// A privileged process's write-open makes its change of that file the reference for this long.
@@ -79,7 +86,8 @@ pub fn spawn(root: PathBuf, state_dir: &Path, records: RecordSender) -> super::T
         saved: Saved::default(),
         applied: None,
         enabled: true,
-        locked: false,
+        mode: Mode::Off,
+        deploy_pids: Vec::new(),
         guard,
         watch,
         backup,
@@ -99,6 +107,14 @@ pub fn spawn(root: PathBuf, state_dir: &Path, records: RecordSender) -> super::T
     super::Tamper::new(tx, report, refused)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Off,
+    Locked,
+    Deploy,
+    Unlocked,
+}
+
 struct Runner {
     root: PathBuf,
     file: PathBuf,
@@ -109,7 +125,9 @@ struct Runner {
     applied: Option<TamperPolicy>,
     /// The server's protection switch.
     enabled: bool,
-    locked: bool,
+    mode: Mode,
+    /// Privileged processes a deploy waits for, and when each started.
+    deploy_pids: Vec<(u32, Instant)>,
     guard: Option<Guard>,
     watch: Option<Watch>,
     backup: Option<Backup>,
@@ -142,6 +160,20 @@ fn as_fim(p: &TamperPolicy) -> FimPolicy {
     }
 }
 
+/// Processes running one of the executables now (a deploy the agent started in the middle of).
+fn running(exes: &[String]) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|e| exes.iter().any(|x| Path::new(x) == e))
+        })
+        .collect()
+}
+
 /// Whether a window of the policy is open at `now` (server local time).
 pub fn in_window(p: &TamperPolicy, now: i64) -> bool {
     let local = now + local_offset_secs(now);
@@ -172,6 +204,7 @@ impl Runner {
             );
         }
         let mut tick = tokio::time::interval(TICK);
+        let mut deploy_tick = tokio::time::interval(DEPLOY_TICK);
         let mut next_verify = Instant::now() + VERIFY_EVERY;
         loop {
             tokio::select! {
@@ -192,11 +225,12 @@ impl Runner {
                     }
                     self.events(batch).await;
                 }
+                _ = deploy_tick.tick(), if self.mode == Mode::Deploy => self.deploy_check().await,
                 _ = tick.tick() => {
                     self.on_tick().await;
                     if Instant::now() >= next_verify {
                         next_verify = Instant::now() + VERIFY_EVERY;
-                        if self.locked {
+                        if self.mode == Mode::Locked {
                             self.verify().await;
                         }
                     }
@@ -299,11 +333,13 @@ impl Runner {
         }
         if let Some(g) = self.guard.as_mut() {
             g.set(&self.root, &BTreeSet::new());
+            g.set_execs(&self.root, &BTreeSet::new());
         }
         if let Some(w) = self.watch.as_mut() {
             w.set(&self.root, &BTreeSet::new());
         }
-        self.locked = false;
+        self.mode = Mode::Off;
+        self.deploy_pids.clear();
         self.set_state("off", Some(why.into()), None);
     }
 
@@ -402,10 +438,16 @@ impl Runner {
             Some(until) => self.unlock(until).await,
             None if restart => {
                 // The reference from before the restart: what changed meanwhile goes back.
-                self.lock_dirs().await;
+                self.lock_all().await;
                 self.verify().await;
             }
             None => self.relock().await,
+        }
+        // A privileged process that was already running (a deploy across a restart).
+        if self.mode == Mode::Locked {
+            for pid in running(&p.privileged) {
+                self.start_deploy(pid).await;
+            }
         }
         self.save();
     }
@@ -452,29 +494,36 @@ impl Runner {
         if let Some(b) = self.backup.as_ref() {
             let _ = b.prune(&[&self.saved.manifest]);
         }
-        self.lock_dirs().await;
+        self.lock_all().await;
         self.save();
     }
 
-    /// Puts the lock, the guard's marks and the file watch on every directory of the trees.
-    async fn lock_dirs(&mut self) {
+    /// Locks every directory of the trees, and puts the guard and the watch on them and the
+    /// guard on the privileged executables.
+    async fn lock_all(&mut self) {
         let Some(p) = self.applied.clone() else {
             return;
         };
         let dirs = self.tree_dirs(&p);
         let mut problems = Vec::new();
-        if let Some(g) = self.guard.as_mut() {
-            problems.extend(g.set(&self.root, &dirs));
-        }
         if let Some(w) = self.watch.as_mut() {
             w.set(&self.root, &dirs);
         }
-        for d in &dirs {
+        if let Some(g) = self.guard.as_mut() {
+            problems.extend(g.set(&self.root, &dirs));
+        }
+        for d in dirs.iter() {
             if let Err(e) = lock::set(&self.host(d), true) {
                 problems.push(format!("{d}: not locked ({e})"));
             }
         }
-        self.locked = true;
+        if let Some(g) = self.guard.as_mut() {
+            problems.extend(g.set_execs(&self.root, &p.privileged.iter().cloned().collect()));
+            g.deploying
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.mode = Mode::Locked;
+        self.deploy_pids.clear();
         self.problems.extend(problems.iter().cloned());
         if problems.is_empty() {
             self.set_state("protected", None, None);
@@ -488,6 +537,60 @@ impl Runner {
         );
     }
 
+    /// A privileged process started: the directory locks are lifted for it (the guard goes on
+    /// refusing other writers).
+    async fn start_deploy(&mut self, pid: u32) {
+        if !self.deploy_pids.iter().any(|(p, _)| *p == pid) {
+            self.deploy_pids.push((pid, Instant::now()));
+        }
+        if self.mode != Mode::Locked {
+            return;
+        }
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        let dirs = self.tree_dirs(&p);
+        if let Some(g) = self.guard.as_mut() {
+            g.deploying
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        for d in dirs.iter() {
+            let _ = lock::set(&self.host(d), false);
+        }
+        self.mode = Mode::Deploy;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map(|e| e.display().to_string())
+            .unwrap_or_default();
+        tracing::info!(pid, exe, "a privileged process runs: deploy mode");
+        self.set_state(
+            "protected",
+            Some(format!("a deploy is running ({exe}, pid {pid}): other processes' writes are refused, their new, renamed and removed files put back")),
+            None,
+        );
+    }
+
+    /// Ends the deploy once its privileged processes are gone: what they wrote is the new
+    /// reference.
+    async fn deploy_check(&mut self) {
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        // Its exec was held while the locks went: for a moment its exe is still what ran it.
+        self.deploy_pids.retain(|(pid, started)| {
+            match std::fs::read_link(format!("/proc/{pid}/exe")) {
+                Ok(e) => {
+                    p.privileged.iter().any(|x| Path::new(x) == e)
+                        || started.elapsed() < Duration::from_secs(2)
+                }
+                Err(_) => false,
+            }
+        });
+        if self.deploy_pids.is_empty() {
+            tracing::info!("the deploy ended; its result is the new reference");
+            self.relock().await;
+        }
+    }
+
     async fn unlock(&mut self, until: Option<i64>) {
         let Some(p) = self.applied.clone() else {
             return;
@@ -495,11 +598,14 @@ impl Runner {
         self.unlock_all(&p);
         if let Some(g) = self.guard.as_mut() {
             g.set(&self.root, &BTreeSet::new());
+            g.deploying
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(w) = self.watch.as_mut() {
             w.set(&self.root, &BTreeSet::new());
         }
-        self.locked = false;
+        self.mode = Mode::Unlocked;
+        self.deploy_pids.clear();
         let why = match until {
             Some(_) => "unlocked from the console",
             None => "an unlock window of the policy is open",
@@ -513,10 +619,10 @@ impl Runner {
         let Some(p) = self.applied.clone() else {
             return;
         };
-        match (self.locked, self.unlocked_until(&p)) {
-            (true, Some(until)) => self.unlock(until).await,
-            (false, None) => self.relock().await,
-            (true, None) => {
+        match (self.mode, self.unlocked_until(&p)) {
+            (Mode::Locked | Mode::Deploy, Some(until)) => self.unlock(until).await,
+            (Mode::Unlocked, None) => self.relock().await,
+            (Mode::Locked, None) => {
                 let mut lifted = Vec::new();
                 for d in self.tree_dirs(&p) {
                     if !lock::locked(&self.host(&d)).unwrap_or(true) {
@@ -532,10 +638,11 @@ impl Runner {
                     self.verify().await;
                 }
             }
-            (false, Some(until)) => {
+            (Mode::Unlocked, Some(until)) => {
                 let reason = self.report.lock().ok().and_then(|r| r.reason.clone());
                 self.set_state("unlocked", reason, until);
             }
+            (Mode::Deploy | Mode::Off, None) | (Mode::Off, Some(_)) => {}
         }
     }
 
@@ -543,6 +650,12 @@ impl Runner {
         match v {
             Verdict::Privileged { path, .. } => {
                 self.privileged_writes.insert(path, Instant::now());
+            }
+            Verdict::Exec { pid, ready } => {
+                if matches!(self.mode, Mode::Locked | Mode::Deploy) {
+                    self.start_deploy(pid).await;
+                }
+                let _ = ready.send(());
             }
             Verdict::Refused { path, process, why } => {
                 self.alarm(
@@ -560,7 +673,7 @@ impl Runner {
         let Some(p) = self.applied.clone() else {
             return;
         };
-        if !self.locked {
+        if !matches!(self.mode, Mode::Locked | Mode::Deploy) {
             return;
         }
         self.privileged_writes
@@ -575,10 +688,13 @@ impl Runner {
                     if !p.directories.iter().any(|d| d.covers(&path)) {
                         continue;
                     }
-                    let privileged = process
-                        .as_ref()
-                        .is_some_and(|w| !w.exe.is_empty() && p.privileged.contains(&w.exe))
-                        || self.privileged_writes.contains_key(&path);
+                    // In a deploy, what privileged processes change becomes the reference at
+                    // its end; locked, nothing changes legitimately.
+                    let privileged = self.mode == Mode::Deploy
+                        && (process.as_ref().is_some_and(|w| {
+                            self.deploy_pids.iter().any(|(p, _)| *p == w.pid)
+                                || (!w.exe.is_empty() && p.privileged.contains(&w.exe))
+                        }) || self.privileged_writes.contains_key(&path));
                     if privileged {
                         accept.push(path);
                     } else if !check.iter().any(|(c, _)| *c == path) {
@@ -646,6 +762,9 @@ impl Runner {
                 .unwrap_or_else(|| root.clone())
         };
         let put_back = |path: &str, e: &engine::Entry| -> Result<String, String> {
+            // A file someone locked is in the way of the rename.
+            let dest = root.join(path.trim_start_matches('/'));
+            let _ = lock::set(&dest, false);
             match lock::unlocked(&parent(path), || b.restore(&root, path, e)) {
                 Ok(Ok(())) => Ok(format!("{path} restored from the backup")),
                 Ok(Err(err)) | Err(err) => Err(format!("{path}: restore failed ({err})")),
@@ -653,6 +772,7 @@ impl Runner {
         };
         let take_away = |path: &str| -> Result<String, String> {
             let dest = root.join(path.trim_start_matches('/'));
+            let _ = lock::set(&dest, false);
             match lock::unlocked(&parent(path), || backup::remove(&dest)) {
                 Ok(Ok(())) => Ok(format!("{path} removed")),
                 Ok(Err(err)) | Err(err) => Err(format!("{path}: not removed ({err})")),
@@ -705,9 +825,8 @@ impl Runner {
         for c in changes {
             self.revert(c, None).await;
         }
-        if self.locked {
-            let reason = None;
-            self.set_state("protected", reason, None);
+        if self.mode == Mode::Locked {
+            self.set_state("protected", None, None);
         }
     }
 
