@@ -200,6 +200,8 @@ async fn drive(
     want.push("changes".into());
     want.push("risks".into());
     want.push("login-ips".into());
+    want.push("file-changes".into());
+    want.push("tamper".into());
     ensure!(tabs == want, "tabs {tabs:?}, want {want:?}");
 
     // Every kind's tab lists what the API holds for this server.

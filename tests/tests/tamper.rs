@@ -237,6 +237,30 @@ async fn a_protected_site_serves_no_tampered_byte_while_root_attacks_it() -> Res
         ensure!(!sh(&format!("echo defaced > {w}/index.html")).await?.success(), "refused after the lock");
         ensure!(fetch(&site).await? == "<h1>v3</h1>\n", "the unlocked write is the new reference");
 
+        // A weekly window around now (server local time): unlocked while it is open, locked
+        // again when the policy no longer has it. Skipped within minutes of midnight, where a
+        // window around now would cross it (windows stay within one day).
+        let now_min = {
+            let out = sh("date +%H:%M").await?.ok()?;
+            let (h, m) = out.stdout.trim().split_once(':').unwrap_or(("0", "0"));
+            h.parse::<u32>().unwrap_or(0) * 60 + m.parse::<u32>().unwrap_or(0)
+        };
+        if (2..24 * 60 - 10).contains(&now_min) {
+            let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+            let mut windowed = policy.clone();
+            windowed["windows"] = json!([{"start": hhmm(now_min - 1), "end": hhmm(now_min + 9)}]);
+            api.put(&uri, windowed).await?.expect(200)?;
+            let t = wait_tamper(&api, &server, "unlocked").await?;
+            ensure!(t["until"].is_null() && t["reason"].as_str().is_some_and(|r| r.contains("window")), "{t}");
+            sh(&format!("echo '<h1>v4</h1>' > {w}/index.html")).await?.ok()?;
+            api.put(&uri, policy.clone()).await?.expect(200)?;
+            wait_tamper(&api, &server, "protected").await?;
+            ensure!(!sh(&format!("echo defaced > {w}/index.html")).await?.success(), "refused after the window");
+            ensure!(fetch(&site).await? == "<h1>v4</h1>\n", "the window's write is the new reference");
+        } else {
+            println!("window check skipped: {now_min} minutes past local midnight");
+        }
+
         // A directory this host lacks: the agent refuses the policy naming it; the old stays.
         let mut bad = policy.clone();
         bad["directories"].as_array_mut().unwrap().push(json!({"path": "/srv/hostward-no-such-dir"}));
@@ -249,6 +273,7 @@ async fn a_protected_site_serves_no_tampered_byte_while_root_attacks_it() -> Res
 
         // A restart: writes made while the agent is down are put back at start; structure
         // changes stay refused throughout (the lock is on the directories themselves).
+        let want = fetch(&site).await?;
         agent.term().await?;
         let down = sh(&format!("echo '<h1>while down</h1>' > {w}/index.html")).await?.success();
         let create = sh(&format!("echo x > {w}/down.php")).await?.success();
@@ -268,7 +293,7 @@ async fn a_protected_site_serves_no_tampered_byte_while_root_attacks_it() -> Res
         ensure!(window_ms.is_some(), "writes still went through 30 s after the restart");
         wait_until("index.html put back", secs(30), millis(20), || async {
             let body = fetch(&site).await?;
-            ensure!(body == "<h1>v3</h1>\n", "{body}");
+            ensure!(body == want, "{body}");
             Ok(())
         })
         .await?;
