@@ -8,14 +8,13 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::alarm::ProcessInfo;
+use crate::paths;
 
 /// Monitored directories per policy (the reference product's limit).
 pub const MAX_DIRECTORIES: usize = 50;
-/// Excluded paths and excluded file types per directory.
+/// Excluded paths, and excluded file types, per directory.
 pub const MAX_EXCLUDES: usize = 10;
-pub const MAX_TYPES: usize = 10;
-/// Bytes of a path.
-pub const MAX_PATH: usize = 256;
+pub const MAX_TYPES: usize = MAX_EXCLUDES;
 pub const MAX_IMPORTANT: usize = 1_000;
 
 /// What happened to a file; a directory records the ones its policy asks for.
@@ -93,29 +92,11 @@ impl WatchedDir {
     /// Whether `path` (absolute) is in this directory's scope: under it (directly, unless
     /// recursive), not under an excluded path, not of an excluded type.
     pub fn covers(&self, path: &str) -> bool {
-        let Some(rel) = path
-            .strip_prefix(self.path.as_str())
-            .and_then(|r| r.strip_prefix('/'))
-        else {
-            return false;
-        };
-        if rel.is_empty() || (!self.recursive && rel.contains('/')) {
-            return false;
+        match paths::relative(&self.path, path) {
+            None | Some("") => false,
+            Some(rel) if !self.recursive && rel.contains('/') => false,
+            Some(rel) => !paths::excluded(rel, &self.exclude, &self.exclude_types),
         }
-        if self.exclude.iter().any(|x| {
-            rel == x
-                || rel
-                    .strip_prefix(x.as_str())
-                    .is_some_and(|r| r.starts_with('/'))
-        }) {
-            return false;
-        }
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        !name.rsplit_once('.').is_some_and(|(_, ext)| {
-            self.exclude_types
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(ext))
-        })
     }
 }
 
@@ -168,35 +149,6 @@ impl Default for FimPolicy {
     }
 }
 
-/// An absolute, normalised path: no `.`/`..`/empty components, no trailing `/`, not `/`
-/// itself, at most [`MAX_PATH`] bytes, no `;` (the console's list separator).
-fn check_path(field: &str, p: &str) -> Result<(), String> {
-    if !p.starts_with('/') {
-        return Err(format!("{field}: {p:?} is not an absolute path"));
-    }
-    if p == "/" {
-        return Err(format!(
-            "{field}: \"/\" is the whole file system; name a directory"
-        ));
-    }
-    if p.len() > MAX_PATH {
-        return Err(format!("{field}: longer than {MAX_PATH} bytes"));
-    }
-    if p.ends_with('/')
-        || p[1..]
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err(format!(
-            "{field}: {p:?} is not normalised (no trailing '/', '//', '.' or '..')"
-        ));
-    }
-    if p.contains(';') || p.chars().any(char::is_control) {
-        return Err(format!("{field}: {p:?} holds ';' or a control character"));
-    }
-    Ok(())
-}
-
 impl FimPolicy {
     /// Checks every field; the message starts with the field's name and index.
     pub fn validate(&self) -> Result<(), String> {
@@ -207,7 +159,7 @@ impl FimPolicy {
             ));
         }
         for (i, p) in self.important_files.iter().enumerate() {
-            check_path(&format!("important_files[{i}]"), p)?;
+            paths::check_path(&format!("important_files[{i}]"), p)?;
         }
         if self.directories.len() > MAX_DIRECTORIES {
             return Err(format!(
@@ -217,38 +169,11 @@ impl FimPolicy {
         }
         for (i, d) in self.directories.iter().enumerate() {
             let f = format!("directories[{i}]");
-            check_path(&format!("{f}.path"), &d.path)?;
-            if d.exclude.len() > MAX_EXCLUDES {
-                return Err(format!("{f}.exclude: at most {MAX_EXCLUDES} entries"));
-            }
-            for (j, x) in d.exclude.iter().enumerate() {
-                // Relative to the directory: checked as if it were below it.
-                if x.starts_with('/') {
-                    return Err(format!(
-                        "{f}.exclude[{j}]: {x:?} must be relative to {}",
-                        d.path
-                    ));
-                }
-                check_path(&format!("{f}.exclude[{j}]"), &format!("{}/{x}", d.path))?;
-            }
-            if d.exclude_types.len() > MAX_TYPES {
-                return Err(format!("{f}.exclude_types: at most {MAX_TYPES} entries"));
-            }
-            if let Some((j, t)) = d.exclude_types.iter().enumerate().find(|(_, t)| {
-                t.is_empty() || t.len() > 10 || !t.chars().all(|c| c.is_ascii_alphanumeric())
-            }) {
-                return Err(format!(
-                    "{f}.exclude_types[{j}]: {t:?} is not 1 to 10 letters and digits"
-                ));
-            }
+            paths::check_path(&format!("{f}.path"), &d.path)?;
+            paths::check_exclusions(&f, &d.path, &d.exclude, &d.exclude_types, MAX_EXCLUDES)?;
             for (j, other) in self.directories.iter().enumerate().take(i) {
                 let (a, b) = (&other.path, &d.path);
-                let nested = |outer: &str, inner: &str| {
-                    inner
-                        .strip_prefix(outer)
-                        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
-                };
-                if nested(a, b) || nested(b, a) {
+                if paths::nested(a, b) || paths::nested(b, a) {
                     return Err(format!(
                         "{f}.path: {b:?} overlaps directories[{j}] ({a:?}); use one with exclusions"
                     ));

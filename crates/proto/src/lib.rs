@@ -19,6 +19,7 @@ pub mod behaviour;
 pub mod bruteforce;
 pub mod fim;
 pub mod inventory;
+pub mod paths;
 pub mod quarantine;
 pub mod risk;
 pub mod severity;

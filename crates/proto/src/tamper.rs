@@ -7,15 +7,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Protected directories per policy, excluded subdirectories and file types per directory,
+use crate::paths;
+
+/// Protected directories per policy, excluded subdirectories (and file types) per directory,
 /// privileged processes, unlock windows (the reference product's limits; windows are ours).
 pub const MAX_DIRECTORIES: usize = 50;
 pub const MAX_EXCLUDES: usize = 10;
-pub const MAX_TYPES: usize = 10;
 pub const MAX_PRIVILEGED: usize = 10;
 pub const MAX_WINDOWS: usize = 20;
-/// Bytes of a path.
-pub const MAX_PATH: usize = 256;
 /// A window lasts at least this long, and windows of one day are at least this far apart.
 pub const MIN_WINDOW_MIN: u16 = 5;
 /// Longest unlock from the console ("unlock now"), in minutes: the same bound as a window.
@@ -48,28 +47,11 @@ impl ProtectedDir {
     /// Whether `path` (absolute) is protected by this directory: at or under it, not under an
     /// excluded subdirectory, not of an excluded type.
     pub fn covers(&self, path: &str) -> bool {
-        let rel = match path.strip_prefix(self.path.as_str()) {
-            Some("") => return true,
-            Some(r) => match r.strip_prefix('/') {
-                Some(r) => r,
-                None => return false,
-            },
-            None => return false,
-        };
-        if self.exclude.iter().any(|x| {
-            rel == x
-                || rel
-                    .strip_prefix(x.as_str())
-                    .is_some_and(|r| r.starts_with('/'))
-        }) {
-            return false;
+        match paths::relative(&self.path, path) {
+            None => false,
+            Some("") => true,
+            Some(rel) => !paths::excluded(rel, &self.exclude, &self.exclude_types),
         }
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        !name.rsplit_once('.').is_some_and(|(_, ext)| {
-            self.exclude_types
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(ext))
-        })
     }
 }
 
@@ -123,35 +105,6 @@ impl crate::Section for TamperUnlock {
     const KEY: &'static str = "tamper_unlock";
 }
 
-fn check_path(field: &str, p: &str) -> Result<(), String> {
-    if !p.starts_with('/') {
-        return Err(format!("{field}: {p:?} is not an absolute path"));
-    }
-    if p == "/" {
-        return Err(format!(
-            "{field}: \"/\" is the whole file system; name a directory"
-        ));
-    }
-    if p.len() > MAX_PATH {
-        return Err(format!("{field}: longer than {MAX_PATH} bytes"));
-    }
-    if p.ends_with('/')
-        || p[1..]
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err(format!(
-            "{field}: {p:?} is not normalised (no trailing '/', '//', '.' or '..')"
-        ));
-    }
-    if p.contains(';') || p.starts_with(' ') || p.chars().any(char::is_control) {
-        return Err(format!(
-            "{field}: {p:?} holds ';', a control character or a leading space"
-        ));
-    }
-    Ok(())
-}
-
 /// Directories no web root is: protecting them would lock the host itself.
 const SYSTEM_DIRS: &[&str] = &[
     "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr",
@@ -169,43 +122,17 @@ impl TamperPolicy {
         }
         for (i, d) in self.directories.iter().enumerate() {
             let f = format!("directories[{i}]");
-            check_path(&format!("{f}.path"), &d.path)?;
+            paths::check_path(&format!("{f}.path"), &d.path)?;
             if SYSTEM_DIRS.contains(&d.path.as_str()) {
                 return Err(format!(
                     "{f}.path: {:?} is a system directory; name the web root under it",
                     d.path
                 ));
             }
-            if d.exclude.len() > MAX_EXCLUDES {
-                return Err(format!("{f}.exclude: at most {MAX_EXCLUDES} entries"));
-            }
-            for (j, x) in d.exclude.iter().enumerate() {
-                if x.starts_with('/') {
-                    return Err(format!(
-                        "{f}.exclude[{j}]: {x:?} must be relative to {}",
-                        d.path
-                    ));
-                }
-                check_path(&format!("{f}.exclude[{j}]"), &format!("{}/{x}", d.path))?;
-            }
-            if d.exclude_types.len() > MAX_TYPES {
-                return Err(format!("{f}.exclude_types: at most {MAX_TYPES} entries"));
-            }
-            if let Some((j, t)) = d.exclude_types.iter().enumerate().find(|(_, t)| {
-                t.is_empty() || t.len() > 10 || !t.chars().all(|c| c.is_ascii_alphanumeric())
-            }) {
-                return Err(format!(
-                    "{f}.exclude_types[{j}]: {t:?} is not 1 to 10 letters and digits"
-                ));
-            }
+            paths::check_exclusions(&f, &d.path, &d.exclude, &d.exclude_types, MAX_EXCLUDES)?;
             for (j, other) in self.directories.iter().enumerate().take(i) {
                 let (a, b) = (&other.path, &d.path);
-                let nested = |outer: &str, inner: &str| {
-                    inner
-                        .strip_prefix(outer)
-                        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
-                };
-                if nested(a, b) || nested(b, a) {
+                if paths::nested(a, b) || paths::nested(b, a) {
                     return Err(format!(
                         "{f}.path: {b:?} overlaps directories[{j}] ({a:?}); protect one and exclude"
                     ));
@@ -219,7 +146,7 @@ impl TamperPolicy {
             ));
         }
         for (i, p) in self.privileged.iter().enumerate() {
-            check_path(&format!("privileged[{i}]"), p)?;
+            paths::check_path(&format!("privileged[{i}]"), p)?;
         }
         if self.windows.len() > MAX_WINDOWS {
             return Err(format!("windows: at most {MAX_WINDOWS} entries"));

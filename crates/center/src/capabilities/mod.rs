@@ -172,6 +172,57 @@ pub async fn policy_section<T: Section>(
     )
 }
 
+/// Longest policy kept in an audit entry's detail; a longer one is cut (a behaviour policy's
+/// lists may hold 10,000 addresses).
+const MAX_AUDIT_DETAIL: usize = 16 * 1024;
+
+/// A project's policy of type `T` and its version (viewer+): the one read behind every
+/// capability's `GET /projects/{id}/<capability>-policy`.
+pub async fn project_policy<T: Section>(
+    state: &AppState,
+    p: &Principal,
+    project_id: &str,
+) -> Result<(T, i64), ApiError> {
+    p.require(project_id, crate::auth::Role::Viewer)?;
+    Ok(state.store.policy(project_id).await?)
+}
+
+/// Replaces a project's policy of type `T` (admin): refused whole when `check` fails (400 with
+/// its message, which names the field and index), else stored, pushed to the project's agents
+/// and audited as `<key>.policy` with the policy (cut at 16 KiB). Returns the new version.
+pub async fn set_project_policy<T: Section>(
+    state: &AppState,
+    p: &Principal,
+    project_id: &str,
+    policy: &T,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<i64, ApiError> {
+    p.require(project_id, crate::auth::Role::Admin)?;
+    check(policy).map_err(ApiError::invalid_body)?;
+    let version = state.store.set_policy(project_id, policy).await?;
+    for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
+        state.gateway.config_changed(&server_id);
+    }
+    let detail = audit_detail(serde_json::to_string(policy).unwrap_or_default());
+    let action = format!("{}.policy", T::KEY);
+    crate::api::audit(state, p, project_id, &action, project_id, &detail).await;
+    Ok(version)
+}
+
+/// `detail` cut at [`MAX_AUDIT_DETAIL`] bytes on a character boundary, saying how long it was.
+fn audit_detail(mut detail: String) -> String {
+    if detail.len() > MAX_AUDIT_DETAIL {
+        let n = detail.len();
+        let mut cut = MAX_AUDIT_DETAIL;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+        detail.push_str(&format!("… ({n} bytes)"));
+    }
+    detail
+}
+
 /// Wakes the job a records transaction asked for, whichever capability owns it.
 pub fn wake(state: &AppState, job: Job) {
     for w in ALL.iter().filter_map(|c| c.wake) {
@@ -227,6 +278,14 @@ pub(crate) async fn server_tabs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_audit_details_are_cut_on_a_character_boundary() {
+        assert_eq!(audit_detail("short".into()), "short");
+        let cut = audit_detail("é".repeat(MAX_AUDIT_DETAIL));
+        assert!(cut.len() < MAX_AUDIT_DETAIL + 32, "{}", cut.len());
+        assert!(cut.ends_with(&format!("… ({} bytes)", 2 * MAX_AUDIT_DETAIL)));
+    }
 
     #[test]
     fn tabs_cover_every_kind_with_counts() {

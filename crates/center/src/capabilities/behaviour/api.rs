@@ -22,6 +22,7 @@ use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, ApiQuery, audit, fleet_scope, text_field};
 use crate::auth::{Principal, Role};
 use crate::capabilities::alarms::api::visible_alarm;
+use crate::capabilities::{project_policy, set_project_policy};
 use hostward_store::{IsolatedFileRow, NewTasks, TaskRow, now};
 
 /// States of an isolated file, as its agent reports them.
@@ -39,9 +40,6 @@ pub const MAX_ACTION_FILES: usize = 1000;
 const ISOLATE_EXPIRY_SECS: i64 = 3600;
 /// Restore and delete wait as long as any task.
 const FILE_TASK_EXPIRY_SECS: i64 = crate::api::tasks::DEFAULT_EXPIRY_SECS;
-/// Longest policy kept in an audit entry's detail; a longer one is cut (its lists may hold
-/// 10,000 addresses).
-const MAX_AUDIT_DETAIL: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BehaviourPolicyBody {
@@ -140,8 +138,7 @@ pub async fn behaviour_policy(
     p: &Principal,
     project_id: &str,
 ) -> Result<BehaviourPolicyBody, ApiError> {
-    p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state.store.policy(project_id).await?;
+    let (policy, version) = project_policy(state, p, project_id).await?;
     Ok(BehaviourPolicyBody { policy, version })
 }
 
@@ -153,31 +150,8 @@ pub async fn set_behaviour_policy(
     project_id: &str,
     policy: BehaviourPolicy,
 ) -> Result<BehaviourPolicyBody, ApiError> {
-    p.require(project_id, Role::Admin)?;
-    policy.validate().map_err(ApiError::invalid_body)?;
-    let version = state.store.set_policy(project_id, &policy).await?;
-    for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
-        state.gateway.config_changed(&server_id);
-    }
-    let mut detail = serde_json::to_string(&policy).unwrap_or_default();
-    if detail.len() > MAX_AUDIT_DETAIL {
-        let n = detail.len();
-        let mut cut = MAX_AUDIT_DETAIL;
-        while !detail.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        detail.truncate(cut);
-        detail.push_str(&format!("… ({n} bytes)"));
-    }
-    audit(
-        state,
-        p,
-        project_id,
-        "behaviour.policy",
-        project_id,
-        &detail,
-    )
-    .await;
+    let version =
+        set_project_policy(state, p, project_id, &policy, BehaviourPolicy::validate).await?;
     Ok(BehaviourPolicyBody { policy, version })
 }
 

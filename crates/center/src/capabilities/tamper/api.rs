@@ -14,11 +14,11 @@ use crate::AppState;
 use crate::api::servers::visible_server;
 use crate::api::{ApiError, ApiJson, audit};
 use crate::auth::{Principal, Role};
+use crate::capabilities::{project_policy, set_project_policy};
 use hostward_store::{Server, now};
 
 /// Longest policy kept in an audit entry's detail; a longer one is cut (50 directories with
 /// their exclusions may pass 100 KiB).
-const MAX_AUDIT_DETAIL: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TamperPolicyBody {
@@ -76,8 +76,7 @@ pub async fn tamper_policy(
     p: &Principal,
     project_id: &str,
 ) -> Result<TamperPolicyBody, ApiError> {
-    p.require(project_id, Role::Viewer)?;
-    let (policy, version) = state.store.policy(project_id).await?;
+    let (policy, version) = project_policy(state, p, project_id).await?;
     Ok(TamperPolicyBody { policy, version })
 }
 
@@ -90,29 +89,8 @@ pub async fn set_tamper_policy(
     project_id: &str,
     policy: TamperPolicy,
 ) -> Result<TamperPolicyBody, ApiError> {
-    p.require(project_id, Role::Admin)?;
-    policy.validate().map_err(ApiError::invalid_body)?;
-    let version = state.store.set_policy(project_id, &policy).await?;
-    for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
-        state.gateway.config_changed(&server_id);
-    }
-    let detail = audit_detail(serde_json::to_string(&policy).unwrap_or_default());
-    audit(state, p, project_id, "tamper.policy", project_id, &detail).await;
+    let version = set_project_policy(state, p, project_id, &policy, TamperPolicy::validate).await?;
     Ok(TamperPolicyBody { policy, version })
-}
-
-/// `detail` cut to [`MAX_AUDIT_DETAIL`] bytes on a character boundary, saying how long it was.
-fn audit_detail(mut detail: String) -> String {
-    if detail.len() > MAX_AUDIT_DETAIL {
-        let n = detail.len();
-        let mut cut = MAX_AUDIT_DETAIL;
-        while !detail.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        detail.truncate(cut);
-        detail.push_str(&format!("… ({n} bytes)"));
-    }
-    detail
 }
 
 /// The server's tamper protection for a caller already allowed to see it.
@@ -283,18 +261,4 @@ struct Doc;
 /// The OpenAPI paths of [`router`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
     <Doc as utoipa::OpenApi>::openapi()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_audit_details_are_cut_on_a_character_boundary() {
-        assert_eq!(audit_detail("short".into()), "short");
-        let long = "é".repeat(MAX_AUDIT_DETAIL);
-        let cut = audit_detail(long.clone());
-        assert!(cut.ends_with(&format!("… ({} bytes)", long.len())), "{cut}");
-        assert!(cut.len() < MAX_AUDIT_DETAIL + 20);
-    }
 }
