@@ -4,8 +4,8 @@
 //! all along: every body it gets must be the original. Then the privileged deploy tool's write
 //! is served, an unlock from the API lets a write through and the lock refuses the next, a
 //! policy naming a directory this host lacks is refused by the agent naming it (the old policy
-//! stays), and an agent restart: what was written while it was down is put back, and how long
-//! writes went through is measured.
+//! stays), a restart (nothing is written while the agent is stopped) and a crash (what was
+//! written meanwhile is put back; how long writes went through is measured).
 //!
 //! Everything happens in the test's own directory and on loopback.
 
@@ -271,17 +271,25 @@ async fn a_protected_site_serves_no_tampered_byte_while_root_attacks_it() -> Res
         api.put(&uri, policy.clone()).await?.expect(200)?;
         wait_tamper(&api, &server, "protected").await?;
 
-        // A restart: writes made while the agent is down are put back at start; structure
-        // changes stay refused throughout (the lock is on the directories themselves).
+        // A restart (SIGTERM): the agent locks the files as it stops, so nothing is written
+        // while it is down; structure changes stay refused throughout.
         let want = fetch(&site).await?;
         agent.term().await?;
+        ensure!(!sh(&format!("echo '<h1>while down</h1>' > {w}/index.html")).await?.success(), "a write with the agent stopped");
+        ensure!(!sh(&format!("echo x > {w}/down.php")).await?.success(), "a create with the agent stopped");
+        agent.run(&env)?;
+        wait_tamper(&api, &server, "protected").await?;
+        ensure!(!sh(&format!("echo defaced > {w}/index.html")).await?.success(), "refused after the restart");
+        ensure!(fetch(&site).await? == want, "the page after a restart");
+
+        // A crash (SIGKILL): nothing locks the files, so a write goes through until the new
+        // agent's guard is up, and is put back at its start. Measured: the last probe that
+        // went through bounds the window.
+        agent.kill9().await?;
         let down = sh(&format!("echo '<h1>while down</h1>' > {w}/index.html")).await?.success();
-        let create = sh(&format!("echo x > {w}/down.php")).await?.success();
-        ensure!(!create, "creating a file is refused with the agent down");
+        ensure!(!sh(&format!("echo x > {w}/down.php")).await?.success(), "creating a file is refused after a crash");
         let restarted = Instant::now();
         agent.run(&env)?;
-        // Probe until a write is refused again: the last probe that went through bounds the
-        // window (the restore below puts its content back).
         let mut window_ms = None;
         while restarted.elapsed() < secs(30) {
             let r = sh(&format!("echo probe > {w}/index.html")).await?;
@@ -297,7 +305,7 @@ async fn a_protected_site_serves_no_tampered_byte_while_root_attacks_it() -> Res
             Ok(())
         })
         .await?;
-        println!("restart: a write with the agent down went through: {down}; writes refused again {window_ms:?} ms after the new agent process started; the page was put back");
+        println!("crash: a write with the agent killed went through: {down}; writes refused again {window_ms:?} ms after the new agent process started; the page was put back");
         Ok(())
     })
     .await

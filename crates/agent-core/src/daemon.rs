@@ -161,6 +161,9 @@ impl Daemon {
     }
 
     async fn finish(&self) -> Result<()> {
+        for m in &self.modules {
+            m.on_stop().await;
+        }
         self.outbox.close().await;
         tracing::info!("agent stopped");
         Ok(())

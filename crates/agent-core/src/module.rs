@@ -50,4 +50,11 @@ pub trait Module: Send + Sync {
 
     /// Adds this module's figures to a heartbeat about to be sent.
     fn heartbeat(&self, _hb: &mut Heartbeat) {}
+
+    /// The agent is stopping (SIGTERM, Ctrl-C): the last chance to leave the host in the
+    /// state the module wants while nothing of it runs. Called in module-list order, each
+    /// awaited; keep it short (systemd's stop timeout counts it).
+    fn on_stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }

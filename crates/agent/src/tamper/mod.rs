@@ -65,12 +65,21 @@ impl Module for Tamper {
             let unlock = cfg.section::<TamperUnlock>().unwrap_or_default();
             let _ = self
                 .tx
-                .send(runner::Command {
+                .send(runner::Command::Config {
                     policy,
                     unlock,
                     enabled: cfg.protection_enabled,
                 })
                 .await;
+        })
+    }
+
+    fn on_stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if self.tx.send(runner::Command::Stop(done)).await.is_ok() {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
+            }
         })
     }
 

@@ -45,10 +45,14 @@ const PRIVILEGED_GRACE: Duration = Duration::from_secs(10);
 const REPEAT_MS: u64 = 10_000;
 const ALARM: &str = "web_tamper";
 
-pub(crate) struct Command {
-    pub policy: Option<TamperPolicy>,
-    pub unlock: TamperUnlock,
-    pub enabled: bool,
+pub(crate) enum Command {
+    Config {
+        policy: Option<TamperPolicy>,
+        unlock: TamperUnlock,
+        enabled: bool,
+    },
+    /// The agent is stopping: lock the files too (answered when done).
+    Stop(tokio::sync::oneshot::Sender<()>),
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -209,7 +213,13 @@ impl Runner {
         loop {
             tokio::select! {
                 c = cmds.recv() => match c {
-                    Some(c) => self.configure(c).await,
+                    Some(Command::Config { policy, unlock, enabled }) => {
+                        self.configure(policy, unlock, enabled).await
+                    }
+                    Some(Command::Stop(done)) => {
+                        self.stop().await;
+                        let _ = done.send(());
+                    }
                     None => return,
                 },
                 Some(v) = verdicts.recv() => self.verdict(v).await,
@@ -298,19 +308,24 @@ impl Runner {
         }
     }
 
-    async fn configure(&mut self, c: Command) {
-        self.enabled = c.enabled;
-        if c.unlock != self.saved.unlock {
-            self.saved.unlock = c.unlock;
+    async fn configure(
+        &mut self,
+        policy: Option<TamperPolicy>,
+        unlock: TamperUnlock,
+        enabled: bool,
+    ) {
+        self.enabled = enabled;
+        if unlock != self.saved.unlock {
+            self.saved.unlock = unlock;
             self.save();
         }
-        let Some(p) = c.policy else {
+        let Some(p) = policy else {
             // A refused policy: keep what runs.
             self.on_tick().await;
             return;
         };
-        if !c.enabled || !p.enabled {
-            self.off(if c.enabled {
+        if !enabled || !p.enabled {
+            self.off(if enabled {
                 "web tamper protection is off in the project's policy"
             } else {
                 "protection is off for this server"
@@ -517,6 +532,14 @@ impl Runner {
                 problems.push(format!("{d}: not locked ({e})"));
             }
         }
+        // Files locked while the agent was stopped: the guard answers for them again.
+        if problems.is_empty() {
+            for (path, e) in self.saved.manifest.iter() {
+                if e.kind == Kind::File && p.directories.iter().any(|d| d.covers(path)) {
+                    let _ = lock::set(&self.host(path), false);
+                }
+            }
+        }
         if let Some(g) = self.guard.as_mut() {
             problems.extend(g.set_execs(&self.root, &p.privileged.iter().cloned().collect()));
             g.deploying
@@ -534,6 +557,31 @@ impl Runner {
             directories = dirs.len(),
             files = self.saved.manifest.len(),
             "web tamper protection on"
+        );
+    }
+
+    /// The agent is stopping, and its guard with it: protected files get the immutable
+    /// attribute too, so nothing writes them until the next start lifts it again (once the
+    /// guard is back). A crash skips this: what is written then is put back at start.
+    async fn stop(&mut self) {
+        let Some(p) = self.applied.clone() else {
+            return;
+        };
+        if self.mode != Mode::Locked {
+            return;
+        }
+        let mut n = 0;
+        for (path, e) in self.saved.manifest.iter() {
+            if e.kind == Kind::File
+                && p.directories.iter().any(|d| d.covers(path))
+                && lock::set(&self.host(path), true).is_ok()
+            {
+                n += 1;
+            }
+        }
+        tracing::info!(
+            files = n,
+            "protected files locked while the agent is stopped"
         );
     }
 
