@@ -48,6 +48,8 @@ pub enum Verdict {
     /// answered (or 3 s pass).
     Exec {
         pid: u32,
+        /// The privileged executable being started.
+        exe: String,
         ready: std::sync::mpsc::Sender<()>,
     },
 }
@@ -172,7 +174,10 @@ fn serve(
                 // opens protected files while it lifts the locks).
                 let (ready, done) = std::sync::mpsc::channel();
                 let pid = tgid(ev.tid).unwrap_or(ev.tid);
-                let sent = tx.blocking_send(Verdict::Exec { pid, ready }).is_ok()
+                let exe = std::fs::read_link(format!("/proc/self/fd/{}", ev.file.as_raw_fd()))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let sent = tx.blocking_send(Verdict::Exec { pid, exe, ready }).is_ok()
                     && !deploying.load(Ordering::Relaxed);
                 let group = fd.clone();
                 let waiter = std::thread::Builder::new()

@@ -165,15 +165,16 @@ fn as_fim(p: &TamperPolicy) -> FimPolicy {
 }
 
 /// Processes running one of the executables now (a deploy the agent started in the middle of).
-fn running(exes: &[String]) -> Vec<u32> {
+fn running(exes: &[String]) -> Vec<(u32, String)> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     rd.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/exe"))
-                .is_ok_and(|e| exes.iter().any(|x| Path::new(x) == e))
+        .filter_map(|pid| {
+            let e = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            let x = exes.iter().find(|x| Path::new(x) == e)?;
+            Some((pid, x.clone()))
         })
         .collect()
 }
@@ -460,8 +461,8 @@ impl Runner {
         }
         // A privileged process that was already running (a deploy across a restart).
         if self.mode == Mode::Locked {
-            for pid in running(&p.privileged) {
-                self.start_deploy(pid).await;
+            for (pid, exe) in running(&p.privileged) {
+                self.start_deploy(pid, &exe).await;
             }
         }
         self.save();
@@ -587,7 +588,7 @@ impl Runner {
 
     /// A privileged process started: the directory locks are lifted for it (the guard goes on
     /// refusing other writers).
-    async fn start_deploy(&mut self, pid: u32) {
+    async fn start_deploy(&mut self, pid: u32, exe: &str) {
         if !self.deploy_pids.iter().any(|(p, _)| *p == pid) {
             self.deploy_pids.push((pid, Instant::now()));
         }
@@ -606,9 +607,6 @@ impl Runner {
             let _ = lock::set(&self.host(d), false);
         }
         self.mode = Mode::Deploy;
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map(|e| e.display().to_string())
-            .unwrap_or_default();
         tracing::info!(pid, exe, "a privileged process runs: deploy mode");
         self.set_state(
             "protected",
@@ -699,9 +697,9 @@ impl Runner {
             Verdict::Privileged { path, .. } => {
                 self.privileged_writes.insert(path, Instant::now());
             }
-            Verdict::Exec { pid, ready } => {
+            Verdict::Exec { pid, exe, ready } => {
                 if matches!(self.mode, Mode::Locked | Mode::Deploy) {
-                    self.start_deploy(pid).await;
+                    self.start_deploy(pid, &exe).await;
                 }
                 let _ = ready.send(());
             }
