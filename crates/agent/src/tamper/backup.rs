@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fim::engine::{Baseline, Entry, Kind, hash_file};
 
+#[derive(Clone)]
 pub struct Backup {
     objects: PathBuf,
 }

@@ -43,7 +43,7 @@ pub enum Verdict {
     },
     /// A privileged process opened a protected file for writing: its change is the new
     /// reference.
-    Privileged { path: String, pid: u32 },
+    Privileged { path: String },
     /// A privileged executable is starting as `pid`; its exec waits until `ready` is
     /// answered (or 3 s pass).
     Exec {
@@ -295,7 +295,7 @@ fn decide(ev: &fanotify::PermEvent, me: u32, rules: &RwLock<Rules>) -> (bool, Op
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     if !exe.is_empty() && r.privileged.contains(&exe) {
-        return (true, Some(Verdict::Privileged { path, pid }));
+        return (true, Some(Verdict::Privileged { path }));
     }
     drop(r);
     let process = crate::fim::watch::writer(pid).unwrap_or_default();

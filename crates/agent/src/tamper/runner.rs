@@ -164,6 +164,27 @@ fn as_fim(p: &TamperPolicy) -> FimPolicy {
     }
 }
 
+/// Keeps each file of `manifest` in the backup; a file that could not be backed up cannot be
+/// restored, so it leaves the reference (rather than be "restored" to nothing) and is named in
+/// the problems returned.
+fn back_up(root: &Path, backup: Option<&Backup>, manifest: &mut Baseline) -> Vec<String> {
+    let Some(b) = backup else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    manifest.retain(|path, e| match (e.kind, e.hash.as_deref()) {
+        (Kind::File, Some(h)) => match b.store(&root.join(path.trim_start_matches('/')), h) {
+            Ok(()) => true,
+            Err(err) => {
+                problems.push(format!("{path}: not backed up ({err})"));
+                false
+            }
+        },
+        _ => true,
+    });
+    problems
+}
+
 /// Processes running one of the executables now (a deploy the agent started in the middle of).
 fn running(exes: &[String]) -> Vec<(u32, String)> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -479,9 +500,16 @@ impl Runner {
             as_fim(&p),
             std::mem::take(&mut self.saved.manifest),
         );
-        let scan = tokio::task::spawn_blocking(move || engine::scan(&root, &fp, Some(&known)))
-            .await
-            .unwrap_or_default();
+        // Hashing and copying a whole site takes a while: off the agent's one runtime thread.
+        let backup = self.backup.clone();
+        let (scan, manifest, failed) = tokio::task::spawn_blocking(move || {
+            let scan = engine::scan(&root, &fp, Some(&known));
+            let mut manifest = scan.baseline.clone();
+            let failed = back_up(&root, backup.as_ref(), &mut manifest);
+            (scan, manifest, failed)
+        })
+        .await
+        .unwrap_or_default();
         self.problems = scan.errors.iter().take(5).cloned().collect();
         if scan.truncated {
             self.problems.push(format!(
@@ -489,23 +517,7 @@ impl Runner {
                 engine::MAX_ENTRIES
             ));
         }
-        let mut manifest = scan.baseline;
-        let mut failed = Vec::new();
-        if let Some(b) = self.backup.as_ref() {
-            for (path, e) in manifest.iter() {
-                if let (Kind::File, Some(h)) = (e.kind, e.hash.as_deref())
-                    && let Err(err) = b.store(&self.host(path), h)
-                {
-                    failed.push(path.clone());
-                    self.problems.push(format!("{path}: not backed up ({err})"));
-                }
-            }
-        }
-        // A file that could not be backed up cannot be restored: it is left out of the
-        // reference (and said so), rather than "restored" to nothing.
-        for f in failed {
-            manifest.remove(&f);
-        }
+        self.problems.extend(failed);
         self.saved.manifest = manifest;
         if let Some(b) = self.backup.as_ref() {
             let _ = b.prune(&[&self.saved.manifest]);
@@ -694,7 +706,7 @@ impl Runner {
 
     async fn verdict(&mut self, v: Verdict) {
         match v {
-            Verdict::Privileged { path, .. } => {
+            Verdict::Privileged { path } => {
                 self.privileged_writes.insert(path, Instant::now());
             }
             Verdict::Exec { pid, exe, ready } => {
@@ -758,7 +770,7 @@ impl Runner {
         }
         if !check.is_empty() {
             let paths: Vec<String> = check.iter().map(|(c, _)| c.clone()).collect();
-            let changes = self.changes(&p, &paths).await;
+            let changes = self.changes(&p, &paths);
             for c in changes {
                 let who = check
                     .iter()
@@ -770,7 +782,7 @@ impl Runner {
     }
 
     /// What changed at `paths` against the reference.
-    async fn changes(&self, p: &TamperPolicy, paths: &[String]) -> Vec<Change> {
+    fn changes(&self, p: &TamperPolicy, paths: &[String]) -> Vec<Change> {
         let (old, scan) = engine::rescan(&self.root, &as_fim(p), paths, &self.saved.manifest);
         engine::diff(&old, &scan.baseline)
     }
@@ -781,14 +793,10 @@ impl Runner {
         for k in old.keys() {
             self.saved.manifest.remove(k);
         }
-        if let Some(b) = self.backup.as_ref() {
-            for (path, e) in scan.baseline.iter() {
-                if let (Kind::File, Some(h)) = (e.kind, e.hash.as_deref())
-                    && let Err(err) = b.store(&self.host(path), h)
-                {
-                    tracing::warn!(path, error = %err, "a privileged change could not be backed up");
-                }
-            }
+        // The privileged change stands whether or not its copy could be kept.
+        let mut kept = scan.baseline.clone();
+        for problem in back_up(&self.root, self.backup.as_ref(), &mut kept) {
+            tracing::warn!(problem, "a privileged change could not be backed up");
         }
         self.saved.manifest.extend(scan.baseline);
         self.save();
