@@ -340,6 +340,15 @@ pub const ALARM_TYPES: &[AlarmType] = &[
         hss_code: None,
         recommendation: "A process that is not privileged tried to change a protected web directory; the change was refused or undone from the backup. Find how the process got there (a web shell, a stolen deploy key) and remove it; if it was a planned deploy, run it from a privileged process or inside an unlock window.",
     },
+    AlarmType {
+        code: "ransomware",
+        title: "Ransomware",
+        severity: Severity::Critical,
+        mitre: mitre(IMPACT, "T1486", "Data Encrypted for Impact"),
+        category: "Ransomware",
+        hss_code: None,
+        recommendation: "A process touched a bait file or rewrote many files into encrypted-looking content. Unless it was a planned job (then trust its program in the policy), treat the host as compromised: keep it isolated, find how the program got there, and put the files back from the newest backup taken before the alarm (the server's Ransomware tab, or the backup_restore task).",
+    },
 ];
 
 /// The catalog entry of a type code.

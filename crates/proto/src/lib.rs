@@ -21,6 +21,7 @@ pub mod fim;
 pub mod inventory;
 pub mod paths;
 pub mod quarantine;
+pub mod ransom;
 pub mod risk;
 pub mod severity;
 pub mod tamper;
@@ -333,6 +334,9 @@ pub struct Heartbeat {
     /// Web tamper protection's state; None from agents without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tamper: Option<Box<tamper::TamperReport>>,
+    /// Ransomware prevention's and the backups' state; None from agents without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ransom: Option<Box<ransom::RansomReport>>,
 }
 
 /// Counters of the authentication log sources: `lines` = `events` + `ignored` + the
