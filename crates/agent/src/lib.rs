@@ -13,6 +13,8 @@ pub mod fim;
 pub mod inventory;
 pub mod mem;
 pub mod modules;
+pub mod objects;
 pub mod quarantine;
+pub mod ransom;
 pub mod risk;
 pub mod tamper;

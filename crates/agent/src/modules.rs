@@ -2,7 +2,9 @@
 //! them. A module that needs another gets its handle here (risk gets inventory's, for the
 //! software collection of a scan and the re-collection after a fix; behaviour gets the
 //! quarantine, for isolate-and-kill, and bruteforce's firewall, for blocking scanners; fim gets
-//! behaviour's, to name writers from its process table), never through the runtime.
+//! behaviour's, to name writers from its process table, and ransom's bait list, to leave the
+//! baits out of its changes; ransom gets the quarantine and behaviour's), never through the
+//! runtime.
 
 use std::sync::Arc;
 
@@ -31,12 +33,22 @@ pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
         quarantine.clone(),
         Some(bruteforce.clone()),
     );
+    let baits = crate::ransom::Baits::default();
     let fim = crate::fim::runner::spawn(
         &cfg.fim,
         ctx.root.clone(),
         &ctx.state_dir,
         ctx.records.clone(),
         Some(behaviour.clone()),
+        baits.clone(),
+    );
+    let ransom = crate::ransom::runner::spawn(
+        ctx.root.clone(),
+        &ctx.state_dir,
+        ctx.records.clone(),
+        quarantine.clone(),
+        Some(behaviour.clone()),
+        baits,
     );
     vec![
         Arc::new(inventory),
@@ -50,5 +62,6 @@ pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
             &ctx.state_dir,
             ctx.records.clone(),
         )),
+        Arc::new(ransom),
     ]
 }

@@ -117,6 +117,7 @@ async fn real_file_events_become_changes_naming_the_writer() {
         &state,
         outbox.sender(),
         None,
+        Default::default(),
     );
     let p = policy(dir);
     m.on_config(&config(&p)).await;
@@ -209,6 +210,7 @@ async fn real_file_events_become_changes_naming_the_writer() {
         &state,
         outbox.sender(),
         None,
+        Default::default(),
     );
     m2.on_config(&config(&p2)).await;
     let c = wait_change(&outbox, "the offline change", |c| {

@@ -80,6 +80,16 @@ impl Behaviour {
             .and_then(Result::ok)
             .unwrap_or_default()
     }
+
+    /// [`Behaviour::chain`] for a thread outside the runtime (ransomware's detector, which
+    /// must not wait on the runtime's one thread).
+    pub fn chain_blocking(&self, pid: u32) -> Vec<ProcessInfo> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.blocking_send(Command::Chain(pid, tx)).is_err() {
+            return Vec::new();
+        }
+        rx.blocking_recv().unwrap_or_default()
+    }
 }
 
 impl Module for Behaviour {

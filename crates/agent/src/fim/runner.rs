@@ -47,13 +47,15 @@ struct Saved {
 }
 
 /// `behaviour`, when it runs, names writers that exited before /proc could be read (from its
-/// process table, with their ancestors).
+/// process table, with their ancestors). `baits` (ransomware's bait files) are left out of the
+/// changes: touching one is ransomware's alarm, not a change to the history.
 pub fn spawn(
     cfg: &super::Config,
     root: PathBuf,
     state_dir: &Path,
     records: RecordSender,
     behaviour: Option<crate::behaviour::Behaviour>,
+    baits: crate::ransom::Baits,
 ) -> super::Fim {
     let (tx, rx) = mpsc::channel(8);
     if !cfg.enabled {
@@ -90,6 +92,7 @@ pub fn spawn(
         file: state_dir.join("fim").join("baseline.json"),
         records,
         behaviour,
+        baits,
         report: report.clone(),
         active: None,
         saved: Saved::default(),
@@ -112,6 +115,7 @@ struct Runner {
     file: PathBuf,
     records: RecordSender,
     behaviour: Option<crate::behaviour::Behaviour>,
+    baits: crate::ransom::Baits,
     report: Arc<Mutex<FimReport>>,
     /// The policy being enforced; None while off.
     active: Option<FimPolicy>,
@@ -375,7 +379,7 @@ impl Runner {
         let mut writers: HashMap<String, ProcessInfo> = HashMap::new();
         let mut paths: Vec<String> = Vec::new();
         for e in batch {
-            if let WatchEvent::Seen { path, process } = e {
+            if let WatchEvent::Seen { path, process, .. } = e {
                 if !engine::in_scope(&p, &path) {
                     continue;
                 }
@@ -432,11 +436,18 @@ impl Runner {
     /// Sends the changes and the important ones' alarms, and saves the baseline they lead to.
     async fn report(
         &mut self,
-        changes: Vec<Change>,
+        mut changes: Vec<Change>,
         source: ChangeSource,
         writers: &HashMap<String, ProcessInfo>,
     ) {
         self.live_state();
+        if let Ok(baits) = self.baits.read()
+            && !baits.is_empty()
+        {
+            changes.retain(|c| {
+                !baits.contains(&c.path) && c.from.as_ref().is_none_or(|f| !baits.contains(f))
+            });
+        }
         if changes.is_empty() {
             if source == ChangeSource::Scan {
                 self.save();

@@ -27,10 +27,12 @@ const MASK: u64 = libc::FAN_CREATE
 /// What the reader thread passes on.
 #[derive(Debug)]
 pub enum WatchEvent {
-    /// Something happened at `path`, done by `process` when the kernel named one.
+    /// Something happened at `path` (`mask`: the fanotify event bits, several when the
+    /// kernel merged events), done by `process` when the kernel named one.
     Seen {
         path: String,
         process: Option<ProcessInfo>,
+        mask: u64,
     },
     /// Events were lost (the kernel's queue or ours was full): only a rescan knows what changed.
     Overflow,
@@ -163,6 +165,7 @@ fn read_loop(
                 WatchEvent::Seen {
                     path,
                     process: last.as_ref().and_then(|(_, _, p)| p.clone()),
+                    mask: raw.mask,
                 }
             };
             match tx.try_send(ev) {
@@ -182,8 +185,17 @@ pub fn writer(pid: u32) -> Option<ProcessInfo> {
         return None;
     }
     let Some(e) = hostward_sensor::procfs::exec(Path::new("/proc"), pid, 0) else {
+        // Exited, maybe not yet reaped: a zombie's stat still names its parent.
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let after = &s[s.rfind(')')? + 1..];
+                after.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(0);
         return Some(ProcessInfo {
             pid,
+            ppid,
             ..Default::default()
         });
     };

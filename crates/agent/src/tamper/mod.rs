@@ -1,11 +1,10 @@
 //! Web tamper protection: protected directories that refuse, before it happens, every write by
 //! a process that is not privileged (`guard`: fanotify permission events, the open's flags read
 //! from the waiting opener), refuse new, renamed and removed entries in the kernel (`lock`: the
-//! immutable attribute on each directory), and get back from a local backup (`backup`) what
-//! still changes; `runner` drives it from the project's `tamper` policy, the server's
-//! `tamper_unlock` and the policy's windows. This file is the module's face to the runtime.
+//! immutable attribute on each directory), and get back what still changes from a local
+//! backup (a [`crate::objects`] store); `runner` drives it from the project's `tamper` policy,
+//! the server's `tamper_unlock` and the policy's windows. This file is the module's face to the runtime.
 
-pub mod backup;
 pub mod guard;
 pub mod intent;
 pub mod lock;

@@ -26,11 +26,11 @@ use hostward_proto::tamper::{TamperPolicy, TamperReport, TamperUnlock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::backup::{self, Backup};
 use super::guard::{Guard, Rules, Verdict};
 use super::lock;
 use crate::fim::engine::{self, Baseline, Change, Kind};
 use crate::fim::watch::{Watch, WatchEvent};
+use crate::objects::{self, Objects};
 use hostward_proto::fim::Operation;
 
 const BATCH: Duration = Duration::from_millis(2);
@@ -79,7 +79,7 @@ pub fn spawn(root: PathBuf, state_dir: &Path, records: RecordSender) -> super::T
     let watch = Watch::start(wtx, Arc::new(Default::default()), true)
         .map_err(|e| problems.push(format!("no revert on file events: {e}")))
         .ok();
-    let backup = Backup::open(&dir.join("backup"))
+    let backup = Objects::open(&dir.join("backup"))
         .map_err(|e| problems.push(format!("no backup dir: {e}")))
         .ok();
     let r = Runner {
@@ -134,7 +134,7 @@ struct Runner {
     deploy_pids: Vec<(u32, Instant)>,
     guard: Option<Guard>,
     watch: Option<Watch>,
-    backup: Option<Backup>,
+    backup: Option<Objects>,
     start_problems: Vec<String>,
     problems: Vec<String>,
     reverted: u64,
@@ -167,7 +167,7 @@ fn as_fim(p: &TamperPolicy) -> FimPolicy {
 /// Keeps each file of `manifest` in the backup; a file that could not be backed up cannot be
 /// restored, so it leaves the reference (rather than be "restored" to nothing) and is named in
 /// the problems returned.
-fn back_up(root: &Path, backup: Option<&Backup>, manifest: &mut Baseline) -> Vec<String> {
+fn back_up(root: &Path, backup: Option<&Objects>, manifest: &mut Baseline) -> Vec<String> {
     let Some(b) = backup else {
         return Vec::new();
     };
@@ -742,7 +742,7 @@ impl Runner {
         for ev in batch {
             match ev {
                 WatchEvent::Overflow => overflow = true,
-                WatchEvent::Seen { path, process } => {
+                WatchEvent::Seen { path, process, .. } => {
                     if !p.directories.iter().any(|d| d.covers(&path)) {
                         continue;
                     }
@@ -827,7 +827,7 @@ impl Runner {
         let take_away = |path: &str| -> Result<String, String> {
             let dest = root.join(path.trim_start_matches('/'));
             let _ = lock::set(&dest, false);
-            match lock::unlocked(&parent(path), || backup::remove(&dest)) {
+            match lock::unlocked(&parent(path), || objects::remove(&dest)) {
                 Ok(Ok(())) => Ok(format!("{path} removed")),
                 Ok(Err(err)) | Err(err) => Err(format!("{path}: not removed ({err})")),
             }

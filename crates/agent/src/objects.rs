@@ -1,7 +1,9 @@
-//! The local backup the tamper protection restores from: each protected file's content once,
-//! by its BLAKE3 (`<state_dir>/tamper/objects/ab/cdef…`, 0400 in 0700 directories, outside
-//! every protected tree), and the manifest of what each protected path should be (the file
-//! integrity engine's baseline: kind, size, mode, owner, hash or symlink target).
+//! The content-addressed object store the file protections keep their copies in: each
+//! content once, by its BLAKE3 (`<dir>/objects/ab/cdef…`, 0400 in 0700 directories, in the
+//! agent's state dir, outside every protected tree), put back at a path as a manifest entry
+//! says (the file integrity engine's [`Entry`]: kind, size, mode, owner, hash or symlink
+//! target). Tamper protection restores from one (its reference), the ransomware backups keep
+//! their snapshots in another.
 
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::fim::engine::{Baseline, Entry, Kind, hash_file};
 
 #[derive(Clone)]
-pub struct Backup {
+pub struct Objects {
     objects: PathBuf,
 }
 
@@ -19,12 +21,12 @@ fn private_dir(p: &Path) -> io::Result<()> {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
 }
 
-impl Backup {
-    pub fn open(dir: &Path) -> io::Result<Backup> {
+impl Objects {
+    pub fn open(dir: &Path) -> io::Result<Objects> {
         private_dir(dir)?;
         let objects = dir.join("objects");
         private_dir(&objects)?;
-        Ok(Backup { objects })
+        Ok(Objects { objects })
     }
 
     fn object(&self, hash: &str) -> PathBuf {
@@ -107,6 +109,25 @@ impl Backup {
         done
     }
 
+    /// Bytes the store holds.
+    pub fn bytes(&self) -> u64 {
+        let mut total = 0;
+        for sub in std::fs::read_dir(&self.objects)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for obj in std::fs::read_dir(sub.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                total += obj.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        total
+    }
+
     /// Deletes objects no manifest refers to any more.
     pub fn prune(&self, keep: &[&Baseline]) -> io::Result<u64> {
         let live: std::collections::HashSet<&str> = keep
@@ -161,7 +182,7 @@ mod tests {
         )
         .unwrap();
         std::os::unix::fs::symlink("index.html", root.join("www/home.html")).unwrap();
-        let b = Backup::open(&d.path().join("backup")).unwrap();
+        let b = Objects::open(&d.path().join("backup")).unwrap();
         let e = entry(&root, "/www/index.html", None).unwrap().unwrap();
         let l = entry(&root, "/www/home.html", None).unwrap().unwrap();
         b.store(&root.join("www/index.html"), e.hash.as_deref().unwrap())

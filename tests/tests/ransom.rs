@@ -1,0 +1,194 @@
+//! Ransomware end to end with real processes: a script that encrypts 200 files with `openssl
+//! enc` in a watched directory and deletes the originals is stopped by the agent (the burst
+//! bound of the policy, then a second script at the bait files), with a critical alarm naming
+//! the script, which is isolated; the files come back through the API restore, byte for byte,
+//! and the encrypted copies go. The agent runs with the runtime sensor, as in production: it
+//! names the `openssl` processes that exited before their file event was read.
+//!
+//! Everything happens in the test's own directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hostward_e2e::lab::{require_tools, wait_alarm_where, wait_task};
+use hostward_e2e::*;
+use serde_json::{Value, json};
+
+const FILES: usize = 200;
+const BURST: usize = 10;
+
+/// `for f in <glob>; do openssl enc …; rm "$f"; done`: one `openssl` and one `rm` per file, as
+/// the simplest ransomware does it.
+const ENCRYPT: &str = r#"#!/bin/bash
+cd "$1" || exit 3
+for f in $2; do
+  openssl enc -aes-256-cbc -pbkdf2 -salt -in "$f" -out "$f.enc" -pass pass:hostward 2>/dev/null && rm -f "$f"
+done
+"#;
+
+fn doc(i: usize) -> Vec<u8> {
+    (0..60)
+        .map(|j| {
+            format!(
+                "document {i}, line {j}: quarterly figures {}\n",
+                i * 7919 + j
+            )
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+async fn ransom_state(api: &Api, server: &str) -> Result<Value> {
+    Ok(server_of(&api.server_detail(server).await?)["heartbeat"]["ransom"].clone())
+}
+
+fn names(dir: &Path, suffix: &str) -> Result<Vec<String>> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    out.retain(|n| n.ends_with(suffix));
+    out.sort();
+    Ok(out)
+}
+
+/// Runs the encryption script on `glob` under `data`; returns how it ended and how long.
+async fn encrypt(env: &TestEnv, dir: &Path, data: &Path, glob: &str) -> Result<(String, f64)> {
+    let script = dir.join("encrypt.sh");
+    std::fs::write(&script, ENCRYPT)?;
+    let mut c = command("/bin/bash");
+    c.arg(&script).arg(data).arg(glob);
+    let started = Instant::now();
+    let mut p = Proc::spawn(env, "encrypt", c, dir, "encrypt")?;
+    let status = p.wait(secs(120)).await?;
+    Ok((format!("{status:?}"), started.elapsed().as_secs_f64()))
+}
+
+async fn restore(api: &Api, server: &str, body: Value) -> Result<Value> {
+    let r = api
+        .post(&format!("/api/v1/servers/{server}/backups/restore"), body)
+        .await?
+        .expect_success()?;
+    wait_task(api, r.json["id"].as_str().unwrap_or_default()).await
+}
+
+#[tokio::test]
+async fn ransomware_is_stopped_within_the_bound_and_the_files_come_back_byte_for_byte() -> Result<()>
+{
+    let env = TestEnv::new("ransom");
+    env.run(async {
+        require_tools(&["openssl", "bash"]).await?;
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let token = center.create_token(&["--name", "files"]).await?;
+        let mut agent = Agent::new(&env, "files");
+        agent.enroll(&env, &center, &token.secret).await?;
+        agent.sensor = "auto";
+        agent.run(&env)?;
+        let server = agent.server_id.clone();
+        api.wait_status(&server, "online", None, secs(30)).await?;
+
+        let data: PathBuf = env.subdir("data");
+        let docs = data.join("docs");
+        std::fs::create_dir_all(&docs)?;
+        for i in 0..FILES {
+            std::fs::write(docs.join(format!("{i:03}.txt")), doc(i))?;
+        }
+        let project = server_of(&api.server_detail(&server).await?)["project_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let d = data.display().to_string();
+        let policy = json!({
+            "enabled": true,
+            "directories": [d],
+            "random_bait": false,
+            "action": "kill_isolate",
+            "burst_files": BURST,
+            "window_secs": 60,
+            "backup": {"enabled": true, "directories": [{"path": d}], "interval_hours": 24, "keep_count": 3},
+        });
+        let uri = format!("/api/v1/projects/{project}/ransom-policy");
+        api.put(&uri, policy.clone()).await?.expect(200)?;
+        // Baits in place, the directories marked, the first snapshot taken at the policy's arrival.
+        let r = wait_until("ransomware protection and the first snapshot", secs(60), millis(200), || async {
+            let r = ransom_state(&api, &server).await?;
+            ensure!(r["state"] == "protecting" && r["backup"]["state"] == "ok", "heartbeat ransom: {r}");
+            ensure!(r["backup"]["snapshots"].as_array().is_some_and(|s| s.len() == 1), "{r}");
+            Ok(r)
+        })
+        .await?;
+        ensure!(r["baits"] == 2 && r["watched_dirs"] == 2, "{r}");
+        ensure!(r["backup"]["snapshots"][0]["files"] == FILES as u64, "the baits are not backed up: {r}");
+        let baits: Vec<String> = names(&data, "")?.into_iter().filter(|n| n.starts_with("!0-") || n.starts_with("~z-")).collect();
+        ensure!(baits.len() == 2, "a bait sorting first and one last: {baits:?}");
+
+        // The burst: 200 files, no bait on the script's way (docs/*.txt).
+        let dir = env.subdir("attack");
+        let (status, took) = encrypt(&env, &dir, &data, "docs/*.txt").await?;
+        let encrypted = names(&docs, ".enc")?.len();
+        let left = names(&docs, ".txt")?.len();
+        println!("burst: the script ended {status} after {took:.2} s; {encrypted} of {FILES} files encrypted, {left} untouched (bound: {BURST} files, plus what it finished before it was stopped)");
+        ensure!(status.contains("signal: 9") || status.contains("SIGKILL"), "the script was killed: {status}");
+        ensure!(encrypted >= BURST && encrypted < FILES / 2, "{encrypted} files encrypted");
+        ensure!(left + encrypted >= FILES - 1, "every file is either intact or encrypted: {left} + {encrypted}");
+        let a = wait_alarm_where(&api, "type=ransomware", "the burst's ransomware alarm", secs(30), |a| a["evidence"]["rule"] == "burst").await?;
+        let script = dir.join("encrypt.sh").display().to_string();
+        ensure!(a["severity"] == "critical" || a["severity"] == "Critical", "{a}");
+        ensure!(a["evidence"]["details"].to_string().contains(&format!("script: {script}")), "{a}");
+        let response = a["evidence"]["response"].as_str().unwrap_or_default();
+        ensure!(response.contains("killed") && response.contains(&format!("script {script} isolated")), "{a}");
+        ensure!(!dir.join("encrypt.sh").exists(), "the script left its path for the quarantine");
+
+        // The restore through the API: the newest snapshot at or before now, the encrypted
+        // copies removed.
+        let done = restore(&api, &server, json!({"at": runtime::unix_now(), "paths": [docs.display().to_string()], "remove_new": true})).await?;
+        let deleted = (FILES - left) as u64;
+        ensure!(done["output"]["restored"] == deleted && done["output"]["removed"] == encrypted as u64, "{done}");
+        for i in 0..FILES {
+            let got = std::fs::read(docs.join(format!("{i:03}.txt")))?;
+            ensure!(got == doc(i), "{i:03}.txt is not byte for byte the original");
+        }
+        ensure!(names(&docs, ".enc")?.is_empty(), "the encrypted copies are gone");
+
+        // The baits: a script walking the directory meets one first and is stopped there.
+        let (status, _) = encrypt(&env, &dir, &data, "*").await?;
+        ensure!(status.contains("signal: 9") || status.contains("SIGKILL"), "the bait script was killed: {status}");
+        let a = wait_alarm_where(&api, "type=ransomware", "the bait's ransomware alarm", secs(30), |a| a["evidence"]["rule"] == "bait").await?;
+        ensure!(a["evidence"]["details"][0].as_str().is_some_and(|d| d.starts_with("bait file ") && d.contains("!0-")), "{a}");
+        let touched = names(&docs, ".enc")?.len() + names(&data, ".enc")?.len();
+        println!("bait: the script was stopped at the first bait; {touched} encrypted copies left");
+        ensure!(names(&docs, ".txt")?.len() == FILES, "docs/ comes after the bait and is intact");
+
+        // A snapshot on demand, and a single file back from the first snapshot by id.
+        for n in names(&data, ".enc")? {
+            std::fs::remove_file(data.join(n))?;
+        }
+        std::fs::write(docs.join("000.txt"), b"changed")?;
+        let r = api.post(&format!("/api/v1/servers/{server}/backups"), json!({})).await?.expect_success()?;
+        let t = wait_task(&api, r.json["id"].as_str().unwrap_or_default()).await?;
+        ensure!(t["output"]["new_bytes"] == 7, "only the changed file is copied: {t}");
+        let first = r_first_snapshot(&api, &server).await?;
+        let done = restore(&api, &server, json!({"snapshot": first, "paths": [docs.join("000.txt").display().to_string()]})).await?;
+        ensure!(done["output"]["restored"] == 1, "{done}");
+        ensure!(std::fs::read(docs.join("000.txt"))? == doc(0));
+        Ok(())
+    })
+    .await
+}
+
+/// The oldest snapshot the agent reports.
+async fn r_first_snapshot(api: &Api, server: &str) -> Result<String> {
+    wait_until("two snapshots reported", secs(30), millis(200), || async {
+        let r = ransom_state(api, server).await?;
+        let s = r["backup"]["snapshots"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        ensure!(s.len() >= 2, "{r}");
+        Ok(s.last()
+            .and_then(|s| s["id"].as_str())
+            .unwrap_or_default()
+            .to_string())
+    })
+    .await
+}
