@@ -58,6 +58,12 @@ pub(crate) fn semis(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The entries of a text area holding one per line or `;`-separated, trimmed, empty ones left
+/// out.
+pub(crate) fn entries(s: &str) -> Vec<String> {
+    s.lines().flat_map(semis).collect()
+}
+
 /// The row numbers of a form's table rows, fields named `<prefix><n>` or `<prefix><n>_…`, in
 /// order (a table's rows may be numbered with gaps).
 pub(crate) fn row_numbers(f: &Fields, prefixes: &[&str]) -> std::collections::BTreeSet<usize> {
