@@ -152,6 +152,33 @@ impl Store {
         rows.iter().map(task).collect()
     }
 
+    /// Tasks of one server of the given kinds, newest first (a capability's own tasks, which
+    /// other kinds' many runs must not push out of its list).
+    pub async fn list_tasks_of_kinds(
+        &self,
+        server_id: &str,
+        kinds: &[&str],
+        limit: i64,
+    ) -> Result<Vec<TaskRow>> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let mut sql = Sql::new(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE server_id = "
+        ));
+        sql.bind(Bind::Text(server_id.to_string()));
+        sql.push(" AND kind IN ").bind_list(&kinds);
+        sql.push(" ORDER BY created_at DESC, id LIMIT ")
+            .bind(Bind::Int(limit));
+        sql.query()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(task)
+            .collect()
+    }
+
     /// Tasks of the servers in `projects`, newest first, optionally of one kind and state, with
     /// the server's name.
     pub async fn list_tasks_fleet(
@@ -244,7 +271,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NewServer, testdb};
+    use crate::{NewServer, Server, testdb};
     use hostward_proto::{Message, TaskState, TaskUpdate};
 
     #[tokio::test]
@@ -317,6 +344,75 @@ mod tests {
             assert_eq!(
                 (t.state.as_str(), t.output["pong"].as_bool()),
                 ("done", Some(true)),
+                "{backend}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn tasks_are_listed_by_kind_newest_first() {
+        for (backend, db) in testdb::all().await {
+            let s = &db.store;
+            let p = s.ensure_project("default").await.unwrap();
+            let mk = |name: &'static str| NewServer {
+                project_id: p.id.clone(),
+                name: name.into(),
+                ..Default::default()
+            };
+            let srv = s.create_server(&mk("a")).await.unwrap();
+            let other = s.create_server(&mk("b")).await.unwrap();
+            let params = serde_json::json!({});
+            let queue = |server: &Server, kind: &'static str| {
+                let targets = vec![(p.id.clone(), server.id.clone())];
+                let params = params.clone();
+                async move {
+                    s.create_tasks(&NewTasks {
+                        targets: &targets,
+                        kind,
+                        params: &params,
+                        created_by: "alice",
+                        expires_at: None,
+                    })
+                    .await
+                    .unwrap()
+                    .remove(0)
+                }
+            };
+            let first = queue(&srv, "backup_now").await;
+            queue(&srv, "ping").await;
+            queue(&other, "backup_now").await;
+            let second = queue(&srv, "backup_restore").await;
+            let third = queue(&srv, "backup_now").await;
+            let got = s
+                .list_tasks_of_kinds(&srv.id, &["backup_now", "backup_restore"], 10)
+                .await
+                .unwrap();
+            let mut want = vec![first.id, second.id, third.id.clone()];
+            // Same second: the order within it is by id, so compare as sets, then the limit.
+            let mut ids: Vec<String> = got.iter().map(|t| t.id.clone()).collect();
+            ids.sort();
+            want.sort();
+            assert_eq!(ids, want, "{backend}: this server's, these kinds only");
+            assert!(
+                got.windows(2).all(|w| w[0].created_at >= w[1].created_at),
+                "{backend}: newest first"
+            );
+            let one = s
+                .list_tasks_of_kinds(&srv.id, &["backup_restore"], 10)
+                .await
+                .unwrap();
+            assert_eq!(one.len(), 1, "{backend}");
+            assert_eq!(one[0].kind, "backup_restore", "{backend}");
+            let limited = s
+                .list_tasks_of_kinds(&srv.id, &["backup_now", "backup_restore"], 2)
+                .await
+                .unwrap();
+            assert_eq!(limited.len(), 2, "{backend}");
+            assert!(
+                s.list_tasks_of_kinds(&srv.id, &[], 10)
+                    .await
+                    .unwrap()
+                    .is_empty(),
                 "{backend}"
             );
         }

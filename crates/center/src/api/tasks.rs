@@ -182,6 +182,33 @@ pub async fn create(
     Ok(TaskList { items: rows })
 }
 
+/// Queues one task for one server's agent the caller was already allowed to act on (a
+/// capability's action, which checked the role and the params itself) and wakes the gateway
+/// holding its session. The caller audits what the task is for.
+pub async fn queue_for_server(
+    state: &AppState,
+    p: &Principal,
+    (project_id, server_id): (&str, &str),
+    kind: &str,
+    params: &serde_json::Value,
+    expiry_secs: i64,
+) -> Result<TaskRow, ApiError> {
+    let rows = state
+        .store
+        .create_tasks(&NewTasks {
+            targets: &[(project_id.to_string(), server_id.to_string())],
+            kind,
+            params,
+            created_by: &p.username,
+            expires_at: Some(hostward_store::now() + expiry_secs),
+        })
+        .await?;
+    state.gateway.tasks_created(&rows);
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("one target queued no task"))
+}
+
 async fn explicit_targets(
     state: &AppState,
     p: &Principal,

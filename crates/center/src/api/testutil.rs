@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::{Role, hash_password, secret};
 use crate::config::ServeArgs;
 use crate::gateway::Gateway;
-use hostward_store::{NewApiToken, NewUser, User, testdb};
+use hostward_store::{NewApiToken, NewServer, NewUser, Server, User, testdb};
 
 pub const PASSWORD: &str = "a long enough password";
 
@@ -113,6 +113,41 @@ impl TestApp {
             })
             .await
             .unwrap()
+    }
+
+    /// A server without an agent.
+    pub async fn server(&self, project_id: &str, name: &str) -> Server {
+        self.state
+            .store
+            .create_server(&NewServer {
+                project_id: project_id.into(),
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// The server's sections of its agent config as the gateway would send them now.
+    pub async fn config_sections(
+        &self,
+        server_id: &str,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let srv = self.state.store.server(server_id).await.unwrap().unwrap();
+        crate::capabilities::config_sections(&self.state, &srv).await
+    }
+
+    /// The details of the project's audit entries with this action by this user.
+    pub async fn audited(&self, project_id: &str, action: &str, user: &str) -> Vec<String> {
+        self.state
+            .store
+            .list_audit(Some(&[project_id.to_string()]), 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == action && e.username == user)
+            .map(|e| e.detail)
+            .collect()
     }
 
     /// A bearer token for the user.

@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod behaviour;
 pub mod fim;
 pub mod inventory;
+pub mod ransom;
 pub mod risk;
 pub mod tamper;
 
@@ -36,6 +37,7 @@ pub const ALL: &[Capability] = &[
     behaviour::CAPABILITY,
     fim::CAPABILITY,
     tamper::CAPABILITY,
+    ransom::CAPABILITY,
 ];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty

@@ -49,6 +49,116 @@ pub(crate) fn lines(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The entries of a `;`-separated field, trimmed, empty ones left out.
+pub(crate) fn semis(s: &str) -> Vec<String> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The entries of a text area holding one per line or `;`-separated, trimmed, empty ones left
+/// out.
+pub(crate) fn entries(s: &str) -> Vec<String> {
+    s.lines().flat_map(semis).collect()
+}
+
+/// The row numbers of a form's table rows, fields named `<prefix><n>` or `<prefix><n>_…`, in
+/// order (a table's rows may be numbered with gaps).
+pub(crate) fn row_numbers(f: &Fields, prefixes: &[&str]) -> std::collections::BTreeSet<usize> {
+    f.0.keys()
+        .filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p)))
+        .filter_map(|rest| rest.split('_').next()?.parse().ok())
+        .collect()
+}
+
+/// One row of a policy's table of directories with exclusions (tamper's protected
+/// directories, ransomware's backed-up ones), as typed: the path, excluded subpaths and
+/// excluded file types, both `;`-separated. Its fields are `<prefix>path_<n>`,
+/// `<prefix>exclude_<n>` and `<prefix>types_<n>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DirRow {
+    /// Its index in the policy's list, which error messages name.
+    pub index: usize,
+    pub path: String,
+    /// `;`-separated.
+    pub exclude: String,
+    /// `;`-separated.
+    pub types: String,
+}
+
+impl DirRow {
+    /// The row of a policy's directory.
+    pub fn of(index: usize, path: &str, exclude: &[String], types: &[String]) -> DirRow {
+        DirRow {
+            index,
+            path: path.to_string(),
+            exclude: exclude.join("; "),
+            types: types.join("; "),
+        }
+    }
+
+    fn blank(&self) -> bool {
+        self.path.is_empty() && self.exclude.is_empty() && self.types.is_empty()
+    }
+
+    /// The filled rows of the form, in the page's order, numbered from 0: empty rows are
+    /// dropped, so each row's index is the one a message names.
+    pub fn read(f: &Fields, prefix: &str) -> Vec<DirRow> {
+        let k = |name: &str, i: usize| format!("{prefix}{name}_{i}");
+        let prefixes = [
+            format!("{prefix}path_"),
+            format!("{prefix}exclude_"),
+            format!("{prefix}types_"),
+        ];
+        let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+        row_numbers(f, &prefixes)
+            .into_iter()
+            .map(|i| DirRow {
+                index: 0,
+                path: f.get(&k("path", i)).to_string(),
+                exclude: f.get(&k("exclude", i)).to_string(),
+                types: f.get(&k("types", i)).to_string(),
+            })
+            .filter(|r| !r.blank())
+            .enumerate()
+            .map(|(index, r)| DirRow { index, ..r })
+            .collect()
+    }
+
+    /// The excluded subpaths.
+    pub fn exclude_list(&self) -> Vec<String> {
+        semis(&self.exclude)
+    }
+
+    /// The excluded extensions: "*.log" and ".log" mean the extension people have in mind.
+    pub fn types_list(&self) -> Vec<String> {
+        semis(&self.types)
+            .into_iter()
+            .map(|t| {
+                t.trim_start_matches('*')
+                    .trim_start_matches('.')
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The rows a page shows: the filled ones and `spare` empty ones after them, up to `max`
+    /// (more when more were typed, so they can be removed).
+    pub fn shown(rows: &[DirRow], spare: usize, max: usize) -> Vec<DirRow> {
+        let n = (rows.len() + spare).min(max).max(rows.len());
+        (0..n)
+            .map(|index| {
+                rows.get(index).cloned().unwrap_or(DirRow {
+                    index,
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
+}
+
 /// Where an action returns to: a page of this console under one of `allowed_prefixes`, never
 /// another site.
 pub(crate) fn safe_back<'a>(s: &'a str, allowed_prefixes: &[&str]) -> Option<&'a str> {

@@ -255,6 +255,25 @@ impl Env {
         self.state.store.list_tasks(server_id, 10).await.unwrap()
     }
 
+    /// Stores a heartbeat 5 s old, as the gateway's flush does, carrying `report` under
+    /// `key` (a capability's report; None: a heartbeat without it).
+    pub async fn heartbeat(&self, server_id: &str, key: &str, report: Option<serde_json::Value>) {
+        let mut hb = serde_json::json!({"rss_bytes": 1, "cpu_percent": 0.1, "outbox_depth": 0,
+            "outbox_dropped": 0});
+        if let Some(r) = report {
+            hb[key] = r;
+        }
+        self.state
+            .store
+            .flush_last_seen(&[(
+                server_id.to_string(),
+                hostward_store::now() - 5,
+                hb.to_string(),
+            )])
+            .await
+            .unwrap();
+    }
+
     /// A server without an agent.
     pub async fn server(&self, project_id: &str, name: &str) -> Server {
         self.state
@@ -292,6 +311,38 @@ impl Env {
             .unwrap()
             .expect("enrolled")
     }
+}
+
+/// A form body from pairs, every value encoded.
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", crate::web::page::enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Whether the page holds `text` as askama escapes it (numeric references), or with named ones.
+pub(crate) fn has_escaped(html: &str, text: &str) -> bool {
+    let esc = |named: bool| {
+        text.chars()
+            .map(|c| match (c, named) {
+                ('<', false) => "&#60;".to_string(),
+                ('>', false) => "&#62;".to_string(),
+                ('"', false) => "&#34;".to_string(),
+                ('<', true) => "&lt;".to_string(),
+                ('>', true) => "&gt;".to_string(),
+                ('"', true) => "&quot;".to_string(),
+                (c, _) => c.to_string(),
+            })
+            .collect::<String>()
+    };
+    html.contains(&esc(false)) || html.contains(&esc(true))
+}
+
+/// Whether the page holds `url` in an attribute (`&` escaped as askama does).
+pub(crate) fn has_url(html: &str, url: &str) -> bool {
+    html.contains(&url.replace('&', "&amp;")) || html.contains(&url.replace('&', "&#38;"))
 }
 
 /// The `Location` of a redirect.

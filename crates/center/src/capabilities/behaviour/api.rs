@@ -19,11 +19,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::api::servers::visible_server;
+use crate::api::tasks::queue_for_server;
 use crate::api::{ApiError, ApiJson, ApiQuery, audit, fleet_scope, text_field};
 use crate::auth::{Principal, Role};
 use crate::capabilities::alarms::api::visible_alarm;
 use crate::capabilities::{project_policy, set_project_policy};
-use hostward_store::{IsolatedFileRow, NewTasks, TaskRow, now};
+use hostward_store::{IsolatedFileRow, TaskRow};
 
 /// States of an isolated file, as its agent reports them.
 pub mod file_state {
@@ -269,8 +270,8 @@ pub async fn act_on_files(
             id: f.file_id.clone(),
         })
         .expect("serialises");
-        tasks.extend(
-            queue(
+        tasks.push(
+            queue_for_server(
                 state,
                 p,
                 (&f.project_id, &f.server_id),
@@ -360,7 +361,7 @@ pub async fn isolate(
         }
     };
     let params = serde_json::to_value(&req).expect("serialises");
-    let rows = queue(
+    let task = queue_for_server(
         state,
         p,
         (&project_id, &server_id),
@@ -384,30 +385,7 @@ pub async fn isolate(
         &detail,
     )
     .await;
-    Ok(rows.into_iter().next().expect("one target, one task"))
-}
-
-/// Queues one task for one server's agent and wakes the gateway holding its session.
-async fn queue(
-    state: &AppState,
-    p: &Principal,
-    (project_id, server_id): (&str, &str),
-    kind: &str,
-    params: &serde_json::Value,
-    expiry_secs: i64,
-) -> Result<Vec<TaskRow>, ApiError> {
-    let rows = state
-        .store
-        .create_tasks(&NewTasks {
-            targets: &[(project_id.to_string(), server_id.to_string())],
-            kind,
-            params,
-            created_by: &p.username,
-            expires_at: Some(now() + expiry_secs),
-        })
-        .await?;
-    state.gateway.tasks_created(&rows);
-    Ok(rows)
+    Ok(task)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,19 +11,7 @@ use serde_json::json;
 
 use crate::api::testutil::{TestApp, apps};
 use crate::auth::Role;
-use hostward_store::{AlarmFilter, NewServer, Server};
-
-async fn server(t: &TestApp, project_id: &str, name: &str) -> Server {
-    t.state
-        .store
-        .create_server(&NewServer {
-            project_id: project_id.into(),
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-}
+use hostward_store::AlarmFilter;
 
 fn isolated(id: &str, action: &str, path: &str) -> Message {
     Message::IsolatedFile(IsolatedFile {
@@ -115,7 +103,7 @@ async fn the_behaviour_policy_is_validated_stored_audited_and_pushed() {
         let s = &t.state.store;
         let a = s.ensure_project("a").await.unwrap();
         let other = s.ensure_project("b").await.unwrap();
-        let srv = server(&t, &a.id, "web").await;
+        let srv = t.server(&a.id, "web").await;
         let admin = t.token(&t.user("ada", &[(&a.id, Role::Admin)]).await).await;
         let op = t
             .token(&t.user("otto", &[(&a.id, Role::Operator)]).await)
@@ -223,8 +211,8 @@ async fn isolated_files_are_listed_per_project_and_restored_or_deleted_by_task()
         let s = &t.state.store;
         let a = s.ensure_project("a").await.unwrap();
         let other = s.ensure_project("b").await.unwrap();
-        let sa = server(&t, &a.id, "web-a").await;
-        let sb = server(&t, &other.id, "web-b").await;
+        let sa = t.server(&a.id, "web-a").await;
+        let sb = t.server(&other.id, "web-b").await;
         s.store_records(
             &sa.id,
             &[
@@ -402,7 +390,7 @@ async fn isolate_and_kill_queues_the_alarms_process_or_the_given_one() {
         let s = &t.state.store;
         let a = s.ensure_project("a").await.unwrap();
         let other = s.ensure_project("b").await.unwrap();
-        let srv = server(&t, &a.id, "web").await;
+        let srv = t.server(&a.id, "web").await;
         let (shell, brute) = seed_alarms(&t, &srv.id).await;
         let op = t
             .token(&t.user("otto", &[(&a.id, Role::Operator)]).await)
@@ -501,7 +489,7 @@ async fn isolate_and_kill_queues_the_alarms_process_or_the_given_one() {
 async fn the_alarm_detail_names_the_catalog_and_carries_the_process_chain() {
     for (b, t) in apps().await {
         let a = t.state.store.ensure_project("a").await.unwrap();
-        let srv = server(&t, &a.id, "web").await;
+        let srv = t.server(&a.id, "web").await;
         let (shell, brute) = seed_alarms(&t, &srv.id).await;
         let viewer = t
             .token(&t.user("vic", &[(&a.id, Role::Viewer)]).await)

@@ -9,7 +9,7 @@ use hostward_proto::behaviour::{BehaviourPolicy, DETECTORS, shipped_commands};
 use hostward_proto::quarantine::IsolatedFile;
 use serde_json::json;
 
-use crate::console::testutil::{Env, body, envs, location};
+use crate::console::testutil::{Env, body, envs, form, has_url, location};
 use crate::web::page::enc;
 use hostward_store::AlarmFilter;
 
@@ -29,20 +29,6 @@ fn isolated(id: &str, action: &str, path: &str) -> Message {
         reason: "reverse_shell".into(),
         killed: vec![4242, 4243],
     })
-}
-
-/// A form body from pairs, every value encoded.
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// `&` in an attribute, as askama escapes it.
-fn has_url(html: &str, url: &str) -> bool {
-    html.contains(&url.replace('&', "&amp;")) || html.contains(&url.replace('&', "&#38;"))
 }
 
 impl Env {

@@ -11,21 +11,8 @@ use hostward_proto::fim::{
 };
 use serde_json::json;
 
-use crate::api::testutil::{TestApp, apps};
+use crate::api::testutil::apps;
 use crate::auth::Role;
-use hostward_store::{NewServer, Server};
-
-async fn server(t: &TestApp, project_id: &str, name: &str) -> Server {
-    t.state
-        .store
-        .create_server(&NewServer {
-            project_id: project_id.into(),
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-}
 
 fn dir(path: &str) -> WatchedDir {
     WatchedDir {
@@ -91,7 +78,7 @@ async fn the_fim_policy_is_validated_stored_audited_and_pushed() {
         let s = &t.state.store;
         let a = s.ensure_project("a").await.unwrap();
         let other = s.ensure_project("b").await.unwrap();
-        let srv = server(&t, &a.id, "web").await;
+        let srv = t.server(&a.id, "web").await;
         let admin = t.token(&t.user("ada", &[(&a.id, Role::Admin)]).await).await;
         let op = t
             .token(&t.user("otto", &[(&a.id, Role::Operator)]).await)
@@ -207,9 +194,9 @@ async fn file_changes_are_listed_filtered_and_exported_per_project() {
         let s = &t.state.store;
         let a = s.ensure_project("a").await.unwrap();
         let other = s.ensure_project("b").await.unwrap();
-        let web = server(&t, &a.id, "web").await;
-        let app = server(&t, &a.id, "app").await;
-        let theirs = server(&t, &other.id, "db").await;
+        let web = t.server(&a.id, "web").await;
+        let app = t.server(&a.id, "app").await;
+        let theirs = t.server(&other.id, "db").await;
         let passwd = FileChange {
             important: true,
             process: Some(writer()),

@@ -7,19 +7,9 @@ use axum::http::StatusCode;
 use hostward_proto::fim::{ChangeSource, FileChange, FimPolicy, Operation, WatchedDir};
 
 use super::api_tests::{change, record, writer};
-use crate::console::testutil::{Env, body, envs, location};
-use crate::web::page::enc;
+use crate::console::testutil::{Env, body, envs, form, location};
 
 const EVIL_PATH: &str = "/srv/www/<script>alert(1)</script>.php";
-
-/// A form body from pairs, every value encoded.
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
 
 fn escaped(html: &str, raw: &str) -> bool {
     let a = raw.replace('<', "&#60;").replace('>', "&#62;");

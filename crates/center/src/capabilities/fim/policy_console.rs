@@ -19,7 +19,7 @@ use hostward_proto::fim::{
 use crate::AppState;
 use crate::capabilities::fim::api::{self as ops};
 use crate::console::forms::{
-    Flash, lines, policy_project, project_choice, required_project, save_policy_form, truthy,
+    Flash, lines, policy_project, project_choice, required_project, save_policy_form, semis, truthy,
 };
 use crate::console::{
     Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, html, html_status, project_names,
@@ -113,22 +113,13 @@ impl DirRow {
             } else {
                 on.into_iter().collect()
             },
-            exclude: split(&self.exclude),
-            exclude_types: split(&self.types)
+            exclude: semis(&self.exclude),
+            exclude_types: semis(&self.types)
                 .into_iter()
                 .map(|t| t.trim_start_matches('.').to_string())
                 .collect(),
         })
     }
-}
-
-/// The entries of a `;`-separated field, trimmed, empty ones left out.
-fn split(s: &str) -> Vec<String> {
-    s.split(';')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// The policy form's fields as text, so a refused form shows what was typed.

@@ -9,19 +9,7 @@ use serde_json::json;
 
 use crate::api::testutil::{TestApp, apps};
 use crate::auth::Role;
-use hostward_store::{NewServer, Server, now};
-
-async fn server(t: &TestApp, project_id: &str, name: &str) -> Server {
-    t.state
-        .store
-        .create_server(&NewServer {
-            project_id: project_id.into(),
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-}
+use hostward_store::now;
 
 fn dir(path: &str) -> ProtectedDir {
     ProtectedDir {
@@ -50,12 +38,6 @@ fn good_policy() -> TamperPolicy {
     }
 }
 
-/// The server's sections of its agent config as the gateway would send them now.
-async fn sections(t: &TestApp, id: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
-    let srv = t.state.store.server(id).await.unwrap().unwrap();
-    crate::capabilities::config_sections(&t.state, &srv).await
-}
-
 async fn config_version(t: &TestApp, id: &str) -> i64 {
     t.state
         .store
@@ -66,25 +48,13 @@ async fn config_version(t: &TestApp, id: &str) -> i64 {
         .config_version
 }
 
-async fn audited(t: &TestApp, project_id: &str, action: &str, user: &str) -> Vec<String> {
-    t.state
-        .store
-        .list_audit(Some(&[project_id.to_string()]), 50)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == action && e.username == user)
-        .map(|e| e.detail)
-        .collect()
-}
-
 #[tokio::test]
 async fn the_tamper_policy_is_validated_stored_audited_and_pushed() {
     for (b, t) in apps().await {
         let s = &t.state.store;
         let a = s.ensure_project("a").await.unwrap();
         let other = s.ensure_project("b").await.unwrap();
-        let srv = server(&t, &a.id, "web").await;
+        let srv = t.server(&a.id, "web").await;
         let admin = t.token(&t.user("ada", &[(&a.id, Role::Admin)]).await).await;
         let op = t
             .token(&t.user("otto", &[(&a.id, Role::Operator)]).await)
@@ -168,7 +138,7 @@ async fn the_tamper_policy_is_validated_stored_audited_and_pushed() {
         }
         assert_eq!(t.get(&uri, &viewer).await.1["version"], version, "[{b}]");
         assert!(
-            audited(&t, &a.id, "tamper.policy", "ada").await.is_empty(),
+            t.audited(&a.id, "tamper.policy", "ada").await.is_empty(),
             "[{b}]"
         );
 
@@ -196,12 +166,12 @@ async fn the_tamper_policy_is_validated_stored_audited_and_pushed() {
 
         // The agents' config carries it as the `tamper` section, and the server's (locked)
         // unlock beside it.
-        let sec = sections(&t, &srv.id).await;
+        let sec = t.config_sections(&srv.id).await;
         let pushed: TamperPolicy = serde_json::from_value(sec["tamper"].clone()).unwrap();
         assert_eq!(pushed, good_policy(), "[{b}]");
         let unlock: TamperUnlock = serde_json::from_value(sec["tamper_unlock"].clone()).unwrap();
         assert_eq!(unlock.until, None, "[{b}]");
-        let details = audited(&t, &a.id, "tamper.policy", "ada").await;
+        let details = t.audited(&a.id, "tamper.policy", "ada").await;
         assert!(
             details.len() == 1 && details[0].contains("/var/www/html"),
             "[{b}] {details:?}"
@@ -215,8 +185,8 @@ async fn servers_are_unlocked_and_locked_by_operators_within_bounds() {
         let s = &t.state.store;
         let a = s.ensure_project("a").await.unwrap();
         let other = s.ensure_project("b").await.unwrap();
-        let srv = server(&t, &a.id, "web").await;
-        let theirs = server(&t, &other.id, "their-web").await;
+        let srv = t.server(&a.id, "web").await;
+        let theirs = t.server(&other.id, "their-web").await;
         let admin = t.token(&t.user("ada", &[(&a.id, Role::Admin)]).await).await;
         let op = t
             .token(&t.user("otto", &[(&a.id, Role::Operator)]).await)
@@ -338,16 +308,16 @@ async fn servers_are_unlocked_and_locked_by_operators_within_bounds() {
             "[{b}]"
         );
         assert_eq!(config_version(&t, &srv.id).await, v0 + 1, "[{b}]");
-        let sec = sections(&t, &srv.id).await;
+        let sec = t.config_sections(&srv.id).await;
         let pushed: TamperUnlock = serde_json::from_value(sec["tamper_unlock"].clone()).unwrap();
         assert_eq!(pushed.until, Some(until), "[{b}]");
         assert_eq!(
-            audited(&t, &a.id, "tamper.unlock", "otto").await,
+            t.audited(&a.id, "tamper.unlock", "otto").await,
             [format!("for 30 minutes, until {until}")],
             "[{b}]"
         );
         // The other project's server is untouched.
-        let sec = sections(&t, &theirs.id).await;
+        let sec = t.config_sections(&theirs.id).await;
         assert_eq!(sec["tamper_unlock"], json!({"until": null}), "[{b}]");
 
         // An admin may too, up to the bound; the later unlock replaces the earlier.
@@ -368,12 +338,12 @@ async fn servers_are_unlocked_and_locked_by_operators_within_bounds() {
         assert_eq!(st, StatusCode::OK, "[{b}] {body}");
         assert_eq!(body["unlock"], json!(null), "[{b}]");
         assert_eq!(config_version(&t, &srv.id).await, v0 + 3, "[{b}]");
-        let sec = sections(&t, &srv.id).await;
+        let sec = t.config_sections(&srv.id).await;
         assert_eq!(sec["tamper_unlock"], json!({"until": null}), "[{b}]");
         let (st, _) = t.send(Method::POST, &lock, &op, "").await;
         assert_eq!(st, StatusCode::OK, "[{b}]");
         assert_eq!(config_version(&t, &srv.id).await, v0 + 3, "[{b}]");
-        let locks = audited(&t, &a.id, "tamper.lock", "otto").await;
+        let locks = t.audited(&a.id, "tamper.lock", "otto").await;
         assert_eq!(locks.len(), 2, "[{b}] {locks:?}");
         assert!(
             locks.iter().any(|d| d.contains("by ada ended")),

@@ -6,40 +6,7 @@ use axum::http::StatusCode;
 use hostward_proto::tamper::{ProtectedDir, TamperPolicy, Window};
 use serde_json::json;
 
-use crate::console::testutil::{Env, body, envs, location};
-use crate::web::page::enc;
-
-/// A form body from pairs, every value encoded.
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// `text` as askama escapes it (numeric references), or with named ones.
-fn has_escaped(html: &str, text: &str) -> bool {
-    let esc = |named: bool| {
-        text.chars()
-            .map(|c| match (c, named) {
-                ('<', false) => "&#60;".to_string(),
-                ('>', false) => "&#62;".to_string(),
-                ('"', false) => "&#34;".to_string(),
-                ('<', true) => "&lt;".to_string(),
-                ('>', true) => "&gt;".to_string(),
-                ('"', true) => "&quot;".to_string(),
-                (c, _) => c.to_string(),
-            })
-            .collect::<String>()
-    };
-    html.contains(&esc(false)) || html.contains(&esc(true))
-}
-
-/// `&` in an attribute, as askama escapes it.
-fn has_url(html: &str, url: &str) -> bool {
-    html.contains(&url.replace('&', "&amp;")) || html.contains(&url.replace('&', "&#38;"))
-}
+use crate::console::testutil::{Env, body, envs, form, has_escaped, has_url, location};
 
 impl Env {
     async fn tamper_policy(&self, project_id: &str) -> (TamperPolicy, i64) {
@@ -48,25 +15,6 @@ impl Env {
             .policy::<TamperPolicy>(project_id)
             .await
             .unwrap()
-    }
-
-    /// Stores a heartbeat carrying `tamper` (None: a heartbeat without it) as the gateway's
-    /// flush does.
-    async fn heartbeat(&self, server_id: &str, tamper: Option<serde_json::Value>) {
-        let mut hb = json!({"rss_bytes": 1, "cpu_percent": 0.1, "outbox_depth": 0,
-            "outbox_dropped": 0});
-        if let Some(t) = tamper {
-            hb["tamper"] = t;
-        }
-        self.state
-            .store
-            .flush_last_seen(&[(
-                server_id.to_string(),
-                hostward_store::now() - 5,
-                hb.to_string(),
-            )])
-            .await
-            .unwrap();
     }
 }
 
@@ -349,7 +297,7 @@ async fn the_server_tab_says_the_reported_state_and_operators_unlock_and_lock() 
                 && html.contains(&format!("href=\"{uri}\"")),
             "[{b}] the overview's row and tab"
         );
-        e.heartbeat(&srv.id, None).await;
+        e.heartbeat(&srv.id, "tamper", None).await;
         assert!(
             e.page(&uri, &vc)
                 .await
@@ -360,6 +308,7 @@ async fn the_server_tab_says_the_reported_state_and_operators_unlock_and_lock() 
         // Protected, with counts and the agent's problems, escaped.
         e.heartbeat(
             &srv.id,
+            "tamper",
             Some(
                 json!({"state": "protected", "directories": 3, "files": 1234,
                 "refused": 7, "reverted": 2, "last_verify": 1_700_000_000,
@@ -397,6 +346,7 @@ async fn the_server_tab_says_the_reported_state_and_operators_unlock_and_lock() 
         // Failing and unlocked, in words.
         e.heartbeat(
             &srv.id,
+            "tamper",
             Some(
                 json!({"state": "failing", "reason": "fanotify: permission denied",
                 "directories": 0, "files": 0, "refused": 0, "reverted": 0}),
@@ -410,6 +360,7 @@ async fn the_server_tab_says_the_reported_state_and_operators_unlock_and_lock() 
         );
         e.heartbeat(
             &srv.id,
+            "tamper",
             Some(json!({"state": "unlocked", "until": 1_700_000_000,
                 "directories": 3, "files": 10, "refused": 0, "reverted": 0})),
         )

@@ -5,7 +5,7 @@
 //! refused one is shown again as typed with the message naming the field and index, and
 //! nothing is saved.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::Router;
@@ -19,7 +19,8 @@ use hostward_proto::tamper::{
 use crate::AppState;
 use crate::capabilities::tamper::api as ops;
 use crate::console::forms::{
-    Flash, lines, policy_project, project_choice, required_project, save_policy_form, truthy,
+    DirRow, Flash, lines, policy_project, project_choice, required_project, row_numbers,
+    save_policy_form, truthy,
 };
 use crate::console::{
     Fields, Nav, Opt, PageResult, Post, Principal, Role, Session, html, html_status, project_names,
@@ -37,24 +38,6 @@ fn flash(m: &HashMap<String, String>) -> Option<Flash> {
         class: "ok",
         text: "Tamper protection policy saved; the project's agents apply it at once.".into(),
     })
-}
-
-/// One protected directory row, as text.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct DirRow {
-    /// Its index in the policy (`directories[i]`), which error messages name.
-    pub index: usize,
-    pub path: String,
-    /// `;`-separated.
-    pub exclude: String,
-    /// `;`-separated.
-    pub types: String,
-}
-
-impl DirRow {
-    fn blank(&self) -> bool {
-        self.path.is_empty() && self.exclude.is_empty() && self.types.is_empty()
-    }
 }
 
 pub(crate) struct DayBox {
@@ -103,23 +86,6 @@ pub(crate) struct PolicyForm {
     pub windows: Vec<WindowRow>,
 }
 
-/// The entries of a `;`-separated cell, trimmed.
-fn semis(s: &str) -> Vec<String> {
-    s.split(';')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The row numbers of fields named `<prefix><n>` or `<prefix><n>_…`, in order.
-fn row_numbers(f: &Fields, prefixes: &[&str]) -> BTreeSet<usize> {
-    f.0.keys()
-        .filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p)))
-        .filter_map(|rest| rest.split('_').next()?.parse().ok())
-        .collect()
-}
-
 impl PolicyForm {
     fn of(p: &TamperPolicy) -> PolicyForm {
         PolicyForm {
@@ -128,12 +94,7 @@ impl PolicyForm {
                 .directories
                 .iter()
                 .enumerate()
-                .map(|(index, d)| DirRow {
-                    index,
-                    path: d.path.clone(),
-                    exclude: d.exclude.join("; "),
-                    types: d.exclude_types.join("; "),
-                })
+                .map(|(index, d)| DirRow::of(index, &d.path, &d.exclude, &d.exclude_types))
                 .collect(),
             privileged: p.privileged.join("\n"),
             windows: p
@@ -151,18 +112,7 @@ impl PolicyForm {
     }
 
     fn from_fields(f: &Fields) -> PolicyForm {
-        let dirs = row_numbers(f, &["dir_path_", "dir_exclude_", "dir_types_"])
-            .into_iter()
-            .map(|i| DirRow {
-                index: 0,
-                path: f.get(&format!("dir_path_{i}")).to_string(),
-                exclude: f.get(&format!("dir_exclude_{i}")).to_string(),
-                types: f.get(&format!("dir_types_{i}")).to_string(),
-            })
-            .filter(|r| !r.blank())
-            .enumerate()
-            .map(|(index, r)| DirRow { index, ..r })
-            .collect();
+        let dirs = DirRow::read(f, "dir_");
         let windows = row_numbers(f, &["win_start_", "win_end_", "win_day_"])
             .into_iter()
             .map(|i| WindowRow {
@@ -195,16 +145,8 @@ impl PolicyForm {
                 .iter()
                 .map(|r| ProtectedDir {
                     path: r.path.trim().to_string(),
-                    exclude: semis(&r.exclude),
-                    // "*.log" and ".log" mean the extension people have in mind.
-                    exclude_types: semis(&r.types)
-                        .into_iter()
-                        .map(|t| {
-                            t.trim_start_matches('*')
-                                .trim_start_matches('.')
-                                .to_string()
-                        })
-                        .collect(),
+                    exclude: r.exclude_list(),
+                    exclude_types: r.types_list(),
                 })
                 .collect(),
             privileged: lines(&self.privileged),
@@ -223,17 +165,7 @@ impl PolicyForm {
     /// The rows the page shows: the filled ones and a few empty ones after them, up to the
     /// bound (more when more were typed, so they can be removed).
     fn shown_dirs(&self) -> Vec<DirRow> {
-        let n = (self.dirs.len() + SPARE_DIRS)
-            .min(MAX_DIRECTORIES)
-            .max(self.dirs.len());
-        (0..n)
-            .map(|index| {
-                self.dirs.get(index).cloned().unwrap_or(DirRow {
-                    index,
-                    ..Default::default()
-                })
-            })
-            .collect()
+        DirRow::shown(&self.dirs, SPARE_DIRS, MAX_DIRECTORIES)
     }
 
     fn shown_windows(&self) -> Vec<WindowRow> {
