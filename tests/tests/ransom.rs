@@ -131,7 +131,7 @@ async fn ransomware_is_stopped_within_the_bound_and_the_files_come_back_byte_for
         let left = names(&docs, ".txt")?.len();
         println!("burst: the script ended by signal {status:?} after {took:.2} s; {encrypted} of {FILES} files encrypted, {left} untouched (bound: {BURST} files, plus what it finished before it was stopped)");
         ensure!(status == Some(9), "the script was killed: {status:?}");
-        ensure!(encrypted >= BURST && encrypted < FILES / 2, "{encrypted} files encrypted");
+        ensure!((BURST..FILES / 2).contains(&encrypted), "{encrypted} files encrypted");
         ensure!(left + encrypted >= FILES - 1, "every file is either intact or encrypted: {left} + {encrypted}");
         let a = wait_alarm_where(&api, "type=ransomware", "the burst's ransomware alarm", secs(30), |a| a["evidence"]["rule"] == "burst").await?;
         let script = dir.join("encrypt.sh").display().to_string();

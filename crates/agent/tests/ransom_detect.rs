@@ -132,4 +132,51 @@ async fn an_openssl_script_is_stopped_within_the_bound_and_its_script_isolated()
     );
     assert!(!script.exists(), "the script went to the quarantine");
     assert_eq!(report(&m).detections, 1);
+
+    // The action changed to alarm only (same directories: the baits stay): the next script
+    // runs to its end, and is reported.
+    let bait_names = || -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("!0-") || n.starts_with("~z-"))
+            .collect();
+        n.sort();
+        n
+    };
+    let baits = bait_names();
+    assert_eq!(baits.len(), 2);
+    let alarm_only = RansomPolicy {
+        action: Action::Alarm,
+        ..policy
+    };
+    m.on_config(&AgentConfig::new(2, 30, true).with(&alarm_only))
+        .await;
+    let start = Instant::now();
+    while report(&m).action != "alarm" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            report(&m)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(bait_names(), baits, "not redeployed");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let status = tokio::process::Command::new("/bin/bash")
+        .arg(&script)
+        .arg(&data)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "not stopped: {status:?}");
+    let start = Instant::now();
+    while report(&m).detections < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            report(&m)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -70,7 +70,8 @@ impl Store {
         Ok(Store { objects, snapshots })
     }
 
-    /// Every readable snapshot's summary, newest first.
+    /// Every readable snapshot's summary, newest first: read from each one's `<id>.info`
+    /// beside its manifest, so listing does not read the manifests.
     pub fn list(&self) -> Vec<SnapshotInfo> {
         let mut out: Vec<SnapshotInfo> = std::fs::read_dir(&self.snapshots)
             .into_iter()
@@ -79,7 +80,11 @@ impl Store {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let id = name.strip_suffix(".json")?;
-                self.load(id).ok().map(|s| s.info)
+                std::fs::read(self.snapshots.join(format!("{id}.info")))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<SnapshotInfo>(&b).ok())
+                    .filter(|i| i.id == id)
+                    .or_else(|| self.load(id).ok().map(|s| s.info))
             })
             .collect();
         out.sort_by(|a, b| b.at.cmp(&a.at).then(b.id.cmp(&a.id)));
@@ -160,6 +165,10 @@ impl Store {
             entries,
         };
         let body = serde_json::to_vec(&snap).map_err(io::Error::other)?;
+        let info = serde_json::to_vec(&snap.info).map_err(io::Error::other)?;
+        // The summary first: a manifest without one is still listed (read whole).
+        write_atomic(&self.snapshots.join(format!("{id}.info")), &info, 0o600)
+            .map_err(io::Error::other)?;
         write_atomic(&self.snapshots.join(format!("{id}.json")), &body, 0o600)
             .map_err(io::Error::other)?;
         Ok(snap)
@@ -176,6 +185,7 @@ impl Store {
             let too_old = policy.keep_days > 0 && s.at < oldest;
             if i > 0 && (too_many || too_old) {
                 std::fs::remove_file(self.snapshots.join(format!("{}.json", s.id)))?;
+                let _ = std::fs::remove_file(self.snapshots.join(format!("{}.info", s.id)));
                 dropped.push(s.id.clone());
             }
         }

@@ -244,6 +244,12 @@ impl Runner {
             != detecting.as_ref().map(|p| (&p.directories, p.random_bait));
         if changed || detecting.is_none() {
             self.redeploy(detecting.as_ref()).await;
+        } else if self.active != detecting
+            && let Ok(mut d) = self.detect.lock()
+        {
+            // Same places, new action, bound or trusted programs: the baits stay.
+            d.policy = detecting.clone();
+            d.version += 1;
         }
         self.active = detecting.clone();
         *self.shared.policy.lock().expect("policy") = want.clone();
