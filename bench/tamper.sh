@@ -4,7 +4,7 @@
 # backup), in one run, on one ext4 directory:
 #   1. open cost (bench/tamper_open.c, N opens each): a file in an unwatched directory and in
 #      the protected one, read and write, before and with protection (a privileged writer's
-#      write-open is allowed; anyone else's is refused).
+#      write-open is allowed; anyone else's is refused); 1b. the same with `lock_files`.
 #   2. gap to restored content: a mode change and a truncate by path (which no permission event
 #      sees), and, with the directory lock lifted by hand, an unlink and a rename into the
 #      directory; with the lock in place those two are refused outright.
@@ -155,6 +155,25 @@ echo "== 3. served while overwritten, Hostward"
 served
 kill "$runner"; wait "$runner" 2>/dev/null || true; runner=
 chattr -R -i "$www"; rm -f "$www"/*.php "$www"/x.html "$www"/new.html
+echo "$page" > "$www/index.html"; chmod 644 "$www/index.html"
+
+echo "== 1b. open cost with lock_files (the files immutable; the guard answers only during a deploy)"
+LOCK_FILES=1 "$target/release/examples/tamper_run" "$work/state-locked" "$www" "$work/deployer" > "$work/runner.out" 2> "$work/runner.err" &
+runner=$!
+for _ in $(seq 1 200); do grep -q protected "$work/runner.out" && break; sleep 0.05; done
+grep -q protected "$work/runner.out" || { cat "$work/runner.err"; exit 1; }
+l_pr=$(opens "$www/index.html" r); l_rw=$(opens "$www/index.html" w)
+l_pw=$(opens "$www/index.html" w "$work/deployer")
+python3 - "$b_pr" "$l_pr" "$b_pw" "$l_pw" "$l_rw" <<'PY'
+import sys
+a = [s.split() for s in sys.argv[1:]]
+ns = lambda x: float(x[0])
+print(f"  {'protected, read-open':34} {ns(a[0])/1000:6.2f} us -> {ns(a[1])/1000:6.2f} us  ({(ns(a[1])-ns(a[0]))/1000:+6.2f} us)")
+print(f"  {'protected, privileged write-open':34} {ns(a[2])/1000:6.2f} us -> {ns(a[3])/1000:6.2f} us  ({(ns(a[3])-ns(a[2]))/1000:+6.2f} us; in deploy mode, the guard answers)")
+print(f"  {'protected, refused write-open':34} {ns(a[4])/1000:6.2f} us each, {a[4][1]} of the opens refused (by the kernel)")
+PY
+kill "$runner"; wait "$runner" 2>/dev/null || true; runner=
+chattr -R -i "$www"
 echo "$page" > "$www/index.html"; chmod 644 "$www/index.html"
 
 # The peer: inotifywait on the directory, restoring everything from the backup on any event.

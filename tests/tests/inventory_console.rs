@@ -202,6 +202,7 @@ async fn drive(
     want.push("login-ips".into());
     want.push("file-changes".into());
     want.push("tamper".into());
+    want.push("ransom".into());
     ensure!(tabs == want, "tabs {tabs:?}, want {want:?}");
 
     // Every kind's tab lists what the API holds for this server.

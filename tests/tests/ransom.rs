@@ -2,8 +2,9 @@
 //! enc` in a watched directory and deletes the originals is stopped by the agent (the burst
 //! bound of the policy, then a second script at the bait files), with a critical alarm naming
 //! the script, which is isolated; the files come back through the API restore, byte for byte,
-//! and the encrypted copies go. The agent runs with the runtime sensor, as in production: it
-//! names the `openssl` processes that exited before their file event was read.
+//! and the encrypted copies go; a file is restored from the console in a real browser too. The
+//! agent runs with the runtime sensor, as in production: it names the `openssl` processes that
+//! exited before their file event was read.
 //!
 //! Everything happens in the test's own directory.
 
@@ -173,6 +174,32 @@ async fn ransomware_is_stopped_within_the_bound_and_the_files_come_back_byte_for
         let done = restore(&api, &server, json!({"snapshot": first, "paths": [docs.join("000.txt").display().to_string()]})).await?;
         ensure!(done["output"]["restored"] == 1, "{done}");
         ensure!(std::fs::read(docs.join("000.txt"))? == doc(0));
+
+        // And from the console, in a real browser: the server's Ransomware tab shows the
+        // protection and the snapshots; its restore form puts a file back from the first one.
+        std::fs::write(docs.join("001.txt"), b"defaced")?;
+        let path = docs.join("001.txt").display().to_string();
+        Browser::drive_center(&env, &center, async |b| {
+            let url = center.url();
+            b.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
+            b.find("#servers").await?;
+            b.client.goto(&format!("{url}/servers/{server}/ransom")).await?;
+            let words = b.find("#ransom-words").await?.text().await?;
+            ensure!(words.starts_with("Protecting"), "{words}");
+            ensure!(b.count("#snapshots tr[data-snapshot]").await? >= 2, "the snapshots are listed");
+            b.find("#restore-form select[name=snapshot]").await?.select_by_value(&first).await?;
+            b.find("#restore-form textarea[name=paths]").await?.send_keys(&path).await?;
+            b.find("#restore-submit").await?.click().await?;
+            b.wait_path(&format!("/servers/{server}/ransom"), None).await?;
+            b.find("#backup-tasks tr[data-kind=backup_restore]").await?;
+            Ok(())
+        })
+        .await?;
+        wait_until("the file restored from the console", secs(30), millis(100), || async {
+            ensure!(std::fs::read(docs.join("001.txt"))? == doc(1), "not yet");
+            Ok(())
+        })
+        .await?;
         Ok(())
     })
     .await

@@ -31,6 +31,8 @@ async fn main() {
         }],
         privileged: rest.to_vec(),
         windows: Vec::new(),
+        // LOCK_FILES=1: the files locked in the kernel too (bench/tamper.sh's second run).
+        lock_files: std::env::var("LOCK_FILES").is_ok_and(|v| v == "1"),
     };
     if let Err(e) = policy.validate() {
         eprintln!("{e}");

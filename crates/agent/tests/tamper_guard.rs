@@ -117,6 +117,7 @@ async fn writes_are_refused_gaps_reverted_privileged_and_unlocked_writes_kept() 
         }],
         privileged: vec![deploy.display().to_string()],
         windows: vec![],
+        lock_files: false,
     };
     m.on_config(&config(&p, None)).await;
     wait_state(&m, "protected").await;
@@ -271,5 +272,112 @@ async fn writes_are_refused_gaps_reverted_privileged_and_unlocked_writes_kept() 
     };
     m.on_config(&config(&off, None)).await;
     wait_state(&m, "off").await;
+    assert!(sh(&format!("echo free > {w}/index.html && rm -r {w}")));
+}
+
+/// `lock_files`: the files are immutable too while no deploy runs, so the kernel refuses their
+/// writes and no open waits for the guard (none of the directories is marked); a privileged
+/// deploy gets the guard back and the file locks lifted before its exec goes on, and its
+/// result is locked again; a file lock lifted by hand is put back, and so is what was written
+/// meanwhile; an unlock lifts the file locks, turning protection off lifts everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_files_refuse_writes_in_the_kernel_and_a_deploy_still_writes() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use hostward_agent::tamper::lock::locked;
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let dir = tmp.path();
+    let _unlock = Unlock(dir.join("www"));
+    let www = dir.join("www");
+    std::fs::create_dir_all(www.join("css")).unwrap();
+    std::fs::write(www.join("index.html"), "<h1>original</h1>\n").unwrap();
+    std::fs::write(www.join("css/site.css"), "body{}\n").unwrap();
+    let deploy = dir.join("deploy");
+    std::fs::copy("/usr/bin/cp", &deploy).unwrap();
+    let state_dir = dir.join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let outbox = Outbox::open(&state_dir.join("outbox.db"), 100_000)
+        .await
+        .unwrap();
+    let m = runner::spawn("/".into(), &state_dir, outbox.sender());
+    let p = TamperPolicy {
+        enabled: true,
+        directories: vec![ProtectedDir {
+            path: www.display().to_string(),
+            ..Default::default()
+        }],
+        privileged: vec![deploy.display().to_string()],
+        windows: vec![],
+        lock_files: true,
+    };
+    m.on_config(&config(&p, None)).await;
+    wait_state(&m, "protected").await;
+    assert!(
+        state(&m)
+            .await
+            .reason
+            .is_some_and(|r| r.contains("files locked in the kernel")),
+        "{:?}",
+        state(&m).await
+    );
+    let index = www.join("index.html");
+    let w = www.display();
+    assert!(locked(&index).unwrap() && locked(&www.join("css/site.css")).unwrap());
+    assert!(!sh(&format!("echo defaced > {w}/index.html")), "overwrite");
+    assert!(!sh(&format!("chmod 600 {w}/index.html")), "mode change");
+    assert!(!sh(&format!("echo x > {w}/new.php")), "create");
+    assert!(
+        sh(&format!("cat {w}/index.html > /dev/null")),
+        "reading works"
+    );
+    assert_eq!(read(&index), "<h1>original</h1>\n");
+    assert_eq!(
+        state(&m).await.refused,
+        0,
+        "the kernel refused, not the guard"
+    );
+
+    // A deploy: its exec waits until the guard is back and the locks are lifted.
+    assert!(sh(&format!(
+        "echo '<h1>v2</h1>' > {0}/v2 && {1} {0}/v2 {w}/index.html && {1} {0}/v2 {w}/added.html",
+        dir.display(),
+        deploy.display()
+    )));
+    assert_eq!(read(&index), "<h1>v2</h1>\n");
+    until("the deploy's files locked after it", || {
+        locked(&index).unwrap_or(false)
+            && locked(&www.join("added.html")).unwrap_or(false)
+            && locked(&www).unwrap_or(false)
+    })
+    .await;
+    assert!(!sh(&format!("echo defaced > {w}/added.html")));
+    assert_eq!(read(&www.join("added.html")), "<h1>v2</h1>\n");
+
+    // A file lock lifted by hand: what is written is put back, and the lock with it.
+    assert!(sh(&format!(
+        "chattr -i {w}/index.html && echo defaced > {w}/index.html"
+    )));
+    until("the page put back", || read(&index) == "<h1>v2</h1>\n").await;
+    until("the file locked again", || locked(&index).unwrap_or(false)).await;
+
+    // Unlocked: the file locks go too.
+    let until_t = hostward_agent_core::util::unix_now() + 600;
+    m.on_config(&config(&p, Some(until_t))).await;
+    wait_state(&m, "unlocked").await;
+    assert!(sh(&format!("echo '<h1>v3</h1>' > {w}/index.html")));
+    m.on_config(&config(&p, None)).await;
+    wait_state(&m, "protected").await;
+    assert!(locked(&index).unwrap());
+    assert_eq!(read(&index), "<h1>v3</h1>\n");
+
+    let off = TamperPolicy {
+        enabled: false,
+        ..p
+    };
+    m.on_config(&config(&off, None)).await;
+    wait_state(&m, "off").await;
+    assert!(!locked(&index).unwrap() && !locked(&www).unwrap());
     assert!(sh(&format!("echo free > {w}/index.html && rm -r {w}")));
 }

@@ -177,8 +177,10 @@ fn serve(
                 let exe = std::fs::read_link(format!("/proc/self/fd/{}", ev.file.as_raw_fd()))
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let sent = tx.blocking_send(Verdict::Exec { pid, exe, ready }).is_ok()
-                    && !deploying.load(Ordering::Relaxed);
+                // Read before the runner hears of it: its answer lifts the locks and sets the
+                // flag, and an exec that saw the flag set by its own answer would not wait.
+                let wait = !deploying.load(Ordering::Relaxed);
+                let sent = tx.blocking_send(Verdict::Exec { pid, exe, ready }).is_ok() && wait;
                 let group = fd.clone();
                 let waiter = std::thread::Builder::new()
                     .name("tamper-exec".into())

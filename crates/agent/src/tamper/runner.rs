@@ -397,10 +397,27 @@ impl Runner {
         self.root.join(p.trim_start_matches('/'))
     }
 
+    /// Lifts the locks of the trees: the directories, and the files `lock_files` (or a stop)
+    /// locked.
     fn unlock_all(&mut self, p: &TamperPolicy) {
         for d in self.tree_dirs(p) {
             let _ = lock::set(&self.host(&d), false);
         }
+        self.lock_files(p, false);
+    }
+
+    /// Locks (or unlocks) every protected file of the reference; returns how many it set.
+    fn lock_files(&self, p: &TamperPolicy, on: bool) -> usize {
+        let mut n = 0;
+        for (path, e) in self.saved.manifest.iter() {
+            if e.kind == Kind::File
+                && p.directories.iter().any(|d| d.covers(path))
+                && lock::set(&self.host(path), on).is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Takes a policy: every directory must exist (else the current one stays and the state
@@ -453,7 +470,7 @@ impl Runner {
                         .saved
                         .manifest
                         .get(&k)
-                        .is_some_and(|e| e.kind == Kind::Dir)
+                        .is_some_and(|e| matches!(e.kind, Kind::Dir | Kind::File))
                     {
                         let _ = lock::set(&self.host(&k), false);
                     }
@@ -537,20 +554,35 @@ impl Runner {
         if let Some(w) = self.watch.as_mut() {
             w.set(&self.root, &dirs);
         }
+        // With the files locked, the kernel refuses their writes: no open waits for the guard.
+        let guarded = if p.lock_files {
+            BTreeSet::new()
+        } else {
+            dirs.clone()
+        };
         if let Some(g) = self.guard.as_mut() {
-            problems.extend(g.set(&self.root, &dirs));
+            problems.extend(g.set(&self.root, &guarded));
         }
         for d in dirs.iter() {
             if let Err(e) = lock::set(&self.host(d), true) {
                 problems.push(format!("{d}: not locked ({e})"));
             }
         }
-        // Files locked while the agent was stopped: the guard answers for them again.
-        if problems.is_empty() {
-            for (path, e) in self.saved.manifest.iter() {
-                if e.kind == Kind::File && p.directories.iter().any(|d| d.covers(path)) {
-                    let _ = lock::set(&self.host(path), false);
-                }
+        // Without `lock_files`, files locked while the agent was stopped: the guard answers
+        // for them again.
+        if p.lock_files || problems.is_empty() {
+            let want = self
+                .saved
+                .manifest
+                .iter()
+                .filter(|(_, e)| e.kind == Kind::File)
+                .count();
+            let set = self.lock_files(&p, p.lock_files);
+            if p.lock_files && set < want {
+                problems.push(format!(
+                    "{} protected files could not be locked",
+                    want - set
+                ));
             }
         }
         if let Some(g) = self.guard.as_mut() {
@@ -562,7 +594,10 @@ impl Runner {
         self.deploy_pids.clear();
         self.problems.extend(problems.iter().cloned());
         if problems.is_empty() {
-            self.set_state("protected", None, None);
+            let how = p.lock_files.then(|| {
+                "files locked in the kernel: writes are refused at no cost per open, without an alarm for each".to_string()
+            });
+            self.set_state("protected", how, None);
         } else {
             self.set_state("failing", Some(problems.join("; ")), None);
         }
@@ -583,15 +618,7 @@ impl Runner {
         if self.mode != Mode::Locked {
             return;
         }
-        let mut n = 0;
-        for (path, e) in self.saved.manifest.iter() {
-            if e.kind == Kind::File
-                && p.directories.iter().any(|d| d.covers(path))
-                && lock::set(&self.host(path), true).is_ok()
-            {
-                n += 1;
-            }
-        }
+        let n = self.lock_files(&p, true);
         tracing::info!(
             files = n,
             "protected files locked while the agent is stopped"
@@ -614,6 +641,15 @@ impl Runner {
         if let Some(g) = self.guard.as_mut() {
             g.deploying
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+            if p.lock_files {
+                // The guard takes over from the file locks before they go.
+                for problem in g.set(&self.root, &dirs) {
+                    tracing::warn!(problem, "deploy: a directory not guarded");
+                }
+            }
+        }
+        if p.lock_files {
+            self.lock_files(&p, false);
         }
         for d in dirs.iter() {
             let _ = lock::set(&self.host(d), false);
@@ -643,8 +679,20 @@ impl Runner {
                 Err(_) => false,
             }
         });
+        // A privileged process started while the deploy ran was not held at its exec, and its
+        // verdict may still be queued: it is part of this deploy.
+        for (pid, _) in running(&p.privileged) {
+            if !self.deploy_pids.iter().any(|(q, _)| *q == pid) {
+                self.deploy_pids.push((pid, Instant::now()));
+            }
+        }
         if self.deploy_pids.is_empty() {
             tracing::info!("the deploy ended; its result is the new reference");
+            // From here a privileged exec waits for the relock to end, then starts a deploy.
+            if let Some(g) = self.guard.as_ref() {
+                g.deploying
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             self.relock().await;
         }
     }
@@ -682,7 +730,17 @@ impl Runner {
             (Mode::Unlocked, None) => self.relock().await,
             (Mode::Locked, None) => {
                 let mut lifted = Vec::new();
-                for d in self.tree_dirs(&p) {
+                let files = self
+                    .saved
+                    .manifest
+                    .iter()
+                    .filter(|(k, e)| {
+                        p.lock_files
+                            && e.kind == Kind::File
+                            && p.directories.iter().any(|d| d.covers(k))
+                    })
+                    .map(|(k, _)| k.clone());
+                for d in self.tree_dirs(&p).into_iter().chain(files) {
                     if !lock::locked(&self.host(&d)).unwrap_or(true) {
                         lifted.push(d.clone());
                         let _ = lock::set(&self.host(&d), true);
@@ -809,6 +867,8 @@ impl Runner {
             return;
         };
         let root = self.root.clone();
+        let relock =
+            self.mode == Mode::Locked && self.applied.as_ref().is_some_and(|p| p.lock_files);
         let parent = |p: &str| -> PathBuf {
             root.join(p.trim_start_matches('/'))
                 .parent()
@@ -820,7 +880,12 @@ impl Runner {
             let dest = root.join(path.trim_start_matches('/'));
             let _ = lock::set(&dest, false);
             match lock::unlocked(&parent(path), || b.restore(&root, path, e)) {
-                Ok(Ok(())) => Ok(format!("{path} restored from the backup")),
+                Ok(Ok(())) => {
+                    if relock && e.kind == Kind::File {
+                        let _ = lock::set(&dest, true);
+                    }
+                    Ok(format!("{path} restored from the backup"))
+                }
                 Ok(Err(err)) | Err(err) => Err(format!("{path}: restore failed ({err})")),
             }
         };

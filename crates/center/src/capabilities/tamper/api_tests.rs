@@ -35,6 +35,7 @@ fn good_policy() -> TamperPolicy {
             start: "02:00".into(),
             end: "02:30".into(),
         }],
+        lock_files: false,
     }
 }
 

@@ -163,6 +163,7 @@ async fn the_tamper_policy_page_saves_refuses_keeping_the_input_and_is_read_only
             ("dir_types_2", ".tmp; *.bak"),
             ("win_start_1", "23:00"),
             ("win_end_1", "24:00"),
+            ("lock_files", "1"),
         ]);
         let res = e
             .post_form(
@@ -231,6 +232,7 @@ async fn the_tamper_policy_page_saves_refuses_keeping_the_input_and_is_read_only
                         end: "24:00".into(),
                     },
                 ],
+                lock_files: true,
             },
             "[{b}]"
         );

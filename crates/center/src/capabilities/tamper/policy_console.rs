@@ -78,6 +78,7 @@ impl WindowRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PolicyForm {
     pub enabled: bool,
+    pub lock_files: bool,
     /// The filled rows, in the page's order (empty rows dropped, so each row's index is the
     /// one a message names).
     pub dirs: Vec<DirRow>,
@@ -90,6 +91,7 @@ impl PolicyForm {
     fn of(p: &TamperPolicy) -> PolicyForm {
         PolicyForm {
             enabled: p.enabled,
+            lock_files: p.lock_files,
             dirs: p
                 .directories
                 .iter()
@@ -129,6 +131,7 @@ impl PolicyForm {
             .collect();
         PolicyForm {
             enabled: truthy(f, "enabled"),
+            lock_files: truthy(f, "lock_files"),
             dirs,
             privileged: f.0.get("privileged").cloned().unwrap_or_default(),
             windows,
@@ -140,6 +143,7 @@ impl PolicyForm {
     fn policy(&self) -> TamperPolicy {
         TamperPolicy {
             enabled: self.enabled,
+            lock_files: self.lock_files,
             directories: self
                 .dirs
                 .iter()
@@ -337,6 +341,7 @@ mod tests {
                     end: "24:00".into(),
                 },
             ],
+            lock_files: true,
         };
         let form = PolicyForm::of(&p);
         assert_eq!(form.dirs[0].exclude, "uploads; cache/tmp");
