@@ -251,15 +251,6 @@ mod tests {
         home: "/things",
     };
 
-    fn fields(pairs: &[(&str, &str)]) -> Fields {
-        Fields(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     fn location(r: PageResult) -> String {
         let r = r.unwrap_or_else(|e| panic!("{e:?}"));
         r.headers()["location"].to_str().unwrap().to_string()
@@ -267,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_the_action_on_the_checked_ids_and_returns_with_the_outcome() {
-        let f = fields(&[
+        let f = Fields::of(&[
             ("action", "reopen"),
             ("thing_b", "1"),
             ("thing_a", "on"),
@@ -288,7 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_checked_calls_nothing_and_a_foreign_back_goes_home() {
-        let f = fields(&[("action", "close"), ("back", "https://evil.example/")]);
+        let f = Fields::of(&[("action", "close"), ("back", "https://evil.example/")]);
         let r = BAR
             .submit(&f, |_: Act, _, _| async { panic!("must not run") })
             .await;
@@ -297,7 +288,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_action_is_a_400_naming_the_choices() {
-        let f = fields(&[("action", "delete"), ("thing_a", "1")]);
+        let f = Fields::of(&[("action", "delete"), ("thing_a", "1")]);
         let r = BAR
             .submit(&f, |_: Act, _, _| async { panic!("must not run") })
             .await;

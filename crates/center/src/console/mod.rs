@@ -374,6 +374,17 @@ impl Fields {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     }
+
+    /// Fields as a form would post them, for the forms' tests.
+    #[cfg(test)]
+    pub fn of(pairs: &[(&str, &str)]) -> Fields {
+        Fields(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
 }
 
 /// Constant-time comparison for tokens.

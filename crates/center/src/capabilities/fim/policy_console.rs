@@ -321,15 +321,6 @@ pub fn router() -> Router<AppState> {
 mod tests {
     use super::*;
 
-    fn fields(pairs: &[(&str, &str)]) -> Fields {
-        Fields(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn the_form_round_trips_the_default_policy_and_a_custom_one() {
         let p = FimPolicy::default();
@@ -359,7 +350,7 @@ mod tests {
 
     #[test]
     fn rows_are_read_in_order_skipping_empty_ones() {
-        let f = fields(&[
+        let f = Fields::of(&[
             ("enabled", "1"),
             ("important_files", " /etc/passwd \n\n/etc/shadow"),
             ("dir0_path", "/srv/www"),
@@ -382,7 +373,7 @@ mod tests {
         assert_eq!(form.dirs.len(), 3);
         let e = form.policy().unwrap_err();
         assert!(e.starts_with("directories[2].operations:"), "{e}");
-        let f = fields(&[
+        let f = Fields::of(&[
             ("important_files", "/etc/passwd"),
             ("dir0_path", "/srv/www"),
             ("dir0_op_create", "1"),
@@ -407,7 +398,7 @@ mod tests {
         assert_eq!(d[1].operations, [Operation::Modify].into());
         assert_eq!(d[1].exclude, ["cache", "logs"]);
         // A row with exclusions but no path is kept, so the API names it.
-        let f = fields(&[("dir0_exclude", "cache"), ("dir0_op_modify", "1")]);
+        let f = Fields::of(&[("dir0_exclude", "cache"), ("dir0_op_modify", "1")]);
         let p = PolicyForm::from_fields(&f).policy().unwrap();
         assert_eq!(p.directories[0].path, "");
         assert!(

@@ -281,15 +281,6 @@ pub fn router() -> Router<AppState> {
 mod tests {
     use super::*;
 
-    fn fields(pairs: &[(&str, &str)]) -> Fields {
-        Fields(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn the_form_round_trips_a_policy() {
         let p = RansomPolicy {
@@ -329,7 +320,7 @@ mod tests {
 
     #[test]
     fn fields_are_read_and_bad_numbers_and_actions_named() {
-        let f = fields(&[
+        let f = Fields::of(&[
             ("enabled", "1"),
             ("directories", "/srv/a\n\n /srv/b \n"),
             ("action", "alarm"),

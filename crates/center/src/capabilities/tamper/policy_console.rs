@@ -304,15 +304,6 @@ pub fn router() -> Router<AppState> {
 mod tests {
     use super::*;
 
-    fn fields(pairs: &[(&str, &str)]) -> Fields {
-        Fields(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn the_form_round_trips_a_policy() {
         let p = TamperPolicy {
@@ -354,7 +345,7 @@ mod tests {
 
     #[test]
     fn rows_are_read_in_order_with_empty_ones_dropped() {
-        let f = fields(&[
+        let f = Fields::of(&[
             ("enabled", "1"),
             ("dir_path_0", ""),
             ("dir_exclude_0", ""),
