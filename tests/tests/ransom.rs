@@ -200,6 +200,15 @@ async fn ransomware_is_stopped_within_the_bound_and_the_files_come_back_byte_for
             Ok(())
         })
         .await?;
+
+        // Uninstalling: the stopped agent's baits go with `unprotect`.
+        agent.term().await?;
+        let args = ["unprotect".to_string(), "--state-dir".into(), agent.state_dir.display().to_string()];
+        let out = run_cmd(&bin("hostward-agent")?, &args, None).await?.ok()?;
+        let v: Value = serde_json::from_str(out.stdout.trim()).context("unprotect output")?;
+        ensure!(v["baits_removed"] == 1, "the bait left after the attack: {v}");
+        let left: Vec<String> = names(&data, "")?.into_iter().filter(|n| n.starts_with("!0-") || n.starts_with("~z-")).collect();
+        ensure!(left.is_empty(), "{left:?}");
         Ok(())
     })
     .await

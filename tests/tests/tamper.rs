@@ -4,8 +4,9 @@
 //! all along: every body it gets must be the original. Then the privileged deploy tool's write
 //! is served, an unlock from the API lets a write through and the lock refuses the next, a
 //! policy naming a directory this host lacks is refused by the agent naming it (the old policy
-//! stays), a restart (nothing is written while the agent is stopped) and a crash (what was
-//! written meanwhile is put back; how long writes went through is measured).
+//! stays), a restart (nothing is written while the agent is stopped), a crash (what was
+//! written meanwhile is put back; how long writes went through is measured), and
+//! `hostward-agent unprotect` lifting the locks a stopped agent leaves.
 //!
 //! Everything happens in the test's own directory and on loopback.
 
@@ -306,6 +307,15 @@ async fn a_protected_site_serves_no_tampered_byte_while_root_attacks_it() -> Res
         })
         .await?;
         println!("crash: a write with the agent killed went through: {down}; writes refused again {window_ms:?} ms after the new agent process started; the page was put back");
+
+        // Uninstalling: stopped, the agent leaves the site locked; `unprotect` lifts it.
+        agent.term().await?;
+        ensure!(!sh(&format!("echo x > {w}/index.html")).await?.success(), "locked while stopped");
+        let args = ["unprotect".to_string(), "--state-dir".into(), agent.state_dir.display().to_string()];
+        let out = run_cmd(&bin("hostward-agent")?, &args, None).await?.ok()?;
+        let v: Value = serde_json::from_str(out.stdout.trim()).context("unprotect output")?;
+        ensure!(v["unlocked"].as_u64() >= Some(3), "{v}");
+        sh(&format!("echo free > {w}/index.html && echo new > {w}/new.html")).await?.ok()?;
         Ok(())
     })
     .await

@@ -45,6 +45,11 @@ pub enum Command {
     Status(StatusArgs),
     /// Collect the host inventory once and print it as JSON (nothing is sent).
     Inventory(InventoryArgs),
+    /// Lift what file protection leaves on the host while the agent is stopped: the immutable
+    /// attribute web tamper protection keeps on the protected directories and files, and the
+    /// ransomware bait files. Run it after stopping the agent, before uninstalling it (a
+    /// running agent, or the next start, puts them back from the center's policies).
+    Unprotect(StatusArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -244,6 +249,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             init_logging(log_flag, &cfg.log_level);
             let dir = state_dir(a.state_dir, &cfg);
             runtime()?.block_on(cmd_status(dir, cfg.outbox_max_records))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unprotect(a) => {
+            let cfg = Config::resolve(a.config.as_deref())?;
+            init_logging(log_flag, &cfg.log_level);
+            let dir = state_dir(a.state_dir, &cfg);
+            let root = cfg.inventory_root.clone();
+            let unlocked =
+                crate::tamper::runner::release(&root, &dir).map_err(anyhow::Error::msg)?;
+            let baits = crate::ransom::runner::release(&root, &dir).map_err(anyhow::Error::msg)?;
+            println!(
+                "{}",
+                serde_json::json!({"unlocked": unlocked, "baits_removed": baits})
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Inventory(a) => {

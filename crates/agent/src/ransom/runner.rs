@@ -541,6 +541,27 @@ impl Runner {
     }
 }
 
+/// Removes the bait files in place and forgets them and the policy (`hostward-agent
+/// unprotect`, the agent stopped); returns how many were removed.
+pub fn release(root: &Path, state_dir: &Path) -> Result<usize, String> {
+    let file = state_dir.join("ransom").join("state.json");
+    let saved: Saved = match std::fs::read(&file) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| format!("{}: unreadable ({e})", file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    let there = saved
+        .baits
+        .iter()
+        .filter(|b| root.join(b.path.trim_start_matches('/')).is_file())
+        .count();
+    bait::remove(root, &saved.baits);
+    let body = serde_json::to_vec(&Saved::default()).map_err(|e| e.to_string())?;
+    write_atomic(&file, &body, 0o600).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(there)
+}
+
 /// `dir` and the directories below it (same rules as a walk: no symlinks followed), at most
 /// [`MAX_MARKS`] in all.
 fn dirs_below(root: &Path, dir: &str, out: &mut BTreeSet<String>) {

@@ -185,6 +185,35 @@ fn back_up(root: &Path, backup: Option<&Objects>, manifest: &mut Baseline) -> Ve
     problems
 }
 
+/// Lifts every lock the protection set (`hostward-agent unprotect`, the agent stopped): the
+/// directories and files of the reference in `<state_dir>/tamper/state.json` and the policy's
+/// directories. The saved policy goes, so a start does not lock again before the center's
+/// policy arrives. Returns how many paths were unlocked.
+pub fn release(root: &Path, state_dir: &Path) -> Result<usize, String> {
+    let file = state_dir.join("tamper").join("state.json");
+    let mut saved: Saved = match std::fs::read(&file) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| format!("{}: unreadable ({e})", file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    let host = |p: &str| root.join(p.trim_start_matches('/'));
+    let mut paths: Vec<&str> = saved.manifest.keys().map(String::as_str).collect();
+    if let Some(p) = &saved.policy {
+        paths.extend(p.directories.iter().map(|d| d.path.as_str()));
+    }
+    let mut n = 0;
+    for p in paths {
+        if lock::locked(&host(p)).unwrap_or(false) && lock::set(&host(p), false).is_ok() {
+            n += 1;
+        }
+    }
+    saved.policy = None;
+    let body = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
+    write_atomic(&file, &body, 0o600).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(n)
+}
+
 /// Processes running one of the executables now (a deploy the agent started in the middle of).
 fn running(exes: &[String]) -> Vec<(u32, String)> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
