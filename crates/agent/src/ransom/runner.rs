@@ -255,12 +255,12 @@ impl Runner {
         *self.shared.policy.lock().expect("policy") = want.clone();
         self.next_backup = match want.as_ref().filter(|p| p.backup.enabled) {
             Some(p) => {
-                let last = self
-                    .shared
-                    .store
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.as_ref().and_then(|s| s.list().first().map(|i| i.at)));
+                // Busy: a snapshot is being taken now (never wait for it on the runtime's one
+                // thread: a large first snapshot takes minutes).
+                let last = match self.shared.store.try_lock() {
+                    Ok(s) => s.as_ref().and_then(|s| s.list().first().map(|i| i.at)),
+                    Err(_) => Some(unix_now()),
+                };
                 Some(last.map_or(unix_now(), |t| {
                     t + i64::from(p.backup.interval_hours) * 3600
                 }))
@@ -380,7 +380,7 @@ impl Runner {
             (b.state, b.reason) = ("waiting".into(), Some("no snapshot yet".into()));
         }
         if b.snapshots.is_empty()
-            && let Ok(s) = self.shared.store.lock()
+            && let Ok(s) = self.shared.store.try_lock()
             && let Some(s) = s.as_ref()
         {
             b.snapshots = s.list();
