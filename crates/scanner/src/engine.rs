@@ -34,6 +34,7 @@ pub struct Detection {
 pub struct FileReport {
     pub path: String,
     pub size: u64,
+    /// SHA-256 of the file; empty when nothing was found in it (not computed).
     pub sha256: String,
     pub detections: Vec<Detection>,
     /// What was not looked into, with why.
@@ -79,11 +80,14 @@ impl Engine {
         let mut r = FileReport {
             path: label.to_string(),
             size: data.len() as u64,
-            sha256: hex::encode(sha2::Sha256::digest(data)),
             ..Default::default()
         };
         let mut budget = self.limits.max_total;
         self.scan_into(s, label, data, 0, &mut budget, &mut r);
+        // Hashing every byte would cost as much as the rules do: only what is reported.
+        if !r.detections.is_empty() {
+            r.sha256 = hex::encode(sha2::Sha256::digest(data));
+        }
         r
     }
 
@@ -97,21 +101,28 @@ impl Engine {
         r: &mut FileReport,
     ) {
         r.scanned_bytes += data.len() as u64;
-        let digest: [u8; 32] = sha2::Sha256::digest(data).into();
-        let sha = hex::encode(digest);
-        if let Some((engine, name)) = self.indicators.matches(&digest, data) {
-            r.detections.push(Detection {
-                path: label.to_string(),
-                engine: engine.to_string(),
-                rule: name.to_string(),
-                family: name.to_string(),
-                severity: "High".into(),
-                sha256: sha.clone(),
-            });
+        let digest = || -> [u8; 32] { sha2::Sha256::digest(data).into() };
+        let mut sha = String::new();
+        if !self.indicators.is_empty() {
+            let d = digest();
+            sha = hex::encode(d);
+            if let Some((engine, name)) = self.indicators.matches(&d, data) {
+                r.detections.push(Detection {
+                    path: label.to_string(),
+                    engine: engine.to_string(),
+                    rule: name.to_string(),
+                    family: name.to_string(),
+                    severity: "High".into(),
+                    sha256: sha.clone(),
+                });
+            }
         }
         match s.scan(data) {
             Ok(res) => {
                 for rule in res.matching_rules() {
+                    if sha.is_empty() {
+                        sha = hex::encode(digest());
+                    }
                     r.detections.push(Detection {
                         path: label.to_string(),
                         engine: "yara".into(),
