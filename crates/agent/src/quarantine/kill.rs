@@ -50,8 +50,9 @@ pub fn tree(parents: &HashMap<u32, u32>, root: u32) -> Vec<u32> {
     out
 }
 
-/// Stops then kills the tree under `root`; returns the pids signalled. Never pid 1 or us.
-pub fn kill_tree(proc: &Path, root: u32) -> Vec<u32> {
+/// Stops (SIGSTOP) the tree under `root`, so none of it forks or writes any more; returns the
+/// pids stopped. Never pid 1 or us.
+pub fn stop_tree(proc: &Path, root: u32) -> Vec<u32> {
     let me = std::process::id();
     let pids: Vec<u32> = tree(&parents(proc), root)
         .into_iter()
@@ -60,13 +61,15 @@ pub fn kill_tree(proc: &Path, root: u32) -> Vec<u32> {
     for p in &pids {
         let _ = kill(Pid::from_raw(*p as i32), Signal::SIGSTOP);
     }
-    let mut done = Vec::new();
-    for p in &pids {
-        if kill(Pid::from_raw(*p as i32), Signal::SIGKILL).is_ok() {
-            done.push(*p);
-        }
-    }
-    done
+    pids
+}
+
+/// Stops then kills the tree under `root`; returns the pids signalled. Never pid 1 or us.
+pub fn kill_tree(proc: &Path, root: u32) -> Vec<u32> {
+    stop_tree(proc, root)
+        .into_iter()
+        .filter(|p| kill(Pid::from_raw(*p as i32), Signal::SIGKILL).is_ok())
+        .collect()
 }
 
 #[cfg(test)]

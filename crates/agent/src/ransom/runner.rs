@@ -775,24 +775,11 @@ fn detect_loop(
             });
             if let Some(f) = found {
                 if !f.trusted && policy.action != Action::Alarm && f.target.pid > 1 {
-                    stop_tree(f.target.pid);
+                    // It writes nothing more while the loop kills it.
+                    kill::stop_tree(Path::new("/proc"), f.target.pid);
                 }
                 let _ = notes.blocking_send(Note::Found(Box::new(f)));
             }
-        }
-    }
-}
-
-/// Stops (SIGSTOP) a process and everything below it, so it writes nothing more while the
-/// loop kills it.
-fn stop_tree(pid: u32) {
-    let me = std::process::id();
-    for p in kill::tree(&kill::parents(Path::new("/proc")), pid) {
-        if p > 1 && p != me {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p as i32),
-                nix::sys::signal::Signal::SIGSTOP,
-            );
         }
     }
 }
