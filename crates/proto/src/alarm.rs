@@ -349,6 +349,28 @@ pub const ALARM_TYPES: &[AlarmType] = &[
         hss_code: None,
         recommendation: "A process touched a bait file or rewrote many files into encrypted-looking content. Unless it was a planned job (then trust its program in the policy), treat the host as compromised: keep it isolated, find how the program got there, and put the files back from the newest backup taken before the alarm (the server's Ransomware tab, or the backup_restore task).",
     },
+    AlarmType {
+        code: "malware",
+        title: "Malicious program",
+        severity: Severity::Critical,
+        mitre: mitre(EXECUTION, "T1204.002", "User Execution: Malicious File"),
+        category: "Malware",
+        hss_code: Some(1001),
+        recommendation: "The scanner matched a malware rule or a known-bad hash (family, rule and SHA-256 in the evidence). Isolate the file if the policy did not, kill the processes running it, find how it got there (the owner, the writer, the web or login logs of that time) and remove its persistence. If it is a tool you run on purpose, whitelist it by hash.",
+    },
+    AlarmType {
+        code: "webshell",
+        title: "Web shell",
+        severity: Severity::Critical,
+        mitre: mitre(
+            PERSISTENCE,
+            "T1505.003",
+            "Server Software Component: Web Shell",
+        ),
+        category: "Web shell",
+        hss_code: Some(1015),
+        recommendation: "A file in a web directory runs what a request tells it to. Isolate it if the policy did not, check the web server's access log for requests to it (the attacker's address), look for other files written at that time, and fix the upload or vulnerability that let it in.",
+    },
 ];
 
 /// The catalog entry of a type code.
@@ -410,6 +432,15 @@ pub struct Evidence {
     /// (`stdin is tcp 10.0.0.5:4444`, `euid 1000 -> 0 without exec`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+    /// SHA-256 of the file involved (a malicious file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The malware family a rule names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// The file's owner, `user (uid)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// What the agent did on its own (isolate and kill per policy) and how it went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,

@@ -19,6 +19,7 @@ pub mod behaviour;
 pub mod bruteforce;
 pub mod fim;
 pub mod inventory;
+pub mod malware;
 pub mod paths;
 pub mod quarantine;
 pub mod ransom;
@@ -337,6 +338,10 @@ pub struct Heartbeat {
     /// Ransomware prevention's and the backups' state; None from agents without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ransom: Option<Box<ransom::RansomReport>>,
+    /// Malware detection's state (scanner, rule set, real time, scans); None from agents
+    /// without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malware: Option<Box<malware::MalwareReport>>,
 }
 
 /// Counters of the authentication log sources: `lines` = `events` + `ignored` + the
