@@ -2,20 +2,28 @@
 // miners and hacking tools, and the EICAR test file. Every rule carries `family` (what the
 // alarm names) and `severity` (Critical, High, Medium, Low). They must stay silent on a clean
 // Debian system (/usr/bin, /usr/lib): prefer several specific strings over one common one.
+// Speed: yara-x evaluates a condition before it searches for the patterns the rest needs, so
+// cheap tests (filesize, the ELF magic) go first; a rule that cannot match an ELF file says
+// `scope = "text"` and starts its condition with `uint32(0) != 0x464c457f` (or an anchored
+// text pattern): the scanner then leaves it out when it scans ELF files, whose search would
+// otherwise pay for its patterns (src/rules.rs). Measure a new rule with `cargo run --release -p hostward-scanner --example
+// rule_cost -- content/yara/hostward.yar DIR`.
 
 rule eicar_test_file {
   meta:
+    scope = "text"
     family = "EICAR test file"
     severity = "Low"
     description = "The anti-malware test file: proves detection works, harms nothing"
   strings:
     $eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
   condition:
-    $eicar at 0 and filesize <= 128
+    filesize <= 128 and $eicar at 0
 }
 
 rule webshell_php_request_exec {
   meta:
+    scope = "text"
     family = "PHP web shell"
     severity = "Critical"
     description = "PHP code that runs what the request says"
@@ -26,11 +34,12 @@ rule webshell_php_request_exec {
     $varfunc = /\$_(GET|POST|REQUEST|COOKIE)\s*\[[^\]]{1,40}\]\s*\(\s*\$_(GET|POST|REQUEST|COOKIE)/ nocase
     $create = /create_function\s*\(\s*['"]{2}\s*,\s*\$_(GET|POST|REQUEST)/ nocase
   condition:
-    $php and any of ($exec, $decode, $varfunc, $create) and filesize < 2MB
+    filesize < 2MB and uint32(0) != 0x464c457f and $php and any of ($exec, $decode, $varfunc, $create)
 }
 
 rule webshell_jsp_runtime_exec {
   meta:
+    scope = "text"
     family = "JSP web shell"
     severity = "Critical"
     description = "JSP code that runs a request parameter as a command"
@@ -38,11 +47,12 @@ rule webshell_jsp_runtime_exec {
     $exec = /Runtime\.getRuntime\(\)\.exec\s*\(\s*request\.getParameter/ nocase
     $pb = /new\s+ProcessBuilder\s*\([^)]{0,40}request\.getParameter/ nocase
   condition:
-    any of them and filesize < 2MB
+    filesize < 2MB and uint32(0) != 0x464c457f and any of them
 }
 
 rule webshell_known_names {
   meta:
+    scope = "text"
     family = "Known web shell"
     severity = "Critical"
     description = "Markers of widely published web shells (China Chopper, c99, r57, WSO, b374k)"
@@ -75,15 +85,18 @@ rule miner_xmrig {
 
 rule miner_stratum_config {
   meta:
+    scope = "text"
     family = "Cryptocurrency miner"
     severity = "High"
     description = "A miner configured with a pool and a wallet"
   strings:
-    $stratum = /stratum\+(tcp|ssl):\/\/[a-z0-9.-]{4,64}:[0-9]{2,5}/ nocase
+    $tcp = "stratum+tcp://" ascii
+    $ssl = "stratum+ssl://" ascii
+    $tls = "stratum+tls://" ascii
     $user = /"user"\s*:\s*"[0-9a-zA-Z]{90,110}"/
     $o = /\s-o\s+stratum\+/ ascii
   condition:
-    $stratum and ($user or $o)
+    filesize < 1MB and uint32(0) != 0x464c457f and any of ($tcp, $ssl, $tls) and ($user or $o)
 }
 
 rule hacktool_mimikatz {
@@ -116,6 +129,7 @@ rule rootkit_diamorphine {
 
 rule backdoor_reverse_shell_script {
   meta:
+    scope = "text"
     family = "Reverse shell script"
     severity = "High"
     description = "A script that hands a shell to a remote address"
@@ -124,7 +138,7 @@ rule backdoor_reverse_shell_script {
     $nc = /\bnc(at)?\s+(-[a-z]+\s+)*-e\s+\/bin\/(ba)?sh\s+[0-9]{1,3}(\.[0-9]{1,3}){3}/
     $py = /socket\.socket\(.{0,200}\.connect\(\(\s*["'][0-9]{1,3}(\.[0-9]{1,3}){3}["'].{0,200}(pty\.spawn|subprocess\.call\(\s*\[\s*["']\/bin\/(ba)?sh)/ 
   condition:
-    uint32(0) != 0x464c457f and filesize < 1MB and any of them
+    filesize < 1MB and uint32(0) != 0x464c457f and any of them
 }
 
 rule clamav_test_file {

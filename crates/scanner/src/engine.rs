@@ -45,11 +45,13 @@ pub struct FileReport {
 }
 
 pub struct Engine {
-    pub rules: yara_x::Rules,
+    pub rules: crate::rules::RuleSet,
     pub indicators: Indicators,
     pub limits: Limits,
     /// Files larger than this are skipped with a reason (at most [`MAX_FILE`]).
     pub max_file: u64,
+    /// The host's clamd, for the formats only it opens.
+    pub clamd: Option<crate::clamd::Clamd>,
 }
 
 fn meta(rule: &yara_x::Rule, key: &str) -> Option<String> {
@@ -59,9 +61,32 @@ fn meta(rule: &yara_x::Rule, key: &str) -> Option<String> {
     })
 }
 
+/// One thread's scanners (of the full rule set and of the ELF one) and its read buffer, kept
+/// across files: a fresh buffer per file would cost the kernel's page clearing every time.
+pub struct Session<'r> {
+    all: yara_x::Scanner<'r>,
+    elf: yara_x::Scanner<'r>,
+    buf: Vec<u8>,
+}
+
+/// Capacity kept in a session's buffer between files.
+const KEEP_BUFFER: usize = 16 << 20;
+
+fn is_elf(data: &[u8]) -> bool {
+    data.starts_with(b"\x7fELF")
+}
+
 impl Engine {
+    pub fn session(&self) -> Session<'_> {
+        Session {
+            all: yara_x::Scanner::new(&self.rules.all),
+            elf: yara_x::Scanner::new(&self.rules.elf),
+            buf: Vec::new(),
+        }
+    }
+
     /// Reads and scans the file at `path` (not following a final symlink).
-    pub fn scan_file(&self, s: &mut yara_x::Scanner, path: &Path) -> std::io::Result<FileReport> {
+    pub fn scan_file(&self, s: &mut Session, path: &Path) -> std::io::Result<FileReport> {
         let f = std::fs::File::open(path)?;
         let size = f.metadata()?.len();
         let label = path.display().to_string();
@@ -74,13 +99,18 @@ impl Engine {
                 ..Default::default()
             });
         }
-        let mut data = Vec::with_capacity(size as usize);
-        f.take(max).read_to_end(&mut data)?;
-        Ok(self.scan_bytes(s, &label, &data))
+        let mut data = std::mem::take(&mut s.buf);
+        data.clear();
+        let read = f.take(max).read_to_end(&mut data);
+        let report = read.map(|_| self.scan_bytes(s, &label, &data));
+        if data.capacity() <= KEEP_BUFFER {
+            s.buf = data;
+        }
+        report
     }
 
     /// Scans `data`, called `label`.
-    pub fn scan_bytes(&self, s: &mut yara_x::Scanner, label: &str, data: &[u8]) -> FileReport {
+    pub fn scan_bytes(&self, s: &mut Session, label: &str, data: &[u8]) -> FileReport {
         let mut r = FileReport {
             path: label.to_string(),
             size: data.len() as u64,
@@ -97,7 +127,7 @@ impl Engine {
 
     fn scan_into(
         &self,
-        s: &mut yara_x::Scanner,
+        s: &mut Session,
         label: &str,
         data: &[u8],
         depth: u32,
@@ -121,7 +151,8 @@ impl Engine {
                 });
             }
         }
-        match s.scan(data) {
+        let scanner = if is_elf(data) { &mut s.elf } else { &mut s.all };
+        match scanner.scan(data) {
             Ok(res) => {
                 for rule in res.matching_rules() {
                     if sha.is_empty() {
@@ -139,14 +170,20 @@ impl Engine {
             }
             Err(e) => r.skipped.push(format!("{label}: rules not run ({e})")),
         }
-        let Some(kind) = archive::kind(data) else {
+        let kind = archive::kind(data);
+        if kind.is_none() && crate::clamd::wants(data) {
+            self.clamd_scan(label, data, &mut sha, r);
+        }
+        let Some(kind) = kind else {
             return;
         };
         if depth >= self.limits.max_depth {
-            r.skipped.push(format!(
-                "{label}: archive nested deeper than {}",
-                self.limits.max_depth
-            ));
+            if !self.clamd_scan(label, data, &mut sha, r) {
+                r.skipped.push(format!(
+                    "{label}: archive nested deeper than {}",
+                    self.limits.max_depth
+                ));
+            }
             return;
         }
         let mut inner = Vec::new();
@@ -158,7 +195,50 @@ impl Engine {
             self.scan_into(s, &name, &bytes, depth + 1, budget, r);
         }
         if let Err(why) = result {
-            r.skipped.push(format!("{label}: {why}"));
+            // What our reader could not open (another compression method, a damaged
+            // archive, a bomb) clamd may, within its own limits.
+            if !self.clamd_scan(label, data, &mut sha, r) {
+                r.skipped.push(format!("{label}: {why}"));
+            }
+        }
+    }
+
+    /// Asks clamd about `data`; true when clamd looked at it.
+    fn clamd_scan(&self, label: &str, data: &[u8], sha: &mut String, r: &mut FileReport) -> bool {
+        let Some(c) = &self.clamd else {
+            return false;
+        };
+        match c.scan(data) {
+            Ok(None) => true,
+            Ok(Some(sig)) => {
+                if sha.is_empty() {
+                    *sha = hex::encode(sha2::Sha256::digest(data));
+                }
+                // A signature ClamAV made from one of our rules is named by that rule.
+                let ours = sig
+                    .strip_prefix("YARA.")
+                    .map(|s| s.trim_end_matches(".UNOFFICIAL"))
+                    .and_then(|id| self.rules.all.iter().find(|rule| rule.identifier() == id));
+                r.detections.push(Detection {
+                    path: label.to_string(),
+                    engine: "clamd".into(),
+                    rule: sig.clone(),
+                    family: ours
+                        .as_ref()
+                        .and_then(|rule| meta(rule, "family"))
+                        .unwrap_or_else(|| sig.clone()),
+                    severity: ours
+                        .as_ref()
+                        .and_then(|rule| meta(rule, "severity"))
+                        .unwrap_or_else(|| "High".into()),
+                    sha256: sha.clone(),
+                });
+                true
+            }
+            Err(e) => {
+                r.skipped.push(format!("{label}: not sent to clamd ({e})"));
+                false
+            }
         }
     }
 }
@@ -174,6 +254,7 @@ mod tests {
             indicators: Indicators::default(),
             limits: Limits::default(),
             max_file: MAX_FILE,
+            clamd: None,
         }
     }
 
@@ -221,7 +302,7 @@ mod tests {
     #[test]
     fn eicar_is_found_plain_zipped_in_a_tar_gz_and_in_a_nested_zip() {
         let e = engine();
-        let mut s = yara_x::Scanner::new(&e.rules);
+        let mut s = e.session();
         let plain = e.scan_bytes(&mut s, "eicar.com", &eicar());
         assert_eq!(
             families(&plain),
@@ -262,7 +343,7 @@ mod tests {
     fn a_zip_bomb_is_skipped_with_a_reason_and_not_expanded() {
         let mut e = engine();
         e.limits.max_member = 8 << 20;
-        let mut s = yara_x::Scanner::new(&e.rules);
+        let mut s = e.session();
         let zeros = vec![0u8; 32 << 20];
         let bomb = zip_of(&[("eicar.com", &eicar()), ("zeros.bin", &zeros)]);
         assert!(bomb.len() < 100_000, "{}", bomb.len());
@@ -290,7 +371,9 @@ mod tests {
             r.skipped
         );
         // Nesting deeper than the limit is said.
+        let mut e = engine();
         e.limits.max_depth = 1;
+        let mut s = e.session();
         let nested = zip_of(&[("inner.zip", &zip_of(&[("eicar.com", &eicar())]))]);
         let r = e.scan_bytes(&mut s, "outer.zip", &nested);
         assert!(
@@ -302,7 +385,7 @@ mod tests {
     #[test]
     fn web_shells_miners_and_hash_indicators_are_found_and_ordinary_files_are_not() {
         let mut e = engine();
-        let mut s = yara_x::Scanner::new(&e.rules);
+        let mut s = e.session();
         for shell in [
             "<?php system($_GET[1]);",
             "<?php @eval($_POST['cmd']); ?>",
@@ -332,7 +415,7 @@ mod tests {
         e.indicators
             .add("feed", &format!("{sha} Known.Dropper\n"))
             .unwrap();
-        let mut s = yara_x::Scanner::new(&e.rules);
+        let mut s = e.session();
         let r = e.scan_bytes(&mut s, "blob", evil);
         assert_eq!(r.detections[0].engine, "sha256");
         assert_eq!(r.detections[0].rule, "Known.Dropper");

@@ -6,9 +6,10 @@
 //!
 //! `rules` compiles sources (errors name source, line and column), `indicators` parses hash
 //! lists, `archive` unpacks with bomb limits, `engine` scans one file and what it contains,
-//! `walk` goes through a scan's paths in an order a checkpoint can resume.
+//! `clamd` asks the host's clamd about the formats only it opens, `walk` goes through a scan's paths in an order a checkpoint can resume.
 
 pub mod archive;
+pub mod clamd;
 pub mod engine;
 pub mod indicators;
 pub mod rules;

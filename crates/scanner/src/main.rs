@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use hostward_scanner::archive::Limits;
-use hostward_scanner::engine::Engine;
+use hostward_scanner::engine::{Engine, FileReport};
 use hostward_scanner::indicators::Indicators;
 use hostward_scanner::walk::{Checkpoint, Walk};
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,11 @@ struct EngineArgs {
     /// Files larger than this many MiB are skipped with a reason.
     #[arg(long, default_value_t = 64)]
     max_file_mib: u64,
+    /// ClamAV's clamd as a second engine, for the formats only it opens: its socket, or `auto`
+    /// (the one /etc/clamav/clamd.conf names or the usual places, when a clamd listens there;
+    /// none otherwise).
+    #[arg(long, value_name = "SOCKET|auto")]
+    clamd: Option<String>,
     /// The process's memory cap in MiB (its data segment, RLIMIT_DATA); file, member and
     /// archive sizes read at once are bounded to fit in it. 0: no cap.
     #[arg(long, default_value_t = 0)]
@@ -85,6 +90,9 @@ struct ScanArgs {
     /// Print a `progress` line every second.
     #[arg(long)]
     progress: bool,
+    /// Files scanned at once, each on a thread of its own.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Files or directories (walked in name order, symlinks not followed, other filesystems
     /// not entered).
     #[arg(required = true, value_name = "PATH")]
@@ -166,11 +174,18 @@ fn engine(a: &EngineArgs) -> Result<Engine, String> {
         limits.max_total = limits.max_total.min(m / 4);
         limits.max_member = limits.max_member.min(m / 4);
     }
+    let clamd = match a.clamd.as_deref() {
+        None => None,
+        Some("auto") => hostward_scanner::clamd::find(Path::new("/")),
+        Some(p) => Some(PathBuf::from(p)),
+    }
+    .map(|socket| hostward_scanner::clamd::Clamd { socket });
     Ok(Engine {
         rules,
         indicators,
         limits,
         max_file,
+        clamd,
     })
 }
 
@@ -221,56 +236,110 @@ fn scan(a: ScanArgs) -> ExitCode {
             .unwrap_or(0);
     }
     let (cpu0, secs0) = (sum.cpu_secs, sum.secs);
-    let mut scanner = yara_x::Scanner::new(&e.rules);
     let t0 = Instant::now();
     let (mut last_save, mut last_progress) = (t0, t0);
     let cap = a.cpu_percent.clamp(1, 100) as f64 / 100.0;
+    let threads = a.threads.clamp(1, 64);
     let from = sum.checkpoint.clone();
     let walk = Walk {
         roots: &a.paths,
         exclude: &a.exclude,
     };
-    walk.run(&from, &mut |root, f| {
-        match e.scan_file(&mut scanner, f) {
-            Ok(r) => {
-                sum.files += 1;
-                sum.bytes += r.scanned_bytes;
-                sum.detections += u64::from(!r.detections.is_empty());
-                sum.skipped += r.skipped.len() as u64;
-                if !r.detections.is_empty() || !r.skipped.is_empty() {
-                    print(&r);
+    // The walk feeds numbered files to the threads; the checkpoint moves over the files
+    // finished in walk order, so a resume never skips one a thread had not finished.
+    let (todo_tx, todo_rx) = std::sync::mpsc::sync_channel::<(u64, usize, PathBuf)>(256);
+    let todo_rx = std::sync::Mutex::new(todo_rx);
+    let (done_tx, done_rx) =
+        std::sync::mpsc::channel::<(u64, usize, PathBuf, std::io::Result<FileReport>)>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut seq = 0u64;
+            walk.run(&from, &mut |root, f| {
+                seq += 1;
+                todo_tx.send((seq, root, f.to_path_buf())).is_ok()
+            });
+        });
+        for _ in 0..threads {
+            let (e, rx, tx) = (&e, &todo_rx, done_tx.clone());
+            scope.spawn(move || {
+                let mut session = e.session();
+                loop {
+                    let next = rx.lock().ok().and_then(|r| r.recv().ok());
+                    let Some((seq, root, f)) = next else {
+                        return;
+                    };
+                    let r = e.scan_file(&mut session, &f);
+                    if tx.send((seq, root, f, r)).is_err() {
+                        return;
+                    }
+                    if cap < 1.0 {
+                        // Sleep until the process's CPU is `cap` of this run's wall time.
+                        let ahead = cpu_secs() / cap - t0.elapsed().as_secs_f64();
+                        if ahead > 0.0 {
+                            std::thread::sleep(Duration::from_secs_f64(ahead.min(5.0)));
+                        }
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut next = 1u64;
+        // Files finished out of walk order wait here, with what they add to the counters,
+        // until every file before them is finished: the saved counters are then exactly
+        // those of the files up to the checkpoint, and a resume counts no file twice.
+        let mut finished: std::collections::BTreeMap<u64, (usize, PathBuf, Summary)> =
+            Default::default();
+        for (seq, root, f, r) in done_rx {
+            let mut add = Summary::default();
+            match r {
+                Ok(r) => {
+                    add.files = 1;
+                    add.bytes = r.scanned_bytes;
+                    add.detections = u64::from(!r.detections.is_empty());
+                    add.skipped = r.skipped.len() as u64;
+                    if !r.detections.is_empty() || !r.skipped.is_empty() {
+                        print(&r);
+                    }
+                }
+                Err(err) => {
+                    add.unreadable = 1;
+                    eprintln!("{}: {err}", f.display());
                 }
             }
-            Err(err) => {
-                sum.unreadable += 1;
-                eprintln!("{}: {err}", f.display());
+            finished.insert(seq, (root, f, add));
+            while let Some((root, f, add)) = finished.remove(&next) {
+                sum.files += add.files;
+                sum.bytes += add.bytes;
+                sum.detections += add.detections;
+                sum.skipped += add.skipped;
+                sum.unreadable += add.unreadable;
+                sum.checkpoint = Checkpoint {
+                    root,
+                    after: Some(f),
+                };
+                next += 1;
+            }
+            let now = Instant::now();
+            if a.progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
+                last_progress = now;
+                let current = sum
+                    .checkpoint
+                    .after
+                    .as_ref()
+                    .map(|p| p.display().to_string());
+                print(
+                    &serde_json::json!({"progress": {"files": sum.files, "bytes": sum.bytes, "detections": sum.detections, "current": current}}),
+                );
+            }
+            if let Some(st) = &a.state
+                && now.duration_since(last_save) >= Duration::from_secs(2)
+            {
+                last_save = now;
+                sum.cpu_secs = cpu0 + cpu_secs();
+                sum.secs = secs0 + t0.elapsed().as_secs_f64();
+                save(st, &sum);
             }
         }
-        sum.checkpoint = Checkpoint {
-            root,
-            after: Some(f.to_path_buf()),
-        };
-        let now = Instant::now();
-        sum.cpu_secs = cpu0 + cpu_secs();
-        sum.secs = secs0 + t0.elapsed().as_secs_f64();
-        if a.progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
-            last_progress = now;
-            print(&serde_json::json!({"progress": {"files": sum.files, "bytes": sum.bytes, "detections": sum.detections, "current": f.display().to_string()}}));
-        }
-        if let Some(st) = &a.state
-            && now.duration_since(last_save) >= Duration::from_secs(2)
-        {
-            last_save = now;
-            save(st, &sum);
-        }
-        if cap < 1.0 {
-            // Sleep until this run's CPU is `cap` of its wall time.
-            let ahead = cpu_secs() / cap - t0.elapsed().as_secs_f64();
-            if ahead > 0.0 {
-                std::thread::sleep(Duration::from_secs_f64(ahead.min(5.0)));
-            }
-        }
-        true
     });
     sum.cpu_secs = cpu0 + cpu_secs();
     sum.secs = secs0 + t0.elapsed().as_secs_f64();
@@ -293,11 +362,12 @@ fn check(a: RuleArgs) -> ExitCode {
         no_unpack: true,
         max_file_mib: 1,
         memory_mib: 0,
+        clamd: None,
     };
     match engine(&args) {
         Ok(e) => {
             print(
-                &serde_json::json!({"ok": true, "rules": e.rules.iter().count(), "indicators": e.indicators.len()}),
+                &serde_json::json!({"ok": true, "rules": e.rules.count(), "indicators": e.indicators.len()}),
             );
             ExitCode::SUCCESS
         }
@@ -322,9 +392,9 @@ fn serve(a: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut scanner = yara_x::Scanner::new(&e.rules);
+    let mut scanner = e.session();
     print(
-        &serde_json::json!({"ready": true, "rules": e.rules.iter().count(), "indicators": e.indicators.len()}),
+        &serde_json::json!({"ready": true, "rules": e.rules.count(), "indicators": e.indicators.len(), "clamd": e.clamd.as_ref().map(|c| c.socket.display().to_string())}),
     );
     for line in std::io::stdin().lock().lines() {
         let Ok(path) = line else {

@@ -77,11 +77,50 @@ fn namespace(name: &str) -> String {
     format!("user_{ns}")
 }
 
-/// Compiles the shipped rules and `imported` ((name, text) pairs).
-pub fn compile(imported: &[(String, String)]) -> Result<yara_x::Rules, RuleError> {
+/// The compiled rules, twice: every rule, for most files, and the rules that can match an ELF
+/// file, for ELF files. yara-x searches a file for the patterns of every rule once any rule
+/// needs them, so the web-shell and config regexes would cost their search on every binary;
+/// a shipped rule marked `scope = "text"` starts its condition with the ELF test that makes it
+/// false on an ELF file, so leaving it out of the ELF set changes no result. Imported rules
+/// are in both.
+#[derive(Debug)]
+pub struct RuleSet {
+    pub all: yara_x::Rules,
+    pub elf: yara_x::Rules,
+}
+
+impl RuleSet {
+    /// Rules in the full set.
+    pub fn count(&self) -> usize {
+        self.all.iter().count()
+    }
+}
+
+/// The shipped source without its `scope = "text"` rules (each rule starts at a line
+/// beginning with `rule `).
+pub fn shipped_for_elf() -> String {
+    let mut out = String::new();
+    let mut chunk = String::new();
+    let flush = |chunk: &mut String, out: &mut String| {
+        if !chunk.contains("scope = \"text\"") {
+            out.push_str(chunk);
+        }
+        chunk.clear();
+    };
+    for line in SHIPPED.split_inclusive('\n') {
+        if line.starts_with("rule ") {
+            flush(&mut chunk, &mut out);
+        }
+        chunk.push_str(line);
+    }
+    flush(&mut chunk, &mut out);
+    out
+}
+
+fn build(shipped: &str, imported: &[(String, String)]) -> Result<yara_x::Rules, RuleError> {
     let mut c = yara_x::Compiler::new();
     c.new_namespace("hostward");
-    c.add_source(yara_x::SourceCode::from(SHIPPED).with_origin(SHIPPED_NAME))
+    c.add_source(yara_x::SourceCode::from(shipped).with_origin(SHIPPED_NAME))
         .map_err(|e| rule_error(SHIPPED_NAME, &e))?;
     for (name, text) in imported {
         c.new_namespace(&namespace(name));
@@ -91,6 +130,14 @@ pub fn compile(imported: &[(String, String)]) -> Result<yara_x::Rules, RuleError
     Ok(c.build())
 }
 
+/// Compiles the shipped rules and `imported` ((name, text) pairs).
+pub fn compile(imported: &[(String, String)]) -> Result<RuleSet, RuleError> {
+    Ok(RuleSet {
+        all: build(SHIPPED, imported)?,
+        elf: build(&shipped_for_elf(), imported)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,7 +145,7 @@ mod tests {
     #[test]
     fn the_shipped_rules_compile_and_a_bad_import_is_named_by_line_and_column() {
         let rules = compile(&[]).expect("shipped rules");
-        assert!(rules.iter().count() >= 8);
+        assert!(rules.count() >= 8);
         let good = "rule test_marker { strings: $a = \"hostward-test-marker\" condition: $a }";
         assert!(compile(&[("mine.yar".into(), good.into())]).is_ok());
         let bad = "rule ok { condition: true }\n\nrule broken {\n  strings:\n    $a = \"x\"\n  condition:\n    $a and $b\n}\n";
@@ -108,5 +155,29 @@ mod tests {
         assert!(e.message.contains("$b"), "{e}");
         let e = compile(&[("x.yar".into(), "rule {".into())]).unwrap_err();
         assert_eq!(e.line, 1, "{e}");
+    }
+
+    #[test]
+    fn rules_left_out_for_elf_files_cannot_match_one() {
+        let elf = shipped_for_elf();
+        let rules: Vec<&str> = SHIPPED.split("\nrule ").skip(1).collect();
+        let text: Vec<&&str> = rules
+            .iter()
+            .filter(|r| r.contains("scope = \"text\""))
+            .collect();
+        assert!(text.len() >= 5, "the text-only rules: {}", text.len());
+        for r in &text {
+            let name = r.split_whitespace().next().unwrap();
+            let cond = &r[r.find("condition:").unwrap()..];
+            assert!(
+                cond.contains("uint32(0) != 0x464c457f") || cond.contains("$eicar at 0"),
+                "{name}: a text-only rule's condition must exclude ELF files"
+            );
+            assert!(!elf.contains(&format!("rule {name} ")), "{name}");
+        }
+        for r in rules.iter().filter(|r| !r.contains("scope = \"text\"")) {
+            let name = r.split_whitespace().next().unwrap();
+            assert!(elf.contains(&format!("rule {name} ")), "{name}");
+        }
     }
 }
