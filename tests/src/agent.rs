@@ -24,6 +24,9 @@ pub struct Agent {
     /// `--fim` for `run`: `off` unless a file-protection test sets `on` (the monitor sees
     /// every test's changes of /etc).
     pub fim: &'static str,
+    /// `--malware` for `run`: `off` unless a malware test sets `on` (real time holds every
+    /// program's first run on the host for a scan).
+    pub malware: &'static str,
     proc: Option<Proc>,
 }
 
@@ -39,6 +42,7 @@ impl Agent {
             server_id: String::new(),
             sensor: "off",
             fim: "off",
+            malware: "off",
             proc: None,
         }
     }
@@ -132,6 +136,7 @@ impl Agent {
             .args(extra)
             .env("HOSTWARD_AGENT_SENSOR", self.sensor)
             .env("HOSTWARD_AGENT_FIM", self.fim)
+            .env("HOSTWARD_AGENT_MALWARE", self.malware)
             .env("RUST_LOG", "info");
         self.proc = Some(Proc::spawn(env, &self.label, cmd, &self.dir, "agent")?);
         Ok(())

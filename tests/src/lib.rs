@@ -38,6 +38,7 @@ mod html;
 pub mod lab;
 mod raw;
 pub mod runtime;
+pub mod web;
 pub use agent::Agent;
 pub use html::*;
 pub use raw::*;

@@ -73,35 +73,11 @@ async fn nginx_site(env: &TestEnv) -> Result<Site> {
     std::fs::write(www.join("css/site.css"), "body { color: black }\n")?;
     let deploy = dir.join("deploy-tool");
     std::fs::copy("/usr/bin/cp", &deploy)?;
-    let port = free_port();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root;\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
-             server {{ listen 127.0.0.1:{port}; root {w}; location / {{ }} }} }}\n",
-            d = dir.display(),
-            w = www.display()
-        ),
-    )?;
-    std::fs::create_dir_all(dir.join("tmp"))?;
-    let mut c = command("/usr/sbin/nginx");
-    c.arg("-c").arg(&conf).arg("-e").arg(dir.join("error.log"));
-    let nginx = Proc::spawn(env, "nginx", c, &dir, "nginx")?;
-    let url = format!("http://127.0.0.1:{port}/index.html");
-    wait_until("nginx serving", secs(20), millis(100), || async {
-        let out = run_cmd(
-            Path::new("/usr/bin/curl"),
-            &["-sf".into(), url.clone()],
-            None,
-        )
-        .await?;
-        ensure!(out.text().contains("original"), "{}", out.text());
-        Ok(())
-    })
-    .await?;
+    let (nginx, port) = hostward_e2e::web::nginx(env, &www, "index.html").await?;
+    ensure!(
+        fetch_port(port).await?.contains("original"),
+        "nginx serves the site"
+    );
     Ok(Site {
         _unlock: Unlock(www.clone()),
         www,
@@ -112,12 +88,13 @@ async fn nginx_site(env: &TestEnv) -> Result<Site> {
 }
 
 async fn fetch(site: &Site) -> Result<String> {
+    fetch_port(site.port).await
+}
+
+async fn fetch_port(port: u16) -> Result<String> {
     let out = run_cmd(
         Path::new("/usr/bin/curl"),
-        &[
-            "-s".into(),
-            format!("http://127.0.0.1:{}/index.html", site.port),
-        ],
+        &["-s".into(), format!("http://127.0.0.1:{port}/index.html")],
         None,
     )
     .await?;

@@ -135,6 +135,10 @@ pub struct RunArgs {
     /// host); overrides `[fim] enabled` in the config.
     #[arg(long, value_name = "ON_OFF", env = "HOSTWARD_AGENT_FIM")]
     pub fim: Option<crate::fim::Switch>,
+    /// Malware scanning: `on` (as the project's policy says) or `off` (never on this host);
+    /// overrides `[malware] enabled` in the config.
+    #[arg(long, value_name = "ON_OFF", env = "HOSTWARD_AGENT_MALWARE")]
+    pub malware: Option<crate::fim::Switch>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -230,6 +234,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(f) = a.fim {
                 cfg.fim.enabled = f == crate::fim::Switch::On;
+            }
+            if let Some(m) = a.malware {
+                cfg.malware.enabled = m == crate::fim::Switch::On;
             }
             init_logging(log_flag, &cfg.log_level);
             let dir = state_dir(a.state_dir, &cfg);

@@ -28,6 +28,8 @@ pub struct Config {
     pub behaviour: crate::behaviour::Config,
     /// File integrity monitoring (`[fim]`: enabled).
     pub fim: crate::fim::Config,
+    /// Malware scanning (`[malware]`: enabled, the scanner binary).
+    pub malware: crate::malware::Config,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             firewall: Default::default(),
             behaviour: Default::default(),
             fim: Default::default(),
+            malware: Default::default(),
         }
     }
 }

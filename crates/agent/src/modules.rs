@@ -3,7 +3,8 @@
 //! software collection of a scan and the re-collection after a fix; behaviour gets the
 //! quarantine, for isolate-and-kill, and bruteforce's firewall, for blocking scanners; fim gets
 //! behaviour's, to name writers from its process table, and ransom's bait list, to leave the
-//! baits out of its changes; ransom gets the quarantine and behaviour's), never through the
+//! baits out of its changes; ransom gets the quarantine and behaviour's; malware gets the
+//! quarantine, to isolate what it finds and to hold first runs for a scan), never through the
 //! runtime.
 
 use std::sync::Arc;
@@ -50,6 +51,13 @@ pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
         Some(behaviour.clone()),
         baits,
     );
+    let malware = crate::malware::runner::spawn(
+        &cfg.malware,
+        ctx.root.clone(),
+        &ctx.state_dir,
+        ctx.records.clone(),
+        quarantine.clone(),
+    );
     vec![
         Arc::new(inventory),
         Arc::new(risk),
@@ -63,5 +71,6 @@ pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
             ctx.records.clone(),
         )),
         Arc::new(ransom),
+        Arc::new(malware),
     ]
 }

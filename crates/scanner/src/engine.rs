@@ -12,7 +12,8 @@ use sha2::Digest as _;
 use crate::archive::{self, Limits};
 use crate::indicators::Indicators;
 
-/// Bytes of one file read at most; a larger file is skipped with a reason.
+/// Bytes of one file read at most, whatever the caller asks; a larger file is skipped with a
+/// reason.
 pub const MAX_FILE: u64 = 512 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +48,8 @@ pub struct Engine {
     pub rules: yara_x::Rules,
     pub indicators: Indicators,
     pub limits: Limits,
+    /// Files larger than this are skipped with a reason (at most [`MAX_FILE`]).
+    pub max_file: u64,
 }
 
 fn meta(rule: &yara_x::Rule, key: &str) -> Option<String> {
@@ -62,16 +65,17 @@ impl Engine {
         let f = std::fs::File::open(path)?;
         let size = f.metadata()?.len();
         let label = path.display().to_string();
-        if size > MAX_FILE {
+        let max = self.max_file.min(MAX_FILE);
+        if size > max {
             return Ok(FileReport {
                 path: label,
                 size,
-                skipped: vec![format!("larger than {MAX_FILE} bytes")],
+                skipped: vec![format!("larger than {max} bytes")],
                 ..Default::default()
             });
         }
         let mut data = Vec::with_capacity(size as usize);
-        f.take(MAX_FILE).read_to_end(&mut data)?;
+        f.take(max).read_to_end(&mut data)?;
         Ok(self.scan_bytes(s, &label, &data))
     }
 
@@ -169,6 +173,7 @@ mod tests {
             rules: crate::rules::compile(&[]).unwrap(),
             indicators: Indicators::default(),
             limits: Limits::default(),
+            max_file: MAX_FILE,
         }
     }
 

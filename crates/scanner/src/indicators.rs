@@ -45,6 +45,10 @@ impl Indicators {
         Ok(n)
     }
 
+    pub fn len(&self) -> usize {
+        self.sha256.len() + self.md5.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sha256.is_empty() && self.md5.is_empty()
     }

@@ -5,9 +5,11 @@
 //! build is heavy (yara-x) and a scan is the one thing that may read every byte of a host.
 //!
 //! `rules` compiles sources (errors name source, line and column), `indicators` parses hash
-//! lists, `archive` unpacks with bomb limits, `engine` scans one file and what it contains.
+//! lists, `archive` unpacks with bomb limits, `engine` scans one file and what it contains,
+//! `walk` goes through a scan's paths in an order a checkpoint can resume.
 
 pub mod archive;
 pub mod engine;
 pub mod indicators;
 pub mod rules;
+pub mod walk;

@@ -24,6 +24,32 @@ const MASK: u64 = libc::FAN_CREATE
     | libc::FAN_EVENT_ON_CHILD
     | libc::FAN_ONDIR;
 
+/// Directories marked at most below a watched tree (ransomware's, real-time malware's).
+pub const MAX_MARKS: usize = 20_000;
+
+/// `dir` and the directories below it (same rules as a walk: no symlinks followed), at most
+/// [`MAX_MARKS`] in all.
+pub fn dirs_below(root: &Path, dir: &str, out: &mut BTreeSet<String>) {
+    let mut todo = vec![dir.to_string()];
+    while let Some(d) = todo.pop() {
+        if out.len() >= MAX_MARKS {
+            return;
+        }
+        let p = root.join(d.trim_start_matches('/'));
+        if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    todo.push(format!("{d}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        out.insert(d);
+    }
+}
+
 /// What the reader thread passes on.
 #[derive(Debug)]
 pub enum WatchEvent {
@@ -222,7 +248,7 @@ pub fn writer(pid: u32) -> Option<ProcessInfo> {
     })
 }
 
-fn user_name(uid: u32) -> String {
+pub fn user_name(uid: u32) -> String {
     std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|t| {

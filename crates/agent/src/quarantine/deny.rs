@@ -1,8 +1,11 @@
 //! Refusing isolated files at exec, copies included: fanotify `FAN_OPEN_EXEC_PERM` on every
 //! local filesystem, answered by a dedicated thread. A file whose size is no isolated file's is
 //! allowed at once and cached (an ignore mark, dropped by the kernel when the file changes);
-//! only a size match is hashed. Marks exist only while something is isolated, so a host with
-//! an empty quarantine pays nothing. This works on every sensor tier, and without one.
+//! only a size match is hashed. With an exec check set (the malware scanner's real time), a
+//! file that is not isolated is also put to it before it runs: a first run waits for its scan,
+//! later runs of the unchanged file are cached the same way. Marks exist only while something
+//! is isolated or a check is set, so a host with neither pays nothing. This works on every
+//! sensor tier, and without one.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -20,6 +23,12 @@ const FS_TYPES: &[&str] = &[
 ];
 
 pub type Denied = Arc<Mutex<Vec<(u64, String)>>>;
+
+/// Decides whether a file that is not isolated may run: called on the exec-deny thread with the
+/// file and the executing thread's id, while that exec waits. It must answer within its own
+/// time bound and never start a program itself (that exec would wait on this thread).
+pub type ExecCheck = Arc<dyn Fn(&std::fs::File, u32) -> bool + Send + Sync>;
+pub type Check = Arc<std::sync::RwLock<Option<ExecCheck>>>;
 
 pub struct Deny {
     fd: OwnedFd,
@@ -106,9 +115,26 @@ impl Deny {
         problems
     }
 
+    /// Drops the cache of allowed files (their ignore marks): every file is checked again at
+    /// its next run, as when the exec check or its rules change.
+    pub fn reset(&mut self) -> Vec<String> {
+        if !self.marked {
+            return Vec::new();
+        }
+        let mut p = self.set(false);
+        p.extend(self.set(true));
+        p
+    }
+
     /// Answers permission events forever, on the calling thread. Must never block on anything
-    /// but the file being executed: every exec on the host waits for this answer.
-    pub fn serve(fd: i32, denied: Denied, refused: Arc<std::sync::atomic::AtomicU64>) {
+    /// but the file being executed and the exec check: every exec on the host waits for this
+    /// answer.
+    pub fn serve(
+        fd: i32,
+        denied: Denied,
+        check: Check,
+        refused: Arc<std::sync::atomic::AtomicU64>,
+    ) {
         let mut buf = vec![0u8; 4096];
         loop {
             // SAFETY: live buffer; fd stays open while the owning Deny lives (as long as us).
@@ -120,7 +146,13 @@ impl Deny {
                 return;
             }
             for ev in fanotify::perm_events(&buf[..n as usize]) {
-                let allow = verdict(&ev.file, &denied);
+                let mut allow = verdict(&ev.file, &denied);
+                if allow {
+                    let c = check.read().ok().and_then(|c| c.clone());
+                    if let Some(c) = c {
+                        allow = c(&ev.file, ev.tid);
+                    }
+                }
                 if !allow {
                     refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

@@ -1,7 +1,8 @@
 //! The quarantine module (tasks `isolate_kill`, `quarantine_restore`, `quarantine_delete`):
 //! kills a process tree and isolates its executable (`vault`), refuses isolated files at exec,
 //! copies included (`deny`), restores and deletes. A shared service: the behaviour module's
-//! automatic isolate-and-kill and, later, the malware scanner call the same [`Quarantine`].
+//! automatic isolate-and-kill and the malware module call the same [`Quarantine`]; the
+//! malware module also sets the exec check that holds a first run for a scan.
 //! Every change goes to the center as an `isolated_file` record.
 
 pub mod deny;
@@ -25,6 +26,7 @@ pub struct Quarantine {
     proc: PathBuf,
     vault: Mutex<vault::Vault>,
     denied: deny::Denied,
+    check: deny::Check,
     deny: Option<Mutex<deny::Deny>>,
     /// Execs refused since start.
     pub refused: Arc<AtomicU64>,
@@ -72,13 +74,14 @@ pub fn spawn(state_dir: &Path, records: RecordSender) -> Arc<Quarantine> {
     });
     let denied: deny::Denied = Arc::new(Mutex::new(vault.denied()));
     let refused = Arc::new(AtomicU64::new(0));
+    let check: deny::Check = Arc::default();
     let deny = match deny::open() {
         Ok(mut d) => {
             let fd = d.raw_fd();
-            let (list, count) = (denied.clone(), refused.clone());
+            let (list, c, count) = (denied.clone(), check.clone(), refused.clone());
             std::thread::Builder::new()
                 .name("exec-deny".into())
-                .spawn(move || deny::Deny::serve(fd, list, count))
+                .spawn(move || deny::Deny::serve(fd, list, c, count))
                 .expect("spawning the exec-deny thread");
             let on = !vault.denied().is_empty();
             for p in d.set(on) {
@@ -95,6 +98,7 @@ pub fn spawn(state_dir: &Path, records: RecordSender) -> Arc<Quarantine> {
         proc: PathBuf::from("/proc"),
         vault: Mutex::new(vault),
         denied,
+        check,
         deny,
         refused,
         records,
@@ -120,10 +124,22 @@ fn record(e: &vault::Entry, action: &str) -> Message {
 impl Quarantine {
     fn refresh_deny(&self) {
         let list = self.vault.lock().expect("vault").denied();
-        let on = !list.is_empty();
+        let on = !list.is_empty() || self.check.read().is_ok_and(|c| c.is_some());
         *self.denied.lock().expect("denied") = list;
         if let Some(d) = &self.deny {
             for p in d.lock().expect("deny").set(on) {
+                tracing::warn!(problem = %p, "exec deny mark");
+            }
+        }
+    }
+
+    /// Sets (or, with None, removes) the check every program not yet allowed is put to before
+    /// it runs; the cache of allowed programs is dropped, so each is checked again.
+    pub fn set_exec_check(&self, check: Option<deny::ExecCheck>) {
+        *self.check.write().expect("exec check") = check;
+        self.refresh_deny();
+        if let Some(d) = &self.deny {
+            for p in d.lock().expect("deny").reset() {
                 tracing::warn!(problem = %p, "exec deny mark");
             }
         }

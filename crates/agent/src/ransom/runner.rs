@@ -32,15 +32,13 @@ use super::backup::Store;
 use super::bait::{self, Bait};
 use super::detect::{Detector, FileEvent, Finding, Op, Reason};
 use super::entropy;
-use crate::fim::watch::{Watch, WatchEvent, writer};
+use crate::fim::watch::{MAX_MARKS, Watch, WatchEvent, dirs_below, writer};
 use crate::quarantine::{Quarantine, kill};
 
 const TICK: Duration = Duration::from_secs(5);
 /// Baits are checked for changes the events did not show (made while the agent was down)
 /// this often.
 const BAIT_CHECK_SECS: i64 = 300;
-/// Directories marked at most below the watched ones.
-const MAX_MARKS: usize = 20_000;
 
 pub(crate) struct Command {
     pub policy: Option<RansomPolicy>,
@@ -560,29 +558,6 @@ pub fn release(root: &Path, state_dir: &Path) -> Result<usize, String> {
     let body = serde_json::to_vec(&Saved::default()).map_err(|e| e.to_string())?;
     write_atomic(&file, &body, 0o600).map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(there)
-}
-
-/// `dir` and the directories below it (same rules as a walk: no symlinks followed), at most
-/// [`MAX_MARKS`] in all.
-fn dirs_below(root: &Path, dir: &str, out: &mut BTreeSet<String>) {
-    let mut todo = vec![dir.to_string()];
-    while let Some(d) = todo.pop() {
-        if out.len() >= MAX_MARKS {
-            return;
-        }
-        let p = root.join(d.trim_start_matches('/'));
-        if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        if let Ok(rd) = std::fs::read_dir(&p) {
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    todo.push(format!("{d}/{}", e.file_name().to_string_lossy()));
-                }
-            }
-        }
-        out.insert(d);
-    }
 }
 
 /// Takes a snapshot now (and applies the retention); the task and the schedule call it.

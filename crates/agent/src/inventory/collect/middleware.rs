@@ -24,6 +24,32 @@ pub fn collect(ctx: &Ctx) -> Collected {
     detect(ctx, &packages, &ports)
 }
 
+/// The document roots of the sites the host's nginx and apache configs serve, from the configs
+/// alone (the malware module watches them in real time).
+pub fn web_roots(ctx: &Ctx) -> Vec<String> {
+    let mut issues = vec![];
+    let mut roots = vec![];
+    for name in ["nginx", "apache"] {
+        let Some(main) = CONFIGS
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .flat_map(|(_, pattern)| glob(ctx, pattern))
+            .find(|p| ctx.path(p).is_file())
+        else {
+            continue;
+        };
+        let sites = if name == "nginx" {
+            nginx_sites(ctx, Some(&main), &mut issues)
+        } else {
+            apache_sites(ctx, Some(&main), &mut issues)
+        };
+        roots.extend(sites.into_iter().filter_map(|s| s.root));
+    }
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
 /// Config files that show a middleware is installed, in order of preference.
 const CONFIGS: &[(&str, &str)] = &[
     ("nginx", "/etc/nginx/nginx.conf"),
@@ -1100,6 +1126,8 @@ stream { server { listen 5353 udp; } }
         );
         assert!(issues[2].message.contains("unexpected }"));
         assert!(issues[3].message.contains("missing.conf"));
+        // What the malware module watches: the roots alone, from the config found.
+        assert_eq!(web_roots(&c), ["/srv/inline", "/var/www/html"]);
     }
 
     #[test]
