@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// The agent binary served at /download/hostward-agent. Default: `hostward-agent` beside this binary.
     #[arg(long, env = "HOSTWARD_AGENT_BINARY")]
     pub agent_binary: Option<PathBuf>,
+    /// The malware scanner the center runs to check imported rule files before it stores and
+    /// distributes them (`hostward-scanner check`). Default: `hostward-scanner` beside this
+    /// binary. Without it, imports are refused (never stored unchecked).
+    #[arg(long, env = "HOSTWARD_SCANNER_PATH")]
+    pub scanner_path: Option<PathBuf>,
     /// Console session lifetime in seconds.
     #[arg(long, env = "HOSTWARD_SESSION_TTL_SECS")]
     pub session_ttl_secs: Option<u64>,
@@ -131,6 +136,8 @@ pub struct Config {
     pub server_names: Vec<String>,
     pub heartbeat_secs: u64,
     pub agent_binary: PathBuf,
+    /// `hostward-scanner`, which checks imported malware rules.
+    pub scanner_path: PathBuf,
     pub session_ttl_secs: u64,
     pub login_max_failures: u32,
     pub lockout_secs: u64,
@@ -203,6 +210,7 @@ impl ServeArgs {
             },
             heartbeat_secs: self.heartbeat_secs.or(file.heartbeat_secs),
             agent_binary: self.agent_binary.or(file.agent_binary),
+            scanner_path: self.scanner_path.or(file.scanner_path),
             session_ttl_secs: self.session_ttl_secs.or(file.session_ttl_secs),
             login_max_failures: self.login_max_failures.or(file.login_max_failures),
             lockout_secs: self.lockout_secs.or(file.lockout_secs),
@@ -300,6 +308,11 @@ impl ServeArgs {
                 .and_then(|p| p.parent().map(|d| d.join("hostward-agent")))
                 .unwrap_or_default()
         });
+        let scanner_path = a.scanner_path.unwrap_or_else(|| {
+            std::env::current_exe()
+                .map(|exe| scanner_beside(&exe))
+                .unwrap_or_default()
+        });
         if let Some(u) = &a.vulndb_url
             && !u.starts_with("https://")
         {
@@ -394,12 +407,35 @@ impl ServeArgs {
             server_names,
             heartbeat_secs,
             agent_binary,
+            scanner_path,
             session_ttl_secs: a.session_ttl_secs.unwrap_or(12 * 3600),
             login_max_failures: a.login_max_failures.unwrap_or(5),
             lockout_secs: a.lockout_secs.unwrap_or(900),
             log: a.log.unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// Where `hostward-scanner` is when no setting names it: beside the running executable `exe`;
+/// for a test binary in Cargo's `target/<profile>/deps`, also one folder up, where Cargo puts
+/// the workspace's binaries. The first that exists; else the file beside `exe` (whose absence
+/// the rules check then reports).
+pub fn scanner_beside(exe: &Path) -> PathBuf {
+    const NAME: &str = "hostward-scanner";
+    let Some(dir) = exe.parent() else {
+        return PathBuf::from(NAME);
+    };
+    let mut candidates = vec![dir.join(NAME)];
+    if dir.file_name().is_some_and(|n| n == "deps")
+        && let Some(up) = dir.parent()
+    {
+        candidates.push(up.join(NAME));
+    }
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .unwrap_or(&candidates[0])
+        .clone()
 }
 
 fn console_limits(a: &ServeArgs) -> Result<ConsoleLimits, ConfigError> {
@@ -600,6 +636,43 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("file_change_retention_days"), "{err}");
+    }
+
+    #[test]
+    fn the_scanner_is_found_beside_the_binary_or_above_cargos_deps() {
+        let dir = tempfile::tempdir().unwrap();
+        let deps = dir.path().join("debug/deps");
+        std::fs::create_dir_all(&deps).unwrap();
+        let test_bin = deps.join("hostward_center-0123");
+        // Nowhere yet: the file beside the binary, for the check to report as missing.
+        assert_eq!(scanner_beside(&test_bin), deps.join("hostward-scanner"));
+        // Cargo's layout: the binaries one folder above deps/.
+        std::fs::write(dir.path().join("debug/hostward-scanner"), "").unwrap();
+        assert_eq!(
+            scanner_beside(&test_bin),
+            dir.path().join("debug/hostward-scanner")
+        );
+        // A copy beside the binary wins.
+        std::fs::write(deps.join("hostward-scanner"), "").unwrap();
+        assert_eq!(scanner_beside(&test_bin), deps.join("hostward-scanner"));
+        // An installed center: only beside it, never one folder up.
+        let bin = dir.path().join("usr/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(dir.path().join("usr/hostward-scanner"), "").unwrap();
+        assert_eq!(
+            scanner_beside(&bin.join("hostward")),
+            bin.join("hostward-scanner")
+        );
+        // The setting wins over the default, from the file or a flag.
+        let path = dir.path().join("hostward.toml");
+        std::fs::write(&path, "scanner_path = \"/opt/hw/hostward-scanner\"\n").unwrap();
+        let cfg = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve(dir.path())
+        .unwrap();
+        assert_eq!(cfg.scanner_path, PathBuf::from("/opt/hw/hostward-scanner"));
     }
 
     #[test]

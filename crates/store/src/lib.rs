@@ -15,6 +15,7 @@ mod fim;
 mod history;
 mod inventory;
 mod login_ips;
+mod malware;
 mod projects;
 mod quarantine;
 mod records;
@@ -33,6 +34,7 @@ pub use fim::*;
 pub use history::{HandlingEntry, History};
 pub use inventory::*;
 pub use login_ips::*;
+pub use malware::*;
 pub use projects::*;
 pub use quarantine::*;
 pub use records::*;
@@ -100,6 +102,8 @@ pub struct Store {
     backend: Backend,
     /// Policies as agents' configs last read them (`Store::policy_for_config`).
     policies: std::sync::Arc<std::sync::Mutex<projects::PolicyCache>>,
+    /// The malware rule set as agents' configs last read it (`Store::malware_rules_for_config`).
+    rules: std::sync::Arc<std::sync::Mutex<Option<hostward_proto::malware::MalwareRules>>>,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -189,6 +193,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (11, "fim", include_str!("../migrations/0011_fim.sql")),
     (12, "tamper", include_str!("../migrations/0012_tamper.sql")),
+    (
+        13,
+        "malware",
+        include_str!("../migrations/0013_malware.sql"),
+    ),
 ];
 
 /// Placeholders of shared migrations and their text per backend.
@@ -259,6 +268,7 @@ impl Store {
             pool,
             backend,
             policies: Default::default(),
+            rules: Default::default(),
         })
     }
 

@@ -234,6 +234,7 @@ mod tests {
                 pool: s.pool.clone(),
                 backend: s.backend,
                 policies: Default::default(),
+                rules: Default::default(),
             };
             other
                 .set_policy(

@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod behaviour;
 pub mod fim;
 pub mod inventory;
+pub mod malware;
 pub mod ransom;
 pub mod risk;
 pub mod tamper;
@@ -38,6 +39,7 @@ pub const ALL: &[Capability] = &[
     fim::CAPABILITY,
     tamper::CAPABILITY,
     ransom::CAPABILITY,
+    malware::CAPABILITY,
 ];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty

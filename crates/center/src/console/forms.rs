@@ -259,8 +259,8 @@ pub(crate) fn required_project(f: &Fields) -> Result<String, ConsoleError> {
 }
 
 /// Saves a policy form: a form that does not describe a policy, or one the API refuses as a bad
-/// request, is shown again (`refuse`) with the message; a saved one redirects to `page` with
-/// `done=saved`.
+/// request (400, or 422 where an API answers its validation so), is shown again (`refuse`)
+/// with the message; a saved one redirects to `page` with `done=saved`.
 pub(crate) async fn save_policy_form<F, P, T, S, R>(
     p: &Principal,
     project: &str,
@@ -288,7 +288,14 @@ where
             page,
             &[("project", project), ("done", "saved")],
         ))),
-        Err(e) if e.status == StatusCode::BAD_REQUEST => refuse(form, e.message).await,
+        Err(e)
+            if matches!(
+                e.status,
+                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+            ) =>
+        {
+            refuse(form, e.message).await
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use hostward_proto::Severity;
 use hostward_proto::alarm::{ALARM_TYPES, Evidence, ProcessInfo, alarm_type};
 use hostward_proto::bruteforce::{MAX_USUAL_LOGIN_IPS, MAX_WHITELIST, Policy};
+use hostward_proto::malware;
 
 use crate::AppState;
 use crate::api::servers::ServerQuery;
@@ -189,6 +190,14 @@ fn flash(m: &HashMap<String, String>) -> Option<Flash> {
         "saved" => ok("Brute-force policy saved; the project's agents apply it at once.".into()),
         "isolate" => ok(
             "Isolate and kill queued: the agent kills the process tree, isolates its executable and reports the file under Isolated files."
+                .into(),
+        ),
+        "malware_whitelist" => ok(
+            "Added to the project's malware whitelist and marked handled; the project's agents raise no alarm for it from now on."
+                .into(),
+        ),
+        "malware_whitelist_had" => ok(
+            "The project's malware whitelist already had it; the alarm is marked handled."
                 .into(),
         ),
         _ => None,
@@ -551,11 +560,24 @@ pub(crate) struct AlarmPage {
     pub rule: String,
     pub details: Vec<String>,
     pub response: String,
+    /// A malicious file's SHA-256, the family its rule names, and its owner.
+    pub sha256: String,
+    pub family: String,
+    pub owner: String,
     pub history: HistoryView,
     pub can_act: bool,
     /// Operators may isolate and kill the alarm's process: the evidence names it with its
-    /// executable (the agent checks it, so a reused pid is not killed).
+    /// executable (the agent checks it, so a reused pid is not killed), or, for a malware or
+    /// web-shell alarm, the file.
     pub can_isolate: bool,
+    /// What "isolate" does here: the file alone (no process runs it), not a process tree.
+    pub isolate_file_only: bool,
+    pub isolate_path: String,
+    /// The project's admins may whitelist a malware or web-shell alarm's file by hash or path
+    /// (in the project's malware policy): the action and what it would add.
+    pub whitelist_hash: Option<String>,
+    pub whitelist_path: Option<String>,
+    pub malware_policy_url: String,
     pub actions: ActionsView,
     pub whitelist_url: String,
 }
@@ -581,6 +603,12 @@ pub async fn detail(
         .map(|t| t.mitre.tactic_id)
         .unwrap_or("");
     let source = a.source_ip.clone().unwrap_or_default();
+    let isolate =
+        crate::capabilities::behaviour::api::alarm_isolate_request(&a.alarm_type, &ev).ok();
+    let is_malware = a.alarm_type == malware::ALARM || a.alarm_type == malware::WEBSHELL_ALARM;
+    let may_whitelist = is_malware && p.require(&a.project_id, Role::Admin).is_ok();
+    let offer = |v: &Option<String>| v.clone().filter(|v| may_whitelist && !v.is_empty());
+    let (whitelist_hash, whitelist_path) = (offer(&ev.sha256), offer(&ev.file));
     html(&AlarmPage {
         nav: Nav::new(&p, "alarms"),
         flash: flash(&m),
@@ -605,10 +633,17 @@ pub async fn detail(
         rule: ev.rule.unwrap_or_default(),
         details: ev.details,
         response: ev.response.unwrap_or_default(),
+        whitelist_hash,
+        whitelist_path,
+        malware_policy_url: url("/alarms/malware-policy", &[("project", &a.project_id)]),
+        sha256: ev.sha256.unwrap_or_default(),
+        family: ev.family.unwrap_or_default(),
+        owner: ev.owner.unwrap_or_default(),
         history: findings::history("alarm-history", &d.history, state_class),
         can_act: p.require(&a.project_id, Role::Operator).is_ok(),
-        can_isolate: p.require(&a.project_id, Role::Operator).is_ok()
-            && ev.processes.first().is_some_and(|p| !p.exe.is_empty()),
+        can_isolate: p.require(&a.project_id, Role::Operator).is_ok() && isolate.is_some(),
+        isolate_file_only: isolate.as_ref().is_some_and(|r| r.pid.is_none()),
+        isolate_path: isolate.and_then(|r| r.path).unwrap_or_default(),
         actions: ACTIONS.view(&p, &format!("/alarms/{}", seg(&a.id)), !source.is_empty()),
         whitelist_url: url(
             "/alarms/whitelist",

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hostward_proto::alarm::Evidence;
 use hostward_proto::behaviour::BehaviourPolicy;
+use hostward_proto::malware;
 use hostward_proto::quarantine::{
     DELETE_TASK, FileRef, ISOLATE_TASK, IsolateRequest, RESTORE_TASK,
 };
@@ -291,9 +292,52 @@ pub async fn act_on_files(
     Ok(FileActionResult { tasks })
 }
 
+/// What isolating an alarm's evidence asks of the agent, or why it cannot (the message starts
+/// with `alarm_id`). A malware or web-shell alarm names the detected file: that file is
+/// isolated, and a process is killed only when it runs that very file (never the process that
+/// wrote it, a web server or an editor). Any other alarm names a process: the chain's process
+/// whose executable the evidence names as its file (the dropper that dialled out for a reverse
+/// shell), else the alarm's own, by pid and executable together.
+pub(crate) fn alarm_isolate_request(
+    alarm_type: &str,
+    ev: &Evidence,
+) -> Result<IsolateRequest, String> {
+    let file = ev.file.as_deref().filter(|f| !f.is_empty());
+    let req = match file {
+        Some(f) if alarm_type == malware::ALARM || alarm_type == malware::WEBSHELL_ALARM => {
+            IsolateRequest {
+                pid: ev.processes.iter().find(|p| p.exe == f).map(|p| p.pid),
+                path: Some(f.to_string()),
+                reason: alarm_type.to_string(),
+            }
+        }
+        _ => {
+            let named = file.and_then(|f| ev.processes.iter().find(|p| p.exe == f));
+            let Some(proc) = named.or(ev.processes.first()) else {
+                return Err("alarm_id: the alarm's evidence names no process to kill".into());
+            };
+            if proc.exe.is_empty() {
+                return Err(
+                    "alarm_id: the alarm's process has no known executable, so a reused pid could not be told apart; isolate it with server_id, pid and path"
+                        .into(),
+                );
+            }
+            IsolateRequest {
+                pid: Some(proc.pid),
+                path: Some(proc.exe.clone()),
+                reason: alarm_type.to_string(),
+            }
+        }
+    };
+    req.validate()
+        .map_err(|e| format!("alarm_id: the alarm's file or process cannot be isolated: {e}"))?;
+    Ok(req)
+}
+
 /// Kills a process tree and isolates its executable (operator+): for an alarm, the process its
-/// evidence names first (pid and executable, so a reused pid is not killed); else the pid
-/// and/or path given for a server. One `isolate_kill` task for that server's agent.
+/// evidence names first (pid and executable, so a reused pid is not killed), or for a malware
+/// or web-shell alarm its file ([`alarm_isolate_request`]); else the pid and/or path given for
+/// a server. One `isolate_kill` task for that server's agent.
 pub async fn isolate(
     state: &AppState,
     p: &Principal,
@@ -320,33 +364,7 @@ pub async fn isolate(
             }
             let a = visible_alarm(state, p, &id, Role::Operator).await?;
             let ev: Evidence = serde_json::from_value(a.evidence.clone()).unwrap_or_default();
-            // The program to isolate is the chain's process whose executable the evidence names
-            // as its file (the dropper that dialled out for a reverse shell), else the alarm's
-            // own process.
-            let named = ev
-                .file
-                .as_ref()
-                .and_then(|f| ev.processes.iter().find(|p| p.exe == *f));
-            let Some(proc) = named.or(ev.processes.first()) else {
-                return Err(ApiError::conflict(
-                    "alarm_id: the alarm's evidence names no process to kill",
-                ));
-            };
-            if proc.exe.is_empty() {
-                return Err(ApiError::conflict(
-                    "alarm_id: the alarm's process has no known executable, so a reused pid could not be told apart; isolate it with server_id, pid and path",
-                ));
-            }
-            let req = IsolateRequest {
-                pid: Some(proc.pid),
-                path: Some(proc.exe.clone()),
-                reason: a.alarm_type.clone(),
-            };
-            req.validate().map_err(|e| {
-                ApiError::conflict(format!(
-                    "alarm_id: the alarm's process cannot be isolated: {e}"
-                ))
-            })?;
+            let req = alarm_isolate_request(&a.alarm_type, &ev).map_err(ApiError::conflict)?;
             (a.project_id, a.server_id, req)
         }
         (None, Some(id)) => {
@@ -473,4 +491,66 @@ struct Doc;
 /// The OpenAPI paths of [`router`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
     <Doc as utoipa::OpenApi>::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostward_proto::alarm::ProcessInfo;
+
+    fn proc(pid: u32, exe: &str) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            exe: exe.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_malware_alarm_isolates_its_file_and_kills_only_what_runs_it() {
+        let ev = |file: Option<&str>, processes: Vec<ProcessInfo>| Evidence {
+            file: file.map(str::to_string),
+            processes,
+            ..Default::default()
+        };
+        let req = |ty: &str, e: &Evidence| alarm_isolate_request(ty, e);
+        // Written by php-fpm, run by nothing: the file alone.
+        let e = ev(
+            Some("/var/www/up/shell.php"),
+            vec![proc(40, "/usr/sbin/php-fpm8.2")],
+        );
+        assert_eq!(
+            req("webshell", &e),
+            Ok(IsolateRequest {
+                pid: None,
+                path: Some("/var/www/up/shell.php".into()),
+                reason: "webshell".into(),
+            })
+        );
+        // Running: that process too.
+        let e = ev(
+            Some("/tmp/.x/miner"),
+            vec![proc(41, "/tmp/.x/miner"), proc(1, "/sbin/init")],
+        );
+        assert_eq!(req("malware", &e).unwrap().pid, Some(41));
+        // No file named: nothing to isolate.
+        assert!(req("malware", &ev(None, vec![])).is_err());
+        // Any other alarm names a process, never a bare file (an important file changed is
+        // /etc/passwd, not something to take away).
+        let e = ev(Some("/etc/passwd"), vec![]);
+        let err = req("important_file_change", &e).unwrap_err();
+        assert!(err.contains("names no process"), "{err}");
+        let e = ev(
+            Some("/tmp/.x/sh"),
+            vec![proc(7, "/bin/bash"), proc(8, "/tmp/.x/sh")],
+        );
+        assert_eq!(
+            req("reverse_shell", &e).unwrap(),
+            IsolateRequest {
+                pid: Some(8),
+                path: Some("/tmp/.x/sh".into()),
+                reason: "reverse_shell".into(),
+            }
+        );
+    }
 }
