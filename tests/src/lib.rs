@@ -39,9 +39,7 @@ pub mod lab;
 mod raw;
 pub mod runtime;
 pub mod web;
-pub use agent::Agent;
-pub use html::*;
-pub use raw::*;
+pub use {agent::Agent, html::*, raw::*};
 
 pub use anyhow::{Context, Result, anyhow, bail, ensure};
 use nix::sys::signal::{Signal, kill, killpg};

@@ -13,7 +13,7 @@ const MAX_LINES: usize = 1_500;
 const LONG_FILES: &[(&str, usize)] = &[
     ("crates/center/src/capabilities/inventory/console.rs", 1_690),
     ("crates/store/src/risk.rs", 1_936),
-    ("tests/src/lib.rs", 1_719),
+    ("tests/src/lib.rs", 1_718),
 ];
 
 /// Where `sqlx` may be named: the store crate alone. The e2e harness reads a center's database

@@ -99,16 +99,19 @@ impl Deny {
             }
         }
         if !on {
-            // Drops the ignore marks cached for allowed files with the filesystem marks.
-            // SAFETY: our fanotify fd.
-            unsafe {
-                libc::fanotify_mark(
-                    self.fd.as_raw_fd(),
-                    libc::FAN_MARK_FLUSH | libc::FAN_MARK_FILESYSTEM,
-                    0,
-                    libc::AT_FDCWD,
-                    std::ptr::null(),
-                );
+            // Drops the filesystem marks, then the ignore marks cached for allowed files
+            // (inode marks: a flush without a mark-type flag).
+            for kind in [libc::FAN_MARK_FILESYSTEM, 0] {
+                // SAFETY: our fanotify fd.
+                unsafe {
+                    libc::fanotify_mark(
+                        self.fd.as_raw_fd(),
+                        libc::FAN_MARK_FLUSH | kind,
+                        0,
+                        libc::AT_FDCWD,
+                        std::ptr::null(),
+                    );
+                }
             }
         }
         self.marked = on;
