@@ -115,6 +115,9 @@ enum Host {
 /// Runs `cmd` with `sh -c` on `host`, saving its output in the test dir so a failure shows it
 /// with the center's log.
 async fn run_install(env: &TestEnv, root: &Path, cmd: &str, host: Host) -> Result<Output> {
+    // The installed agent inherits this: its malware module would hold every program's first
+    // run on this host for a scan while the other tests run (tests/tests/malware.rs tests it).
+    let cmd = &format!("export HOSTWARD_AGENT_MALWARE=off; {cmd}");
     let mut args: Vec<String> = Vec::new();
     let program = match host {
         Host::Nobody if am_root() => {
@@ -599,6 +602,13 @@ async fn install_command_installs_enrolls_and_goes_online() -> Result<()> {
             ensure!(
                 mode(&bin_path)? & 0o111 != 0,
                 "the agent binary is not executable"
+            );
+            let scanner = run.path("usr/local/bin/hostward-scanner");
+            ensure!(
+                std::fs::read(&scanner)? == std::fs::read(bin("hostward-scanner")?)?
+                    && mode(&scanner)? & 0o111 != 0,
+                "{} is not the center's scanner, executable",
+                scanner.display()
             );
             let config = std::fs::read_to_string(run.path("etc/hostward/agent.toml"))?;
             let state_dir = run.path("var/lib/hostward-agent");

@@ -203,6 +203,7 @@ async fn drive(
     want.push("file-changes".into());
     want.push("tamper".into());
     want.push("ransom".into());
+    want.push("malware".into());
     ensure!(tabs == want, "tabs {tabs:?}, want {want:?}");
 
     // Every kind's tab lists what the API holds for this server.

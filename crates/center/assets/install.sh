@@ -159,6 +159,25 @@ fi
 chmod 0755 "$TMP_BIN"
 mv -f "$TMP_BIN" "$BIN"
 
+# The malware scanner runs beside the agent. A center without one to give still installs the
+# agent; its Malware tab then says the scanner is missing.
+SCANNER=$(dirname "$BIN")/hostward-scanner
+TMP_SCANNER="$SCANNER.download.$$"
+trap 'rm -f "$TMP_BIN" "$TMP_SCANNER"' EXIT
+if curl_pinned -o "$TMP_SCANNER" "$CENTER_URL/download/hostward-scanner" 2>/dev/null; then
+    chmod 0755 "$TMP_SCANNER"
+    mv -f "$TMP_SCANNER" "$SCANNER"
+    say "malware scanner installed at $SCANNER"
+else
+    rc=$?
+    rm -f "$TMP_SCANNER"
+    # 23: curl could not write: a full disk fails the install as it would for the agent.
+    if [ "$rc" = 23 ]; then
+        check_space "$(dirname "$BIN")"
+    fi
+    say "the center has no malware scanner to give: malware scanning stays off on this server"
+fi
+
 say "enrolling this server (install id $INSTALL_ID)"
 # The agent reports its own failures (preflight, enrollment) to the center; it reads the token
 # from the environment so it stays off the command line.

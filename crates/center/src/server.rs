@@ -106,6 +106,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         center_url: config.public_url.clone(),
         spki_pin: state.pki.spki_pin.clone(),
         agent_binary: config.agent_binary.clone(),
+        scanner_binary: config.scanner_path.clone(),
     };
     let app = Router::new()
         .merge(api::router())

@@ -1,5 +1,6 @@
 //! The installer endpoints on the console/API port: `GET /install.sh` (the script with this
-//! center's URL and key pin filled in), `GET /download/hostward-agent` (the agent binary) and
+//! center's URL and key pin filled in), `GET /download/hostward-agent` (the agent binary),
+//! `GET /download/hostward-scanner` (the malware scanner the agent runs) and
 //! `GET /download/hostward-agent.service` (its systemd unit). No authentication: nothing here
 //! is secret, and the script authenticates the center by its key pin.
 
@@ -26,21 +27,27 @@ pub struct InstallSettings {
     pub spki_pin: String,
     /// The agent binary served to installers.
     pub agent_binary: PathBuf,
+    /// The malware scanner the agent runs, served beside it (the same file the center checks
+    /// imported rules with).
+    pub scanner_binary: PathBuf,
 }
 
 struct Shared {
     script: String,
     agent_binary: PathBuf,
+    scanner_binary: PathBuf,
 }
 
 pub fn router<S: Clone + Send + Sync + 'static>(settings: InstallSettings) -> Router<S> {
     let shared = Arc::new(Shared {
         script: render_script(&settings),
         agent_binary: settings.agent_binary,
+        scanner_binary: settings.scanner_binary,
     });
     Router::new()
         .route("/install.sh", get(script))
         .route("/download/hostward-agent", get(agent_binary))
+        .route("/download/hostward-scanner", get(scanner_binary))
         .route("/download/hostward-agent.service", get(service_unit))
         .with_state(shared)
 }
@@ -84,16 +91,25 @@ async fn service_unit() -> Response {
 }
 
 async fn agent_binary(State(shared): State<Arc<Shared>>) -> Response {
-    let file = match tokio::fs::File::open(&shared.agent_binary).await {
+    binary(&shared.agent_binary, "hostward-agent", "agent_binary").await
+}
+
+async fn scanner_binary(State(shared): State<Arc<Shared>>) -> Response {
+    binary(&shared.scanner_binary, "hostward-scanner", "scanner_path").await
+}
+
+/// Streams the binary at `path` as `name`; 404 naming the `setting` when it is not there.
+async fn binary(path: &std::path::Path, name: &str, setting: &str) -> Response {
+    let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         Err(e) => {
-            tracing::warn!(path = %shared.agent_binary.display(), error = %e, "agent binary not available for download");
-            return not_found();
+            tracing::warn!(path = %path.display(), error = %e, "{name} not available for download");
+            return not_found(name, setting);
         }
     };
     let len = match file.metadata().await {
         Ok(m) if m.is_file() => m.len(),
-        _ => return not_found(),
+        _ => return not_found(name, setting),
     };
     // Stream in chunks: the binary is several MB and many hosts may install at once.
     let stream = futures_util::stream::unfold(file, |mut file| async move {
@@ -114,7 +130,7 @@ async fn agent_binary(State(shared): State<Arc<Shared>>) -> Response {
             (header::CONTENT_LENGTH, len.to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                "attachment; filename=\"hostward-agent\"".to_string(),
+                format!("attachment; filename=\"{name}\""),
             ),
         ],
         Body::from_stream(stream),
@@ -122,11 +138,11 @@ async fn agent_binary(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-fn not_found() -> Response {
+fn not_found(name: &str, setting: &str) -> Response {
     let body = serde_json::json!({
         "error": {
             "code": "not_found",
-            "message": "the agent binary is not available on this center (see the center's agent_binary setting)",
+            "message": format!("{name} is not available on this center (see the center's {setting} setting)"),
         }
     });
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
@@ -141,6 +157,7 @@ mod tests {
         InstallSettings {
             center_url: "https://center.example:8443/".into(),
             spki_pin: "AbC+/123=".into(),
+            scanner_binary: bin.with_file_name("hostward-scanner"),
             agent_binary: bin,
         }
     }
@@ -231,6 +248,12 @@ mod tests {
         let (status, body) = get(app.clone(), "/download/hostward-agent").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, payload, "streamed in chunks, intact");
+        let (status, body) = get(app.clone(), "/download/hostward-scanner").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "no scanner beside it");
+        assert!(String::from_utf8_lossy(&body).contains("scanner_path"));
+        std::fs::write(dir.path().join("hostward-scanner"), b"scanner").unwrap();
+        let (status, body) = get(app.clone(), "/download/hostward-scanner").await;
+        assert_eq!((status, body), (StatusCode::OK, b"scanner".to_vec()));
 
         std::fs::remove_file(&bin).unwrap();
         let (status, body) = get(app, "/download/hostward-agent").await;
