@@ -12,8 +12,9 @@
 # with the scanner capped at 10 % of a core: wall time, CPU time, files and bytes. The cargo
 # target directory is left out (tens of GB of build output would only measure the disk).
 #
-#   bash bench/scanner.sh            # both
-#   FULL=0 bash bench/scanner.sh     # throughput only
+#   bash bench/scanner.sh                  # both
+#   PART=throughput bash bench/scanner.sh  # the corpus only
+#   PART=full bash bench/scanner.sh        # the full scan only
 #
 # Needs yara, clamav (apt-get install -y yara clamav), GNU time and python3.
 set -euo pipefail
@@ -23,6 +24,8 @@ rules=$root/content/yara/hostward.yar
 (cd "$root" && cargo build --release -q -p hostward-scanner)
 work=$(mktemp -d /var/tmp/scanbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+part=${PART:-both}
+if [ "$part" != full ]; then
 c=$work/corpus
 mkdir -p "$c"
 cp -a /usr/bin "$c/bin"
@@ -80,16 +83,22 @@ print(f"  one thread each: hostward / yara CLI {mbs['hostward']/mbs['yara']:.1f}
 print(f"  {cores} threads each: hostward / yara CLI {mbs['hostward_all']/mbs['yara_all']:.1f}x; hostward on {cores} threads / clamscan (one thread, all it has) {mbs['hostward_all']/mbs['clamscan']:.1f}x; hostward on {cores} threads / yara CLI on one {mbs['hostward_all']/mbs['yara']:.1f}x")
 PY
 
-[ "${FULL:-1}" = 0 ] && exit 0
+fi
+[ "$part" = throughput ] && exit 0
 echo "== full scan of this machine at 10 % of a core (excluded: $target, $work)"
 mounts=$(awk '$3 ~ /^(ext[234]|xfs|btrfs|tmpfs|overlay|f2fs|zfs|vfat)$/ {print $2}' /proc/self/mounts | sort -u)
 /usr/bin/time -f "%e %U %S %M" -o "$work/full.time" "$target/release/hostward-scanner" scan --cpu-percent 10 \
     --exclude "$target" --exclude "$work" $mounts > "$work/full.out" 2> /dev/null || true
-read -r wall user sys rss < "$work/full.time"
+# The scanner exits 1 when it found something; time's last line has the figures.
+read -r wall user sys rss < <(tail -1 "$work/full.time")
 python3 - "$work/full.out" "$wall" "$user" "$sys" "$rss" <<'PY'
 import json, sys
-s = json.loads(open(sys.argv[1]).read().splitlines()[-1])["summary"]
+lines = open(sys.argv[1]).read().splitlines()
+s = json.loads(lines[-1])["summary"]
+flagged = [json.loads(l)["path"] for l in lines[:-1] if json.loads(l).get("detections")]
+dirs = sorted({p.rsplit("/", 1)[0] for p in flagged})
 wall, cpu = float(sys.argv[2]), float(sys.argv[3]) + float(sys.argv[4])
 print(f"  {s['files']} files, {s['bytes']/1e9:.2f} GB scanned (archive members included), {s['skipped']} skipped with a reason, {s['unreadable']} unreadable, {s['detections']} files with a detection")
+print(f"  flagged in: {', '.join(dirs[:8])}{' …' if len(dirs) > 8 else ''}")
 print(f"  wall {wall:.0f} s, CPU {cpu:.1f} s = {100*cpu/max(wall,1e-3):.1f} % of one core (cap 10 %), peak RSS {int(sys.argv[5])/1024:.0f} MiB")
 PY

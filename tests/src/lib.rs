@@ -38,6 +38,7 @@ mod html;
 pub mod lab;
 mod raw;
 pub mod runtime;
+pub mod samples;
 pub mod web;
 pub use {agent::Agent, html::*, raw::*};
 
@@ -251,8 +252,7 @@ impl TestEnv {
         result
     }
 
-    /// Prints the last lines of every registered log to stderr (captured by the test runner and
-    /// shown for failing tests).
+    /// Prints the last lines of every registered log to stderr (shown for failing tests).
     pub fn print_diagnostics(&self) {
         if self.reported.swap(true, Ordering::SeqCst) {
             return;

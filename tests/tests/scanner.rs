@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use hostward_e2e::lab::require_tools;
+use hostward_e2e::samples;
 use hostward_e2e::*;
 use serde_json::Value;
 
@@ -41,28 +42,6 @@ fn detections(lines: &[Value]) -> Vec<(String, String)> {
     out.sort();
     out
 }
-
-const MAKE: &str = r#"
-import io, sys, tarfile, zipfile
-d = sys.argv[1]
-eicar = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*").encode()
-open(d + "/eicar.com", "wb").write(eicar)
-with zipfile.ZipFile(d + "/eicar.zip", "w", zipfile.ZIP_DEFLATED) as z:
-    z.writestr("eicar.com", eicar)
-with tarfile.open(d + "/eicar.tar.gz", "w:gz") as t:
-    i = tarfile.TarInfo("x/eicar.com"); i.size = len(eicar); t.addfile(i, io.BytesIO(eicar))
-inner = io.BytesIO()
-with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as z:
-    z.writestr("eicar.com", eicar)
-with zipfile.ZipFile(d + "/nested.zip", "w", zipfile.ZIP_DEFLATED) as z:
-    z.writestr("inner.zip", inner.getvalue())
-with zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as z:
-    with z.open("zeros.bin", "w", force_zip64=True) as f:
-        chunk = bytes(1 << 20)
-        for _ in range(1024):
-            f.write(chunk)
-open(d + "/notes.txt", "w").write("nothing to see\n")
-"#;
 
 struct Clamd {
     socket: std::path::PathBuf,
@@ -114,19 +93,8 @@ async fn test_files_are_found_in_archives_bombs_skipped_and_the_system_is_clean(
     env.run(async {
         let dir = env.subdir("samples");
         let bomb = env.subdir("bomb").join("bomb.zip");
-        std::fs::write(dir.join("make.py"), MAKE)?;
-        run_cmd(
-            Path::new("/usr/bin/python3"),
-            &[
-                dir.join("make.py").display().to_string(),
-                dir.display().to_string(),
-                bomb.display().to_string(),
-            ],
-            None,
-        )
-        .await?
-        .ok()?;
-        std::fs::remove_file(dir.join("make.py"))?;
+        samples::eicar_samples(&dir).await?;
+        samples::zip_bomb(&bomb).await?;
         let d = dir.display().to_string();
         let (lines, code, _) = scan(std::slice::from_ref(&d)).await?;
         let want: Vec<(String, String)> = [
