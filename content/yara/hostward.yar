@@ -80,7 +80,9 @@ rule miner_xmrig {
     $randomx = "randomx" nocase
     $pool = "pool_wallet" ascii
   condition:
-    $name and 2 of ($stratum, $stratum_ssl, $donate, $randomx, $pool)
+    // The option every XMRig build and config has, not just the name and a pool URL (which
+    // a detector of miners, such as Hostward's agent, carries too).
+    $name and $donate and any of ($stratum, $stratum_ssl, $randomx, $pool)
 }
 
 rule miner_stratum_config {

@@ -3,8 +3,15 @@
 //! its name, line and column, and the rules in force stay what they were: compiling builds a
 //! new set, it never changes one.
 
-/// The rules Hostward ships.
-pub const SHIPPED: &str = include_str!("../../../content/yara/hostward.yar");
+/// The rules Hostward ships (content/yara/hostward.yar), kept masked in the binary by
+/// build.rs so the binary does not carry the strings the rules look for.
+pub fn shipped() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    const MASKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostward.yar.masked"));
+    TEXT.get_or_init(|| {
+        String::from_utf8(MASKED.iter().map(|b| b ^ 0xA5).collect()).expect("the rules are UTF-8")
+    })
+}
 pub const SHIPPED_NAME: &str = "hostward.yar";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +114,7 @@ pub fn shipped_for_elf() -> String {
         }
         chunk.clear();
     };
-    for line in SHIPPED.split_inclusive('\n') {
+    for line in shipped().split_inclusive('\n') {
         if line.starts_with("rule ") {
             flush(&mut chunk, &mut out);
         }
@@ -133,7 +140,7 @@ fn build(shipped: &str, imported: &[(String, String)]) -> Result<yara_x::Rules, 
 /// Compiles the shipped rules and `imported` ((name, text) pairs).
 pub fn compile(imported: &[(String, String)]) -> Result<RuleSet, RuleError> {
     Ok(RuleSet {
-        all: build(SHIPPED, imported)?,
+        all: build(shipped(), imported)?,
         elf: build(&shipped_for_elf(), imported)?,
     })
 }
@@ -158,9 +165,17 @@ mod tests {
     }
 
     #[test]
+    fn the_binary_carries_the_rules_masked() {
+        let file = include_str!("../../../content/yara/hostward.yar");
+        assert_eq!(shipped(), file);
+        let masked = include_bytes!(concat!(env!("OUT_DIR"), "/hostward.yar.masked"));
+        assert!(!masked.windows(5).any(|w| w == b"xmrig"));
+    }
+
+    #[test]
     fn rules_left_out_for_elf_files_cannot_match_one() {
         let elf = shipped_for_elf();
-        let rules: Vec<&str> = SHIPPED.split("\nrule ").skip(1).collect();
+        let rules: Vec<&str> = shipped().split("\nrule ").skip(1).collect();
         let text: Vec<&&str> = rules
             .iter()
             .filter(|r| r.contains("scope = \"text\""))
