@@ -4,6 +4,7 @@
 //! expand past the file's budget is a bomb, skipped with a reason and never expanded.
 
 use std::io::{Cursor, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -69,20 +70,31 @@ fn ratio_ok(expanded: u64, compressed: u64, l: &Limits) -> bool {
 }
 
 /// Calls `each(name, bytes)` for every member of `data` (a `kind` archive); `budget` is what
-/// the scanned file may still expand to. Err: the archive is a bomb or unreadable (the reason);
-/// members already passed on stay scanned.
+/// the scanned file may still expand to, at every depth (shared: the members of a member may
+/// be expanded on another thread meanwhile). Err: the archive is a bomb or unreadable (the
+/// reason); members already passed on stay scanned.
 pub fn members(
     data: &[u8],
     kind: Kind,
     l: &Limits,
-    budget: &mut u64,
+    budget: &AtomicU64,
     each: &mut dyn FnMut(&str, Vec<u8>),
 ) -> Result<(), String> {
-    let mut take = |name: &str, r: &mut dyn Read, compressed: u64| -> Result<Vec<u8>, String> {
+    let take = |name: &str, r: &mut dyn Read, compressed: u64| -> Result<Vec<u8>, String> {
         // Read no further than the ratio allows: a bomb stops at its first excess byte.
         let by_ratio = compressed.max(1).saturating_mul(l.max_ratio).max(1 << 20);
-        let cap = l.max_member.min(*budget).min(by_ratio);
-        let bytes = capped(r, cap, name).map_err(|e| format!("bomb or oversized member: {e}"))?;
+        let left = budget.load(Ordering::Relaxed);
+        let cap = l.max_member.min(by_ratio);
+        let bytes = capped(r, cap.min(left), name).map_err(|e| {
+            if left < cap {
+                format!(
+                    "{name}: not expanded, the file's members already expand to the limit of {} bytes",
+                    l.max_total
+                )
+            } else {
+                format!("bomb or oversized member: {e}")
+            }
+        })?;
         if !ratio_ok(bytes.len() as u64, compressed, l) {
             return Err(format!(
                 "bomb: {name} expands {} bytes from {compressed} (more than {} times)",
@@ -90,7 +102,17 @@ pub fn members(
                 l.max_ratio
             ));
         }
-        *budget -= bytes.len() as u64;
+        let n = bytes.len() as u64;
+        if budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(n))
+            .is_err()
+        {
+            // Spent by another level meanwhile.
+            return Err(format!(
+                "{name}: not expanded, the file's members already expand to the limit of {} bytes",
+                l.max_total
+            ));
+        }
         Ok(bytes)
     };
     match kind {

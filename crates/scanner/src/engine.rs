@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 
 use serde::Serialize;
 use sha2::Digest as _;
@@ -52,7 +53,19 @@ pub struct Engine {
     pub max_file: u64,
     /// The host's clamd, for the formats only it opens.
     pub clamd: Option<crate::clamd::Clamd>,
+    /// Whether a file that is an archive of at least [`READ_AHEAD_MIN`] bytes is expanded on a
+    /// thread of its own while two threads scan its members: expanding costs about what
+    /// scanning does, and one large archive would otherwise keep a scan on one core.
+    pub read_ahead: bool,
 }
+
+/// Archives smaller than this are expanded on the scanning thread (a thread costs more than
+/// they take).
+pub const READ_AHEAD_MIN: usize = 1 << 20;
+
+/// Members expanded ahead of the scan at most (memory: this many members and the two being
+/// scanned, each within the member cap).
+const READ_AHEAD_MEMBERS: usize = 2;
 
 fn meta(rule: &yara_x::Rule, key: &str) -> Option<String> {
     rule.metadata().find_map(|(k, v)| match v {
@@ -61,11 +74,11 @@ fn meta(rule: &yara_x::Rule, key: &str) -> Option<String> {
     })
 }
 
-/// One thread's scanners (of the full rule set and of the ELF one) and its read buffer, kept
-/// across files: a fresh buffer per file would cost the kernel's page clearing every time.
+/// One thread's scanners (one per rule group) and its read buffer, kept across files: a fresh
+/// buffer per file would cost the kernel's page clearing every time.
 pub struct Session<'r> {
-    all: yara_x::Scanner<'r>,
-    elf: yara_x::Scanner<'r>,
+    /// With whether the group can match an ELF file.
+    scanners: Vec<(yara_x::Scanner<'r>, bool)>,
     buf: Vec<u8>,
 }
 
@@ -79,8 +92,12 @@ fn is_elf(data: &[u8]) -> bool {
 impl Engine {
     pub fn session(&self) -> Session<'_> {
         Session {
-            all: yara_x::Scanner::new(&self.rules.all),
-            elf: yara_x::Scanner::new(&self.rules.elf),
+            scanners: self
+                .rules
+                .groups
+                .iter()
+                .map(|g| (yara_x::Scanner::new(&g.rules), g.elf))
+                .collect(),
             buf: Vec::new(),
         }
     }
@@ -116,8 +133,8 @@ impl Engine {
             size: data.len() as u64,
             ..Default::default()
         };
-        let mut budget = self.limits.max_total;
-        self.scan_into(s, label, data, 0, &mut budget, &mut r);
+        let budget = AtomicU64::new(self.limits.max_total);
+        self.scan_into(s, label, data, 0, &budget, &mut r);
         // Hashing every byte would cost as much as the rules do: only what is reported.
         if !r.detections.is_empty() {
             r.sha256 = hex::encode(sha2::Sha256::digest(data));
@@ -131,7 +148,7 @@ impl Engine {
         label: &str,
         data: &[u8],
         depth: u32,
-        budget: &mut u64,
+        budget: &AtomicU64,
         r: &mut FileReport,
     ) {
         r.scanned_bytes += data.len() as u64;
@@ -151,24 +168,30 @@ impl Engine {
                 });
             }
         }
-        let scanner = if is_elf(data) { &mut s.elf } else { &mut s.all };
-        match scanner.scan(data) {
-            Ok(res) => {
-                for rule in res.matching_rules() {
-                    if sha.is_empty() {
-                        sha = hex::encode(digest());
-                    }
-                    r.detections.push(Detection {
-                        path: label.to_string(),
-                        engine: "yara".into(),
-                        rule: format!("{}.{}", rule.namespace(), rule.identifier()),
-                        family: meta(&rule, "family").unwrap_or_else(|| rule.identifier().into()),
-                        severity: meta(&rule, "severity").unwrap_or_else(|| "High".into()),
-                        sha256: sha.clone(),
-                    });
-                }
+        let elf = is_elf(data);
+        for (scanner, for_elf) in s.scanners.iter_mut() {
+            if elf && !*for_elf {
+                continue;
             }
-            Err(e) => r.skipped.push(format!("{label}: rules not run ({e})")),
+            match scanner.scan(data) {
+                Ok(res) => {
+                    for rule in res.matching_rules() {
+                        if sha.is_empty() {
+                            sha = hex::encode(digest());
+                        }
+                        r.detections.push(Detection {
+                            path: label.to_string(),
+                            engine: "yara".into(),
+                            rule: format!("{}.{}", rule.namespace(), rule.identifier()),
+                            family: meta(&rule, "family")
+                                .unwrap_or_else(|| rule.identifier().into()),
+                            severity: meta(&rule, "severity").unwrap_or_else(|| "High".into()),
+                            sha256: sha.clone(),
+                        });
+                    }
+                }
+                Err(e) => r.skipped.push(format!("{label}: rules not run ({e})")),
+            }
         }
         let kind = archive::kind(data);
         if kind.is_none() && crate::clamd::wants(data) {
@@ -186,20 +209,65 @@ impl Engine {
             }
             return;
         }
-        let mut inner = Vec::new();
-        let result = archive::members(data, kind, &self.limits, budget, &mut |name, bytes| {
-            inner.push((format!("{label}!{name}"), bytes));
-        });
-        // Members read before a bomb are scanned; the bomb is not expanded.
-        for (name, bytes) in inner {
-            self.scan_into(s, &name, &bytes, depth + 1, budget, r);
-        }
+        // Members are scanned as they are expanded, never held all at once; members read
+        // before a bomb are scanned, the bomb is not expanded.
+        let result = if self.read_ahead && depth == 0 && data.len() >= READ_AHEAD_MIN {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<u8>)>(READ_AHEAD_MEMBERS);
+            let rx = std::sync::Mutex::new(rx);
+            let limits = &self.limits;
+            std::thread::scope(|scope| {
+                let reader = scope.spawn(move || {
+                    archive::members(data, kind, limits, budget, &mut |name, bytes| {
+                        let _ = tx.send((name.to_string(), bytes));
+                    })
+                });
+                let helper = scope.spawn(|| {
+                    let mut r = FileReport::default();
+                    self.scan_members(&mut self.session(), &rx, label, budget, &mut r);
+                    r
+                });
+                self.scan_members(s, &rx, label, budget, r);
+                if let Ok(h) = helper.join() {
+                    r.scanned_bytes += h.scanned_bytes;
+                    r.detections.extend(h.detections);
+                    r.skipped.extend(h.skipped);
+                    // In member order, whichever thread scanned them.
+                    r.detections.sort_by(|a, b| a.path.cmp(&b.path));
+                }
+                reader
+                    .join()
+                    .unwrap_or_else(|_| Err("archive reader failed".to_string()))
+            })
+        } else {
+            archive::members(data, kind, &self.limits, budget, &mut |name, bytes| {
+                self.scan_into(s, &format!("{label}!{name}"), &bytes, depth + 1, budget, r);
+            })
+        };
         if let Err(why) = result {
             // What our reader could not open (another compression method, a damaged
             // archive, a bomb) clamd may, within its own limits.
             if !self.clamd_scan(label, data, &mut sha, r) {
                 r.skipped.push(format!("{label}: {why}"));
             }
+        }
+    }
+
+    /// Scans the members another thread expands from the archive `label` (depth 0) until it
+    /// is done.
+    fn scan_members(
+        &self,
+        s: &mut Session,
+        rx: &std::sync::Mutex<std::sync::mpsc::Receiver<(String, Vec<u8>)>>,
+        label: &str,
+        budget: &AtomicU64,
+        r: &mut FileReport,
+    ) {
+        loop {
+            let next = rx.lock().ok().and_then(|rx| rx.recv().ok());
+            let Some((name, bytes)) = next else {
+                return;
+            };
+            self.scan_into(s, &format!("{label}!{name}"), &bytes, 1, budget, r);
         }
     }
 
@@ -218,7 +286,7 @@ impl Engine {
                 let ours = sig
                     .strip_prefix("YARA.")
                     .map(|s| s.trim_end_matches(".UNOFFICIAL"))
-                    .and_then(|id| self.rules.all.iter().find(|rule| rule.identifier() == id));
+                    .and_then(|id| self.rules.find(id));
                 r.detections.push(Detection {
                     path: label.to_string(),
                     engine: "clamd".into(),
@@ -255,6 +323,7 @@ mod tests {
             limits: Limits::default(),
             max_file: MAX_FILE,
             clamd: None,
+            read_ahead: false,
         }
     }
 
@@ -337,6 +406,53 @@ mod tests {
                 .detections
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_large_archive_read_ahead_on_other_threads_gives_what_one_thread_does() {
+        // Members that do not compress, so the archive passes the read-ahead size.
+        let noise: Vec<Vec<u8>> = (0..40u64)
+            .map(|i| {
+                let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                (0..64 << 10)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let names: Vec<String> = (0..40).map(|i| format!("n{i:02}.bin")).collect();
+        let mut files: Vec<(&str, &[u8])> = names
+            .iter()
+            .zip(&noise)
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let eicar = eicar();
+        let inner = zip_of(&[("eicar.com", &eicar)]);
+        files.insert(7, ("a/eicar.com", &eicar));
+        files.push(("z/inner.zip", &inner));
+        let big = zip_of(&files);
+        assert!(big.len() >= READ_AHEAD_MIN, "{}", big.len());
+        let one = engine();
+        let mut two = engine();
+        two.read_ahead = true;
+        let a = one.scan_bytes(&mut one.session(), "big.zip", &big);
+        let b = two.scan_bytes(&mut two.session(), "big.zip", &big);
+        assert_eq!(
+            families(&b),
+            [
+                ("big.zip!a/eicar.com".into(), "EICAR test file".into()),
+                (
+                    "big.zip!z/inner.zip!eicar.com".into(),
+                    "EICAR test file".into()
+                )
+            ]
+        );
+        assert_eq!(families(&a), families(&b));
+        assert_eq!((a.scanned_bytes, a.skipped.len()), (b.scanned_bytes, 0));
     }
 
     #[test]

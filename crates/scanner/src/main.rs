@@ -90,7 +90,8 @@ struct ScanArgs {
     /// Print a `progress` line every second.
     #[arg(long)]
     progress: bool,
-    /// Files scanned at once, each on a thread of its own.
+    /// Files scanned at once, each on a thread of its own; above 1, an archive of 1 MiB or
+    /// more is also expanded on a thread of its own while its members are scanned.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Files or directories (walked in name order, symlinks not followed, other filesystems
@@ -146,7 +147,8 @@ fn cap_memory(mib: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn engine(a: &EngineArgs) -> Result<Engine, String> {
+/// The engine for `a`, scanning on `threads` threads at once.
+fn engine(a: &EngineArgs, threads: usize) -> Result<Engine, String> {
     let mut imported = Vec::new();
     for f in &a.rules.rules {
         let t = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
@@ -167,9 +169,9 @@ fn engine(a: &EngineArgs) -> Result<Engine, String> {
     };
     let mut max_file = a.max_file_mib << 20;
     if a.memory_mib > 0 {
-        // What is read at once: the file, then an archive's members together; the rest of
-        // the cap is the rules' and the allocator's.
-        let m = a.memory_mib << 20;
+        // What is read at once, on each thread: the file, then an archive's members
+        // together; the rest of the cap is the rules' and the allocator's.
+        let m = (a.memory_mib << 20) / threads as u64;
         max_file = max_file.min(m / 4);
         limits.max_total = limits.max_total.min(m / 4);
         limits.max_member = limits.max_member.min(m / 4);
@@ -186,6 +188,7 @@ fn engine(a: &EngineArgs) -> Result<Engine, String> {
         limits,
         max_file,
         clamd,
+        read_ahead: threads > 1,
     })
 }
 
@@ -214,7 +217,9 @@ fn save(state: &Path, s: &Summary) {
 }
 
 fn scan(a: ScanArgs) -> ExitCode {
-    let e = match cap_memory(a.engine.memory_mib).and_then(|_| engine(&a.engine)) {
+    let e = match cap_memory(a.engine.memory_mib)
+        .and_then(|_| engine(&a.engine, a.threads.clamp(1, 64)))
+    {
         Ok(e) => e,
         Err(e) => {
             eprintln!("{e}");
@@ -364,7 +369,7 @@ fn check(a: RuleArgs) -> ExitCode {
         memory_mib: 0,
         clamd: None,
     };
-    match engine(&args) {
+    match engine(&args, 1) {
         Ok(e) => {
             print(
                 &serde_json::json!({"ok": true, "rules": e.rules.count(), "indicators": e.indicators.len()}),
@@ -385,7 +390,7 @@ struct Failed<'a> {
 }
 
 fn serve(a: ServeArgs) -> ExitCode {
-    let e = match cap_memory(a.engine.memory_mib).and_then(|_| engine(&a.engine)) {
+    let e = match cap_memory(a.engine.memory_mib).and_then(|_| engine(&a.engine, 1)) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("{e}");

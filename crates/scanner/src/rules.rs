@@ -84,65 +84,105 @@ fn namespace(name: &str) -> String {
     format!("user_{ns}")
 }
 
-/// The compiled rules, twice: every rule, for most files, and the rules that can match an ELF
-/// file, for ELF files. yara-x searches a file for the patterns of every rule once any rule
-/// needs them, so the web-shell and config regexes would cost their search on every binary;
-/// a shipped rule marked `scope = "text"` starts its condition with the ELF test that makes it
-/// false on an ELF file, so leaving it out of the ELF set changes no result. Imported rules
-/// are in both.
+/// The compiled rules, in groups yara-x scans a file with one pass each: every shipped rule
+/// alone, and the imported files together. Why: yara-x searches for the atoms of every rule
+/// in a set with one automaton, SIMD (Teddy) up to 64 atoms and a byte-at-a-time one past
+/// that; our rule set together is past it (nocase strings and regex alternations count many
+/// atoms), a shipped rule alone is not, and ten SIMD passes cost less than one slow one
+/// (`examples/rule_cost.rs` shows both). Imported files stay one group: their rules may
+/// refer to each other. A group of `scope = "text"` rules starts each condition with the ELF
+/// test that makes it false on an ELF file, so it is not run on one.
 #[derive(Debug)]
 pub struct RuleSet {
-    pub all: yara_x::Rules,
-    pub elf: yara_x::Rules,
+    pub groups: Vec<Group>,
+}
+
+#[derive(Debug)]
+pub struct Group {
+    pub rules: yara_x::Rules,
+    /// Whether the group can match an ELF file.
+    pub elf: bool,
 }
 
 impl RuleSet {
-    /// Rules in the full set.
+    /// Rules in all groups.
     pub fn count(&self) -> usize {
-        self.all.iter().count()
+        self.groups.iter().map(|g| g.rules.iter().count()).sum()
+    }
+
+    /// The rule called `identifier`, in whichever group.
+    pub fn find(&self, identifier: &str) -> Option<yara_x::Rule<'_, '_>> {
+        self.groups
+            .iter()
+            .find_map(|g| g.rules.iter().find(|r| r.identifier() == identifier))
     }
 }
 
-/// The shipped source without its `scope = "text"` rules (each rule starts at a line
-/// beginning with `rule `).
-pub fn shipped_for_elf() -> String {
-    let mut out = String::new();
-    let mut chunk = String::new();
-    let flush = |chunk: &mut String, out: &mut String| {
-        if !chunk.contains("scope = \"text\"") {
-            out.push_str(chunk);
+/// A shipped rule's source, padded with the lines before it so an error names the file's line.
+pub struct ShippedRule {
+    pub name: String,
+    pub source: String,
+    /// `scope = "text"`: cannot match an ELF file.
+    pub text_only: bool,
+}
+
+/// The shipped source cut into its rules (each starts at a line beginning with `rule `); the
+/// comment before the first is left out.
+pub fn shipped_rules() -> Vec<ShippedRule> {
+    let mut out = Vec::new();
+    let mut chunk: Option<(usize, String)> = None;
+    let flush = |chunk: Option<(usize, String)>, out: &mut Vec<ShippedRule>| {
+        if let Some((first, text)) = chunk {
+            out.push(ShippedRule {
+                name: text[5..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                text_only: text.contains("scope = \"text\""),
+                source: "\n".repeat(first) + &text,
+            });
         }
-        chunk.clear();
     };
-    for line in shipped().split_inclusive('\n') {
-        if line.starts_with("rule ") {
-            flush(&mut chunk, &mut out);
+    for (line, l) in shipped().split_inclusive('\n').enumerate() {
+        if l.starts_with("rule ") {
+            flush(chunk.take(), &mut out);
+            chunk = Some((line, String::new()));
         }
-        chunk.push_str(line);
+        if let Some((_, text)) = chunk.as_mut() {
+            text.push_str(l);
+        }
     }
-    flush(&mut chunk, &mut out);
+    flush(chunk, &mut out);
     out
-}
-
-fn build(shipped: &str, imported: &[(String, String)]) -> Result<yara_x::Rules, RuleError> {
-    let mut c = yara_x::Compiler::new();
-    c.new_namespace("hostward");
-    c.add_source(yara_x::SourceCode::from(shipped).with_origin(SHIPPED_NAME))
-        .map_err(|e| rule_error(SHIPPED_NAME, &e))?;
-    for (name, text) in imported {
-        c.new_namespace(&namespace(name));
-        c.add_source(yara_x::SourceCode::from(text.as_str()).with_origin(name.as_str()))
-            .map_err(|e| rule_error(name, &e))?;
-    }
-    Ok(c.build())
 }
 
 /// Compiles the shipped rules and `imported` ((name, text) pairs).
 pub fn compile(imported: &[(String, String)]) -> Result<RuleSet, RuleError> {
-    Ok(RuleSet {
-        all: build(shipped(), imported)?,
-        elf: build(&shipped_for_elf(), imported)?,
-    })
+    let mut groups = Vec::new();
+    for r in shipped_rules() {
+        let mut c = yara_x::Compiler::new();
+        c.new_namespace("hostward");
+        c.add_source(yara_x::SourceCode::from(r.source.as_str()).with_origin(SHIPPED_NAME))
+            .map_err(|e| rule_error(SHIPPED_NAME, &e))?;
+        groups.push(Group {
+            rules: c.build(),
+            elf: !r.text_only,
+        });
+    }
+    if !imported.is_empty() {
+        let mut c = yara_x::Compiler::new();
+        for (name, text) in imported {
+            c.new_namespace(&namespace(name));
+            c.add_source(yara_x::SourceCode::from(text.as_str()).with_origin(name.as_str()))
+                .map_err(|e| rule_error(name, &e))?;
+        }
+        groups.push(Group {
+            rules: c.build(),
+            elf: true,
+        });
+    }
+    Ok(RuleSet { groups })
 }
 
 #[cfg(test)]
@@ -173,26 +213,39 @@ mod tests {
     }
 
     #[test]
-    fn rules_left_out_for_elf_files_cannot_match_one() {
-        let elf = shipped_for_elf();
-        let rules: Vec<&str> = shipped().split("\nrule ").skip(1).collect();
-        let text: Vec<&&str> = rules
-            .iter()
-            .filter(|r| r.contains("scope = \"text\""))
-            .collect();
-        assert!(text.len() >= 5, "the text-only rules: {}", text.len());
-        for r in &text {
-            let name = r.split_whitespace().next().unwrap();
-            let cond = &r[r.find("condition:").unwrap()..];
+    fn every_shipped_rule_is_a_group_and_text_only_ones_cannot_match_an_elf_file() {
+        let rules = shipped_rules();
+        let set = compile(&[]).unwrap();
+        assert_eq!(set.groups.len(), rules.len());
+        assert_eq!(set.count(), rules.len(), "one rule per group");
+        assert!(rules.iter().filter(|r| r.text_only).count() >= 5);
+        // Line numbers stay the file's: each rule's source is padded to where it starts.
+        for r in &rules {
+            let at = r.source.find("rule ").unwrap();
+            let line = r.source[..at].matches('\n').count();
+            assert!(
+                shipped()
+                    .split('\n')
+                    .nth(line)
+                    .unwrap()
+                    .starts_with(&format!("rule {}", r.name))
+            );
+        }
+        for r in rules.iter().filter(|r| r.text_only) {
+            let cond = &r.source[r.source.find("condition:").unwrap()..];
             assert!(
                 cond.contains("uint32(0) != 0x464c457f") || cond.contains("$eicar at 0"),
-                "{name}: a text-only rule's condition must exclude ELF files"
+                "{}: a text-only rule's condition must exclude ELF files",
+                r.name
             );
-            assert!(!elf.contains(&format!("rule {name} ")), "{name}");
         }
-        for r in rules.iter().filter(|r| !r.contains("scope = \"text\"")) {
-            let name = r.split_whitespace().next().unwrap();
-            assert!(elf.contains(&format!("rule {name} ")), "{name}");
-        }
+        let imported = "rule b { condition: true }\nrule a { condition: b }";
+        let set = compile(&[("mine.yar".into(), imported.into())]).unwrap();
+        assert_eq!(
+            set.groups.len(),
+            rules.len() + 1,
+            "imported files: one group"
+        );
+        assert!(set.find("a").is_some() && set.find("eicar_test_file").is_some());
     }
 }

@@ -377,6 +377,11 @@ impl Runner {
                     }
                     Some(Command::Policy(p)) => self.set_policy(*p).await,
                     Some(Command::Chain(pid, reply)) => {
+                        // The asker saw the process act before this loop read its exec:
+                        // what the sensor has delivered is read first.
+                        while let Ok(ev) = self.events.try_recv() {
+                            self.on_event(ev).await;
+                        }
                         let users = &self.users;
                         let name = |uid: u32| users.get(&uid).cloned().unwrap_or_default();
                         let _ = reply.send(self.table.chain(pid, &name));

@@ -680,7 +680,8 @@ fn chain_of(
         return std::iter::once(w).chain(parent).collect();
     }
     let Some(b) = behaviour else { return vec![w] };
-    for wait in [0, 20] {
+    // The sensor's read of a short-lived process's exec can trail its file event on a busy host.
+    for wait in [0, 20, 50, 100] {
         std::thread::sleep(Duration::from_millis(wait));
         let ch = b.chain_blocking(w.pid);
         if ch.first().is_some_and(|p| !p.exe.is_empty()) {
