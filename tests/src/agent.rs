@@ -1,5 +1,6 @@
 //! An agent under test: its state dir, enrollment, and a running `hostward-agent run` whose
-//! runtime sensor and file integrity monitor are off unless the test turns them on (agents see
+//! runtime sensor, file integrity monitor, malware scanning and first risk scan are off unless
+//! the test turns them on (agents see
 //! every process and every change of /etc on the host, and tests of other areas must not raise
 //! each other's alarms).
 
@@ -27,6 +28,9 @@ pub struct Agent {
     /// `--malware` for `run`: `off` unless a malware test sets `on` (real time holds every
     /// program's first run on the host for a scan).
     pub malware: &'static str,
+    /// `--first-risk-scan` for `run`: `off` unless a risk test sets `on` (a scan a minute after
+    /// start reads every account's password hash on the host and its software).
+    pub first_risk_scan: &'static str,
     proc: Option<Proc>,
 }
 
@@ -43,6 +47,7 @@ impl Agent {
             sensor: "off",
             fim: "off",
             malware: "off",
+            first_risk_scan: "off",
             proc: None,
         }
     }
@@ -137,6 +142,7 @@ impl Agent {
             .env("HOSTWARD_AGENT_SENSOR", self.sensor)
             .env("HOSTWARD_AGENT_FIM", self.fim)
             .env("HOSTWARD_AGENT_MALWARE", self.malware)
+            .env("HOSTWARD_AGENT_FIRST_RISK_SCAN", self.first_risk_scan)
             .env("RUST_LOG", "info");
         self.proc = Some(Proc::spawn(env, &self.label, cmd, &self.dir, "agent")?);
         Ok(())

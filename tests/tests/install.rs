@@ -115,9 +115,11 @@ enum Host {
 /// Runs `cmd` with `sh -c` on `host`, saving its output in the test dir so a failure shows it
 /// with the center's log.
 async fn run_install(env: &TestEnv, root: &Path, cmd: &str, host: Host) -> Result<Output> {
-    // The installed agent inherits this: its malware module would hold every program's first
-    // run on this host for a scan while the other tests run (tests/tests/malware.rs tests it).
-    let cmd = &format!("export HOSTWARD_AGENT_MALWARE=off; {cmd}");
+    // The installed agent inherits these: its malware module would hold every program's first
+    // run on this host for a scan, and its first risk scan would read every password hash,
+    // while the other tests run (tests/tests/malware.rs and risk_scan.rs test them).
+    let cmd =
+        &format!("export HOSTWARD_AGENT_MALWARE=off HOSTWARD_AGENT_FIRST_RISK_SCAN=off; {cmd}");
     let mut args: Vec<String> = Vec::new();
     let program = match host {
         Host::Nobody if am_root() => {

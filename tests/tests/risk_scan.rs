@@ -6,7 +6,10 @@
 //!   the agent sends are exactly the outbox records, so what is not there was never on the wire);
 //! - the password-policy check reports this Debian host's defaults (PASS_MAX_DAYS 99999 fails);
 //! - a scan task for two agents, one of them stopped, completes on the online one, waits for the
-//!   other, and completes when it comes back.
+//!   other, and completes when it comes back;
+//! - a newly enrolled server is `pending` with what it waits for, its agent runs the first full
+//!   scan a minute after start (no task, no night window), and it stays `pending` while no
+//!   vulnerability database is imported.
 
 use std::path::Path;
 
@@ -224,8 +227,10 @@ async fn weak_passwords_are_found_and_hashes_never_leave_the_host() -> Result<()
         let days: Option<i64> = actual.and_then(|a| a.parse().ok());
         ensure!(m["pass"] == json!(days.is_some_and(|d| d <= 90)), "{m}");
         let srv = api.server(&server).await?;
+        // Found, and counted; but with no vulnerability database the status is no verdict.
         ensure!(
-            srv["risk_status"] == "risky"
+            srv["risk_status"] == "pending"
+                && srv["risk_reason"] == "no vulnerability database imported"
                 && srv["risk_counts"]["weak_passwords"].as_i64() >= Some(3),
             "{srv}"
         );
@@ -349,9 +354,12 @@ async fn a_scan_task_waits_for_an_offline_agent_and_completes_when_it_returns() 
         offline.run(&env)?;
         wait_task(&api, &off_task, "done", secs(60)).await?;
         let srv = api.server(&offline.server_id).await?;
+        // Only the policy check ran: the status still names the other two.
         ensure!(
-            srv["risk_status"] != "pending",
-            "a finished scan sets the risk status: {srv}"
+            srv["risk_status"] == "pending"
+                && srv["risk_reason"]
+                    == "no vulnerability database imported; weak-password check not run yet (first risk scan pending)",
+            "a finished scan moves the risk reason on: {srv}"
         );
         let risk = api
             .get(&format!("/api/v1/servers/{}/risk", offline.server_id))
@@ -440,6 +448,65 @@ async fn the_daily_scan_runs_inside_the_policy_window_in_local_time() -> Result<
             tasks.json["items"] == json!([]),
             "no task was involved: {}",
             tasks.text
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_new_server_is_pending_gets_its_first_scan_at_once_and_says_what_is_missing() -> Result<()>
+{
+    let env = TestEnv::new("risk-first-scan");
+    env.run(async {
+        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
+        let api = center.api();
+        let token = center.create_token(&["--name", "first"]).await?;
+        let mut agent = Agent::new(&env, "first");
+        agent.enroll(&env, &center, &token.secret).await?;
+        agent.first_risk_scan = "on";
+        agent.run(&env)?;
+        let server = agent.server_id.clone();
+        api.wait_status(&server, "online", None, secs(30)).await?;
+        let srv = api.server(&server).await?;
+        ensure!(
+            srv["risk_status"] == "pending"
+                && srv["risk_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("no risk check has reported yet")),
+            "enrolled, nothing checked: {srv}"
+        );
+
+        // No task asked for it and the nightly window is hours away: the agent's first scan
+        // runs a minute after it starts.
+        let risk = wait_until("the first risk scan", secs(600), millis(1000), || async {
+            let r = api
+                .get(&format!("/api/v1/servers/{server}/risk"))
+                .await?
+                .expect(200)?;
+            ensure!(
+                r.json["scans"]["last_scan_trigger"] == "first",
+                "{}",
+                r.text
+            );
+            Ok(r.json)
+        })
+        .await?;
+        ensure!(
+            risk["scans"]["weak_scanned_at"].is_number()
+                && risk["scans"]["policy_scanned_at"].is_number(),
+            "both checks ran: {risk}"
+        );
+        // Still no database: still pending, and the reason is now only that.
+        let srv = api.server(&server).await?;
+        ensure!(
+            srv["risk_status"] == "pending"
+                && srv["risk_reason"] == "no vulnerability database imported",
+            "{srv}"
+        );
+        ensure!(
+            agent.state_dir.join("risk-scanned").exists(),
+            "the next start does not scan again"
         );
         Ok(())
     })

@@ -139,6 +139,10 @@ pub struct RunArgs {
     /// overrides `[malware] enabled` in the config.
     #[arg(long, value_name = "ON_OFF", env = "HOSTWARD_AGENT_MALWARE")]
     pub malware: Option<crate::fim::Switch>,
+    /// The first full risk scan a minute after start on a host never scanned: `on`, or `off`
+    /// (the first scan waits for the nightly window); overrides `[risk] first_scan`.
+    #[arg(long, value_name = "ON_OFF", env = "HOSTWARD_AGENT_FIRST_RISK_SCAN")]
+    pub first_risk_scan: Option<crate::fim::Switch>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -237,6 +241,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(m) = a.malware {
                 cfg.malware.enabled = m == crate::fim::Switch::On;
+            }
+            if let Some(f) = a.first_risk_scan {
+                cfg.risk.first_scan = f == crate::fim::Switch::On;
             }
             init_logging(log_flag, &cfg.log_level);
             let dir = state_dir(a.state_dir, &cfg);

@@ -30,6 +30,8 @@ pub struct Config {
     pub fim: crate::fim::Config,
     /// Malware scanning (`[malware]`: enabled, the scanner binary).
     pub malware: crate::malware::Config,
+    /// Risk checks (`[risk]`: the first scan after the agent starts on a host).
+    pub risk: crate::risk::Config,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             behaviour: Default::default(),
             fim: Default::default(),
             malware: Default::default(),
+            risk: Default::default(),
         }
     }
 }

@@ -17,7 +17,9 @@ use crate::config::Config;
 pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
     let inventory = crate::inventory::spawn(ctx.root.clone(), &ctx.state_dir, ctx.records.clone());
     let risk = crate::risk::spawn(
+        &cfg.risk,
         ctx.root.clone(),
+        &ctx.state_dir,
         ctx.records.clone(),
         Some(inventory.clone()),
     );

@@ -74,6 +74,9 @@ pub enum ScanTrigger {
     Scheduled,
     /// A `risk_scan` task from the console, API or CLI.
     Task,
+    /// The first scan on a host, a minute after the agent first starts there, so its risk
+    /// status does not wait for the night.
+    First,
 }
 
 /// What one scan found. A durable record (`kind: "risk"`): the center replaces the server's

@@ -198,6 +198,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         "malware",
         include_str!("../migrations/0013_malware.sql"),
     ),
+    (
+        14,
+        "risk_reason",
+        include_str!("../migrations/0014_risk_reason.sql"),
+    ),
 ];
 
 /// Placeholders of shared migrations and their text per backend.

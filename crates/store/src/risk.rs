@@ -315,9 +315,11 @@ async fn ensure_risk_state(tx: &mut Transaction<'static, Any>, server_id: &str) 
     Ok(())
 }
 
-/// Recomputes the server's risk counts and status from what is stored. `pending` until some
-/// check has reported; `risky` while an open vulnerability, a weak password or a failed policy
-/// item remains; else `safe`. A status change gets a history row.
+/// Recomputes the server's risk counts and status from what is stored. `pending` until every
+/// check has reported at least once and vulnerabilities were matched against a database that
+/// holds advisories, with what is missing as the reason (what was found meanwhile is in the
+/// counts); then `risky` while an open vulnerability, a weak password or a failed policy item
+/// remains; else `safe`. A status change gets a history row.
 pub(super) async fn refresh_risk_status(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
@@ -353,23 +355,40 @@ pub(super) async fn refresh_risk_status(
     counts.insert("vulnerabilities".into(), vulns.into());
     counts.insert("weak_passwords".into(), weak.into());
     counts.insert("policy_failed".into(), policy.into());
-    let scanned = sqlx::query(
-        "SELECT vuln_matched_at, weak_scanned_at, policy_scanned_at FROM risk_state WHERE server_id = $1",
+    let state = sqlx::query(
+        "SELECT vuln_matched_version, vuln_matched_at, weak_scanned_at, policy_scanned_at FROM risk_state WHERE server_id = $1",
     )
     .bind(server_id.to_string())
     .fetch_optional(&mut **tx)
-    .await?
-    .is_some_and(|r| {
-        ["vuln_matched_at", "weak_scanned_at", "policy_scanned_at"]
-            .iter()
-            .any(|c| opt_i64(&r, c).is_some())
-    });
-    let status = if !scanned {
-        status::RISK_PENDING
+    .await?;
+    let ran = |c: &str| state.as_ref().is_some_and(|r| opt_i64(r, c).is_some());
+    // Version 0 is a match against no database at all.
+    let matched_version = state
+        .as_ref()
+        .and_then(|r| opt_i64(r, "vuln_matched_version"))
+        .unwrap_or(0);
+    let advisories = sqlx::query("SELECT 1 AS one FROM vuln_advisories LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
+    let mut missing = Vec::new();
+    if !advisories {
+        missing.push("no vulnerability database imported");
+    } else if !ran("vuln_matched_at") || matched_version < 1 {
+        missing.push("vulnerabilities not matched yet (the software inventory has not arrived)");
+    }
+    if !ran("weak_scanned_at") {
+        missing.push("weak-password check not run yet (first risk scan pending)");
+    }
+    if !ran("policy_scanned_at") {
+        missing.push("password-policy check not run yet (first risk scan pending)");
+    }
+    let (status, reason) = if !missing.is_empty() {
+        (status::RISK_PENDING, missing.join("; "))
     } else if vulns + weak + policy > 0 {
-        status::RISK_RISKY
+        (status::RISK_RISKY, String::new())
     } else {
-        status::RISK_SAFE
+        (status::RISK_SAFE, String::new())
     };
     let old: Option<String> = sqlx::query("SELECT risk_status FROM servers WHERE id = $1")
         .bind(server_id.to_string())
@@ -383,17 +402,19 @@ pub(super) async fn refresh_risk_status(
     let t = now();
     let counts = serde_json::Value::Object(counts).to_string();
     if old == status {
-        sqlx::query("UPDATE servers SET risk_counts = $1 WHERE id = $2")
+        sqlx::query("UPDATE servers SET risk_counts = $1, risk_reason = $2 WHERE id = $3")
             .bind(counts)
+            .bind(reason)
             .bind(server_id.to_string())
             .execute(&mut **tx)
             .await?;
     } else {
         sqlx::query(
-            "UPDATE servers SET risk_status = $1, risk_counts = $2, risk_changed_at = $3 WHERE id = $4",
+            "UPDATE servers SET risk_status = $1, risk_counts = $2, risk_reason = $3, risk_changed_at = $4 WHERE id = $5",
         )
         .bind(status.to_string())
         .bind(counts)
+        .bind(reason)
         .bind(t)
         .bind(server_id.to_string())
         .execute(&mut **tx)
@@ -694,6 +715,23 @@ impl Store {
             advisories,
             last_import,
         })
+    }
+
+    /// Recomputes every server's risk status, each in a transaction of its own: at start, so a
+    /// status computed by an older rule (or before a database was deleted) is not kept.
+    pub async fn refresh_risk_statuses(&self) -> Result<usize> {
+        let ids: Vec<String> = sqlx::query("SELECT id FROM servers ORDER BY id")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        for id in &ids {
+            let mut tx = self.begin().await?;
+            refresh_risk_status(&mut tx, id).await?;
+            tx.commit().await?;
+        }
+        Ok(ids.len())
     }
 
     /// Every advisory (normalised JSON) with the version they make up. Read in one statement so
@@ -1398,539 +1436,5 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{NewServer, testdb};
-    use hostward_proto::Message;
-    use hostward_proto::risk::{
-        PasswordPolicyResult, PolicyCheck, ScanCheck, ScanTrigger, WeakPassword,
-        WeakPasswordResult, WeakReason,
-    };
-
-    fn vuln(cve: &str, package: &str, sev: Severity) -> MatchedVuln {
-        MatchedVuln {
-            advisory_id: format!("DSA-{cve}"),
-            cve: cve.into(),
-            package: package.into(),
-            source_package: None,
-            manager: "dpkg".into(),
-            installed_version: "1.0-1".into(),
-            fixed_version: Some("1.0-2".into()),
-            cvss: Some(7.5),
-            severity: sev,
-            summary: "s".into(),
-            fix_command: Some(format!("apt-get install --only-upgrade -y {package}")),
-            restart: "none".into(),
-        }
-    }
-
-    async fn server(s: &Store) -> (String, String) {
-        let p = s.ensure_project("default").await.unwrap();
-        let srv = s
-            .create_server(&NewServer {
-                project_id: p.id.clone(),
-                name: "web-1".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        (p.id, srv.id)
-    }
-
-    async fn states(
-        s: &Store,
-        server_id: &str,
-        state: Option<&str>,
-    ) -> Vec<(String, String, String)> {
-        let (rows, _) = s
-            .vuln_findings(&VulnFilter {
-                server_id: Some(server_id.into()),
-                state: state.map(String::from),
-                page: 1,
-                per_page: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut v: Vec<_> = rows
-            .into_iter()
-            .map(|f| (f.cve, f.package, f.state))
-            .collect();
-        v.sort();
-        v
-    }
-
-    async fn risk(s: &Store, id: &str) -> (String, serde_json::Value) {
-        let srv = s.server(id).await.unwrap().unwrap();
-        (srv.risk_status, srv.risk_counts)
-    }
-
-    #[tokio::test]
-    async fn matches_keep_handling_state_and_close_what_is_gone() {
-        for (backend, db) in testdb::all().await {
-            let s = &db.store;
-            let (_, id) = server(s).await;
-            assert_eq!(risk(s, &id).await.0, "pending", "{backend}");
-            let a = vuln("CVE-2024-0001", "openssl", Severity::Critical);
-            let b = vuln("CVE-2024-0002", "bash", Severity::Medium);
-            let out = s
-                .apply_vuln_matches(&id, 1, &[a.clone(), b.clone()])
-                .await
-                .unwrap();
-            assert_eq!(
-                (out.detected, out.gone, out.present),
-                (2, 0, 2),
-                "{backend}"
-            );
-            let (status, counts) = risk(s, &id).await;
-            assert_eq!(status, "risky", "{backend}");
-            assert_eq!(
-                (counts["critical"].as_i64(), counts["medium"].as_i64()),
-                (Some(1), Some(1)),
-                "{backend}"
-            );
-
-            // A person ignores one; the next match keeps that.
-            let (found, _) = s
-                .vuln_findings(&VulnFilter {
-                    server_id: Some(id.clone()),
-                    cve: Some(a.cve.clone()),
-                    page: 1,
-                    per_page: 10,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-            let fa = found[0].id.clone();
-            assert_eq!(
-                s.set_vuln_state(
-                    std::slice::from_ref(&fa),
-                    vuln_state::IGNORED,
-                    "alice",
-                    "ignore",
-                    "accepted",
-                    None
-                )
-                .await
-                .unwrap(),
-                1
-            );
-            s.apply_vuln_matches(&id, 1, &[a.clone(), b.clone()])
-                .await
-                .unwrap();
-            assert_eq!(
-                states(s, &id, None).await,
-                vec![
-                    ("CVE-2024-0001".into(), "openssl".into(), "ignored".into()),
-                    ("CVE-2024-0002".into(), "bash".into(), "unhandled".into())
-                ],
-                "{backend}"
-            );
-            assert_eq!(
-                risk(s, &id).await.1["critical"].as_i64(),
-                Some(0),
-                "ignored does not count: {backend}"
-            );
-
-            // bash was upgraded: gone means fixed; it comes back as unhandled if it reappears.
-            let out = s
-                .apply_vuln_matches(&id, 2, std::slice::from_ref(&a))
-                .await
-                .unwrap();
-            assert_eq!(out.gone, 1, "{backend}");
-            assert_eq!(
-                states(s, &id, Some("fixed")).await,
-                vec![("CVE-2024-0002".into(), "bash".into(), "fixed".into())],
-                "{backend}"
-            );
-            assert_eq!(
-                risk(s, &id).await.0,
-                "safe",
-                "only an ignored finding is left: {backend}"
-            );
-            s.apply_vuln_matches(&id, 3, &[a.clone(), b.clone()])
-                .await
-                .unwrap();
-            assert_eq!(
-                states(s, &id, Some("unhandled")).await.len(),
-                1,
-                "{backend}"
-            );
-            let hist = s.handling_history(History::Finding, &fa).await.unwrap();
-            let actions: Vec<(&str, &str)> = hist
-                .iter()
-                .map(|h| (h.action.as_str(), h.actor.as_str()))
-                .collect();
-            assert_eq!(
-                actions,
-                [("ignore", "alice"), ("detected", "system")],
-                "newest first: {backend}"
-            );
-            assert_eq!(
-                s.risk_scan_state(&id).await.unwrap().vuln_matched_version,
-                3,
-                "{backend}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn verification_and_fix_tasks_move_findings_on() {
-        for (backend, db) in testdb::all().await {
-            let s = &db.store;
-            let (pid, id) = server(s).await;
-            let mut k = vuln(
-                "CVE-2024-1000",
-                "linux-image-6.1.0-13-amd64",
-                Severity::High,
-            );
-            k.restart = "reboot".into();
-            let o = vuln("CVE-2024-1001", "openssl", Severity::High);
-            let v = vuln("CVE-2024-1002", "curl", Severity::Low);
-            s.apply_vuln_matches(&id, 1, &[k.clone(), o.clone(), v.clone()])
-                .await
-                .unwrap();
-            let all = s
-                .vuln_findings(&VulnFilter {
-                    server_id: Some(id.clone()),
-                    page: 1,
-                    per_page: 10,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .0;
-            let idof = |p: &str| all.iter().find(|f| f.package == p).unwrap().id.clone();
-            let tasks = s
-                .create_tasks(&crate::NewTasks {
-                    targets: &[(pid.clone(), id.clone())],
-                    kind: "vuln_fix",
-                    params: &serde_json::json!({}),
-                    created_by: "alice",
-                    expires_at: None,
-                })
-                .await
-                .unwrap();
-            let task = tasks[0].id.clone();
-            s.set_vuln_state(
-                &[idof(&k.package), idof("openssl")],
-                vuln_state::FIXING,
-                "alice",
-                "fix",
-                "",
-                Some(&task),
-            )
-            .await
-            .unwrap();
-            s.set_vuln_state(
-                &[idof("curl")],
-                vuln_state::VERIFYING,
-                "alice",
-                "verify",
-                "",
-                None,
-            )
-            .await
-            .unwrap();
-            let done = hostward_proto::TaskUpdate {
-                task_id: task.clone(),
-                state: hostward_proto::TaskState::Done,
-                output: serde_json::json!({"exit_code": 0}),
-            };
-            s.store_records(&id, &[(1, Message::TaskUpdate(done))])
-                .await
-                .unwrap();
-            let by_pkg = |v: Vec<(String, String, String)>| {
-                v.into_iter().map(|(_, p, st)| (p, st)).collect::<Vec<_>>()
-            };
-            let mut got = by_pkg(states(s, &id, None).await);
-            got.sort();
-            assert_eq!(
-                got,
-                vec![
-                    ("curl".into(), "verifying".into()),
-                    (k.package.clone(), "restart_required".into()),
-                    ("openssl".into(), "verifying".into()),
-                ],
-                "{backend}"
-            );
-            // The new software: openssl fixed; the kernel still runs; curl is still there.
-            s.apply_vuln_matches(&id, 1, &[k.clone(), v.clone()])
-                .await
-                .unwrap();
-            let mut got = by_pkg(states(s, &id, None).await);
-            got.sort();
-            assert_eq!(
-                got,
-                vec![
-                    ("curl".into(), "unhandled".into()),
-                    (k.package.clone(), "restart_required".into())
-                ],
-                "{backend}"
-            );
-            assert_eq!(
-                by_pkg(states(s, &id, Some("fixed")).await),
-                vec![("openssl".into(), "fixed".into())],
-                "{backend}"
-            );
-            let curl = s
-                .handling_history(History::Finding, &idof("curl"))
-                .await
-                .unwrap();
-            assert_eq!(
-                curl[0].note, "still present after verification",
-                "{backend}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn whitelist_rules_cover_their_scope_now_and_later() {
-        for (backend, db) in testdb::all().await {
-            let s = &db.store;
-            let (pid, id) = server(s).await;
-            let other = s
-                .create_server(&NewServer {
-                    project_id: pid.clone(),
-                    name: "db-1".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .id;
-            let a = vuln("CVE-2024-2000", "openssl", Severity::High);
-            s.apply_vuln_matches(&id, 1, std::slice::from_ref(&a))
-                .await
-                .unwrap();
-            s.apply_vuln_matches(&other, 1, std::slice::from_ref(&a))
-                .await
-                .unwrap();
-            let rule = VulnRule {
-                id: new_id(),
-                project_id: pid.clone(),
-                cve: Some(a.cve.clone()),
-                package: None,
-                server_ids: vec![id.clone()],
-                reason: "not reachable".into(),
-                created_by: "bob".into(),
-                created_at: now(),
-            };
-            assert_eq!(s.create_vuln_rule(&rule).await.unwrap(), 1, "{backend}");
-            assert_eq!(states(s, &id, None).await[0].2, "ignored", "{backend}");
-            assert_eq!(
-                states(s, &other, None).await[0].2,
-                "unhandled",
-                "out of scope: {backend}"
-            );
-            // A new finding under the rule is ignored from the start.
-            let b = vuln("CVE-2024-2000", "libssl3", Severity::High);
-            s.apply_vuln_matches(&id, 2, &[a.clone(), b]).await.unwrap();
-            assert!(
-                states(s, &id, None).await.iter().all(|f| f.2 == "ignored"),
-                "{backend}"
-            );
-            assert_eq!(
-                s.vuln_rules(std::slice::from_ref(&pid))
-                    .await
-                    .unwrap()
-                    .len(),
-                1,
-                "{backend}"
-            );
-            s.delete_vuln_rule(&rule.id).await.unwrap();
-            assert!(
-                matches!(
-                    s.delete_vuln_rule(&rule.id).await,
-                    Err(StoreError::NotFound(_))
-                ),
-                "{backend}"
-            );
-            let (groups, total) = s
-                .vuln_groups(&VulnFilter {
-                    projects: vec![pid.clone()],
-                    page: 1,
-                    per_page: 10,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-            assert_eq!(total, 1, "{backend}");
-            assert_eq!(
-                (groups[0].servers, groups[0].open, groups[0].packages),
-                (2, 1, 2),
-                "{backend}"
-            );
-        }
-    }
-
-    fn report(weak: Vec<WeakPassword>, checks: Vec<PolicyCheck>) -> RiskReport {
-        RiskReport {
-            task_id: None,
-            trigger: ScanTrigger::Scheduled,
-            started_at: 10,
-            finished_at: 20,
-            checks: vec![ScanCheck::WeakPasswords, ScanCheck::PasswordPolicy],
-            weak_passwords: Some(WeakPasswordResult {
-                accounts_checked: 3,
-                candidates: 100,
-                complete: true,
-                findings: weak,
-                issues: vec![],
-            }),
-            password_policy: Some(PasswordPolicyResult {
-                checks,
-                issues: vec![],
-            }),
-        }
-    }
-
-    #[tokio::test]
-    async fn risk_reports_replace_each_check_and_set_the_status() {
-        for (backend, db) in testdb::all().await {
-            let s = &db.store;
-            let (pid, id) = server(s).await;
-            let weak = WeakPassword {
-                account: "deploy".into(),
-                uid: Some(1001),
-                login_allowed: true,
-                reasons: vec![WeakReason::CommonPassword],
-                shared_with: vec![],
-            };
-            let check = |pass| PolicyCheck {
-                id: "login_defs.pass_max_days".into(),
-                title: "Maximum password age".into(),
-                file: "/etc/login.defs".into(),
-                expected: "<= 90".into(),
-                actual: Some("99999".into()),
-                pass,
-                remedy: "set PASS_MAX_DAYS 90".into(),
-            };
-            s.store_records(
-                &id,
-                &[(1, Message::Risk(report(vec![weak], vec![check(false)])))],
-            )
-            .await
-            .unwrap();
-            let (status, counts) = risk(s, &id).await;
-            assert_eq!(
-                (
-                    status.as_str(),
-                    counts["weak_passwords"].as_i64(),
-                    counts["policy_failed"].as_i64()
-                ),
-                ("risky", Some(1), Some(1)),
-                "{backend}"
-            );
-            let w = s
-                .weak_passwords(std::slice::from_ref(&pid), None)
-                .await
-                .unwrap();
-            assert_eq!(
-                (w[0].account.as_str(), w[0].reasons.clone()),
-                ("deploy", vec!["common_password".to_string()]),
-                "{backend}"
-            );
-            let st = s.risk_scan_state(&id).await.unwrap();
-            assert_eq!(
-                (st.weak_scanned_at, st.last_scan_trigger.as_str()),
-                (Some(20), "scheduled"),
-                "{backend}"
-            );
-            // Fixed on the host: the next report empties both lists.
-            s.store_records(
-                &id,
-                &[(2, Message::Risk(report(vec![], vec![check(true)])))],
-            )
-            .await
-            .unwrap();
-            assert_eq!(risk(s, &id).await.0, "safe", "{backend}");
-            assert!(
-                s.weak_passwords(&[], Some(&id)).await.unwrap().is_empty(),
-                "{backend}"
-            );
-            assert!(
-                s.password_policy_results(&[], Some(&id), true)
-                    .await
-                    .unwrap()
-                    .is_empty(),
-                "{backend}"
-            );
-            let hist = s.status_history(&id, 10).await.unwrap();
-            let risk_hist: Vec<&str> = hist
-                .iter()
-                .filter(|h| h.dimension == "risk")
-                .map(|h| h.status.as_str())
-                .collect();
-            assert_eq!(risk_hist, ["safe", "risky"], "{backend}");
-        }
-    }
-
-    #[tokio::test]
-    async fn imports_merge_or_replace_and_a_software_record_asks_for_a_match() {
-        for (backend, db) in testdb::all().await {
-            let s = &db.store;
-            assert_eq!(s.vulndb_version().await.unwrap(), 0, "{backend}");
-            let rows = |ids: &[&str]| {
-                ids.iter()
-                    .map(|i| (i.to_string(), format!("{{\"id\":\"{i}\"}}")))
-                    .collect::<Vec<_>>()
-            };
-            let skipped = vec![("f.json".to_string(), "truncated".to_string())];
-            let one = s
-                .import_advisories("feed-a", &rows(&["A", "B", "A"]), &skipped, false, "cli")
-                .await
-                .unwrap();
-            assert_eq!(
-                (one.version, one.advisories, one.skipped),
-                (1, 3, 1),
-                "{backend}"
-            );
-            s.import_advisories("feed-b", &rows(&["C"]), &[], false, "cli")
-                .await
-                .unwrap();
-            assert_eq!(
-                s.vulndb_status().await.unwrap().advisories,
-                3,
-                "merged: {backend}"
-            );
-            let r = s
-                .import_advisories("feed-c", &rows(&["D"]), &[], true, "cli")
-                .await
-                .unwrap();
-            assert!(r.replaced, "{backend}");
-            let (v, data) = s.vulndb_advisories().await.unwrap();
-            assert_eq!((v, data.len()), (3, 1), "{backend}");
-
-            let (_, id) = server(s).await;
-            assert!(
-                s.servers_to_match(3, 10).await.unwrap().is_empty(),
-                "no software yet: {backend}"
-            );
-            sqlx::query("INSERT INTO inventory_state (server_id, kind, digest, updated_at) VALUES ($1, 'software', 'd', 0)")
-                .bind(id.clone())
-                .execute(s.pool())
-                .await
-                .unwrap();
-            assert_eq!(
-                s.servers_to_match(3, 10).await.unwrap(),
-                vec![id.clone()],
-                "{backend}"
-            );
-            s.apply_vuln_matches(&id, 3, &[]).await.unwrap();
-            assert!(
-                s.servers_to_match(3, 10).await.unwrap().is_empty(),
-                "{backend}"
-            );
-            assert_eq!(
-                risk(s, &id).await.0,
-                "safe",
-                "matched, nothing found: {backend}"
-            );
-            assert_eq!(
-                s.servers_to_match(4, 10).await.unwrap(),
-                vec![id.clone()],
-                "a new version: {backend}"
-            );
-        }
-    }
-}
+#[path = "risk_tests.rs"]
+mod tests;

@@ -29,6 +29,8 @@ pub struct Server {
     pub protection_reason: String,
     pub protection_changed_at: i64,
     pub risk_status: String,
+    /// Why the risk status is `pending`: the checks that have not reported yet ('' otherwise).
+    pub risk_reason: String,
     pub risk_counts: serde_json::Value,
     pub risk_changed_at: i64,
     pub config_version: i64,
@@ -49,7 +51,7 @@ pub struct Server {
 
 const SERVER_COLUMNS: &str = "id, project_id, name, region, hostname, ip_addresses, facts_json, agent_id, agent_version, \
      cert_serial, agent_status, agent_reason, agent_changed_at, protection_wanted, protection_status, protection_reason, \
-     protection_changed_at, risk_status, risk_counts, risk_changed_at, config_version, last_seen_at, last_seq, \
+     protection_changed_at, risk_status, risk_reason, risk_counts, risk_changed_at, config_version, last_seen_at, last_seq, \
      outbox_id, outbox_replaced_at, heartbeat_json, revoked_at, install_id, created_at";
 
 fn json_col(row: &AnyRow, col: &str) -> Result<serde_json::Value> {
@@ -82,6 +84,7 @@ fn server(row: &AnyRow) -> Result<Server> {
         protection_reason: row.try_get("protection_reason")?,
         protection_changed_at: row.try_get("protection_changed_at")?,
         risk_status: row.try_get("risk_status")?,
+        risk_reason: row.try_get("risk_reason")?,
         risk_counts: json_col(row, "risk_counts")?,
         risk_changed_at: row.try_get("risk_changed_at")?,
         config_version: row.try_get("config_version")?,

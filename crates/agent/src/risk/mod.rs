@@ -1,8 +1,9 @@
 //! Risk scans on the host: weak passwords, the password-complexity policy, and a fresh software
 //! inventory for the center's vulnerability matching. One runner owns the scans, so a scan task
 //! and the daily scan never run at once; it runs the daily scan at a random point of the
-//! policy's window (server local time) and scan tasks when asked. Results leave as one durable
-//! `risk` record per scan.
+//! policy's window (server local time), scan tasks when asked, and a first scan a minute after
+//! it starts on a host it never scanned (the center's risk status is `pending` until every
+//! check has reported once). Results leave as one durable `risk` record per scan.
 //!
 //! One module per check: `weak_password` (libxcrypt via `crypt`), `password_policy`; `fix` runs
 //! one-click package upgrades; `schedule` decides when the daily scan runs. The software
@@ -14,7 +15,7 @@ pub mod password_policy;
 pub mod schedule;
 pub mod weak_password;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -29,6 +30,29 @@ use hostward_proto::{AgentConfig, Message, Task};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// `[risk]` in agent.toml.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Run the first full scan a minute after start on a host this agent never scanned
+    /// (`false`: the first scan waits for the policy's nightly window). The `--first-risk-scan`
+    /// flag of `run` overrides it.
+    pub first_scan: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { first_scan: true }
+    }
+}
+
+/// How long after start the first scan waits: the center's policy and the inventory's first
+/// collection arrive meanwhile.
+const FIRST_SCAN_DELAY: Duration = Duration::from_secs(60);
+
+/// The file in the state dir whose presence says a scan completed on this host.
+const SCANNED_MARK: &str = "risk-scanned";
 
 /// What a scan did, as the task result reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -102,16 +126,22 @@ impl Handle {
 /// Starts the scanner on the current runtime; it stops when every [`Handle`] is dropped.
 /// `root` is the filesystem the checks read (`/`, or a fixture tree in tests).
 pub fn spawn(
+    cfg: &Config,
     root: PathBuf,
+    state_dir: &Path,
     outbox: RecordSender,
     inventory: Option<crate::inventory::Handle>,
 ) -> Handle {
     let (policy_tx, policy_rx) = watch::channel(RiskPolicy::default());
     let (jobs_tx, jobs_rx) = mpsc::channel(8);
+    let mark = state_dir.join(SCANNED_MARK);
     let scanner = Scanner {
         root,
         outbox,
         inventory: inventory.clone(),
+        first: (cfg.first_scan && !mark.exists())
+            .then(|| tokio::time::Instant::now() + FIRST_SCAN_DELAY),
+        mark,
     };
     tokio::spawn(scanner.run(policy_rx, jobs_rx));
     Handle {
@@ -189,6 +219,10 @@ struct Scanner {
     root: PathBuf,
     outbox: RecordSender,
     inventory: Option<crate::inventory::Handle>,
+    /// When the first scan on this host is due (None: done before, or turned off).
+    first: Option<tokio::time::Instant>,
+    /// Written after any scan completed: no first scan on the next start.
+    mark: PathBuf,
 }
 
 /// The wall clock is re-read at least this often while waiting for the daily scan, so a clock
@@ -208,7 +242,7 @@ fn draw_next(now: i64, policy: &RiskPolicy) -> Option<i64> {
 }
 
 impl Scanner {
-    async fn run(self, mut policy: watch::Receiver<RiskPolicy>, mut jobs: mpsc::Receiver<Job>) {
+    async fn run(mut self, mut policy: watch::Receiver<RiskPolicy>, mut jobs: mpsc::Receiver<Job>) {
         let mut next = draw_next(unix_now(), &policy.borrow_and_update());
         if let Some(at) = next {
             tracing::info!(next_scan_at = at, "daily risk scan scheduled");
@@ -220,6 +254,14 @@ impl Scanner {
                 None => CLOCK_RECHECK,
             };
             tokio::select! {
+                _ = tokio::time::sleep_until(self.first.unwrap_or_else(tokio::time::Instant::now)), if self.first.is_some() => {
+                    self.first = None;
+                    let pol = policy.borrow().clone();
+                    if let Err(e) = self.scan(&ScanRequest::default(), ScanTrigger::First, None, &pol).await {
+                        tracing::error!(error = %e, "first risk scan failed");
+                    }
+                    crate::mem::release_after_job().await;
+                }
                 _ = tokio::time::sleep(wait) => {
                     if next.is_some_and(|at| unix_now() >= at) {
                         let pol = policy.borrow().clone();
@@ -314,6 +356,7 @@ impl Scanner {
                 .as_ref()
                 .map(|p| p.checks.iter().filter(|c| !c.pass).count()),
         };
+        let all_checks = checks.len() == ScanCheck::ALL.len();
         let report = RiskReport {
             task_id,
             trigger,
@@ -327,6 +370,9 @@ impl Scanner {
             Ok(Some(_)) => {}
             Ok(None) => return Err("outbox full: the scan report was dropped".into()),
             Err(e) => return Err(format!("queueing the scan report: {e}")),
+        }
+        if all_checks && let Err(e) = std::fs::write(&self.mark, b"") {
+            tracing::warn!(error = %e, path = %self.mark.display(), "the first-scan mark was not written: the next start scans again");
         }
         tracing::info!(
             weak_passwords = ?summary.weak_passwords,

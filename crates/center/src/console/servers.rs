@@ -32,6 +32,8 @@ pub(crate) struct ServerView {
     pub protection_status: String,
     pub protection_reason: String,
     pub risk_status: String,
+    /// Why the risk status is pending: what has not reported yet.
+    pub risk_reason: String,
     /// The risk counts in a few words (`3 critical · 1 weak pwd`); empty when nothing counts.
     pub risk_summary: String,
     pub last_seen: Option<Ts>,
@@ -62,6 +64,7 @@ impl ServerView {
             protection_status: s.protection_status.clone(),
             protection_reason: s.protection_reason.clone(),
             risk_status: s.risk_status.clone(),
+            risk_reason: s.risk_reason.clone(),
             risk_summary: risk_summary(&s.risk_counts),
             last_seen: Ts::opt(s.last_seen_at),
             agent_version: s.agent_version.clone(),

@@ -166,6 +166,9 @@ pub struct ServerRisk {
     pub server_id: String,
     /// pending, risky, safe.
     pub risk_status: String,
+    /// Why it is pending: the checks that have not reported yet, or that no vulnerability
+    /// database is imported ('' otherwise).
+    pub risk_reason: String,
     #[schema(value_type = Object)]
     pub risk_counts: serde_json::Value,
     pub scans: RiskScanState,
@@ -647,6 +650,7 @@ pub async fn server_risk(
         scans: state.store.risk_scan_state(&s.id).await?,
         server_id: s.id,
         risk_status: s.risk_status,
+        risk_reason: s.risk_reason,
         risk_counts: s.risk_counts,
     })
 }

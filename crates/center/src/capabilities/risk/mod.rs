@@ -53,9 +53,17 @@ pub const CAPABILITY: Capability = Capability {
     }),
 };
 
-/// Matches every server whose software or the database moved, and fetches the feed when the
-/// center is configured with `--vulndb-url`.
+/// Recomputes every server's risk status once (a rule or the database may have changed while
+/// the center was down), matches every server whose software or the database moved, and
+/// fetches the feed when the center is configured with `--vulndb-url`.
 fn jobs(state: &AppState) {
+    let s = state.clone();
+    tokio::spawn(async move {
+        match s.store.refresh_risk_statuses().await {
+            Ok(n) => tracing::info!(servers = n, "risk statuses recomputed"),
+            Err(e) => tracing::error!(error = %e, "recomputing risk statuses failed"),
+        }
+    });
     matching::Analyzer::spawn(state.clone());
     matching::spawn_fetch(state.clone());
 }
