@@ -334,6 +334,23 @@ pub(crate) struct DbLine {
     pub advisories: i64,
     pub imported: Option<Ts>,
     pub source: String,
+    /// Why the findings cannot be trusted as complete: the database is empty or stale.
+    pub warning: String,
+}
+
+/// Past this age the database misses what was published since: feeds publish daily.
+const STALE_DB_SECS: i64 = 48 * 3600;
+
+/// What is wrong with a database of `advisories` last imported at `imported_at`, at `now`.
+pub(crate) fn db_warning(advisories: i64, imported_at: Option<i64>, now: i64) -> String {
+    match imported_at {
+        _ if advisories == 0 => "The vulnerability database is empty: no server's software is checked for vulnerabilities, and every risk status stays pending. Import a feed (hostward vulndb import) or let the center fetch one.".into(),
+        Some(t) if now - t > STALE_DB_SECS => format!(
+            "The vulnerability database was last imported {} days ago: vulnerabilities published since are not matched. Import a fresh feed or check the center's feed fetch in its log.",
+            (now - t) / 86_400
+        ),
+        _ => String::new(),
+    }
 }
 
 async fn db_line(state: &AppState, p: &Principal) -> Result<DbLine, ConsoleError> {
@@ -343,6 +360,11 @@ async fn db_line(state: &AppState, p: &Principal) -> Result<DbLine, ConsoleError
         version: db.status.version,
         advisories: db.status.advisories,
         imported: last.as_ref().map(|i| Ts::at(i.imported_at)),
+        warning: db_warning(
+            db.status.advisories,
+            last.as_ref().map(|i| i.imported_at),
+            hostward_store::now(),
+        ),
         source: last.map(|i| clip(&i.source, 80).0).unwrap_or_default(),
     })
 }
@@ -1290,6 +1312,18 @@ mod tests {
     use super::super::scans_console::scan_checks;
     use super::*;
     use crate::console::forms::{safe_back, with_done};
+
+    #[test]
+    fn an_empty_or_stale_vulnerability_database_is_warned_of() {
+        let now = 10 * 86_400;
+        assert!(db_warning(0, None, now).contains("empty"));
+        assert!(
+            db_warning(0, Some(now), now).contains("empty"),
+            "imported, nothing in it"
+        );
+        assert_eq!(db_warning(5, Some(now - 47 * 3600), now), "");
+        assert!(db_warning(5, Some(now - 3 * 86_400), now).contains("3 days ago"));
+    }
 
     #[test]
     fn hhmm_round_trips_and_names_the_field() {

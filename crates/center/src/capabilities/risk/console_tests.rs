@@ -144,10 +144,16 @@ async fn risk_pages_render_for_a_viewer() {
         let p = e.state.store.ensure_project("default").await.unwrap();
         e.user("vic", &p.id, Some("viewer")).await;
         let srv = e.server(&p.id, "web-1").await;
+        let (cookie, _) = e.login("vic").await;
+        // Before any import: the empty database is said, and the server waits for it.
+        let html = e.page("/vulnerabilities", &cookie).await;
+        assert!(
+            html.contains("id=\"vulndb-warning\"") && html.contains("database is empty"),
+            "[{b}]"
+        );
         e.seed_vulns(&srv.id).await;
         e.seed_scan(&srv.id).await;
         let fid = e.finding_id(&srv.id, CVE).await;
-        let (cookie, _) = e.login("vic").await;
 
         let html = e.page("/vulnerabilities", &cookie).await;
         assert!(html.contains("id=\"vuln-groups\""), "[{b}]");
@@ -173,6 +179,10 @@ async fn risk_pages_render_for_a_viewer() {
         assert!(
             html.contains("id=\"vulndb-advisories\">1</span> advisory"),
             "[{b}]"
+        );
+        assert!(
+            !html.contains("id=\"vulndb-warning\""),
+            "[{b}] imported just now"
         );
         assert_escaped(&html, "vulnerabilities");
         // Filters narrow the list; nonsense filter values are dropped, not errors.
