@@ -209,3 +209,36 @@ pub fn class_text(fragment: &str, class: &str) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hidden_inputs_and_rows() {
+        let html = r#"<form method="post" action="/login"><input type="hidden" name="login_csrf" value="a&amp;b">
+            <input name="username"><INPUT type='hidden' name=x value=y/></form>
+            <table id="servers"><tr><th>h</th></tr>
+            <tr data-server-id="s1" class="row"><td class="agent-status"><span class="badge online">online</span></td>
+            <td class="protection-status">enabled</td></tr></table>"#;
+        assert_eq!(
+            hidden_inputs(html),
+            vec![
+                ("login_csrf".into(), "a&b".into()),
+                ("x".into(), "y".into())
+            ]
+        );
+        let rows = server_rows(html);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, "s1");
+        assert_eq!(
+            class_text(&rows[0].1, "agent-status").as_deref(),
+            Some("online")
+        );
+        assert_eq!(
+            class_text(&rows[0].1, "protection-status").as_deref(),
+            Some("enabled")
+        );
+        assert!(form_html(html, "action=\"/login\"").is_some());
+    }
+}

@@ -33,7 +33,9 @@ async fn up_brings_a_console_with_the_local_host_online() -> Result<()> {
             .arg("--heartbeat-secs")
             .arg("1")
             .arg("--log")
-            .arg("info");
+            .arg("info")
+            // The product fetches the public vulnerability feeds; the test stays on loopback.
+            .env("HOSTWARD_VULNDB_FETCH", "off");
         env.add_log("local agent (up)", &data.join("agent").join("agent.log"));
         let mut up = Proc::spawn(&env, "hostward up", cmd, &dir, "up")?;
 

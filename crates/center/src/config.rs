@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
+/// An on/off setting, as flags and the file write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
 /// Settings of `hostward serve` (and `hostward up`). Every field is optional here so that the
 /// file, env and flags can be layered; [`Config::resolve`] applies defaults.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -67,15 +75,26 @@ pub struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `hostward_center=debug`.
     #[arg(long, env = "HOSTWARD_LOG")]
     pub log: Option<String>,
-    /// HTTPS URL of a vulnerability feed to fetch and import periodically (an OSV zip such as
-    /// the Debian ecosystem's `all.zip`, or the Debian Security Tracker JSON). Off when unset;
-    /// `hostward vulndb import` works either way.
-    #[arg(long, env = "HOSTWARD_VULNDB_URL")]
-    pub vulndb_url: Option<String>,
-    /// Hours between fetches of --vulndb-url.
+    /// Fetch vulnerability feeds and import them, at start and every --vulndb-fetch-hours:
+    /// `on` (default) or `off` (offline centers: `hostward vulndb import` works either way).
+    #[arg(long, value_name = "ON_OFF", env = "HOSTWARD_VULNDB_FETCH")]
+    pub vulndb_fetch: Option<Switch>,
+    /// HTTPS URLs of the vulnerability feeds to fetch (OSV zips such as an ecosystem's
+    /// `all.zip`, or the Debian Security Tracker JSON); repeat the flag or separate with
+    /// commas. Default: the public feeds of the operating systems the fleet's servers run
+    /// (OSV's Debian, Ubuntu, AlmaLinux, Rocky Linux and Alpine exports and the Debian
+    /// Security Tracker), chosen again as servers enroll.
+    #[arg(
+        long = "vulndb-url",
+        env = "HOSTWARD_VULNDB_URL",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub vulndb_urls: Vec<String>,
+    /// Hours between fetches of each feed.
     #[arg(long, env = "HOSTWARD_VULNDB_FETCH_HOURS")]
     pub vulndb_fetch_hours: Option<u64>,
-    /// CA bundle trusted for --vulndb-url.
+    /// CA bundle trusted for the feeds' servers.
     #[arg(long, env = "HOSTWARD_VULNDB_CA_FILE")]
     pub vulndb_ca_file: Option<PathBuf>,
     /// Days an alarm is kept after its last occurrence.
@@ -142,7 +161,10 @@ pub struct Config {
     pub login_max_failures: u32,
     pub lockout_secs: u64,
     pub log: String,
-    pub vulndb_url: Option<String>,
+    /// Whether feeds are fetched at all.
+    pub vulndb_fetch: bool,
+    /// The feeds to fetch; empty: the public ones of the fleet's operating systems.
+    pub vulndb_urls: Vec<String>,
     pub vulndb_fetch_hours: u64,
     pub vulndb_ca_file: PathBuf,
     pub alarm_retention_days: i64,
@@ -215,7 +237,12 @@ impl ServeArgs {
             login_max_failures: self.login_max_failures.or(file.login_max_failures),
             lockout_secs: self.lockout_secs.or(file.lockout_secs),
             log: self.log.or(file.log),
-            vulndb_url: self.vulndb_url.or(file.vulndb_url),
+            vulndb_fetch: self.vulndb_fetch.or(file.vulndb_fetch),
+            vulndb_urls: if self.vulndb_urls.is_empty() {
+                file.vulndb_urls
+            } else {
+                self.vulndb_urls
+            },
             vulndb_fetch_hours: self.vulndb_fetch_hours.or(file.vulndb_fetch_hours),
             vulndb_ca_file: self.vulndb_ca_file.or(file.vulndb_ca_file),
             alarm_retention_days: self.alarm_retention_days.or(file.alarm_retention_days),
@@ -313,9 +340,7 @@ impl ServeArgs {
                 .map(|exe| scanner_beside(&exe))
                 .unwrap_or_default()
         });
-        if let Some(u) = &a.vulndb_url
-            && !u.starts_with("https://")
-        {
+        if let Some(u) = a.vulndb_urls.iter().find(|u| !u.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 key: "vulndb_url",
                 msg: format!("{u:?} must start with https://"),
@@ -391,7 +416,8 @@ impl ServeArgs {
             console,
             alarm_retention_days,
             file_change_retention_days,
-            vulndb_url: a.vulndb_url,
+            vulndb_fetch: a.vulndb_fetch.unwrap_or(Switch::On) == Switch::On,
+            vulndb_urls: a.vulndb_urls,
             vulndb_fetch_hours,
             vulndb_ca_file: a
                 .vulndb_ca_file

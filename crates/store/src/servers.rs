@@ -265,6 +265,25 @@ impl Store {
         Ok(s)
     }
 
+    /// The operating systems (`os_id` of their facts) the servers not revoked run, each once,
+    /// sorted: whose vulnerability feeds the center fetches.
+    pub async fn fleet_os_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT facts_json FROM servers WHERE revoked_at IS NULL")
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = std::collections::BTreeSet::new();
+        for r in &rows {
+            if let Some(id) = json_col(r, "facts_json")?
+                .get("os_id")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+            {
+                out.insert(id.to_string());
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
     pub async fn server(&self, id: &str) -> Result<Option<Server>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1"

@@ -1,10 +1,12 @@
 //! Risk prevention: OS vulnerabilities matched on the center against the vulnerability
-//! database (the matching job and feed fetch in `matching.rs`), weak passwords and
+//! database (the matching job in `matching.rs`, the feeds it is fetched from in `feeds.rs`),
+//! weak passwords and
 //! password-policy results from the agents' scans, whitelist rules, one-click fixes and the
 //! project's risk policy.
 
 pub mod api;
 pub(crate) mod console;
+pub mod feeds;
 pub mod matching;
 pub(crate) mod policy_console;
 pub(crate) mod scans_console;
@@ -55,7 +57,7 @@ pub const CAPABILITY: Capability = Capability {
 
 /// Recomputes every server's risk status once (a rule or the database may have changed while
 /// the center was down), matches every server whose software or the database moved, and
-/// fetches the feed when the center is configured with `--vulndb-url`.
+/// fetches the vulnerability feeds (feeds.rs).
 fn jobs(state: &AppState) {
     let s = state.clone();
     tokio::spawn(async move {
@@ -65,5 +67,5 @@ fn jobs(state: &AppState) {
         }
     });
     matching::Analyzer::spawn(state.clone());
-    matching::spawn_fetch(state.clone());
+    feeds::spawn(state.clone());
 }
