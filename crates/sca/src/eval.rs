@@ -40,11 +40,15 @@ pub(crate) fn eval_rules(cond: Condition, rules: &[Rule], host: &dyn Host) -> Ve
     let mut unknown: Vec<String> = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let tag = |e: Vec<String>| -> Vec<String> {
-            e.into_iter().map(|e| format!("rule {}: {e}", i + 1)).collect()
+            e.into_iter()
+                .map(|e| format!("rule {}: {e}", i + 1))
+                .collect()
         };
         match (cond, eval_rule(rule, host)) {
             // The rule that settles the check: its evidence alone explains the verdict.
-            (Condition::All, RuleResult::NoMatch(e)) => return verdict(Outcome::Fail, None, tag(e)),
+            (Condition::All, RuleResult::NoMatch(e)) => {
+                return verdict(Outcome::Fail, None, tag(e));
+            }
             (Condition::Any, RuleResult::Match(e)) => return verdict(Outcome::Pass, None, tag(e)),
             (Condition::None, RuleResult::Match(e)) => return verdict(Outcome::Fail, None, tag(e)),
             (_, RuleResult::Match(e) | RuleResult::NoMatch(e)) => evidence.extend(tag(e)),
@@ -368,13 +372,21 @@ fn command_rule(command: &str, content: Option<&Pattern>, host: &dyn Host) -> Fo
         match match_lines(p, text) {
             LineMatch::Yes(at) => {
                 let e = match at {
-                    Some((_, line)) => format!("`{cmd}`: {}", clip(line.trim_end(), EVIDENCE_CHARS)),
-                    None => format!("`{cmd}`: no {stream} line matches {}", clip(looked_for(p), 80)),
+                    Some((_, line)) => {
+                        format!("`{cmd}`: {}", clip(line.trim_end(), EVIDENCE_CHARS))
+                    }
+                    None => format!(
+                        "`{cmd}`: no {stream} line matches {}",
+                        clip(looked_for(p), 80)
+                    ),
                 };
                 return Found::Yes(vec![e]);
             }
             LineMatch::No(Some((_, line))) => {
-                misses.push(format!("`{cmd}`: {}", clip(line.trim_end(), EVIDENCE_CHARS)));
+                misses.push(format!(
+                    "`{cmd}`: {}",
+                    clip(line.trim_end(), EVIDENCE_CHARS)
+                ));
             }
             LineMatch::No(None) if stream == "stdout" => {
                 let excerpt = clip(text.trim(), EVIDENCE_CHARS).replace('\n', " | ");
@@ -403,8 +415,14 @@ mod tests {
     #[test]
     fn line_semantics() {
         let p = Pattern::parse("!r:^# && r:Port && !r:22$").unwrap();
-        assert!(matches!(match_lines(&p, "# Port 22\nPort 22\n"), LineMatch::No(None)));
-        assert!(matches!(match_lines(&p, "Port 22\nPort 2200\n"), LineMatch::Yes(Some((2, _)))));
+        assert!(matches!(
+            match_lines(&p, "# Port 22\nPort 22\n"),
+            LineMatch::No(None)
+        ));
+        assert!(matches!(
+            match_lines(&p, "Port 22\nPort 2200\n"),
+            LineMatch::Yes(Some((2, _)))
+        ));
         let lone = Pattern::parse("!r:^PermitRootLogin yes").unwrap();
         assert!(matches!(match_lines(&lone, "a\nb\n"), LineMatch::Yes(None)));
         assert!(matches!(

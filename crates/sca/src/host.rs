@@ -195,7 +195,12 @@ impl Host for RootHost {
         };
         for e in dir.flatten() {
             let pid_dir = e.path();
-            if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            if !e
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
                 continue;
             }
             if let Ok(comm) = std::fs::read_to_string(pid_dir.join("comm")) {
@@ -320,9 +325,15 @@ mod tests {
         std::os::unix::fs::symlink("../../../../../../etc/passwd", root.join("etc/rel")).unwrap();
         std::os::unix::fs::symlink("loop", root.join("etc/loop")).unwrap();
         let h = RootHost::new(root);
-        assert_eq!(h.resolve("/etc/abs").unwrap(), root.join("etc/ssh/sshd_config"));
+        assert_eq!(
+            h.resolve("/etc/abs").unwrap(),
+            root.join("etc/ssh/sshd_config")
+        );
         assert_eq!(h.read_file("/etc/abs").unwrap(), b"x\n");
-        assert_eq!(h.resolve("/../../etc/passwd").unwrap(), root.join("etc/passwd"));
+        assert_eq!(
+            h.resolve("/../../etc/passwd").unwrap(),
+            root.join("etc/passwd")
+        );
         assert_eq!(h.resolve("/etc/rel").unwrap(), root.join("etc/passwd"));
         assert!(h.read_file("/etc/rel").is_err());
         assert!(h.read_file("/etc/loop").is_err());
@@ -332,7 +343,9 @@ mod tests {
     #[test]
     fn commands_run_only_on_the_live_host() {
         let t = tempfile::tempdir().unwrap();
-        assert!(matches!(RootHost::new(t.path()).run("true"), CommandOutput::NotRun(r) if r.contains("live host")));
+        assert!(
+            matches!(RootHost::new(t.path()).run("true"), CommandOutput::NotRun(r) if r.contains("live host"))
+        );
         let live = RootHost::new("/");
         assert_eq!(
             live.run("echo hi; echo err >&2; exit 3"),

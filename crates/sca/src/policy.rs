@@ -169,7 +169,10 @@ fn opt_text(s: Option<Scalar>) -> String {
 }
 
 fn texts(v: Option<Vec<Scalar>>) -> Vec<String> {
-    v.unwrap_or_default().into_iter().map(Scalar::text).collect()
+    v.unwrap_or_default()
+        .into_iter()
+        .map(Scalar::text)
+        .collect()
 }
 
 /// Loads a policy from its text; `file` names it in errors (a file name or path).
@@ -306,7 +309,10 @@ pub fn load(file: &str, text: &str) -> Result<Policy, PolicyError> {
     }
     Ok(Policy {
         id,
-        file: meta.file.map(Scalar::text).unwrap_or_else(|| file.to_string()),
+        file: meta
+            .file
+            .map(Scalar::text)
+            .unwrap_or_else(|| file.to_string()),
         name: meta.name.text(),
         description: opt_text(meta.description),
         references: texts(meta.references),

@@ -64,7 +64,11 @@ pub struct Minterm {
 pub enum Test {
     Regex(Regex),
     /// The first capture group (the whole match without one) read as an integer, compared.
-    Numeric { regex: Regex, op: CmpOp, value: i64 },
+    Numeric {
+        regex: Regex,
+        op: CmpOp,
+        value: i64,
+    },
     /// The whole line must equal it.
     Literal(String),
 }
@@ -184,7 +188,10 @@ impl Rule {
             "d" => {
                 let (name, content) = match pattern {
                     Some(p) => match p.split_once(" -> ") {
-                        Some((n, c)) => (Some(Pattern::parse(n.trim())?), Some(Pattern::parse(c.trim())?)),
+                        Some((n, c)) => (
+                            Some(Pattern::parse(n.trim())?),
+                            Some(Pattern::parse(c.trim())?),
+                        ),
                         None => (Some(Pattern::parse(p)?), None),
                     },
                     None => (None, None),
@@ -226,7 +233,11 @@ impl Pattern {
                 None => (false, part),
             };
             if body.is_empty() {
-                return Err(format!("empty pattern at term {} of {:?}", i + 1, clip(text, 60)));
+                return Err(format!(
+                    "empty pattern at term {} of {:?}",
+                    i + 1,
+                    clip(text, 60)
+                ));
             }
             let test = if let Some(re) = body.strip_prefix("r:") {
                 Test::Regex(compile(re)?)

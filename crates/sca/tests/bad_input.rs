@@ -30,7 +30,10 @@ fn malformed_yaml_names_file_and_line() {
     assert!(e.starts_with("policy.yml:"), "{e}");
     assert!(!e.contains('\n'), "{e}");
     let e = refused("checks:\n  - {id: 1\n");
-    assert!(e.starts_with("policy.yml:2:") || e.starts_with("policy.yml:3:"), "{e}");
+    assert!(
+        e.starts_with("policy.yml:2:") || e.starts_with("policy.yml:3:"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -50,7 +53,10 @@ fn bad_rule_names_check_and_rule() {
 "
     );
     let e = refused(&text);
-    assert_eq!(e, "policy.yml:17: check 3001 rule 2: unknown rule type \"x:\"");
+    assert_eq!(
+        e,
+        "policy.yml:17: check 3001 rule 2: unknown rule type \"x:\""
+    );
 }
 
 #[test]
@@ -64,7 +70,10 @@ fn unsupported_regex_is_a_load_error_with_the_reason() {
 "
     );
     let e = refused(&text);
-    assert!(e.starts_with("policy.yml:11: check 5 rule 1: bad regex"), "{e}");
+    assert!(
+        e.starts_with("policy.yml:11: check 5 rule 1: bad regex"),
+        "{e}"
+    );
     assert!(e.contains("backreferences are not supported"), "{e}");
 }
 
@@ -73,23 +82,40 @@ fn missing_and_wrong_fields_are_refused() {
     // No checks at all, a check without rules, without a condition, a bad condition,
     // a bad severity, a duplicate id, no policy section.
     assert!(refused("policy:\n  id: t\n  name: T\n").contains("checks"));
-    let e = refused(&format!("{GOOD_HEAD}  - id: 1\n    title: x\n    condition: all\n    rules: []\n"));
+    let e = refused(&format!(
+        "{GOOD_HEAD}  - id: 1\n    title: x\n    condition: all\n    rules: []\n"
+    ));
     assert!(e.contains("check 1: no rules"), "{e}");
-    let e = refused(&format!("{GOOD_HEAD}  - id: 1\n    title: x\n    rules: ['f:/x']\n"));
-    assert!(e.starts_with("policy.yml:") && e.contains("missing field `condition`"), "{e}");
-    let e = refused(&format!("{GOOD_HEAD}  - id: 1\n    title: x\n    condition: most\n    rules: ['f:/x']\n"));
-    assert_eq!(e, "policy.yml:9: check 1: unknown condition \"most\" (all, any or none)");
+    let e = refused(&format!(
+        "{GOOD_HEAD}  - id: 1\n    title: x\n    rules: ['f:/x']\n"
+    ));
+    assert!(
+        e.starts_with("policy.yml:") && e.contains("missing field `condition`"),
+        "{e}"
+    );
+    let e = refused(&format!(
+        "{GOOD_HEAD}  - id: 1\n    title: x\n    condition: most\n    rules: ['f:/x']\n"
+    ));
+    assert_eq!(
+        e,
+        "policy.yml:9: check 1: unknown condition \"most\" (all, any or none)"
+    );
     let e = refused(&format!(
         "{GOOD_HEAD}  - id: 1\n    title: x\n    severity: urgent\n    condition: all\n    rules: ['f:/x']\n"
     ));
-    assert!(e.starts_with("policy.yml:9: check 1: unknown severity"), "{e}");
+    assert!(
+        e.starts_with("policy.yml:9: check 1: unknown severity"),
+        "{e}"
+    );
     let e = refused(&format!(
         "{GOOD_HEAD}  - id: 1\n    title: x\n    condition: all\n    rules: ['f:/x']\n  - id: 1\n    title: y\n    condition: all\n    rules: ['f:/y']\n"
     ));
     assert!(e.starts_with("policy.yml:11: check 1: duplicate"), "{e}");
     let e = refused("checks:\n  - id: 1\n    title: x\n    condition: all\n    rules: ['f:/x']\n");
     assert!(e.contains("policy"), "{e}");
-    let e = refused(&format!("{GOOD_HEAD}  - id: one\n    title: x\n    condition: all\n    rules: ['f:/x']\n"));
+    let e = refused(&format!(
+        "{GOOD_HEAD}  - id: one\n    title: x\n    condition: all\n    rules: ['f:/x']\n"
+    ));
     assert!(e.starts_with("policy.yml:7:"), "{e}");
 }
 
@@ -142,7 +168,11 @@ fn a_pathological_regex_returns() {
     let p = load("policy.yml", &text).unwrap();
     let r = run(&p, &RootHost::new(t.path()));
     assert_eq!(r.checks[0].result, Outcome::Fail);
-    assert!(r.checks[0].evidence[0].contains("no line matches"), "{:?}", r.checks[0]);
+    assert!(
+        r.checks[0].evidence[0].contains("no line matches"),
+        "{:?}",
+        r.checks[0]
+    );
 }
 
 #[test]
@@ -177,8 +207,17 @@ fn command_not_found_is_not_applicable() {
     );
     let p = load("policy.yml", &text).unwrap();
     let host = RootHost::new("/");
-    assert!(matches!(host.run("exit 0"), CommandOutput::Ran { code: Some(0), .. }));
+    assert!(matches!(
+        host.run("exit 0"),
+        CommandOutput::Ran { code: Some(0), .. }
+    ));
     let r = run(&p, &host);
     assert_eq!(r.checks[0].result, Outcome::NotApplicable);
-    assert!(r.checks[0].reason.as_deref().unwrap_or("").contains("not found"));
+    assert!(
+        r.checks[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("not found")
+    );
 }
