@@ -301,8 +301,17 @@ fn dir_rule(
                     ));
                 }
                 let path = format!("{d}/{}", e.name);
-                match e.kind {
-                    // Wazuh skips links: a link could lead the search out of the directory.
+                // Wazuh skips links; Hostward reads a link to a file (Debian's
+                // sites-enabled/* are links to sites-available/), resolved by the host inside
+                // its root. A link to a directory is still not descended: it could loop.
+                let kind = match e.kind {
+                    EntryKind::Symlink => match host.stat(&path) {
+                        Ok(EntryKind::File) => EntryKind::File,
+                        _ => EntryKind::Other,
+                    },
+                    k => k,
+                };
+                match kind {
                     EntryKind::Symlink | EntryKind::Other => {}
                     EntryKind::Dir if depth < DIR_DEPTH => stack.push((path, depth + 1)),
                     EntryKind::Dir => {}
@@ -388,9 +397,9 @@ fn command_rule(command: &str, content: Option<&Pattern>, host: &dyn Host) -> Fo
                     clip(line.trim_end(), EVIDENCE_CHARS)
                 ));
             }
-            LineMatch::No(None) if stream == "stdout" => {
+            LineMatch::No(None) if stream == "stdout" || stdout.trim().is_empty() => {
                 let excerpt = clip(text.trim(), EVIDENCE_CHARS).replace('\n', " | ");
-                misses.push(format!("`{cmd}` output: {excerpt}"));
+                misses.push(format!("`{cmd}` {stream}: {excerpt}"));
             }
             LineMatch::No(None) => {}
         }

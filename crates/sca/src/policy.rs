@@ -1,7 +1,9 @@
 //! A policy file in Wazuh's SCA YAML format, read into a [`Policy`] whose rules are parsed and
 //! whose regexes are compiled: every error names the file and the line, and for a rule the
 //! check id and the rule's position (1-based). Unknown keys are ignored, so Wazuh's `mitre`,
-//! `regex_type` and future fields load; missing required ones are refused.
+//! `regex_type` and future fields load; the fields Wazuh requires are required here too
+//! (policy id, file, name, description; requirements title, description, condition, rules;
+//! check id, title, condition, rules), `title` also spelled `name` as in Wazuh 5.
 
 use crate::rule::{Rule, clip};
 use crate::{Condition, Severity};
@@ -87,11 +89,9 @@ struct RawFile {
 #[derive(Deserialize)]
 struct RawPolicy {
     id: Scalar,
-    #[serde(default)]
-    file: Option<Scalar>,
+    file: Scalar,
     name: Scalar,
-    #[serde(default)]
-    description: Option<Scalar>,
+    description: Scalar,
     #[serde(default)]
     references: Option<Vec<Scalar>>,
 }
@@ -101,8 +101,7 @@ struct RawRequirements {
     // Wazuh 4 says `title`, Wazuh 5 `name`.
     #[serde(alias = "name")]
     title: Scalar,
-    #[serde(default)]
-    description: Option<Scalar>,
+    description: Scalar,
     condition: Spanned<String>,
     rules: Vec<Spanned<String>>,
 }
@@ -244,7 +243,7 @@ pub fn load(file: &str, text: &str) -> Result<Policy, PolicyError> {
                 .map_err(|m| err(r.condition.referenced.line(), None, None, m))?;
             Some(Requirements {
                 title: r.title.text(),
-                description: opt_text(r.description),
+                description: r.description.text(),
                 condition,
                 rules: parse_rules(r.rules, None, line)?,
             })
@@ -309,12 +308,9 @@ pub fn load(file: &str, text: &str) -> Result<Policy, PolicyError> {
     }
     Ok(Policy {
         id,
-        file: meta
-            .file
-            .map(Scalar::text)
-            .unwrap_or_else(|| file.to_string()),
+        file: meta.file.text(),
         name: meta.name.text(),
-        description: opt_text(meta.description),
+        description: meta.description.text(),
         references: texts(meta.references),
         requirements,
         checks,

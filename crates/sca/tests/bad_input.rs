@@ -81,7 +81,11 @@ fn unsupported_regex_is_a_load_error_with_the_reason() {
 fn missing_and_wrong_fields_are_refused() {
     // No checks at all, a check without rules, without a condition, a bad condition,
     // a bad severity, a duplicate id, no policy section.
-    assert!(refused("policy:\n  id: t\n  name: T\n").contains("checks"));
+    assert!(refused(GOOD_HEAD.trim_end_matches("checks:\n")).contains("missing field `checks`"));
+    let e = refused("policy:\n  id: t\n  name: T\n  description: d\nchecks: []\n");
+    assert!(e.contains("missing field `file`"), "{e}");
+    let e = refused(&GOOD_HEAD.replace("checks:\n", "checks: []\n"));
+    assert_eq!(e, "policy.yml:6: no checks");
     let e = refused(&format!(
         "{GOOD_HEAD}  - id: 1\n    title: x\n    condition: all\n    rules: []\n"
     ));

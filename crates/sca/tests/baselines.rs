@@ -126,6 +126,13 @@ fn evidence_names_file_line_and_text() {
         empty.evidence,
         ["rule 1: /etc/ssh/sshd_config:6: PermitEmptyPasswords yes"]
     );
+    // sites-enabled/default is a link (absolute, so resolved inside the root) to sites-available.
+    let nginx = run(&shipped("nginx.yml"), &host);
+    let autoindex = nginx.checks.iter().find(|c| c.id == 12003).unwrap();
+    assert_eq!(
+        autoindex.evidence,
+        ["rule 2: /etc/nginx/sites-enabled/default:5:         autoindex on;"]
+    );
     // The drop-in counts as well as the main file.
     let pw = report.checks.iter().find(|c| c.id == 10002).unwrap();
     assert_eq!(pw.evidence.len(), 2, "{pw:?}");
@@ -271,4 +278,25 @@ fn wazuh_style_policy_gives_the_expected_results() {
         by(509).evidence,
         ["rule 2: /etc/app/app.conf:3: workers = 16"]
     );
+}
+
+/// The shipped policies on this machine itself: whatever it is, every check has a verdict with
+/// evidence, or is not applicable with a reason (commands really run here, with a short limit).
+#[test]
+fn shipped_policies_run_on_the_live_host() {
+    let mut host = RootHost::new("/");
+    host.command_timeout = std::time::Duration::from_secs(5);
+    for name in POLICIES {
+        let report = run(&shipped(name), &host);
+        if !report.applicable {
+            assert!(report.reason.is_some(), "{name}");
+            continue;
+        }
+        for c in &report.checks {
+            match c.result {
+                Outcome::NotApplicable => assert!(c.reason.is_some(), "{name} {c:?}"),
+                _ => assert!(!c.evidence.is_empty(), "{name} {c:?}"),
+            }
+        }
+    }
 }
