@@ -8,13 +8,19 @@
 //! a filesystem root; commands run only when that root is `/`, in a process group killed at a
 //! time limit, with capped output.
 //!
-//! Semantics follow Wazuh: content rules match line by line; regexes are case-insensitive
-//! (Wazuh 5's PCRE2 flags) but run on the linear-time `regex` crate, so a pathological pattern
-//! cannot stall a scan and a backreference or look-around is refused at load; a rule on a
+//! Semantics follow Wazuh: content rules match line by line; regexes are case-insensitive and
+//! byte-wise with ASCII classes (Wazuh 5's PCRE2 flags, no UTF) but run on the linear-time
+//! `regex` crate, so a pathological pattern cannot stall a scan and a backreference or
+//! look-around is refused at load (PCRE spellings the crate lacks, `\/`, `\h`, a literal `{`,
+//! are translated: 69 of the 72 policies in Wazuh's ruleset load; the other three have regexes
+//! PCRE2 refuses too, or a Windows path); a rule on a
 //! missing file does not match; a check that cannot be evaluated (a command that is missing,
 //! killed, or not run; a file that cannot be read) is not applicable with the reason, never a
-//! pass. Hostward's additions: a check's optional `severity`, and a `*` glob in the last part
-//! of an `f:` path.
+//! pass. Hostward's additions: a check's optional `severity`, a `*` glob in the last part of
+//! an `f:` path, and `d:` searches that read links to files (Wazuh skips every link; Debian's
+//! nginx sites-enabled/ holds nothing else). One deliberate difference: a content rule on a
+//! missing file does not match (Wazuh 5 makes it not applicable), so `not f:/x -> r:...` holds
+//! where /x is absent, which is what a baseline forbidding a setting means.
 
 mod eval;
 pub mod host;

@@ -82,7 +82,7 @@ struct RawFile {
     #[serde(default)]
     requirements: Option<Spanned<RawRequirements>>,
     #[serde(default)]
-    variables: Option<BTreeMap<String, Spanned<Scalar>>>,
+    variables: Option<BTreeMap<String, Spanned<Option<OneOrMany>>>>,
     checks: Spanned<Vec<Spanned<RawCheck>>>,
 }
 
@@ -93,7 +93,7 @@ struct RawPolicy {
     name: Scalar,
     description: Scalar,
     #[serde(default)]
-    references: Option<Vec<Scalar>>,
+    references: Option<References>,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +120,7 @@ struct RawCheck {
     #[serde(default)]
     compliance: Option<RawCompliance>,
     #[serde(default)]
-    references: Option<Vec<Scalar>>,
+    references: Option<References>,
     #[serde(default)]
     severity: Option<Spanned<String>>,
     condition: Spanned<String>,
@@ -140,6 +140,22 @@ enum RawCompliance {
 enum OneOrMany {
     Many(Vec<Scalar>),
     One(Scalar),
+}
+
+/// References as Wazuh's policies write them: a list of URLs, one string, or list items that
+/// YAML reads as one-key maps (`- Title: https://...`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum References {
+    Many(Vec<Reference>),
+    One(Scalar),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Reference {
+    Text(Scalar),
+    Titled(BTreeMap<String, Scalar>),
 }
 
 /// A YAML scalar taken as text whatever it looks like (`5.2.1`, `4.1`, `true`).
@@ -167,11 +183,21 @@ fn opt_text(s: Option<Scalar>) -> String {
     s.map(Scalar::text).unwrap_or_default()
 }
 
-fn texts(v: Option<Vec<Scalar>>) -> Vec<String> {
-    v.unwrap_or_default()
-        .into_iter()
-        .map(Scalar::text)
-        .collect()
+fn texts(v: Option<References>) -> Vec<String> {
+    match v {
+        None => Vec::new(),
+        Some(References::One(s)) => vec![s.text()],
+        Some(References::Many(v)) => v
+            .into_iter()
+            .flat_map(|r| match r {
+                Reference::Text(s) => vec![s.text()],
+                Reference::Titled(m) => m
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}: {}", v.text()))
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// Loads a policy from its text; `file` names it in errors (a file name or path).
@@ -212,7 +238,17 @@ pub fn load(file: &str, text: &str) -> Result<Policy, PolicyError> {
                 format!("variable {:?} must start with '$'", clip(&name, 40)),
             ));
         }
-        vars.push((name, value.value.text()));
+        let text = match value.value {
+            None => String::new(),
+            Some(OneOrMany::One(s)) => s.text(),
+            // A list is Wazuh's comma-separated alternatives written as YAML.
+            Some(OneOrMany::Many(v)) => v
+                .into_iter()
+                .map(Scalar::text)
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        vars.push((name, text));
     }
     // Longest first, so `$sshd_files` is not taken for `$sshd` followed by "_files".
     vars.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));

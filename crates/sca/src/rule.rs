@@ -5,7 +5,7 @@
 //! minterms joined by ` && `, each optionally `!`-negated: `r:REGEX`, `n:REGEX compare OP N`, or a
 //! literal that must equal a whole line. For `d:` the pattern is `NAME_PATTERN[ -> CONTENT]`.
 
-use regex::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 use std::fmt;
 
 /// Compiled-program bound per regex: a policy's regex cannot make the engine build an automaton
@@ -118,16 +118,17 @@ impl Test {
     /// Whether this test holds on one line.
     pub fn matches(&self, line: &str) -> bool {
         match self {
-            Test::Regex(r) => r.is_match(line),
+            Test::Regex(r) => r.is_match(line.as_bytes()),
             Test::Literal(l) => line == l,
             Test::Numeric { regex, op, value } => {
-                let Some(caps) = regex.captures(line) else {
+                let Some(caps) = regex.captures(line.as_bytes()) else {
                     return false;
                 };
                 let m = caps.get(1).or_else(|| caps.get(0));
                 // A capture that is not a number (or overflows) is a line that does not match,
                 // rather than an error: the line is simply not the one the rule is about.
-                m.and_then(|m| m.as_str().trim().parse::<i64>().ok())
+                m.and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
+                    .and_then(|s| s.trim().parse::<i64>().ok())
                     .is_some_and(|n| op.holds(n, *value))
             }
         }
@@ -285,13 +286,15 @@ fn parse_numeric(expr: &str) -> Result<Test, String> {
     })
 }
 
-/// Compiles a policy regex as Wazuh 5 does (PCRE2, case-insensitive) but with the linear-time
-/// `regex` crate: what it refuses (backreferences, look-around) is a load error with the reason.
+/// Compiles a policy regex as Wazuh 5 does (PCRE2 without UTF: byte-wise, ASCII classes,
+/// case-insensitive) but with the linear-time `regex` crate: what it refuses (backreferences,
+/// look-around) is a load error with the reason.
 fn compile(pattern: &str) -> Result<Regex, String> {
     if pattern.is_empty() {
         return Err("empty regex".into());
     }
-    RegexBuilder::new(pattern)
+    RegexBuilder::new(&from_pcre(pattern))
+        .unicode(false)
         .case_insensitive(true)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
@@ -307,6 +310,94 @@ fn compile(pattern: &str) -> Result<Regex, String> {
                 .unwrap_or_else(|| full.lines().last().unwrap_or("").trim().to_string());
             format!("bad regex {:?}: {reason}", clip(pattern, 60))
         })
+}
+
+/// The PCRE spellings Wazuh policies use that the `regex` crate spells otherwise: an escaped
+/// character that needs no escape (`\/`, `\ `, `\"`), `\h`/`\H` (horizontal space), and a `{`
+/// that starts no repetition (`${var}`), which PCRE takes literally.
+fn from_pcre(p: &str) -> String {
+    let chars: Vec<char> = p.chars().collect();
+    let mut out = String::with_capacity(p.len() + 8);
+    let mut in_class = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' if i + 1 < chars.len() => {
+                let n = chars[i + 1];
+                i += 2;
+                match n {
+                    'h' if in_class => out.push_str(" \\t"),
+                    'h' => out.push_str("[ \\t]"),
+                    'H' if !in_class => out.push_str("[^ \\t\\n]"),
+                    _ if n.is_ascii_punctuation() || n == ' ' => {
+                        if regex::escape(n.encode_utf8(&mut [0; 4])).starts_with('\\') {
+                            out.push('\\');
+                        }
+                        out.push(n);
+                    }
+                    _ => {
+                        out.push('\\');
+                        out.push(n);
+                    }
+                }
+                continue;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A ']' first in a class (or after '^') is literal.
+                if chars.get(i + 1) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            '{' if !in_class && !starts_repetition(&chars[i..]) => out.push_str("\\{"),
+            '}' if !in_class => {
+                // Closing a repetition we kept, or a literal one.
+                let open = out.rfind('{');
+                let closed = out.rfind('}');
+                let kept =
+                    open.is_some_and(|o| closed.is_none_or(|c| c < o) && !out[..o].ends_with('\\'));
+                if kept {
+                    out.push('}');
+                } else {
+                    out.push_str("\\}");
+                }
+            }
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `{n}`, `{n,}` or `{n,m}` at the start of `s`.
+fn starts_repetition(s: &[char]) -> bool {
+    let mut i = 1;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while s.get(*i).is_some_and(char::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !digits(&mut i) {
+        return false;
+    }
+    if s.get(i) == Some(&',') {
+        i += 1;
+        digits(&mut i);
+    }
+    s.get(i) == Some(&'}')
 }
 
 fn split_paths(target: &str) -> Result<Vec<String>, String> {
@@ -506,7 +597,7 @@ mod tests {
         assert!(e.starts_with("bad regex"), "{e}");
         assert!(!e.contains('\n'), "{e}");
         // Over the size limit: a bounded repetition that would compile to a huge program.
-        let e = err(r"f:/x -> r:(\w{100}){100}");
+        let e = err(r"f:/x -> r:(\w{1000}){1000}");
         assert!(e.starts_with("bad regex"), "{e}");
     }
 
@@ -522,6 +613,35 @@ mod tests {
         ] {
             ok(r);
         }
+    }
+
+    #[test]
+    fn pcre_spellings_are_translated() {
+        assert_eq!(from_pcre(r"\/sbin\/x"), "/sbin/x");
+        assert_eq!(from_pcre(r"a\ b\.c\-"), r"a b\.c\-");
+        assert_eq!(from_pcre(r"x\Hy\h"), r"x[^ \t\n]y[ \t]");
+        assert_eq!(from_pcre(r"[\h,]"), r"[ \t,]");
+        assert_eq!(from_pcre(r"\d{2,3}x{4}"), r"\d{2,3}x{4}");
+        assert_eq!(from_pcre(r"${grub_cfg}"), r"$\{grub_cfg\}");
+        assert_eq!(from_pcre(r"[{}]"), r"[{}]");
+        assert_eq!(from_pcre(r"[]a]"), r"[\]a]");
+        // The regexes of Wazuh's own policies these stand for compile and match.
+        // ($ is an anchor there, in PCRE as here: it compiles, and matches what PCRE would.)
+        let re = compile(r#"if \[ "x${grub_cfg}" != "x" \]; then"#).unwrap();
+        assert!(!re.is_match(br#"if [ "x${grub_cfg}" != "x" ]; then"#));
+        let re = compile(r"\/sbin\/(auditctl|auditd)\H\*\b").unwrap();
+        assert!(re.is_match(b"/sbin/auditdX*y"));
+        assert!(!re.is_match(b"/sbin/auditd *y"));
+    }
+
+    #[test]
+    fn classes_are_ascii_as_in_pcre() {
+        // Many \w in alternation: with Unicode classes this is megabytes of program.
+        let alts = vec![r"-\w\w\w\ww\w\w\w\w"; 200].join("|");
+        compile(&alts).unwrap();
+        let re = compile(r"^\w+$").unwrap();
+        assert!(re.is_match(b"abc_1"));
+        assert!(!re.is_match("é".as_bytes()));
     }
 
     #[test]
