@@ -319,6 +319,7 @@ fn from_pcre(p: &str) -> String {
     let chars: Vec<char> = p.chars().collect();
     let mut out = String::with_capacity(p.len() + 8);
     let mut in_class = false;
+    let mut in_repetition = false;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -360,14 +361,17 @@ fn from_pcre(p: &str) -> String {
                 in_class = false;
                 out.push(c);
             }
-            '{' if !in_class && !starts_repetition(&chars[i..]) => out.push_str("\\{"),
+            '{' if !in_class => {
+                if starts_repetition(&chars[i..]) {
+                    in_repetition = true;
+                    out.push('{');
+                } else {
+                    out.push_str("\\{");
+                }
+            }
             '}' if !in_class => {
-                // Closing a repetition we kept, or a literal one.
-                let open = out.rfind('{');
-                let closed = out.rfind('}');
-                let kept =
-                    open.is_some_and(|o| closed.is_none_or(|c| c < o) && !out[..o].ends_with('\\'));
-                if kept {
+                if in_repetition {
+                    in_repetition = false;
                     out.push('}');
                 } else {
                     out.push_str("\\}");
@@ -625,6 +629,10 @@ mod tests {
         assert_eq!(from_pcre(r"${grub_cfg}"), r"$\{grub_cfg\}");
         assert_eq!(from_pcre(r"[{}]"), r"[{}]");
         assert_eq!(from_pcre(r"[]a]"), r"[\]a]");
+        assert_eq!(from_pcre(r"[{]x}a{2}}"), r"[{]x\}a{2}\}");
+        for p in [r"a}", r"[{]x}", r"{", r"x{,3}", r"\\{1}", r"[^]x]{2}"] {
+            compile(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        }
         // The regexes of Wazuh's own policies these stand for compile and match.
         // ($ is an anchor there, in PCRE as here: it compiles, and matches what PCRE would.)
         let re = compile(r#"if \[ "x${grub_cfg}" != "x" \]; then"#).unwrap();

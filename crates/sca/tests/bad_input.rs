@@ -147,9 +147,46 @@ fn unknown_keys_are_ignored_and_both_compliance_shapes_load() {
     );
     let p = load("policy.yml", &text).unwrap();
     assert_eq!(p.checks[0].title, "wazuh 5 spelling");
+    assert_eq!(p.file, "t.yml");
     assert_eq!(p.checks[0].compliance["cis"], ["5.1.20", "4.1"]);
     assert_eq!(p.checks[0].compliance["pci_dss"], ["2.2"]);
     assert_eq!(p.checks[1].compliance["ssg"], ["sshd_disable_root_login"]);
+}
+
+#[test]
+fn references_and_variables_load_in_every_shape_wazuh_policies_use() {
+    let text = "policy:
+  id: t
+  file: t.yml
+  name: T
+  description: d
+  references: https://one.example/
+variables:
+  $empty:
+  $list: [/etc/a, /etc/b]
+  $plain: /etc/c,/etc/d
+checks:
+  - id: 1
+    title: titled references
+    references:
+      - AppArmor Documentation: https://two.example/
+      - https://three.example/
+    condition: any
+    rules:
+      - 'f:$list'
+      - 'f:$plain'
+";
+    let p = load("policy.yml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.references, ["https://one.example/"]);
+    assert_eq!(
+        p.checks[0].references,
+        [
+            "AppArmor Documentation: https://two.example/",
+            "https://three.example/"
+        ]
+    );
+    assert_eq!(p.checks[0].rules[0].text, "f:/etc/a,/etc/b");
+    assert_eq!(p.checks[0].rules[1].text, "f:/etc/c,/etc/d");
 }
 
 #[test]
