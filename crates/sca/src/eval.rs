@@ -372,7 +372,8 @@ fn command_rule(command: &str, content: Option<&Pattern>, host: &dyn Host) -> Fo
     }
     let cmd = clip(command, 80);
     let Some(p) = content else {
-        return Found::Yes(vec![format!("`{cmd}` ran (exit {code:?})")]);
+        let how = code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"));
+        return Found::Yes(vec![format!("`{cmd}` ran ({how})")]);
     };
     // Wazuh matches the pattern on stdout, then on stderr.
     let mut misses = Vec::new();
