@@ -108,9 +108,11 @@ struct RawRequirements {
 
 #[derive(Deserialize)]
 struct RawCheck {
-    id: Spanned<i64>,
-    #[serde(alias = "name")]
-    title: Scalar,
+    // Required fields are checked after parsing, so a refusal can name the check.
+    #[serde(default)]
+    id: Option<Spanned<i64>>,
+    #[serde(default, alias = "name")]
+    title: Option<Scalar>,
     #[serde(default)]
     description: Option<Scalar>,
     #[serde(default)]
@@ -123,8 +125,10 @@ struct RawCheck {
     references: Option<References>,
     #[serde(default)]
     severity: Option<Spanned<String>>,
-    condition: Spanned<String>,
-    rules: Vec<Spanned<String>>,
+    #[serde(default)]
+    condition: Option<Spanned<String>>,
+    #[serde(default)]
+    rules: Option<Vec<Spanned<String>>>,
 }
 
 /// Wazuh 4 writes `- cis: ["1.1"]` items, Wazuh 5 a map; ids may be unquoted numbers.
@@ -291,17 +295,24 @@ pub fn load(file: &str, text: &str) -> Result<Policy, PolicyError> {
     for c in raw.checks.value {
         let line = c.referenced.line();
         let c = c.value;
-        let id = c.id.value;
+        let Some(id_at) = c.id else {
+            return Err(err(line, None, None, "check without an id".into()));
+        };
+        let id = id_at.value;
+        let missing = |field: &str| err(line, Some(id), None, format!("missing field `{field}`"));
+        let title = c.title.ok_or_else(|| missing("title"))?;
+        let condition_at = c.condition.ok_or_else(|| missing("condition"))?;
+        let rules = c.rules.ok_or_else(|| missing("rules"))?;
         if !seen.insert(id) {
             return Err(err(
-                c.id.referenced.line(),
+                id_at.referenced.line(),
                 Some(id),
                 None,
                 "duplicate check id".into(),
             ));
         }
-        let condition = parse_condition(&c.condition)
-            .map_err(|m| err(c.condition.referenced.line(), Some(id), None, m))?;
+        let condition = parse_condition(&condition_at)
+            .map_err(|m| err(condition_at.referenced.line(), Some(id), None, m))?;
         let severity = match c.severity {
             None => Severity::Medium,
             Some(s) => Severity::parse(&s.value).ok_or_else(|| {
@@ -323,7 +334,7 @@ pub fn load(file: &str, text: &str) -> Result<Policy, PolicyError> {
         };
         checks.push(Check {
             id,
-            title: c.title.text(),
+            title: title.text(),
             description: opt_text(c.description),
             rationale: opt_text(c.rationale),
             remediation: opt_text(c.remediation),
@@ -331,7 +342,7 @@ pub fn load(file: &str, text: &str) -> Result<Policy, PolicyError> {
             references: texts(c.references),
             severity,
             condition,
-            rules: parse_rules(c.rules, Some(id), line)?,
+            rules: parse_rules(rules, Some(id), line)?,
         });
     }
     if checks.is_empty() {

@@ -93,10 +93,15 @@ fn missing_and_wrong_fields_are_refused() {
     let e = refused(&format!(
         "{GOOD_HEAD}  - id: 1\n    title: x\n    rules: ['f:/x']\n"
     ));
-    assert!(
-        e.starts_with("policy.yml:") && e.contains("missing field `condition`"),
-        "{e}"
-    );
+    assert_eq!(e, "policy.yml:7: check 1: missing field `condition`");
+    let e = refused(&format!(
+        "{GOOD_HEAD}  - id: 1\n    condition: all\n    rules: ['f:/x']\n"
+    ));
+    assert_eq!(e, "policy.yml:7: check 1: missing field `title`");
+    let e = refused(&format!(
+        "{GOOD_HEAD}  - title: x\n    condition: all\n    rules: ['f:/x']\n"
+    ));
+    assert_eq!(e, "policy.yml:7: check without an id");
     let e = refused(&format!(
         "{GOOD_HEAD}  - id: 1\n    title: x\n    condition: most\n    rules: ['f:/x']\n"
     ));
