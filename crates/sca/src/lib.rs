@@ -1,0 +1,144 @@
+//! Configuration baselines: policies in Wazuh's SCA YAML format (so the policies security teams
+//! already keep load as they are), evaluated against a host into pass / fail / not applicable
+//! with evidence.
+//!
+//! Pure but for the [`Host`] it is given: [`load`] parses a policy's text (every error names
+//! file, line, and for a rule the check id and rule position), [`run`] evaluates it through the
+//! host's files, directory listings, processes and commands. [`RootHost`] is the real host over
+//! a filesystem root; commands run only when that root is `/`, in a process group killed at a
+//! time limit, with capped output.
+//!
+//! Semantics follow Wazuh: content rules match line by line; regexes are case-insensitive and
+//! byte-wise with ASCII classes (Wazuh 5's PCRE2 flags, no UTF) but run on the linear-time
+//! `regex` crate, so a pathological pattern cannot stall a scan and a backreference or
+//! look-around is refused at load (PCRE spellings the crate lacks, `\/`, `\h`, a literal `{`,
+//! are translated: 69 of the 72 policies in Wazuh's ruleset load; the other three have regexes
+//! PCRE2 refuses too, or a Windows path); a rule on a
+//! missing file does not match; a check that cannot be evaluated (a command that is missing,
+//! killed, or not run; a file that cannot be read) is not applicable with the reason, never a
+//! pass. Hostward's additions: a check's optional `severity`, a `*` glob in the last part of
+//! an `f:` path, and `d:` searches that read links to files (Wazuh skips every link; Debian's
+//! nginx sites-enabled/ holds nothing else). One deliberate difference: a content rule on a
+//! missing file does not match (Wazuh 5 makes it not applicable), so `not f:/x -> r:...` holds
+//! where /x is absent, which is what a baseline forbidding a setting means.
+
+mod eval;
+pub mod host;
+mod policy;
+pub mod rule;
+
+pub use host::{CommandOutput, DirEntry, EntryKind, Host, RootHost};
+pub use policy::{Check, Policy, PolicyError, Requirements, load};
+pub use rule::Rule;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How a check's rules combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    /// Every rule matches.
+    All,
+    /// At least one rule matches.
+    Any,
+    /// No rule matches.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "critical" => Self::Critical,
+            "high" => Self::High,
+            "medium" => Self::Medium,
+            "low" => Self::Low,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    NotApplicable,
+}
+
+/// One check's result on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub id: i64,
+    pub title: String,
+    pub result: Outcome,
+    /// Why a check is not applicable.
+    pub reason: Option<String>,
+    /// What decided it: `path:line: text`, a command's output, `path: no such file`, each
+    /// prefixed with the rule's position (`rule 2: ...`).
+    pub evidence: Vec<String>,
+    pub severity: Severity,
+    pub rationale: String,
+    pub remediation: String,
+    pub compliance: BTreeMap<String, Vec<String>>,
+}
+
+/// A policy's results on one host. `applicable` false (requirements not met on this host,
+/// `reason` says which) comes with no check results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyReport {
+    pub policy_id: String,
+    pub name: String,
+    pub applicable: bool,
+    pub reason: Option<String>,
+    pub checks: Vec<CheckResult>,
+}
+
+/// Evaluates every check of `policy` on `host`, after its requirements.
+pub fn run(policy: &Policy, host: &dyn Host) -> PolicyReport {
+    let mut report = PolicyReport {
+        policy_id: policy.id.clone(),
+        name: policy.name.clone(),
+        applicable: true,
+        reason: None,
+        checks: Vec::new(),
+    };
+    if let Some(req) = &policy.requirements {
+        let v = eval::eval_rules(req.condition, &req.rules, host);
+        if v.outcome != Outcome::Pass {
+            let mut why = format!("requirements not met: {}", req.title);
+            if let Some(r) = v.reason {
+                why.push_str(&format!(" ({r})"));
+            } else if !v.evidence.is_empty() {
+                why.push_str(&format!(" ({})", v.evidence.join("; ")));
+            }
+            report.applicable = false;
+            report.reason = Some(why);
+            return report;
+        }
+    }
+    for c in &policy.checks {
+        let v = eval::eval_rules(c.condition, &c.rules, host);
+        report.checks.push(CheckResult {
+            id: c.id,
+            title: c.title.clone(),
+            result: v.outcome,
+            reason: v.reason,
+            evidence: v.evidence,
+            severity: c.severity,
+            rationale: c.rationale.clone(),
+            remediation: c.remediation.clone(),
+            compliance: c.compliance.clone(),
+        });
+    }
+    report
+}
