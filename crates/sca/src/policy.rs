@@ -315,7 +315,7 @@ pub fn load(file: &str, text: &str) -> Result<Policy, PolicyError> {
             .map_err(|m| err(condition_at.referenced.line(), Some(id), None, m))?;
         let severity = match c.severity {
             None => Severity::Medium,
-            Some(s) => Severity::parse(&s.value).ok_or_else(|| {
+            Some(s) => Severity::parse(&s.value.trim().to_ascii_lowercase()).ok_or_else(|| {
                 err(
                     s.referenced.line(),
                     Some(id),

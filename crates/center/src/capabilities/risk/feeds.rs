@@ -54,7 +54,7 @@ pub fn wanted(configured: &[String], os_ids: &[String]) -> Vec<String> {
 
 /// How often the fleet's operating systems are looked at again (a new one's feeds are
 /// fetched then).
-const RECHECK: Duration = Duration::from_secs(300);
+const RECHECK: Duration = Duration::from_secs(60);
 
 /// A failed fetch is tried again after this long (or the fetch interval, if shorter).
 const RETRY: Duration = Duration::from_secs(3600);
