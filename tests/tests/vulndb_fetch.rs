@@ -1,7 +1,7 @@
 //! The center fetches its vulnerability feeds itself: an OSV export and a Debian Security
 //! Tracker JSON served over HTTPS by a real nginx on loopback (its certificate from a CA made for
 //! the test, which the center is told to trust), fetched at start and imported, the source shown
-//! without credentials; an agent's server then leaves `pending` for a verdict once its checks
+//! without credentials, a missing feed's failure logged without them; an agent's server then leaves `pending` for a verdict once its checks
 //! have run. The public feeds chosen by the fleet's operating systems are unit-tested
 //! (capabilities/risk/feeds.rs): tests never reach the internet.
 
@@ -34,8 +34,9 @@ async fn feeds_are_fetched_over_https_at_start_and_imported() -> Result<()> {
         std::fs::write(www.join("tracker.json"), serde_json::to_vec(&tracker)?)?;
         let (_nginx, port, ca) = hostward_e2e::web::nginx_https(&env, &www, "tracker.json").await?;
 
+        // A third feed is missing (404): its failure is logged without its secret query.
         let urls = format!(
-            "https://feed-user:secret@127.0.0.1:{port}/osv/advisory.json,https://127.0.0.1:{port}/tracker.json?token=secret"
+            "https://feed-user:secret@127.0.0.1:{port}/osv/advisory.json,https://127.0.0.1:{port}/tracker.json?token=secret,https://127.0.0.1:{port}/missing.json?token=secret"
         );
         let opts = CenterOpts {
             extra_args: vec![
@@ -64,6 +65,16 @@ async fn feeds_are_fetched_over_https_at_start_and_imported() -> Result<()> {
         ensure!(
             text.contains(&format!("https://127.0.0.1:{port}/tracker.json")),
             "the source is named: {text}"
+        );
+        let log = wait_until("the missing feed's failure logged", secs(30), millis(250), || async {
+            let log = center.stderr();
+            ensure!(log.contains("vulnerability feed fetch failed"), "not yet");
+            Ok(log)
+        })
+        .await?;
+        ensure!(
+            log.contains("/missing.json") && log.contains("404") && !log.contains("secret"),
+            "named, why, and no secret: {log}"
         );
 
         // With a database, a server whose checks ran gets a verdict: the agent's first scan.

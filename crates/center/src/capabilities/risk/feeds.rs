@@ -140,12 +140,19 @@ async fn fetch_once(
         .connect_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(1800))
         .build()?;
-    let mut resp = client.get(url).send().await?.error_for_status()?;
+    // reqwest's errors carry the URL, whose credentials or query may be secrets: logged
+    // without it (the caller names the feed by its public form).
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| e.without_url())?;
     let part = state.config.data_dir.join("vulndb-download.part");
     let result = async {
         let mut file = tokio::fs::File::create(&part).await?;
         let (mut size, mut hash, mut head) = (0usize, sha2::Sha256::new(), Vec::new());
-        while let Some(chunk) = resp.chunk().await? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.without_url())? {
             size += chunk.len();
             anyhow::ensure!(
                 size <= MAX_DOWNLOAD,
