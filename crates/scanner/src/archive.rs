@@ -85,12 +85,15 @@ pub fn members(
         let by_ratio = compressed.max(1).saturating_mul(l.max_ratio).max(1 << 20);
         let left = budget.load(Ordering::Relaxed);
         let cap = l.max_member.min(by_ratio);
+        let spent = || {
+            format!(
+                "{name}: not expanded, the file's members already expand to the limit of {} bytes",
+                l.max_total
+            )
+        };
         let bytes = capped(r, cap.min(left), name).map_err(|e| {
             if left < cap {
-                format!(
-                    "{name}: not expanded, the file's members already expand to the limit of {} bytes",
-                    l.max_total
-                )
+                spent()
             } else {
                 format!("bomb or oversized member: {e}")
             }
@@ -108,10 +111,7 @@ pub fn members(
             .is_err()
         {
             // Spent by another level meanwhile.
-            return Err(format!(
-                "{name}: not expanded, the file's members already expand to the limit of {} bytes",
-                l.max_total
-            ));
+            return Err(spent());
         }
         Ok(bytes)
     };

@@ -497,6 +497,20 @@ pub mod testdb {
         _pg: Option<PgTestDatabase>,
     }
 
+    /// Imports a vulnerability database of one advisory that matches nothing: enough for a
+    /// server's risk status to be more than `pending` once its checks ran.
+    pub async fn import_one_advisory(s: &Store) {
+        s.import_advisories(
+            "feed",
+            &[("X".into(), "{\"id\":\"X\"}".into())],
+            &[],
+            false,
+            "cli",
+        )
+        .await
+        .unwrap();
+    }
+
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());

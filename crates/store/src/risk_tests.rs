@@ -70,15 +70,7 @@ async fn risk_reason(s: &Store, id: &str) -> String {
 /// A database with one advisory, and a clean weak-password and password-policy report of
 /// `id`: the checks a status needs before it is more than `pending`.
 async fn checks_reported(s: &Store, id: &str) {
-    s.import_advisories(
-        "feed",
-        &[("X".into(), "{\"id\":\"X\"}".into())],
-        &[],
-        false,
-        "cli",
-    )
-    .await
-    .unwrap();
+    testdb::import_one_advisory(s).await;
     s.store_records(id, &[(1, Message::Risk(report(vec![], vec![])))])
         .await
         .unwrap();
@@ -448,15 +440,7 @@ async fn risk_reports_replace_each_check_and_set_the_status() {
             "no vulnerability database imported",
             "{backend}"
         );
-        s.import_advisories(
-            "feed",
-            &[("X".into(), "{\"id\":\"X\"}".into())],
-            &[],
-            false,
-            "cli",
-        )
-        .await
-        .unwrap();
+        testdb::import_one_advisory(s).await;
         // The import reaches the status when the analyzer matched the server against it.
         s.apply_vuln_matches(&id, 1, &[]).await.unwrap();
         assert_eq!(risk(s, &id).await.0, "risky", "{backend}");

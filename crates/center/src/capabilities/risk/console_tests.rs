@@ -34,17 +34,7 @@ impl Env {
             restart: "service".into(),
         };
         // A database to match against: without one the risk status stays pending.
-        self.state
-            .store
-            .import_advisories(
-                "feed",
-                &[("X".into(), "{\"id\":\"X\"}".into())],
-                &[],
-                false,
-                "cli",
-            )
-            .await
-            .unwrap();
+        hostward_store::testdb::import_one_advisory(&self.state.store).await;
         self.state
             .store
             .apply_vuln_matches(
