@@ -21,8 +21,10 @@ const BURST: usize = 10;
 /// `for f in <glob>; do openssl enc …; rm "$f"; done`: one `openssl` and one `rm` per file, as
 /// the simplest ransomware does it.
 const ENCRYPT: &str = r#"#!/bin/bash
+shopt -s globstar
 cd "$1" || exit 3
 for f in $2; do
+  [ -f "$f" ] || continue
   openssl enc -aes-256-cbc -pbkdf2 -salt -in "$f" -out "$f.enc" -pass pass:hostward 2>/dev/null && rm -f "$f"
 done
 "#;
@@ -153,14 +155,20 @@ async fn ransomware_is_stopped_within_the_bound_and_the_files_come_back_byte_for
         }
         ensure!(names(&docs, ".enc")?.is_empty(), "the encrypted copies are gone");
 
-        // The baits: a script walking the directory meets one first and is stopped there.
-        let (status, _) = encrypt(&env, &dir, &data, "*").await?;
+        // The baits: a script walking the whole tree meets one first (`!0-…` sorts before
+        // docs/) and is stopped there, by the bait rule, long before the 200 files behind it.
+        let (status, took) = encrypt(&env, &dir, &data, "**").await?;
+        let encrypted = names(&docs, ".enc")?.len();
+        println!("bait: the script ended by signal {status:?} after {took:.2} s; {encrypted} of the {FILES} files behind the bait encrypted");
         ensure!(status == Some(9), "the bait script was killed: {status:?}");
         let a = wait_alarm_where(&api, "type=ransomware", "the bait's ransomware alarm", secs(30), |a| a["evidence"]["rule"] == "bait").await?;
         ensure!(a["evidence"]["details"][0].as_str().is_some_and(|d| d.starts_with("bait file ") && d.contains("!0-")), "{a}");
-        let touched = names(&docs, ".enc")?.len() + names(&data, ".enc")?.len();
-        println!("bait: the script was stopped at the first bait; {touched} encrypted copies left");
-        ensure!(names(&docs, ".txt")?.len() == FILES, "docs/ comes after the bait and is intact");
+        ensure!(a["evidence"]["details"].to_string().contains(&format!("script: {script}")), "the bait stopped the script: {a}");
+        ensure!(encrypted < FILES / 2, "{encrypted} files behind the bait encrypted");
+        // docs/ back as it was, by the API again, for the snapshot below to see one change.
+        let done = restore(&api, &server, json!({"at": runtime::unix_now(), "paths": [docs.display().to_string()], "remove_new": true})).await?;
+        ensure!(done["output"]["removed"] == encrypted as u64, "{done}");
+        ensure!(names(&docs, ".txt")?.len() == FILES && names(&docs, ".enc")?.is_empty(), "docs/ restored");
 
         // A snapshot on demand, and a single file back from the first snapshot by id.
         for n in names(&data, ".enc")? {

@@ -668,8 +668,8 @@ fn ops(mask: u64) -> Vec<Op> {
 
 /// The writer and the process that started it: from /proc when the writer still ran (or was a
 /// zombie naming its parent) at the event, else from the runtime sensor's table (it keeps
-/// exited processes 30 s), asked again once after a short wait for the sensor's batch to
-/// bring the exec.
+/// exited processes 30 s), asked again for a while: the sensor drains its ring buffer every
+/// 100 ms (`DRAIN_MS`), so a reaped writer's exec may reach it that much after its file event.
 fn chain_of(
     seen: Option<ProcessInfo>,
     behaviour: Option<&crate::behaviour::Behaviour>,
@@ -680,8 +680,8 @@ fn chain_of(
         return std::iter::once(w).chain(parent).collect();
     }
     let Some(b) = behaviour else { return vec![w] };
-    // The sensor's read of a short-lived process's exec can trail its file event on a busy host.
-    for wait in [0, 20, 50, 100] {
+    // 370 ms in all: past one drain period and a busy host's scheduling delay.
+    for wait in [0, 20, 50, 100, 200] {
         std::thread::sleep(Duration::from_millis(wait));
         let ch = b.chain_blocking(w.pid);
         if ch.first().is_some_and(|p| !p.exe.is_empty()) {
