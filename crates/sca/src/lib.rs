@@ -34,6 +34,28 @@ pub use rule::Rule;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The policies Hostward ships (`content/sca/`), built into every binary that runs baselines:
+/// (file name, text). One line per policy; the `shipped` test checks the folder and this list
+/// agree.
+pub const SHIPPED: &[(&str, &str)] = &[
+    (
+        "debian.yml",
+        include_str!("../../../content/sca/debian.yml"),
+    ),
+    ("nginx.yml", include_str!("../../../content/sca/nginx.yml")),
+    ("redis.yml", include_str!("../../../content/sca/redis.yml")),
+    ("sshd.yml", include_str!("../../../content/sca/sshd.yml")),
+];
+
+/// The shipped policies, loaded. A shipped policy that does not load is a build defect the
+/// `shipped` test catches; here it is left out rather than stopping every scan.
+pub fn shipped() -> Vec<Policy> {
+    SHIPPED
+        .iter()
+        .filter_map(|(file, text)| load(file, text).ok())
+        .collect()
+}
+
 /// How a check's rules combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

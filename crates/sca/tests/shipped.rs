@@ -33,4 +33,16 @@ fn every_shipped_policy_loads_with_unique_check_ids() {
         files += 1;
     }
     assert!(files >= 4, "found {files} policies in {}", dir.display());
+    let listed: Vec<&str> = hostward_sca::SHIPPED.iter().map(|(f, _)| *f).collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yml") || n.ends_with(".yaml"))
+        .collect();
+    on_disk.sort();
+    assert_eq!(
+        listed, on_disk,
+        "SHIPPED in lib.rs lists every file of content/sca, sorted"
+    );
+    assert_eq!(hostward_sca::shipped().len(), files);
 }

@@ -63,6 +63,20 @@ pub enum Event {
 }
 
 impl Event {
+    /// When it happened, in boot-clock nanoseconds.
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Event::Exec(e) | Event::Killed(e) => e.ts_ns,
+            Event::Connect(c) | Event::Accept(c) => c.ts_ns,
+            Event::Fork { ts_ns, .. }
+            | Event::Exit { ts_ns, .. }
+            | Event::Creds { ts_ns, .. }
+            | Event::Ptrace { ts_ns, .. }
+            | Event::Memfd { ts_ns, .. }
+            | Event::Module { ts_ns, .. } => *ts_ns,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         match self {
             Event::Exec(e) | Event::Killed(e) => e.task.pid,

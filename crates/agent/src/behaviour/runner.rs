@@ -562,6 +562,9 @@ impl Runner {
         for f in found {
             self.emit(f).await;
         }
+        for f in self.det.release_relayed(hostward_sensor::boot_ns()) {
+            self.emit(f).await;
+        }
         if self.table.prune(hostward_sensor::boot_ns()) {
             crate::mem::release();
         }

@@ -226,6 +226,16 @@ impl Pipes {
     }
 }
 
+/// How long a relay's shell waits for the relay's connection before it is raised without one.
+const RELAY_WAIT_NS: u64 = 2_000_000_000;
+
+/// A relay's shell, found, waiting for the relay to connect.
+struct Relayed {
+    relay: u32,
+    until_ns: u64,
+    finding: Finding,
+}
+
 /// Everything the detectors remember between events.
 pub struct Detectors {
     pub cfg: Compiled,
@@ -239,6 +249,8 @@ pub struct Detectors {
     pub cpu: cpu::CpuWatch,
     /// Reverse shells raised recently, by pid.
     shells_seen: Vec<u32>,
+    /// Relays' shells held for the relay's connection (the peer), oldest first.
+    relayed: VecDeque<Relayed>,
     /// The agent's own pid: what it and its children do is not an attack.
     own_pid: u32,
 }
@@ -254,6 +266,7 @@ impl Detectors {
             accounts: accounts::Known::default(),
             cpu: cpu::CpuWatch::default(),
             shells_seen: Vec::new(),
+            relayed: VecDeque::new(),
             own_pid,
         }
     }
@@ -268,10 +281,13 @@ impl Detectors {
         if self.ours(t, ev.pid()) {
             return Vec::new();
         }
-        let mut out = Vec::new();
+        let mut out = self.release_relayed(ev.ts_ns());
         match ev {
             Event::Exec(e) => self.on_exec(e, t, &mut out),
-            Event::Connect(c) => network::on_connect(&self.cfg, c, t, &mut out),
+            Event::Connect(c) => {
+                self.relay_connected(c.task.pid, c.peer, &mut out);
+                network::on_connect(&self.cfg, c, t, &mut out)
+            }
             Event::Fork { task, .. } => process::cred_change(&self.cfg, task, t, &mut out),
             Event::Creds { task, .. } => process::setid(&self.cfg, task, t, &mut out),
             Event::Ptrace {
@@ -297,9 +313,17 @@ impl Detectors {
                 .any(|a| self.shells_seen.contains(&a.pid));
         if !under_shell {
             let before = out.len();
-            process::reverse_shell(&self.cfg, e, t, out);
+            let waits_for = process::reverse_shell(&self.cfg, e, t, out);
             if out.len() > before {
                 self.remember_shell(e.task.pid);
+                if let Some(relay) = waits_for {
+                    let finding = out.pop().expect("pushed above");
+                    self.relayed.push_back(Relayed {
+                        relay,
+                        until_ns: e.ts_ns + RELAY_WAIT_NS,
+                        finding,
+                    });
+                }
             }
         }
         process::privilege_escalation(&self.cfg, e, t, out);
@@ -323,6 +347,29 @@ impl Detectors {
             self.pipes.prune(e.ts_ns);
             commands::piped_download(&mut self.pipes, e, out);
         }
+    }
+
+    /// A held relay shell's alarm, now with the relay's connection as its peer.
+    fn relay_connected(&mut self, pid: u32, peer: SocketAddr, out: &mut Vec<Finding>) {
+        while let Some(i) = self.relayed.iter().position(|r| r.relay == pid) {
+            let mut f = self.relayed.remove(i).expect("found").finding;
+            f.key = format!("{} -> {peer}", f.key);
+            f.peer = Some(peer);
+            f.dialler = Some(pid);
+            out.push(f);
+        }
+    }
+
+    /// The held relay shells whose relay did not connect in time: raised without a peer.
+    pub fn release_relayed(&mut self, now_ns: u64) -> Vec<Finding> {
+        let mut out = Vec::new();
+        while self.relayed.front().is_some_and(|r| r.until_ns <= now_ns) {
+            let mut f = self.relayed.pop_front().expect("front").finding;
+            f.details
+                .push("the relay's connection was not seen: no peer known".into());
+            out.push(f);
+        }
+        out
     }
 
     fn remember_shell(&mut self, pid: u32) {

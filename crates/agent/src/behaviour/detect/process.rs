@@ -23,9 +23,11 @@ fn describe(fd: &Fd) -> String {
 /// A shell or interpreter whose standard input and output are an internet socket (bash
 /// `/dev/tcp`, `nc -e`, a dup2 in python/perl/php/ruby), or whose parent's are (a pty spawned
 /// by such a process: python `pty.spawn`), or that a socket relay started (`socat exec:`).
-pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>) {
+/// Some(relay pid) when the finding pushed is a relay's shell whose connection is not seen yet:
+/// `socat exec:… tcp:…` starts the shell before it connects, so the peer comes later.
+pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>) -> Option<u32> {
     if !cfg.on("reverse_shell") {
-        return;
+        return None;
     }
     let exe = e.exe();
     let name = name_of(&exe);
@@ -42,7 +44,7 @@ pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>
                     .any(|a| a.connections.contains(&peer))
         });
     if !is_shell(name) && !is_interpreter(name) && !dialled {
-        return;
+        return None;
     }
     let parent =
         e.parent_fds[0].is_inet() && (e.parent_fds[1].is_inet() || e.parent_fds[2].is_inet());
@@ -53,9 +55,10 @@ pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>
             is_relay(p.name()) || is_relay(&p.argv.first().cloned().unwrap_or_default())
         });
     if !own && !parent && !relay {
-        return;
+        return None;
     }
     let mut details = Vec::new();
+    let mut waits_for = None;
     let (peer, how) = if own {
         for (i, fd) in e.fds.iter().enumerate() {
             details.push(format!("{} is a {}", names[i], describe(fd)));
@@ -76,6 +79,7 @@ pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>
     } else {
         let p = parent_proc.expect("relay has a parent");
         details.push(format!("started by {} ({})", p.exe, p.command_line()));
+        waits_for = p.connections.is_empty().then_some(p.pid);
         (p.connections.last().copied(), "a socket relay started it")
     };
     details.insert(0, format!("{name} started and {how}"));
@@ -99,6 +103,7 @@ pub fn reverse_shell(cfg: &Compiled, e: &Exec, t: &Table, out: &mut Vec<Finding>
         dialler,
         ..Default::default()
     });
+    waits_for
 }
 
 /// A process raised to root by a set-user-ID program not on the allowed list, or that became
