@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod alarm;
+pub mod baseline;
 pub mod behaviour;
 pub mod bruteforce;
 pub mod fim;

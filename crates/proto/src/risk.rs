@@ -1,4 +1,5 @@
-//! Risk checks that run on the agent: weak passwords and the password-complexity policy.
+//! Risk checks that run on the agent: weak passwords, the password-complexity policy and the
+//! configuration baselines (their types are in [`crate::baseline`]).
 //!
 //! OS vulnerabilities are not here: the center matches them from the software inventory, so a
 //! new vulnerability feed re-matches every server without an agent rescan. What the agent sends
@@ -23,13 +24,16 @@ pub enum ScanCheck {
     Vulnerabilities,
     WeakPasswords,
     PasswordPolicy,
+    /// The configuration baselines (shipped and imported SCA policies).
+    Baselines,
 }
 
 impl ScanCheck {
-    pub const ALL: [ScanCheck; 3] = [
+    pub const ALL: [ScanCheck; 4] = [
         ScanCheck::Vulnerabilities,
         ScanCheck::WeakPasswords,
         ScanCheck::PasswordPolicy,
+        ScanCheck::Baselines,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl ScanCheck {
             ScanCheck::Vulnerabilities => "vulnerabilities",
             ScanCheck::WeakPasswords => "weak_passwords",
             ScanCheck::PasswordPolicy => "password_policy",
+            ScanCheck::Baselines => "baselines",
         }
     }
 }
@@ -48,10 +53,16 @@ pub struct ScanRequest {
     /// Empty: every check.
     #[serde(default)]
     pub checks: Vec<ScanCheck>,
+    /// Re-run this one baseline check only ("verify"): `checks` is then ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::baseline::CheckRef>,
 }
 
 impl ScanRequest {
     pub fn wants(&self, check: ScanCheck) -> bool {
+        if self.verify.is_some() {
+            return check == ScanCheck::Baselines;
+        }
         self.checks.is_empty() || self.checks.contains(&check)
     }
 }
@@ -96,6 +107,8 @@ pub struct RiskReport {
     pub weak_passwords: Option<WeakPasswordResult>,
     #[serde(default)]
     pub password_policy: Option<PasswordPolicyResult>,
+    #[serde(default)]
+    pub baselines: Option<crate::baseline::BaselineResult>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

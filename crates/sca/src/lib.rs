@@ -32,7 +32,6 @@ pub use policy::{Check, Policy, PolicyError, Requirements, load};
 pub use rule::Rule;
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// The policies Hostward ships (`content/sca/`), built into every binary that runs baselines:
 /// (file name, text). One line per policy; the `shipped` test checks the folder and this list
@@ -71,41 +70,8 @@ pub enum Condition {
 /// Hostward's one severity scale (a policy may write it in any case).
 pub use hostward_proto::Severity;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    NotApplicable,
-}
-
-/// One check's result on one host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub id: i64,
-    pub title: String,
-    pub result: Outcome,
-    /// Why a check is not applicable.
-    pub reason: Option<String>,
-    /// What decided it: `path:line: text`, a command's output, `path: no such file`, each
-    /// prefixed with the rule's position (`rule 2: ...`).
-    pub evidence: Vec<String>,
-    pub severity: Severity,
-    pub rationale: String,
-    pub remediation: String,
-    pub compliance: BTreeMap<String, Vec<String>>,
-}
-
-/// A policy's results on one host. `applicable` false (requirements not met on this host,
-/// `reason` says which) comes with no check results.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyReport {
-    pub policy_id: String,
-    pub name: String,
-    pub applicable: bool,
-    pub reason: Option<String>,
-    pub checks: Vec<CheckResult>,
-}
+/// The result types are the wire's: the agent sends them as they come out of [`run`].
+pub use hostward_proto::baseline::{CheckResult, Outcome, PolicyReport};
 
 /// Evaluates every check of `policy` on `host`, after its requirements.
 pub fn run(policy: &Policy, host: &dyn Host) -> PolicyReport {

@@ -1,4 +1,5 @@
-//! Handling history, one shape for everything people handle (vulnerability findings, alarms):
+//! Handling history, one shape for everything people handle (vulnerability findings, alarms,
+//! baseline results):
 //! who did what, from which state to which, and why.
 
 use serde::Serialize;
@@ -24,6 +25,8 @@ pub struct HandlingEntry {
 pub enum History {
     Finding,
     Alarm,
+    /// A server's result of one baseline check.
+    Baseline,
 }
 
 impl History {
@@ -32,6 +35,7 @@ impl History {
         match self {
             History::Finding => ("vuln_history", "finding_id"),
             History::Alarm => ("alarm_history", "alarm_id"),
+            History::Baseline => ("baseline_history", "finding_id"),
         }
     }
 }

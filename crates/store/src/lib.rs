@@ -10,6 +10,7 @@ pub mod admin;
 mod alarms;
 mod audit;
 mod auth;
+mod baseline;
 mod enrollment;
 mod fim;
 mod history;
@@ -29,6 +30,7 @@ mod tasks;
 pub use alarms::*;
 pub use audit::*;
 pub use auth::*;
+pub use baseline::*;
 pub use enrollment::*;
 pub use fim::*;
 pub use history::{HandlingEntry, History};
@@ -202,6 +204,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "risk_reason",
         include_str!("../migrations/0014_risk_reason.sql"),
+    ),
+    (
+        15,
+        "baselines",
+        include_str!("../migrations/0015_baselines.sql"),
     ),
 ];
 

@@ -220,6 +220,11 @@ pub struct RiskScanState {
     pub policy_scanned_at: Option<i64>,
     #[schema(value_type = Object)]
     pub policy_summary: serde_json::Value,
+    pub baseline_scanned_at: Option<i64>,
+    /// Policies run and applicable, checks passed / failed / not applicable, and imported
+    /// policies the agent could not run (`issues`).
+    #[schema(value_type = Object)]
+    pub baseline_summary: serde_json::Value,
     pub last_scan_at: Option<i64>,
     pub last_scan_trigger: String,
 }
@@ -318,8 +323,9 @@ async fn ensure_risk_state(tx: &mut Transaction<'static, Any>, server_id: &str) 
 /// Recomputes the server's risk counts and status from what is stored. `pending` until every
 /// check has reported at least once and vulnerabilities were matched against a database that
 /// holds advisories, with what is missing as the reason (what was found meanwhile is in the
-/// counts); then `risky` while an open vulnerability, a weak password or a failed policy item
-/// remains; else `safe`. A status change gets a history row.
+/// counts); then `risky` while an open vulnerability, a weak password, a failed policy item or
+/// a failed baseline check nobody ignored remains; else `safe`. A status change gets a history
+/// row.
 pub(super) async fn refresh_risk_status(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
@@ -352,11 +358,16 @@ pub(super) async fn refresh_risk_status(
     .fetch_one(&mut **tx)
     .await?
     .try_get("n")?;
+    let baseline: i64 = super::baseline::open_failures(tx, server_id)
+        .await?
+        .values()
+        .sum();
     counts.insert("vulnerabilities".into(), vulns.into());
     counts.insert("weak_passwords".into(), weak.into());
     counts.insert("policy_failed".into(), policy.into());
+    counts.insert("baseline_failed".into(), baseline.into());
     let state = sqlx::query(
-        "SELECT vuln_matched_version, vuln_matched_at, weak_scanned_at, policy_scanned_at FROM risk_state WHERE server_id = $1",
+        "SELECT vuln_matched_version, vuln_matched_at, weak_scanned_at, policy_scanned_at, baseline_scanned_at FROM risk_state WHERE server_id = $1",
     )
     .bind(server_id.to_string())
     .fetch_optional(&mut **tx)
@@ -383,9 +394,12 @@ pub(super) async fn refresh_risk_status(
     if !ran("policy_scanned_at") {
         missing.push("password-policy check not run yet (first risk scan pending)");
     }
+    if !ran("baseline_scanned_at") {
+        missing.push("configuration baselines not checked yet (first risk scan pending)");
+    }
     let (status, reason) = if !missing.is_empty() {
         (status::RISK_PENDING, missing.join("; "))
-    } else if vulns + weak + policy > 0 {
+    } else if vulns + weak + policy + baseline > 0 {
         (status::RISK_RISKY, String::new())
     } else {
         (status::RISK_SAFE, String::new())
@@ -519,6 +533,9 @@ pub(super) async fn apply_risk_report(
         .bind(server_id.to_string())
         .execute(&mut **tx)
         .await?;
+    }
+    if let Some(b) = &r.baselines {
+        super::baseline::apply_baselines(tx, server_id, r.finished_at, b).await?;
     }
     let trigger = serde_json::to_value(r.trigger)
         .ok()
@@ -1410,7 +1427,7 @@ impl Store {
     pub async fn risk_scan_state(&self, server_id: &str) -> Result<RiskScanState> {
         let Some(r) = sqlx::query(
             "SELECT vuln_matched_version, vuln_matched_at, weak_scanned_at, weak_summary, policy_scanned_at, \
-             policy_summary, last_scan_at, last_scan_trigger FROM risk_state WHERE server_id = $1",
+             policy_summary, baseline_scanned_at, baseline_summary, last_scan_at, last_scan_trigger FROM risk_state WHERE server_id = $1",
         )
         .bind(server_id.to_string())
         .fetch_optional(self.pool())
@@ -1429,6 +1446,8 @@ impl Store {
             weak_summary: json("weak_summary")?,
             policy_scanned_at: opt_i64(&r, "policy_scanned_at"),
             policy_summary: json("policy_summary")?,
+            baseline_scanned_at: opt_i64(&r, "baseline_scanned_at"),
+            baseline_summary: json("baseline_summary")?,
             last_scan_at: opt_i64(&r, "last_scan_at"),
             last_scan_trigger: r.try_get("last_scan_trigger")?,
         })

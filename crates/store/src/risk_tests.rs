@@ -381,7 +381,7 @@ fn report(weak: Vec<WeakPassword>, checks: Vec<PolicyCheck>) -> RiskReport {
         trigger: ScanTrigger::Scheduled,
         started_at: 10,
         finished_at: 20,
-        checks: vec![ScanCheck::WeakPasswords, ScanCheck::PasswordPolicy],
+        checks: vec![ScanCheck::WeakPasswords, ScanCheck::PasswordPolicy, ScanCheck::Baselines],
         weak_passwords: Some(WeakPasswordResult {
             accounts_checked: 3,
             candidates: 100,
@@ -393,6 +393,7 @@ fn report(weak: Vec<WeakPassword>, checks: Vec<PolicyCheck>) -> RiskReport {
             checks,
             issues: vec![],
         }),
+        baselines: Some(Default::default()),
     }
 }
 
@@ -552,7 +553,7 @@ async fn imports_merge_or_replace_and_a_software_record_asks_for_a_match() {
             ),
             (
                 "pending",
-                "weak-password check not run yet (first risk scan pending); password-policy check not run yet (first risk scan pending)"
+                "weak-password check not run yet (first risk scan pending); password-policy check not run yet (first risk scan pending); configuration baselines not checked yet (first risk scan pending)"
             ),
             "matched, nothing found, the other checks not run: {backend}"
         );

@@ -1,14 +1,16 @@
-//! Risk scans on the host: weak passwords, the password-complexity policy, and a fresh software
-//! inventory for the center's vulnerability matching. One runner owns the scans, so a scan task
+//! Risk scans on the host: weak passwords, the password-complexity policy, the configuration
+//! baselines, and a fresh software inventory for the center's vulnerability matching. One runner owns the scans, so a scan task
 //! and the daily scan never run at once; it runs the daily scan at a random point of the
 //! policy's window (server local time), scan tasks when asked, and a first scan a minute after
 //! it starts on a host it never scanned (the center's risk status is `pending` until every
 //! check has reported once). Results leave as one durable `risk` record per scan.
 //!
-//! One module per check: `weak_password` (libxcrypt via `crypt`), `password_policy`; `fix` runs
+//! One module per check: `weak_password` (libxcrypt via `crypt`), `password_policy`,
+//! `baseline` (the SCA policies, shipped and imported; a verification re-runs one); `fix` runs
 //! one-click package upgrades; `schedule` decides when the daily scan runs. The software
 //! collection comes from the inventory module's handle, which the module list passes in.
 
+pub mod baseline;
 pub mod crypt;
 pub mod fix;
 pub mod password_policy;
@@ -22,6 +24,7 @@ use anyhow::Result;
 use hostward_agent_core::module::{BoxFuture, Module};
 use hostward_agent_core::util::unix_now;
 use hostward_agent_core::{RecordSender, tasks};
+use hostward_proto::baseline::BaselinePolicy;
 use hostward_proto::inventory::{CollectNow, InventoryKind};
 use hostward_proto::risk::{
     FIX_TASK, FixRequest, RiskPolicy, RiskReport, SCAN_TASK, ScanCheck, ScanRequest, ScanTrigger,
@@ -72,6 +75,14 @@ pub struct ScanSummary {
     pub complete: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_failed: Option<usize>,
+    /// Baseline checks that ran and those that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_checks: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_failed: Option<usize>,
+    /// Imported policies that could not run, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_issues: Option<Vec<String>>,
 }
 
 struct Job {
@@ -84,6 +95,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Handle {
     policy: watch::Sender<RiskPolicy>,
+    baseline: watch::Sender<BaselinePolicy>,
     jobs: mpsc::Sender<Job>,
     /// To re-collect the software inventory after a fix.
     inventory: Option<crate::inventory::Handle>,
@@ -133,10 +145,12 @@ pub fn spawn(
     inventory: Option<crate::inventory::Handle>,
 ) -> Handle {
     let (policy_tx, policy_rx) = watch::channel(RiskPolicy::default());
+    let (baseline_tx, baseline_rx) = watch::channel(BaselinePolicy::default());
     let (jobs_tx, jobs_rx) = mpsc::channel(8);
     let mark = state_dir.join(SCANNED_MARK);
     let scanner = Scanner {
         root,
+        baseline: baseline_rx,
         outbox,
         inventory: inventory.clone(),
         first: (cfg.first_scan && !mark.exists())
@@ -146,6 +160,7 @@ pub fn spawn(
     tokio::spawn(scanner.run(policy_rx, jobs_rx));
     Handle {
         policy: policy_tx,
+        baseline: baseline_tx,
         jobs: jobs_tx,
         inventory,
     }
@@ -198,6 +213,16 @@ impl Module for Handle {
             Ok(policy) => self.set_policy(policy),
             Err(e) => tracing::error!("{e}; keeping the current risk policy"),
         }
+        match cfg.section::<BaselinePolicy>() {
+            Ok(b) => {
+                self.baseline.send_if_modified(|p| {
+                    let changed = *p != b;
+                    *p = b;
+                    changed
+                });
+            }
+            Err(e) => tracing::error!("{e}; keeping the current baseline policy"),
+        }
         Box::pin(async {})
     }
 
@@ -217,6 +242,8 @@ impl Module for Handle {
 
 struct Scanner {
     root: PathBuf,
+    /// The project's baseline policy, read at each scan.
+    baseline: watch::Receiver<BaselinePolicy>,
     outbox: RecordSender,
     inventory: Option<crate::inventory::Handle>,
     /// When the first scan on this host is due (None: done before, or turned off).
@@ -343,7 +370,25 @@ impl Scanner {
         } else {
             None
         };
+        let baselines = if req.wants(ScanCheck::Baselines) {
+            let root = self.root.clone();
+            let pol = self.baseline.borrow().clone();
+            let only = req.verify.clone();
+            Some(
+                tokio::task::spawn_blocking(move || baseline::check(&root, &pol, only.as_ref()))
+                    .await
+                    .map_err(|e| format!("baseline check: {e}"))?,
+            )
+        } else {
+            None
+        };
         let finished_at = unix_now();
+        let baseline_results = || {
+            baselines
+                .iter()
+                .flat_map(|b| &b.policies)
+                .flat_map(|p| &p.checks)
+        };
         let summary = ScanSummary {
             checks: checks.clone(),
             started_at,
@@ -355,8 +400,18 @@ impl Scanner {
             policy_failed: password_policy
                 .as_ref()
                 .map(|p| p.checks.iter().filter(|c| !c.pass).count()),
+            baseline_checks: baselines.as_ref().map(|_| baseline_results().count()),
+            baseline_failed: baselines.as_ref().map(|_| {
+                baseline_results()
+                    .filter(|c| c.result == hostward_proto::baseline::Outcome::Fail)
+                    .count()
+            }),
+            baseline_issues: baselines
+                .as_ref()
+                .map(|b| b.issues.clone())
+                .filter(|i| !i.is_empty()),
         };
-        let all_checks = checks.len() == ScanCheck::ALL.len();
+        let all_checks = checks.len() == ScanCheck::ALL.len() && req.verify.is_none();
         let report = RiskReport {
             task_id,
             trigger,
@@ -365,6 +420,7 @@ impl Scanner {
             checks,
             weak_passwords,
             password_policy,
+            baselines,
         };
         match self.outbox.push(&Message::Risk(report)).await {
             Ok(Some(_)) => {}
@@ -377,6 +433,7 @@ impl Scanner {
         tracing::info!(
             weak_passwords = ?summary.weak_passwords,
             policy_failed = ?summary.policy_failed,
+            baseline_failed = ?summary.baseline_failed,
             secs = finished_at - started_at,
             "risk scan finished"
         );

@@ -9,6 +9,7 @@
 //! what every capability stands on, in `api/` and `console/`.
 
 pub mod alarms;
+pub mod baseline;
 pub mod behaviour;
 pub mod fim;
 pub mod inventory;
@@ -34,6 +35,7 @@ use crate::web::page::Tab;
 pub const ALL: &[Capability] = &[
     inventory::CAPABILITY,
     risk::CAPABILITY,
+    baseline::CAPABILITY,
     alarms::CAPABILITY,
     behaviour::CAPABILITY,
     fim::CAPABILITY,

@@ -73,7 +73,7 @@ impl ServerView {
 }
 
 /// A server's risk counts (`risk_counts`: critical, high, medium, low, weak_passwords,
-/// policy_failed) in a few words: `3 critical · 1 weak pwd`. Empty when nothing counts.
+/// policy_failed, baseline_failed) in a few words: `3 critical · 1 weak pwd`. Empty when nothing counts.
 pub(crate) fn risk_summary(counts: &serde_json::Value) -> String {
     let mut parts = Vec::new();
     for (key, label) in [
@@ -83,6 +83,7 @@ pub(crate) fn risk_summary(counts: &serde_json::Value) -> String {
         ("low", "low"),
         ("weak_passwords", "weak pwd"),
         ("policy_failed", "policy failed"),
+        ("baseline_failed", "baseline failed"),
     ] {
         match counts.get(key).and_then(|v| v.as_i64()) {
             Some(n) if n > 0 => parts.push(format!("{n} {label}")),

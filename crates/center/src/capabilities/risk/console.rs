@@ -891,6 +891,12 @@ pub(crate) fn count_boxes(counts: &Value) -> Vec<CountBox> {
         class: "b-warn",
         n: n("policy_failed"),
     });
+    v.push(CountBox {
+        key: "baseline_failed",
+        label: "Baseline checks failed",
+        class: "b-warn",
+        n: n("baseline_failed"),
+    });
     v
 }
 

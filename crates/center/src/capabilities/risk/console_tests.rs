@@ -57,7 +57,7 @@ impl Env {
             trigger: ScanTrigger::Task,
             started_at: now - 5,
             finished_at: now,
-            checks: vec![ScanCheck::WeakPasswords, ScanCheck::PasswordPolicy],
+            checks: vec![ScanCheck::WeakPasswords, ScanCheck::PasswordPolicy, ScanCheck::Baselines],
             weak_passwords: Some(WeakPasswordResult {
                 accounts_checked: 3,
                 candidates: 120,
@@ -94,6 +94,7 @@ impl Env {
                 ],
                 issues: vec![],
             }),
+            baselines: Some(Default::default()),
         };
         self.state
             .store

@@ -138,6 +138,7 @@ fn check_label(c: ScanCheck) -> &'static str {
         ScanCheck::Vulnerabilities => "Vulnerabilities (collect software, match)",
         ScanCheck::WeakPasswords => "Weak passwords",
         ScanCheck::PasswordPolicy => "Password policy",
+        ScanCheck::Baselines => "Configuration baselines",
     }
 }
 
