@@ -354,11 +354,11 @@ async fn a_scan_task_waits_for_an_offline_agent_and_completes_when_it_returns() 
         offline.run(&env)?;
         wait_task(&api, &off_task, "done", secs(60)).await?;
         let srv = api.server(&offline.server_id).await?;
-        // Only the policy check ran: the status still names the other two.
+        // Only the policy check ran: the status still names the others.
         ensure!(
             srv["risk_status"] == "pending"
                 && srv["risk_reason"]
-                    == "no vulnerability database imported; weak-password check not run yet (first risk scan pending)",
+                    == "no vulnerability database imported; weak-password check not run yet (first risk scan pending); configuration baselines not checked yet (first risk scan pending)",
             "a finished scan moves the risk reason on: {srv}"
         );
         let risk = api
@@ -494,8 +494,9 @@ async fn a_new_server_is_pending_gets_its_first_scan_at_once_and_says_what_is_mi
         .await?;
         ensure!(
             risk["scans"]["weak_scanned_at"].is_number()
-                && risk["scans"]["policy_scanned_at"].is_number(),
-            "both checks ran: {risk}"
+                && risk["scans"]["policy_scanned_at"].is_number()
+                && risk["scans"]["baseline_scanned_at"].is_number(),
+            "every check ran: {risk}"
         );
         // Still no database: still pending, and the reason is now only that.
         let srv = api.server(&server).await?;

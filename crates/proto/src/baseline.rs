@@ -147,8 +147,7 @@ impl BaselinePolicy {
         for (i, p) in self.imported.iter().enumerate() {
             let ok_name = !p.file.is_empty()
                 && p.file.len() <= 128
-                && p
-                    .file
+                && p.file
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
             if !ok_name {

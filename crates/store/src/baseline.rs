@@ -259,7 +259,9 @@ pub(super) async fn apply_baselines(
             let key = (p.policy_id.clone(), c.id);
             seen.insert(key.clone());
             let old = prior.get(&key);
-            let covered = rules.iter().find(|r| r.covers(server_id, &p.policy_id, c.id));
+            let covered = rules
+                .iter()
+                .find(|r| r.covers(server_id, &p.policy_id, c.id));
             store_check(tx, server_id, &project_id, at, p, c, old, covered).await?;
         }
     }
@@ -381,7 +383,18 @@ async fn store_check(
         .await?;
         if fails {
             let action = if covered.is_some() { "rule" } else { "failed" };
-            history::add(tx, History::Baseline, &id, "system", action, "", state, &note, at).await?;
+            history::add(
+                tx,
+                History::Baseline,
+                &id,
+                "system",
+                action,
+                "",
+                state,
+                &note,
+                at,
+            )
+            .await?;
         }
         return Ok(());
     };
@@ -430,7 +443,15 @@ async fn store_check(
             ("passed", format!("the check now gives {result}"))
         };
         history::add(
-            tx, History::Baseline, &old.id, "system", action, &old.state, &old.state, &note, at,
+            tx,
+            History::Baseline,
+            &old.id,
+            "system",
+            action,
+            &old.state,
+            &old.state,
+            &note,
+            at,
         )
         .await?;
     }
@@ -610,10 +631,11 @@ impl Store {
         let mut servers = HashSet::new();
         let mut changed = 0;
         for id in ids {
-            let Some(r) = sqlx::query("SELECT server_id, state FROM baseline_results WHERE id = $1")
-                .bind(id.clone())
-                .fetch_optional(&mut *tx)
-                .await?
+            let Some(r) =
+                sqlx::query("SELECT server_id, state FROM baseline_results WHERE id = $1")
+                    .bind(id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?
             else {
                 continue;
             };
@@ -621,16 +643,24 @@ impl Store {
             if from == to {
                 continue;
             }
-            sqlx::query(
-                "UPDATE baseline_results SET state = $1, state_note = $2 WHERE id = $3",
-            )
-            .bind(to.to_string())
-            .bind(note.to_string())
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-            history::add(&mut tx, History::Baseline, id, actor, action, &from, to, note, t)
+            sqlx::query("UPDATE baseline_results SET state = $1, state_note = $2 WHERE id = $3")
+                .bind(to.to_string())
+                .bind(note.to_string())
+                .bind(id.clone())
+                .execute(&mut *tx)
                 .await?;
+            history::add(
+                &mut tx,
+                History::Baseline,
+                id,
+                actor,
+                action,
+                &from,
+                to,
+                note,
+                t,
+            )
+            .await?;
             servers.insert(r.try_get::<String, _>("server_id")?);
             changed += 1;
         }
@@ -651,8 +681,18 @@ impl Store {
             .ok_or(StoreError::NotFound("baseline result"))?
             .try_get("state")?;
         let note = format!("task {task_id}");
-        history::add(&mut tx, History::Baseline, id, actor, "verify", &state, &state, &note, now())
-            .await?;
+        history::add(
+            &mut tx,
+            History::Baseline,
+            id,
+            actor,
+            "verify",
+            &state,
+            &state,
+            &note,
+            now(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -27,7 +27,9 @@ fn check(id: i64, result: Outcome) -> CheckResult {
         title: format!("check {id}"),
         result,
         reason: None,
-        evidence: vec![format!("rule 1: /etc/ssh/sshd_config:{id}: PermitRootLogin yes")],
+        evidence: vec![format!(
+            "rule 1: /etc/ssh/sshd_config:{id}: PermitRootLogin yes"
+        )],
         severity: Severity::High,
         rationale: "r".into(),
         remediation: "fix it".into(),
@@ -109,7 +111,11 @@ async fn a_full_run_replaces_results_and_keeps_their_handling() {
         };
         send(BaselineResult {
             policies: vec![
-                sshd(vec![check(1, Outcome::Fail), check(2, Outcome::Pass), check(3, Outcome::Fail)]),
+                sshd(vec![
+                    check(1, Outcome::Fail),
+                    check(2, Outcome::Pass),
+                    check(3, Outcome::Fail),
+                ]),
                 nginx_absent(),
             ],
             ..Default::default()
@@ -117,17 +123,33 @@ async fn a_full_run_replaces_results_and_keeps_their_handling() {
         .await;
         assert_eq!(
             results(s, &id).await,
-            [(1, "fail".into(), "open".into()), (2, "pass".into(), "open".into()), (3, "fail".into(), "open".into())],
+            [
+                (1, "fail".into(), "open".into()),
+                (2, "pass".into(), "open".into()),
+                (3, "fail".into(), "open".into())
+            ],
             "{backend}"
         );
         let (status, failed, reason) = counts(s, &id).await;
         assert_eq!((status.as_str(), failed), ("pending", 2), "{backend}");
-        assert!(!reason.contains("baselines"), "baselines reported: {reason} {backend}");
+        assert!(
+            !reason.contains("baselines"),
+            "baselines reported: {reason} {backend}"
+        );
         let pols = s.baseline_policies(&id).await.unwrap();
         assert_eq!(pols.len(), 2, "{backend}");
-        let nginx = pols.iter().find(|p| p.policy_id == "hostward_nginx").unwrap();
-        assert!(!nginx.applicable && nginx.reason.as_deref().unwrap().contains("nginx"), "{backend}");
-        let sshd_row = pols.iter().find(|p| p.policy_id == "hostward_sshd").unwrap();
+        let nginx = pols
+            .iter()
+            .find(|p| p.policy_id == "hostward_nginx")
+            .unwrap();
+        assert!(
+            !nginx.applicable && nginx.reason.as_deref().unwrap().contains("nginx"),
+            "{backend}"
+        );
+        let sshd_row = pols
+            .iter()
+            .find(|p| p.policy_id == "hostward_sshd")
+            .unwrap();
         assert_eq!((sshd_row.passed, sshd_row.failed), (1, 2), "{backend}");
 
         // Ignored: out of the counts, with who and why in the history.
@@ -145,7 +167,13 @@ async fn a_full_run_replaces_results_and_keeps_their_handling() {
         assert_eq!(rows[0].evidence.len(), 1, "{backend}");
         assert_eq!(rows[0].compliance["cis"][0], "5.2.8", "{backend}");
         let n = s
-            .set_baseline_state(std::slice::from_ref(&one), baseline_state::IGNORED, "alice", "ignore", "jump host")
+            .set_baseline_state(
+                std::slice::from_ref(&one),
+                baseline_state::IGNORED,
+                "alice",
+                "ignore",
+                "jump host",
+            )
             .await
             .unwrap();
         assert_eq!(n, 1, "{backend}");
@@ -159,15 +187,26 @@ async fn a_full_run_replaces_results_and_keeps_their_handling() {
         .await;
         assert_eq!(
             results(s, &id).await,
-            [(1, "fail".into(), "ignored".into()), (3, "pass".into(), "open".into())],
+            [
+                (1, "fail".into(), "ignored".into()),
+                (3, "pass".into(), "open".into())
+            ],
             "{backend}"
         );
         assert_eq!(counts(s, &id).await.1, 0, "{backend}");
-        assert_eq!(s.baseline_policies(&id).await.unwrap().len(), 1, "nginx no longer ran: {backend}");
+        assert_eq!(
+            s.baseline_policies(&id).await.unwrap().len(),
+            1,
+            "nginx no longer ran: {backend}"
+        );
         let h = s.handling_history(History::Baseline, &one).await.unwrap();
         let actions: Vec<&str> = h.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["ignore", "failed"], "newest first: {backend}");
-        assert_eq!((h[0].actor.as_str(), h[0].note.as_str()), ("alice", "jump host"), "{backend}");
+        assert_eq!(
+            (h[0].actor.as_str(), h[0].note.as_str()),
+            ("alice", "jump host"),
+            "{backend}"
+        );
     }
 }
 
@@ -179,35 +218,56 @@ async fn a_verification_updates_its_one_check_and_rules_ignore_later_failures() 
         let (_, b) = server(s, "web-2").await;
         s.store_records(
             &a,
-            &[(1, Message::Risk(report(BaselineResult {
-                policies: vec![sshd(vec![check(1, Outcome::Fail), check(2, Outcome::Fail)])],
-                ..Default::default()
-            })))],
+            &[(
+                1,
+                Message::Risk(report(BaselineResult {
+                    policies: vec![sshd(vec![check(1, Outcome::Fail), check(2, Outcome::Fail)])],
+                    ..Default::default()
+                })),
+            )],
         )
         .await
         .unwrap();
         // Verify check 1 after the fix: only it changes.
         s.store_records(
             &a,
-            &[(2, Message::Risk(report(BaselineResult {
-                policies: vec![sshd(vec![check(1, Outcome::Pass)])],
-                only: Some(CheckRef { policy_id: "hostward_sshd".into(), check_id: 1 }),
-                issues: vec![],
-            })))],
+            &[(
+                2,
+                Message::Risk(report(BaselineResult {
+                    policies: vec![sshd(vec![check(1, Outcome::Pass)])],
+                    only: Some(CheckRef {
+                        policy_id: "hostward_sshd".into(),
+                        check_id: 1,
+                    }),
+                    issues: vec![],
+                })),
+            )],
         )
         .await
         .unwrap();
         assert_eq!(
             results(s, &a).await,
-            [(1, "pass".into(), "open".into()), (2, "fail".into(), "open".into())],
+            [
+                (1, "pass".into(), "open".into()),
+                (2, "fail".into(), "open".into())
+            ],
             "{backend}"
         );
         let (rows, _) = s
-            .baseline_findings(&BaselineFilter { server_id: Some(a.clone()), check_id: Some(1), page: 1, per_page: 1, ..Default::default() })
+            .baseline_findings(&BaselineFilter {
+                server_id: Some(a.clone()),
+                check_id: Some(1),
+                page: 1,
+                per_page: 1,
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(rows[0].failing_since, None, "{backend}");
-        let h = s.handling_history(History::Baseline, &rows[0].id).await.unwrap();
+        let h = s
+            .handling_history(History::Baseline, &rows[0].id)
+            .await
+            .unwrap();
         assert_eq!(h[0].action, "passed", "{backend}");
 
         // A rule for check 2 on web-2 only: web-1's failure stays open, web-2's is ignored on
@@ -228,16 +288,30 @@ async fn a_verification_updates_its_one_check_and_rules_ignore_later_failures() 
         assert_eq!(n, 0, "web-2 has not reported: {backend}");
         s.store_records(
             &b,
-            &[(1, Message::Risk(report(BaselineResult {
-                policies: vec![sshd(vec![check(2, Outcome::Fail)])],
-                ..Default::default()
-            })))],
+            &[(
+                1,
+                Message::Risk(report(BaselineResult {
+                    policies: vec![sshd(vec![check(2, Outcome::Fail)])],
+                    ..Default::default()
+                })),
+            )],
         )
         .await
         .unwrap();
-        assert_eq!(results(s, &b).await, [(2, "fail".into(), "ignored".into())], "{backend}");
-        assert_eq!(results(s, &a).await[1], (2, "fail".into(), "open".into()), "{backend}");
-        let (groups, total) = s.baseline_checks(std::slice::from_ref(&pid), 1, 50).await.unwrap();
+        assert_eq!(
+            results(s, &b).await,
+            [(2, "fail".into(), "ignored".into())],
+            "{backend}"
+        );
+        assert_eq!(
+            results(s, &a).await[1],
+            (2, "fail".into(), "open".into()),
+            "{backend}"
+        );
+        let (groups, total) = s
+            .baseline_checks(std::slice::from_ref(&pid), 1, 50)
+            .await
+            .unwrap();
         assert_eq!(total, 2, "{backend}");
         let g2 = groups.iter().find(|g| g.check_id == 2).unwrap();
         assert_eq!((g2.failing, g2.ignored, g2.passing), (1, 1, 0), "{backend}");

@@ -381,7 +381,11 @@ fn report(weak: Vec<WeakPassword>, checks: Vec<PolicyCheck>) -> RiskReport {
         trigger: ScanTrigger::Scheduled,
         started_at: 10,
         finished_at: 20,
-        checks: vec![ScanCheck::WeakPasswords, ScanCheck::PasswordPolicy, ScanCheck::Baselines],
+        checks: vec![
+            ScanCheck::WeakPasswords,
+            ScanCheck::PasswordPolicy,
+            ScanCheck::Baselines,
+        ],
         weak_passwords: Some(WeakPasswordResult {
             accounts_checked: 3,
             candidates: 100,

@@ -36,7 +36,10 @@ pub fn check(root: &Path, policy: &BaselinePolicy, only: Option<&CheckRef>) -> B
             in_force = true;
             p.checks.retain(|c| c.id == o.check_id);
             if p.checks.is_empty() {
-                issues.push(format!("policy {} has no check {}", o.policy_id, o.check_id));
+                issues.push(format!(
+                    "policy {} has no check {}",
+                    o.policy_id, o.check_id
+                ));
                 continue;
             }
         }
@@ -100,12 +103,24 @@ checks:
         });
         let r = check(d.path(), &pol, None);
         assert!(r.issues.is_empty(), "{:?}", r.issues);
-        let sshd = r.policies.iter().find(|p| p.policy_id == "hostward_sshd").unwrap();
+        let sshd = r
+            .policies
+            .iter()
+            .find(|p| p.policy_id == "hostward_sshd")
+            .unwrap();
         assert!(sshd.applicable);
         assert!(sshd.checks.iter().any(|c| c.result == Outcome::Fail));
-        let nginx = r.policies.iter().find(|p| p.policy_id == "hostward_nginx").unwrap();
+        let nginx = r
+            .policies
+            .iter()
+            .find(|p| p.policy_id == "hostward_nginx")
+            .unwrap();
         assert!(!nginx.applicable, "no nginx on this root");
-        let site = r.policies.iter().find(|p| p.policy_id == "site_motd").unwrap();
+        let site = r
+            .policies
+            .iter()
+            .find(|p| p.policy_id == "site_motd")
+            .unwrap();
         assert_eq!(site.checks[0].result, Outcome::Fail);
 
         std::fs::write(d.path().join("etc/motd"), "authorised use only\n").unwrap();
@@ -140,6 +155,10 @@ checks:
         };
         let r = check(d.path(), &pol, Some(&only));
         assert!(r.policies.is_empty());
-        assert!(r.issues.iter().any(|i| i.contains("not in force")), "{:?}", r.issues);
+        assert!(
+            r.issues.iter().any(|i| i.contains("not in force")),
+            "{:?}",
+            r.issues
+        );
     }
 }

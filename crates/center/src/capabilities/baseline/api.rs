@@ -220,11 +220,18 @@ fn filter(q: &ResultQuery, csv: bool) -> Result<BaselineFilter, ApiError> {
 }
 
 /// Every check across the caller's servers: the ones failing on most servers first.
-pub async fn checks(state: &AppState, p: &Principal, q: &ProjectQuery) -> Result<CheckPage, ApiError> {
+pub async fn checks(
+    state: &AppState,
+    p: &Principal,
+    q: &ProjectQuery,
+) -> Result<CheckPage, ApiError> {
     let csv = is_csv(q.format.as_deref())?;
     let (page, per_page) = paging(q.page, q.per_page, csv)?;
     let projects = fleet_scope(state, p, q.project.as_deref()).await?;
-    let (items, total) = state.store.baseline_checks(&projects, page, per_page).await?;
+    let (items, total) = state
+        .store
+        .baseline_checks(&projects, page, per_page)
+        .await?;
     Ok(CheckPage {
         items,
         total,
@@ -278,13 +285,20 @@ pub async fn result(state: &AppState, p: &Principal, id: &str) -> Result<ResultD
         _ => return Err(ApiError::not_found("result")),
     };
     Ok(ResultDetail {
-        history: state.store.handling_history(History::Baseline, &r.id).await?,
+        history: state
+            .store
+            .handling_history(History::Baseline, &r.id)
+            .await?,
         result: r,
     })
 }
 
 /// Handles results (operator+ on each result's project; all or nothing).
-pub async fn act(state: &AppState, p: &Principal, body: ActionBody) -> Result<ActionResult, ApiError> {
+pub async fn act(
+    state: &AppState,
+    p: &Principal,
+    body: ActionBody,
+) -> Result<ActionResult, ApiError> {
     if body.result_ids.is_empty() {
         return Err(ApiError::invalid_body("result_ids: must not be empty"));
     }
@@ -379,7 +393,11 @@ pub async fn act(state: &AppState, p: &Principal, body: ActionBody) -> Result<Ac
     Ok(ActionResult { changed, tasks })
 }
 
-pub async fn rules(state: &AppState, p: &Principal, project: Option<&str>) -> Result<RuleList, ApiError> {
+pub async fn rules(
+    state: &AppState,
+    p: &Principal,
+    project: Option<&str>,
+) -> Result<RuleList, ApiError> {
     let projects = fleet_scope(state, p, project).await?;
     Ok(RuleList {
         items: state.store.baseline_rules(&projects).await?,
@@ -424,7 +442,15 @@ pub async fn create_rule(
     };
     let results_ignored = state.store.create_baseline_rule(&rule).await?;
     let detail = serde_json::json!({"policy_id": rule.policy_id, "check_id": rule.check_id, "servers": rule.server_ids.len()}).to_string();
-    audit(state, p, &project_id, "baseline.rule.create", &rule.id, &detail).await;
+    audit(
+        state,
+        p,
+        &project_id,
+        "baseline.rule.create",
+        &rule.id,
+        &detail,
+    )
+    .await;
     Ok(RuleCreated {
         rule,
         results_ignored,
@@ -490,8 +516,8 @@ pub fn check_policy(policy: &BaselinePolicy) -> Result<(), String> {
     policy.validate()?;
     let mut ids: Vec<String> = Vec::new();
     for (i, p) in policy.imported.iter().enumerate() {
-        let loaded = hostward_sca::load(&p.file, &p.text)
-            .map_err(|e| format!("imported[{i}]: {e}"))?;
+        let loaded =
+            hostward_sca::load(&p.file, &p.text).map_err(|e| format!("imported[{i}]: {e}"))?;
         if ids.contains(&loaded.id) {
             return Err(format!(
                 "imported[{i}] ({}): policy id {} is imported twice",
@@ -531,8 +557,7 @@ pub async fn set_baseline_policy(
         state.gateway.config_changed(&server_id);
     }
     let files: Vec<&str> = policy.imported.iter().map(|i| i.file.as_str()).collect();
-    let detail =
-        serde_json::json!({"disabled": policy.disabled, "imported": files}).to_string();
+    let detail = serde_json::json!({"disabled": policy.disabled, "imported": files}).to_string();
     audit(state, p, project_id, "baseline.policy", project_id, &detail).await;
     Ok(BaselinePolicyBody {
         policies: policy_infos(&policy),
@@ -560,7 +585,15 @@ pub async fn import_policy(
 // ---- HTTP handlers ----
 
 const RESULT_CSV: &[&str] = &[
-    "server", "policy", "check_id", "title", "result", "severity", "state", "evidence", "checked_at",
+    "server",
+    "policy",
+    "check_id",
+    "title",
+    "result",
+    "severity",
+    "state",
+    "evidence",
+    "checked_at",
 ];
 
 fn result_rows(items: &[BaselineFinding]) -> Vec<Vec<String>> {
@@ -610,7 +643,13 @@ pub async fn checks_handler(
         return Ok(csv_response(
             "baselines.csv",
             &[
-                "policy", "check_id", "title", "severity", "failing", "ignored", "passing",
+                "policy",
+                "check_id",
+                "title",
+                "severity",
+                "failing",
+                "ignored",
+                "passing",
                 "not_applicable",
             ],
             rows,
@@ -628,7 +667,11 @@ pub async fn fleet_results_handler(
 ) -> Result<Response, ApiError> {
     let page = results(&state, &p, None, &q).await?;
     if is_csv(q.format.as_deref())? {
-        return Ok(csv_response("baseline-results.csv", RESULT_CSV, result_rows(&page.items)));
+        return Ok(csv_response(
+            "baseline-results.csv",
+            RESULT_CSV,
+            result_rows(&page.items),
+        ));
     }
     Ok(Json(page).into_response())
 }
@@ -644,7 +687,11 @@ pub async fn server_handler(
 ) -> Result<Response, ApiError> {
     if is_csv(q.format.as_deref())? {
         let page = results(&state, &p, Some(&id), &q).await?;
-        return Ok(csv_response("server-baselines.csv", RESULT_CSV, result_rows(&page.items)));
+        return Ok(csv_response(
+            "server-baselines.csv",
+            RESULT_CSV,
+            result_rows(&page.items),
+        ));
     }
     Ok(Json(server_baselines(&state, &p, &id, &q).await?).into_response())
 }
@@ -687,7 +734,10 @@ pub async fn create_rule_handler(
     p: Principal,
     ApiJson(input): ApiJson<NewRule>,
 ) -> Result<(StatusCode, Json<RuleCreated>), ApiError> {
-    Ok((StatusCode::CREATED, Json(create_rule(&state, &p, input).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(create_rule(&state, &p, input).await?),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/baseline-rules/{id}", tag = "baseline", params(("id" = String, Path)),

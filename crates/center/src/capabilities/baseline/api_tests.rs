@@ -109,8 +109,18 @@ async fn the_baseline_policy_checks_imports_with_file_and_line_and_is_pushed() {
             .iter()
             .map(|p| p["id"].as_str().unwrap())
             .collect();
-        assert!(ids.contains(&"hostward_sshd") && ids.contains(&"hostward_debian"), "[{b}] {ids:?}");
-        assert!(body["policies"].as_array().unwrap().iter().all(|p| p["enabled"] == true), "[{b}]");
+        assert!(
+            ids.contains(&"hostward_sshd") && ids.contains(&"hostward_debian"),
+            "[{b}] {ids:?}"
+        );
+        assert!(
+            body["policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["enabled"] == true),
+            "[{b}]"
+        );
 
         // Malformed YAML: refused with the file and the line; nothing stored.
         let broken = SITE.replace("  condition: all\n  rules:", "  condition: all\n  rules: [");
@@ -123,30 +133,59 @@ async fn the_baseline_policy_checks_imports_with_file_and_line_and_is_pushed() {
             )
             .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "[{b}] {body}");
-        let msg = body["error"]["message"].as_str().unwrap_or_default().to_string();
+        let msg = body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(msg.starts_with("imported[0]: site_ssh.yml:"), "[{b}] {msg}");
         // A regex the linear-time engine cannot run (a backreference) is refused too.
         let backref = SITE.replace(r"^\s*X11Forwarding\s+yes", r"^(a)\1");
         let (st, body) = t
-            .send(Method::POST, &format!("{uri}/imports"), &admin, &json!({"file": "site_ssh.yml", "text": backref}).to_string())
+            .send(
+                Method::POST,
+                &format!("{uri}/imports"),
+                &admin,
+                &json!({"file": "site_ssh.yml", "text": backref}).to_string(),
+            )
             .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "[{b}] {body}");
         let (st, body) = t
-            .send(Method::PUT, &uri, &admin, &json!({"disabled": ["no_such_policy"]}).to_string())
+            .send(
+                Method::PUT,
+                &uri,
+                &admin,
+                &json!({"disabled": ["no_such_policy"]}).to_string(),
+            )
             .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "[{b}] {body}");
         assert!(body.to_string().contains("disabled[0]"), "[{b}] {body}");
-        assert!(t.config_sections(&srv.id).await["baseline"]["imported"].as_array().is_none_or(|a| a.is_empty()), "[{b}]");
+        let (stored, _) = s
+            .policy::<hostward_proto::baseline::BaselinePolicy>(&a.id)
+            .await
+            .unwrap();
+        assert_eq!(stored, Default::default(), "[{b}] nothing stored");
 
         // Operators may not change it; another project's admin does not see it.
         let good = json!({"file": "site_ssh.yml", "text": SITE}).to_string();
-        let (st, _) = t.send(Method::POST, &format!("{uri}/imports"), &op, &good).await;
+        let (st, _) = t
+            .send(Method::POST, &format!("{uri}/imports"), &op, &good)
+            .await;
         assert_eq!(st, StatusCode::FORBIDDEN, "[{b}]");
-        let (st, _) = t.send(Method::POST, &format!("{uri}/imports"), &stranger, &good).await;
-        assert!(st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND, "[{b}] {st}");
+        let (st, _) = t
+            .send(Method::POST, &format!("{uri}/imports"), &stranger, &good)
+            .await;
+        assert!(
+            st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND,
+            "[{b}] {st}"
+        );
 
-        let before = s.server(&srv.id).await.unwrap().unwrap().config_version;
-        let (st, body) = t.send(Method::POST, &format!("{uri}/imports"), &admin, &good).await;
+        let (_, before) = s
+            .policy::<hostward_proto::baseline::BaselinePolicy>(&a.id)
+            .await
+            .unwrap();
+        let (st, body) = t
+            .send(Method::POST, &format!("{uri}/imports"), &admin, &good)
+            .await;
         assert_eq!(st, StatusCode::OK, "[{b}] {body}");
         let site = body["policies"]
             .as_array()
@@ -155,17 +194,38 @@ async fn the_baseline_policy_checks_imports_with_file_and_line_and_is_pushed() {
             .find(|p| p["id"] == "site_ssh")
             .unwrap()
             .clone();
-        assert_eq!((site["origin"].as_str(), site["checks"].as_u64()), (Some("imported"), Some(1)), "[{b}]");
+        assert_eq!(
+            (site["origin"].as_str(), site["checks"].as_u64()),
+            (Some("imported"), Some(1)),
+            "[{b}]"
+        );
         let (st, _) = t
-            .send(Method::PUT, &uri, &admin, &json!({"disabled": ["hostward_redis"], "imported": body["policy"]["imported"]}).to_string())
+            .send(
+                Method::PUT,
+                &uri,
+                &admin,
+                &json!({"disabled": ["hostward_redis"], "imported": body["policy"]["imported"]})
+                    .to_string(),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "[{b}]");
-        let after = s.server(&srv.id).await.unwrap().unwrap().config_version;
-        assert!(after > before, "[{b}] the agents get it");
+        let (_, after) = s
+            .policy::<hostward_proto::baseline::BaselinePolicy>(&a.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            after,
+            before + 2,
+            "[{b}] each change is a new version of the agents' config"
+        );
         let sec = &t.config_sections(&srv.id).await["baseline"];
-        assert_eq!(sec["imported"][0]["file"], "site_ssh.yml", "[{b}]");
+        assert_eq!(sec["imported"][0]["file"], "site_ssh.yml", "[{b}] {sec}");
         assert_eq!(sec["disabled"][0], "hostward_redis", "[{b}]");
-        assert_eq!(t.audited(&a.id, "baseline.policy", "ada").await.len(), 2, "[{b}]");
+        assert_eq!(
+            t.audited(&a.id, "baseline.policy", "ada").await.len(),
+            2,
+            "[{b}]"
+        );
     }
 }
 
@@ -187,57 +247,118 @@ async fn results_are_read_handled_and_verified_by_the_roles_allowed() {
             .await;
         s.store_records(
             &srv.id,
-            &[(1, Message::Risk(report(vec![(10001, Outcome::Fail), (10002, Outcome::Pass)])))],
+            &[(
+                1,
+                Message::Risk(report(vec![(10001, Outcome::Fail), (10002, Outcome::Pass)])),
+            )],
         )
         .await
         .unwrap();
 
-        let (st, body) = t.get(&format!("/api/v1/servers/{}/baselines", srv.id), &viewer).await;
+        let (st, body) = t
+            .get(&format!("/api/v1/servers/{}/baselines", srv.id), &viewer)
+            .await;
         assert_eq!(st, StatusCode::OK, "[{b}] {body}");
         assert!(body["scanned_at"].is_i64(), "[{b}] {body}");
         assert_eq!(body["summary"]["failed"], 1, "[{b}] {body}");
-        let redis = body["policies"].as_array().unwrap().iter().find(|p| p["policy_id"] == "hostward_redis").unwrap();
+        let redis = body["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["policy_id"] == "hostward_redis")
+            .unwrap();
         assert_eq!(redis["applicable"], false, "[{b}]");
         let items = body["results"]["items"].as_array().unwrap();
         assert_eq!(items.len(), 2, "[{b}]");
-        assert_eq!((items[0]["check_id"].as_i64(), items[0]["result"].as_str()), (Some(10001), Some("fail")), "failures first [{b}]");
-        assert!(items[0]["evidence"][0].as_str().unwrap().contains("sshd_config:12"), "[{b}]");
+        assert_eq!(
+            (items[0]["check_id"].as_i64(), items[0]["result"].as_str()),
+            (Some(10001), Some("fail")),
+            "failures first [{b}]"
+        );
+        assert!(
+            items[0]["evidence"][0]
+                .as_str()
+                .unwrap()
+                .contains("sshd_config:12"),
+            "[{b}]"
+        );
         let id = items[0]["id"].as_str().unwrap().to_string();
 
         let (st, body) = t.get("/api/v1/baselines", &viewer).await;
         assert_eq!(st, StatusCode::OK, "[{b}]");
         assert_eq!(body["items"][0]["failing"], 1, "[{b}] {body}");
-        let (st, _, csv) = t.get_text("/api/v1/baselines/results?result=fail&format=csv", &viewer).await;
+        let (st, _, csv) = t
+            .get_text("/api/v1/baselines/results?result=fail&format=csv", &viewer)
+            .await;
         assert_eq!(st, StatusCode::OK, "[{b}]");
-        assert!(csv.lines().nth(1).is_some_and(|l| l.contains("10001")), "[{b}] {csv}");
-        let (st, _) = t.get(&format!("/api/v1/baselines/results/{id}"), &stranger).await;
+        assert!(
+            csv.lines().nth(1).is_some_and(|l| l.contains("10001")),
+            "[{b}] {csv}"
+        );
+        let (st, _) = t
+            .get(&format!("/api/v1/baselines/results/{id}"), &stranger)
+            .await;
         assert_eq!(st, StatusCode::NOT_FOUND, "[{b}]");
-        let (st, _) = t.get(&format!("/api/v1/servers/{}/baselines", srv.id), &stranger).await;
+        let (st, _) = t
+            .get(&format!("/api/v1/servers/{}/baselines", srv.id), &stranger)
+            .await;
         assert_eq!(st, StatusCode::NOT_FOUND, "[{b}]");
-        let (st, body) = t.get("/api/v1/baselines/results?result=maybe", &viewer).await;
+        let (st, body) = t
+            .get("/api/v1/baselines/results?result=maybe", &viewer)
+            .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "[{b}] {body}");
 
         // Viewers look; operators handle.
-        let ignore = json!({"action": "ignore", "result_ids": [id], "note": "jump host"}).to_string();
-        let (st, _) = t.send(Method::POST, "/api/v1/baselines/actions", &viewer, &ignore).await;
+        let ignore =
+            json!({"action": "ignore", "result_ids": [id], "note": "jump host"}).to_string();
+        let (st, _) = t
+            .send(Method::POST, "/api/v1/baselines/actions", &viewer, &ignore)
+            .await;
         assert_eq!(st, StatusCode::FORBIDDEN, "[{b}]");
-        let (st, body) = t.send(Method::POST, "/api/v1/baselines/actions", &op, &ignore).await;
-        assert_eq!((st, body["changed"].as_u64()), (StatusCode::OK, Some(1)), "[{b}] {body}");
+        let (st, body) = t
+            .send(Method::POST, "/api/v1/baselines/actions", &op, &ignore)
+            .await;
+        assert_eq!(
+            (st, body["changed"].as_u64()),
+            (StatusCode::OK, Some(1)),
+            "[{b}] {body}"
+        );
         let counts = s.server(&srv.id).await.unwrap().unwrap().risk_counts;
         assert_eq!(counts["baseline_failed"], 0, "[{b}] {counts}");
-        let (_, body) = t.get(&format!("/api/v1/baselines/results/{id}"), &viewer).await;
+        let (_, body) = t
+            .get(&format!("/api/v1/baselines/results/{id}"), &viewer)
+            .await;
         assert_eq!(body["result"]["state"], "ignored", "[{b}]");
-        assert_eq!((body["history"][0]["action"].as_str(), body["history"][0]["actor"].as_str()), (Some("ignore"), Some("otto")), "[{b}] {body}");
+        assert_eq!(
+            (
+                body["history"][0]["action"].as_str(),
+                body["history"][0]["actor"].as_str()
+            ),
+            (Some("ignore"), Some("otto")),
+            "[{b}] {body}"
+        );
 
         // Verify: one scan task re-running that one check, noted in the history.
         let verify = json!({"action": "verify", "result_ids": [id]}).to_string();
-        let (st, body) = t.send(Method::POST, "/api/v1/baselines/actions", &op, &verify).await;
+        let (st, body) = t
+            .send(Method::POST, "/api/v1/baselines/actions", &op, &verify)
+            .await;
         assert_eq!(st, StatusCode::OK, "[{b}] {body}");
         let task = &body["tasks"][0];
         assert_eq!(task["kind"], "risk_scan", "[{b}] {body}");
-        assert_eq!(task["params"]["verify"], json!({"policy_id": "hostward_sshd", "check_id": 10001}), "[{b}] {body}");
-        let (_, body) = t.get(&format!("/api/v1/baselines/results/{id}"), &viewer).await;
+        assert_eq!(
+            task["params"]["verify"],
+            json!({"policy_id": "hostward_sshd", "check_id": 10001}),
+            "[{b}] {body}"
+        );
+        let (_, body) = t
+            .get(&format!("/api/v1/baselines/results/{id}"), &viewer)
+            .await;
         assert_eq!(body["history"][0]["action"], "verify", "[{b}] {body}");
-        assert_eq!(t.audited(&a.id, "baseline.ignore", "otto").await.len(), 1, "[{b}]");
+        assert_eq!(
+            t.audited(&a.id, "baseline.ignore", "otto").await.len(),
+            1,
+            "[{b}]"
+        );
     }
 }

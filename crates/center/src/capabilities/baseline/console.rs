@@ -20,11 +20,12 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::api::tasks::{self, CreateTasks};
-use crate::capabilities::baseline::api::{self as ops, ActionBody, NewRule, ProjectQuery, ResultQuery};
+use crate::capabilities::baseline::api::{
+    self as ops, ActionBody, NewRule, ProjectQuery, ResultQuery,
+};
 use crate::capabilities::server_tabs;
 use crate::console::forms::{
-    Flash, opt, opts, policy_project, project_choice, required_project, seg, severity_opts,
-    truthy,
+    Flash, opt, opts, policy_project, project_choice, required_project, seg, severity_opts, truthy,
 };
 use crate::console::{
     ConsoleError, Nav, Opt, PageResult, Post, Principal, Role, Session, Ts, html, html_status,
@@ -590,7 +591,12 @@ pub async fn server(
             .summary
             .get("issues")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default(),
         policies: b.policies.iter().map(policy_line).collect(),
         can_scan: can_act && srv.agent_id.is_some() && srv.revoked_at.is_none(),

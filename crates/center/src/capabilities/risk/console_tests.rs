@@ -57,7 +57,11 @@ impl Env {
             trigger: ScanTrigger::Task,
             started_at: now - 5,
             finished_at: now,
-            checks: vec![ScanCheck::WeakPasswords, ScanCheck::PasswordPolicy, ScanCheck::Baselines],
+            checks: vec![
+                ScanCheck::WeakPasswords,
+                ScanCheck::PasswordPolicy,
+                ScanCheck::Baselines,
+            ],
             weak_passwords: Some(WeakPasswordResult {
                 accounts_checked: 3,
                 candidates: 120,
