@@ -38,12 +38,38 @@ use serde::{Deserialize, Serialize};
 /// agree.
 pub const SHIPPED: &[(&str, &str)] = &[
     (
+        "apache.yml",
+        include_str!("../../../content/sca/apache.yml"),
+    ),
+    (
         "debian.yml",
         include_str!("../../../content/sca/debian.yml"),
     ),
+    (
+        "docker.yml",
+        include_str!("../../../content/sca/docker.yml"),
+    ),
+    (
+        "kubelet.yml",
+        include_str!("../../../content/sca/kubelet.yml"),
+    ),
+    (
+        "mongodb.yml",
+        include_str!("../../../content/sca/mongodb.yml"),
+    ),
+    ("mysql.yml", include_str!("../../../content/sca/mysql.yml")),
     ("nginx.yml", include_str!("../../../content/sca/nginx.yml")),
+    (
+        "postgresql.yml",
+        include_str!("../../../content/sca/postgresql.yml"),
+    ),
     ("redis.yml", include_str!("../../../content/sca/redis.yml")),
+    ("rhel.yml", include_str!("../../../content/sca/rhel.yml")),
     ("sshd.yml", include_str!("../../../content/sca/sshd.yml")),
+    (
+        "tomcat.yml",
+        include_str!("../../../content/sca/tomcat.yml"),
+    ),
 ];
 
 /// The shipped policies, loaded. A shipped policy that does not load is a build defect the
