@@ -2,8 +2,9 @@
 //! engine's weak fixture tree and of its Wazuh-style one): a policy in Wazuh's SCA format is
 //! imported through the API (a broken one is refused with file and line), the agent runs the
 //! shipped policies and the imported one in a risk scan, and the center shows exactly the
-//! expected failures with their evidence; fixing one file and verifying that check flips it to
-//! pass; ignoring a failure takes it out of the server's risk counts.
+//! expected failures (SSH, nginx, Redis, MySQL, the imported policy) with their evidence; fixing one file and verifying that check flips it to
+//! pass; ignoring a failure (through the API, and in a real browser from the result page)
+//! takes it out of the server's risk counts.
 
 use std::path::Path;
 
@@ -23,6 +24,8 @@ fn expected(policy: &str) -> Vec<i64> {
             .collect(),
         "hostward_nginx" => vec![12001, 12002, 12003],
         "hostward_redis" => vec![13001, 13002, 13003, 13005],
+        // 17010 reads the data directory's mode with a command: not applicable here.
+        "hostward_mysql" => range(17001, 17009),
         // The Wazuh-style fixture policy (its expected results are in the engine's test).
         "fixture_app" => vec![501, 510],
         _ => unreachable!(),
@@ -138,7 +141,7 @@ async fn a_fixture_root_fails_exactly_the_expected_checks_and_a_fix_verified_pas
             Ok(b)
         })
         .await?;
-        for policy in ["hostward_sshd", "hostward_nginx", "hostward_redis", "fixture_app"] {
+        for policy in ["hostward_sshd", "hostward_nginx", "hostward_redis", "hostward_mysql", "fixture_app"] {
             ensure!(
                 failed(&b, policy) == expected(policy),
                 "{policy}: failed {:?}, expected {:?}",
@@ -208,6 +211,35 @@ async fn a_fixture_root_fails_exactly_the_expected_checks_and_a_fix_verified_pas
         ensure!(
             srv["risk_counts"]["baseline_failed"].as_i64() == Some(counted - 2),
             "one fixed, one ignored: {srv}"
+        );
+
+        // And in a real browser: the server's Baselines tab lists the failures with their
+        // evidence; a result page's Ignore button, with a note, ignores it.
+        let empty = item(&b, "hostward_sshd", 10003).ok_or_else(|| anyhow!("no 10003"))?;
+        let eid = empty["id"].as_str().unwrap_or_default().to_string();
+        Browser::drive_center(&env, &center, async |br| {
+            let url = center.url();
+            br.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
+            br.find("#servers").await?;
+            br.client.goto(&format!("{url}/servers/{server}/baselines?result=fail&policy=hostward_sshd")).await?;
+            let rows = br.count("#results tr[data-result=fail]").await?;
+            ensure!(rows == expected("hostward_sshd").len() - 1, "{rows} failures listed");
+            let ev = br.find("#results tr[data-check='10012'] .evidence").await?.text().await?;
+            ensure!(ev.contains("sshd_config:14"), "{ev}");
+            br.client.goto(&format!("{url}/baselines/results/{eid}")).await?;
+            br.find("#result-form input[name=note]").await?.send_keys("lab: no empty passwords exist").await?;
+            br.find("#result-form button.act-ignore").await?.click().await?;
+            br.wait_path(&format!("/baselines/results/{eid}"), Some("done=ignore")).await?;
+            br.find(".result-state[data-state=ignored]").await?;
+            let history = br.find("#result-history").await?.text().await?;
+            ensure!(history.contains("lab: no empty passwords exist"), "{history}");
+            Ok(())
+        })
+        .await?;
+        let srv = api.server(&server).await?;
+        ensure!(
+            srv["risk_counts"]["baseline_failed"].as_i64() == Some(counted - 3),
+            "ignored from the console: {srv}"
         );
         Ok(())
     })
