@@ -2,35 +2,11 @@
 //! exactly the expected checks, the hardened root fails none, and fixing one file in a copy
 //! flips that check to pass.
 
-use hostward_sca::{Outcome, Policy, PolicyReport, RootHost, load, run};
-use std::path::{Path, PathBuf};
+use hostward_sca::{Outcome, PolicyReport, RootHost, load, run};
+use std::path::Path;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn shipped(name: &str) -> Policy {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../content/sca")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    load(name, &text).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn ids(r: &PolicyReport, outcome: Outcome) -> Vec<i64> {
-    let mut v: Vec<i64> = r
-        .checks
-        .iter()
-        .filter(|c| c.result == outcome)
-        .map(|c| c.id)
-        .collect();
-    v.sort();
-    v
-}
-
-fn range(from: i64, to: i64) -> Vec<i64> {
-    (from..=to).collect()
-}
+mod common;
+use common::{fixtures, ids, range, shipped};
 
 /// Every check that reads files: on a fixture root only `c:` checks are not applicable.
 const COMMAND_CHECKS: &[i64] = &[10018, 11030, 11031, 11040, 11041, 11052, 12004, 13006];

@@ -8,35 +8,11 @@
 //! httpd, MariaDB and PostgreSQL.
 
 use hostward_sca::rule::RuleKind;
-use hostward_sca::{Outcome, Policy, PolicyReport, RootHost, load, run};
-use std::path::{Path, PathBuf};
+use hostward_sca::{Outcome, Policy, PolicyReport, RootHost, run};
+use std::path::Path;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn shipped(name: &str) -> Policy {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../content/sca")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    load(name, &text).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn ids(r: &PolicyReport, outcome: Outcome) -> Vec<i64> {
-    let mut v: Vec<i64> = r
-        .checks
-        .iter()
-        .filter(|c| c.result == outcome)
-        .map(|c| c.id)
-        .collect();
-    v.sort();
-    v
-}
-
-fn range(from: i64, to: i64) -> Vec<i64> {
-    (from..=to).collect()
-}
+mod common;
+use common::{fixtures, ids, range, shipped};
 
 fn result_of(report: &PolicyReport, id: i64) -> Outcome {
     report

@@ -15,11 +15,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use hostward_proto::baseline::{BaselinePolicy, ImportedPolicy};
-use hostward_proto::risk::SCAN_TASK;
 use serde_json::Value;
 
 use crate::AppState;
-use crate::api::tasks::{self, CreateTasks};
 use crate::capabilities::baseline::api::{
     self as ops, ActionBody, NewRule, ProjectQuery, ResultQuery,
 };
@@ -620,26 +618,8 @@ pub async fn scan_server(
     Path(id): Path<String>,
     Post { p, .. }: Post,
 ) -> PageResult {
-    let created = tasks::create(
-        &state,
-        &p,
-        CreateTasks {
-            server_ids: Some(vec![id]),
-            kind: SCAN_TASK.to_string(),
-            params: Some(serde_json::json!({"checks": ["baselines"]})),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let sid = created
-        .items
-        .first()
-        .map(|t| t.server_id.clone())
-        .unwrap_or_default();
-    Ok(see_other(&format!(
-        "/servers/{}/baselines?done=scan&n=1",
-        seg(&sid)
-    )))
+    let params = serde_json::json!({"checks": ["baselines"]});
+    crate::capabilities::risk::console::queue_scan(&state, &p, id, params, "baselines").await
 }
 
 // ---------------------------------------------------------------------------------------------

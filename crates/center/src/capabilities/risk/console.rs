@@ -1044,13 +1044,25 @@ pub async fn scan_server(
     Path(id): Path<String>,
     Post { p, .. }: Post,
 ) -> PageResult {
+    queue_scan(&state, &p, id, serde_json::json!({}), "risks").await
+}
+
+/// Queues a `risk_scan` task with `params` for one server, then back to its `tab` with
+/// `done=scan`.
+pub(crate) async fn queue_scan(
+    state: &AppState,
+    p: &Principal,
+    server_id: String,
+    params: Value,
+    tab: &str,
+) -> PageResult {
     let created = tasks::create(
-        &state,
-        &p,
+        state,
+        p,
         CreateTasks {
-            server_ids: Some(vec![id]),
+            server_ids: Some(vec![server_id]),
             kind: SCAN_TASK.to_string(),
-            params: Some(serde_json::json!({})),
+            params: Some(params),
             ..Default::default()
         },
     )
@@ -1061,7 +1073,7 @@ pub async fn scan_server(
         .map(|t| t.server_id.clone())
         .unwrap_or_default();
     Ok(see_other(&format!(
-        "/servers/{}/risks?done=scan&n=1",
+        "/servers/{}/{tab}?done=scan&n=1",
         seg(&sid)
     )))
 }
