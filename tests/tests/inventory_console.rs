@@ -199,6 +199,7 @@ async fn drive(
     want.extend(KINDS.iter().map(|k| k.to_string()));
     want.push("changes".into());
     want.push("risks".into());
+    want.push("baselines".into());
     want.push("login-ips".into());
     want.push("file-changes".into());
     want.push("tamper".into());
