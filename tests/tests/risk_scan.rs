@@ -3,7 +3,9 @@
 //!   password is flagged, a strong one is not, two accounts sharing a word from the project's
 //!   custom list are flagged as sharing it; the password hashes never show up in the center's
 //!   database, the API's answers, either side's logs, or the agent's outbox files (the frames
-//!   the agent sends are exactly the outbox records, so what is not there was never on the wire);
+//!   the agent sends are exactly the outbox records, so what is not there was never on the wire),
+//!   not even through an imported baseline policy that matches their /etc/shadow line and runs
+//!   `getent shadow` (its evidence shows the line with the hash withheld);
 //! - the password-policy check reports this Debian host's defaults (PASS_MAX_DAYS 99999 fails);
 //! - a scan task for two agents, one of them stopped, completes on the online one, waits for the
 //!   other, and completes when it comes back;
@@ -155,10 +157,26 @@ async fn weak_passwords_are_found_and_hashes_never_leave_the_host() -> Result<()
             "Debian 12 hashes with yescrypt: {hashes:?}"
         );
 
+        // A baseline policy someone imported that points straight at the hashes: the line of
+        // /etc/shadow and a command printing it. Its evidence must withhold them too.
+        let leaky = format!(
+            "policy:\n  id: \"leaky\"\n  file: \"leaky.yml\"\n  name: \"Leaky\"\n  description: \"d\"\nchecks:\n  - id: 1\n    title: \"shadow line\"\n    condition: none\n    rules:\n      - 'f:/etc/shadow -> r:^{weak}:'\n  - id: 2\n    title: \"getent\"\n    condition: none\n    rules:\n      - 'c:getent shadow {weak} -> r:{weak}'\n"
+        );
+        api.post(
+            &format!("/api/v1/projects/{project}/baseline-policy/imports"),
+            json!({"file": "leaky.yml", "text": leaky}),
+        )
+        .await?
+        .expect(200)?;
         let agent = Agent::start(&env, &center, "weak").await?;
         let server = agent.server_id.clone();
         api.wait_status(&server, "online", None, secs(30)).await?;
-        let tasks = scan(&api, &[&server], &["weak_passwords", "password_policy"]).await?;
+        let tasks = scan(
+            &api,
+            &[&server],
+            &["weak_passwords", "password_policy", "baselines"],
+        )
+        .await?;
         let done = wait_task(&api, &tasks[0].1, "done", secs(300)).await?;
         ensure!(
             done["output"]["complete"] == true,
@@ -231,8 +249,23 @@ async fn weak_passwords_are_found_and_hashes_never_leave_the_host() -> Result<()
         ensure!(
             srv["risk_status"] == "pending"
                 && srv["risk_reason"] == "no vulnerability database imported"
-                && srv["risk_counts"]["weak_passwords"].as_i64() >= Some(3),
+                && srv["risk_counts"]["weak_passwords"].as_i64() >= Some(3)
+                && srv["risk_counts"]["baseline_failed"].as_i64() >= Some(2),
             "{srv}"
+        );
+
+        let leaky = api
+            .get(&format!("/api/v1/servers/{server}/baselines?policy=leaky"))
+            .await?
+            .expect(200)?;
+        ensure!(
+            leaky.json["results"]["items"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2
+                    && a.iter().all(|r| r["result"] == "fail"
+                        && r["evidence"].to_string().contains("<hash withheld>"))),
+            "the evidence names the line with the hash withheld: {}",
+            leaky.text
         );
 
         // The hashes appear nowhere on the center's side or in what the agent sent.
@@ -241,6 +274,7 @@ async fn weak_passwords_are_found_and_hashes_never_leave_the_host() -> Result<()
             format!("/api/v1/servers/{server}/weak-passwords"),
             format!("/api/v1/servers/{server}/password-policy"),
             format!("/api/v1/servers/{server}/risk"),
+            format!("/api/v1/servers/{server}/baselines?policy=leaky"),
             format!("/api/v1/servers/{server}"),
             format!("/api/v1/tasks/{}", tasks[0].1),
             "/api/v1/weak-passwords".to_string(),

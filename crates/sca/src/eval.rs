@@ -67,9 +67,45 @@ pub(crate) fn eval_rules(cond: Condition, rules: &[Rule], host: &dyn Host) -> Ve
 fn verdict(outcome: Outcome, reason: Option<String>, evidence: Vec<String>) -> Verdict {
     Verdict {
         outcome,
-        reason,
-        evidence,
+        reason: reason.map(|r| withhold_hashes(&r)),
+        evidence: evidence.iter().map(|e| withhold_hashes(e)).collect(),
     }
+}
+
+/// What stands for a password hash in evidence: results leave the host, hashes never do.
+const WITHHELD: &str = "<hash withheld>";
+
+/// Any crypt(3) hash in `text` (`$6$…`, `$y$…`, `$2b$…`, …, as a command's output or a
+/// configuration line may hold one) replaced by [`WITHHELD`].
+pub(crate) fn withhold_hashes(text: &str) -> String {
+    static CRYPT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\$(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5)\$[./0-9A-Za-z$,=+-]+")
+            .expect("a valid pattern")
+    });
+    CRYPT.replace_all(text, WITHHELD).into_owned()
+}
+
+/// A line of an account database (`/etc/shadow`, `gshadow`, `passwd`, `group`) with its
+/// password field withheld, whatever the hash's form (a DES hash has no `$` to spot): only
+/// the markers that say something without being secret stay (empty, `x`, `*`, `!`, `!!`, and a
+/// lock `!` before a withheld hash).
+fn withhold_account_field(path: &str, line: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let is_db = ["shadow", "gshadow", "passwd", "group"]
+        .iter()
+        .any(|db| name == *db || name == format!("{db}-"));
+    let mut fields: Vec<&str> = line.splitn(3, ':').collect();
+    if !is_db || fields.len() < 3 {
+        return line.to_string();
+    }
+    let field = fields[1];
+    let shown = match field {
+        "" | "x" | "*" | "!" | "!!" | "!*" => return line.to_string(),
+        f if f.starts_with('!') => format!("!{WITHHELD}"),
+        _ => WITHHELD.to_string(),
+    };
+    fields[1] = &shown;
+    fields.join(":")
 }
 
 pub(crate) fn eval_rule(rule: &Rule, host: &dyn Host) -> RuleResult {
@@ -148,7 +184,13 @@ fn match_lines(p: &Pattern, text: &str) -> LineMatch {
 /// pattern no line satisfied) what was looked for.
 fn line_evidence(path: &str, at: Option<(usize, String)>, p: &Pattern) -> String {
     match at {
-        Some((n, line)) => format!("{path}:{n}: {}", clip(line.trim_end(), EVIDENCE_CHARS)),
+        Some((n, line)) => format!(
+            "{path}:{n}: {}",
+            clip(
+                &withhold_account_field(path, line.trim_end()),
+                EVIDENCE_CHARS
+            )
+        ),
         None => format!("{path}: no line matches {}", clip(looked_for(p), 80)),
     }
 }
@@ -411,6 +453,41 @@ fn command_rule(command: &str, content: Option<&Pattern>, host: &dyn Host) -> Fo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_hashes_never_reach_evidence() {
+        let y = "$y$j9T$PfWnWxYz0abc/12$Qk3.7tKZ1hX9Yq0Zr6a0u8Y1wGf3e8rF7bq2Vn4cD1A";
+        let line = format!("alice:{y}:19000:0:99999:7:::");
+        let shown = withhold_account_field("/etc/shadow", &line);
+        assert_eq!(shown, "alice:<hash withheld>:19000:0:99999:7:::");
+        // A DES hash has no `$`: the field is withheld by position.
+        assert_eq!(
+            withhold_account_field(
+                "/etc/passwd",
+                "bob:abJnggxhB/yWI:1001:1001::/home/bob:/bin/sh"
+            ),
+            "bob:<hash withheld>:1001:1001::/home/bob:/bin/sh"
+        );
+        assert_eq!(
+            withhold_account_field("/etc/shadow", "carol:!$6$salt$hash:1::::::"),
+            "carol:!<hash withheld>:1::::::"
+        );
+        for kept in [
+            "root:x:0:0:root:/root:/bin/bash",
+            "eve::19000::::::",
+            "svc:!:1::::::",
+        ] {
+            assert_eq!(withhold_account_field("/etc/shadow", kept), kept);
+        }
+        assert_eq!(withhold_account_field("/etc/app.conf", "a:b:c"), "a:b:c");
+        // Anywhere else (a command's output, an application's file): the crypt form.
+        let out = withhold_hashes(&format!(
+            "`getent shadow alice`: alice:{y}:1 and $2b$10$abcdefghijklmnopqrstuv"
+        ));
+        assert!(!out.contains("j9T") && !out.contains("abcdefghij"), "{out}");
+        assert_eq!(out.matches(WITHHELD).count(), 2, "{out}");
+        assert_eq!(withhold_hashes("price $5 and $HOME"), "price $5 and $HOME");
+    }
 
     #[test]
     fn globs() {
