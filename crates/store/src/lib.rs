@@ -26,6 +26,7 @@ mod servers;
 pub mod status;
 mod tamper;
 mod tasks;
+mod two_factor;
 
 pub use alarms::*;
 pub use audit::*;
@@ -44,6 +45,7 @@ pub use risk::*;
 pub use servers::*;
 pub use tamper::*;
 pub use tasks::*;
+pub use two_factor::*;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -209,6 +211,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "baselines",
         include_str!("../migrations/0015_baselines.sql"),
+    ),
+    (
+        16,
+        "two_factor",
+        include_str!("../migrations/0016_two_factor.sql"),
     ),
 ];
 

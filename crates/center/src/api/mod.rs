@@ -11,6 +11,7 @@ pub mod servers;
 pub mod session;
 pub mod tasks;
 pub mod tokens;
+pub mod two_factor;
 pub mod users;
 
 use std::net::IpAddr;
@@ -38,6 +39,20 @@ pub fn router() -> Router<AppState> {
             post(session::login_handler).delete(session::logout_handler),
         )
         .route("/api/v1/me", get(users::me_handler))
+        .route(
+            "/api/v1/account/two-factor",
+            get(two_factor::status_handler)
+                .post(two_factor::start_handler)
+                .delete(two_factor::disable_handler),
+        )
+        .route(
+            "/api/v1/account/two-factor/confirm",
+            post(two_factor::confirm_handler),
+        )
+        .route(
+            "/api/v1/projects/{id}/two-factor",
+            get(two_factor::project_handler).put(two_factor::set_project_handler),
+        )
         .route("/api/v1/projects", get(projects::list_handler))
         .route(
             "/api/v1/servers",

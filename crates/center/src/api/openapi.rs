@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api_tokens, enroll, projects, servers, session, tasks, tokens, users};
+use super::{api_tokens, enroll, projects, servers, session, tasks, tokens, two_factor, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,12 @@ use super::{api_tokens, enroll, projects, servers, session, tasks, tokens, users
         session::login_handler,
         session::logout_handler,
         users::me_handler,
+        two_factor::status_handler,
+        two_factor::start_handler,
+        two_factor::confirm_handler,
+        two_factor::disable_handler,
+        two_factor::project_handler,
+        two_factor::set_project_handler,
         projects::list_handler,
         servers::list_handler,
         servers::create_handler,

@@ -16,6 +16,9 @@ use crate::auth::{self, SESSION_COOKIE};
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// With two-factor sign-in on: the authenticator app's current code, or a recovery code.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
@@ -37,9 +40,15 @@ pub async fn login_handler(
     jar: CookieJar,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<(CookieJar, Json<LoginResponse>), axum::response::Response> {
-    let (p, raw) = auth::login(&state, &req.username, &req.password, ip)
-        .await
-        .map_err(auth::password::retry_after)?;
+    let (p, raw) = auth::login(
+        &state,
+        &req.username,
+        &req.password,
+        req.code.as_deref(),
+        ip,
+    )
+    .await
+    .map_err(auth::password::retry_after)?;
     let jar = jar.add(auth::session_cookie(&raw, state.config.session_ttl_secs));
     let body = LoginResponse {
         csrf_token: p.csrf.clone().unwrap_or_default(),

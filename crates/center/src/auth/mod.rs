@@ -4,8 +4,10 @@
 //! object it touches; see ARCHITECTURE.md "Authorization on every call".
 
 pub mod password;
+pub mod sealed;
 pub mod secret;
 pub mod session;
+pub mod totp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -94,6 +96,9 @@ pub struct Principal {
     pub csrf: Option<String>,
     /// TCP peer address, for the audit log.
     pub source_ip: Option<IpAddr>,
+    /// A project of this user that requires two-factor sign-in while the user has none: until
+    /// it is set up only the two-factor set-up, `/me` and sign-out work.
+    pub two_factor_required_by: Option<String>,
 }
 
 impl Principal {
@@ -107,6 +112,7 @@ impl Principal {
             roles: HashMap::new(),
             csrf: None,
             source_ip: None,
+            two_factor_required_by: None,
         }
     }
 
@@ -178,6 +184,18 @@ pub(crate) async fn principal_for_user(
             }
         }
     }
+    let two_factor_required_by = if state.store.two_factor(&user.id).await?.enabled_at.is_some() {
+        None
+    } else {
+        let ids: Vec<String> = roles.keys().cloned().collect();
+        state
+            .store
+            .projects_requiring_two_factor(&ids)
+            .await?
+            .into_iter()
+            .next()
+            .map(|p| p.name)
+    };
     Ok(Principal {
         user_id: user.id.clone(),
         username: user.username.clone(),
@@ -186,6 +204,7 @@ pub(crate) async fn principal_for_user(
         roles,
         csrf,
         source_ip: None,
+        two_factor_required_by,
     })
 }
 
@@ -251,6 +270,16 @@ pub fn allowed_before_password_change(p: &Principal, method: &Method, path: &str
     ) || (method == Method::PUT && path == own_password)
 }
 
+/// What a user a project requires a second factor of may do before setting one up: see who
+/// they are, set it up, sign out.
+pub fn allowed_before_two_factor(method: &Method, path: &str) -> bool {
+    path.starts_with("/api/v1/account/two-factor")
+        || matches!(
+            (method, path),
+            (&Method::GET, "/api/v1/me") | (&Method::DELETE, "/api/v1/session")
+        )
+}
+
 /// 403 `password_change_required`, naming the call that lifts it.
 pub fn password_change_required(p: &Principal) -> ApiError {
     ApiError::new(
@@ -302,6 +331,17 @@ impl FromRequestParts<AppState> for Principal {
             && !allowed_before_password_change(&p, &parts.method, parts.uri.path())
         {
             return Err(password_change_required(&p));
+        }
+        if let Some(project) = &p.two_factor_required_by
+            && !allowed_before_two_factor(&parts.method, parts.uri.path())
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "two_factor_required",
+                format!(
+                    "project {project} requires two-factor sign-in: set it up first (POST /api/v1/account/two-factor, then POST /api/v1/account/two-factor/confirm)"
+                ),
+            ));
         }
         Ok(p)
     }

@@ -172,10 +172,15 @@ impl Attempt {
 /// Unknown users, wrong passwords, refused attempts and malformed input all answer 401
 /// `bad_credentials` after the same Argon2 work; the audit log says which it was. A full
 /// Argon2 pool answers 503 `busy` and gives the reservation back.
+///
+/// A user with two-factor sign-in on must also give `code`: the current TOTP code (each code
+/// works once) or one of their recovery codes (each works once). A missing or wrong code is a
+/// failed attempt like a wrong password, and answers the same.
 pub async fn login(
     state: &AppState,
     username: &str,
     password: &str,
+    code: Option<&str>,
     source_ip: Option<IpAddr>,
 ) -> Result<(Principal, String), ApiError> {
     let pool = password::pool(&state.config);
@@ -224,6 +229,18 @@ pub async fn login(
         audit(state, &uid, &uname, "auth.login_failed", why, source_ip).await;
         return Err(bad_credentials());
     };
+    if let Some(why) = second_factor_refused(state, &user.id, code, source_ip).await? {
+        audit(
+            state,
+            &user.id,
+            &user.username,
+            "auth.login_failed",
+            why,
+            source_ip,
+        )
+        .await;
+        return Err(bad_credentials());
+    }
     attempt.succeeded(state).await?;
     let raw = secret::random_secret();
     let csrf = secret::random_secret();
@@ -241,6 +258,56 @@ pub async fn login(
     let mut p = principal_for_user(state, &user, Some(csrf)).await?;
     p.source_ip = source_ip;
     Ok((p, raw))
+}
+
+/// Why the second factor of a user who has one turned on does not let them in (None: it
+/// does, or they have none). A recovery code spent is audited.
+async fn second_factor_refused(
+    state: &AppState,
+    user_id: &str,
+    code: Option<&str>,
+    source_ip: Option<IpAddr>,
+) -> Result<Option<&'static str>, ApiError> {
+    let tf = state.store.two_factor(user_id).await?;
+    let (Some(_), Some(sealed)) = (tf.enabled_at, tf.sealed.as_deref()) else {
+        return Ok(None);
+    };
+    let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(Some("second factor missing"));
+    };
+    if code
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .all(|c| c.is_ascii_digit())
+    {
+        let seed = super::sealed::open(&state.config.data_dir, sealed)
+            .map_err(|e| ApiError::internal(format!("a two-factor seed: {e}")))?;
+        return Ok(match super::totp::check(&seed, code, now(), tf.last_step) {
+            Some(step) if state.store.use_totp_step(user_id, step).await? => None,
+            Some(_) => Some("second factor code already used"),
+            None => Some("wrong second factor code"),
+        });
+    }
+    let hash = secret::hash_secret(&super::totp::normalize_recovery(code));
+    if state.store.use_recovery_code(user_id, &hash).await? {
+        let user = state
+            .store
+            .user(user_id)
+            .await?
+            .map(|u| u.username)
+            .unwrap_or_default();
+        audit(
+            state,
+            user_id,
+            &user,
+            "auth.recovery_code_used",
+            "",
+            source_ip,
+        )
+        .await;
+        return Ok(None);
+    }
+    Ok(Some("wrong or used recovery code"))
 }
 
 /// Ends the session with this raw id; unknown ids are not an error.

@@ -21,7 +21,7 @@ pub const LOGIN_COOKIE: &str = "__Host-hostward_login";
 
 /// One message for unknown users, wrong passwords and refused attempts alike (see
 /// `auth::login`), so the page does not tell which user names exist or are locked.
-pub const BAD_CREDENTIALS: &str = "Invalid user name or password, or too many failed sign-ins from your address: wait a while before trying again.";
+pub const BAD_CREDENTIALS: &str = "Invalid user name, password or code, or too many failed sign-ins from your address: wait a while before trying again.";
 pub const BUSY: &str = "The server is busy checking other sign-ins. Try again in a moment.";
 
 #[derive(Template)]
@@ -104,7 +104,20 @@ pub async fn submit(
             Some(BAD_CREDENTIALS.into()),
         );
     }
-    match glue::login(&state, &username, &password, glue::peer_ip(&parts)).await {
+    let code = fields
+        .0
+        .get("code")
+        .cloned()
+        .filter(|c| !c.trim().is_empty());
+    match glue::login(
+        &state,
+        &username,
+        &password,
+        code.as_deref(),
+        glue::peer_ip(&parts),
+    )
+    .await
+    {
         Ok((_principal, raw)) => {
             let jar = jar
                 .remove(Cookie::build(LOGIN_COOKIE).path("/").secure(true))

@@ -11,6 +11,7 @@ mod glue;
 mod login;
 pub(crate) mod servers;
 mod tokens;
+mod two_factor;
 mod users;
 
 #[cfg(test)]
@@ -62,6 +63,11 @@ pub fn router() -> Router<AppState> {
             "/account/password",
             get(users::password_page).post(users::change_password),
         )
+        .route("/account/two-factor", get(two_factor::page))
+        .route("/account/two-factor/start", post(two_factor::start))
+        .route("/account/two-factor/confirm", post(two_factor::confirm))
+        .route("/account/two-factor/disable", post(two_factor::disable))
+        .route("/account/two-factor/project", post(two_factor::project))
         .route("/static/{*path}", get(static_file))
         .merge(crate::capabilities::console_router())
         .layer(axum::middleware::map_response(security_headers))
@@ -184,6 +190,8 @@ pub(crate) enum ConsoleError {
     Login,
     /// The password must be changed first: 303 to `/account/password`.
     ChangePassword,
+    /// A project requires a second factor first: 303 to `/account/two-factor`.
+    SetUpTwoFactor,
     /// A plain error page.
     Page(StatusCode, String),
 }
@@ -238,6 +246,7 @@ impl IntoResponse for ConsoleError {
         match self {
             ConsoleError::Login => see_other("/login"),
             ConsoleError::ChangePassword => see_other("/account/password"),
+            ConsoleError::SetUpTwoFactor => see_other("/account/two-factor"),
             ConsoleError::Page(status, msg) => error_page(status, &msg),
         }
     }
@@ -315,6 +324,7 @@ impl FromRequestParts<AppState> for Session {
     ) -> Result<Self, Self::Rejection> {
         match glue::principal_from_parts(state, parts).await {
             Ok(Some(p)) if must_change_first(&p, parts) => Err(ConsoleError::ChangePassword),
+            Ok(Some(p)) if must_set_up_two_factor(&p, parts) => Err(ConsoleError::SetUpTwoFactor),
             Ok(Some(p)) => Ok(Session(p)),
             Ok(None) => Err(ConsoleError::Login),
             Err(e) => Err(e.into()),
@@ -326,6 +336,14 @@ impl FromRequestParts<AppState> for Session {
 /// password page and sign-out work (the API answers 403 `password_change_required` likewise).
 fn must_change_first(p: &Principal, parts: &Parts) -> bool {
     p.must_change_password && !matches!(parts.uri.path(), "/account/password" | "/logout")
+}
+
+/// Whether a project requires a second factor the caller has not set up: until then only the
+/// two-factor page and sign-out work (the API answers 403 `two_factor_required` likewise).
+fn must_set_up_two_factor(p: &Principal, parts: &Parts) -> bool {
+    p.two_factor_required_by.is_some()
+        && !parts.uri.path().starts_with("/account/two-factor")
+        && parts.uri.path() != "/logout"
 }
 
 /// A console form POST: the caller and the form fields, after the CSRF check. A missing session
@@ -343,6 +361,9 @@ impl FromRequest<AppState> for Post {
         let p = match glue::principal_from_parts(state, &parts).await {
             Ok(Some(p)) if must_change_first(&p, &parts) => {
                 return Err(ConsoleError::ChangePassword);
+            }
+            Ok(Some(p)) if must_set_up_two_factor(&p, &parts) => {
+                return Err(ConsoleError::SetUpTwoFactor);
             }
             Ok(Some(p)) => p,
             Ok(None) => return Err(ConsoleError::Login),

@@ -101,22 +101,27 @@ impl Console {
 
     /// Posts the login form for `name`; the answer, which must be a 303.
     pub async fn sign_in(&self, name: &str) -> Response {
+        let res = self.sign_in_with(name, "").await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "login of {name}");
+        res
+    }
+
+    /// Posts the login form for `name` with a two-factor `code` (empty: none); the answer.
+    pub async fn sign_in_with(&self, name: &str, code: &str) -> Response {
         let page = self.get("/login", "").await;
         let login_cookie = set_cookie(&page, login::LOGIN_COOKIE).unwrap();
         let html = body(page).await;
         let token = hidden(&html, "login_csrf");
-        let res = self
-            .post_form(
-                "/login",
-                &format!("{}={login_cookie}", login::LOGIN_COOKIE),
-                &format!(
-                    "login_csrf={token}&username={name}&password={}",
-                    crate::web::page::enc(PASSWORD)
-                ),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::SEE_OTHER, "login of {name}");
-        res
+        self.post_form(
+            "/login",
+            &format!("{}={login_cookie}", login::LOGIN_COOKIE),
+            &format!(
+                "login_csrf={token}&username={name}&password={}&code={}",
+                crate::web::page::enc(PASSWORD),
+                crate::web::page::enc(code)
+            ),
+        )
+        .await
     }
 
     /// The session cookie header value a sign-in answer set, and the session's CSRF token.
