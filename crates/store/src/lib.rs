@@ -34,7 +34,7 @@ pub use auth::*;
 pub use baseline::*;
 pub use enrollment::*;
 pub use fim::*;
-pub use history::{HandlingEntry, History};
+pub use history::{HANDLING_KINDS, HandlingEntry, HandlingLogEntry, HandlingLogFilter, History};
 pub use inventory::*;
 pub use login_ips::*;
 pub use malware::*;

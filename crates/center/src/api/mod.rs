@@ -5,6 +5,7 @@
 
 pub mod api_tokens;
 pub mod enroll;
+pub mod history;
 pub mod openapi;
 pub mod projects;
 pub mod servers;
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
             post(session::login_handler).delete(session::logout_handler),
         )
         .route("/api/v1/me", get(users::me_handler))
+        .route("/api/v1/history", get(history::handler))
         .route(
             "/api/v1/account/two-factor",
             get(two_factor::status_handler)

@@ -3,7 +3,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api_tokens, enroll, projects, servers, session, tasks, tokens, two_factor, users};
+use super::{
+    api_tokens, enroll, history, projects, servers, session, tasks, tokens, two_factor, users,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +19,7 @@ use super::{api_tokens, enroll, projects, servers, session, tasks, tokens, two_f
         session::login_handler,
         session::logout_handler,
         users::me_handler,
+        history::handler,
         two_factor::status_handler,
         two_factor::start_handler,
         two_factor::confirm_handler,

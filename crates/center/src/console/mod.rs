@@ -8,6 +8,7 @@
 
 pub(crate) mod forms;
 mod glue;
+mod history;
 mod login;
 pub(crate) mod servers;
 mod tokens;
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
             "/account/password",
             get(users::password_page).post(users::change_password),
         )
+        .route("/history", get(history::page))
         .route("/account/two-factor", get(two_factor::page))
         .route("/account/two-factor/start", post(two_factor::start))
         .route("/account/two-factor/confirm", post(two_factor::confirm))
@@ -448,6 +450,11 @@ impl Nav {
             href: "/servers",
         }];
         v.extend(crate::capabilities::nav());
+        v.push(NavEntry {
+            id: "history",
+            label: "History",
+            href: "/history",
+        });
         v.push(NavEntry {
             id: "tokens",
             label: "Enrollment tokens",
