@@ -11,6 +11,7 @@
 pub mod alarms;
 pub mod baseline;
 pub mod behaviour;
+pub mod dashboard;
 pub mod fim;
 pub mod inventory;
 pub mod malware;
@@ -42,6 +43,7 @@ pub const ALL: &[Capability] = &[
     tamper::CAPABILITY,
     ransom::CAPABILITY,
     malware::CAPABILITY,
+    dashboard::CAPABILITY,
 ];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty
