@@ -3,10 +3,9 @@
 //! flips that check to pass.
 
 use hostward_sca::{Outcome, PolicyReport, RootHost, load, run};
-use std::path::Path;
 
 mod common;
-use common::{fixtures, ids, range, shipped};
+use common::{copy_tree, fixtures, ids, range, shipped};
 
 /// Every check that reads files: on a fixture root only `c:` checks are not applicable.
 const COMMAND_CHECKS: &[i64] = &[10018, 11030, 11031, 11040, 11041, 11052, 12004, 13006];
@@ -120,24 +119,6 @@ fn evidence_names_file_line_and_text() {
     assert!(json.contains("\"result\":\"fail\""), "{json}");
     let back: PolicyReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        let ft = e.file_type().unwrap();
-        // Links are copied as links: the weak root's absolute one would otherwise be followed
-        // on the machine running the test.
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), dest).unwrap();
-        } else if ft.is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 fn result_of(report: &PolicyReport, id: i64) -> Outcome {

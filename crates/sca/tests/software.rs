@@ -12,7 +12,7 @@ use hostward_sca::{Outcome, Policy, PolicyReport, RootHost, run};
 use std::path::Path;
 
 mod common;
-use common::{fixtures, ids, range, shipped};
+use common::{copy_tree, fixtures, ids, range, shipped};
 
 fn result_of(report: &PolicyReport, id: i64) -> Outcome {
     report
@@ -495,22 +495,6 @@ fn kubelet_without_a_configuration_file() {
     let report = run(&shipped("kubelet.yml"), &RootHost::new(t.path()));
     assert_eq!(result_of(&report, 21002), Outcome::Pass);
     assert_eq!(result_of(&report, 21004), Outcome::Pass);
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        let ft = e.file_type().unwrap();
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), dest).unwrap();
-        } else if ft.is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 /// Fixing one MySQL setting in a copy of the weak root flips its check alone.

@@ -235,27 +235,20 @@ pub(super) async fn apply_baselines(
     let mut seen: HashSet<(String, i64)> = HashSet::new();
     for p in &b.policies {
         upsert_policy(tx, server_id, at, p).await?;
-        let checks: Vec<CheckResult> = match (&b.only, p.applicable) {
-            // A verified check whose policy no longer applies: say so on that check.
-            (Some(o), false) if o.policy_id == p.policy_id => prior
-                .get(&(o.policy_id.clone(), o.check_id))
-                .map(|_| {
-                    vec![CheckResult {
-                        id: o.check_id,
-                        title: String::new(),
-                        result: Outcome::NotApplicable,
-                        reason: p.reason.clone(),
-                        evidence: Vec::new(),
-                        severity: Severity::Low,
-                        rationale: String::new(),
-                        remediation: String::new(),
-                        compliance: Default::default(),
-                    }]
-                })
-                .unwrap_or_default(),
-            _ => p.checks.clone(),
-        };
-        for c in &checks {
+        // A verified check whose policy no longer applies: say so on that check.
+        if let Some(o) = b
+            .only
+            .as_ref()
+            .filter(|o| !p.applicable && o.policy_id == p.policy_id)
+        {
+            let key = (o.policy_id.clone(), o.check_id);
+            if let Some(old) = prior.get(&key) {
+                seen.insert(key);
+                stopped_applying(tx, old, p.reason.as_deref(), at).await?;
+            }
+            continue;
+        }
+        for c in &p.checks {
             let key = (p.policy_id.clone(), c.id);
             seen.insert(key.clone());
             let old = prior.get(&key);
@@ -403,39 +396,57 @@ async fn store_check(
         (true, None) => Some(at),
         (false, _) => None,
     };
-    // An untitled result stands for a verified check whose policy stopped applying: the
-    // stored words stay.
-    if c.title.is_empty() {
-        sqlx::query(
-            "UPDATE baseline_results SET result = $1, reason = $2, evidence = '[]', failing_since = NULL, checked_at = $3 WHERE id = $4",
-        )
-        .bind(result)
-        .bind(c.reason.clone())
-        .bind(at)
-        .bind(old.id.clone())
-        .execute(&mut **tx)
-        .await?;
-    } else {
-        sqlx::query(
-            "UPDATE baseline_results SET policy_name = $1, title = $2, result = $3, severity = $4, severity_rank = $5, reason = $6, \
-             evidence = $7, rationale = $8, remediation = $9, compliance = $10, failing_since = $11, checked_at = $12 WHERE id = $13",
-        )
-        .bind(p.name.clone())
-        .bind(c.title.clone())
-        .bind(result)
-        .bind(c.severity.as_str())
-        .bind(c.severity as i64)
-        .bind(c.reason.clone())
-        .bind(evidence)
-        .bind(c.rationale.clone())
-        .bind(c.remediation.clone())
-        .bind(compliance)
-        .bind(failing_since)
-        .bind(at)
-        .bind(old.id.clone())
-        .execute(&mut **tx)
-        .await?;
-    }
+    sqlx::query(
+        "UPDATE baseline_results SET policy_name = $1, title = $2, result = $3, severity = $4, severity_rank = $5, reason = $6, \
+         evidence = $7, rationale = $8, remediation = $9, compliance = $10, failing_since = $11, checked_at = $12 WHERE id = $13",
+    )
+    .bind(p.name.clone())
+    .bind(c.title.clone())
+    .bind(result)
+    .bind(c.severity.as_str())
+    .bind(c.severity as i64)
+    .bind(c.reason.clone())
+    .bind(evidence)
+    .bind(c.rationale.clone())
+    .bind(c.remediation.clone())
+    .bind(compliance)
+    .bind(failing_since)
+    .bind(at)
+    .bind(old.id.clone())
+    .execute(&mut **tx)
+    .await?;
+    note_change(tx, old, result, at).await
+}
+
+/// A verified check whose policy stopped applying (its software went): not applicable with
+/// the policy's reason; its words stay as they were.
+async fn stopped_applying(
+    tx: &mut Transaction<'static, Any>,
+    old: &Prior,
+    reason: Option<&str>,
+    at: i64,
+) -> Result<()> {
+    let result = Outcome::NotApplicable.as_str();
+    sqlx::query(
+        "UPDATE baseline_results SET result = $1, reason = $2, evidence = '[]', failing_since = NULL, checked_at = $3 WHERE id = $4",
+    )
+    .bind(result)
+    .bind(reason.map(str::to_string))
+    .bind(at)
+    .bind(old.id.clone())
+    .execute(&mut **tx)
+    .await?;
+    note_change(tx, old, result, at).await
+}
+
+/// A history row when a check starts or stops failing.
+async fn note_change(
+    tx: &mut Transaction<'static, Any>,
+    old: &Prior,
+    result: &str,
+    at: i64,
+) -> Result<()> {
+    let fails = result == Outcome::Fail.as_str();
     if old.result != result && (fails || old.result == Outcome::Fail.as_str()) {
         let (action, note) = if fails {
             ("failed", String::new())

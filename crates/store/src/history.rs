@@ -199,9 +199,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::{MatchedVuln, NewServer, NewTasks, testdb, vuln_state};
-    use hostward_proto::baseline::{BaselineResult, CheckResult, Outcome, PolicyReport};
-    use hostward_proto::risk::{RiskReport, ScanCheck, ScanTrigger};
-    use hostward_proto::{Message, Severity};
+    use hostward_proto::Severity;
 
     #[tokio::test]
     async fn the_log_joins_every_kind_scoped_to_projects_newest_first() {
@@ -251,39 +249,9 @@ mod tests {
             )
             .await
             .unwrap();
-            let check = CheckResult {
-                id: 10001,
-                title: "Root login off".into(),
-                result: Outcome::Fail,
-                reason: None,
-                evidence: vec![],
-                severity: Severity::High,
-                rationale: String::new(),
-                remediation: String::new(),
-                compliance: Default::default(),
-            };
-            let report = RiskReport {
-                task_id: None,
-                trigger: ScanTrigger::Task,
-                started_at: 1,
-                finished_at: 2,
-                checks: vec![ScanCheck::Baselines],
-                weak_passwords: None,
-                password_policy: None,
-                baselines: Some(BaselineResult {
-                    policies: vec![PolicyReport {
-                        policy_id: "hostward_sshd".into(),
-                        name: "SSH".into(),
-                        applicable: true,
-                        reason: None,
-                        checks: vec![check],
-                    }],
-                    ..Default::default()
-                }),
-            };
-            s.store_records(&srv.id, &[(1, Message::Risk(report))])
-                .await
-                .unwrap();
+            let check = testdb::failed_check(10001, "Root login off", Severity::High);
+            let run = testdb::baseline_run("hostward_sshd", vec![check]);
+            s.store_records(&srv.id, &[(1, run)]).await.unwrap();
             s.create_tasks(&NewTasks {
                 targets: &[(p.id.clone(), srv.id.clone())],
                 kind: "risk_scan",

@@ -527,6 +527,53 @@ pub mod testdb {
         .unwrap();
     }
 
+    /// A failed baseline check with no evidence.
+    pub fn failed_check(
+        id: i64,
+        title: &str,
+        severity: hostward_proto::Severity,
+    ) -> hostward_proto::baseline::CheckResult {
+        hostward_proto::baseline::CheckResult {
+            id,
+            title: title.into(),
+            result: hostward_proto::baseline::Outcome::Fail,
+            reason: None,
+            evidence: Vec::new(),
+            severity,
+            rationale: String::new(),
+            remediation: String::new(),
+            compliance: Default::default(),
+        }
+    }
+
+    /// A `risk` record of a baselines-only scan that ran `policy_id` with `checks`.
+    pub fn baseline_run(
+        policy_id: &str,
+        checks: Vec<hostward_proto::baseline::CheckResult>,
+    ) -> hostward_proto::Message {
+        use hostward_proto::baseline::{BaselineResult, PolicyReport};
+        use hostward_proto::risk::{RiskReport, ScanCheck, ScanTrigger};
+        hostward_proto::Message::Risk(RiskReport {
+            task_id: None,
+            trigger: ScanTrigger::Task,
+            started_at: now() - 1,
+            finished_at: now(),
+            checks: vec![ScanCheck::Baselines],
+            weak_passwords: None,
+            password_policy: None,
+            baselines: Some(BaselineResult {
+                policies: vec![PolicyReport {
+                    policy_id: policy_id.into(),
+                    name: policy_id.into(),
+                    applicable: true,
+                    reason: None,
+                    checks,
+                }],
+                ..Default::default()
+            }),
+        })
+    }
+
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());

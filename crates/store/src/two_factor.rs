@@ -164,6 +164,32 @@ impl Store {
         Ok(opt_i64(&r, "require_two_factor").unwrap_or(0) != 0)
     }
 
+    /// The first (by name) of `project_ids` requiring a second factor, while the user has none
+    /// on: what keeps them to the set-up page. One statement, as every request asks it.
+    pub async fn two_factor_required_by(
+        &self,
+        user_id: &str,
+        project_ids: &[String],
+    ) -> Result<Option<String>> {
+        if project_ids.is_empty() {
+            return Ok(None);
+        }
+        let mut sql = super::Sql::new(
+            "SELECT name FROM projects WHERE require_two_factor <> 0 AND NOT EXISTS \
+             (SELECT 1 FROM users u WHERE u.id = ",
+        );
+        sql.bind(super::Bind::Text(user_id.to_string()))
+            .push(" AND u.totp_enabled_at IS NOT NULL) AND id IN ")
+            .bind_list(project_ids)
+            .push(" ORDER BY name LIMIT 1");
+        Ok(sql
+            .query()
+            .fetch_optional(self.pool())
+            .await?
+            .map(|r| r.try_get("name"))
+            .transpose()?)
+    }
+
     /// The projects among `project_ids` that require a second factor, by name.
     pub async fn projects_requiring_two_factor(
         &self,
@@ -267,6 +293,22 @@ mod tests {
                 .unwrap();
             assert_eq!(req.len(), 1, "{backend}");
             assert_eq!(req[0].name, "ops", "{backend}");
+            let ids = [p.id.clone()];
+            assert_eq!(
+                s.two_factor_required_by(&u.id, &ids)
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("ops"),
+                "{backend}"
+            );
+            s.set_pending_two_factor(&u.id, "sealed").await.unwrap();
+            s.enable_two_factor(&u.id, 1, &[]).await.unwrap();
+            assert_eq!(
+                s.two_factor_required_by(&u.id, &ids).await.unwrap(),
+                None,
+                "{backend}: on"
+            );
         }
     }
 }

@@ -184,18 +184,8 @@ pub(crate) async fn principal_for_user(
             }
         }
     }
-    let two_factor_required_by = if state.store.two_factor(&user.id).await?.enabled_at.is_some() {
-        None
-    } else {
-        let ids: Vec<String> = roles.keys().cloned().collect();
-        state
-            .store
-            .projects_requiring_two_factor(&ids)
-            .await?
-            .into_iter()
-            .next()
-            .map(|p| p.name)
-    };
+    let ids: Vec<String> = roles.keys().cloned().collect();
+    let two_factor_required_by = state.store.two_factor_required_by(&user.id, &ids).await?;
     Ok(Principal {
         user_id: user.id.clone(),
         username: user.username.clone(),

@@ -2,9 +2,8 @@
 //! who and why, escaped; filters; another project's entries never shown.
 
 use axum::http::StatusCode;
-use hostward_proto::baseline::{BaselineResult, CheckResult, Outcome, PolicyReport};
-use hostward_proto::risk::{RiskReport, ScanCheck, ScanTrigger};
-use hostward_proto::{Message, Severity};
+use hostward_proto::Severity;
+use hostward_store::testdb;
 
 use crate::console::testutil::envs;
 
@@ -18,39 +17,11 @@ async fn the_history_page_lists_what_was_handled_in_the_callers_projects() {
         e.user("oscar", &other.id, Some("admin")).await;
         e.assert_pages_need_a_session(&["/history"]).await;
         let srv = e.agent_server(&p.id, "web-1").await;
-        let check = CheckResult {
-            id: 10001,
-            title: "Root login off <b>".into(),
-            result: Outcome::Fail,
-            reason: None,
-            evidence: vec![],
-            severity: Severity::High,
-            rationale: String::new(),
-            remediation: String::new(),
-            compliance: Default::default(),
-        };
-        let report = RiskReport {
-            task_id: None,
-            trigger: ScanTrigger::Task,
-            started_at: 1,
-            finished_at: 2,
-            checks: vec![ScanCheck::Baselines],
-            weak_passwords: None,
-            password_policy: None,
-            baselines: Some(BaselineResult {
-                policies: vec![PolicyReport {
-                    policy_id: "hostward_sshd".into(),
-                    name: "SSH".into(),
-                    applicable: true,
-                    reason: None,
-                    checks: vec![check],
-                }],
-                ..Default::default()
-            }),
-        };
+        let check = testdb::failed_check(10001, "Root login off <b>", Severity::High);
+        let run = testdb::baseline_run("hostward_sshd", vec![check]);
         e.state
             .store
-            .store_records(&srv.id, &[(1, Message::Risk(report))])
+            .store_records(&srv.id, &[(1, run)])
             .await
             .unwrap();
         let (rows, _) = e

@@ -49,13 +49,16 @@ struct Shown {
 
 async fn render(state: &AppState, p: &Principal, status: StatusCode, shown: Shown) -> PageResult {
     let st = ops::status(state, p).await?;
-    let mut admin_projects = Vec::new();
-    for (id, name) in project_names(state, p).await? {
-        if p.require(&id, Role::Admin).is_ok() {
-            let required = ops::project_rule(state, p, &id).await?.required;
-            admin_projects.push(ProjectRule { id, name, required });
-        }
-    }
+    let admin_projects = project_names(state, p)
+        .await?
+        .into_iter()
+        .filter(|(id, _)| p.require(id, Role::Admin).is_ok())
+        .map(|(id, name)| ProjectRule {
+            required: st.required_by.iter().any(|r| r.id == id),
+            id,
+            name,
+        })
+        .collect();
     html_status(
         status,
         &TwoFactorPage {

@@ -2,7 +2,7 @@
 //! table (hss-features §10.4) gives for what was seeded, computed here by hand.
 
 use axum::http::StatusCode;
-use hostward_proto::baseline::{BaselineResult, CheckResult, Outcome, PolicyReport};
+use hostward_proto::baseline::{BaselineResult, PolicyReport};
 use hostward_proto::risk::{
     RiskReport, ScanCheck, ScanTrigger, WeakPassword, WeakPasswordResult, WeakReason,
 };
@@ -10,7 +10,7 @@ use hostward_proto::{Message, Severity};
 
 use crate::api::testutil::apps;
 use crate::auth::Role;
-use hostward_store::{MatchedVuln, now};
+use hostward_store::{MatchedVuln, now, testdb};
 
 fn vuln(cve: &str, sev: Severity) -> MatchedVuln {
     MatchedVuln {
@@ -26,20 +26,6 @@ fn vuln(cve: &str, sev: Severity) -> MatchedVuln {
         summary: "s".into(),
         fix_command: None,
         restart: "none".into(),
-    }
-}
-
-fn check(id: i64, severity: Severity) -> CheckResult {
-    CheckResult {
-        id,
-        title: format!("check {id}"),
-        result: Outcome::Fail,
-        reason: None,
-        evidence: vec![],
-        severity,
-        rationale: String::new(),
-        remediation: String::new(),
-        compliance: Default::default(),
     }
 }
 
@@ -113,9 +99,9 @@ async fn a_seeded_projects_score_is_the_reference_tables_value() {
                     applicable: true,
                     reason: None,
                     checks: vec![
-                        check(1, Severity::High),
-                        check(2, Severity::Medium),
-                        check(3, Severity::Medium),
+                        testdb::failed_check(1, "check 1", Severity::High),
+                        testdb::failed_check(2, "check 2", Severity::Medium),
+                        testdb::failed_check(3, "check 3", Severity::Medium),
                     ],
                 }],
                 ..Default::default()
