@@ -30,6 +30,8 @@ pub const VULN_MATCHES: &str = "hostward_vuln_matches_total";
 /// Console/API (8443) connections closed by a listener limit; `reason`: `per_address`, `total`
 /// (caps, at accept), `tls_timeout`, `header_timeout` (slow or idle clients).
 pub const CONSOLE_CONNECTIONS_REFUSED: &str = "hostward_console_connections_refused_total";
+/// Protected server time counted for usage metering (editions), seconds.
+pub const PROTECTED_SECONDS: &str = "hostward_protected_seconds_total";
 
 /// The process-wide recorder. Installed once; later calls (tests with several centers in one
 /// process) share it.

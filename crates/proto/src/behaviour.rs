@@ -115,6 +115,28 @@ pub struct WhitelistRule {
 
 impl crate::Section for BehaviourPolicy {
     const KEY: &'static str = "behaviour";
+
+    fn gate(&mut self, edition: crate::Edition) {
+        use crate::Feature;
+        const SCANS: [&str; 2] = ["port_scan", "honeypot"];
+        for d in DETECTORS {
+            let feature = if SCANS.contains(d) {
+                Feature::PortScan
+            } else {
+                Feature::IntrusionDetection
+            };
+            if !edition.has(feature) {
+                self.disabled.insert((*d).to_string());
+            }
+        }
+        if !edition.has(Feature::PortScan) {
+            self.honeypot_ports.clear();
+        }
+        if !edition.has(Feature::Blocking) {
+            self.auto_isolate = false;
+            self.scan_block = false;
+        }
+    }
 }
 
 /// The shipped command patterns.

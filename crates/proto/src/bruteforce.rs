@@ -31,6 +31,9 @@ pub struct Policy {
     /// ...or this many within `long_window_secs` (slow guessing).
     pub long_failures: u32,
     pub long_window_secs: u32,
+    /// Block sources that cross a threshold on the host firewall. Off, brute force still
+    /// alarms and nothing is blocked (the basic edition, or a team that blocks elsewhere).
+    pub block: bool,
     /// Block duration when the failures that crossed the threshold were SSH logins.
     pub ssh_block_minutes: u32,
     /// Block duration for every other service.
@@ -55,6 +58,10 @@ pub struct Policy {
 
 impl crate::Section for Policy {
     const KEY: &'static str = "bruteforce";
+
+    fn gate(&mut self, edition: crate::Edition) {
+        self.block &= edition.has(crate::Feature::Blocking);
+    }
 }
 
 impl Default for Policy {
@@ -64,6 +71,7 @@ impl Default for Policy {
             short_window_secs: 30,
             long_failures: 15,
             long_window_secs: 3_600,
+            block: true,
             ssh_block_minutes: 720,
             other_block_minutes: 1_440,
             escalate: false,

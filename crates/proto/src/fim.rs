@@ -102,6 +102,10 @@ impl WatchedDir {
 
 impl crate::Section for FimPolicy {
     const KEY: &'static str = "fim";
+
+    fn gate(&mut self, edition: crate::Edition) {
+        self.enabled &= edition.has(crate::Feature::FileIntegrity);
+    }
 }
 
 /// The reference product's important files, and the account, sudo, PAM, sshd and loader files

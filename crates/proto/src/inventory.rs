@@ -556,6 +556,18 @@ pub struct InventoryPolicy {
 
 impl crate::Section for InventoryPolicy {
     const KEY: &'static str = "inventory";
+
+    /// Without asset discovery only software is collected: vulnerability matching, which
+    /// every edition has, needs it.
+    fn gate(&mut self, edition: crate::Edition) {
+        if !edition.has(crate::Feature::AssetDiscovery) {
+            for kind in InventoryKind::ALL {
+                if kind != InventoryKind::Software {
+                    self.interval_secs.insert(kind, 0);
+                }
+            }
+        }
+    }
 }
 
 impl InventoryPolicy {

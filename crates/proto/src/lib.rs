@@ -18,6 +18,7 @@ pub mod alarm;
 pub mod baseline;
 pub mod behaviour;
 pub mod bruteforce;
+pub mod edition;
 pub mod fim;
 pub mod inventory;
 pub mod malware;
@@ -28,6 +29,7 @@ pub mod risk;
 pub mod severity;
 pub mod tamper;
 pub use alarm::{Alarm, BlockChange};
+pub use edition::{Edition, Feature};
 pub use inventory::{Inventory, InventoryKind, InventoryPolicy};
 pub use risk::{RiskPolicy, RiskReport};
 pub use severity::Severity;
@@ -465,6 +467,10 @@ pub trait Section: Serialize + serde::de::DeserializeOwned + Default {
     /// The section's name in the config frame and, for project policies, the `capability` of
     /// its row in the center's policies table.
     const KEY: &'static str;
+
+    /// Turns off what `edition` does not include (see [`edition`]); the center calls it on
+    /// every policy it sends. Sections with nothing edition-bound keep the default.
+    fn gate(&mut self, _edition: Edition) {}
 }
 
 impl AgentConfig {

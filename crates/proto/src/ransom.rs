@@ -92,6 +92,13 @@ impl Default for RansomPolicy {
 
 impl crate::Section for RansomPolicy {
     const KEY: &'static str = "ransom";
+
+    fn gate(&mut self, edition: crate::Edition) {
+        self.enabled &= edition.has(crate::Feature::Ransomware);
+        if !edition.has(crate::Feature::Blocking) {
+            self.action = Action::Alarm;
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -97,6 +97,10 @@ impl Window {
 
 impl crate::Section for TamperPolicy {
     const KEY: &'static str = "tamper";
+
+    fn gate(&mut self, edition: crate::Edition) {
+        self.enabled &= edition.has(crate::Feature::WebTamper);
+    }
 }
 
 /// A server's unlock from the console (section `tamper_unlock`): protection is lifted until

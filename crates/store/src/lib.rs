@@ -11,12 +11,14 @@ mod alarms;
 mod audit;
 mod auth;
 mod baseline;
+mod editions;
 mod enrollment;
 mod fim;
 mod history;
 mod inventory;
 mod login_ips;
 mod malware;
+mod policy_groups;
 mod projects;
 mod quarantine;
 mod records;
@@ -33,12 +35,14 @@ pub use alarms::*;
 pub use audit::*;
 pub use auth::*;
 pub use baseline::*;
+pub use editions::*;
 pub use enrollment::*;
 pub use fim::*;
 pub use history::{HANDLING_KINDS, HandlingEntry, HandlingLogEntry, HandlingLogFilter, History};
 pub use inventory::*;
 pub use login_ips::*;
 pub use malware::*;
+pub use policy_groups::*;
 pub use projects::*;
 pub use quarantine::*;
 pub use records::*;
@@ -218,6 +222,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "two_factor",
         include_str!("../migrations/0016_two_factor.sql"),
+    ),
+    (
+        20,
+        "editions",
+        include_str!("../migrations/0020_editions.sql"),
     ),
 ];
 

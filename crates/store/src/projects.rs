@@ -73,7 +73,7 @@ impl Store {
 pub(crate) struct PolicyCache {
     /// Newest policy version read per project (versions only grow).
     newest: std::collections::HashMap<String, i64>,
-    /// (project, policy key) -> (policy version it was read at, body).
+    /// (project or policy group, policy key) -> (project policy version it was read at, body).
     bodies: std::collections::HashMap<(String, &'static str), (i64, serde_json::Value)>,
 }
 
@@ -85,7 +85,7 @@ impl PolicyCache {
 }
 
 /// Policies of projects are rows of scope kind `project`.
-const PROJECT_SCOPE: &str = "project";
+pub(crate) const PROJECT_SCOPE: &str = "project";
 
 impl Store {
     /// A project's policy of type `T` (the defaults until one is set) and the project's policy
@@ -139,26 +139,41 @@ impl Store {
         Ok(v)
     }
 
-    /// [`Store::policy`] for an agent's config, read right after [`Store::policy_version`]:
-    /// from the cache when nothing changed since it was read (see [`PolicyCache`]).
-    pub async fn policy_for_config<T: Section>(&self, project_id: &str) -> Result<T> {
+    /// A server's policy of type `T` for its agent's config: its policy group's (`group`) or,
+    /// when None, its project's. Read right after [`Store::policy_version`]: from the cache
+    /// when nothing changed since it was read (see [`PolicyCache`]); group changes move the
+    /// project's version too.
+    pub async fn policy_for_config<T: Section>(
+        &self,
+        project_id: &str,
+        group: Option<&str>,
+    ) -> Result<T> {
+        let scope = group.unwrap_or(project_id).to_string();
         {
             let cache = self.policies.lock().unwrap();
             let newest = cache.newest.get(project_id);
-            if let Some((v, body)) = cache.bodies.get(&(project_id.to_string(), T::KEY))
+            if let Some((v, body)) = cache.bodies.get(&(scope.clone(), T::KEY))
                 && newest == Some(v)
                 && let Ok(policy) = T::deserialize(body)
             {
                 return Ok(policy);
             }
         }
-        let (policy, v): (T, i64) = self.policy(project_id).await?;
+        let (policy, v): (T, i64) = match group {
+            None => self.policy(project_id).await?,
+            Some(g) => {
+                let (body, v) = self.group_policy_body(g, T::KEY).await?;
+                // Written only from a validated value; a damaged row falls back to defaults.
+                let policy = body
+                    .and_then(|b| T::deserialize(b).ok())
+                    .unwrap_or_default();
+                (policy, v)
+            }
+        };
         let body = serde_json::to_value(&policy).expect("policies serialise");
         let mut cache = self.policies.lock().unwrap();
         cache.saw(project_id, v);
-        cache
-            .bodies
-            .insert((project_id.to_string(), T::KEY), (v, body));
+        cache.bodies.insert((scope, T::KEY), (v, body));
         Ok(policy)
     }
 
@@ -226,7 +241,7 @@ mod tests {
             let s = &db.store;
             let p = s.ensure_project("default").await.unwrap();
             s.policy_version(&p.id).await.unwrap();
-            let first: RiskPolicy = s.policy_for_config(&p.id).await.unwrap();
+            let first: RiskPolicy = s.policy_for_config(&p.id, None).await.unwrap();
             assert!(!first.allow_fix, "{backend}");
             // Changed behind this store's back (another replica): the next config reads the
             // version first and must miss the cache.
@@ -246,13 +261,13 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            let cached: RiskPolicy = s.policy_for_config(&p.id).await.unwrap();
+            let cached: RiskPolicy = s.policy_for_config(&p.id, None).await.unwrap();
             assert!(
                 !cached.allow_fix,
                 "{backend}: no version read yet, the cached body serves"
             );
             s.policy_version(&p.id).await.unwrap();
-            let fresh: RiskPolicy = s.policy_for_config(&p.id).await.unwrap();
+            let fresh: RiskPolicy = s.policy_for_config(&p.id, None).await.unwrap();
             assert!(
                 fresh.allow_fix,
                 "{backend}: the moved version misses the cache"

@@ -47,12 +47,23 @@ pub struct Server {
     /// The installer's id for this server, unique within its project.
     pub install_id: Option<String>,
     pub created_at: i64,
+    /// The edition bound to it (`basic` … `wtp`), '' when none is: see [`Server::edition`].
+    pub edition: String,
+    /// Its custom policy group; None: the project's default policies.
+    pub policy_group_id: Option<String>,
+}
+
+impl Server {
+    /// The edition bound to the server, if any.
+    pub fn edition(&self) -> Option<hostward_proto::Edition> {
+        hostward_proto::Edition::parse(&self.edition).ok()
+    }
 }
 
 const SERVER_COLUMNS: &str = "id, project_id, name, region, hostname, ip_addresses, facts_json, agent_id, agent_version, \
      cert_serial, agent_status, agent_reason, agent_changed_at, protection_wanted, protection_status, protection_reason, \
      protection_changed_at, risk_status, risk_reason, risk_counts, risk_changed_at, config_version, last_seen_at, last_seq, \
-     outbox_id, outbox_replaced_at, heartbeat_json, revoked_at, install_id, created_at";
+     outbox_id, outbox_replaced_at, heartbeat_json, revoked_at, install_id, created_at, edition, policy_group_id";
 
 fn json_col(row: &AnyRow, col: &str) -> Result<serde_json::Value> {
     let text: String = row.try_get(col)?;
@@ -96,6 +107,8 @@ fn server(row: &AnyRow) -> Result<Server> {
         revoked_at: opt_i64(row, "revoked_at"),
         install_id: row.try_get("install_id")?,
         created_at: row.try_get("created_at")?,
+        edition: row.try_get("edition")?,
+        policy_group_id: row.try_get("policy_group_id")?,
     })
 }
 
@@ -187,7 +200,7 @@ pub(super) async fn history(
     Ok(())
 }
 
-async fn server_tx(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Server> {
+pub(crate) async fn server_tx(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Server> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1"
     )))
@@ -200,7 +213,7 @@ async fn server_tx(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Serve
 
 /// Writes agent and derived protection status inside `tx` when they differ from the stored ones,
 /// with history rows. Returns whether the agent status changed.
-async fn apply_status(
+pub(crate) async fn apply_status(
     tx: &mut Transaction<'static, Any>,
     id: &str,
     agent_status: &str,
@@ -223,7 +236,10 @@ async fn apply_status(
             .await?;
         history(tx, id, t, "agent", agent_status, agent_reason).await?;
     }
-    let (prot, cause) = status::protection_for(agent_status, agent_reason, wanted, hint);
+    let (prot, mut cause) = status::protection_for(agent_status, agent_reason, wanted, hint);
+    if prot == status::PROTECTION_DISABLED && current.edition.is_empty() {
+        cause = status::NO_EDITION;
+    }
     if current.protection_status != prot || current.protection_reason != cause {
         sqlx::query("UPDATE servers SET protection_status = $1, protection_reason = $2, protection_changed_at = $3 WHERE id = $4")
             .bind(prot.to_string())
@@ -260,6 +276,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         history(&mut tx, &id, t, "agent", status::NOT_INSTALLED, "").await?;
+        super::editions::admit(&mut tx, &id).await?;
         let s = server_tx(&mut tx, &id).await?;
         tx.commit().await?;
         Ok(s)
@@ -461,6 +478,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 history(&mut tx, &id, t, "agent", st, reason).await?;
+                super::editions::admit(&mut tx, &id).await?;
                 id
             }
         };
@@ -560,6 +578,7 @@ impl Store {
                     super::auth::unique_conflict(err, "server with this install id")
                 })?;
                 history(&mut tx, &id, t, "agent", status::INSTALLING, "").await?;
+                super::editions::admit(&mut tx, &id).await?;
                 id
             }
         };
@@ -602,12 +621,23 @@ impl Store {
     }
 
     /// The user's protection switch. Bumps the config version so the agent gets a new config.
+    /// Switching on is refused (Conflict) when the edition's quota is used up.
     pub async fn set_protection_wanted(&self, server_id: &str, enabled: bool) -> Result<Server> {
         let mut tx = self.begin().await?;
         let current = server_tx(&mut tx, server_id).await?;
         if current.protection_wanted != enabled {
-            sqlx::query("UPDATE servers SET protection_wanted = $1, config_version = config_version + 1 WHERE id = $2")
+            // Protection on takes a quota of its edition (its project's default when it has
+            // none); off frees it and keeps the edition for the next time.
+            let edition = if enabled {
+                super::editions::edition_for_protection(&mut tx, &current)
+                    .await?
+                    .as_str()
+            } else {
+                current.edition.as_str()
+            };
+            sqlx::query("UPDATE servers SET protection_wanted = $1, edition = $2, config_version = config_version + 1 WHERE id = $3")
                 .bind(i64::from(enabled))
+                .bind(edition.to_string())
                 .bind(server_id.to_string())
                 .execute(&mut *tx)
                 .await?;

@@ -27,6 +27,9 @@ pub mod offline {
 pub const PROTECTION_ENABLED: &str = "enabled";
 pub const PROTECTION_DISABLED: &str = "disabled";
 pub const PROTECTION_INTERRUPTED: &str = "interrupted";
+/// Why protection is disabled when no edition is bound (unbound, or no quota was left when
+/// the server enrolled); a plain switch-off has no reason.
+pub const NO_EDITION: &str = "no_edition";
 pub const PROTECTION_STATUSES: &[&str] = &[
     PROTECTION_ENABLED,
     PROTECTION_DISABLED,

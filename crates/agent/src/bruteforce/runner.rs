@@ -193,7 +193,11 @@ async fn run(
                 None => return,
                 Some(Command::Block { addr, minutes, reason, reply }) => {
                     let secs = u64::from(minutes) * 60;
-                    let out = firewall_block(nft.as_ref(), addr, Duration::from_secs(secs)).await;
+                    let out = if engine.policy().block {
+                        firewall_block(nft.as_ref(), addr, Duration::from_secs(secs)).await
+                    } else {
+                        Err("blocking is off for this server (its edition or the brute-force policy)".into())
+                    };
                     if out.is_ok() {
                         let now = unix_now();
                         record(&outbox, Message::Block(BlockChange {

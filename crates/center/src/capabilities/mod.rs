@@ -12,9 +12,11 @@ pub mod alarms;
 pub mod baseline;
 pub mod behaviour;
 pub mod dashboard;
+pub mod editions;
 pub mod fim;
 pub mod inventory;
 pub mod malware;
+pub mod policy_groups;
 pub mod ransom;
 pub mod risk;
 pub mod tamper;
@@ -44,6 +46,8 @@ pub const ALL: &[Capability] = &[
     ransom::CAPABILITY,
     malware::CAPABILITY,
     dashboard::CAPABILITY,
+    editions::CAPABILITY,
+    policy_groups::CAPABILITY,
 ];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty
@@ -72,6 +76,8 @@ pub struct Capability {
     /// Wakes its job when a records transaction asks for it (`FollowUp::Wake`); other
     /// capabilities' jobs are ignored.
     pub wake: Option<fn(&AppState, Job)>,
+    /// Its project policies, which policy groups hold too.
+    pub policies: &'static [PolicyKind],
 }
 
 /// An entry of the console's top navigation.
@@ -160,24 +166,62 @@ pub async fn config_sections(
     out
 }
 
-/// The project policy of type `T` as a config section (cached per policy version: the config
-/// frame reads the version first). A failed read sends the defaults and says so in the log: the
-/// agent must still get a config (its version moves on the next change).
+/// A server's policy of type `T` as a config section: its policy group's, else its project's
+/// (cached per policy version: the config frame reads the version first), with what its
+/// edition lacks turned off ([`Section::gate`]; a server without one gets the basic edition's
+/// gate, and its protection switch is off anyway). A failed read sends the defaults, gated,
+/// and says so in the log: the agent must still get a config (its version moves on the next
+/// change).
 pub async fn policy_section<T: Section>(
     state: &AppState,
-    project_id: &str,
+    server: &Server,
 ) -> (&'static str, serde_json::Value) {
-    let policy: T = match state.store.policy_for_config(project_id).await {
+    let read = state
+        .store
+        .policy_for_config(&server.project_id, server.policy_group_id.as_deref())
+        .await;
+    let mut policy: T = match read {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, policy = T::KEY, "reading a policy failed; sending defaults");
             T::default()
         }
     };
+    policy.gate(server.edition().unwrap_or(hostward_proto::Edition::Basic));
     (
         T::KEY,
         serde_json::to_value(policy).expect("policies serialise"),
     )
+}
+
+/// A policy type every policy group holds: its section key, a label, and its checks, for the
+/// groups' generic policy API (each capability's own policy API types it).
+pub struct PolicyKind {
+    pub key: &'static str,
+    pub label: &'static str,
+    /// Parses and checks a body; the error names the field (and index).
+    pub check: fn(serde_json::Value) -> Result<serde_json::Value, String>,
+    pub default: fn() -> serde_json::Value,
+}
+
+/// `value` as a `T` that passes `check`, normalised (defaults filled in).
+pub fn checked<T: Section>(
+    value: serde_json::Value,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<serde_json::Value, String> {
+    let policy: T = T::deserialize(value).map_err(|e| e.to_string())?;
+    check(&policy)?;
+    Ok(serde_json::to_value(policy).expect("policies serialise"))
+}
+
+/// The defaults of `T` as JSON.
+pub fn default_of<T: Section>() -> serde_json::Value {
+    serde_json::to_value(T::default()).expect("policies serialise")
+}
+
+/// Every capability's policy kinds, in the list's order.
+pub fn policy_kinds() -> impl Iterator<Item = &'static PolicyKind> {
+    ALL.iter().flat_map(|c| c.policies)
 }
 
 /// Longest policy kept in an audit entry's detail; a longer one is cut (a behaviour policy's

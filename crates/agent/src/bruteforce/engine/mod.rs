@@ -78,7 +78,7 @@ pub struct Block {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AlarmKind {
     /// A source crossed a failure threshold: emitted with its block, or alone when the source
-    /// is whitelisted.
+    /// is whitelisted or blocking is off.
     BruteForce,
     /// A successful login from a source that was failing or blocked recently.
     PasswordCracked,
@@ -122,14 +122,14 @@ pub struct Alarm {
     pub local_hour: Option<u8>,
 }
 
-/// The last block (or, for a whitelisted source, the last brute-force alarm) of a source.
+/// The last block (or, for a source never blocked, the last brute-force alarm) of a source.
 #[derive(Debug, Clone, Copy)]
 struct PastBlock {
     until: i64,
     /// Doublings applied (escalation).
     level: u32,
     failures: u32,
-    /// Whitelisted at the time: an alarm was raised, nothing was blocked. `until` then only
+    /// Never blocked at the time: an alarm was raised, nothing was blocked. `until` then only
     /// keeps the alarm from repeating for the block duration.
     alarm_only: bool,
 }
@@ -145,7 +145,8 @@ struct Source {
     lines: Vec<Box<str>>,
     last_user: Box<str>,
     block: Option<PastBlock>,
-    whitelisted: bool,
+    /// Whitelisted, or blocking is off (the basic edition): alarmed on, never blocked.
+    never_blocked: bool,
     /// LRU stamp: the entry of `Engine::lru` with this stamp is the live one.
     stamp: u64,
 }
@@ -212,10 +213,10 @@ impl Source {
     }
 
     fn active_block(&self, now: i64) -> Option<&PastBlock> {
-        // An alarm-only record stops counting as a block once the source leaves the whitelist.
+        // An alarm-only record stops counting as a block once the source may be blocked again.
         self.block
             .as_ref()
-            .filter(|b| now < b.until && (!b.alarm_only || self.whitelisted))
+            .filter(|b| now < b.until && (!b.alarm_only || self.never_blocked))
     }
 
     fn forgettable(&self, now: i64) -> bool {
@@ -285,8 +286,9 @@ impl Engine {
         self.policy = policy;
         let mut lifted = Vec::new();
         for (addr, src) in &mut self.sources {
-            src.whitelisted = self.whitelist.iter().any(|n| n.contains(*addr));
-            if src.whitelisted
+            src.never_blocked =
+                !self.policy.block || self.whitelist.iter().any(|n| n.contains(*addr));
+            if src.never_blocked
                 && let Some(b) = &mut src.block
                 && !b.alarm_only
             {
@@ -429,12 +431,13 @@ impl Engine {
         src.window.clear();
         src.total = 0;
 
+        let alarm_only = src.never_blocked;
         let base = match ev.service {
             Service::Ssh => ssh_minutes,
             _ => other_minutes,
         };
         let previous = src.block.filter(|b| !b.alarm_only);
-        let (level, minutes) = if src.whitelisted {
+        let (level, minutes) = if alarm_only {
             (0, base)
         } else {
             let level = match previous {
@@ -451,7 +454,7 @@ impl Engine {
             until,
             level,
             failures,
-            alarm_only: src.whitelisted,
+            alarm_only,
         });
         let alarm = Alarm {
             kind: AlarmKind::BruteForce,
@@ -462,10 +465,10 @@ impl Engine {
             failures,
             users: users.clone(),
             sample_lines: sample_lines.clone(),
-            blocked_until: (!src.whitelisted).then_some(until),
+            blocked_until: (!alarm_only).then_some(until),
             local_hour: None,
         };
-        if src.whitelisted {
+        if alarm_only {
             return vec![Decision::Alarm(alarm)];
         }
         vec![
@@ -586,7 +589,7 @@ impl Engine {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         self.lru.push_back((addr, stamp));
-        let whitelist = &self.whitelist;
+        let (whitelist, block) = (&self.whitelist, self.policy.block);
         let src = self.sources.entry(addr).or_insert_with(|| Source {
             window: VecDeque::new(),
             total: 0,
@@ -594,7 +597,7 @@ impl Engine {
             lines: Vec::new(),
             last_user: Box::from(""),
             block: None,
-            whitelisted: whitelist.iter().any(|n| n.contains(addr)),
+            never_blocked: !block || whitelist.iter().any(|n| n.contains(addr)),
             stamp,
         });
         src.stamp = stamp;

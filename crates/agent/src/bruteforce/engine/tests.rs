@@ -375,6 +375,33 @@ fn whitelisted_sources_alarm_but_are_never_blocked() {
 }
 
 #[test]
+fn with_blocking_off_brute_force_alarms_once_and_blocks_nothing() {
+    // The basic edition: the center sends `block: false`.
+    let mut e = engine(Policy {
+        block: false,
+        ..quiet()
+    });
+    let evs: Vec<_> = (0..50).map(|i| fail(T0 + i, "192.0.2.9")).collect();
+    let ds = feed(&mut e, &evs);
+    assert!(blocks(&ds).is_empty());
+    assert_eq!(kinds(&ds), vec![AlarmKind::BruteForce]);
+    assert_eq!(alarms(&ds)[0].blocked_until, None);
+    assert_eq!(e.blocked_until(ip("192.0.2.9"), T0 + 60), None);
+
+    // Blocking back on: the next attack is blocked; off again (a switch to basic): lifted.
+    e.set_policy(quiet()).unwrap();
+    let evs: Vec<_> = (0..5).map(|i| fail(T0 + 100 + i, "192.0.2.10")).collect();
+    assert_eq!(blocks(&feed(&mut e, &evs)).len(), 1);
+    let lifted = e
+        .set_policy(Policy {
+            block: false,
+            ..quiet()
+        })
+        .unwrap();
+    assert_eq!(lifted, vec![ip("192.0.2.10")]);
+}
+
+#[test]
 fn ipv4_mapped_ipv6_is_the_ipv4_address() {
     let p = Policy {
         whitelist: vec!["192.0.2.0/24".into(), "::ffff:198.51.100.7".into()],

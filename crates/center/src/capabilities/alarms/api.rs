@@ -501,6 +501,17 @@ pub async fn block(
 ) -> Result<TaskRow, ApiError> {
     let s = visible_server(state, p, server_id, Role::Operator).await?;
     let addr = addr_param("addr", &body.addr)?;
+    if !crate::capabilities::editions::api::has(&s, hostward_proto::Feature::Blocking) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "edition",
+            format!(
+                "{} has {} edition, which detects and never blocks",
+                s.name,
+                s.edition().map_or("no".to_string(), |e| format!("the {e}"))
+            ),
+        ));
+    }
     if !(1..=MAX_BLOCK_MINUTES).contains(&body.minutes) {
         return Err(ApiError::invalid_body(format!(
             "minutes: 1 to {MAX_BLOCK_MINUTES}"
@@ -755,7 +766,8 @@ pub async fn server_blocked_handler(
 
 #[utoipa::path(post, path = "/api/v1/servers/{id}/blocked-ips", tag = "alarms", params(("id" = String, Path)),
     request_body = BlockBody,
-    responses((status = 201, body = Object), (status = 400, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)))]
+    responses((status = 201, body = Object), (status = 400, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody),
+        (status = 409, description = "the server's edition does not block", body = crate::api::ErrorBody)))]
 pub async fn block_handler(
     State(state): State<AppState>,
     p: Principal,

@@ -746,7 +746,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
         let form = |whitelist: &str, start: &str, csrf: &str| {
             format!(
                 "project={}&short_failures=4&short_window_secs=60&long_failures=20&long_window_secs=7200\
-                 &ssh_block_minutes=90&other_block_minutes=120&escalate=1&alarm_on_root_login=1\
+                 &ssh_block_minutes=90&other_block_minutes=120&block=1&escalate=1&alarm_on_root_login=1\
                  &whitelist={}&usual_login_ips=10.0.0.0%2F8&usual_hours_start={start}&usual_hours_end=18\
                  &csrf={csrf}",
                 p.id,
@@ -806,6 +806,7 @@ async fn the_policy_form_saves_and_shows_the_apis_refusals() {
                 long_window_secs: 7200,
                 ssh_block_minutes: 90,
                 other_block_minutes: 120,
+                block: true,
                 escalate: true,
                 whitelist: vec!["192.0.2.1".into(), "198.51.100.0/24".into()],
                 alarm_on_root_login: true,

@@ -51,11 +51,17 @@ pub const CAPABILITY: Capability = Capability {
     config: Some(|state, server| config(state, server).boxed()),
     tasks: &[],
     wake: None,
+    policies: &[super::PolicyKind {
+        key: <Policy as hostward_proto::Section>::KEY,
+        label: "Brute-force and logins",
+        check: |v| super::checked::<Policy>(v, Policy::validate),
+        default: super::default_of::<Policy>,
+    }],
 };
 
 /// The project's brute-force policy and the server's own usual login addresses.
 async fn config(state: &AppState, server: &Server) -> Vec<(&'static str, serde_json::Value)> {
-    let policy = super::policy_section::<Policy>(state, &server.project_id).await;
+    let policy = super::policy_section::<Policy>(state, server).await;
     let login_ips = match state.store.server_login_ips(&server.id).await {
         Ok(l) => ServerLoginIps {
             usual: l.items.into_iter().map(|e| e.addr).collect(),

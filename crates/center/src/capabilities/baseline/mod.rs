@@ -35,11 +35,14 @@ pub const CAPABILITY: Capability = Capability {
     tab_counts: None,
     jobs: super::no_jobs,
     config: Some(|state, server| {
-        async move {
-            vec![super::policy_section::<BaselinePolicy>(state, &server.project_id).await]
-        }
-        .boxed()
+        async move { vec![super::policy_section::<BaselinePolicy>(state, server).await] }.boxed()
     }),
     tasks: &[],
     wake: None,
+    policies: &[super::PolicyKind {
+        key: <BaselinePolicy as hostward_proto::Section>::KEY,
+        label: "Configuration baselines",
+        check: |v| super::checked::<BaselinePolicy>(v, api::check_policy),
+        default: super::default_of::<BaselinePolicy>,
+    }],
 };

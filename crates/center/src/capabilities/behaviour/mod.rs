@@ -38,10 +38,7 @@ pub const CAPABILITY: Capability = Capability {
     tab_counts: None,
     jobs: no_jobs,
     config: Some(|state, server| {
-        async move {
-            vec![super::policy_section::<BehaviourPolicy>(state, &server.project_id).await]
-        }
-        .boxed()
+        async move { vec![super::policy_section::<BehaviourPolicy>(state, server).await] }.boxed()
     }),
     tasks: &[
         TaskKind {
@@ -58,6 +55,12 @@ pub const CAPABILITY: Capability = Capability {
         },
     ],
     wake: None,
+    policies: &[super::PolicyKind {
+        key: <BehaviourPolicy as hostward_proto::Section>::KEY,
+        label: "Intrusion detection",
+        check: |v| super::checked::<BehaviourPolicy>(v, BehaviourPolicy::validate),
+        default: super::default_of::<BehaviourPolicy>,
+    }],
 };
 
 /// An `isolate_kill` task's params: an [`IsolateRequest`] that passes its own checks.

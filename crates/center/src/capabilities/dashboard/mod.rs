@@ -19,4 +19,5 @@ pub const CAPABILITY: Capability = Capability {
     config: None,
     tasks: &[],
     wake: None,
+    policies: &[],
 };

@@ -43,11 +43,16 @@ pub const CAPABILITY: Capability = Capability {
     tab_counts: None,
     jobs,
     config: Some(|state, server| {
-        async move { vec![super::policy_section::<FimPolicy>(state, &server.project_id).await] }
-            .boxed()
+        async move { vec![super::policy_section::<FimPolicy>(state, server).await] }.boxed()
     }),
     tasks: &[],
     wake: None,
+    policies: &[super::PolicyKind {
+        key: <FimPolicy as hostward_proto::Section>::KEY,
+        label: "File integrity",
+        check: |v| super::checked::<FimPolicy>(v, FimPolicy::validate),
+        default: super::default_of::<FimPolicy>,
+    }],
 };
 
 /// Deletes file changes `--file-change-retention-days` after the agent saw them, hourly: the

@@ -290,6 +290,21 @@ pub async fn policy(
     Ok(policy_body(policy, version))
 }
 
+/// The inventory policy's bounds; the message names the field.
+pub fn check_policy(policy: &InventoryPolicy) -> Result<(), String> {
+    for (kind, secs) in &policy.interval_secs {
+        if *secs != 0 && !(MIN_INTERVAL_SECS..=MAX_INTERVAL_SECS).contains(secs) {
+            return Err(format!(
+                "interval_secs.{kind}: must be 0 (off) or between {MIN_INTERVAL_SECS} and {MAX_INTERVAL_SECS}"
+            ));
+        }
+    }
+    if policy.ignored_ports.len() > 1024 {
+        return Err("ignored_ports: at most 1024 ports".into());
+    }
+    Ok(())
+}
+
 /// Replaces a project's policy (admin) and pushes the new config to its connected agents.
 pub async fn set_policy(
     state: &AppState,
@@ -298,23 +313,13 @@ pub async fn set_policy(
     input: SetPolicy,
 ) -> Result<PolicyBody, ApiError> {
     p.require(project_id, Role::Admin)?;
-    for (kind, secs) in &input.interval_secs {
-        if *secs != 0 && !(MIN_INTERVAL_SECS..=MAX_INTERVAL_SECS).contains(secs) {
-            return Err(ApiError::invalid_body(format!(
-                "interval_secs.{kind}: must be 0 (off) or between {MIN_INTERVAL_SECS} and {MAX_INTERVAL_SECS}"
-            )));
-        }
-    }
-    if input.ignored_ports.len() > 1024 {
-        return Err(ApiError::invalid_body("ignored_ports: at most 1024 ports"));
-    }
-    let mut ignored = input.ignored_ports;
-    ignored.sort_unstable();
-    ignored.dedup();
-    let policy = InventoryPolicy {
+    let mut policy = InventoryPolicy {
         interval_secs: input.interval_secs,
-        ignored_ports: ignored,
+        ignored_ports: input.ignored_ports,
     };
+    check_policy(&policy).map_err(ApiError::invalid_body)?;
+    policy.ignored_ports.sort_unstable();
+    policy.ignored_ports.dedup();
     let version = state.store.set_policy(project_id, &policy).await?;
     for (_, server_id) in state.store.server_ids_in(&[project_id.to_string()]).await? {
         state.gateway.config_changed(&server_id);

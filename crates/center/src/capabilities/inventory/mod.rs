@@ -36,16 +36,19 @@ pub const CAPABILITY: Capability = Capability {
     }),
     jobs: no_jobs,
     config: Some(|state, server| {
-        async move {
-                vec![super::policy_section::<InventoryPolicy>(state, &server.project_id).await]
-            }
-            .boxed()
+        async move { vec![super::policy_section::<InventoryPolicy>(state, server).await] }.boxed()
     }),
     tasks: &[super::TaskKind {
         kind: hostward_proto::inventory::COLLECT_INVENTORY_TASK,
         check_params: super::params_as::<hostward_proto::inventory::CollectNow>,
     }],
     wake: None,
+    policies: &[super::PolicyKind {
+        key: <InventoryPolicy as hostward_proto::Section>::KEY,
+        label: "Asset inventory",
+        check: |v| super::checked::<InventoryPolicy>(v, api::check_policy),
+        default: super::default_of::<InventoryPolicy>,
+    }],
 };
 
 /// One tab per kind, in `InventoryKind::ALL`'s order (a test keeps them in step), then the

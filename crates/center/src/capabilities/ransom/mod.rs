@@ -55,10 +55,16 @@ pub const CAPABILITY: Capability = Capability {
         },
     ],
     wake: None,
+    policies: &[super::PolicyKind {
+        key: <RansomPolicy as hostward_proto::Section>::KEY,
+        label: "Ransomware",
+        check: |v| super::checked::<RansomPolicy>(v, RansomPolicy::validate),
+        default: super::default_of::<RansomPolicy>,
+    }],
 };
 
 async fn config(state: &AppState, server: &Server) -> Vec<(&'static str, serde_json::Value)> {
-    vec![super::policy_section::<RansomPolicy>(state, &server.project_id).await]
+    vec![super::policy_section::<RansomPolicy>(state, server).await]
 }
 
 /// A snapshot takes nothing: what to back up is the policy's.

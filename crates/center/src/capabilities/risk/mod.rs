@@ -43,8 +43,7 @@ pub const CAPABILITY: Capability = Capability {
     tab_counts: None,
     jobs,
     config: Some(|state, server| {
-        async move { vec![super::policy_section::<RiskPolicy>(state, &server.project_id).await] }
-            .boxed()
+        async move { vec![super::policy_section::<RiskPolicy>(state, server).await] }.boxed()
     }),
     tasks: &[super::TaskKind {
         kind: hostward_proto::risk::SCAN_TASK,
@@ -53,6 +52,12 @@ pub const CAPABILITY: Capability = Capability {
     wake: Some(|state, job| match job {
         Job::VulnMatching => state.analyzer.wake(),
     }),
+    policies: &[super::PolicyKind {
+        key: <RiskPolicy as hostward_proto::Section>::KEY,
+        label: "Risk scans",
+        check: |v| super::checked::<RiskPolicy>(v, RiskPolicy::validate),
+        default: super::default_of::<RiskPolicy>,
+    }],
 };
 
 /// Recomputes every server's risk status once (a rule or the database may have changed while

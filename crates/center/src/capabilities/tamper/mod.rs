@@ -45,11 +45,17 @@ pub const CAPABILITY: Capability = Capability {
     config: Some(|state, server| config(state, server).boxed()),
     tasks: &[],
     wake: None,
+    policies: &[super::PolicyKind {
+        key: <TamperPolicy as hostward_proto::Section>::KEY,
+        label: "Web tamper protection",
+        check: |v| super::checked::<TamperPolicy>(v, TamperPolicy::validate),
+        default: super::default_of::<TamperPolicy>,
+    }],
 };
 
 /// The project's tamper policy and the server's unlock from the console.
 async fn config(state: &AppState, server: &Server) -> Vec<(&'static str, serde_json::Value)> {
-    let policy = super::policy_section::<TamperPolicy>(state, &server.project_id).await;
+    let policy = super::policy_section::<TamperPolicy>(state, server).await;
     let unlock = match state.store.tamper_unlock(&server.id).await {
         // As stored, even when past (the agent reads a past `until` as locked): the section
         // stays the same for one config version.
