@@ -2,7 +2,8 @@
 //!
 //! - switching a server from professional to premium turns ransomware protection (a premium
 //!   module) on in its running agent within seconds, without reinstalling or restarting it:
-//!   the bait files appear in the watched directory; the time is printed;
+//!   the bait files appear in the watched directory; the time is printed; a change of its
+//!   custom policy group's ransomware policy is in effect on it likewise (printed too);
 //! - a basic-edition server raises brute-force alarms for a real `hydra` attack on a real
 //!   sshd, in network namespaces this test creates, and blocks nothing: the attacker stays out
 //!   of the agent's nftables sets and still reaches sshd; a manual block is refused by the
@@ -111,10 +112,53 @@ async fn switching_professional_to_premium_turns_ransomware_protection_on_in_the
             agent.proc()?.pid() == pid && agent.is_running(),
             "the agent was not restarted, let alone reinstalled"
         );
-        // And back: the module stops and takes its baits away.
-        bind(&api, &server, Some("professional")).await?;
+        // A custom policy group (premium has them): the server moves to a copy of the
+        // default, whose ransomware policy then watches a second directory.
+        let group = api
+            .post(
+                &format!("/api/v1/projects/{project}/policy-groups"),
+                json!({"name": "file servers"}),
+            )
+            .await?
+            .expect(201)?
+            .json["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        api.put(
+            &format!("/api/v1/servers/{server}/policy-group"),
+            json!({"group_id": group}),
+        )
+        .await?
+        .expect(200)?;
+        let shares = env.subdir("shares");
+        let started = Instant::now();
+        api.put(
+            &format!("/api/v1/policy-groups/{group}/policies/ransom"),
+            json!({"enabled": true, "random_bait": false,
+                   "directories": [data.display().to_string(), shares.display().to_string()]}),
+        )
+        .await?
+        .expect(200)?;
+        wait_until("the baits in the group's new directory", secs(30), millis(10), || async {
+            ensure!(baits(&shares)?.len() == 2, "baits: {:?}", baits(&shares)?);
+            Ok(())
+        })
+        .await?;
+        println!(
+            "policy group change: in effect on the group's agent {:.0} ms after the API call (goal: within 5 s)",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+
+        // And back to professional: the module stops and takes its baits away; the server
+        // leaves the custom group, which its new edition does not have.
+        let s = bind(&api, &server, Some("professional")).await?;
+        ensure!(s["policy_group_id"].is_null(), "{s}");
         wait_until("the baits to go", secs(30), millis(20), || async {
-            ensure!(baits(&data)?.is_empty(), "still {deployed:?}");
+            ensure!(
+                baits(&data)?.is_empty() && baits(&shares)?.is_empty(),
+                "still {deployed:?}"
+            );
             Ok(())
         })
         .await?;

@@ -205,6 +205,7 @@ async fn drive(
     want.push("tamper".into());
     want.push("ransom".into());
     want.push("malware".into());
+    want.push("edition".into());
     ensure!(tabs == want, "tabs {tabs:?}, want {want:?}");
 
     // Every kind's tab lists what the API holds for this server.
