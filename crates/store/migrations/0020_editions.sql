@@ -28,6 +28,12 @@ CREATE TABLE edition_usage (
     PRIMARY KEY (server_id, day, edition)
 );
 CREATE INDEX edition_usage_project_day ON edition_usage (project_id, day);
+-- When protected time was last counted, fleet-wide: the replica that moves it counts.
+CREATE TABLE meter_clock (
+    id BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
+INSERT INTO meter_clock (id, at) VALUES (1, 0);
 
 -- Policy groups: a project's custom groups. A group's policies are rows of the policies table
 -- with scope_kind 'group' and scope_id the group's id; the project's own policies (scope

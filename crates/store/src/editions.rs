@@ -52,6 +52,9 @@ pub struct UsageRow {
 /// was down) counts only this much, since nobody saw the server run meanwhile.
 pub const MAX_METER_GAP_SECS: i64 = 120;
 
+/// Ticks closer than this to the last one (another replica's) count nothing.
+pub const MIN_TICK_SECS: i64 = 30;
+
 /// Locks the project's row for the rest of `tx` (a no-op update takes the row lock on
 /// PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the database).
 async fn lock_project(tx: &mut Transaction<'static, Any>, project_id: &str) -> Result<()> {
@@ -312,70 +315,78 @@ impl Store {
 
     /// One metering tick at `now`: every server with an edition, protection on and its agent
     /// online gets the time since its last tick (at most [`MAX_METER_GAP_SECS`]) added to its
-    /// usage of the day; every other server stops being metered. Safe on several replicas at
-    /// once: a server's stretch is claimed by moving its `metered_at` from the value read, so
-    /// two ticks never count the same seconds. Returns the seconds counted.
+    /// usage, cut at UTC midnight; every other server stops being metered. A handful of
+    /// set-based statements in one transaction, whatever the fleet's size. Several replicas
+    /// may tick: the one that moves `meter_clock` counts, and a tick less than
+    /// [`MIN_TICK_SECS`] after the last one counts nothing (its transaction waits for the
+    /// other's row lock, then finds the clock moved). Returns the seconds counted.
     pub async fn meter_usage(&self, now: i64) -> Result<i64> {
-        sqlx::query(
-            "UPDATE servers SET metered_at = NULL WHERE metered_at IS NOT NULL AND \
-             (edition = '' OR protection_wanted = 0 OR agent_status <> 'online')",
-        )
-        .execute(self.pool())
-        .await?;
-        let rows = sqlx::query(
-            "SELECT id, project_id, name, edition, metered_at FROM servers \
-             WHERE edition <> '' AND protection_wanted = 1 AND agent_status = 'online'",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        let mut counted = 0;
-        for r in rows {
-            let id: String = r.try_get("id")?;
-            let since: Option<i64> = super::opt_i64(&r, "metered_at");
-            let claimed = match since {
-                None => sqlx::query(
-                    "UPDATE servers SET metered_at = $1 WHERE id = $2 AND metered_at IS NULL",
-                )
-                .bind(now)
-                .bind(id.clone())
-                .execute(self.pool())
-                .await?
-                .rows_affected(),
-                Some(t) if t < now => sqlx::query(
-                    "UPDATE servers SET metered_at = $1 WHERE id = $2 AND metered_at = $3",
-                )
-                .bind(now)
-                .bind(id.clone())
-                .bind(t)
-                .execute(self.pool())
-                .await?
-                .rows_affected(),
-                Some(_) => 0,
-            };
-            // A server seen for the first time starts its stretch now: nothing to count yet.
-            let (Some(since), 1) = (since, claimed) else {
-                continue;
-            };
-            let secs = (now - since).min(MAX_METER_GAP_SECS);
-            counted += secs;
-            let edition: String = r.try_get("edition")?;
-            for (day, part) in split_by_utc_day(now - secs, now) {
-                sqlx::query(
-                    "INSERT INTO edition_usage (server_id, day, edition, project_id, server_name, seconds) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server_id, day, edition) \
-                     DO UPDATE SET seconds = edition_usage.seconds + excluded.seconds, \
-                     server_name = excluded.server_name",
-                )
-                .bind(id.clone())
-                .bind(day)
-                .bind(edition.clone())
-                .bind(r.try_get::<String, _>("project_id")?)
-                .bind(r.try_get::<String, _>("name")?)
-                .bind(part)
-                .execute(self.pool())
-                .await?;
-            }
+        const ELIGIBLE: &str =
+            "edition <> '' AND protection_wanted = 1 AND agent_status = 'online'";
+        let mut tx = self.begin().await?;
+        let claimed = sqlx::query("UPDATE meter_clock SET at = $1 WHERE id = 1 AND at <= $2")
+            .bind(now)
+            .bind(now - MIN_TICK_SECS)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if claimed == 0 {
+            return Ok(0);
         }
+        let midnight = now.div_euclid(86_400) * 86_400;
+        // The stretch counted: [start, now) with start = now - min(now - metered_at, gap).
+        let secs = format!(
+            "CASE WHEN $1 - metered_at > {MAX_METER_GAP_SECS} THEN {MAX_METER_GAP_SECS} ELSE $1 - metered_at END"
+        );
+        let counted: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT CAST(COALESCE(SUM({secs}), 0) AS BIGINT) AS n FROM servers \
+             WHERE {ELIGIBLE} AND metered_at IS NOT NULL AND metered_at < $1"
+        )))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        // The part after midnight (all of it when the stretch started today), then the part
+        // before it.
+        for (day, part, when) in [
+            (
+                utc_day(now),
+                format!("CASE WHEN $1 - ({secs}) < $2 THEN $1 - $2 ELSE {secs} END"),
+                "TRUE",
+            ),
+            (
+                utc_day(midnight - 1),
+                format!("$2 - ($1 - ({secs}))"),
+                "$1 - ({secs}) < $2",
+            ),
+        ] {
+            let when = when.replace("{secs}", &secs);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO edition_usage (server_id, day, edition, project_id, server_name, seconds) \
+                 SELECT id, $3, edition, project_id, name, {part} FROM servers \
+                 WHERE {ELIGIBLE} AND metered_at IS NOT NULL AND metered_at < $1 AND {when} \
+                 ON CONFLICT (server_id, day, edition) \
+                 DO UPDATE SET seconds = edition_usage.seconds + excluded.seconds, \
+                 server_name = excluded.server_name"
+            )))
+            .bind(now)
+            .bind(midnight)
+            .bind(day)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE servers SET metered_at = $1 WHERE {ELIGIBLE}"
+        )))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE servers SET metered_at = NULL WHERE metered_at IS NOT NULL AND NOT ({ELIGIBLE})"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(counted)
     }
 
@@ -410,19 +421,6 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// `[from, to)` cut at UTC midnights: (day, seconds) per day touched.
-fn split_by_utc_day(from: i64, to: i64) -> Vec<(String, i64)> {
-    let mut out = Vec::new();
-    let mut t = from;
-    while t < to {
-        let next_midnight = (t.div_euclid(86_400) + 1) * 86_400;
-        let end = next_midnight.min(to);
-        out.push((utc_day(t), end - t));
-        t = end;
-    }
-    out
 }
 
 /// `YYYY-MM-DD` of a Unix time, UTC (days to civil date: Howard Hinnant's algorithm).

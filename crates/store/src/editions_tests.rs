@@ -22,19 +22,11 @@ async fn online(s: &Store, id: &str) {
 }
 
 #[test]
-fn utc_days_and_their_cuts() {
+fn utc_days() {
     assert_eq!(utc_day(0), "1970-01-01");
     assert_eq!(utc_day(951_782_400), "2000-02-29");
     assert_eq!(utc_day(1_796_601_599), "2026-12-06");
     assert_eq!(utc_day(1_796_601_600), "2026-12-07");
-    assert_eq!(
-        split_by_utc_day(1_796_601_590, 1_796_601_630),
-        vec![
-            ("2026-12-06".to_string(), 10),
-            ("2026-12-07".to_string(), 30)
-        ]
-    );
-    assert!(split_by_utc_day(5, 5).is_empty());
 }
 
 #[tokio::test]
