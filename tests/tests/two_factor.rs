@@ -1,4 +1,5 @@
 //! Issue 18, part 6 (two-factor console sign-in), end to end against a real `hostward serve`
+//! (on SQLite, and on PostgreSQL when `HOSTWARD_TEST_POSTGRES_URL` is set)
 //! over HTTPS: a user sets up TOTP through the API; the test computes the codes itself
 //! (RFC 6238: HMAC-SHA1, 30-second steps, six digits) from the seed the center showed once.
 //! Then a sign-in without the code fails, with a wrong code fails, with the right code works,
@@ -144,108 +145,155 @@ async fn set_up(center: &Center, user: &str) -> Result<(Vec<u8>, Vec<String>, Se
 #[tokio::test]
 async fn a_second_factor_is_asked_at_sign_in_and_each_code_works_once() -> Result<()> {
     let env = TestEnv::new("two_factor");
-    env.run(async {
-        let center = Center::start(&env, Backend::Sqlite, CenterOpts::default()).await?;
-        let project = center.add_project("alpha").await?;
-        center
-            .add_user("tess", PASSWORD, &["--project", "alpha", "--role", "admin"])
-            .await?;
-        let (key, recovery, owner, csrf) = set_up(&center, "tess").await?;
-        let (st, status) = owner.call("GET", "/api/v1/account/two-factor", &csrf, None).await?;
-        ensure!(st == 200 && status["enabled"] == true, "{st} {status}");
-        ensure!(status["recovery_codes_left"] == 10, "{status}");
+    env.run(second_factor(&env, Backend::Sqlite)).await
+}
 
-        let s = Session::new(&center)?;
-        // The code confirming the set-up used the current step: the next one is the app's
-        // next code, which the center accepts one step early.
-        let next = totp(&key, now_step() + 1);
-        let wrong = if next == "123456" { "654321" } else { "123456" };
-        for (code, what) in [(None, "without a code"), (Some(wrong), "with a wrong code")] {
-            let (st, body) = s.sign_in("tess", code).await?;
-            ensure!(st == 401, "a sign-in {what} fails: {st} {body}");
-            ensure!(body["error"]["code"] == "bad_credentials", "{what}: {body}");
-            let (st, _) = s.call("GET", "/api/v1/me", "", None).await?;
-            ensure!(st == 401, "no session after a sign-in {what}: {st}");
-        }
-        let (st, body) = s.sign_in("tess", Some(&next)).await?;
-        ensure!(st == 200, "the right code signs in: {st} {body}");
-        let (st, me) = s.call("GET", "/api/v1/me", "", None).await?;
-        ensure!(st == 200, "the session works: {st} {me}");
-        let (st, body) = Session::new(&center)?.sign_in("tess", Some(&next)).await?;
-        ensure!(st == 401, "the same code a second time fails: {st} {body}");
+#[tokio::test]
+async fn a_second_factor_is_asked_at_sign_in_on_postgresql() -> Result<()> {
+    if pg_admin_url()?.is_none() {
+        return Ok(());
+    }
+    let env = TestEnv::new("two_factor_pg");
+    env.run(second_factor(&env, Backend::Postgres)).await
+}
 
-        // A recovery code, typed as people do (spaces around it), works once.
-        let code = format!(" {} ", recovery[3]);
-        let (st, body) = Session::new(&center)?.sign_in("tess", Some(&code)).await?;
-        ensure!(st == 200, "a recovery code signs in: {st} {body}");
-        let (st, body) = Session::new(&center)?.sign_in("tess", Some(&recovery[3])).await?;
-        ensure!(st == 401, "the same recovery code a second time fails: {st} {body}");
-        let (_, status) = owner.call("GET", "/api/v1/account/two-factor", &csrf, None).await?;
-        ensure!(status["recovery_codes_left"] == 9, "one code spent: {status}");
-        let used = center
-            .query_i64(
-                "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'auth.login_failed' AND username = $1",
-                &["tess"],
-            )
-            .await?;
-        ensure!(used == 4, "each failed sign-in audited: {used}");
+async fn second_factor(env: &TestEnv, backend: Backend) -> Result<()> {
+    let center = Center::start(env, backend, CenterOpts::default()).await?;
+    let project = center.add_project("alpha").await?;
+    center
+        .add_user("tess", PASSWORD, &["--project", "alpha", "--role", "admin"])
+        .await?;
+    let (key, recovery, owner, csrf) = set_up(&center, "tess").await?;
+    let (st, status) = owner
+        .call("GET", "/api/v1/account/two-factor", &csrf, None)
+        .await?;
+    ensure!(st == 200 && status["enabled"] == true, "{st} {status}");
+    ensure!(status["recovery_codes_left"] == 10, "{status}");
 
-        // The console's sign-in form: its code field, wrong then right (a recovery code: the
-        // app's codes up to the next step are spent).
-        let console = Console {
-            base: center.url(),
-            client: https_client(&center.ca_pem, true)?,
-        };
-        let form = |code: &str, page: &str| {
-            let mut fields = hidden_inputs(page);
-            fields.retain(|(k, _)| k != "username" && k != "password" && k != "code");
-            fields.push(("username".into(), "tess".into()));
-            fields.push(("password".into(), PASSWORD.into()));
-            fields.push(("code".into(), code.into()));
-            fields
-        };
-        let page = console.get("/login").await?;
-        ensure!(page.body.contains(r#"name="code""#), "the sign-in form has a code field");
-        let r = console.post_form("/login", &form("", &page.body)).await?;
-        ensure!(r.body.contains(r#"id="login-error""#), "no code: refused: {}", tail(&r.body, 10));
-        let page = console.get("/login").await?;
-        let r = console.post_form("/login", &form(&recovery[5], &page.body)).await?;
-        ensure!(
-            r.status == 200 && !r.body.contains(r#"id="login-error""#) && !r.url.ends_with("/login"),
-            "the recovery code in the form signs in: {} {} {}",
-            r.status,
-            r.url,
-            tail(&r.body, 10)
-        );
-        let servers = console.get("/servers").await?;
-        ensure!(servers.status == 200 && !servers.url.ends_with("/login"), "{}", servers.url);
+    let s = Session::new(&center)?;
+    // The code confirming the set-up used the current step: the next one is the app's
+    // next code, which the center accepts one step early.
+    let next = totp(&key, now_step() + 1);
+    let wrong = if next == "123456" { "654321" } else { "123456" };
+    for (code, what) in [(None, "without a code"), (Some(wrong), "with a wrong code")] {
+        let (st, body) = s.sign_in("tess", code).await?;
+        ensure!(st == 401, "a sign-in {what} fails: {st} {body}");
+        ensure!(body["error"]["code"] == "bad_credentials", "{what}: {body}");
+        let (st, _) = s.call("GET", "/api/v1/me", "", None).await?;
+        ensure!(st == 401, "no session after a sign-in {what}: {st}");
+    }
+    let (st, body) = s.sign_in("tess", Some(&next)).await?;
+    ensure!(st == 200, "the right code signs in: {st} {body}");
+    let (st, me) = s.call("GET", "/api/v1/me", "", None).await?;
+    ensure!(st == 200, "the session works: {st} {me}");
+    let (st, body) = Session::new(&center)?.sign_in("tess", Some(&next)).await?;
+    ensure!(st == 401, "the same code a second time fails: {st} {body}");
 
-        // The project requires it: a member without it is refused API calls until set up.
-        let (st, body) = owner
-            .call(
-                "PUT",
-                &format!("/api/v1/projects/{project}/two-factor"),
-                &csrf,
-                Some(json!({"required": true})),
-            )
-            .await?;
-        ensure!(st == 200, "requiring it: {st} {body}");
-        center
-            .add_user("nina", PASSWORD, &["--project", "alpha", "--role", "viewer"])
-            .await?;
-        let token = center.api_token("nina").await?;
-        let r = center.api_as(&token).get("/api/v1/servers").await?;
-        ensure!(
-            r.status == 403 && r.error_code() == "two_factor_required",
-            "a member without two-factor is refused: {} {}",
-            r.status,
-            r.text
-        );
-        ensure!(r.error_message().contains("alpha"), "names the project: {}", r.text);
-        let (key, _, _, _) = set_up(&center, "nina").await?;
-        ensure!(!key.is_empty());
-        center.api_as(&token).get("/api/v1/servers").await?.expect(200)?;
-        Ok(())
-    })
-    .await
+    // A recovery code, typed as people do (spaces around it), works once.
+    let code = format!(" {} ", recovery[3]);
+    let (st, body) = Session::new(&center)?.sign_in("tess", Some(&code)).await?;
+    ensure!(st == 200, "a recovery code signs in: {st} {body}");
+    let (st, body) = Session::new(&center)?
+        .sign_in("tess", Some(&recovery[3]))
+        .await?;
+    ensure!(
+        st == 401,
+        "the same recovery code a second time fails: {st} {body}"
+    );
+    let (_, status) = owner
+        .call("GET", "/api/v1/account/two-factor", &csrf, None)
+        .await?;
+    ensure!(
+        status["recovery_codes_left"] == 9,
+        "one code spent: {status}"
+    );
+    let used = center
+        .query_i64(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'auth.login_failed' AND username = $1",
+            &["tess"],
+        )
+        .await?;
+    ensure!(used == 4, "each failed sign-in audited: {used}");
+
+    // The console's sign-in form: its code field, wrong then right (a recovery code: the
+    // app's codes up to the next step are spent).
+    let console = Console {
+        base: center.url(),
+        client: https_client(&center.ca_pem, true)?,
+    };
+    let form = |code: &str, page: &str| {
+        let mut fields = hidden_inputs(page);
+        fields.retain(|(k, _)| k != "username" && k != "password" && k != "code");
+        fields.push(("username".into(), "tess".into()));
+        fields.push(("password".into(), PASSWORD.into()));
+        fields.push(("code".into(), code.into()));
+        fields
+    };
+    let page = console.get("/login").await?;
+    ensure!(
+        page.body.contains(r#"name="code""#),
+        "the sign-in form has a code field"
+    );
+    let r = console.post_form("/login", &form("", &page.body)).await?;
+    ensure!(
+        r.body.contains(r#"id="login-error""#),
+        "no code: refused: {}",
+        tail(&r.body, 10)
+    );
+    let page = console.get("/login").await?;
+    let r = console
+        .post_form("/login", &form(&recovery[5], &page.body))
+        .await?;
+    ensure!(
+        r.status == 200 && !r.body.contains(r#"id="login-error""#) && !r.url.ends_with("/login"),
+        "the recovery code in the form signs in: {} {} {}",
+        r.status,
+        r.url,
+        tail(&r.body, 10)
+    );
+    let servers = console.get("/servers").await?;
+    ensure!(
+        servers.status == 200 && !servers.url.ends_with("/login"),
+        "{}",
+        servers.url
+    );
+
+    // The project requires it: a member without it is refused API calls until set up.
+    let (st, body) = owner
+        .call(
+            "PUT",
+            &format!("/api/v1/projects/{project}/two-factor"),
+            &csrf,
+            Some(json!({"required": true})),
+        )
+        .await?;
+    ensure!(st == 200, "requiring it: {st} {body}");
+    center
+        .add_user(
+            "nina",
+            PASSWORD,
+            &["--project", "alpha", "--role", "viewer"],
+        )
+        .await?;
+    let token = center.api_token("nina").await?;
+    let r = center.api_as(&token).get("/api/v1/servers").await?;
+    ensure!(
+        r.status == 403 && r.error_code() == "two_factor_required",
+        "a member without two-factor is refused: {} {}",
+        r.status,
+        r.text
+    );
+    ensure!(
+        r.error_message().contains("alpha"),
+        "names the project: {}",
+        r.text
+    );
+    let (key, _, _, _) = set_up(&center, "nina").await?;
+    ensure!(!key.is_empty());
+    center
+        .api_as(&token)
+        .get("/api/v1/servers")
+        .await?
+        .expect(200)?;
+    Ok(())
 }
