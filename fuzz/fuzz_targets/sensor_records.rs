@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = serde_json::to_string(&ev).expect("events serialise");
     }
     let _ = hostward_sensor::cnproc::decode(data);
-    for (_, _, handle, name) in hostward_agent::behaviour::fswatch::decode(data) {
-        assert!(handle.len() <= data.len() && name.len() <= data.len());
+    for ev in hostward_agent::fanotify::decode(data) {
+        assert!(ev.dir.len() <= data.len() && ev.name.len() <= data.len());
     }
 });

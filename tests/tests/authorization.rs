@@ -106,6 +106,8 @@ fn probes(a: &A, bob_id: &str) -> Vec<Probe> {
         probe("DELETE", format!("/api/v1/servers/{s}/blocked-ips/192.0.2.77"), format!("/api/v1/servers/{n}/blocked-ips/192.0.2.77"), None),
         probe("GET", format!("/api/v1/servers/{s}/login-ips"), format!("/api/v1/servers/{n}/login-ips"), None),
         probe("PUT", format!("/api/v1/servers/{s}/login-ips"), format!("/api/v1/servers/{n}/login-ips"), Some(json!({"ips": ["192.0.2.66"], "learning": true}))),
+        probe("GET", format!("/api/v1/servers/{s}/ssh-whitelist"), format!("/api/v1/servers/{n}/ssh-whitelist"), None),
+        probe("PUT", format!("/api/v1/servers/{s}/ssh-whitelist"), format!("/api/v1/servers/{n}/ssh-whitelist"), Some(json!({"enabled": true, "addrs": ["127.0.0.1", "192.0.2.66"]}))),
     ]
     .into_iter()
     .chain([
@@ -417,6 +419,7 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
     pages.push(format!("/assets/software/servers?name={pkg}&project={p}"));
     pages.push(format!("/servers/{s}/risks"));
     pages.push(format!("/servers/{s}/login-ips"));
+    pages.push(format!("/servers/{s}/ssh-whitelist"));
     pages.push(format!("/alarms/{}", a.alarm));
     pages.push(format!("/alarms?project={p}"));
     pages.push(format!("/vulnerabilities/findings/{}", a.finding));
@@ -523,6 +526,13 @@ async fn check_console(who: &str, console: &Console, a: &A, own_server: &str) ->
             vec![
                 ("ips".to_string(), "192.0.2.66".to_string()),
                 ("learning".to_string(), "1".to_string()),
+            ],
+        ),
+        (
+            format!("/servers/{}/ssh-whitelist", a.server),
+            vec![
+                ("addrs".to_string(), "127.0.0.1\n192.0.2.66".to_string()),
+                ("enabled".to_string(), "1".to_string()),
             ],
         ),
         (

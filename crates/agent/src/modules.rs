@@ -26,6 +26,7 @@ pub fn all(ctx: &Ctx, cfg: &Config) -> Vec<Arc<dyn Module>> {
     let bruteforce = crate::bruteforce::runner::spawn(
         &cfg.authlog,
         cfg.firewall.clone(),
+        ctx.root.clone(),
         &ctx.state_dir,
         ctx.records.clone(),
     );

@@ -181,6 +181,67 @@ impl ServerLoginIps {
     }
 }
 
+/// Most entries of a server's SSH login whitelist (the reference product's bound).
+pub const MAX_SSH_WHITELIST: usize = 50;
+
+/// A server's SSH login whitelist, as the center holds it (config `ssh_whitelist`): while
+/// enabled, new TCP connections to sshd's ports from any address outside `addrs` are dropped
+/// by the agent's firewall table (loopback always passes; established connections are left
+/// alone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshWhitelist {
+    pub enabled: bool,
+    /// Addresses or prefixes, IPv4 or IPv6, at most [`MAX_SSH_WHITELIST`].
+    pub addrs: Vec<String>,
+}
+
+impl crate::Section for SshWhitelist {
+    const KEY: &'static str = "ssh_whitelist";
+}
+
+impl SshWhitelist {
+    /// The message starts with the field's name (`addrs[3]: ...`). An enabled empty list would
+    /// close sshd to everyone but loopback, which is never what anyone means.
+    pub fn validate(&self) -> Result<(), String> {
+        check_nets("addrs", &self.addrs, MAX_SSH_WHITELIST)?;
+        if self.enabled && self.addrs.is_empty() {
+            return Err(
+                "addrs: an enabled whitelist needs at least one address, or no one could reach sshd"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The entries parsed, in canonical form, duplicates removed (first place kept). None
+    /// when an entry does not parse ([`SshWhitelist::validate`] says which).
+    pub fn nets(&self) -> Option<Vec<Net>> {
+        let mut out: Vec<Net> = Vec::with_capacity(self.addrs.len());
+        for s in &self.addrs {
+            let n = Net::parse(s).ok()?;
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The SSH whitelist's state in the brute-force module's heartbeat (`ssh_whitelist`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SshWhitelistReport {
+    /// `applied` (the chain is in force), `off` (no chain), `error` (what the config asks for
+    /// is not in force: see `error`).
+    pub state: String,
+    /// The config's entries the chain holds (0 when off).
+    pub addrs: usize,
+    /// sshd's ports the chain closes, from sshd_config.
+    pub ports: Vec<u16>,
+    pub error: Option<String>,
+}
+
 /// Durable record `login_ip`: the agent learned `addr` as a usual login address of its server
 /// from a successful login. The center adds it to the server's list if learning is still on
 /// there and the list has room, then pushes the list back.
@@ -302,6 +363,19 @@ impl Net {
         }
     }
 
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether every address of `other` is in this prefix.
+    pub fn covers(&self, other: &Net) -> bool {
+        self.prefix <= other.prefix && self.contains(other.addr)
+    }
+
     pub fn is_host(&self) -> bool {
         self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
     }
@@ -323,4 +397,60 @@ fn mask32(prefix: u8) -> u32 {
 
 fn mask128(prefix: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wl(enabled: bool, addrs: &[&str]) -> SshWhitelist {
+        SshWhitelist {
+            enabled,
+            addrs: addrs.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn ssh_whitelist_validation_names_the_field_and_index() {
+        assert_eq!(
+            wl(true, &["192.0.2.1", "10.0.0.0/8", "2001:db8::/32"]).validate(),
+            Ok(())
+        );
+        assert_eq!(wl(false, &[]).validate(), Ok(()));
+        let e = wl(true, &["192.0.2.1", "10.0.0.0/33"])
+            .validate()
+            .unwrap_err();
+        assert!(e.starts_with("addrs[1]: \"10.0.0.0/33\""), "{e}");
+        let e = wl(false, &["nope"]).validate().unwrap_err();
+        assert!(e.starts_with("addrs[0]: \"nope\""), "{e}");
+        let e = wl(true, &[]).validate().unwrap_err();
+        assert!(e.starts_with("addrs: an enabled whitelist needs"), "{e}");
+        let many: Vec<String> = (0..=MAX_SSH_WHITELIST)
+            .map(|i| format!("10.0.{i}.1"))
+            .collect();
+        let e = SshWhitelist {
+            enabled: true,
+            addrs: many,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e, "addrs: at most 50 entries, not 51");
+    }
+
+    #[test]
+    fn ssh_whitelist_nets_are_canonical_and_distinct() {
+        let nets = wl(
+            true,
+            &["10.1.2.3/8", "10.0.0.0/8", "::ffff:192.0.2.1", "192.0.2.1"],
+        )
+        .nets()
+        .unwrap();
+        let text: Vec<String> = nets.iter().map(Net::to_string).collect();
+        assert_eq!(text, ["10.0.0.0/8", "192.0.2.1"]);
+        assert_eq!(wl(true, &["x"]).nets(), None);
+        let a = Net::parse("10.0.0.0/8").unwrap();
+        assert!(a.covers(&Net::parse("10.1.0.0/16").unwrap()));
+        assert!(!Net::parse("10.1.0.0/16").unwrap().covers(&a));
+        assert!(!a.covers(&Net::parse("2001:db8::/32").unwrap()));
+    }
 }

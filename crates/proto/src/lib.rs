@@ -345,6 +345,9 @@ pub struct Heartbeat {
     /// without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malware: Option<Box<malware::MalwareReport>>,
+    /// The SSH login whitelist's state (brute-force module); None from agents without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_whitelist: Option<bruteforce::SshWhitelistReport>,
 }
 
 /// Counters of the authentication log sources: `lines` = `events` + `ignored` + the

@@ -26,6 +26,7 @@ mod replicas;
 mod risk;
 mod score;
 mod servers;
+mod ssh_whitelist;
 pub mod status;
 mod tamper;
 mod tasks;
@@ -49,6 +50,7 @@ pub use records::*;
 pub use risk::*;
 pub use score::*;
 pub use servers::*;
+pub use ssh_whitelist::*;
 pub use tamper::*;
 pub use tasks::*;
 pub use two_factor::*;
@@ -222,6 +224,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "two_factor",
         include_str!("../migrations/0016_two_factor.sql"),
+    ),
+    (
+        19,
+        "ssh_whitelist",
+        include_str!("../migrations/0019_ssh_whitelist.sql"),
     ),
     (
         20,

@@ -2,13 +2,15 @@
 //! auth log files; `engine` (pure) decides which source addresses to block and what to alarm
 //! on; `nft` blocks them in a table of our own; `runner` ties them to the records. This file
 //! holds the event types they share and the module's face to the runtime: the policy, the
-//! server's usual login addresses and protection on/off from each config, the block and
-//! unblock tasks, and the auth log counters in each heartbeat.
+//! server's usual login addresses, its SSH login whitelist (`sshd` reads sshd's ports for it)
+//! and protection on/off from each config, the block and unblock tasks, and the auth log
+//! counters and the whitelist's state in each heartbeat.
 
 pub mod authlog;
 pub mod engine;
 pub mod nft;
 pub mod runner;
+pub mod sshd;
 
 use std::net::IpAddr;
 
@@ -90,6 +92,10 @@ impl Module for runner::Handle {
                 Ok(ips) => self.set_login_ips(ips).await,
                 Err(e) => tracing::error!("{e}; keeping the current usual login addresses"),
             }
+            match cfg.section() {
+                Ok(wl) => self.set_ssh_whitelist(wl).await,
+                Err(e) => tracing::error!("{e}; keeping the current SSH whitelist"),
+            }
         })
     }
 
@@ -117,5 +123,6 @@ impl Module for runner::Handle {
 
     fn heartbeat(&self, hb: &mut Heartbeat) {
         hb.authlog = Some(self.authlog_stats());
+        hb.ssh_whitelist = Some(self.ssh_whitelist_report());
     }
 }

@@ -3,16 +3,17 @@
 //! the outbox as durable `block` and `alarm` records; usual login addresses it learns go there as
 //! `login_ip` records for the center, which keeps each server's list and pushes it back. Manual
 //! blocks and unblocks (tasks) go through the same loop, so the engine, the firewall and the
-//! center agree.
+//! center agree. The server's SSH login whitelist is a chain of the same firewall table, put
+//! in force (or removed) as each config arrives and kept there by the same heal tick.
 
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hostward_proto::Message;
 use hostward_proto::alarm::{Alarm, BlockChange, Evidence};
-use hostward_proto::bruteforce::LoginIp;
+use hostward_proto::bruteforce::{LoginIp, SshWhitelist, SshWhitelistReport};
 use tokio::sync::{mpsc, oneshot};
 
 use hostward_agent_core::RecordSender;
@@ -20,7 +21,9 @@ use hostward_agent_core::util::{local_offset_secs, unix_now};
 
 use super::authlog;
 use super::engine::{self, Decision, Engine, Policy, ServerLoginIps};
+use super::nft::ssh_whitelist::Rules;
 use super::nft::{self, Nft};
+use super::sshd;
 
 /// How often old failure windows are pruned.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
@@ -45,6 +48,8 @@ enum Command {
     LoginIps(ServerLoginIps),
     /// Protection switched on or off for this server in the console.
     Enabled(bool),
+    /// The server's SSH login whitelist, as the center holds it.
+    SshWhitelist(SshWhitelist),
 }
 
 /// Handle the daemon keeps for block and unblock tasks.
@@ -52,9 +57,23 @@ enum Command {
 pub struct Handle {
     tx: mpsc::Sender<Command>,
     authlog: Arc<authlog::Counters>,
+    ssh_whitelist: Arc<Mutex<SshWhitelistReport>>,
 }
 
 impl Handle {
+    /// The SSH whitelist's state as last applied (sent in every heartbeat).
+    pub fn ssh_whitelist_report(&self) -> SshWhitelistReport {
+        self.ssh_whitelist
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies the server's SSH login whitelist as the center pushed it.
+    pub async fn set_ssh_whitelist(&self, wl: SshWhitelist) {
+        let _ = self.send(Command::SshWhitelist(wl)).await;
+    }
+
     /// What the auth log sources have read so far (sent in every heartbeat).
     pub fn authlog_stats(&self) -> authlog::Stats {
         self.authlog.snapshot()
@@ -118,6 +137,7 @@ impl Handle {
 pub fn spawn(
     authlog_cfg: &authlog::Config,
     firewall: nft::Config,
+    root: PathBuf,
     state_dir: &Path,
     outbox: RecordSender,
 ) -> Handle {
@@ -141,16 +161,120 @@ pub fn spawn(
             learning: false,
         })
         .expect("an empty list is valid");
-    tokio::spawn(run(engine, nft, outbox, ev_rx, rx, follower));
+    let ssh_whitelist = Arc::new(Mutex::new(SshWhitelistReport {
+        state: "off".into(),
+        ..Default::default()
+    }));
+    let wl = Whitelist {
+        root,
+        wanted: SshWhitelist::default(),
+        applied: None,
+        report: ssh_whitelist.clone(),
+    };
+    tokio::spawn(run(engine, nft, wl, outbox, ev_rx, rx, follower));
     Handle {
         tx,
         authlog: counters,
+        ssh_whitelist,
+    }
+}
+
+/// The SSH whitelist's side of the loop: what the center asks for, what is in force.
+struct Whitelist {
+    /// Where sshd_config is read (`/`, or a test's root).
+    root: PathBuf,
+    wanted: SshWhitelist,
+    /// The rules the chain holds now; None when there is no chain (or it is unknown).
+    applied: Option<Rules>,
+    report: Arc<Mutex<SshWhitelistReport>>,
+}
+
+impl Whitelist {
+    /// Makes the chain match `wanted` with sshd's current ports, and says so in the report.
+    /// `force`: apply even when the rules did not change (the chain may be gone).
+    async fn apply(&mut self, nft: Option<&Nft>, force: bool) {
+        let ports = sshd::ports(&self.root);
+        let result = match Rules::of(&self.wanted, &ports) {
+            Err(e) => Err(format!(
+                "refused the SSH whitelist, keeping what is in force: {e}"
+            )),
+            Ok(rules) if !force && rules == self.applied && rules.is_some() => Ok(rules),
+            Ok(rules) => match nft {
+                Some(n) => n
+                    .set_ssh_whitelist(rules.as_ref())
+                    .await
+                    .map(|()| rules)
+                    .map_err(|e| e.to_string()),
+                // Nothing to remove without a firewall; a list that is on cannot be in force.
+                None if rules.is_none() => Ok(None),
+                None => Err("the firewall is not available on this host".into()),
+            },
+        };
+        let report = match result {
+            Ok(rules) => {
+                if rules != self.applied {
+                    tracing::info!(entries = rules.as_ref().map_or(0, Rules::len), ports = ?ports, "SSH whitelist {}", if rules.is_some() { "in force" } else { "off" });
+                }
+                self.applied = rules;
+                match &self.applied {
+                    Some(r) => SshWhitelistReport {
+                        state: "applied".into(),
+                        addrs: r.len(),
+                        ports: r.ports.clone(),
+                        error: None,
+                    },
+                    None => SshWhitelistReport {
+                        state: "off".into(),
+                        ..Default::default()
+                    },
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "applying the SSH whitelist failed");
+                SshWhitelistReport {
+                    state: "error".into(),
+                    addrs: self.applied.as_ref().map_or(0, Rules::len),
+                    ports: self
+                        .applied
+                        .as_ref()
+                        .map(|r| r.ports.clone())
+                        .unwrap_or_default(),
+                    error: Some(e),
+                }
+            }
+        };
+        *self.report.lock().unwrap_or_else(|e| e.into_inner()) = report;
+    }
+
+    /// On the heal tick: puts the chain back when something removed it, and follows sshd's
+    /// ports when its config changed. Nothing to do while the whitelist is off.
+    async fn heal(&mut self, nft: Option<&Nft>) {
+        if !self.wanted.enabled {
+            return;
+        }
+        let Some(n) = nft else { return };
+        let present = n.ssh_whitelist_present().await.unwrap_or(false);
+        let ports = sshd::ports(&self.root);
+        // A refused list was reported when it came; the next config fixes it.
+        if Rules::of(&self.wanted, &ports).is_err() {
+            return;
+        }
+        let stale = self.applied.as_ref().is_none_or(|r| r.ports != ports);
+        if !present || stale {
+            if !present && self.applied.is_some() {
+                tracing::warn!(
+                    "the SSH whitelist chain had been removed from outside; putting it back"
+                );
+            }
+            self.apply(nft, true).await;
+        }
     }
 }
 
 async fn run(
     mut engine: Engine,
     nft: Option<Nft>,
+    mut wl: Whitelist,
     outbox: RecordSender,
     mut events: mpsc::Receiver<crate::bruteforce::AuthEvent>,
     mut commands: mpsc::Receiver<Command>,
@@ -256,6 +380,10 @@ async fn run(
                     }
                     Err(e) => tracing::error!(error = %e, "refused the brute-force policy; keeping the previous one"),
                 },
+                Some(Command::SshWhitelist(wanted)) => {
+                    wl.wanted = wanted;
+                    wl.apply(nft.as_ref(), false).await;
+                }
                 Some(Command::LoginIps(list)) => {
                     if let Err(e) = engine.set_server_login_ips(&list) {
                         tracing::error!(error = %e, "refused the server's usual login addresses; keeping the previous ones");
@@ -271,6 +399,7 @@ async fn run(
                         Err(e) => tracing::error!(error = %e, "checking the firewall table failed"),
                     }
                 }
+                wl.heal(nft.as_ref()).await;
             }
         }
     }

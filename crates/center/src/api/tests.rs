@@ -719,6 +719,7 @@ async fn openapi_document_lists_the_routes() {
         "/api/v1/assets/{kind}/servers",
         "/api/v1/projects/{id}/inventory-policy",
         "/api/v1/servers/{id}/login-ips",
+        "/api/v1/servers/{id}/ssh-whitelist",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }

@@ -15,6 +15,9 @@
 //! }
 //! ```
 //!
+//! With an SSH login whitelist on, the table also holds the `ssh_whitelist` chain
+//! ([`ssh_whitelist`]).
+//!
 //! Every change is one `nft -f -` transaction fed on stdin (no shell), and names only our table:
 //! the ruleset is never flushed, so ufw, firewalld, docker and anything else keep their tables.
 //!
@@ -692,6 +695,8 @@ fn save_state(path: &Path, state: &BTreeMap<IpAddr, u64>) -> std::io::Result<()>
     // loss the center's list restores the blocks through `sync`.
     hostward_agent_core::util::replace_file(path, &json, 0o600, false)
 }
+
+pub mod ssh_whitelist;
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use hostward_proto::bruteforce::SshWhitelist;
+
+use super::ssh_whitelist::Rules;
 use super::*;
 
 fn available() -> bool {
@@ -641,4 +644,231 @@ async fn block_latency() {
         );
         assert!(median < 250.0, "{label}: median {median} ms");
     }
+}
+
+/// Exit 0: the server sent an SSH banner to a connection from `argv[1]` (a bound source
+/// address) within the timeout; 1: no connection.
+const BANNER: &str = r#"
+import socket, sys
+fam = socket.AF_INET6 if ':' in sys.argv[2] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.settimeout(float(sys.argv[4]))
+s.bind((sys.argv[1], 0))
+try:
+    s.connect((sys.argv[2], int(sys.argv[3])))
+    sys.exit(0 if s.recv(4) == b"SSH-" else 2)
+except OSError:
+    sys.exit(1)
+"#;
+
+impl Pair {
+    /// A real sshd in the victim namespace on `port`, with a fresh host key in `dir`; waits
+    /// until it answers on loopback.
+    fn sshd(&self, dir: &Path, port: u16) -> Proc {
+        let key = dir.join("host_key");
+        run(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()],
+        );
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port_s = port.to_string();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.victim.name,
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+                "/dev/null",
+                "-p",
+                &port_s,
+                "-h",
+                key.to_str().unwrap(),
+                "-o",
+                "PidFile=none",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let proc = Proc(child);
+        let start = Instant::now();
+        while !self.banner_in(&self.victim, "127.0.0.1", "127.0.0.1", port, "1") {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "sshd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        proc
+    }
+
+    fn banner_in(&self, ns: &Ns, from: &str, addr: &str, port: u16, secs: &str) -> bool {
+        let port = port.to_string();
+        let status = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "python3", "-c", BANNER, from, addr, &port, secs,
+            ])
+            .status()
+            .unwrap();
+        match status.code() {
+            Some(0) => true,
+            Some(1) => false,
+            other => panic!("ssh banner from {from} to {addr}:{port}: {other:?}"),
+        }
+    }
+
+    /// Whether the attacker, from its address `from`, gets sshd's banner.
+    fn banner(&self, from: &str, addr: &str, port: u16, secs: &str) -> bool {
+        self.banner_in(&self.attacker, from, addr, port, secs)
+    }
+}
+
+#[tokio::test]
+async fn the_ssh_whitelist_lets_only_listed_addresses_reach_a_real_sshd() {
+    if !available() || !Path::new("/usr/sbin/sshd").exists() {
+        eprintln!("skipped: needs /usr/sbin/sshd too");
+        return;
+    }
+    let pair = Pair::new();
+    // A second attacker address, left out of the list.
+    pair.attacker
+        .ip(&["addr", "add", "10.77.0.3/24", "dev", "hwv1"]);
+    pair.attacker
+        .ip(&["addr", "add", "fd77::3/64", "dev", "hwv1", "nodad"]);
+    let dir = tempfile::tempdir().unwrap();
+    // The ports come from the host's sshd_config as the agent reads it, here a fixture root.
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/ssh/sshd_config.d")).unwrap();
+    std::fs::write(
+        root.join("etc/ssh/sshd_config"),
+        "Include /etc/ssh/sshd_config.d/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/ssh/sshd_config.d/port.conf"), "Port 2222\n").unwrap();
+    let ports = crate::bruteforce::sshd::ports(&root);
+    assert_eq!(ports, [2222]);
+    let _sshd = pair.sshd(dir.path(), 2222);
+    let _other = pair.listen(&[8080]);
+    let nft = responder(&pair.victim, dir.path(), "hostward", &[22]);
+    nft.ensure().await.unwrap();
+    let (v4, v6) = ("10.77.0.1", "fd77::1");
+    let (ok, fail) = ("5", "1");
+    for from in ["10.77.0.2", "10.77.0.3"] {
+        assert!(
+            pair.banner(from, v4, 2222, ok),
+            "{from} before the whitelist"
+        );
+    }
+
+    let wl = SshWhitelist {
+        enabled: true,
+        addrs: vec!["10.77.0.2".into(), "fd77::2/128".into()],
+    };
+    let rules = Rules::of(&wl, &ports).unwrap().unwrap();
+    nft.set_ssh_whitelist(Some(&rules)).await.unwrap();
+    assert!(nft.ssh_whitelist_present().await.unwrap());
+    assert!(pair.banner("10.77.0.2", v4, 2222, ok), "listed v4");
+    assert!(pair.banner("fd77::2", v6, 2222, ok), "listed v6");
+    assert!(
+        !pair.banner("10.77.0.3", v4, 2222, fail),
+        "unlisted v4 reached sshd"
+    );
+    assert!(
+        !pair.banner("fd77::3", v6, 2222, fail),
+        "unlisted v6 reached sshd"
+    );
+    assert!(
+        pair.reaches(v4, 8080, ok),
+        "other ports stay open to everyone"
+    );
+    assert!(
+        pair.banner_in(&pair.victim, "127.0.0.1", "127.0.0.1", 2222, ok),
+        "loopback always passes"
+    );
+    // Applying the same list again changes nothing; the block table's rules are untouched.
+    nft.set_ssh_whitelist(Some(&rules)).await.unwrap();
+    let table = pair.victim.nft_ok(&["list", "table", "inet", "hostward"]);
+    assert!(table.contains("chain input"), "{table}");
+    assert!(table.contains("tcp dport 2222 tcp flags"), "{table}");
+    assert_eq!(table.matches("chain ssh_whitelist").count(), 1, "{table}");
+
+    // Off: the chain goes and everyone reaches sshd again; off twice is no error.
+    nft.set_ssh_whitelist(None).await.unwrap();
+    nft.set_ssh_whitelist(None).await.unwrap();
+    assert!(!nft.ssh_whitelist_present().await.unwrap());
+    assert!(
+        pair.banner("10.77.0.3", v4, 2222, ok),
+        "unlisted v4 after off"
+    );
+    assert!(
+        pair.banner("fd77::3", v6, 2222, ok),
+        "unlisted v6 after off"
+    );
+}
+
+#[tokio::test]
+async fn an_open_ssh_connection_survives_the_whitelist() {
+    if !available() || !Path::new("/usr/sbin/sshd").exists() {
+        eprintln!("skipped: needs /usr/sbin/sshd too");
+        return;
+    }
+    let pair = Pair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let _sshd = pair.sshd(dir.path(), 22);
+    let nft = responder(&pair.victim, dir.path(), "hostward", &[22]);
+    nft.ensure().await.unwrap();
+    // A client that connects and reads sshd's banner line, waits for a line on stdin, then
+    // sends its own banner: sshd answers with its key exchange offer only after that, so
+    // getting one proves packets still flow both ways on the connection opened before.
+    let script = r#"
+import socket, sys
+s = socket.create_connection(("10.77.0.1", 22), timeout=10)
+data = b""
+while b"\r\n" not in data:
+    data += s.recv(1)
+assert data.startswith(b"SSH-"), data
+print("open", flush=True)
+sys.stdin.readline()
+s.sendall(b"SSH-2.0-hostward_test\r\n")
+try:
+    sys.exit(0 if len(s.recv(4096)) > 0 else 1)
+except OSError:
+    sys.exit(1)
+"#;
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.attacker.name,
+            "python3",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "open\n");
+    let wl = SshWhitelist {
+        enabled: true,
+        addrs: vec!["192.0.2.1".into()],
+    };
+    let rules = Rules::of(&wl, &[22]).unwrap().unwrap();
+    nft.set_ssh_whitelist(Some(&rules)).await.unwrap();
+    assert!(
+        !pair.banner("10.77.0.2", "10.77.0.1", 22, "1"),
+        "a new one is dropped"
+    );
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the open connection was cut: {status:?}");
 }

@@ -1,16 +1,21 @@
 //! Intrusion alarms and brute-force defence: alarms aggregated per server, type and key with
 //! their handling, the alarm whitelist, firewall blocks as agents report them, the project's
-//! brute-force policy, and each server's usual login addresses (`login_ips_*`).
+//! brute-force policy, each server's usual login addresses (`login_ips_*`) and each server's
+//! SSH login whitelist (`ssh_whitelist_*`, closed to the admin's own lock-out).
 
 pub mod api;
 pub(crate) mod console;
 pub mod login_ips_api;
 pub(crate) mod login_ips_console;
+pub mod ssh_whitelist_api;
+pub(crate) mod ssh_whitelist_console;
 
 #[cfg(test)]
 mod console_tests;
 #[cfg(test)]
 mod login_ips_console_tests;
+#[cfg(test)]
+mod ssh_whitelist_console_tests;
 
 use std::time::Duration;
 
@@ -25,27 +30,40 @@ use crate::AppState;
 
 pub const CAPABILITY: Capability = Capability {
     id: "alarms",
-    api: || api::router().merge(login_ips_api::router()),
+    api: || {
+        api::router()
+            .merge(login_ips_api::router())
+            .merge(ssh_whitelist_api::router())
+    },
     openapi: || {
         let mut doc = api::openapi();
         doc.merge(login_ips_api::openapi());
+        doc.merge(ssh_whitelist_api::openapi());
         doc
     },
     console: || {
         Router::new()
             .merge(console::router())
             .merge(login_ips_console::router())
+            .merge(ssh_whitelist_console::router())
     },
     nav: Some(NavEntry {
         id: "alarms",
         label: "Alarms",
         href: "/alarms",
     }),
-    server_tabs: &[ServerTab {
-        id: "login-ips",
-        label: "Login addresses",
-        path: "login-ips",
-    }],
+    server_tabs: &[
+        ServerTab {
+            id: "login-ips",
+            label: "Login addresses",
+            path: "login-ips",
+        },
+        ServerTab {
+            id: "ssh-whitelist",
+            label: "SSH whitelist",
+            path: "ssh-whitelist",
+        },
+    ],
     tab_counts: None,
     jobs,
     config: Some(|state, server| config(state, server).boxed()),
@@ -78,7 +96,8 @@ async fn config(state: &AppState, server: &Server) -> Vec<(&'static str, serde_j
         }
     };
     let login_ips = serde_json::to_value(login_ips).expect("login addresses serialise");
-    vec![policy, (ServerLoginIps::KEY, login_ips)]
+    let ssh_whitelist = ssh_whitelist_api::config_section(state, server).await;
+    vec![policy, (ServerLoginIps::KEY, login_ips), ssh_whitelist]
 }
 
 /// Deletes alarms `--alarm-retention-days` after their last occurrence, every five minutes.
