@@ -11,6 +11,7 @@ mod alarms;
 mod audit;
 mod auth;
 mod baseline;
+mod dashboard;
 mod enrollment;
 mod fim;
 mod history;
@@ -21,6 +22,7 @@ mod projects;
 mod quarantine;
 mod records;
 mod replicas;
+mod reports;
 mod risk;
 mod score;
 mod servers;
@@ -33,6 +35,7 @@ pub use alarms::*;
 pub use audit::*;
 pub use auth::*;
 pub use baseline::*;
+pub use dashboard::*;
 pub use enrollment::*;
 pub use fim::*;
 pub use history::{HANDLING_KINDS, HandlingEntry, HandlingLogEntry, HandlingLogFilter, History};
@@ -42,6 +45,7 @@ pub use malware::*;
 pub use projects::*;
 pub use quarantine::*;
 pub use records::*;
+pub use reports::*;
 pub use risk::*;
 pub use score::*;
 pub use servers::*;
@@ -218,6 +222,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "two_factor",
         include_str!("../migrations/0016_two_factor.sql"),
+    ),
+    (
+        18,
+        "reports",
+        include_str!("../migrations/0018_reports.sql"),
     ),
 ];
 

@@ -16,6 +16,7 @@ pub mod fim;
 pub mod inventory;
 pub mod malware;
 pub mod ransom;
+pub mod reports;
 pub mod risk;
 pub mod tamper;
 
@@ -44,6 +45,7 @@ pub const ALL: &[Capability] = &[
     ransom::CAPABILITY,
     malware::CAPABILITY,
     dashboard::CAPABILITY,
+    reports::CAPABILITY,
 ];
 
 /// What a capability brings to the center; it leaves out what it has none of (`None`, an empty
