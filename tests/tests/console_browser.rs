@@ -1,5 +1,5 @@
 //! Must hold #6: the console in headless Chromium (Debian's chromium + chromedriver, driven by
-//! fantoccini): log in, see both servers with their statuses, open a server's page, create an
+//! fantoccini): log in and land on the dashboard (`/` shows it too), see both servers with their statuses, open a server's page, create an
 //! enrollment token and see its install command; a wrong password shows `#login-error`; and a
 //! POST without the CSRF token is refused (reqwest with a real session cookie).
 
@@ -129,13 +129,36 @@ async fn drive(
     let url = center.url();
     let fp = center.ca_fingerprint()?;
 
-    // Log in; the server list shows both servers online and protected.
+    // Log in: the console lands on the dashboard, whose protection overview counts both
+    // servers once they are online; then the server list shows them online and protected.
     b.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
     b.client
         .wait()
         .at_most(secs(15))
-        .for_element(Locator::Css("#servers"))
+        .for_element(Locator::Css("#score-panel"))
         .await?;
+    let u = b.client.current_url().await?;
+    ensure!(
+        u.path() == "/dashboard",
+        "signed in at {u}, not the dashboard"
+    );
+    b.find("#score[data-score]").await?;
+    wait_until(
+        "the dashboard counting both servers online",
+        secs(20),
+        millis(500),
+        || async {
+            b.client.goto(&format!("{url}/")).await?;
+            let online = b
+                .find("#by-agent a[data-status=online] .n")
+                .await?
+                .text()
+                .await?;
+            ensure!(online.trim() == "2", "{online} online");
+            Ok(())
+        },
+    )
+    .await?;
     wait_until(
         "both servers online in the console",
         secs(20),

@@ -178,10 +178,11 @@ async fn drive(
     let api = center.api();
     let sid = &one.server_id;
     b.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
+    // Signing in lands on the dashboard.
     b.client
         .wait()
         .at_most(secs(15))
-        .for_element(Locator::Css("#servers"))
+        .for_element(Locator::Css("#score-panel"))
         .await?;
 
     // The overview has the tab bar with every section.

@@ -11,6 +11,7 @@ mod alarms;
 mod audit;
 mod auth;
 mod baseline;
+mod dashboard;
 mod editions;
 mod enrollment;
 mod fim;
@@ -23,6 +24,7 @@ mod projects;
 mod quarantine;
 mod records;
 mod replicas;
+mod reports;
 mod risk;
 mod score;
 mod servers;
@@ -36,6 +38,7 @@ pub use alarms::*;
 pub use audit::*;
 pub use auth::*;
 pub use baseline::*;
+pub use dashboard::*;
 pub use editions::*;
 pub use enrollment::*;
 pub use fim::*;
@@ -47,6 +50,7 @@ pub use policy_groups::*;
 pub use projects::*;
 pub use quarantine::*;
 pub use records::*;
+pub use reports::*;
 pub use risk::*;
 pub use score::*;
 pub use servers::*;
@@ -224,6 +228,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "two_factor",
         include_str!("../migrations/0016_two_factor.sql"),
+    ),
+    (
+        18,
+        "reports",
+        include_str!("../migrations/0018_reports.sql"),
     ),
     (
         19,

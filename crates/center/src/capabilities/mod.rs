@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod malware;
 pub mod policy_groups;
 pub mod ransom;
+pub mod reports;
 pub mod risk;
 pub mod tamper;
 
@@ -36,6 +37,7 @@ use crate::web::page::Tab;
 
 /// Every capability, in the order of the console's navigation and a server's tabs.
 pub const ALL: &[Capability] = &[
+    dashboard::CAPABILITY,
     inventory::CAPABILITY,
     risk::CAPABILITY,
     baseline::CAPABILITY,
@@ -45,7 +47,7 @@ pub const ALL: &[Capability] = &[
     tamper::CAPABILITY,
     ransom::CAPABILITY,
     malware::CAPABILITY,
-    dashboard::CAPABILITY,
+    reports::CAPABILITY,
     editions::CAPABILITY,
     policy_groups::CAPABILITY,
 ];

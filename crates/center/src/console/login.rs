@@ -63,7 +63,7 @@ fn render(
 
 pub async fn page(State(state): State<AppState>, parts: Parts) -> PageResult {
     if let Ok(Some(_)) = glue::principal_from_parts(&state, &parts).await {
-        return Ok(see_other("/servers"));
+        return Ok(see_other("/dashboard"));
     }
     render(
         CookieJar::from_headers(&parts.headers),
@@ -122,7 +122,7 @@ pub async fn submit(
             let jar = jar
                 .remove(Cookie::build(LOGIN_COOKIE).path("/").secure(true))
                 .add(glue::session_cookie(&raw, state.config.session_ttl_secs));
-            Ok((jar, see_other("/servers")).into_response())
+            Ok((jar, see_other("/dashboard")).into_response())
         }
         Err(e) if e.status == StatusCode::UNAUTHORIZED => render(
             jar,

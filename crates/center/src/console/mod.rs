@@ -98,7 +98,7 @@ async fn security_headers(mut res: Response) -> Response {
 
 async fn root(state: axum::extract::State<AppState>, parts: Parts) -> Response {
     match glue::principal_from_parts(&state, &parts).await {
-        Ok(Some(_)) => see_other("/servers"),
+        Ok(Some(_)) => see_other("/dashboard"),
         _ => see_other("/login"),
     }
 }

@@ -41,7 +41,7 @@ impl Env {
     /// Signs in through the form; returns the session cookie header value and the CSRF token.
     async fn login(&self, name: &str) -> (String, String) {
         let res = self.sign_in(name).await;
-        assert_eq!(res.headers()[header::LOCATION], "/servers");
+        assert_eq!(res.headers()[header::LOCATION], "/dashboard");
         self.session(&res).await
     }
 }

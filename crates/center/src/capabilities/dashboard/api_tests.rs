@@ -137,3 +137,104 @@ async fn a_seeded_projects_score_is_the_reference_tables_value() {
         );
     }
 }
+
+#[tokio::test]
+async fn each_servers_score_uses_the_same_table_and_the_dashboard_answers_in_one() {
+    for (b, t) in apps().await {
+        let s = &t.state.store;
+        let a = s.ensure_project("a").await.unwrap();
+        let other = s.ensure_project("b").await.unwrap();
+        let web1 = t.server(&a.id, "web-1").await;
+        let web2 = t.server(&a.id, "web-2").await;
+        let viewer = t
+            .token(&t.user("vic", &[(&a.id, Role::Viewer)]).await)
+            .await;
+        let stranger = t
+            .token(&t.user("bob", &[(&other.id, Role::Admin)]).await)
+            .await;
+        // web-1: 1 critical, 2 high, 3 low unhandled: 10 + 6 + 0.3 = 16.3, and matched now.
+        let vulns = [
+            vuln("CVE-1", Severity::Critical),
+            vuln("CVE-2", Severity::High),
+            vuln("CVE-3", Severity::High),
+            vuln("CVE-4", Severity::Low),
+            vuln("CVE-5", Severity::Low),
+            vuln("CVE-6", Severity::Low),
+        ];
+        s.apply_vuln_matches(&web1.id, 1, &vulns).await.unwrap();
+        // Each server alone: no baseline check (10); unprotected, it is "no server protected"
+        // (30) and one unprotected server (0.5).
+        let alone = |srv: &hostward_store::Server| {
+            if srv.protection_status != "enabled" {
+                30.5
+            } else {
+                0.0
+            }
+        };
+        let expect = |lost: f64| (100.0f64 - lost).round() as i64;
+        let score = async |id: &str, token: &str| {
+            t.get(&format!("/api/v1/servers/{id}/score"), token).await
+        };
+        let (st, body) = score(&web1.id, &viewer).await;
+        assert_eq!(st, StatusCode::OK, "[{b}] {body}");
+        assert_eq!(
+            body["score"],
+            expect(16.3 + 10.0 + alone(&web1)),
+            "[{b}] {body}"
+        );
+        // web-2 was never matched: no vulnerability scan in the past month (15).
+        let (_, body) = score(&web2.id, &viewer).await;
+        assert_eq!(
+            body["score"],
+            expect(15.0 + 10.0 + alone(&web2)),
+            "[{b}] {body}"
+        );
+        assert_eq!(
+            score(&web1.id, &stranger).await.0,
+            StatusCode::NOT_FOUND,
+            "[{b}]"
+        );
+
+        let uri = format!("/api/v1/projects/{}/dashboard", a.id);
+        let (st, d) = t.get(&uri, &viewer).await;
+        assert_eq!(st, StatusCode::OK, "[{b}] {d}");
+        let (_, sc) = t
+            .get(&format!("/api/v1/projects/{}/score", a.id), &viewer)
+            .await;
+        assert_eq!(d["score"]["score"], sc["score"], "[{b}]");
+        let trend = d["trend"].as_array().unwrap();
+        assert_eq!(trend.len(), 7, "[{b}]");
+        assert!(
+            trend[..6].iter().all(|t| t["snapshot"].is_null()),
+            "[{b}] no data, not made up"
+        );
+        assert_eq!(trend[6]["live"], true, "[{b}]");
+        assert_eq!(trend[6]["snapshot"]["score"], sc["score"], "[{b}]");
+        assert_eq!(trend[6]["snapshot"]["vulns"], 6, "[{b}]");
+        let costs = d["costs_most"].as_array().unwrap();
+        let lost: Vec<f64> = costs.iter().map(|c| c["lost"].as_f64().unwrap()).collect();
+        assert!(lost.windows(2).all(|w| w[0] >= w[1]), "[{b}] {lost:?}");
+        let total: f64 = lost.iter().sum();
+        assert_eq!(
+            (100.0 - total).round() as i64,
+            sc["score"].as_i64().unwrap(),
+            "[{b}] the costs add up to what the score lost"
+        );
+        assert_eq!(d["top_vulns"][0]["cve"], "CVE-1", "[{b}]");
+        assert_eq!(d["top_vulns"].as_array().unwrap().len(), 6, "[{b}]");
+        assert_eq!(d["overview"]["servers"], 2, "[{b}]");
+        assert_eq!(d["server_scores"].as_array().unwrap().len(), 2, "[{b}]");
+        assert_eq!(
+            t.get(&uri, &stranger).await.0,
+            StatusCode::NOT_FOUND,
+            "[{b}]"
+        );
+
+        // The job's snapshot is what the trend shows for the day.
+        super::snapshot_all(&t.state).await.unwrap();
+        let today = hostward_store::day_of(now());
+        let snaps = s.snapshots(&a.id, today, today).await.unwrap();
+        assert_eq!(snaps.len(), 1, "[{b}]");
+        assert_eq!(Some(snaps[0].score), sc["score"].as_i64(), "[{b}]");
+    }
+}

@@ -172,6 +172,41 @@ pub fn score(i: &Inputs) -> Score {
     }
 }
 
+/// One deduction with the points it actually costs: its share of its category's deduction
+/// (a capped category's points are shared in proportion), so the costs add up to what the
+/// score lost.
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+pub struct Cost {
+    pub category: &'static str,
+    pub what: String,
+    pub count: i64,
+    /// What the table deducts for it.
+    pub points: f64,
+    /// What it costs the score, at most `points`.
+    pub lost: f64,
+}
+
+/// Every deduction of `s`, the most points lost first ("what costs the most").
+pub fn costs(s: &Score) -> Vec<Cost> {
+    let mut out: Vec<Cost> = s
+        .categories
+        .iter()
+        .flat_map(|c| {
+            let sum: f64 = c.deductions.iter().map(|d| d.points).sum();
+            let share = if sum > 0.0 { c.deducted / sum } else { 0.0 };
+            c.deductions.iter().map(move |d| Cost {
+                category: c.name,
+                what: d.what.clone(),
+                count: d.count,
+                points: d.points,
+                lost: d.points * share,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.lost.total_cmp(&a.lost).then_with(|| a.what.cmp(&b.what)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +244,14 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(s.score, 35);
+        // What costs the most: the capped categories share their points; all add up to 65.5.
+        let c = costs(&s);
+        assert_eq!(c[0].what, "no server protected");
+        assert_eq!(c[0].lost, 30.0);
+        assert_eq!(c[1].what, "no vulnerability scan in the past month");
+        let total: f64 = c.iter().map(|c| c.lost).sum();
+        assert!((total - 65.5).abs() < 1e-9, "{total}");
+        assert!(c.windows(2).all(|w| w[0].lost >= w[1].lost));
         assert!(!s.not_scored.is_empty());
     }
 }
