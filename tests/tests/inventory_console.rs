@@ -202,6 +202,7 @@ async fn drive(
     want.push("risks".into());
     want.push("baselines".into());
     want.push("login-ips".into());
+    want.push("ssh-whitelist".into());
     want.push("file-changes".into());
     want.push("tamper".into());
     want.push("ransom".into());
