@@ -17,6 +17,7 @@ mod history;
 mod inventory;
 mod login_ips;
 mod malware;
+mod notifications;
 mod projects;
 mod quarantine;
 mod records;
@@ -39,6 +40,7 @@ pub use history::{HANDLING_KINDS, HandlingEntry, HandlingLogEntry, HandlingLogFi
 pub use inventory::*;
 pub use login_ips::*;
 pub use malware::*;
+pub use notifications::*;
 pub use projects::*;
 pub use quarantine::*;
 pub use records::*;
@@ -218,6 +220,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "two_factor",
         include_str!("../migrations/0016_two_factor.sql"),
+    ),
+    (
+        17,
+        "notifications",
+        include_str!("../migrations/0017_notifications.sql"),
     ),
 ];
 

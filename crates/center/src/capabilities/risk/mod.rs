@@ -52,6 +52,7 @@ pub const CAPABILITY: Capability = Capability {
     }],
     wake: Some(|state, job| match job {
         Job::VulnMatching => state.analyzer.wake(),
+        _ => {}
     }),
 };
 
