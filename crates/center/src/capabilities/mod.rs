@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod fim;
 pub mod inventory;
 pub mod malware;
+pub mod notifications;
 pub mod ransom;
 pub mod risk;
 pub mod tamper;
@@ -43,6 +44,7 @@ pub const ALL: &[Capability] = &[
     tamper::CAPABILITY,
     ransom::CAPABILITY,
     malware::CAPABILITY,
+    notifications::CAPABILITY,
     dashboard::CAPABILITY,
 ];
 
