@@ -36,6 +36,7 @@ mod agent;
 pub mod faults;
 mod html;
 pub mod lab;
+pub mod mail;
 mod raw;
 pub mod runtime;
 pub mod samples;

@@ -79,7 +79,7 @@ impl Notifier {
             loop {
                 let t = now();
                 if t >= summaries_at {
-                    summaries_at = t + 20;
+                    summaries_at = t + 5;
                     if let Err(e) = queue_summaries(&state, t).await {
                         tracing::error!(error = %e, "queuing daily summaries failed");
                     }
