@@ -107,12 +107,12 @@ async fn channels_need_their_roles_hide_their_secret_and_check_their_input() {
             let (st, _) = t.get(uri, &w.stranger).await;
             assert_eq!(st, StatusCode::NOT_FOUND, "[{b}] {uri}");
         }
-        for (m, uri) in [
-            (Method::PUT, one.clone()),
-            (Method::DELETE, one.clone()),
-            (Method::POST, format!("{one}/test")),
+        for (m, uri, with) in [
+            (Method::PUT, one.clone(), body.as_str()),
+            (Method::DELETE, one.clone(), ""),
+            (Method::POST, format!("{one}/test"), "{}"),
         ] {
-            let (st, _) = t.send(m.clone(), &uri, &w.stranger, &body).await;
+            let (st, _) = t.send(m.clone(), &uri, &w.stranger, with).await;
             assert_eq!(st, StatusCode::NOT_FOUND, "[{b}] {m} {uri}");
         }
         let (st, _) = t.send(Method::PUT, &one, &w.viewer, &body).await;

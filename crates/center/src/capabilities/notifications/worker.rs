@@ -17,6 +17,10 @@ use super::filter::{AlarmFacts, Decision, Filters, last_occurrence, parse_hhmm};
 use super::format::{self, Notice, SummaryPayload};
 use super::send::{self, EmailSettings, WebhookSettings};
 use crate::AppState;
+use crate::metrics::{
+    NOTIFICATIONS_FAILED as FAILED, NOTIFICATIONS_OUTBOX_DEPTH as OUTBOX_DEPTH,
+    NOTIFICATIONS_SENT as SENT, NOTIFICATIONS_SKIPPED as SKIPPED,
+};
 use hostward_store::{ChannelRow, Claimed, notification_kind, now};
 
 /// Rows claimed per round; a full round is followed by the next at once.
@@ -34,11 +38,6 @@ const POLL: Duration = Duration::from_secs(1);
 const SUMMARY_GRACE_SECS: i64 = 6 * 3600;
 /// Finished rows are kept this long for the deliveries view.
 const RETENTION_SECS: i64 = 30 * 86_400;
-/// The `/metrics` names.
-pub const SENT: &str = "hostward_notifications_sent_total";
-pub const FAILED: &str = "hostward_notifications_failed_total";
-pub const SKIPPED: &str = "hostward_notifications_skipped_total";
-pub const OUTBOX_DEPTH: &str = "hostward_notifications_outbox_depth";
 
 /// A channel ready to send, built once per version of the channel.
 enum Sender {
