@@ -341,7 +341,7 @@ async fn alarms_reach_a_real_mail_server_and_webhooks_once_through_failures_and_
         let ts = mails_to(&exim, "ops@test.invalid", "[test] Daily alarm summary")?;
         ensure!(ts.len() == 1, "{} test summaries", ts.len());
         ensure!(
-            ts[0].subject.contains("1 alarms, 1 unhandled")
+            ts[0].subject.contains("1 alarm, 1 unhandled")
                 && ts[0]
                     .text
                     .contains("Brute-force password guessing (brute_force)")

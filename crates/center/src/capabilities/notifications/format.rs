@@ -259,11 +259,20 @@ fn alarm_email(a: &AlarmPayload, center: &str) -> Email {
     }
 }
 
+/// `1 alarm`, `2 alarms`.
+fn count(n: i64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn summary_lines(s: &SummaryPayload) -> Vec<String> {
     let mut v = vec![format!(
-        "{} alarms ({} occurrences), {} unhandled, {} to {}",
-        s.alarms,
-        s.occurrences,
+        "{} ({}), {} unhandled, {} to {}",
+        count(s.alarms, "alarm"),
+        count(s.occurrences, "occurrence"),
         s.unhandled,
         utc(s.from),
         utc(s.to)
@@ -283,11 +292,11 @@ fn summary_lines(s: &SummaryPayload) -> Vec<String> {
 
 fn summary_email(s: &SummaryPayload, center: &str) -> Email {
     let subject = format!(
-        "[Hostward] {}Daily alarm summary {} ({}): {} alarms, {} unhandled",
+        "[Hostward] {}Daily alarm summary {} ({}): {}, {} unhandled",
         test_mark(s.test),
         s.day,
         s.project_name,
-        s.alarms,
+        count(s.alarms, "alarm"),
         s.unhandled
     );
     let mut text = summary_lines(s).join("\n");
