@@ -18,8 +18,11 @@
 #
 #   bash bench/notify.sh              # both parts
 #   PART=a bash bench/notify.sh       # latency only;  PART=b: ingestion only
+#   PROFILE=debug bash bench/notify.sh  # debug builds (slower: an upper bound on latency)
+#   BIN_DIR=DIR ...                   # binaries already built elsewhere (skips the build)
 set -euo pipefail
 PART=${PART:-ab}
+PROFILE=${PROFILE:-release}
 N=${N:-50}
 SECS=${SECS:-60}
 EVENT_AGENTS=${EVENT_AGENTS:-100}
@@ -29,12 +32,18 @@ ALARMS_PER_MIN=${ALARMS_PER_MIN:-10000}
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 command -v exim4 >/dev/null || { echo "exim4 is missing: apt-get install exim4-daemon-light"; exit 1; }
-(cd "$root" && cargo build --release --bins -q)
-bin=$target/release
+profile_flag=()
+[ "$PROFILE" = release ] && profile_flag=(--release)
+if [ -n "${BIN_DIR:-}" ]; then
+  bin=$BIN_DIR
+else
+  (cd "$root" && cargo build "${profile_flag[@]}" --bins -q -p hostward-center -p hostward-agent -p hostward-sim)
+  bin=$target/$PROFILE
+fi
 
 if [[ $PART == *a* ]]; then
   echo "== (a) alarm-to-inbox latency, $N alarms"
-  out=$(cd "$root" && NOTIFY_BENCH_N=$N cargo test --release -q -p hostward-e2e --test notifications \
+  out=$(cd "$root" && HOSTWARD_BIN_DIR=$bin NOTIFY_BENCH_N=$N cargo test "${profile_flag[@]}" -q -p hostward-e2e --test notifications \
     -- --ignored --exact bench_alarm_to_inbox_latency --nocapture 2>&1) || { echo "$out" | tail -40; exit 1; }
   alarm=$(echo "$out" | awk '/NOTIFY-BENCH alarm_to_inbox_ms/ {print $3, $4, $5}')
   floor=$(echo "$out" | awk '/NOTIFY-BENCH smtp_floor_ms/ {print $3, $4, $5}')
@@ -138,6 +147,7 @@ after=$(cat "$work/hook.count")
 depth=$(curl -sf --cacert "$work/center/ca.crt" "https://127.0.0.1:$p1/metrics" | awk '/^hostward_notifications_outbox_depth /{print $2}')
 echo "run 2 (webhook channel): events acked/s $ev2, alarms acked/s $al2"
 echo
+printf '%-44s %s\n' "build" "$PROFILE ($bin)"
 printf '%-44s %s\n' "offered" "$EVENT_AGENTS agents x $EVENTS_PER_MIN events/min + $ALARM_AGENTS agents x $(( ALARMS_PER_MIN / ALARM_AGENTS )) alarms/min, ${SECS} s per run, SQLite"
 printf '%-44s %s\n' "events acked/s, notifications off" "$ev1"
 printf '%-44s %s\n' "events acked/s, 10,000 alarms/min notified" "$ev2   goal: no measurable drop"

@@ -31,6 +31,9 @@ tls_privatekey = @DIR@/key.pem
 host_lookup =
 rfc1413_hosts =
 keep_environment =
+# Deliver at once however many messages one (pooled) connection brings; exim's default queues
+# those past the tenth for a queue runner, which this exim has none of.
+smtp_accept_queue_per_connection = 0
 acl_smtp_rcpt = acl_check_rcpt
 begin acl
 acl_check_rcpt:
