@@ -1,6 +1,5 @@
 //! Harness of the Hostward end-to-end tests: real `hostward` and `hostward-agent` processes,
 //! a fresh PostgreSQL database per test when asked, and headless Chromium through chromedriver.
-//!
 //! Every test builds a [`TestEnv`] and runs its body through [`TestEnv::run`]. The env owns one
 //! temp dir under which every center, agent and browser profile lives, and knows every log file,
 //! so a failing test (an `Err` or a panic) prints the tails of all of them. Children are killed
@@ -37,6 +36,7 @@ mod browser;
 pub mod faults;
 mod html;
 pub mod lab;
+pub mod mail;
 mod raw;
 pub mod runtime;
 pub mod samples;

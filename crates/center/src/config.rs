@@ -103,6 +103,20 @@ pub struct ServeArgs {
     /// Days a file change (file integrity monitoring) is kept after the agent saw it.
     #[arg(long, env = "HOSTWARD_FILE_CHANGE_RETENTION_DAYS")]
     pub file_change_retention_days: Option<i64>,
+    /// Seconds before each new attempt at a notification that failed; after the last, it is
+    /// marked failed (shown with its error, to retry by hand). Default:
+    /// 30,120,600,3600,3600,3600,3600,3600 (about 5 hours in all).
+    #[arg(
+        long = "notify-retry-secs",
+        env = "HOSTWARD_NOTIFY_RETRY_SECS",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub notify_retry_secs: Vec<u64>,
+    /// The UTC offset notification channels' times are in (the daily summary's HH:MM,
+    /// masking windows), e.g. `+02:00`, `-05:00` or `Z`. Default: this machine's local time.
+    #[arg(long, env = "HOSTWARD_NOTIFY_UTC_OFFSET")]
+    pub notify_utc_offset: Option<String>,
     /// Argon2 password checks run at once (each holds 19 MiB). Default: CPU cores, at most 4.
     #[arg(long, env = "HOSTWARD_PASSWORD_HASH_WORKERS")]
     pub password_hash_workers: Option<usize>,
@@ -169,6 +183,10 @@ pub struct Config {
     pub vulndb_ca_file: PathBuf,
     pub alarm_retention_days: i64,
     pub file_change_retention_days: i64,
+    /// Back-off of failed notifications, in seconds per attempt.
+    pub notify_retry_secs: Vec<u64>,
+    /// Seconds east of UTC for notification times; None: local time.
+    pub notify_utc_offset: Option<i64>,
     pub password_hash_workers: usize,
     pub password_hash_queue: usize,
     pub password_hash_per_source: usize,
@@ -249,6 +267,12 @@ impl ServeArgs {
             file_change_retention_days: self
                 .file_change_retention_days
                 .or(file.file_change_retention_days),
+            notify_retry_secs: if self.notify_retry_secs.is_empty() {
+                file.notify_retry_secs
+            } else {
+                self.notify_retry_secs
+            },
+            notify_utc_offset: self.notify_utc_offset.or(file.notify_utc_offset),
             password_hash_workers: self.password_hash_workers.or(file.password_hash_workers),
             password_hash_queue: self.password_hash_queue.or(file.password_hash_queue),
             password_hash_per_source: self
@@ -367,6 +391,30 @@ impl ServeArgs {
                 msg: format!("{file_change_retention_days} is outside 1..=3650"),
             });
         }
+        let notify_retry_secs = if a.notify_retry_secs.is_empty() {
+            vec![30, 120, 600, 3600, 3600, 3600, 3600, 3600]
+        } else {
+            a.notify_retry_secs
+        };
+        if notify_retry_secs.len() > 100
+            || notify_retry_secs.iter().any(|s| !(1..=86_400).contains(s))
+        {
+            return Err(ConfigError::Invalid {
+                key: "notify_retry_secs",
+                msg: "at most 100 steps, each 1 to 86400 seconds".into(),
+            });
+        }
+        let notify_utc_offset = match a.notify_utc_offset.as_deref() {
+            None => None,
+            Some(s) => Some(
+                crate::capabilities::notifications::filter::parse_utc_offset(s).ok_or_else(
+                    || ConfigError::Invalid {
+                        key: "notify_utc_offset",
+                        msg: format!("{s:?} is not +HH:MM, -HH:MM or Z"),
+                    },
+                )?,
+            ),
+        };
         let hash_defaults = crate::auth::password::PoolConfig::default();
         let password_hash_workers = a.password_hash_workers.unwrap_or(hash_defaults.workers);
         if !(1..=64).contains(&password_hash_workers) {
@@ -416,6 +464,8 @@ impl ServeArgs {
             console,
             alarm_retention_days,
             file_change_retention_days,
+            notify_retry_secs,
+            notify_utc_offset,
             vulndb_fetch: a.vulndb_fetch.unwrap_or(Switch::On) == Switch::On,
             vulndb_urls: a.vulndb_urls,
             vulndb_fetch_hours,

@@ -27,6 +27,15 @@ pub const RECORDS_UNAVAILABLE: &str = "hostward_records_unavailable_total";
 /// Live agents whose heartbeat says their outbox is failing (disk full, I/O errors).
 pub const OUTBOX_FAILING: &str = "hostward_agent_outbox_failing";
 pub const VULN_MATCHES: &str = "hostward_vuln_matches_total";
+/// Notifications sent, by `channel` (`email`, `webhook`).
+pub const NOTIFICATIONS_SENT: &str = "hostward_notifications_sent_total";
+/// Attempts at a notification that failed (each is retried, or failed after the last), by
+/// `channel`.
+pub const NOTIFICATIONS_FAILED: &str = "hostward_notifications_failed_total";
+/// Notifications not sent on purpose (filtered, masked, repeats, a disabled channel).
+pub const NOTIFICATIONS_SKIPPED: &str = "hostward_notifications_skipped_total";
+/// Outbox rows waiting to be sent, across the fleet (set by the notifications job).
+pub const NOTIFICATIONS_OUTBOX_DEPTH: &str = "hostward_notifications_outbox_depth";
 /// Console/API (8443) connections closed by a listener limit; `reason`: `per_address`, `total`
 /// (caps, at accept), `tls_timeout`, `header_timeout` (slow or idle clients).
 pub const CONSOLE_CONNECTIONS_REFUSED: &str = "hostward_console_connections_refused_total";

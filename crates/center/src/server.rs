@@ -91,6 +91,7 @@ pub async fn state(mut cfg: Config, mode: Mode) -> anyhow::Result<AppState> {
         gateway,
         metrics: metrics::handle(),
         analyzer: Default::default(),
+        notifier: Default::default(),
     })
 }
 

@@ -17,6 +17,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Vulnerability matching of this replica (its in-memory matcher and the job's wake-up).
     pub analyzer: crate::capabilities::risk::matching::Analyzer,
+    /// The notifications job of this replica (its wake-up and its channels' senders).
+    pub notifier: crate::capabilities::notifications::Notifier,
 }
 
 /// The center's CA and the facts about it that install commands carry.

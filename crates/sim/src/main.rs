@@ -20,6 +20,7 @@ use hostward_agent_core::enroll::{self, CenterUrl, EnrollError};
 use hostward_agent_core::link::gateways::Gateways;
 use hostward_agent_core::link::{self, GatewayAddr, Incoming, WsStream, backoff};
 use hostward_agent_core::util;
+use hostward_proto::alarm::{Alarm, Evidence};
 use hostward_proto::{
     EnrollRequest, Envelope, Event, Heartbeat, HostFacts, Message, TaskState, TaskUpdate,
 };
@@ -79,6 +80,11 @@ struct Args {
     /// pending still goes), so a run can wait for `events_pending` to reach 0.
     #[arg(long, value_name = "N", default_value_t = 0.0)]
     events_per_min: f64,
+    /// Share (0 to 1) of those records that are `alarm` records instead: brute-force alarms,
+    /// each with a key of its own (so each is a new alarm on the center, which notifies), for
+    /// the notification benchmark. Counted with the events.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    alarm_share: f64,
     /// Seconds between two JSON status lines on stdout.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     status_secs: f64,
@@ -237,6 +243,10 @@ async fn run(args: Args) -> Result<()> {
         "--events-per-min must be 0 or more"
     );
     anyhow::ensure!(
+        (0.0..=1.0).contains(&args.alarm_share),
+        "--alarm-share must be 0 to 1"
+    );
+    anyhow::ensure!(
         args.status_secs.is_finite() && args.status_secs >= 0.05,
         "--status-secs must be at least 0.05"
     );
@@ -296,6 +306,7 @@ async fn run(args: Args) -> Result<()> {
                     ca_pem.clone(),
                     heartbeat,
                     event_every,
+                    args.alarm_share,
                     stats.clone(),
                 );
                 agents.spawn(agent.run(stop_rx.clone()));
@@ -534,6 +545,8 @@ struct SimAgent {
     outbox: Outbox,
     /// Mean time between two events; None produces none.
     event_every: Option<Duration>,
+    /// Share of them that are alarms.
+    alarm_share: f64,
     next_event: Option<tokio::time::Instant>,
     events_made: u64,
 }
@@ -559,6 +572,7 @@ impl SimAgent {
         ca_pem: Arc<String>,
         heartbeat: Option<Duration>,
         event_every: Option<Duration>,
+        alarm_share: f64,
         stats: Arc<Stats>,
     ) -> SimAgent {
         let mut rng =
@@ -576,6 +590,7 @@ impl SimAgent {
             stats,
             outbox: Outbox::new(outbox::MAX_RECORDS),
             event_every,
+            alarm_share,
             next_event,
             events_made: 0,
         }
@@ -591,11 +606,27 @@ impl SimAgent {
             return;
         }
         self.events_made += 1;
-        let event = Message::Event(Event {
-            ts: util::unix_now(),
-            event_type: "sim".into(),
-            data: serde_json::json!({ "agent": self.index, "n": self.events_made }),
-        });
+        let event = if self.alarm_share > 0.0 && self.rng.random_bool(self.alarm_share) {
+            let n = self.events_made;
+            Message::Alarm(Alarm {
+                ts: util::unix_now(),
+                alarm_type: "brute_force".into(),
+                key: format!("sim-{}-{n}", self.index),
+                count: 1,
+                evidence: Evidence {
+                    source_ip: Some(format!("198.18.{}.{}", (n >> 8) & 0xff, n & 0xff)),
+                    users: vec!["root".into()],
+                    service: Some("ssh".into()),
+                    ..Default::default()
+                },
+            })
+        } else {
+            Message::Event(Event {
+                ts: util::unix_now(),
+                event_type: "sim".into(),
+                data: serde_json::json!({ "agent": self.index, "n": self.events_made }),
+            })
+        };
         let s = &self.stats;
         s.events_produced.fetch_add(1, Ordering::Relaxed);
         if self.outbox.push(event) {

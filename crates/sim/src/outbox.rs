@@ -57,7 +57,7 @@ impl Outbox {
         if self.records.len() >= self.cap {
             return false;
         }
-        let event = matches!(msg, Message::Event(_));
+        let event = matches!(msg, Message::Event(_) | Message::Alarm(_));
         let seq = self.next_seq();
         self.records.push_back(Record {
             seq,

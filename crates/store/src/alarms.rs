@@ -119,23 +119,25 @@ fn alarm_row(r: &AnyRow) -> Result<AlarmRow> {
 
 /// Stores an agent's alarm inside the records transaction. A record the catalog does not know
 /// is dropped with a warning (an older center, a newer agent): it must not stop the records
-/// behind it.
+/// behind it. A new alarm (not a repeat adding to an open one, nor one a whitelist rule
+/// ignores) queues its notifications in the same transaction; returns whether it queued any.
 pub(super) async fn apply_alarm(
     tx: &mut Transaction<'static, Any>,
     server_id: &str,
     a: &Alarm,
-) -> Result<()> {
+) -> Result<bool> {
     if let Err(e) = a.validate() {
         tracing::warn!(server_id, error = %e, "dropping an alarm record");
-        return Ok(());
+        return Ok(false);
     }
     let kind = alarm_type(&a.alarm_type).expect("validated");
-    let project_id: String = sqlx::query("SELECT project_id FROM servers WHERE id = $1")
+    let srv = sqlx::query("SELECT project_id, name FROM servers WHERE id = $1")
         .bind(server_id.to_string())
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or(StoreError::NotFound("server"))?
-        .try_get("project_id")?;
+        .ok_or(StoreError::NotFound("server"))?;
+    let project_id: String = srv.try_get("project_id")?;
+    let server_name: String = srv.try_get("name")?;
     let evidence = serde_json::to_string(&a.evidence).expect("evidence serialises");
     let t = now();
     let open = sqlx::query(
@@ -162,7 +164,7 @@ pub(super) async fn apply_alarm(
         .bind(id)
         .execute(&mut **tx)
         .await?;
-        return Ok(());
+        return Ok(false);
     }
     let whitelisted = sqlx::query(
         "SELECT id FROM alarm_whitelist WHERE project_id = $1 AND (alarm_type IS NULL OR alarm_type = $2) \
@@ -188,7 +190,7 @@ pub(super) async fn apply_alarm(
     )
     .bind(id.clone())
     .bind(server_id.to_string())
-    .bind(project_id)
+    .bind(project_id.clone())
     .bind(a.alarm_type.clone())
     .bind(kind.severity.as_str())
     .bind(kind.severity as i64)
@@ -197,7 +199,7 @@ pub(super) async fn apply_alarm(
     .bind(a.key.clone())
     .bind(kind.title)
     .bind(a.evidence.source_ip.clone())
-    .bind(evidence)
+    .bind(evidence.clone())
     .bind(i64::from(a.count))
     .bind(a.ts)
     .bind(state)
@@ -216,7 +218,31 @@ pub(super) async fn apply_alarm(
         &note,
         t,
     )
-    .await
+    .await?;
+    if whitelisted.is_some() {
+        return Ok(false);
+    }
+    // What the notification says, as the alarm was raised (later repeats add to its count on
+    // the alarm page, not to the message).
+    let payload = serde_json::json!({
+        "alarm_id": id,
+        "server_id": server_id,
+        "server_name": server_name,
+        "alarm_type": a.alarm_type,
+        "title": kind.title,
+        "severity": kind.severity.as_str(),
+        "tactic": format!("{} {}", m.tactic_id, m.tactic),
+        "technique": format!("{} {}", m.technique_id, m.technique),
+        "key": a.key,
+        "source_ip": a.evidence.source_ip,
+        "count": a.count,
+        "ts": a.ts,
+        "evidence": serde_json::from_str::<serde_json::Value>(&evidence).unwrap_or_default(),
+    });
+    let group = format!("{server_id}\u{1f}{}\u{1f}{}", a.alarm_type, a.key);
+    let queued =
+        super::notifications::enqueue_alarm(tx, &project_id, &id, &group, &payload, t).await?;
+    Ok(queued > 0)
 }
 
 /// Records a block or unblock the agent made.

@@ -19,6 +19,7 @@ mod history;
 mod inventory;
 mod login_ips;
 mod malware;
+mod notifications;
 mod policy_groups;
 mod projects;
 mod quarantine;
@@ -46,6 +47,7 @@ pub use history::{HANDLING_KINDS, HandlingEntry, HandlingLogEntry, HandlingLogFi
 pub use inventory::*;
 pub use login_ips::*;
 pub use malware::*;
+pub use notifications::*;
 pub use policy_groups::*;
 pub use projects::*;
 pub use quarantine::*;
@@ -228,6 +230,11 @@ const SHARED_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "two_factor",
         include_str!("../migrations/0016_two_factor.sql"),
+    ),
+    (
+        17,
+        "notifications",
+        include_str!("../migrations/0017_notifications.sql"),
     ),
     (
         18,

@@ -59,6 +59,8 @@ pub enum FollowUp {
 pub enum Job {
     /// Matching servers' software against the vulnerability database.
     VulnMatching,
+    /// Sending the notifications outbox.
+    Notifications,
 }
 
 /// What a capability's apply step changed, for the post-apply steps. Internal to the store:
@@ -79,6 +81,8 @@ pub(crate) enum Applied<'a> {
     InventoryOutOfStep(InventoryKind),
     /// The server's config version moved.
     ConfigMoved,
+    /// Notifications were queued in the outbox.
+    NotificationsQueued,
 }
 
 /// The apply step: hands one record to its capability.
@@ -127,8 +131,11 @@ async fn apply<'a>(
             Applied::Nothing
         }
         Message::Alarm(alarm) => {
-            super::alarms::apply_alarm(tx, server_id, alarm).await?;
-            Applied::Nothing
+            if super::alarms::apply_alarm(tx, server_id, alarm).await? {
+                Applied::NotificationsQueued
+            } else {
+                Applied::Nothing
+            }
         }
         Message::Block(change) => {
             super::alarms::apply_block(tx, server_id, change).await?;
@@ -192,6 +199,11 @@ async fn post_apply(
     // 3. Config: whatever moved the config version, the agent gets the new config.
     if applied == Applied::ConfigMoved {
         out.push(FollowUp::PushConfig);
+    }
+    // 4. Notifications: what was queued is sent by this replica's job at once (any replica's
+    //    would pick it up at its next tick).
+    if applied == Applied::NotificationsQueued {
+        out.push(FollowUp::Wake(Job::Notifications));
     }
     Ok(())
 }

@@ -67,6 +67,7 @@ fn app_on(db: testdb::TestDb, tweak: impl FnOnce(&mut crate::config::Config)) ->
             .build_recorder()
             .handle(),
         analyzer: Default::default(),
+        notifier: Default::default(),
     };
     let router = super::router().with_state(state.clone());
     TestApp {

@@ -1,4 +1,5 @@
-//! Secrets the center must read back (TOTP seeds), sealed at rest: ChaCha20-Poly1305 under a
+//! Secrets the center must read back (TOTP seeds, notification channels' SMTP passwords and
+//! webhook signing secrets), sealed at rest: ChaCha20-Poly1305 under a
 //! key in the data directory (`secrets.key`, 32 random bytes, 0600, made on first use). The
 //! database alone then gives no seed away; replicas share the key as they share the CA, through
 //! the data directory. The sealed form is base64url of nonce then ciphertext and tag.

@@ -16,6 +16,7 @@ pub mod editions;
 pub mod fim;
 pub mod inventory;
 pub mod malware;
+pub mod notifications;
 pub mod policy_groups;
 pub mod ransom;
 pub mod reports;
@@ -47,6 +48,7 @@ pub const ALL: &[Capability] = &[
     tamper::CAPABILITY,
     ransom::CAPABILITY,
     malware::CAPABILITY,
+    notifications::CAPABILITY,
     reports::CAPABILITY,
     editions::CAPABILITY,
     policy_groups::CAPABILITY,

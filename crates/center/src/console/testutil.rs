@@ -45,6 +45,7 @@ impl Console {
                 gateway,
                 metrics,
                 analyzer: Default::default(),
+                notifier: Default::default(),
             },
         }
     }

@@ -146,8 +146,13 @@ pub async fn deliver(state: &AppState, report: &ReportRow, c: &Content) -> Resul
     } else {
         None
     };
-    // MERGE: call notifications::enqueue_email here, replacing the two lines below with
-    // crate::capabilities::notifications::enqueue_email(state, &report.project_id, &subject, &text, html.as_deref(), attachment).await
-    let _ = (state, subject, text, html, attachment);
-    Ok(0)
+    crate::capabilities::notifications::enqueue_email(
+        state,
+        &report.project_id,
+        &subject,
+        &text,
+        html.as_deref(),
+        attachment,
+    )
+    .await
 }

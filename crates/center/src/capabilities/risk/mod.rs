@@ -51,6 +51,7 @@ pub const CAPABILITY: Capability = Capability {
     }],
     wake: Some(|state, job| match job {
         Job::VulnMatching => state.analyzer.wake(),
+        _ => {}
     }),
     policies: &[super::PolicyKind {
         key: <RiskPolicy as hostward_proto::Section>::KEY,
