@@ -568,6 +568,7 @@ async fn due(at: Option<tokio::time::Instant>) {
 }
 
 impl SimAgent {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         index: usize,
         seed: u64,
