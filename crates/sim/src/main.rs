@@ -547,6 +547,9 @@ struct SimAgent {
     event_every: Option<Duration>,
     /// Share of them that are alarms.
     alarm_share: f64,
+    /// When this agent started (ms): alarm keys are new in every run, so none is a repeat of
+    /// an open alarm from an earlier run (which the center would only count).
+    started_ms: u64,
     next_event: Option<tokio::time::Instant>,
     events_made: u64,
 }
@@ -565,6 +568,7 @@ async fn due(at: Option<tokio::time::Instant>) {
 }
 
 impl SimAgent {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         index: usize,
         seed: u64,
@@ -591,6 +595,7 @@ impl SimAgent {
             outbox: Outbox::new(outbox::MAX_RECORDS),
             event_every,
             alarm_share,
+            started_ms: util::unix_now_ms(),
             next_event,
             events_made: 0,
         }
@@ -611,7 +616,7 @@ impl SimAgent {
             Message::Alarm(Alarm {
                 ts: util::unix_now(),
                 alarm_type: "brute_force".into(),
-                key: format!("sim-{}-{n}", self.index),
+                key: format!("sim-{}-{}-{n}", self.started_ms, self.index),
                 count: 1,
                 evidence: Evidence {
                     source_ip: Some(format!("198.18.{}.{}", (n >> 8) & 0xff, n & 0xff)),

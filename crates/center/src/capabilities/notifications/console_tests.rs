@@ -244,7 +244,7 @@ async fn channels_are_made_and_edited_through_the_form_without_showing_the_secre
         assert!(
             e.state
                 .store
-                .channels(&[p.id.clone()])
+                .channels(std::slice::from_ref(&p.id))
                 .await
                 .unwrap()
                 .is_empty()

@@ -52,11 +52,14 @@ enum Sender {
     },
 }
 
+/// Each channel's sender, by channel id, with the channel's `updated_at` it was built for.
+type Senders = HashMap<String, (i64, Arc<Sender>)>;
+
 /// This replica's notifications job: its wake-up and its senders.
 #[derive(Clone, Default)]
 pub struct Notifier {
     wake: Arc<Notify>,
-    senders: Arc<Mutex<HashMap<String, (i64, Arc<Sender>)>>>,
+    senders: Arc<Mutex<Senders>>,
 }
 
 /// What became of one claimed row.

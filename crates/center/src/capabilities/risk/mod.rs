@@ -49,9 +49,10 @@ pub const CAPABILITY: Capability = Capability {
         kind: hostward_proto::risk::SCAN_TASK,
         check_params: super::params_as::<hostward_proto::risk::ScanRequest>,
     }],
-    wake: Some(|state, job| match job {
-        Job::VulnMatching => state.analyzer.wake(),
-        _ => {}
+    wake: Some(|state, job| {
+        if job == Job::VulnMatching {
+            state.analyzer.wake()
+        }
     }),
     policies: &[super::PolicyKind {
         key: <RiskPolicy as hostward_proto::Section>::KEY,
