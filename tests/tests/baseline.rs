@@ -220,7 +220,7 @@ async fn a_fixture_root_fails_exactly_the_expected_checks_and_a_fix_verified_pas
         Browser::drive_center(&env, &center, async |br| {
             let url = center.url();
             br.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
-            br.find("#servers").await?;
+            br.find("#score-panel").await?; // signed in: the dashboard
             br.client.goto(&format!("{url}/servers/{server}/baselines?result=fail&policy=hostward_sshd")).await?;
             let rows = br.count("#results tr[data-result=fail]").await?;
             ensure!(rows == expected("hostward_sshd").len() - 1, "{rows} failures listed");

@@ -190,7 +190,7 @@ async fn ransomware_is_stopped_within_the_bound_and_the_files_come_back_byte_for
         Browser::drive_center(&env, &center, async |b| {
             let url = center.url();
             b.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
-            b.find("#servers").await?;
+            b.find("#score-panel").await?; // signed in: the dashboard
             b.client.goto(&format!("{url}/servers/{server}/ransom")).await?;
             let words = b.find("#ransom-words").await?.text().await?;
             ensure!(words.starts_with("Protecting"), "{words}");

@@ -180,7 +180,7 @@ async fn drive(
     let url = center.url();
     let api = center.api();
     b.fill_login(&url, ADMIN_USER, ADMIN_PASSWORD).await?;
-    b.find("#servers").await?;
+    b.find("#score-panel").await?; // signed in: the dashboard
 
     // The server's Risks tab, reached through the tab bar.
     b.client.goto(&format!("{url}/servers/{sid}")).await?;

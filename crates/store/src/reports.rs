@@ -562,7 +562,8 @@ impl Store {
         Ok(None)
     }
 
-    /// Ends a delivery: `sent` or `failed`, with a note (recipients, or the error).
+    /// Ends a delivery: `sent`, `no_recipients` or `failed`, with a note (recipients, or the
+    /// error).
     pub async fn finish_delivery(&self, id: &str, outcome: &str, note: &str) -> Result<()> {
         sqlx::query(
             "UPDATE reports SET delivery = $1, delivery_note = $2, delivery_claimed_until = NULL WHERE id = $3",

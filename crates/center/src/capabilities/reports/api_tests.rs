@@ -275,6 +275,20 @@ async fn schedules_refuse_bad_input_and_run_once() {
             next_run + 86_400,
             "[{b}] the next day at 00:05"
         );
+        // An email channel of the project that takes reports: the report is queued for it in
+        // the notifications outbox, with the PDF attached.
+        let channels = format!("/api/v1/projects/{}/notification-channels", a.id);
+        let channel = serde_json::json!({
+            "name": "security team", "kind": "email", "reports": true,
+            "email": {"host": "smtp.example.org", "port": 587, "username": "hostward",
+                      "from": "Hostward <hostward@example.org>", "to": ["sec@example.org"]},
+            "secret": "a relay password"
+        });
+        let admin = t.token(&t.user("ada", &[(&a.id, Role::Admin)]).await).await;
+        let (st, body) = t
+            .send(Method::POST, &channels, &admin, &channel.to_string())
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "[{b}] {body}");
         assert_eq!(
             super::jobs::deliver_pending(&t.state).await.unwrap(),
             1,
@@ -285,10 +299,27 @@ async fn schedules_refuse_bad_input_and_run_once() {
             0,
             "[{b}] sent once"
         );
+        let done = s.report(&reports[0].id).await.unwrap();
         assert_eq!(
-            s.report(&reports[0].id).await.unwrap().delivery,
-            "sent",
+            (done.delivery.as_str(), done.delivery_note.as_str()),
+            ("sent", "queued for 1 email channel(s)"),
             "[{b}]"
+        );
+        let (queued, _) = s
+            .deliveries(&hostward_store::DeliveryFilter {
+                projects: vec![a.id.clone()],
+                page: 1,
+                per_page: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(queued.len(), 1, "[{b}]");
+        assert_eq!(
+            (queued[0].kind.as_str(), queued[0].channel_name.as_str()),
+            ("report", "security team"),
+            "[{b}] {:?}",
+            queued[0]
         );
 
         let del = format!("/api/v1/report-schedules/{}", moved.id);

@@ -132,6 +132,7 @@ async fn render(
                             "none" => String::new(),
                             "sent" => format!("emailed: {}", r.delivery_note),
                             "failed" => format!("email failed: {}", r.delivery_note),
+                            "no_recipients" => format!("not emailed: {}", r.delivery_note),
                             other => other.to_string(),
                         },
                         range_kind: r.range_kind,

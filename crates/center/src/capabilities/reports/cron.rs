@@ -236,6 +236,45 @@ mod tests {
         );
     }
 
+    /// Arbitrary text made of what cron expressions are made of: every input parses or is
+    /// refused with a message, nothing panics (overflowing numbers, steps, ranges, empty
+    /// parts), and whatever parses has a next run.
+    #[test]
+    fn any_text_parses_or_is_refused_without_panicking() {
+        const ALPHABET: &[u8] = b"0123456789*/-,x";
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            // Mostly five fields, sometimes four or six.
+            let fields = 4 + (next() % 3) as usize;
+            let text: Vec<String> = (0..fields)
+                .map(|_| {
+                    let len = 1 + (next() % 7) as usize;
+                    (0..len)
+                        .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char)
+                        .collect()
+                })
+                .collect();
+            let text = text.join(" ");
+            match Cron::parse(&text) {
+                Ok(c) => assert!(c.next_after(0).is_some(), "{text:?}"),
+                Err(e) => assert!(!e.is_empty(), "{text:?}"),
+            }
+        }
+        for text in [
+            "99999999999999999999 * * * *",
+            "*/99999999999 * * * *",
+            "1-99999999999 * * * *",
+        ] {
+            assert!(Cron::parse(text).is_err(), "{text:?}");
+        }
+    }
+
     #[test]
     fn refusals_name_the_field_and_the_value() {
         let err = |e: &str| Cron::parse(e).unwrap_err();

@@ -106,10 +106,21 @@ pub async fn deliver_pending(state: &AppState) -> Result<usize, ApiError> {
             Err(e) => Err(e),
         };
         match outcome {
+            // Nobody to send it to is said as such, never as "sent".
+            Ok(0) => {
+                state
+                    .store
+                    .finish_delivery(
+                        &r.id,
+                        "no_recipients",
+                        "no email channel of the project takes reports (a channel's \"reports\" switch)",
+                    )
+                    .await?;
+            }
             Ok(n) => {
                 state
                     .store
-                    .finish_delivery(&r.id, "sent", &format!("queued for {n} recipient(s)"))
+                    .finish_delivery(&r.id, "sent", &format!("queued for {n} email channel(s)"))
                     .await?;
                 sent += 1;
             }
