@@ -189,18 +189,12 @@ async fn default_edition(tx: &mut Transaction<'static, Any>, project_id: &str) -
 impl Store {
     /// A project's default edition and every edition's quota and use.
     pub async fn project_editions(&self, project_id: &str) -> Result<ProjectEditions> {
-        // Reads only: no transaction (on SQLite one would take the write lock).
-        let text: String = sqlx::query("SELECT default_edition FROM projects WHERE id = $1")
-            .bind(project_id.to_string())
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(StoreError::NotFound("project"))?
-            .try_get("default_edition")?;
-        let default_edition = Edition::parse(&text).unwrap_or_default();
+        let mut tx = self.begin().await?;
+        let default_edition = default_edition(&mut tx, project_id).await?;
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         for r in sqlx::query("SELECT edition, total FROM edition_quotas WHERE project_id = $1")
             .bind(project_id.to_string())
-            .fetch_all(self.pool())
+            .fetch_all(&mut *tx)
             .await?
         {
             totals.insert(r.try_get("edition")?, r.try_get("total")?);
@@ -211,11 +205,12 @@ impl Store {
              AND protection_wanted = 1 GROUP BY edition",
         )
         .bind(project_id.to_string())
-        .fetch_all(self.pool())
+        .fetch_all(&mut *tx)
         .await?
         {
             used.insert(r.try_get("edition")?, r.try_get("n")?);
         }
+        tx.commit().await?;
         Ok(ProjectEditions {
             project_id: project_id.to_string(),
             default_edition,

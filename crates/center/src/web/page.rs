@@ -104,19 +104,3 @@ pub(crate) fn enc(s: &str) -> String {
     }
     out
 }
-
-/// `YYYY-MM-DD` (UTC) to the Unix time of its first second; None for anything else.
-pub(crate) fn parse_date(s: &str) -> Option<i64> {
-    let mut it = s.trim().splitn(3, '-');
-    let (y, m, d) = (it.next()?, it.next()?, it.next()?);
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
-    }
-    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
-    if !(digits(y) && digits(m) && digits(d)) {
-        return None;
-    }
-    let month = time::Month::try_from(m.parse::<u8>().ok()?).ok()?;
-    let date = time::Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()?;
-    Some(date.midnight().assume_utc().unix_timestamp())
-}

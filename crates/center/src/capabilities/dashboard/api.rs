@@ -132,13 +132,20 @@ pub struct Dashboard {
     pub server_scores_left_out: i64,
 }
 
+/// `YYYY-MM-DD` of a UTC day number.
+pub fn date_of_day(day: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(day * 86_400)
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| day.to_string())
+}
+
 /// The seven days ending today from the stored snapshots and today's live figures.
 pub(crate) fn trend(stored: &[Snapshot], today: &Snapshot) -> Vec<TrendDay> {
     (today.day - TREND_DAYS + 1..=today.day)
         .map(|day| {
             let live = day == today.day;
             TrendDay {
-                date: hostward_store::utc_day(day * 86_400),
+                date: date_of_day(day),
                 live,
                 snapshot: if live {
                     Some(today.clone())

@@ -195,11 +195,31 @@ pub async fn bind(
     Ok(srv)
 }
 
-/// A `YYYY-MM-DD` day as the Unix time of its first second.
+/// A `YYYY-MM-DD` day, checked by reading it back.
 fn day(field: &str, s: &str) -> Result<i64, ApiError> {
-    crate::web::page::parse_date(s).ok_or_else(|| {
-        ApiError::invalid_query(format!("{field}: {s:?} is not a day as YYYY-MM-DD"))
-    })
+    let bad = || ApiError::invalid_query(format!("{field}: {s:?} is not a day as YYYY-MM-DD"));
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<i64>(), d.parse::<i64>()) else {
+        return Err(bad());
+    };
+    if y.to_string().len() != 4 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), then back: 2026-02-30 differs.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let t = (era * 146_097 + doe - 719_468) * 86_400;
+    if utc_day(t) != s {
+        return Err(bad());
+    }
+    Ok(t)
 }
 
 /// Protected time of a project's servers by day (viewer).

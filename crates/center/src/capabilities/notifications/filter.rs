@@ -136,14 +136,23 @@ fn local(now: i64, offset_secs: i64) -> (i64, u32) {
     (t.div_euclid(86_400), (t.rem_euclid(86_400) / 60) as u32)
 }
 
+/// `YYYY-MM-DD` of a local day number.
+pub fn date_of_day(day: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(day * 86_400)
+        .map(|t| {
+            let d = t.date();
+            format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+        })
+        .unwrap_or_else(|_| day.to_string())
+}
+
 /// The most recent time at or before `now` that the clock (at `offset_secs`) read `at`
 /// (minutes after midnight), and the local date it read then.
 pub fn last_occurrence(at: u32, now: i64, offset_secs: i64) -> (i64, String) {
     let (day, minute) = local(now, offset_secs);
     let day = if minute >= at { day } else { day - 1 };
     let ts = day * 86_400 + i64::from(at) * 60 - offset_secs;
-    // The local day's date: its number counted as if it were a UTC day.
-    (ts, hostward_store::utc_day(day * 86_400))
+    (ts, date_of_day(day))
 }
 
 fn listed(list: &[String], value: &str) -> bool {
@@ -346,7 +355,7 @@ mod tests {
         assert_eq!(parse_utc_offset("02:00"), None);
         assert_eq!(weekday(MONDAY / 86_400), 1);
         assert_eq!(weekday(MONDAY / 86_400 + 6), 7);
-        assert_eq!(hostward_store::utc_day(MONDAY), "2024-01-01");
+        assert_eq!(date_of_day(MONDAY / 86_400), "2024-01-01");
         // 10:00 in UTC+2 is 08:00 UTC: at 09:00 UTC today's has passed, at 07:00 it has not.
         assert_eq!(
             last_occurrence(600, at(0, 9, 0), 7200),

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::capabilities::dashboard::api::score_now;
+use crate::capabilities::dashboard::api::{date_of_day, score_now};
 use hostward_store::{RangeFacts, day_of, now};
 
 /// The kinds of range a report covers.
@@ -76,8 +76,10 @@ pub fn last_period(kind: &str, at: i64) -> Result<Range, String> {
 }
 
 fn parse_date(field: &str, s: &str) -> Result<i64, String> {
-    crate::web::page::parse_date(s)
-        .ok_or_else(|| format!("{field}: {s:?} is not a date YYYY-MM-DD"))
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(s.trim(), &f)
+        .map(|d| d.midnight().assume_utc().unix_timestamp())
+        .map_err(|_| format!("{field}: {s:?} is not a date YYYY-MM-DD"))
 }
 
 /// A custom range: whole UTC days `from` to `to`, both included, 1 day to 3 months.
@@ -178,7 +180,7 @@ impl Content {
 }
 
 pub fn fmt_day(ts: i64) -> String {
-    hostward_store::utc_day(ts)
+    date_of_day(day_of(ts))
 }
 
 /// Gathers a report of `project_id` over `range` (the caller was checked).
@@ -209,7 +211,7 @@ pub async fn gather(
                 stored.iter().find(|s| s.day == day)
             };
             TrendPoint {
-                date: hostward_store::utc_day(day * 86_400),
+                date: date_of_day(day),
                 score: s.map(|s| s.score),
                 vulns: s.map(|s| s.vulns),
                 alarms: s.map(|s| s.alarms),
